@@ -1,0 +1,53 @@
+// Loads the C++ addon through node-gyp-build, which looks in build/Release (a local
+// cmake-js or node-gyp build) and then in prebuilds/<platform>-<arch>/. Loading is lazy and
+// happens once; a failure is remembered so the reason can be reported by info().
+
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Backend, BackendInfo, BackendModel, ModelConfig } from './types.js';
+
+interface Addon {
+  info(): { version: string; isa: string; threads: number; cuda: boolean; compiler?: string };
+  Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
+}
+
+// dist/backend/native.js and lib/backend/native.ts both sit two folders below the package root.
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let addon: Addon | null = null;
+let loadError: Error | null = null;
+let tried = false;
+
+export function loadNative(): Addon | null {
+  if (tried) return addon;
+  tried = true;
+  try {
+    const require = createRequire(import.meta.url);
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    addon = nodeGypBuild(packageRoot) as Addon;
+    if (typeof addon?.Model !== 'function') throw new Error('the addon does not export Model');
+  } catch (err) {
+    addon = null;
+    loadError = err instanceof Error ? err : new Error(String(err));
+  }
+  return addon;
+}
+
+export function nativeLoadError(): Error | null {
+  loadNative();
+  return loadError;
+}
+
+export function createNativeBackend(mod: Addon): Backend {
+  return {
+    name: 'native',
+    info(): BackendInfo {
+      const i = mod.info();
+      return { name: 'native', isa: i.isa, threads: i.threads, cuda: i.cuda, compiler: i.compiler };
+    },
+    createModel(config: ModelConfig, params: Float32Array): BackendModel {
+      return new mod.Model(config, params);
+    },
+  };
+}

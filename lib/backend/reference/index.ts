@@ -1,0 +1,14 @@
+import type { Backend, BackendInfo, ModelConfig } from '../types.js';
+import { ReferenceModel } from './model.js';
+
+export { ReferenceModel } from './model.js';
+
+export const referenceBackend: Backend = {
+  name: 'reference',
+  info(): BackendInfo {
+    return { name: 'reference', isa: 'js', threads: 1, cuda: false };
+  },
+  createModel(config: ModelConfig, params: Float32Array) {
+    return new ReferenceModel(config, params);
+  },
+};

@@ -1,0 +1,149 @@
+// The contract every backend meets. The native addon's `Model` class and the
+// pure-TypeScript `ReferenceModel` implement `BackendModel` method for method, so a
+// test can run one call on both and compare. Everything here has already been
+// validated by lib/validate.ts; backends re-check lengths cheaply but never trust
+// user input to be well-formed beyond that.
+
+/** Activation codes shared with native/core/activation.h. Order is ABI. */
+export const ACTIVATIONS = [
+  'none',
+  'relu',
+  'leaky_relu',
+  'gelu',
+  'gelu_tanh',
+  'silu',
+  'sigmoid',
+  'tanh',
+  'softplus',
+] as const;
+export type ActivationName = (typeof ACTIVATIONS)[number];
+
+/** Loss codes shared with native/core/loss.h. Order is ABI. */
+export const LOSSES = ['mse', 'l1', 'huber', 'softmax-cross-entropy', 'bce-with-logits'] as const;
+export type LossName = (typeof LOSSES)[number];
+
+/** Optimizer codes shared with native/core/optimizer.h. Order is ABI. */
+export const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+/** Input encoding codes. Order is ABI. */
+export const ENCODINGS = ['identity', 'frequency'] as const;
+export type EncodingName = (typeof ENCODINGS)[number];
+
+/**
+ * The network as both backends see it: numbers only, no strings.
+ *
+ * Encoded input width `encodedInputs` is
+ *   identity:  inputs
+ *   frequency: (includeInput ? inputs : 0) + 2 * octaves * inputs
+ * Frequency features, in order: [x_0..x_{d-1}] if includeInput, then for k = 0..octaves-1:
+ * [sin(2^k * pi * x_0) .. sin(2^k * pi * x_{d-1})], [cos(2^k * pi * x_0) .. cos(2^k * pi * x_{d-1})].
+ */
+export interface ModelConfig {
+  inputs: number;
+  encoding: number; // index into ENCODINGS
+  octaves: number; // frequency encoding only, else 0
+  includeInput: boolean; // frequency encoding only
+  units: Int32Array; // output width of each layer, length L
+  activations: Int32Array; // index into ACTIVATIONS per layer, length L
+  alphas: Float32Array; // negative slope for leaky_relu per layer (0 elsewhere), length L
+  bias: Uint8Array; // 1 if the layer has a bias, length L
+}
+
+/**
+ * Flat parameter layout (params, grads and optimizer moments all use it):
+ * for each layer l in order: W_l as [units[l] x in_l] row-major (PyTorch nn.Linear layout),
+ * then b_l as [units[l]] when bias[l] is 1. in_0 is the encoded input width, in_l = units[l-1].
+ */
+export interface BackendModel {
+  /** Number of floats in the flat parameter vector. */
+  readonly paramCount: number;
+  /** Output width (units of the last layer). */
+  readonly outputs: number;
+
+  /** out[batch x outputs] = net(x[batch x inputs]). Sync, no allocation of the output. */
+  predict(x: Float32Array, batch: number, out: Float32Array): void;
+  /** Same on a worker thread; x and out must stay untouched until the promise settles. */
+  predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void>;
+
+  /** Copy the flat parameters out / in. */
+  getParams(out: Float32Array): void;
+  setParams(params: Float32Array): void;
+  /** Copy the gradient buffer (filled by lossGrad / backward) out / in. */
+  getGrads(out: Float32Array): void;
+  setGrads(grads: Float32Array): void;
+
+  /**
+   * Forward keeping activations, loss (mean reduction, as PyTorch's default), backward.
+   * Overwrites the gradient buffer with dLoss/dParams. When gradInput is given
+   * (length batch x inputs) it receives dLoss/dx. Returns the loss.
+   * target: Float32Array of batch x outputs for mse, l1, huber, bce-with-logits;
+   *         Int32Array of batch class indices in [0, outputs) for softmax-cross-entropy.
+   * lossParam: huber delta (ignored by the other losses).
+   */
+  lossGrad(
+    x: Float32Array,
+    batch: number,
+    loss: number,
+    lossParam: number,
+    target: Float32Array | Int32Array,
+    gradInput: Float32Array | null,
+  ): number;
+
+  /**
+   * Forward keeping activations, then backward from a caller-given dLoss/dOutput
+   * (batch x outputs). Overwrites the gradient buffer; fills gradInput when given.
+   */
+  backward(x: Float32Array, batch: number, gradOutput: Float32Array, gradInput: Float32Array | null): void;
+
+  /**
+   * Clip the gradient buffer to global L2 norm `clipNorm` (skip when clipNorm <= 0 or not finite:
+   * coef = clipNorm / (norm + 1e-6), applied when coef < 1, as torch.nn.utils.clip_grad_norm_),
+   * then apply one optimizer update to the parameters. Returns the norm before clipping.
+   * hyper (Float64Array, length 8): [lr, weightDecay, momentum, dampening, nesterov(0|1), beta1, beta2, eps].
+   * The step counter t (for Adam bias correction) lives in the model and counts calls.
+   */
+  optimizerStep(optimizer: number, hyper: Float64Array, clipNorm: number): number;
+  /** Zero the optimizer moments and the step counter. */
+  resetOptimizer(): void;
+
+  /** lossGrad(x, ..., null) followed by optimizerStep: one training step. Returns the loss. */
+  trainStep(
+    x: Float32Array,
+    batch: number,
+    loss: number,
+    lossParam: number,
+    target: Float32Array | Int32Array,
+    optimizer: number,
+    hyper: Float64Array,
+    clipNorm: number,
+  ): number;
+  /** Same on a worker thread. */
+  trainStepAsync(
+    x: Float32Array,
+    batch: number,
+    loss: number,
+    lossParam: number,
+    target: Float32Array | Int32Array,
+    optimizer: number,
+    hyper: Float64Array,
+    clipNorm: number,
+  ): Promise<number>;
+
+  /** Free native memory now. Any later call throws a TypeError. Idempotent. */
+  dispose(): void;
+}
+
+export interface BackendInfo {
+  name: 'native' | 'reference';
+  isa: string; // 'scalar', 'avx2', 'avx512', ... or 'js' for the reference
+  threads: number;
+  cuda: boolean;
+  compiler?: string;
+}
+
+export interface Backend {
+  readonly name: 'native' | 'reference';
+  info(): BackendInfo;
+  createModel(config: ModelConfig, params: Float32Array): BackendModel;
+}

@@ -1,0 +1,217 @@
+// The model: a checked spec, its parameters on a backend, and the user-facing operations.
+// Everything a caller passes is validated here (shared by both backends) before it reaches one.
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { BACKEND_CHOICES, selectBackend, type BackendChoice } from './backend/index.js';
+import type { BackendModel, LossName } from './backend/types.js';
+import { describe, disposedError, typeError } from './errors.js';
+import { initParameters } from './init.js';
+import { readSafetensors, writeSafetensors } from './io/safetensors.js';
+import { modelToTensors, tensorsToModel, type ForeignModelOptions } from './io/model-file.js';
+import { normalizeSpec, parameterLayout, toModelConfig, type LayerSlot, type MlpSpec, type NormalizedSpec } from './spec.js';
+import { Trainer, type TrainerOptions } from './train/trainer.js';
+import { checkTarget, normalizeLoss } from './train/loss-options.js';
+import {
+  expectAllFinite, expectBatch, expectObject, expectOneOf, expectOutputBuffer,
+} from './validate.js';
+import { VERSION } from './version.js';
+
+export interface MlpOptions {
+  /** 'auto' (default: MLPKIT_BACKEND, else native when it loads), 'native' or 'reference'. */
+  backend?: BackendChoice;
+  /** Flat parameters to start from instead of the initialiser (layout: see getParameters). */
+  parameters?: Float32Array;
+}
+
+export interface LayerParameters {
+  inputs: number;
+  outputs: number;
+  /** [outputs x inputs] row-major, as torch.nn.Linear.weight. */
+  weight: Float32Array;
+  bias: Float32Array | null;
+}
+
+export type GradientRequest =
+  | { loss: LossName | { type: 'huber'; delta?: number }; target: Float32Array | Int32Array | number[]; delta?: number }
+  | { gradOutput: Float32Array };
+
+export interface Gradients {
+  /** The loss value, when a loss was given. */
+  loss?: number;
+  /** dL/dparameters, flat, in the getParameters layout. */
+  parameters: Float32Array;
+  /** The same gradients split per layer (views into `parameters`). */
+  layers: { weight: Float32Array; bias: Float32Array | null }[];
+  /** dL/dx, batch x inputs. */
+  input: Float32Array;
+}
+
+export type LoadOptions = ForeignModelOptions & { backend?: BackendChoice };
+
+export class Mlp {
+  /** The spec with every default filled in (plain JSON). */
+  readonly spec: NormalizedSpec;
+  readonly inputs: number;
+  readonly outputs: number;
+  /** Number of trainable floats. */
+  readonly parameterCount: number;
+  /** The backend that runs this model. */
+  readonly backend: 'native' | 'reference';
+  private readonly slots: LayerSlot[];
+  private model: BackendModel | null;
+
+  constructor(spec: MlpSpec, options: MlpOptions = {}) {
+    this.spec = normalizeSpec(spec);
+    expectObject('options', options);
+    const choice = options.backend === undefined ? 'auto' : expectOneOf('options.backend', options.backend, BACKEND_CHOICES);
+    const { slots, count } = parameterLayout(this.spec);
+    this.slots = slots;
+    this.parameterCount = count;
+    this.inputs = this.spec.inputs;
+    this.outputs = slots[slots.length - 1].outputs;
+    let params: Float32Array;
+    if (options.parameters !== undefined) {
+      params = expectOutputBuffer('options.parameters', options.parameters, count);
+    } else params = initParameters(this.spec);
+    const backend = selectBackend(choice);
+    this.backend = backend.name;
+    this.model = backend.createModel(toModelConfig(this.spec), params);
+  }
+
+  /** @internal The backend model, for the trainer. Throws once disposed. */
+  handle(what: string): BackendModel {
+    if (!this.model) throw disposedError(what);
+    return this.model;
+  }
+
+  /** True once dispose() has been called. */
+  get disposed(): boolean {
+    return this.model === null;
+  }
+
+  /** Outputs for a batch: x is batch x inputs row-major; returns (or fills `out`) batch x outputs. */
+  predict(x: Float32Array, out?: Float32Array): Float32Array {
+    const model = this.handle('predict');
+    const batch = expectBatch('x', x, this.inputs);
+    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    model.predict(x, batch, y);
+    return y;
+  }
+
+  /**
+   * predict off the event loop (native: on the libuv thread pool). x and out are read and
+   * written in place while the promise is pending: do not modify them until it settles.
+   */
+  async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
+    const model = this.handle('predictAsync');
+    const batch = expectBatch('x', x, this.inputs);
+    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    await model.predictAsync(x, batch, y);
+    return y;
+  }
+
+  /** A copy of every parameter: per layer W [out x in] row-major, then b [out] if present. */
+  getParameters(): Float32Array {
+    const out = new Float32Array(this.parameterCount);
+    this.handle('getParameters').getParams(out);
+    return out;
+  }
+
+  setParameters(params: Float32Array): void {
+    const model = this.handle('setParameters');
+    expectOutputBuffer('params', params, this.parameterCount);
+    expectAllFinite('params', params);
+    model.setParams(params);
+  }
+
+  /** Copies of each layer's weight and bias. */
+  getLayers(): LayerParameters[] {
+    return this.split(this.getParameters()).map((l, i) => ({
+      inputs: this.slots[i].inputs,
+      outputs: this.slots[i].outputs,
+      weight: l.weight.slice(),
+      bias: l.bias ? l.bias.slice() : null,
+    }));
+  }
+
+  private split(flat: Float32Array): { weight: Float32Array; bias: Float32Array | null }[] {
+    return this.slots.map((s) => ({
+      weight: flat.subarray(s.weightOffset, s.weightOffset + s.inputs * s.outputs),
+      bias: s.biasOffset >= 0 ? flat.subarray(s.biasOffset, s.biasOffset + s.outputs) : null,
+    }));
+  }
+
+  /**
+   * Gradients of a loss (or of a given dL/doutput) with respect to every parameter and to the
+   * input, without changing the model: for custom losses (physics, SDF eikonal terms) and checks.
+   */
+  gradients(x: Float32Array, request: GradientRequest): Gradients {
+    const model = this.handle('gradients');
+    const batch = expectBatch('x', x, this.inputs);
+    const req = expectObject('request', request);
+    const input = new Float32Array(batch * this.inputs);
+    let loss: number | undefined;
+    if ('gradOutput' in req) {
+      const g = expectOutputBuffer('request.gradOutput', req.gradOutput, batch * this.outputs);
+      model.backward(x, batch, g, input);
+    } else {
+      const spec = normalizeLoss(req.loss, req.delta, 'request.loss');
+      const target = checkTarget(spec.name, req.target, batch, this.outputs, 'request.target');
+      loss = model.lossGrad(x, batch, spec.code, spec.param, target, input);
+    }
+    const parameters = new Float32Array(this.parameterCount);
+    model.getGrads(parameters);
+    return { ...(loss === undefined ? {} : { loss }), parameters, layers: this.split(parameters), input };
+  }
+
+  /** A trainer bound to this model (optimizer state lives with the model's parameters). */
+  trainer(options: TrainerOptions): Trainer {
+    this.handle('trainer');
+    return new Trainer(this, options);
+  }
+
+  /** The model as safetensors bytes: `layers.<i>.weight` [out, in], `layers.<i>.bias`, spec in metadata. */
+  toSafetensors(): Uint8Array {
+    const { tensors, metadata } = modelToTensors(this.spec, this.getParameters(), VERSION);
+    return writeSafetensors(tensors, metadata);
+  }
+
+  async save(path: string): Promise<void> {
+    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    await writeFile(path, this.toSafetensors());
+  }
+
+  saveSync(path: string): void {
+    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    writeFileSync(path, this.toSafetensors());
+  }
+
+  /**
+   * A model from safetensors bytes: ours (spec in metadata) or a PyTorch nn.Sequential
+   * state_dict (pass the activations: { activation: 'relu' } or { activations: [...] }).
+   * F16 and BF16 weights are widened to float32.
+   */
+  static fromSafetensors(bytes: Uint8Array, options: LoadOptions = {}): Mlp {
+    expectObject('options', options);
+    const { spec, params } = tensorsToModel(readSafetensors(bytes), options);
+    return new Mlp(spec, { backend: options.backend, parameters: params });
+  }
+
+  static async load(path: string, options: LoadOptions = {}): Promise<Mlp> {
+    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    return Mlp.fromSafetensors(await readFile(path), options);
+  }
+
+  static loadSync(path: string, options: LoadOptions = {}): Mlp {
+    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    return Mlp.fromSafetensors(readFileSync(path), options);
+  }
+
+  /** Free the model's memory now (native memory is also freed by GC otherwise). Idempotent. */
+  dispose(): void {
+    this.model?.dispose();
+    this.model = null;
+  }
+}
+

@@ -1,0 +1,134 @@
+// The model spec: plain JSON a user writes, stores and diffs (kept in safetensors metadata),
+// checked once and turned into the numeric ModelConfig both backends run.
+
+import { ACTIVATIONS, ENCODINGS, type ActivationName, type ModelConfig } from './backend/types.js';
+import { describe, typeError } from './errors.js';
+import { expectBoolean, expectInteger, expectNumber, expectObject, expectOneOf } from './validate.js';
+
+export type { ActivationName } from './backend/types.js';
+
+export interface LayerSpec {
+  /** Output width of the layer. */
+  units: number;
+  /** Activation applied after the affine map. Default 'none'. */
+  activation?: ActivationName;
+  /** Whether the layer has a bias. Default true. */
+  bias?: boolean;
+  /** Negative slope of leaky_relu. Default 0.01 (PyTorch's). */
+  alpha?: number;
+}
+
+export type EncodingSpec =
+  | 'identity'
+  | { type: 'identity' }
+  | {
+      type: 'frequency';
+      /** Number of octaves k = 0..octaves-1, features sin/cos(2^k * pi * x). */
+      octaves: number;
+      /** Keep the raw input in front of the Fourier features. Default true. */
+      includeInput?: boolean;
+    };
+
+export const INITS = ['torch', 'xavier-uniform', 'xavier-normal', 'he-uniform', 'he-normal'] as const;
+export type InitName = (typeof INITS)[number];
+
+export interface MlpSpec {
+  inputs: number;
+  layers: LayerSpec[];
+  encoding?: EncodingSpec;
+  /** Weight initialiser. Default 'torch' (nn.Linear's default). */
+  init?: InitName;
+  /** Seed for the initialiser. Default 0. */
+  seed?: number;
+}
+
+/** A spec with every default filled in: what is saved and what `net.spec` returns. */
+export interface NormalizedSpec {
+  inputs: number;
+  encoding: { type: 'identity' } | { type: 'frequency'; octaves: number; includeInput: boolean };
+  layers: Required<LayerSpec>[];
+  init: InitName;
+  seed: number;
+}
+
+const MAX_WIDTH = 1 << 20;
+const MAX_LAYERS = 1024;
+
+export function normalizeEncoding(value: unknown, name = 'spec.encoding'): NormalizedSpec['encoding'] {
+  if (value === undefined || value === 'identity') return { type: 'identity' };
+  const enc = expectObject(name, value);
+  const type = expectOneOf(`${name}.type`, enc.type, ENCODINGS);
+  if (type === 'identity') return { type: 'identity' };
+  const octaves = expectInteger(`${name}.octaves`, enc.octaves, 1, 24);
+  const includeInput = enc.includeInput === undefined ? true : expectBoolean(`${name}.includeInput`, enc.includeInput);
+  return { type: 'frequency', octaves, includeInput };
+}
+
+export function normalizeSpec(value: unknown): NormalizedSpec {
+  const spec = expectObject('spec', value);
+  const inputs = expectInteger('spec.inputs', spec.inputs, 1, MAX_WIDTH);
+  if (!Array.isArray(spec.layers)) {
+    throw typeError(`Expected an array of layers for spec.layers but received ${describe(spec.layers)}`);
+  }
+  if (spec.layers.length === 0 || spec.layers.length > MAX_LAYERS) {
+    throw expectInteger('spec.layers.length', spec.layers.length, 1, MAX_LAYERS) as never;
+  }
+  const layers = spec.layers.map((raw, i) => {
+    const name = `spec.layers[${i}]`;
+    const layer = expectObject(name, raw);
+    const units = expectInteger(`${name}.units`, layer.units, 1, MAX_WIDTH);
+    const activation =
+      layer.activation === undefined ? 'none' : expectOneOf(`${name}.activation`, layer.activation, ACTIVATIONS);
+    const bias = layer.bias === undefined ? true : expectBoolean(`${name}.bias`, layer.bias);
+    const alpha = layer.alpha === undefined ? 0.01 : expectNumber(`${name}.alpha`, layer.alpha);
+    return { units, activation, bias, alpha };
+  });
+  const encoding = normalizeEncoding(spec.encoding);
+  const init = spec.init === undefined ? 'torch' : expectOneOf('spec.init', spec.init, INITS);
+  const seed = spec.seed === undefined ? 0 : expectInteger('spec.seed', spec.seed, 0, 2 ** 32 - 1);
+  return { inputs, encoding, layers, init, seed };
+}
+
+export function encodedWidth(spec: NormalizedSpec): number {
+  const enc = spec.encoding;
+  if (enc.type === 'identity') return spec.inputs;
+  return (enc.includeInput ? spec.inputs : 0) + 2 * enc.octaves * spec.inputs;
+}
+
+/** Where each layer's weight and bias sit in the flat parameter vector. */
+export interface LayerSlot {
+  inputs: number;
+  outputs: number;
+  weightOffset: number;
+  biasOffset: number; // -1 when the layer has no bias
+}
+
+export function parameterLayout(spec: NormalizedSpec): { slots: LayerSlot[]; count: number } {
+  const slots: LayerSlot[] = [];
+  let inputs = encodedWidth(spec);
+  let offset = 0;
+  for (const layer of spec.layers) {
+    const weightOffset = offset;
+    offset += layer.units * inputs;
+    const biasOffset = layer.bias ? offset : -1;
+    if (layer.bias) offset += layer.units;
+    slots.push({ inputs, outputs: layer.units, weightOffset, biasOffset });
+    inputs = layer.units;
+  }
+  return { slots, count: offset };
+}
+
+export function toModelConfig(spec: NormalizedSpec): ModelConfig {
+  const L = spec.layers.length;
+  const enc = spec.encoding;
+  return {
+    inputs: spec.inputs,
+    encoding: ENCODINGS.indexOf(enc.type),
+    octaves: enc.type === 'frequency' ? enc.octaves : 0,
+    includeInput: enc.type === 'frequency' ? enc.includeInput : false,
+    units: Int32Array.from(spec.layers, (l) => l.units),
+    activations: Int32Array.from(spec.layers, (l) => ACTIVATIONS.indexOf(l.activation)),
+    alphas: Float32Array.from(spec.layers, (l) => (l.activation === 'leaky_relu' ? l.alpha : 0)),
+    bias: Uint8Array.from({ length: L }, (_, i) => (spec.layers[i].bias ? 1 : 0)),
+  };
+}

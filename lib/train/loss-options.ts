@@ -1,0 +1,42 @@
+// Loss names and their targets, checked once for both backends.
+
+import { LOSSES, type LossName } from '../backend/types.js';
+import { describe, typeError } from '../errors.js';
+import { expectAllFinite, expectLabels, expectNumber, expectObject, expectOneOf, expectOutputBuffer } from '../validate.js';
+
+export interface LossSpec {
+  name: LossName;
+  code: number;
+  /** huber's delta; 0 for the others. */
+  param: number;
+}
+
+export type LossOption = LossName | { type: LossName; delta?: number };
+
+export function normalizeLoss(value: unknown, delta: unknown = undefined, name = 'options.loss'): LossSpec {
+  let type: unknown = value;
+  let d: unknown = delta;
+  if (typeof value === 'object' && value !== null) {
+    const obj = expectObject(name, value);
+    type = obj.type;
+    if (obj.delta !== undefined) d = obj.delta;
+    name = `${name}.type`;
+  } else if (typeof value !== 'string') {
+    throw typeError(`Expected a loss name (${LOSSES.map((l) => `'${l}'`).join(', ')}) or { type, delta } for ${name} but received ${describe(value)}`);
+  }
+  const lossName = expectOneOf(name, type, LOSSES);
+  const param = lossName === 'huber' ? (d === undefined ? 1 : expectNumber('delta', d, { min: 0, minExclusive: true })) : 0;
+  return { name: lossName, code: LOSSES.indexOf(lossName), param };
+}
+
+/**
+ * Targets: class labels (Int32Array or number[], one per row) for softmax-cross-entropy,
+ * otherwise a Float32Array of batch x outputs. Non-finite targets are rejected because one
+ * NaN would poison every weight in the update.
+ */
+export function checkTarget(loss: LossName, target: unknown, batch: number, outputs: number, name = 'target'): Float32Array | Int32Array {
+  if (loss === 'softmax-cross-entropy') return expectLabels(name, target, batch, outputs);
+  const t = expectOutputBuffer(name, target, batch * outputs);
+  expectAllFinite(name, t);
+  return t;
+}

@@ -1,0 +1,53 @@
+// Optimizer options with PyTorch's defaults, packed into the hyper vector both backends read:
+// [lr, weightDecay, momentum, dampening, nesterov, beta1, beta2, eps].
+
+import { OPTIMIZERS, type OptimizerName } from '../backend/types.js';
+import { describe, rangeError, typeError } from '../errors.js';
+import { expectBoolean, expectNumber, expectObject, expectOneOf } from '../validate.js';
+
+export type OptimizerOptions =
+  | { type: 'sgd'; lr: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
+  | { type: 'adam' | 'adamw'; lr: number; betas?: [number, number]; eps?: number; weightDecay?: number };
+
+export interface OptimizerSpec {
+  name: OptimizerName;
+  code: number;
+  hyper: Float64Array;
+}
+
+export function normalizeOptimizer(value: unknown): OptimizerSpec {
+  const o = expectObject('options.optimizer', value);
+  const name = expectOneOf('options.optimizer.type', o.type, OPTIMIZERS);
+  const lr = expectNumber('options.optimizer.lr', o.lr, { min: 0 });
+  const hyper = new Float64Array(8);
+  hyper[0] = lr;
+  if (name === 'sgd') {
+    const momentum = o.momentum === undefined ? 0 : expectNumber('options.optimizer.momentum', o.momentum, { min: 0 });
+    const dampening = o.dampening === undefined ? 0 : expectNumber('options.optimizer.dampening', o.dampening, { min: 0, max: 1 });
+    const nesterov = o.nesterov === undefined ? false : expectBoolean('options.optimizer.nesterov', o.nesterov);
+    if (nesterov && (momentum <= 0 || dampening !== 0)) {
+      throw rangeError(`Nesterov momentum needs momentum > 0 and dampening 0 (as torch.optim.SGD) but received momentum ${momentum}, dampening ${dampening}`);
+    }
+    hyper[1] = o.weightDecay === undefined ? 0 : expectNumber('options.optimizer.weightDecay', o.weightDecay, { min: 0 });
+    hyper[2] = momentum;
+    hyper[3] = dampening;
+    hyper[4] = nesterov ? 1 : 0;
+  } else {
+    let betas: [number, number] = [0.9, 0.999];
+    if (o.betas !== undefined) {
+      if (!Array.isArray(o.betas) || o.betas.length !== 2) {
+        throw typeError(`Expected [beta1, beta2] for options.optimizer.betas but received ${describe(o.betas)}`);
+      }
+      betas = [
+        expectNumber('options.optimizer.betas[0]', o.betas[0], { min: 0, max: 1 }),
+        expectNumber('options.optimizer.betas[1]', o.betas[1], { min: 0, max: 1 }),
+      ];
+      if (betas[0] >= 1 || betas[1] >= 1) throw rangeError(`Expected betas in [0, 1) for options.optimizer.betas but received [${betas.join(', ')}]`);
+    }
+    hyper[1] = o.weightDecay === undefined ? (name === 'adamw' ? 0.01 : 0) : expectNumber('options.optimizer.weightDecay', o.weightDecay, { min: 0 });
+    hyper[5] = betas[0];
+    hyper[6] = betas[1];
+    hyper[7] = o.eps === undefined ? 1e-8 : expectNumber('options.optimizer.eps', o.eps, { min: 0, minExclusive: true });
+  }
+  return { name, code: OPTIMIZERS.indexOf(name), hyper };
+}

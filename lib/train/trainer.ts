@@ -1,0 +1,259 @@
+// One training loop over a model: a loss, an optimizer, clipping and a schedule. `step` runs one
+// fused forward + backward + update on the backend; `fit` walks a dataset in shuffled
+// mini-batches off the event loop, with validation, progress and an AbortSignal to stop early.
+
+import { describe, rangeError, typeError } from '../errors.js';
+import { Rng } from '../init.js';
+import type { Mlp } from '../mlp.js';
+import { lossAndGradient } from '../backend/reference/loss.js';
+import {
+  expectAllFinite, expectBatch, expectBoolean, expectInteger, expectNumber, expectObject,
+} from '../validate.js';
+import { checkTarget, normalizeLoss, type LossOption, type LossSpec } from './loss-options.js';
+import { normalizeOptimizer, type OptimizerOptions, type OptimizerSpec } from './optimizer-options.js';
+import { makeSchedule, type Schedule, type ScheduleOptions } from './schedule.js';
+
+export interface TrainerOptions {
+  loss: LossOption;
+  optimizer: OptimizerOptions;
+  /** Clip the global gradient L2 norm to this before each update (off by default). */
+  clipNorm?: number;
+  /** Learning-rate schedule over optimizer steps. Default constant. */
+  schedule?: ScheduleOptions;
+}
+
+export type Target = Float32Array | Int32Array | number[];
+
+export interface FitProgress {
+  epoch: number; // 1-based
+  epochs: number;
+  step: number; // step within the epoch, 1-based
+  stepsPerEpoch: number;
+  /** Mean training loss over the epoch so far. */
+  loss: number;
+  samplesPerSecond: number;
+  lr: number;
+  /** Present at the end of an epoch when validation data was given. */
+  valLoss?: number;
+  valAccuracy?: number;
+  /** True for the call made at the end of an epoch. */
+  epochEnd: boolean;
+}
+
+export interface FitOptions {
+  epochs: number;
+  batchSize?: number;
+  shuffle?: boolean;
+  /** Seed of the shuffling. Default 0. */
+  seed?: number;
+  validation?: { x: Float32Array; target: Target };
+  onProgress?: (progress: FitProgress) => void;
+  /** Aborting stops training after the current step; fit then resolves with stopped: true. */
+  signal?: AbortSignal;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  loss: number;
+  valLoss?: number;
+  valAccuracy?: number;
+}
+
+export interface FitResult {
+  history: EpochRecord[];
+  stopped: boolean;
+  steps: number;
+  samplesPerSecond: number;
+}
+
+// Progress callbacks at most this often (plus one at every epoch end).
+const PROGRESS_INTERVAL_MS = 100;
+
+export class Trainer {
+  private readonly net: Mlp;
+  private readonly loss: LossSpec;
+  private readonly optimizer: OptimizerSpec;
+  private readonly baseLr: number;
+  private readonly clipNorm: number;
+  private readonly schedule: Schedule;
+  private readonly needsTotal: boolean;
+  private totalSteps: number | undefined;
+  private steps = 0;
+
+  constructor(net: Mlp, options: TrainerOptions) {
+    const o = expectObject('options', options);
+    this.net = net;
+    this.loss = normalizeLoss(o.loss);
+    if (this.loss.name === 'softmax-cross-entropy' && net.outputs < 2) {
+      throw rangeError(`softmax-cross-entropy needs at least 2 outputs but the model has ${net.outputs}`);
+    }
+    this.optimizer = normalizeOptimizer(o.optimizer);
+    this.baseLr = this.optimizer.hyper[0];
+    this.clipNorm = o.clipNorm === undefined ? 0 : expectNumber('options.clipNorm', o.clipNorm, { min: 0, minExclusive: true });
+    const { schedule, needsTotal } = makeSchedule(o.schedule);
+    this.schedule = schedule;
+    this.needsTotal = needsTotal;
+  }
+
+  /** Optimizer steps taken so far. */
+  get stepCount(): number {
+    return this.steps;
+  }
+
+  /** The learning rate the next step will use. */
+  get lr(): number {
+    return this.schedule(this.baseLr, this.steps, this.totalSteps);
+  }
+
+  private prepare(what: string, x: unknown, target: unknown) {
+    const model = this.net.handle(what);
+    const batch = expectBatch('x', x, this.net.inputs);
+    expectAllFinite('x', x as Float32Array);
+    const t = checkTarget(this.loss.name, target, batch, this.net.outputs);
+    this.optimizer.hyper[0] = this.lr;
+    return { model, batch, t };
+  }
+
+  /** One forward + backward + optimizer update. Returns the batch's loss (before the update). */
+  step(x: Float32Array, target: Target): number {
+    const { model, batch, t } = this.prepare('step', x, target);
+    const value = model.trainStep(x, batch, this.loss.code, this.loss.param, t, this.optimizer.code, this.optimizer.hyper, this.clipNorm);
+    this.steps++;
+    return value;
+  }
+
+  /** step() off the event loop. Do not modify x or target until the promise settles. */
+  async stepAsync(x: Float32Array, target: Target): Promise<number> {
+    const { model, batch, t } = this.prepare('stepAsync', x, target);
+    const hyper = this.optimizer.hyper.slice();
+    this.steps++;
+    return model.trainStepAsync(x, batch, this.loss.code, this.loss.param, t, this.optimizer.code, hyper, this.clipNorm);
+  }
+
+  /** Forget the optimizer's moments and the step count (parameters stay). */
+  reset(): void {
+    this.net.handle('reset').resetOptimizer();
+    this.steps = 0;
+  }
+
+  /** Mean loss (and accuracy for classification losses) of the model on a dataset. */
+  async evaluate(x: Float32Array, target: Target): Promise<{ loss: number; accuracy?: number }> {
+    const batch = expectBatch('x', x, this.net.inputs);
+    const t = checkTarget(this.loss.name, target, batch, this.net.outputs);
+    const y = await this.net.predictAsync(x);
+    const outputs = this.net.outputs;
+    const loss = lossAndGradient(this.loss.code, this.loss.param, Float64Array.from(y), t, batch, outputs, new Float64Array(y.length));
+    if (this.loss.name === 'softmax-cross-entropy') {
+      let hits = 0;
+      for (let r = 0; r < batch; r++) {
+        let best = 0;
+        for (let j = 1; j < outputs; j++) if (y[r * outputs + j] > y[r * outputs + best]) best = j;
+        if (best === t[r]) hits++;
+      }
+      return { loss, accuracy: hits / batch };
+    }
+    if (this.loss.name === 'bce-with-logits') {
+      let hits = 0;
+      for (let i = 0; i < y.length; i++) if ((y[i] > 0 ? 1 : 0) === (t[i] >= 0.5 ? 1 : 0)) hits++;
+      return { loss, accuracy: hits / y.length };
+    }
+    return { loss };
+  }
+
+  /** Train for `epochs` passes over (x, target) in mini-batches. */
+  async fit(x: Float32Array, target: Target, options: FitOptions): Promise<FitResult> {
+    this.net.handle('fit');
+    const o = expectObject('options', options);
+    const n = expectBatch('x', x, this.net.inputs);
+    expectAllFinite('x', x);
+    const t = checkTarget(this.loss.name, target, n, this.net.outputs);
+    const epochs = expectInteger('options.epochs', o.epochs, 1);
+    const batchSize = o.batchSize === undefined ? 32 : expectInteger('options.batchSize', o.batchSize, 1);
+    const shuffle = o.shuffle === undefined ? true : expectBoolean('options.shuffle', o.shuffle);
+    const seed = o.seed === undefined ? 0 : expectInteger('options.seed', o.seed, 0, 2 ** 32 - 1);
+    const onProgress = o.onProgress;
+    if (onProgress !== undefined && typeof onProgress !== 'function') {
+      throw typeError(`Expected a function for options.onProgress but received ${describe(onProgress)}`);
+    }
+    const signal = o.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw typeError(`Expected an AbortSignal for options.signal but received ${describe(signal)}`);
+    }
+    let validation: { x: Float32Array; t: Float32Array | Int32Array } | null = null;
+    if (o.validation !== undefined) {
+      const v = expectObject('options.validation', o.validation);
+      const vn = expectBatch('options.validation.x', v.x, this.net.inputs);
+      validation = { x: v.x as Float32Array, t: checkTarget(this.loss.name, v.target, vn, this.net.outputs, 'options.validation.target') };
+    }
+
+    const inputs = this.net.inputs;
+    const targetWidth = this.loss.name === 'softmax-cross-entropy' ? 1 : this.net.outputs;
+    const stepsPerEpoch = Math.ceil(n / batchSize);
+    if (this.needsTotal && this.totalSteps === undefined) this.totalSteps = this.steps + epochs * stepsPerEpoch;
+    const order = Uint32Array.from({ length: n }, (_, i) => i);
+    const rng = new Rng(seed);
+    const bx = new Float32Array(Math.min(batchSize, n) * inputs);
+    const bt = t instanceof Int32Array ? new Int32Array(Math.min(batchSize, n)) : new Float32Array(Math.min(batchSize, n) * targetWidth);
+
+    const history: EpochRecord[] = [];
+    let trained = 0;
+    let trainMs = 0;
+    let stopped = false;
+    let lastReport = 0;
+    for (let epoch = 1; epoch <= epochs && !stopped; epoch++) {
+      if (shuffle) {
+        for (let i = n - 1; i > 0; i--) {
+          const j = rng.below(i + 1);
+          const tmp = order[i];
+          order[i] = order[j];
+          order[j] = tmp;
+        }
+      }
+      let lossSum = 0;
+      let lossCount = 0;
+      for (let s = 0; s < stepsPerEpoch; s++) {
+        if (signal?.aborted) {
+          stopped = true;
+          break;
+        }
+        const start = s * batchSize;
+        const rows = Math.min(batchSize, n - start);
+        for (let r = 0; r < rows; r++) {
+          const src = order[start + r];
+          bx.set(x.subarray(src * inputs, (src + 1) * inputs), r * inputs);
+          if (bt instanceof Int32Array) bt[r] = t[src];
+          else bt.set((t as Float32Array).subarray(src * targetWidth, (src + 1) * targetWidth), r * targetWidth);
+        }
+        const t0 = performance.now();
+        const stepLoss = await this.stepAsync(bx.subarray(0, rows * inputs), bt.subarray(0, rows * targetWidth));
+        trainMs += performance.now() - t0;
+        trained += rows;
+        lossSum += stepLoss * rows;
+        lossCount += rows;
+        const now = performance.now();
+        if (onProgress && now - lastReport >= PROGRESS_INTERVAL_MS && s + 1 < stepsPerEpoch) {
+          lastReport = now;
+          onProgress({
+            epoch, epochs, step: s + 1, stepsPerEpoch, loss: lossSum / lossCount,
+            samplesPerSecond: trained / (trainMs / 1000), lr: this.lr, epochEnd: false,
+          });
+        }
+      }
+      if (lossCount === 0) break;
+      const record: EpochRecord = { epoch, loss: lossSum / lossCount };
+      if (validation) {
+        const v = await this.evaluate(validation.x, validation.t);
+        record.valLoss = v.loss;
+        if (v.accuracy !== undefined) record.valAccuracy = v.accuracy;
+      }
+      history.push(record);
+      onProgress?.({
+        epoch, epochs, step: stepsPerEpoch, stepsPerEpoch, loss: record.loss,
+        samplesPerSecond: trained / (trainMs / 1000), lr: this.lr, epochEnd: true,
+        ...(record.valLoss !== undefined ? { valLoss: record.valLoss } : {}),
+        ...(record.valAccuracy !== undefined ? { valAccuracy: record.valAccuracy } : {}),
+      });
+    }
+    return { history, stopped, steps: history.length ? trained : 0, samplesPerSecond: trainMs > 0 ? trained / (trainMs / 1000) : 0 };
+  }
+}
