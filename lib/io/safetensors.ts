@@ -107,8 +107,11 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
 }
 
 function decode(dtype: Dtype, raw: Uint8Array, count: number, name: string): Tensor['data'] {
-  // Copy first: the data section need not be aligned for a typed-array view.
-  const buf = raw.slice().buffer;
+  // Copy first: the data section need not be aligned for a typed-array view. (Not raw.slice():
+  // on a Buffer that returns a view into the shared pool, not a copy.)
+  const copy = new Uint8Array(raw.length);
+  copy.set(raw);
+  const buf = copy.buffer;
   const dv = new DataView(buf);
   switch (dtype) {
     case 'F32': {

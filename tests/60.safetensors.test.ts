@@ -1,0 +1,143 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FileFormatError, Mlp, readSafetensors, writeSafetensors } from '../lib/index.js';
+import { backendsUnderTest, randomArray } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mlpkit-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Build raw safetensors bytes from a header object and a data section. */
+function raw(header: unknown, data: Uint8Array = new Uint8Array(0), headerLenOverride?: bigint): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, headerLenOverride ?? BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+}
+
+function f32Bytes(values: number[]): Uint8Array {
+  return new Uint8Array(Float32Array.from(values).buffer);
+}
+
+describe.each(backendsUnderTest())('model files on %s', (backend) => {
+  it('round-trips through bytes and files with the spec in the metadata', async () => {
+    const net = new Mlp(
+      { inputs: 3, encoding: { type: 'frequency', octaves: 2 }, layers: [{ units: 5, activation: 'leaky_relu', alpha: 0.2 }, { units: 2, bias: false, activation: 'softplus' }], seed: 4 },
+      { backend },
+    );
+    const x = randomArray(6, 1);
+    const back = Mlp.fromSafetensors(net.toSafetensors(), { backend });
+    expect(back.spec).toEqual(net.spec);
+    expect(back.predict(x)).toEqual(net.predict(x));
+    const path = join(dir, `model-${backend}.safetensors`);
+    await net.save(path);
+    expect((await Mlp.load(path, { backend })).getParameters()).toEqual(net.getParameters());
+    net.saveSync(path);
+    expect(Mlp.loadSync(path, { backend }).getParameters()).toEqual(net.getParameters());
+  });
+
+  it('writes PyTorch nn.Linear layout: layers.<i>.weight is [out, in]', () => {
+    const net = new Mlp({ inputs: 3, layers: [{ units: 4, activation: 'relu' }, { units: 2 }], seed: 1 }, { backend });
+    const file = readSafetensors(net.toSafetensors());
+    expect(file.tensors['layers.0.weight'].shape).toEqual([4, 3]);
+    expect(file.tensors['layers.0.bias'].shape).toEqual([4]);
+    expect(file.tensors['layers.1.weight'].shape).toEqual([2, 4]);
+    expect(file.tensors['layers.0.weight'].data).toEqual(net.getLayers()[0].weight);
+    expect(JSON.parse(file.metadata['mlpkit.spec'])).toEqual(net.spec);
+  });
+
+  it('loads an nn.Sequential state_dict (0.weight, 2.weight, ...) given the activations', () => {
+    const w0 = [1, 2, 3, 4, 5, 6]; // [3 out, 2 in]
+    const b0 = [0.1, -0.2, 0.3];
+    const w2 = [1, -1, 0.5]; // [1 out, 3 in]
+    const bytes = writeSafetensors({
+      '0.weight': { shape: [3, 2], data: Float32Array.from(w0) },
+      '0.bias': { shape: [3], data: Float32Array.from(b0) },
+      '2.weight': { shape: [1, 3], data: Float32Array.from(w2) },
+    });
+    expect(() => Mlp.fromSafetensors(bytes, { backend })).toThrow(/pass \{ activation: 'relu' \}/);
+    const net = Mlp.fromSafetensors(bytes, { activation: 'relu', backend });
+    expect(net.spec.layers.map((l) => [l.units, l.activation, l.bias])).toEqual([[3, 'relu', true], [1, 'none', false]]);
+    // x = [1, -1]: h = relu([1-2+0.1, 3-4-0.2, 5-6+0.3]) = [0, 0, 0]... use [2, -1]:
+    // h = relu([0.1, 1.8, 4.3]) ; y = 0.1 - 1.8 + 2.15 = 0.45
+    expect(net.predict(Float32Array.of(2, -1))[0]).toBeCloseTo(0.45, 5);
+  });
+
+  it('widens F16 and BF16 weights on load', () => {
+    // 1.5 in F16 is 0x3E00; -2 in BF16 is 0xC000.
+    const f16 = raw({ '0.weight': { dtype: 'F16', shape: [1, 1], data_offsets: [0, 2] } }, Uint8Array.of(0x00, 0x3e));
+    expect(Mlp.fromSafetensors(f16, { backend }).predict(Float32Array.of(2))[0]).toBe(3);
+    const bf16 = raw({ '0.weight': { dtype: 'BF16', shape: [1, 1], data_offsets: [0, 2] } }, Uint8Array.of(0x00, 0xc0));
+    expect(Mlp.fromSafetensors(bf16, { backend }).predict(Float32Array.of(2))[0]).toBe(-4);
+  });
+});
+
+describe('safetensors reader rejects bad files with an error naming the problem', () => {
+  const good = writeSafetensors({ 'layers.0.weight': { shape: [2, 2], data: Float32Array.of(1, 2, 3, 4) } });
+
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['shorter than 8 bytes', Uint8Array.of(1, 2, 3), /shorter than the 8-byte header length/],
+    ['header length past the end', raw({}, new Uint8Array(0), 1000n), /header length 1000 runs past the end/],
+    ['truncated data', good.subarray(0, good.length - 3), /'layers.0.weight': data_offsets end 16 is past the 13 data bytes/],
+    ['non-JSON header', (() => { const b = raw({}); b.set(new TextEncoder().encode('{x'), 8); return b; })(), /not valid UTF-8 JSON/],
+    ['non-UTF-8 header', (() => { const b = raw({ a: 1 }); b[9] = 0xff; return b; })(), /not valid UTF-8 JSON/],
+    ['header not an object', raw([1, 2]), /not a JSON object/],
+    ['unknown dtype', raw({ w: { dtype: 'F8', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1)), /tensor 'w': unsupported dtype "F8"/],
+    ['bad shape', raw({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), /tensor 'w': shape \[-1\]/],
+    ['shape/offsets mismatch', raw({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)), /tensor 'w': shape \[3\] of F32 needs 12 bytes but data_offsets span 8/],
+    ['reversed offsets', raw({ w: { dtype: 'F32', shape: [1], data_offsets: [4, 0] } }, new Uint8Array(4)), /tensor 'w': data_offsets \[4,0\]/],
+    ['overlapping tensors', raw({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12)), /tensors 'a' and 'b' overlap/],
+    ['metadata not strings', raw({ __metadata__: { a: 1 } }), /__metadata__\['a'\] is not a string/],
+  ];
+  it.each(cases)('%s', (_name, bytes, message) => {
+    expect(() => readSafetensors(bytes)).toThrow(FileFormatError);
+    expect(() => readSafetensors(bytes)).toThrow(message);
+  });
+
+  it('rejects files whose tensors do not make an MLP, naming the tensor', () => {
+    const mismatch = writeSafetensors({
+      '0.weight': { shape: [3, 2], data: new Float32Array(6) },
+      '1.weight': { shape: [1, 4], data: new Float32Array(4) },
+    });
+    expect(() => Mlp.fromSafetensors(mismatch, { activation: 'relu' })).toThrow(/tensor '1.weight' has shape \[1, 4\], expected \[1, 3\]/);
+    const badBias = writeSafetensors({
+      '0.weight': { shape: [3, 2], data: new Float32Array(6) },
+      '0.bias': { shape: [2], data: new Float32Array(2) },
+    });
+    expect(() => Mlp.fromSafetensors(badBias)).toThrow(/tensor '0.bias' has shape \[2\], expected \[3\]/);
+    const extra = writeSafetensors({ '0.weight': { shape: [1, 1], data: new Float32Array(1) }, 'norm.scale': { shape: [1], data: new Float32Array(1) } });
+    expect(() => Mlp.fromSafetensors(extra)).toThrow(/'norm.scale' are not weights or biases/);
+    const noLayers = writeSafetensors({ foo: { shape: [1], data: new Float32Array(1) } });
+    expect(() => Mlp.fromSafetensors(noLayers)).toThrow(/no linear layers found/);
+    const intWeights = writeSafetensors({ '0.weight': { shape: [1, 1], data: Int32Array.of(1) } });
+    expect(() => Mlp.fromSafetensors(intWeights)).toThrow(/tensor '0.weight' has integer dtype I32/);
+    const specMismatch = new Mlp({ inputs: 2, layers: [{ units: 3 }, { units: 1 }] }, { backend: 'reference' }).toSafetensors();
+    const file = readSafetensors(specMismatch);
+    const spec = JSON.parse(file.metadata['mlpkit.spec']);
+    spec.layers[0].units = 4;
+    const tampered = writeSafetensors(
+      Object.fromEntries(Object.entries(file.tensors).map(([k, t]) => [k, { shape: t.shape, data: t.data as Float32Array }])),
+      { ...file.metadata, 'mlpkit.spec': JSON.stringify(spec) },
+    );
+    expect(() => Mlp.fromSafetensors(tampered)).toThrow(/tensor 'layers.0.weight' has shape \[3, 2\], expected \[4, 2\]/);
+  });
+
+  it('reads F64, I64 (as int32) and writes I64', () => {
+    const bytes = writeSafetensors({ a: { shape: [2], data: Float64Array.of(1.5, -2) }, b: { shape: [3], data: Int32Array.of(7, -1, 2), dtype: 'I64' } });
+    const file = readSafetensors(bytes);
+    expect(file.tensors.a.data).toEqual(Float64Array.of(1.5, -2));
+    expect(file.tensors.b.dtype).toBe('I64');
+    expect(file.tensors.b.data).toEqual(Int32Array.of(7, -1, 2));
+  });
+
+  it('pads the header so the data section is 8-byte aligned', () => {
+    const bytes = writeSafetensors({ a: { shape: [1], data: Float32Array.of(1) } }, { k: 'v' });
+    const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    expect((8 + headerLen) % 8).toBe(0);
+    expect(readSafetensors(bytes).metadata).toEqual({ k: 'v' });
+    expect(f32Bytes([1]).length).toBe(4);
+  });
+});

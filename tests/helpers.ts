@@ -1,0 +1,40 @@
+// Shared test utilities: seeded data, backends under test, and relative comparisons.
+
+import { expect } from 'vitest';
+import { nativeAvailable } from '../lib/backend/index.js';
+import { Rng } from '../lib/init.js';
+
+/** Backends to cross-check: the reference always, native when it loads and is not forced off. */
+export function backendsUnderTest(): ('native' | 'reference')[] {
+  const forcedReference = (process.env.MLPKIT_BACKEND ?? '').toLowerCase() === 'reference';
+  return !forcedReference && nativeAvailable() ? ['reference', 'native'] : ['reference'];
+}
+
+export const hasNative = (): boolean => backendsUnderTest().includes('native');
+
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => (2 * rng.uniform() - 1) * scale);
+}
+
+export function randomLabels(n: number, classes: number, seed: number): Int32Array {
+  const rng = new Rng(seed);
+  return Int32Array.from({ length: n }, () => rng.below(classes));
+}
+
+/** max |a - b| / max(max |b|, floor): error relative to the scale of the values compared. */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-6): number {
+  expect(a.length).toBe(b.length);
+  let maxDiff = 0;
+  let scale = floor;
+  for (let i = 0; i < a.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return maxDiff / scale;
+}
+
+export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what = ''): void {
+  const err = relativeError(a, b);
+  if (!(err <= tol)) throw new Error(`${what}: relative error ${err.toExponential(3)} exceeds ${tol}`);
+}
