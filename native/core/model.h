@@ -1,0 +1,76 @@
+// A multilayer perceptron with its parameters, gradients and optimizer state: every operation
+// of BackendModel (lib/backend/types.ts) on raw pointers. Callers (the binding, the C++ tests)
+// check buffer lengths; the model checks codes, labels and sizes it derives itself.
+//
+// Thread safety: any number of predict / get_* calls may run at once; calls that write
+// (training, set_*, reset) take the model exclusively and wait for readers to finish.
+#pragma once
+
+#include <cstddef>
+#include <shared_mutex>
+#include <vector>
+
+#include "core/config.h"
+#include "core/loss.h"
+#include "core/optimizer.h"
+
+namespace mlpkit {
+
+class Model {
+ public:
+  // params holds param_count floats in the flat layout of plan_model(). Throws
+  // std::out_of_range for a bad config, std::length_error when count is not param_count.
+  Model(const ModelConfig& config, const float* params, std::size_t count);
+
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  std::size_t param_count() const { return plan_.param_count; }
+  std::size_t inputs() const { return plan_.encoding.inputs; }
+  std::size_t outputs() const { return plan_.layers.back().outputs; }
+  const ModelPlan& plan() const { return plan_; }
+  // Bytes held for parameters, gradients and optimizer moments (for GC accounting).
+  std::size_t memory_bytes() const { return 4 * sizeof(float) * plan_.param_count; }
+
+  // out[batch x outputs] = net(x[batch x inputs]).
+  void predict(const float* x, std::size_t batch, float* out) const;
+
+  void get_params(float* out) const;
+  void set_params(const float* params);
+  void get_grads(float* out) const;
+  void set_grads(const float* grads);
+
+  // Forward keeping activations, the loss, backward. Overwrites the gradient buffer; fills
+  // grad_input [batch x inputs] when it is not null. Returns the loss.
+  double loss_grad(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
+                   float* grad_input);
+
+  // Forward keeping activations, then backward from grad_output [batch x outputs].
+  void backward(const float* x, std::size_t batch, const float* grad_output, float* grad_input);
+
+  // Clip the gradient buffer (see clip_grad_norm), then one optimizer update. Returns the
+  // norm before clipping.
+  double optimizer_step(Optimizer optimizer, const Hyper& hyper, double clip_norm);
+  void reset_optimizer();
+
+  // loss_grad without grad_input, then optimizer_step, as one exclusive operation.
+  double train_step(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
+                    Optimizer optimizer, const Hyper& hyper, double clip_norm);
+
+ private:
+  struct Trace;
+
+  void forward_trace(const float* x, std::size_t batch, Trace& trace) const;
+  void backward_trace(const float* x, std::size_t batch, Trace& trace, const float* grad_y, float* grad_input);
+  double loss_grad_locked(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
+                          float* grad_input);
+  double optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm);
+
+  ModelPlan plan_;
+  std::vector<float> params_;
+  std::vector<float> grads_;
+  OptimizerState opt_;
+  mutable std::shared_mutex mutex_;
+};
+
+}  // namespace mlpkit
