@@ -1,0 +1,161 @@
+// Cheap checks on everything that crosses into C++. lib/validate.ts has already checked the
+// same things with friendlier messages; these exist so that a caller bypassing it (or a bug in
+// it) gets a TypeError / RangeError, never a crash. Each throws a Napi::Error.
+#pragma once
+
+#include <napi.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "addon/errors.h"
+
+namespace mlpkit::addon {
+
+template <class T>
+struct TypedArrayTraits;
+template <>
+struct TypedArrayTraits<float> {
+  static constexpr napi_typedarray_type type = napi_float32_array;
+  static constexpr const char* name = "Float32Array";
+};
+template <>
+struct TypedArrayTraits<double> {
+  static constexpr napi_typedarray_type type = napi_float64_array;
+  static constexpr const char* name = "Float64Array";
+};
+template <>
+struct TypedArrayTraits<std::int32_t> {
+  static constexpr napi_typedarray_type type = napi_int32_array;
+  static constexpr const char* name = "Int32Array";
+};
+template <>
+struct TypedArrayTraits<std::uint8_t> {
+  static constexpr napi_typedarray_type type = napi_uint8_array;
+  static constexpr const char* name = "Uint8Array";
+};
+
+// The shortest decimal that reads back as the same double, as JS prints numbers.
+inline std::string FormatNumber(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::ostringstream out;
+    out.precision(precision);
+    out << v;
+    if (std::strtod(out.str().c_str(), nullptr) == v) return out.str();
+  }
+  return std::to_string(v);
+}
+
+// What was received, for messages: "Float64Array(3)", "number 1.5", "string", "null".
+inline std::string Describe(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsNumber()) return "number " + FormatNumber(v.As<Napi::Number>().DoubleValue());
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "boolean true" : "boolean false";
+  if (v.IsString()) return "string";
+  if (v.IsFunction()) return "function";
+  if (v.IsTypedArray()) {
+    static constexpr const char* kNames[] = {
+        "Int8Array",    "Uint8Array",   "Uint8ClampedArray", "Int16Array",    "Uint16Array",    "Int32Array",
+        "Uint32Array",  "Float32Array", "Float64Array",      "BigInt64Array", "BigUint64Array",
+    };
+    const Napi::TypedArray a = v.As<Napi::TypedArray>();
+    const int type = static_cast<int>(a.TypedArrayType());
+    const char* name = type >= 0 && type < static_cast<int>(sizeof kNames / sizeof *kNames) ? kNames[type] : "TypedArray";
+    return std::string(name) + "(" + std::to_string(a.ElementLength()) + ")";
+  }
+  if (v.IsArray()) return "Array(" + std::to_string(v.As<Napi::Array>().Length()) + ")";
+  return "object";
+}
+
+inline std::string Where(const char* what, const char* name) { return std::string(what) + ": " + name; }
+
+inline void ExpectArgs(const Napi::CallbackInfo& info, std::size_t n, const char* what) {
+  if (info.Length() < n) {
+    throw TypeError(info.Env(), std::string(what) + ": expected " + std::to_string(n) + " arguments, got " +
+                                    std::to_string(info.Length()));
+  }
+}
+
+// A TypedArray argument, read with one napi call (this is on the batch-1 hot path, where a
+// few extra calls would cost more than the kernel).
+template <class T>
+struct ArrayArg {
+  napi_env env = nullptr;
+  napi_value value = nullptr;
+  T* data = nullptr;
+  std::size_t length = 0;
+
+  T* Data() const { return data; }
+  std::size_t ElementLength() const { return length; }
+  Napi::Object Object() const { return Napi::Object(env, value); }
+};
+
+// A TypedArray of exactly element type T (a Float64Array is not a Float32Array).
+template <class T>
+ArrayArg<T> TypedArg(const Napi::Value& v, const char* what, const char* name) {
+  ArrayArg<T> a;
+  a.env = v.Env();
+  a.value = v;
+  napi_typedarray_type type;
+  void* data = nullptr;
+  // Fails with a status (and no pending JS exception) when v is not a TypedArray.
+  const napi_status status = napi_get_typedarray_info(a.env, v, &type, &a.length, &data, nullptr, nullptr);
+  if (status != napi_ok || type != TypedArrayTraits<T>::type) {
+    const char* expected = TypedArrayTraits<T>::name;
+    const char* article = expected[0] == 'I' ? "an " : "a ";
+    throw TypeError(v.Env(), Where(what, name) + " must be " + article + expected + ", got " + Describe(v));
+  }
+  a.data = static_cast<T*>(data);
+  return a;
+}
+
+inline bool IsNullish(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
+
+inline double NumberArg(const Napi::Value& v, const char* what, const char* name) {
+  double d = 0;
+  if (napi_get_value_double(v.Env(), v, &d) != napi_ok) {
+    throw TypeError(v.Env(), Where(what, name) + " must be a number, got " + Describe(v));
+  }
+  return d;
+}
+
+// A positive integer no larger than 2^53 - 1.
+inline std::size_t BatchArg(const Napi::Value& v, const char* what) {
+  const double b = NumberArg(v, what, "batch");
+  if (!(b >= 1 && b <= 9007199254740991.0 && std::floor(b) == b)) {
+    throw RangeError(v.Env(), std::string(what) + ": batch must be a positive integer, got " + FormatNumber(b));
+  }
+  return static_cast<std::size_t>(b);
+}
+
+// An integer code in [0, count): an activation, loss, optimizer or encoding.
+inline int CodeArg(const Napi::Value& v, const char* what, const char* name, const char* kind, int count) {
+  const double c = NumberArg(v, what, name);
+  if (!(c >= 0 && c < count && std::floor(c) == c)) {
+    throw RangeError(v.Env(), Where(what, name) + " must be " + kind + " code in [0, " + std::to_string(count) +
+                                  "), got " + FormatNumber(c));
+  }
+  return static_cast<int>(c);
+}
+
+// Checks length == a * b where the message spells out the product:
+// "predict: x must have batch * inputs = 12 elements, got 10".
+inline void ExpectLength(Napi::Env env, std::size_t length, std::size_t a, std::size_t b, const char* what,
+                         const char* name, const char* formula) {
+  const bool overflows = b != 0 && a > std::numeric_limits<std::size_t>::max() / b;
+  if (overflows || length != a * b) {
+    const std::string expected = overflows ? std::string("more than fits in memory") : std::to_string(a * b);
+    throw RangeError(env, Where(what, name) + " must have " + formula + " = " + expected + " elements, got " +
+                              std::to_string(length));
+  }
+}
+
+}  // namespace mlpkit::addon

@@ -1,0 +1,55 @@
+#include "addon/config_reader.h"
+
+#include <cmath>
+#include <string>
+
+#include "addon/checks.h"
+
+namespace mlpkit::addon {
+namespace {
+
+// Integers in config are JS numbers; anything that is not a whole number fits no field.
+std::int64_t IntegerField(const Napi::Object& config, const char* field, const char* what) {
+  const std::string name = std::string("config.") + field;
+  const double v = NumberArg(config.Get(field), what, name.c_str());
+  if (!(std::floor(v) == v && std::abs(v) <= 2147483647.0)) {
+    throw RangeError(config.Env(), Where(what, name.c_str()) + " must be an integer, got " + FormatNumber(v));
+  }
+  return static_cast<std::int64_t>(v);
+}
+
+template <class T>
+ArrayArg<T> ArrayField(const Napi::Object& config, const char* field, const char* what) {
+  const std::string name = std::string("config.") + field;
+  return TypedArg<T>(config.Get(field), what, name.c_str());
+}
+
+}  // namespace
+
+ModelConfig ReadModelConfig(const Napi::Value& value, const char* what) {
+  if (!value.IsObject() || value.IsArray() || value.IsTypedArray() || value.IsFunction()) {
+    throw TypeError(value.Env(), std::string(what) + ": config must be an object, got " + Describe(value));
+  }
+  const Napi::Object config = value.As<Napi::Object>();
+  ModelConfig c;
+  c.inputs = IntegerField(config, "inputs", what);
+  c.encoding = static_cast<int>(IntegerField(config, "encoding", what));
+  c.octaves = IntegerField(config, "octaves", what);
+  const Napi::Value include = config.Get("includeInput");
+  if (!include.IsBoolean()) {
+    throw TypeError(value.Env(), std::string(what) + ": config.includeInput must be a boolean, got " + Describe(include));
+  }
+  c.include_input = include.As<Napi::Boolean>().Value();
+
+  const auto units = ArrayField<std::int32_t>(config, "units", what);
+  const auto activations = ArrayField<std::int32_t>(config, "activations", what);
+  const auto alphas = ArrayField<float>(config, "alphas", what);
+  const auto bias = ArrayField<std::uint8_t>(config, "bias", what);
+  c.units.assign(units.Data(), units.Data() + units.ElementLength());
+  c.activations.assign(activations.Data(), activations.Data() + activations.ElementLength());
+  c.alphas.assign(alphas.Data(), alphas.Data() + alphas.ElementLength());
+  c.bias.assign(bias.Data(), bias.Data() + bias.ElementLength());
+  return c;
+}
+
+}  // namespace mlpkit::addon

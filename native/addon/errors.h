@@ -1,0 +1,46 @@
+// JS errors with Node-style codes (the same codes as lib/errors.ts), and the one translation
+// from C++ exceptions to them. Only a Napi::Error may leave the binding: every other exception
+// is caught at the boundary and turned into the matching TypeError / RangeError / Error.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+
+namespace mlpkit::addon {
+
+constexpr const char* kErrInvalidArgType = "ERR_INVALID_ARG_TYPE";
+constexpr const char* kErrOutOfRange = "ERR_OUT_OF_RANGE";
+constexpr const char* kErrDisposed = "ERR_MLPKIT_DISPOSED";
+
+Napi::Error TypeError(Napi::Env env, const std::string& message);
+Napi::Error RangeError(Napi::Env env, const std::string& message);
+// "predict: Model has been disposed", a TypeError like a call on a revoked Proxy.
+Napi::Error DisposedError(Napi::Env env, const char* what);
+
+// An exception caught where no JS is allowed (a libuv worker), kept until it can become a
+// JS error back on the JS thread.
+struct CapturedError {
+  enum class Kind { Type, Range, OutOfMemory, Other };
+  Kind kind = Kind::Other;
+  std::string message;
+};
+
+// Call only inside a catch block: classifies the exception in flight and prefixes "what: ".
+// std::out_of_range and std::length_error are range errors, std::invalid_argument type errors.
+CapturedError CaptureCurrentException(const char* what);
+Napi::Error ToJsError(Napi::Env env, const CapturedError& error);
+
+// Runs body, converting any C++ exception into a JS one. Napi::Errors pass through as they are.
+template <class Body>
+auto Guard(Napi::Env env, const char* what, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    throw ToJsError(env, CaptureCurrentException(what));
+  }
+}
+
+}  // namespace mlpkit::addon

@@ -1,0 +1,323 @@
+#include "addon/model_wrap.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "addon/async_work.h"
+#include "addon/checks.h"
+#include "addon/config_reader.h"
+#include "addon/errors.h"
+
+namespace mlpkit::addon {
+namespace {
+
+// The typed target of lossGrad / trainStep: Int32Array labels for softmax cross-entropy
+// (one per row), a Float32Array of batch x outputs for every other loss.
+void ReadTarget(const Napi::Value& v, Loss loss, std::size_t batch, std::size_t outputs, const char* what,
+                std::size_t* length, LossTarget* target) {
+  if (loss_uses_labels(loss)) {
+    const auto labels = TypedArg<std::int32_t>(v, what, "target");
+    ExpectLength(v.Env(), labels.ElementLength(), batch, 1, what, "target", "batch");
+    *length = labels.ElementLength();
+    *target = LossTarget{nullptr, labels.Data()};
+  } else {
+    const auto values = TypedArg<float>(v, what, "target");
+    ExpectLength(v.Env(), values.ElementLength(), batch, outputs, what, "target", "batch * outputs");
+    *length = values.ElementLength();
+    *target = LossTarget{values.Data(), nullptr};
+  }
+}
+
+Hyper ReadHyper(const Napi::Value& v, const char* what) {
+  const auto hyper = TypedArg<double>(v, what, "hyper");
+  if (hyper.ElementLength() != kHyperCount) {
+    throw RangeError(v.Env(), std::string(what) + ": hyper must have " + std::to_string(kHyperCount) +
+                                  " elements [lr, weightDecay, momentum, dampening, nesterov, beta1, beta2, eps], got " +
+                                  std::to_string(hyper.ElementLength()));
+  }
+  return Hyper::from_array(hyper.Data());
+}
+
+// An optional Float32Array of batch x inputs: null or undefined means "not wanted".
+float* ReadGradInput(const Napi::CallbackInfo& info, std::size_t index, std::size_t batch, std::size_t inputs,
+                     const char* what) {
+  if (index >= info.Length() || IsNullish(info[index])) return nullptr;
+  auto g = TypedArg<float>(info[index], what, "gradInput");
+  ExpectLength(info.Env(), g.ElementLength(), batch, inputs, what, "gradInput", "batch * inputs");
+  return g.Data();
+}
+
+Napi::Promise Rejected(Napi::Env env, const Napi::Error& error) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(error.Value());
+  return deferred.Promise();
+}
+
+}  // namespace
+
+Napi::Function ModelWrap::DefineClass(Napi::Env env) {
+  return ObjectWrap<ModelWrap>::DefineClass(
+      env, "Model",
+      {
+          InstanceAccessor<&ModelWrap::ParamCount>("paramCount", napi_enumerable),
+          InstanceAccessor<&ModelWrap::Outputs>("outputs", napi_enumerable),
+          InstanceMethod<&ModelWrap::Predict>("predict"),
+          InstanceMethod<&ModelWrap::PredictAsync>("predictAsync"),
+          InstanceMethod<&ModelWrap::GetParams>("getParams"),
+          InstanceMethod<&ModelWrap::SetParams>("setParams"),
+          InstanceMethod<&ModelWrap::GetGrads>("getGrads"),
+          InstanceMethod<&ModelWrap::SetGrads>("setGrads"),
+          InstanceMethod<&ModelWrap::LossGrad>("lossGrad"),
+          InstanceMethod<&ModelWrap::Backward>("backward"),
+          InstanceMethod<&ModelWrap::OptimizerStep>("optimizerStep"),
+          InstanceMethod<&ModelWrap::ResetOptimizer>("resetOptimizer"),
+          InstanceMethod<&ModelWrap::TrainStep>("trainStep"),
+          InstanceMethod<&ModelWrap::TrainStepAsync>("trainStepAsync"),
+          InstanceMethod<&ModelWrap::Dispose>("dispose"),
+      });
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  Napi::Env env = info.Env();
+  Guard(env, "Model", [&] {
+    ExpectArgs(info, 2, "Model");
+    const ModelConfig config = ReadModelConfig(info[0], "Model");
+    const auto params = TypedArg<float>(info[1], "Model", "params");
+    model_ = std::make_shared<Model>(config, params.Data(), params.ElementLength());
+  });
+  param_count_ = model_->param_count();
+  inputs_ = model_->inputs();
+  outputs_ = model_->outputs();
+  // Tell V8 what this small JS object really holds, so GC pressure reflects it.
+  external_bytes_ = static_cast<std::int64_t>(model_->memory_bytes());
+  std::int64_t total = 0;
+  napi_adjust_external_memory(env, external_bytes_, &total);
+}
+
+ModelWrap::~ModelWrap() { Release(); }
+
+void ModelWrap::Release() {
+  model_.reset();  // async work still running keeps its own reference
+  if (external_bytes_ != 0) {
+    // Plain napi call, status ignored: this also runs from the finalizer during environment
+    // teardown, where a throwing wrapper would escape a destructor.
+    std::int64_t total = 0;
+    napi_adjust_external_memory(Env(), -external_bytes_, &total);
+    external_bytes_ = 0;
+  }
+}
+
+const std::shared_ptr<Model>& ModelWrap::Live(Napi::Env env, const char* what) const {
+  if (!model_) throw DisposedError(env, what);
+  return model_;
+}
+
+Napi::Value ModelWrap::ParamCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(param_count_));
+}
+
+Napi::Value ModelWrap::Outputs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(outputs_));
+}
+
+Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "predict";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 3, what);
+    const auto x = TypedArg<float>(info[0], what, "x");
+    const std::size_t batch = BatchArg(info[1], what);
+    auto out = TypedArg<float>(info[2], what, "out");
+    ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
+    ExpectLength(env, out.ElementLength(), batch, outputs_, what, "out", "batch * outputs");
+    model->predict(x.Data(), batch, out.Data());
+    return env.Undefined();
+  });
+}
+
+Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "predictAsync";
+  Napi::Env env = info.Env();
+  try {
+    return Guard(env, what, [&]() -> Napi::Value {
+      const auto& model = Live(env, what);
+      ExpectArgs(info, 3, what);
+      const auto x = TypedArg<float>(info[0], what, "x");
+      const std::size_t batch = BatchArg(info[1], what);
+      auto out = TypedArg<float>(info[2], what, "out");
+      ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
+      ExpectLength(env, out.ElementLength(), batch, outputs_, what, "out", "batch * outputs");
+      return Job::Queue(env, std::make_unique<PredictJob>(model, x, batch, out), "mlpkit:predictAsync");
+    });
+  } catch (const Napi::Error& e) {
+    // A promise-returning method reports bad arguments by rejecting, not by throwing.
+    return Rejected(env, e);
+  }
+}
+
+Napi::Value ModelWrap::GetParams(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "getParams";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 1, what);
+    auto out = TypedArg<float>(info[0], what, "out");
+    ExpectLength(env, out.ElementLength(), param_count_, 1, what, "out", "paramCount");
+    model->get_params(out.Data());
+    return env.Undefined();
+  });
+}
+
+Napi::Value ModelWrap::SetParams(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "setParams";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 1, what);
+    const auto params = TypedArg<float>(info[0], what, "params");
+    ExpectLength(env, params.ElementLength(), param_count_, 1, what, "params", "paramCount");
+    model->set_params(params.Data());
+    return env.Undefined();
+  });
+}
+
+Napi::Value ModelWrap::GetGrads(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "getGrads";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 1, what);
+    auto out = TypedArg<float>(info[0], what, "out");
+    ExpectLength(env, out.ElementLength(), param_count_, 1, what, "out", "paramCount");
+    model->get_grads(out.Data());
+    return env.Undefined();
+  });
+}
+
+Napi::Value ModelWrap::SetGrads(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "setGrads";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 1, what);
+    const auto grads = TypedArg<float>(info[0], what, "grads");
+    ExpectLength(env, grads.ElementLength(), param_count_, 1, what, "grads", "paramCount");
+    model->set_grads(grads.Data());
+    return env.Undefined();
+  });
+}
+
+Napi::Value ModelWrap::LossGrad(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "lossGrad";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 5, what);
+    const auto x = TypedArg<float>(info[0], what, "x");
+    const std::size_t batch = BatchArg(info[1], what);
+    const auto loss = static_cast<Loss>(CodeArg(info[2], what, "loss", "a loss", kLossCount));
+    const double loss_param = NumberArg(info[3], what, "lossParam");
+    ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
+    std::size_t target_length = 0;
+    LossTarget target;
+    ReadTarget(info[4], loss, batch, outputs_, what, &target_length, &target);
+    float* grad_input = ReadGradInput(info, 5, batch, inputs_, what);
+    const double value = model->loss_grad(x.Data(), batch, loss, loss_param, target, grad_input);
+    return Napi::Number::New(env, value);
+  });
+}
+
+Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "backward";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 3, what);
+    const auto x = TypedArg<float>(info[0], what, "x");
+    const std::size_t batch = BatchArg(info[1], what);
+    const auto grad_output = TypedArg<float>(info[2], what, "gradOutput");
+    ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
+    ExpectLength(env, grad_output.ElementLength(), batch, outputs_, what, "gradOutput", "batch * outputs");
+    float* grad_input = ReadGradInput(info, 3, batch, inputs_, what);
+    model->backward(x.Data(), batch, grad_output.Data(), grad_input);
+    return env.Undefined();
+  });
+}
+
+Napi::Value ModelWrap::OptimizerStep(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "optimizerStep";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 3, what);
+    const auto optimizer = static_cast<Optimizer>(CodeArg(info[0], what, "optimizer", "an optimizer", kOptimizerCount));
+    const Hyper hyper = ReadHyper(info[1], what);
+    const double clip_norm = NumberArg(info[2], what, "clipNorm");
+    return Napi::Number::New(env, model->optimizer_step(optimizer, hyper, clip_norm));
+  });
+}
+
+Napi::Value ModelWrap::ResetOptimizer(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "resetOptimizer";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    Live(env, what)->reset_optimizer();
+    return env.Undefined();
+  });
+}
+
+namespace {
+
+TrainArgs ReadTrainArgs(const Napi::CallbackInfo& info, std::size_t inputs, std::size_t outputs, const char* what) {
+  ExpectArgs(info, 8, what);
+  Napi::Env env = info.Env();
+  TrainArgs a;
+  a.x = TypedArg<float>(info[0], what, "x");
+  a.batch = BatchArg(info[1], what);
+  a.loss = static_cast<Loss>(CodeArg(info[2], what, "loss", "a loss", kLossCount));
+  a.loss_param = NumberArg(info[3], what, "lossParam");
+  ExpectLength(env, a.x.ElementLength(), a.batch, inputs, what, "x", "batch * inputs");
+  a.target = info[4];
+  ReadTarget(info[4], a.loss, a.batch, outputs, what, &a.target_length, &a.target_data);
+  a.optimizer = static_cast<Optimizer>(CodeArg(info[5], what, "optimizer", "an optimizer", kOptimizerCount));
+  a.hyper = ReadHyper(info[6], what);
+  a.clip_norm = NumberArg(info[7], what, "clipNorm");
+  return a;
+}
+
+}  // namespace
+
+Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "trainStep";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    const TrainArgs a = ReadTrainArgs(info, inputs_, outputs_, what);
+    const double value =
+        model->train_step(a.x.Data(), a.batch, a.loss, a.loss_param, a.target_data, a.optimizer, a.hyper, a.clip_norm);
+    return Napi::Number::New(env, value);
+  });
+}
+
+Napi::Value ModelWrap::TrainStepAsync(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "trainStepAsync";
+  Napi::Env env = info.Env();
+  try {
+    return Guard(env, what, [&]() -> Napi::Value {
+      const auto& model = Live(env, what);
+      const TrainArgs a = ReadTrainArgs(info, inputs_, outputs_, what);
+      return Job::Queue(env, std::make_unique<TrainJob>(model, a), "mlpkit:trainStepAsync");
+    });
+  } catch (const Napi::Error& e) {
+    return Rejected(env, e);
+  }
+}
+
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  Release();
+  return info.Env().Undefined();
+}
+
+}  // namespace mlpkit::addon

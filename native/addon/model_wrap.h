@@ -1,0 +1,53 @@
+// The addon's Model class: BackendModel of lib/backend/types.ts, method for method, over the
+// core model. Thin: check what crosses, call the core, translate exceptions.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "core/model.h"
+
+namespace mlpkit::addon {
+
+class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  // The class for one environment; the addon keeps it in its instance data.
+  static Napi::Function DefineClass(Napi::Env env);
+
+  // new Model(config: ModelConfig, params: Float32Array)
+  explicit ModelWrap(const Napi::CallbackInfo& info);
+  ~ModelWrap() override;
+
+ private:
+  Napi::Value ParamCount(const Napi::CallbackInfo& info);
+  Napi::Value Outputs(const Napi::CallbackInfo& info);
+
+  Napi::Value Predict(const Napi::CallbackInfo& info);
+  Napi::Value PredictAsync(const Napi::CallbackInfo& info);
+  Napi::Value GetParams(const Napi::CallbackInfo& info);
+  Napi::Value SetParams(const Napi::CallbackInfo& info);
+  Napi::Value GetGrads(const Napi::CallbackInfo& info);
+  Napi::Value SetGrads(const Napi::CallbackInfo& info);
+  Napi::Value LossGrad(const Napi::CallbackInfo& info);
+  Napi::Value Backward(const Napi::CallbackInfo& info);
+  Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
+  Napi::Value ResetOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value TrainStep(const Napi::CallbackInfo& info);
+  Napi::Value TrainStepAsync(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+
+  // The core model, or a TypeError "<what>: Model has been disposed".
+  const std::shared_ptr<Model>& Live(Napi::Env env, const char* what) const;
+  void Release();
+
+  std::shared_ptr<Model> model_;
+  // Kept after dispose() so the getters still answer.
+  std::size_t param_count_ = 0;
+  std::size_t inputs_ = 0;
+  std::size_t outputs_ = 0;
+  std::int64_t external_bytes_ = 0;
+};
+
+}  // namespace mlpkit::addon
