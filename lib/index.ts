@@ -10,7 +10,7 @@ export type { TrainerOptions, FitOptions, FitProgress, FitResult, EpochRecord, T
 export type { OptimizerOptions } from './train/optimizer-options.js';
 export type { ScheduleOptions } from './train/schedule.js';
 export type { LossOption } from './train/loss-options.js';
-export { info } from './info.js';
+export { info, setThreads } from './info.js';
 export type { Info } from './info.js';
 export { readSafetensors, writeSafetensors } from './io/safetensors.js';
 export type { Tensor, TensorInput, SafetensorsFile, Dtype } from './io/safetensors.js';

@@ -1,4 +1,5 @@
 import { nativeAvailable, nativeLoadError, selectBackend } from './backend/index.js';
+import { expectInteger } from './validate.js';
 import { VERSION } from './version.js';
 
 export interface Info {
@@ -10,7 +11,7 @@ export interface Info {
   threads: number;
   cuda: boolean;
   /** Whether the native addon loads, and why not when it does not. */
-  native: { available: boolean; error?: string; isa?: string; compiler?: string };
+  native: { available: boolean; error?: string; isa?: string; isas?: string[]; compiler?: string };
   node: string;
   platform: string;
   arch: string;
@@ -25,6 +26,7 @@ export function info(): Info {
   else {
     const n = selectBackend('native').info();
     native.isa = n.isa;
+    if (n.isas) native.isas = n.isas;
     if (n.compiler) native.compiler = n.compiler;
   }
   return {
@@ -38,4 +40,14 @@ export function info(): Info {
     platform: process.platform,
     arch: process.arch,
   };
+}
+
+/**
+ * Threads one native call may use (predict on large batches, training), for the whole process.
+ * Defaults to the number of cores, or MLPKIT_THREADS. Results do not depend on it: work is split
+ * at fixed boundaries and summed in a fixed order.
+ */
+export function setThreads(n: number): void {
+  const threads = expectInteger('n', n, 1, 256);
+  if (nativeAvailable()) selectBackend('native').setThreads(threads);
 }

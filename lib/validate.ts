@@ -82,7 +82,20 @@ export function expectOutputBuffer(name: string, value: unknown, length: number)
   return out;
 }
 
+// A faster scan for Float32Arrays, installed by the native backend when it loads (training
+// checks every input element on every step; a JS loop over a large batch costs about as much as
+// a third of the step itself). Returns the index of the first non-finite element, or -1.
+let scanFloat32: ((data: Float32Array) => number) | null = null;
+export function setFloat32FiniteScan(scan: ((data: Float32Array) => number) | null): void {
+  scanFloat32 = scan;
+}
+
 export function expectAllFinite(name: string, data: ArrayLike<number>): void {
+  if (scanFloat32 && data instanceof Float32Array && data.length > 256) {
+    const i = scanFloat32(data);
+    if (i >= 0) throw rangeError(`Expected finite values in ${name} but element ${i} is ${data[i]}`);
+    return;
+  }
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
       throw rangeError(`Expected finite values in ${name} but element ${i} is ${data[i]}`);

@@ -5,10 +5,13 @@
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFloat32FiniteScan } from '../validate.js';
 import type { Backend, BackendInfo, BackendModel, ModelConfig } from './types.js';
 
 interface Addon {
-  info(): { version: string; isa: string; threads: number; cuda: boolean; compiler?: string };
+  info(): { version: string; isa: string; threads: number; cuda: boolean; compiler?: string; isas?: string[] };
+  setThreads(n: number): void;
+  firstNonFinite(data: Float32Array): number;
   Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
 }
 
@@ -40,11 +43,15 @@ export function nativeLoadError(): Error | null {
 }
 
 export function createNativeBackend(mod: Addon): Backend {
+  setFloat32FiniteScan((data) => mod.firstNonFinite(data));
   return {
     name: 'native',
     info(): BackendInfo {
       const i = mod.info();
-      return { name: 'native', isa: i.isa, threads: i.threads, cuda: i.cuda, compiler: i.compiler };
+      return { name: 'native', isa: i.isa, threads: i.threads, cuda: i.cuda, compiler: i.compiler, isas: i.isas };
+    },
+    setThreads(n: number): void {
+      mod.setThreads(n);
     },
     createModel(config: ModelConfig, params: Float32Array): BackendModel {
       return new mod.Model(config, params);

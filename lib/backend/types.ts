@@ -140,10 +140,14 @@ export interface BackendInfo {
   threads: number;
   cuda: boolean;
   compiler?: string;
+  /** ISAs this machine can run, widest first (what MLPKIT_ISA may name). Native only. */
+  isas?: string[];
 }
 
 export interface Backend {
   readonly name: 'native' | 'reference';
   info(): BackendInfo;
   createModel(config: ModelConfig, params: Float32Array): BackendModel;
+  /** Threads one call may use, process-wide. The reference backend runs on one thread. */
+  setThreads(n: number): void;
 }

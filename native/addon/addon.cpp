@@ -4,7 +4,11 @@
 
 #include "addon/errors.h"
 #include "addon/model_wrap.h"
+#include "addon/checks.h"
+#include "core/cpu/kernels.h"
+#include "core/finite.h"
 #include "core/info.h"
+#include "core/parallel.h"
 
 namespace mlpkit::addon {
 
@@ -15,6 +19,8 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
     model_class_ = Napi::Persistent(model);
     DefineAddon(exports, {
                              InstanceMethod<&MlpkitAddon::Info>("info", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::SetThreads>("setThreads", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
                              InstanceValue("Model", model, napi_enumerable),
                          });
   }
@@ -31,7 +37,37 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
       out.Set("threads", Napi::Number::New(env, b.threads));
       out.Set("cuda", Napi::Boolean::New(env, false));
       out.Set("compiler", b.compiler);
+      std::size_t count = 0;
+      const char* const* names = cpu::supported_isas(&count);
+      Napi::Array isas = Napi::Array::New(env, count);
+      for (std::size_t i = 0; i < count; ++i) isas.Set(static_cast<uint32_t>(i), names[i]);
+      out.Set("isas", isas);
       return out;
+    });
+  }
+
+  // setThreads(n): threads per call for the whole process, n an integer in [1, 256].
+  Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, "setThreads", [&]() -> Napi::Value {
+      ExpectArgs(info, 1, "setThreads");
+      const double n = NumberArg(info[0], "setThreads", "n");
+      if (!(n >= 1 && n <= 256) || n != static_cast<double>(static_cast<int>(n))) {
+        throw RangeError(env, "setThreads: expected n to be an integer in [1, 256] but received " + FormatNumber(n));
+      }
+      set_thread_count(static_cast<int>(n));
+      return env.Undefined();
+    });
+  }
+
+  // firstNonFinite(Float32Array) -> index of the first NaN / Infinity, or -1. The training
+  // input check: a vectorised scan instead of a JS loop over every element.
+  Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, "firstNonFinite", [&]() -> Napi::Value {
+      ExpectArgs(info, 1, "firstNonFinite");
+      const ArrayArg<float> data = TypedArg<float>(info[0], "firstNonFinite", "data");
+      return Napi::Number::New(env, static_cast<double>(first_non_finite(data.Data(), data.ElementLength())));
     });
   }
 

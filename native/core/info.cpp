@@ -1,6 +1,7 @@
 #include "core/info.h"
 
 #include "core/cpu/kernels.h"
+#include "core/parallel.h"
 
 // Both build systems pass the version unquoted (-DMLPKIT_VERSION=0.1.0), which survives every
 // generator's quoting rules; it is turned into a string here.
@@ -25,7 +26,7 @@
 namespace mlpkit {
 
 BuildInfo build_info() {
-  return BuildInfo{MLPKIT_VERSION_STRING, MLPKIT_COMPILER, cpu::kernels().isa, 1};
+  return BuildInfo{MLPKIT_VERSION_STRING, MLPKIT_COMPILER, cpu::kernels().isa, thread_count()};
 }
 
 }  // namespace mlpkit

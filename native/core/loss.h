@@ -26,4 +26,16 @@ struct LossTarget {
 double loss_and_gradient(Loss loss, double param, const float* y, const LossTarget& target, std::size_t batch,
                          std::size_t outputs, float* grad);
 
+// The same for `rows` rows of a batch of norm_rows rows (training walks a batch in tiles): the
+// target pointers start at the first of those rows, the gradient is scaled for the whole batch,
+// and the return value is the unnormalised sum; times loss_scale() it is the batch's mean.
+double loss_sum_and_gradient(Loss loss, double param, const float* y, const LossTarget& target, std::size_t rows,
+                             std::size_t outputs, std::size_t norm_rows, float* grad);
+
+// Throws std::out_of_range, naming the row, for the first label outside [0, outputs).
+void check_labels(const std::int32_t* labels, std::size_t batch, std::size_t outputs);
+
+// 1 / (the number of terms the mean is over): batch rows for cross-entropy, elements otherwise.
+double loss_scale(Loss loss, std::size_t batch, std::size_t outputs);
+
 }  // namespace mlpkit

@@ -1,6 +1,7 @@
 #include "core/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -9,15 +10,32 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/cpu/float_mode.h"
 #include "core/cpu/kernels.h"
+#include "core/parallel.h"
 
 namespace mlpkit {
 namespace {
 
-// predict runs the whole network on a tile of rows before moving to the next tile, so the
-// activations it needs stay in cache and its scratch memory does not grow with the batch.
-constexpr std::size_t kTileFloats = 64 * 1024;
-constexpr std::size_t kMaxTileRows = 256;
+// Predict cuts the batch into tiles of rows and runs every layer on a tile before the next
+// tile, so the tile's activations stay in L1/L2 (this budget) and the scratch memory does not
+// grow with the batch.
+constexpr std::size_t kPredictTileBytes = 128 * 1024;
+constexpr std::size_t kMaxPredictTileRows = 512;
+// Training tiles keep more per row (pre- and post-activations of every layer, gradients).
+constexpr std::size_t kTrainTileBytes = 192 * 1024;
+constexpr std::size_t kMaxTrainTileRows = 120;
+// Training tiles are a multiple of this many rows when they can be: every ISA's register tile
+// height (4 or 6) divides it, so no GEMM ends on a short row block.
+constexpr std::size_t kTrainTileQuantum = 12;
+// Work below this many multiply-adds runs on the calling thread: waking a worker costs more.
+constexpr std::size_t kParallelMacs = std::size_t(1) << 18;
+// Training splits the batch into at most this many chunks of at least kMinChunkRows rows, each
+// accumulating its own weight gradients, summed in chunk order at the end. The split depends on
+// the batch alone, so the sums, and so the results, are the same for any number of threads.
+constexpr std::size_t kMinChunkRows = 64;
+constexpr std::size_t kMaxChunks = 16;
+constexpr std::size_t kPartialFloatsBudget = std::size_t(16) << 20;  // 64 MB of per-chunk gradients
 
 void check_loss(Loss loss) {
   const int code = static_cast<int>(loss);
@@ -35,61 +53,19 @@ void check_optimizer(Optimizer optimizer) {
   }
 }
 
-inline void dense(const cpu::Kernels& k, const LayerPlan& l, const float* params, std::size_t rows, const float* in,
-                  float* out) {
-  const float* w = params + l.weight;
-  const float* b = l.has_bias ? params + l.bias : nullptr;
-  if (rows == 1) {
-    k.gemv(l.outputs, l.inputs, w, in, b, out);
-  } else {
-    k.linear_forward(rows, l.outputs, l.inputs, in, w, b, out);
-  }
+std::size_t padded(std::size_t n) { return (n + cpu::kPanel - 1) / cpu::kPanel * cpu::kPanel; }
+
+// ReLU and leaky ReLU run in the GEMM epilogue; the other activations in a pass after it.
+cpu::Epilogue epilogue_of(Activation a) {
+  if (a == Activation::Relu) return cpu::Epilogue::Relu;
+  if (a == Activation::LeakyRelu) return cpu::Epilogue::LeakyRelu;
+  return cpu::Epilogue::None;
 }
+bool in_epilogue(Activation a) { return a == Activation::None || epilogue_of(a) != cpu::Epilogue::None; }
+
+std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
 }  // namespace
-
-// Everything one training pass keeps between forward and backward, in one allocation sized
-// for the batch. Allocated per call: training work is O(batch * params), far above the cost of
-// one allocation, and per-call buffers need no locking between concurrent calls.
-struct Model::Trace {
-  std::unique_ptr<float[]> storage;
-  float* enc_buf = nullptr;           // encoded input, when the encoding is not the identity
-  const float* enc = nullptr;         // the first layer's input: enc_buf, or x itself
-  std::vector<float*> z;              // pre-activations per layer
-  std::vector<float*> a;              // post-activations per layer (== z without an activation)
-  float* grad_y = nullptr;            // dLoss/dy
-  float* grad_z = nullptr;            // dLoss/dz of the layer being walked back
-  float* grad_a[2] = {nullptr, nullptr};  // dLoss/d(layer input), alternating between layers
-
-  Trace(const ModelPlan& plan, std::size_t batch) {
-    const std::size_t width = plan.encoding.width();
-    const bool identity = plan.encoding.type == Encoding::Identity;
-    const std::size_t wide = std::max(plan.max_width, width);
-    std::size_t floats = identity ? 0 : width;
-    for (const LayerPlan& l : plan.layers) floats += l.outputs * (l.activation == Activation::None ? 1 : 2);
-    floats += plan.layers.back().outputs + plan.max_width + 2 * wide;
-    if (floats != 0 && batch > std::numeric_limits<std::size_t>::max() / sizeof(float) / floats) {
-      throw std::bad_alloc();
-    }
-    storage.reset(new float[batch * floats]);
-    float* p = storage.get();
-    auto take = [&](std::size_t n) {
-      float* q = p;
-      p += batch * n;
-      return q;
-    };
-    if (!identity) enc_buf = take(width);
-    for (const LayerPlan& l : plan.layers) {
-      float* zl = take(l.outputs);
-      z.push_back(zl);
-      a.push_back(l.activation == Activation::None ? zl : take(l.outputs));
-    }
-    grad_y = take(plan.layers.back().outputs);
-    grad_z = take(plan.max_width);
-    grad_a[0] = take(wide);
-    grad_a[1] = take(wide);
-  }
-};
 
 Model::Model(const ModelConfig& config, const float* params, std::size_t count)
     : plan_(plan_model(config)) {
@@ -100,28 +76,104 @@ Model::Model(const ModelConfig& config, const float* params, std::size_t count)
   params_.assign(params, params + count);
   grads_.assign(count, 0.0f);
   opt_ = OptimizerState(count);
+  std::size_t at = 0;
+  for (const LayerPlan& l : plan_.layers) {
+    packed_at_.push_back(at);
+    at += padded(l.outputs) * l.inputs;
+    bias_at_.push_back(at);
+    at += padded(l.outputs);
+  }
+  packed_.assign(at, 0.0f);
+  repack();
 }
+
+void Model::repack_layer(std::size_t l) {
+  const LayerPlan& layer = plan_.layers[l];
+  const std::size_t n = layer.outputs, k = layer.inputs, panels = padded(n) / cpu::kPanel;
+  const float* w = params_.data() + layer.weight;
+  float* dst = packed_.data() + packed_at_[l];
+  for (std::size_t q = 0; q < panels; ++q) {
+    float* panel = dst + q * k * cpu::kPanel;
+    const std::size_t cols = std::min(cpu::kPanel, n - q * cpu::kPanel);
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float* wrow = w + (q * cpu::kPanel + c) * k;
+      for (std::size_t p = 0; p < k; ++p) panel[p * cpu::kPanel + c] = wrow[p];
+    }
+  }
+  float* bias = packed_.data() + bias_at_[l];
+  for (std::size_t j = 0; j < n; ++j) bias[j] = layer.has_bias ? params_[layer.bias + j] : 0.0f;
+}
+
+void Model::repack() {
+  const std::size_t L = plan_.layers.size();
+  if (plan_.param_count >= (std::size_t(1) << 16)) {
+    parallel_for(L, [&](std::size_t l) { repack_layer(l); });
+  } else {
+    for (std::size_t l = 0; l < L; ++l) repack_layer(l);
+  }
+}
+
+namespace {
+
+// The forward GEMM of one layer on `rows` rows: out = in . W^T + b from the packed weights.
+cpu::Gemm forward_gemm(const LayerPlan& layer, const float* packed, const float* bias, std::size_t rows,
+                       const float* in, float* out) {
+  cpu::Gemm g;
+  g.m = rows;
+  g.n = layer.outputs;
+  g.k = layer.inputs;
+  g.a = in;
+  g.a_rs = layer.inputs;
+  g.a_cs = 1;
+  g.b = packed;
+  g.b_rs = cpu::kPanel;
+  g.b_ps = layer.inputs * cpu::kPanel;
+  g.bias = bias;
+  g.c = out;
+  g.ldc = layer.outputs;
+  return g;
+}
+
+// One layer with its activation, in place: out = act(in . W^T + b).
+void forward_layer(const cpu::Kernels& k, const LayerPlan& layer, const float* packed, const float* bias,
+                   std::size_t rows, const float* in, float* out) {
+  cpu::Gemm g = forward_gemm(layer, packed, bias, rows, in, out);
+  g.epilogue = epilogue_of(layer.activation);
+  g.alpha = layer.alpha;
+  k.gemm(g);
+  if (!in_epilogue(layer.activation)) activation_forward(layer.activation, layer.alpha, out, out, rows * layer.outputs);
+}
+
+}  // namespace
 
 void Model::predict(const float* x, std::size_t batch, float* out) const {
   std::shared_lock lock(mutex_);
   const cpu::Kernels& k = cpu::kernels();
   const std::size_t d = plan_.encoding.inputs;
-  const std::size_t width = plan_.encoding.width();
   const bool identity = plan_.encoding.type == Encoding::Identity;
-  const std::size_t enc_floats = identity ? 0 : width;
+  const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
   const std::size_t row_floats = enc_floats + 2 * plan_.max_width;
-  const std::size_t tile = std::clamp<std::size_t>(kTileFloats / row_floats, 1, kMaxTileRows);
+  std::size_t tile = std::clamp<std::size_t>(kPredictTileBytes / (sizeof(float) * row_floats), 1, kMaxPredictTileRows);
 
-  // One scratch per thread: the JS thread and each libuv worker reuse theirs across calls, and
-  // no two calls on one thread overlap. Its size is bounded by the largest model seen.
-  thread_local std::vector<float> scratch;
-  if (scratch.size() < tile * row_floats) scratch.resize(tile * row_floats);
-  float* enc = scratch.data();
-  float* ping[2] = {enc + tile * enc_floats, enc + tile * enc_floats + tile * plan_.max_width};
+  std::size_t macs = 0;
+  for (const LayerPlan& l : plan_.layers) macs += l.inputs * l.outputs;
+  const int threads = thread_count();
+  const bool parallel = threads > 1 && batch > 1 && macs * batch >= kParallelMacs;
+  // Enough tiles for every thread to get a few (load balance); rows are independent, so the
+  // tile size never changes a result.
+  if (parallel) tile = std::max<std::size_t>(1, std::min(tile, ceil_div(batch, 4 * static_cast<std::size_t>(threads))));
+  const std::size_t tiles = ceil_div(batch, tile);
 
-  const float* params = params_.data();
   const std::size_t L = plan_.layers.size();
-  for (std::size_t r0 = 0; r0 < batch; r0 += tile) {
+  auto run_tile = [&](std::size_t t) {
+    // One scratch per thread: the JS thread, each libuv worker and each pool worker reuse
+    // theirs across calls, and no two calls on one thread overlap. Bounded by the largest
+    // model and tile seen.
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < tile * row_floats) scratch.resize(tile * row_floats);
+    float* enc = scratch.data();
+    float* ping[2] = {enc + tile * enc_floats, enc + tile * enc_floats + tile * plan_.max_width};
+    const std::size_t r0 = t * tile;
     const std::size_t rows = std::min(tile, batch - r0);
     const float* in = x + r0 * d;
     if (!identity) {
@@ -131,10 +183,14 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
     for (std::size_t l = 0; l < L; ++l) {
       const LayerPlan& layer = plan_.layers[l];
       float* dst = l + 1 == L ? out + r0 * layer.outputs : ping[l & 1];
-      dense(k, layer, params, rows, in, dst);
-      activation_forward(layer.activation, layer.alpha, dst, dst, rows * layer.outputs);
+      forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], rows, in, dst);
       in = dst;
     }
+  };
+  if (parallel && tiles > 1) {
+    parallel_for(tiles, run_tile);
+  } else {
+    for (std::size_t t = 0; t < tiles; ++t) run_tile(t);
   }
 }
 
@@ -146,6 +202,7 @@ void Model::get_params(float* out) const {
 void Model::set_params(const float* params) {
   std::unique_lock lock(mutex_);
   std::memcpy(params_.data(), params, params_.size() * sizeof(float));
+  repack();
 }
 
 void Model::get_grads(float* out) const {
@@ -158,79 +215,250 @@ void Model::set_grads(const float* grads) {
   std::memcpy(grads_.data(), grads, grads_.size() * sizeof(float));
 }
 
-void Model::forward_trace(const float* x, std::size_t batch, Trace& t) const {
-  const cpu::Kernels& k = cpu::kernels();
-  if (plan_.encoding.type == Encoding::Identity) {
-    t.enc = x;
-  } else {
-    encode_forward(plan_.encoding, x, batch, t.enc_buf);
-    t.enc = t.enc_buf;
-  }
-  const float* in = t.enc;
-  for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
-    const LayerPlan& layer = plan_.layers[l];
-    dense(k, layer, params_.data(), batch, in, t.z[l]);
-    if (layer.activation != Activation::None) {
-      activation_forward(layer.activation, layer.alpha, t.z[l], t.a[l], batch * layer.outputs);
+// Scratch for one chunk of a training pass, reused tile after tile: everything the backward
+// pass needs from the forward pass of one tile, and the gradients walking back through it.
+struct Model::Pass {
+  std::vector<float> storage;
+  float* enc = nullptr;               // encoded input, when the encoding is not the identity
+  std::vector<float*> z;              // pre-activations per layer
+  std::vector<float*> a;              // post-activations per layer (== z when applied in place)
+  float* grad_y = nullptr;            // dLoss/dy
+  float* grad_z = nullptr;            // dLoss/dz of the layer being walked back
+  float* grad_a[2] = {nullptr, nullptr};  // dLoss/d(layer input), alternating between layers
+
+  Pass(const ModelPlan& plan, std::size_t tile) {
+    const std::size_t width = plan.encoding.width();
+    const bool identity = plan.encoding.type == Encoding::Identity;
+    const std::size_t wide = std::max(plan.max_width, width);
+    std::size_t floats = identity ? 0 : width;
+    for (const LayerPlan& l : plan.layers) floats += l.outputs * (l.activation == Activation::None ? 1 : 2);
+    floats += plan.layers.back().outputs + plan.max_width + 2 * wide;
+    storage.resize(tile * floats);
+    float* p = storage.data();
+    auto take = [&](std::size_t n) {
+      float* q = p;
+      p += tile * n;
+      return q;
+    };
+    if (!identity) enc = take(width);
+    for (const LayerPlan& l : plan.layers) {
+      float* zl = take(l.outputs);
+      z.push_back(zl);
+      a.push_back(l.activation == Activation::None ? zl : take(l.outputs));
     }
-    in = t.a[l];
+    grad_y = take(plan.layers.back().outputs);
+    grad_z = take(plan.max_width);
+    grad_a[0] = take(wide);
+    grad_a[1] = take(wide);
   }
-}
 
-void Model::backward_trace(const float* x, std::size_t batch, Trace& t, const float* grad_y, float* grad_input) {
+  static std::size_t row_floats(const ModelPlan& plan) {
+    const std::size_t width = plan.encoding.width();
+    std::size_t floats = plan.encoding.type == Encoding::Identity ? 0 : width;
+    for (const LayerPlan& l : plan.layers) floats += 2 * l.outputs;
+    return floats + 3 * std::max(plan.max_width, width) + plan.layers.back().outputs;
+  }
+};
+
+double Model::forward_backward(const float* x, std::size_t batch, const Loss* loss, double loss_param,
+                               const LossTarget* target, const float* grad_output, float* grad_input) {
   const cpu::Kernels& k = cpu::kernels();
-  const float* grad_a = grad_y;
-  for (std::size_t l = plan_.layers.size(); l-- > 0;) {
-    const LayerPlan& layer = plan_.layers[l];
-    const std::size_t n = batch * layer.outputs;
-    activation_backward(layer.activation, layer.alpha, t.z[l], grad_a, t.grad_z, n);
-    const float* in = l == 0 ? t.enc : t.a[l - 1];
-    float* db = layer.has_bias ? grads_.data() + layer.bias : nullptr;
-    k.linear_backward_weights(batch, layer.outputs, layer.inputs, t.grad_z, in, grads_.data() + layer.weight, db);
-    if (l == 0 && !grad_input) break;
-    // Alternate buffers so this layer's input gradient never overwrites the one being read.
-    float* grad_in = t.grad_a[l & 1];
-    k.linear_backward_input(batch, layer.outputs, layer.inputs, t.grad_z, params_.data() + layer.weight, grad_in);
-    grad_a = grad_in;
-  }
-  if (grad_input) encode_backward(plan_.encoding, x, batch, grad_a, grad_input);
-}
-
-double Model::loss_grad_locked(const float* x, std::size_t batch, Loss loss, double loss_param,
-                               const LossTarget& target, float* grad_input) {
-  check_loss(loss);
-  Trace t(plan_, batch);
-  forward_trace(x, batch, t);
+  const std::size_t P = plan_.param_count;
   const std::size_t L = plan_.layers.size();
-  // Throws on a bad label before the gradient buffer is touched.
-  const double value = loss_and_gradient(loss, loss_param, t.a[L - 1], target, batch, outputs(), t.grad_y);
-  backward_trace(x, batch, t, t.grad_y, grad_input);
-  return value;
+  const std::size_t d = plan_.encoding.inputs;
+  const std::size_t outs = outputs();
+  const bool identity = plan_.encoding.type == Encoding::Identity;
+
+  const std::size_t max_chunks = std::clamp<std::size_t>(kPartialFloatsBudget / std::max<std::size_t>(P, 1), 1, kMaxChunks);
+  const std::size_t chunks = std::min(ceil_div(batch, kMinChunkRows), max_chunks);
+  const std::size_t chunk_rows = ceil_div(batch, chunks);
+  std::size_t tile = kTrainTileBytes / (sizeof(float) * Pass::row_floats(plan_));
+  if (tile >= kTrainTileQuantum) tile -= tile % kTrainTileQuantum;
+  tile = std::clamp<std::size_t>(tile, 1, std::min(kMaxTrainTileRows, chunk_rows));
+  const std::size_t tiles_per_chunk = ceil_div(chunk_rows, tile);
+
+  // Bad labels throw here, before any gradient is written. One chunk accumulates straight into
+  // grads_; several each into their own buffer, summed into grads_ once all have finished.
+  if (loss && loss_uses_labels(*loss) && target->labels) check_labels(target->labels, batch, outs);
+  std::vector<float> partial(chunks > 1 ? chunks * P : 0);
+  std::vector<double> loss_sums(chunks, 0.0);
+
+  auto run_chunk = [&](std::size_t c) {
+    cpu::FlushDenormals flush;
+    float* dparams = chunks > 1 ? partial.data() + c * P : grads_.data();
+    std::fill(dparams, dparams + P, 0.0f);
+    Pass pass(plan_, tile);
+    const std::size_t c0 = c * chunk_rows, c1 = std::min(batch, c0 + chunk_rows);
+    for (std::size_t t = 0; t < tiles_per_chunk; ++t) {
+      const std::size_t r0 = c0 + t * tile;
+      if (r0 >= c1) break;
+      const std::size_t rows = std::min(tile, c1 - r0);
+      const float* xr = x + r0 * d;
+
+      // Forward, keeping z and a of every layer (ReLU-family activations in the GEMM epilogue).
+      const float* in = xr;
+      if (!identity) {
+        encode_forward(plan_.encoding, xr, rows, pass.enc);
+        in = pass.enc;
+      }
+      const float* enc = in;
+      for (std::size_t l = 0; l < L; ++l) {
+        const LayerPlan& layer = plan_.layers[l];
+        cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], rows, in,
+                                   pass.z[l]);
+        const cpu::Epilogue e = epilogue_of(layer.activation);
+        if (e != cpu::Epilogue::None) {
+          g.epilogue = e;
+          g.alpha = layer.alpha;
+          g.act = pass.a[l];
+        }
+        k.gemm(g);
+        if (layer.activation != Activation::None && e == cpu::Epilogue::None) {
+          activation_forward(layer.activation, layer.alpha, pass.z[l], pass.a[l], rows * layer.outputs);
+        }
+        in = pass.a[l];
+      }
+
+      // Where the backward pass starts: the loss gradient, or the caller's dL/dy.
+      const float* grad_y = nullptr;
+      if (loss) {
+        LossTarget part;
+        if (target->labels) part.labels = target->labels + r0;
+        if (target->values) part.values = target->values + r0 * outs;
+        loss_sums[c] += loss_sum_and_gradient(*loss, loss_param, pass.a[L - 1], part, rows, outs, batch, pass.grad_y);
+        grad_y = pass.grad_y;
+      } else {
+        grad_y = grad_output + r0 * outs;
+      }
+      const LayerPlan& top = plan_.layers[L - 1];
+      const float* grad_z = grad_y;  // dL/dz of the layer being walked back
+      if (top.activation != Activation::None) {
+        const cpu::Epilogue e = epilogue_of(top.activation);
+        if (e != cpu::Epilogue::None) {
+          k.rectify_backward(e, top.alpha, pass.z[L - 1], grad_y, pass.grad_z, rows * top.outputs);
+        } else {
+          activation_backward(top.activation, top.alpha, pass.z[L - 1], grad_y, pass.grad_z, rows * top.outputs);
+        }
+        grad_z = pass.grad_z;
+      }
+
+      const float* grad_a = nullptr;  // dL/d(input of layer 0), when grad_input is wanted
+      for (std::size_t l = L; l-- > 0;) {
+        const LayerPlan& layer = plan_.layers[l];
+        const float* layer_in = l == 0 ? enc : pass.a[l - 1];
+
+        // dW[n x k] += dZ^T . A: rows are output neurons, the reduction runs over the tile rows.
+        cpu::Gemm gw;
+        gw.m = layer.outputs;
+        gw.n = layer.inputs;
+        gw.k = rows;
+        gw.a = grad_z;
+        gw.a_rs = 1;
+        gw.a_cs = layer.outputs;
+        gw.b = layer_in;
+        gw.b_rs = layer.inputs;
+        gw.b_ps = cpu::kPanel;
+        gw.c = dparams + layer.weight;
+        gw.ldc = layer.inputs;
+        gw.accumulate = true;
+        k.gemm(gw);
+        if (layer.has_bias) k.column_sums(rows, layer.outputs, grad_z, layer.outputs, dparams + layer.bias);
+
+        if (l == 0 && !grad_input) break;
+        // dA[rows x k] = dZ . W, W in its own [out x in] layout, times the previous layer's
+        // activation derivative in the epilogue when it is ReLU-family. Alternate buffers so
+        // this product never overwrites the gradient being read.
+        float* out = pass.grad_a[l & 1];
+        cpu::Gemm gx;
+        gx.m = rows;
+        gx.n = layer.inputs;
+        gx.k = layer.outputs;
+        gx.a = grad_z;
+        gx.a_rs = layer.outputs;
+        gx.a_cs = 1;
+        gx.b = params_.data() + layer.weight;
+        gx.b_rs = layer.inputs;
+        gx.b_ps = cpu::kPanel;
+        gx.c = out;
+        gx.ldc = layer.inputs;
+        if (l == 0) {
+          k.gemm(gx);
+          grad_a = out;
+          break;
+        }
+        const LayerPlan& below = plan_.layers[l - 1];
+        const cpu::Epilogue e = epilogue_of(below.activation);
+        if (e != cpu::Epilogue::None) {
+          gx.epilogue = e == cpu::Epilogue::Relu ? cpu::Epilogue::ReluGrad : cpu::Epilogue::LeakyReluGrad;
+          gx.alpha = below.alpha;
+          gx.gate = pass.z[l - 1];
+          k.gemm(gx);
+        } else {
+          k.gemm(gx);
+          if (below.activation != Activation::None) {
+            activation_backward(below.activation, below.alpha, pass.z[l - 1], out, out, rows * below.outputs);
+          }
+        }
+        grad_z = out;
+      }
+      if (grad_input) encode_backward(plan_.encoding, xr, rows, grad_a, grad_input + r0 * d);
+    }
+  };
+
+  std::size_t macs = 0;
+  for (const LayerPlan& l : plan_.layers) macs += l.inputs * l.outputs;
+  if (chunks > 1 && thread_count() > 1 && 3 * macs * batch >= kParallelMacs) {
+    parallel_for(chunks, run_chunk);
+  } else {
+    for (std::size_t c = 0; c < chunks; ++c) run_chunk(c);
+  }
+
+  // Every chunk succeeded: sum their gradients in chunk order into grads_.
+  if (chunks == 1) return loss ? loss_sums[0] * loss_scale(*loss, batch, outs) : 0.0;
+  std::vector<const float*> srcs(chunks);
+  for (std::size_t c = 0; c < chunks; ++c) srcs[c] = partial.data() + c * P;
+  constexpr std::size_t kBlock = 1 << 14;
+  const std::size_t blocks = ceil_div(P, kBlock);
+  auto reduce_block = [&](std::size_t b) {
+    cpu::FlushDenormals flush;
+    k.reduce(grads_.data(), srcs.data(), chunks, b * kBlock, std::min(P, (b + 1) * kBlock));
+  };
+  if (blocks > 1 && chunks > 1) {
+    parallel_for(blocks, reduce_block);
+  } else {
+    for (std::size_t b = 0; b < blocks; ++b) reduce_block(b);
+  }
+
+  if (!loss) return 0;
+  double total = 0;
+  for (double s : loss_sums) total += s;
+  return total * loss_scale(*loss, batch, outs);
 }
 
 double Model::loss_grad(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
                         float* grad_input) {
+  check_loss(loss);
   std::unique_lock lock(mutex_);
-  return loss_grad_locked(x, batch, loss, loss_param, target, grad_input);
+  return forward_backward(x, batch, &loss, loss_param, &target, nullptr, grad_input);
 }
 
 void Model::backward(const float* x, std::size_t batch, const float* grad_output, float* grad_input) {
   std::unique_lock lock(mutex_);
-  Trace t(plan_, batch);
-  forward_trace(x, batch, t);
-  backward_trace(x, batch, t, grad_output, grad_input);
+  forward_backward(x, batch, nullptr, 0, nullptr, grad_output, grad_input);
 }
 
-double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm) {
+double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm, bool want_norm) {
   check_optimizer(optimizer);
-  const double norm = clip_grad_norm(grads_.data(), grads_.size(), clip_norm);
+  const bool clipping = clip_norm > 0 && std::isfinite(clip_norm);
+  const double norm = clipping || want_norm ? clip_grad_norm(grads_.data(), grads_.size(), clip_norm) : 0.0;
   optimizer_update(optimizer, hyper, params_.data(), grads_.data(), params_.size(), opt_);
+  repack();
   return norm;
 }
 
 double Model::optimizer_step(Optimizer optimizer, const Hyper& hyper, double clip_norm) {
   std::unique_lock lock(mutex_);
-  return optimizer_step_locked(optimizer, hyper, clip_norm);
+  return optimizer_step_locked(optimizer, hyper, clip_norm, true);
 }
 
 void Model::reset_optimizer() {
@@ -245,8 +473,8 @@ double Model::train_step(const float* x, std::size_t batch, Loss loss, double lo
   check_loss(loss);
   check_optimizer(optimizer);
   std::unique_lock lock(mutex_);
-  const double value = loss_grad_locked(x, batch, loss, loss_param, target, nullptr);
-  optimizer_step_locked(optimizer, hyper, clip_norm);
+  const double value = forward_backward(x, batch, &loss, loss_param, &target, nullptr, nullptr);
+  optimizer_step_locked(optimizer, hyper, clip_norm, false);
   return value;
 }
 

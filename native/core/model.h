@@ -58,17 +58,26 @@ class Model {
                     Optimizer optimizer, const Hyper& hyper, double clip_norm);
 
  private:
-  struct Trace;
+  struct Pass;
 
-  void forward_trace(const float* x, std::size_t batch, Trace& trace) const;
-  void backward_trace(const float* x, std::size_t batch, Trace& trace, const float* grad_y, float* grad_input);
-  double loss_grad_locked(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
-                          float* grad_input);
-  double optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm);
+  // Packs every layer's weights and bias for the forward kernels (see core/cpu/kernels.h).
+  // Called whenever the parameters change; predict and training only read the packed copy.
+  void repack();
+  void repack_layer(std::size_t l);
+  // One forward + backward over the batch, in fixed chunks of rows, writing the summed weight
+  // gradients into grads_ and dL/dx into grad_input when given. Either a loss (loss_grad) or an
+  // upstream gradient (grad_output) starts the backward pass. Returns the loss (0 without one).
+  double forward_backward(const float* x, std::size_t batch, const Loss* loss, double loss_param,
+                          const LossTarget* target, const float* grad_output, float* grad_input);
+  // want_norm: compute the gradient norm even when not clipping (optimizer_step returns it).
+  double optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm, bool want_norm);
 
   ModelPlan plan_;
   std::vector<float> params_;
   std::vector<float> grads_;
+  std::vector<float> packed_;            // per layer: W^T panels, then the bias padded to a panel
+  std::vector<std::size_t> packed_at_;   // offset of each layer's panels in packed_
+  std::vector<std::size_t> bias_at_;     // offset of each layer's padded bias in packed_
   OptimizerState opt_;
   mutable std::shared_mutex mutex_;
 };

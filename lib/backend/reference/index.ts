@@ -11,4 +11,7 @@ export const referenceBackend: Backend = {
   createModel(config: ModelConfig, params: Float32Array) {
     return new ReferenceModel(config, params);
   },
+  setThreads(): void {
+    // The reference runs every call on the calling thread; nothing to size.
+  },
 };

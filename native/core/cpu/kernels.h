@@ -1,40 +1,100 @@
-// The dense kernels a layer needs, as a table of function pointers chosen once per process.
-// Each ISA implements the table in its own translation unit, compiled with its own flags, so
-// no wide-vector instruction can leak into code that runs before the CPU has been checked.
+// The CPU kernels a model needs, as a table of function pointers chosen once per process.
+// Each ISA fills the table in its own translation unit, compiled with its own flags, from the
+// one generic implementation in kernels_impl.inl; no wide-vector instruction can leak into code
+// that runs before the CPU has been checked (dispatch.cpp).
 //
-// All matrices are dense row-major with no padding. A Linear layer with weight W [n x k]
-// (torch.nn.Linear layout) maps a batch A [m x k] to Z [m x n].
+// Numerics shared by every ISA:
+//  - Each GEMM output element is one float32 chain: its initial value (bias, 0, or the value
+//    already in C when accumulating), then the products for p = 0, 1, ..., k-1 in order. A row's
+//    result therefore never depends on the batch or tile it came in, nor on the thread that ran it.
+//  - SIMD ISAs use fused multiply-add; the scalar table multiplies and adds separately.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace mlpkit::cpu {
 
-struct Kernels {
-  const char* isa;
+// Weights are packed for the forward GEMM into panels of kPanel output columns:
+// panel q holds W^T[p][q*kPanel + c] at q*k*kPanel + p*kPanel + c, zero past the last column.
+constexpr std::size_t kPanel = 16;
 
-  // Z[m x n] = A[m x k] . W[n x k]^T (+ bias[n] when bias is not null). The forward GEMM.
-  void (*linear_forward)(std::size_t m, std::size_t n, std::size_t k, const float* a, const float* w,
-                         const float* bias, float* z);
+// Epilogue applied in registers before the store. The *Grad forms multiply by the derivative
+// of relu / leaky_relu at Gemm::gate (the backward pass of the previous layer's activation).
+enum class Epilogue : int { None = 0, Relu = 1, LeakyRelu = 2, ReluGrad = 3, LeakyReluGrad = 4 };
 
-  // z[n] = W[n x k] . a[k] (+ bias). The batch-1 forward; must equal linear_forward with m = 1
-  // bit for bit, so a row's output never depends on the batch it came in.
-  void (*gemv)(std::size_t n, std::size_t k, const float* w, const float* a, const float* bias, float* z);
-
-  // dW[n x k] = dZ[m x n]^T . A[m x k] and db[n] = column sums of dZ (when db is not null).
-  // Overwrites dW and db.
-  void (*linear_backward_weights)(std::size_t m, std::size_t n, std::size_t k, const float* dz, const float* a,
-                                  float* dw, float* db);
-
-  // dA[m x k] = dZ[m x n] . W[n x k]. Overwrites dA.
-  void (*linear_backward_input)(std::size_t m, std::size_t n, std::size_t k, const float* dz, const float* w,
-                                float* da);
+// C[m x n] = init + A[m x k] . B[k x n], with strided views so one kernel serves the forward
+// pass, both backward products, and the weight gradient:
+//   A(i, p) = a[i * a_rs + p * a_cs]
+//   B(p, c) = b[(c / kPanel) * b_ps + c % kPanel + p * b_rs]   (row-major B: b_rs = ldb, b_ps = kPanel;
+//                                                               packed panels: b_rs = kPanel, b_ps = k * kPanel)
+//   init    = C itself when accumulate, else bias[c] when bias is set, else 0.
+// Loads never touch B or C past column n-1 of a row, nor bias past n-1.
+struct Gemm {
+  std::size_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  std::size_t a_rs = 0, a_cs = 1;
+  const float* b = nullptr;
+  std::size_t b_rs = 0, b_ps = kPanel;
+  const float* bias = nullptr;
+  float* c = nullptr;
+  std::size_t ldc = 0;
+  bool accumulate = false;
+  Epilogue epilogue = Epilogue::None;
+  float alpha = 0;  // leaky_relu slope
+  // Relu / LeakyRelu with act set: C gets the raw values, act the activated ones (training
+  // keeps both). Same layout as C.
+  float* act = nullptr;
+  // ReluGrad / LeakyReluGrad: the pre-activations z the derivative is taken at, laid out as C.
+  const float* gate = nullptr;
 };
 
-// Per-ISA tables. Only the scalar one exists so far; SIMD tables slot in beside it.
-const Kernels& scalar_kernels();
+// One Adam/AdamW (or SGD) update over params[begin, end), in the formulas of core/optimizer.cpp.
+struct AdamStep {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  float step_size, sqrt_bc2, b1, one_b1, b2, one_b2, eps, wd, decay;
+  bool decoupled;
+};
+struct SgdStep {
+  float* p;
+  const float* g;
+  float* buf;
+  float lr, wd, momentum, keep;
+  bool use_momentum, first, nesterov;
+};
 
-// The table for this CPU, chosen on first use and fixed for the life of the process.
+struct Kernels {
+  const char* isa;
+  void (*gemm)(const Gemm& g);
+  // y = relu(z) or leaky_relu(z); y may alias z.
+  void (*rectify)(Epilogue e, float alpha, const float* z, float* y, std::size_t n);
+  // gz = gy * f'(z) for relu / leaky_relu (f'(0) = 0 or alpha, as PyTorch); gz may alias gy.
+  void (*rectify_backward)(Epilogue e, float alpha, const float* z, const float* gy, float* gz, std::size_t n);
+  // db[j] += sum over rows r of dz[r * ldz + j], rows in order.
+  void (*column_sums)(std::size_t m, std::size_t n, const float* dz, std::size_t ldz, float* db);
+  // dst[i] = srcs[0][i] + srcs[1][i] + ... (left to right) for i in [begin, end).
+  void (*reduce)(float* dst, const float* const* srcs, std::size_t count, std::size_t begin, std::size_t end);
+  void (*adam)(const AdamStep& s, std::size_t begin, std::size_t end);
+  void (*sgd)(const SgdStep& s, std::size_t begin, std::size_t end);
+};
+
+const Kernels& scalar_kernels();
+#if defined(__x86_64__) || defined(_M_X64)
+const Kernels& avx2_kernels();
+const Kernels& avx512_kernels();
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+const Kernels& neon_kernels();
+#endif
+
+// The table for this CPU: the widest ISA that the CPU and the OS support, or a lower one named
+// by MLPKIT_ISA (scalar, avx2, avx512, neon). Chosen on first use, fixed for the process.
 const Kernels& kernels();
+
+// The ISAs this machine can run, widest first (what MLPKIT_ISA may name).
+const char* const* supported_isas(std::size_t* count);
 
 }  // namespace mlpkit::cpu

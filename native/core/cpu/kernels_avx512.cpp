@@ -1,0 +1,51 @@
+// AVX-512F kernels (Skylake-SP, Ice Lake, Zen 4 and later). This file alone is compiled with
+// -mavx512f -mfma; dispatch.cpp calls into it only after cpuid and xgetbv say the CPU and the
+// OS (opmask and upper ZMM state) support it.
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <cstddef>
+#include <utility>
+
+#include "core/cpu/kernels.h"
+
+namespace mlpkit::cpu {
+namespace {
+
+struct V {
+  using T = __m512;
+  static constexpr std::size_t W = 16;
+  // 32 zmm registers: 6 x 4 accumulators + 4 B vectors + 1 broadcast. A 64-wide layer is one
+  // column group.
+  static constexpr int MR = 6;
+  static constexpr int NV = 4;
+  static __mmask16 lanes(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static T zero() { return _mm512_setzero_ps(); }
+  static T set1(float x) { return _mm512_set1_ps(x); }
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  // Masked-off lanes are neither read nor faulted on.
+  static T load_part(const float* p, std::size_t n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+  static void store(float* p, T x) { _mm512_storeu_ps(p, x); }
+  static void store_part(float* p, T x, std::size_t n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
+  static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
+  static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  static T div(T a, T b) { return _mm512_div_ps(a, b); }
+  static T sqrt(T a) { return _mm512_sqrt_ps(a); }
+  static T max(T a, T b) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), b, a); }
+  static T gt_select(T a, T b, T yes, T no) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), no, yes);
+  }
+};
+
+#include "core/cpu/kernels_impl.inl"
+
+constexpr Kernels kTable = make_table("avx512");
+
+}  // namespace
+
+const Kernels& avx512_kernels() { return kTable; }
+
+}  // namespace mlpkit::cpu
+#endif

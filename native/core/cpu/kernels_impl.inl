@@ -1,0 +1,230 @@
+// The generic CPU kernels, written once against a vector type V and instantiated per ISA.
+//
+// Include this file only from a kernels_<isa>.cpp, inside that file's anonymous namespace in
+// mlpkit::cpu, after defining V. Everything here then has internal linkage in that translation
+// unit: the linker can never merge, say, the AVX-512 build of a helper into the scalar path.
+// For the same reason this file includes no headers and uses nothing from the standard library.
+//
+// V provides: T (the register type), W (lanes), MR x NV (the GEMM register tile: MR rows of A
+// by NV vectors of columns), and zero/set1/load/load_part/store/store_part/fma/add/mul/div/
+// sqrt/max/gt_select (see kernels_scalar.cpp for the plainest one).
+
+using T = typename V::T;
+constexpr std::size_t W = V::W;
+static_assert(kPanel % W == 0, "a vector must never straddle two panels");
+
+inline std::size_t min_size(std::size_t a, std::size_t b) { return a < b ? a : b; }
+
+// Address of B(p = 0, column c) for the strided view in Gemm.
+inline const float* b_column(const Gemm& g, std::size_t c) { return g.b + (c / kPanel) * g.b_ps + c % kPanel; }
+
+inline T epilogue(const T& x, Epilogue e, const T& alpha) {
+  if (e == Epilogue::Relu) return V::max(x, V::zero());
+  if (e == Epilogue::LeakyRelu) return V::gt_select(x, V::zero(), x, V::mul(alpha, x));
+  return x;
+}
+
+// The register tile: rows [i0, i0 + MR) by columns [c0, c0 + NV * W), the last vector holding
+// only `tail` valid lanes when TAIL. The p loop is the only loop at run time.
+template <int MR, int NV, bool TAIL>
+void micro_tile(const Gemm& g, std::size_t i0, std::size_t c0, std::size_t tail) {
+  T acc[MR][NV];
+  const float* bcol[NV];
+  for (int v = 0; v < NV; ++v) bcol[v] = b_column(g, c0 + v * W);
+
+  auto load_c = [&](const float* p, int v) { return (TAIL && v == NV - 1) ? V::load_part(p, tail) : V::load(p); };
+  if (g.accumulate) {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = load_c(g.c + (i0 + i) * g.ldc + c0 + v * W, v);
+  } else if (g.bias) {
+    for (int v = 0; v < NV; ++v) {
+      const T b = load_c(g.bias + c0 + v * W, v);
+      for (int i = 0; i < MR; ++i) acc[i][v] = b;
+    }
+  } else {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  }
+
+  const float* a = g.a + i0 * g.a_rs;
+  const std::size_t a_rs = g.a_rs, a_cs = g.a_cs, b_rs = g.b_rs;
+  for (std::size_t p = 0; p < g.k; ++p) {
+    T bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = load_c(bcol[v] + p * b_rs, v);
+    const float* ap = a + p * a_cs;
+    for (int i = 0; i < MR; ++i) {
+      const T av = V::set1(ap[i * a_rs]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+    }
+  }
+
+  const T alpha = V::set1(g.alpha);
+  auto put = [&](float* p, const T& x, int v) {
+    if (TAIL && v == NV - 1) {
+      V::store_part(p, x, tail);
+    } else {
+      V::store(p, x);
+    }
+  };
+  const bool grad = g.epilogue == Epilogue::ReluGrad || g.epilogue == Epilogue::LeakyReluGrad;
+  const T low = g.epilogue == Epilogue::LeakyReluGrad ? alpha : V::zero();
+  const T one = V::set1(1.0f);
+  for (int i = 0; i < MR; ++i) {
+    const std::size_t at = (i0 + i) * g.ldc + c0;
+    for (int v = 0; v < NV; ++v) {
+      const T& x = acc[i][v];
+      if (grad) {
+        // x * f'(z) as a product, as the scalar activation_backward, so NaN stays NaN.
+        const T z = load_c(g.gate + at + v * W, v);
+        put(g.c + at + v * W, V::mul(x, V::gt_select(z, V::zero(), one, low)), v);
+      } else if (g.act) {
+        put(g.c + at + v * W, x, v);
+        put(g.act + at + v * W, epilogue(x, g.epilogue, alpha), v);
+      } else {
+        put(g.c + at + v * W, epilogue(x, g.epilogue, alpha), v);
+      }
+    }
+  }
+}
+
+using TileFn = void (*)(const Gemm&, std::size_t, std::size_t, std::size_t);
+
+template <int MR, int NV>
+constexpr TileFn pick_tail(bool tail) {
+  return tail ? micro_tile<MR, NV, true> : micro_tile<MR, NV, false>;
+}
+
+template <int MR, int... NVs>
+TileFn pick_nv(std::size_t nv, bool tail, std::integer_sequence<int, NVs...>) {
+  TileFn fn = nullptr;
+  ((nv == static_cast<std::size_t>(NVs + 1) ? (fn = pick_tail<MR, NVs + 1>(tail), 0) : 0), ...);
+  return fn;
+}
+
+template <int... MRs>
+TileFn pick_tile(std::size_t rows, std::size_t nv, bool tail, std::integer_sequence<int, MRs...>) {
+  TileFn fn = nullptr;
+  ((rows == static_cast<std::size_t>(MRs + 1)
+        ? (fn = pick_nv<MRs + 1>(nv, tail, std::make_integer_sequence<int, V::NV>{}), 0)
+        : 0),
+   ...);
+  return fn;
+}
+
+void gemm(const Gemm& g) {
+  if (g.m == 0 || g.n == 0) return;
+  constexpr std::size_t group = V::NV * W;  // columns per register tile
+  for (std::size_t c0 = 0; c0 < g.n; c0 += group) {
+    const std::size_t cols = min_size(group, g.n - c0);
+    const std::size_t nv = (cols + W - 1) / W;
+    const std::size_t tail = cols - (nv - 1) * W;
+    const TileFn full = pick_tile(V::MR, nv, tail != W, std::make_integer_sequence<int, V::MR>{});
+    std::size_t i0 = 0;
+    for (; i0 + V::MR <= g.m; i0 += V::MR) full(g, i0, c0, tail);
+    if (i0 < g.m) {
+      pick_tile(g.m - i0, nv, tail != W, std::make_integer_sequence<int, V::MR>{})(g, i0, c0, tail);
+    }
+  }
+}
+
+void rectify(Epilogue e, float alpha, const float* z, float* y, std::size_t n) {
+  const T va = V::set1(alpha);
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) V::store(y + i, epilogue(V::load(z + i), e, va));
+  if (i < n) V::store_part(y + i, epilogue(V::load_part(z + i, n - i), e, va), n - i);
+}
+
+void rectify_backward(Epilogue e, float alpha, const float* z, const float* gy, float* gz, std::size_t n) {
+  // gy * f'(z) as a product, like the scalar code, so a NaN gradient stays NaN.
+  const T low = e == Epilogue::LeakyRelu ? V::set1(alpha) : V::zero();
+  const T one = V::set1(1.0f);
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) {
+    const T d = V::gt_select(V::load(z + i), V::zero(), one, low);
+    V::store(gz + i, V::mul(V::load(gy + i), d));
+  }
+  if (i < n) {
+    const T d = V::gt_select(V::load_part(z + i, n - i), V::zero(), one, low);
+    V::store_part(gz + i, V::mul(V::load_part(gy + i, n - i), d), n - i);
+  }
+}
+
+void column_sums(std::size_t m, std::size_t n, const float* dz, std::size_t ldz, float* db) {
+  std::size_t j = 0;
+  for (; j + W <= n; j += W) {
+    T s = V::load(db + j);
+    for (std::size_t r = 0; r < m; ++r) s = V::add(s, V::load(dz + r * ldz + j));
+    V::store(db + j, s);
+  }
+  if (j < n) {
+    const std::size_t t = n - j;
+    T s = V::load_part(db + j, t);
+    for (std::size_t r = 0; r < m; ++r) s = V::add(s, V::load_part(dz + r * ldz + j, t));
+    V::store_part(db + j, s, t);
+  }
+}
+
+void reduce(float* dst, const float* const* srcs, std::size_t count, std::size_t begin, std::size_t end) {
+  std::size_t i = begin;
+  for (; i + W <= end; i += W) {
+    T s = V::load(srcs[0] + i);
+    for (std::size_t c = 1; c < count; ++c) s = V::add(s, V::load(srcs[c] + i));
+    V::store(dst + i, s);
+  }
+  if (i < end) {
+    T s = V::load_part(srcs[0] + i, end - i);
+    for (std::size_t c = 1; c < count; ++c) s = V::add(s, V::load_part(srcs[c] + i, end - i));
+    V::store_part(dst + i, s, end - i);
+  }
+}
+
+// The same operations, in the same order, as adam() in core/optimizer.cpp.
+inline void adam_lanes(const AdamStep& s, std::size_t i, std::size_t lanes) {
+  const bool full = lanes == W;
+  auto ld = [&](const float* p) { return full ? V::load(p + i) : V::load_part(p + i, lanes); };
+  auto st = [&](float* p, const T& x) { full ? V::store(p + i, x) : V::store_part(p + i, x, lanes); };
+  T p = ld(s.p), g = ld(s.g);
+  if (s.decoupled) {
+    p = V::mul(p, V::set1(s.decay));
+  } else {
+    g = V::add(g, V::mul(V::set1(s.wd), p));
+  }
+  const T m = V::add(V::mul(V::set1(s.b1), ld(s.m)), V::mul(V::set1(s.one_b1), g));
+  const T v = V::add(V::mul(V::set1(s.b2), ld(s.v)), V::mul(V::mul(V::set1(s.one_b2), g), g));
+  const T denom = V::add(V::div(V::sqrt(v), V::set1(s.sqrt_bc2)), V::set1(s.eps));
+  st(s.m, m);
+  st(s.v, v);
+  st(s.p, V::sub(p, V::div(V::mul(V::set1(s.step_size), m), denom)));
+}
+
+void adam(const AdamStep& s, std::size_t begin, std::size_t end) {
+  std::size_t i = begin;
+  for (; i + W <= end; i += W) adam_lanes(s, i, W);
+  if (i < end) adam_lanes(s, i, end - i);
+}
+
+// The same operations, in the same order, as sgd() in core/optimizer.cpp.
+inline void sgd_lanes(const SgdStep& s, std::size_t i, std::size_t lanes) {
+  const bool full = lanes == W;
+  auto ld = [&](const float* p) { return full ? V::load(p + i) : V::load_part(p + i, lanes); };
+  auto st = [&](float* p, const T& x) { full ? V::store(p + i, x) : V::store_part(p + i, x, lanes); };
+  const T p = ld(s.p);
+  T g = V::add(ld(s.g), V::mul(V::set1(s.wd), p));
+  if (s.use_momentum) {
+    const T momentum = V::set1(s.momentum);
+    const T buf = s.first ? g : V::add(V::mul(momentum, ld(s.buf)), V::mul(V::set1(s.keep), g));
+    st(s.buf, buf);
+    g = s.nesterov ? V::add(g, V::mul(momentum, buf)) : buf;
+  }
+  st(s.p, V::sub(p, V::mul(V::set1(s.lr), g)));
+}
+
+void sgd(const SgdStep& s, std::size_t begin, std::size_t end) {
+  std::size_t i = begin;
+  for (; i + W <= end; i += W) sgd_lanes(s, i, W);
+  if (i < end) sgd_lanes(s, i, end - i);
+}
+
+constexpr Kernels make_table(const char* isa) {
+  return Kernels{isa, gemm, rectify, rectify_backward, column_sums, reduce, adam, sgd};
+}
