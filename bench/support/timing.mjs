@@ -1,0 +1,47 @@
+// Median time per call, as bench/run.mjs always measured it: calls are grouped in rounds of at
+// least 2 ms (so timer resolution and per-round overhead vanish even for microsecond calls),
+// rounds repeat until the budget is spent (and at least MIN_ROUNDS ran), and the median round
+// is reported: robust to the odd descheduling on a 2-core machine shared with builds.
+
+const ROUND_MS = 2;
+const MIN_ROUNDS = 5;
+const MAX_ROUNDS = 2000;
+
+function medianOf(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1];
+}
+
+/** Median microseconds per call of a synchronous `fn`, after one warm-up call unless told not to. */
+export function medianUs(fn, budgetMs, { warmup = true } = {}) {
+  if (warmup) fn();
+  const times = [];
+  const start = performance.now();
+  while ((performance.now() - start < budgetMs || times.length < MIN_ROUNDS) && times.length < MAX_ROUNDS) {
+    const t0 = performance.now();
+    let reps = 0;
+    do {
+      fn();
+      reps++;
+    } while (performance.now() - t0 < ROUND_MS);
+    times.push(((performance.now() - t0) * 1000) / reps);
+  }
+  return medianOf(times);
+}
+
+/** The same for an async `fn`: each call is awaited before the next starts (latency, not overlap). */
+export async function medianUsAsync(fn, budgetMs, { warmup = true } = {}) {
+  if (warmup) await fn();
+  const times = [];
+  const start = performance.now();
+  while ((performance.now() - start < budgetMs || times.length < MIN_ROUNDS) && times.length < MAX_ROUNDS) {
+    const t0 = performance.now();
+    let reps = 0;
+    do {
+      await fn();
+      reps++;
+    } while (performance.now() - t0 < ROUND_MS);
+    times.push(((performance.now() - t0) * 1000) / reps);
+  }
+  return medianOf(times);
+}
