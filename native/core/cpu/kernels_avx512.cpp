@@ -20,6 +20,7 @@ struct V {
   static constexpr int MR = 6;
   static constexpr int NV = 4;
   static __mmask16 lanes(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static void pin(T& x) { __asm__("" : "+v"(x)); }
   static T zero() { return _mm512_setzero_ps(); }
   static T set1(float x) { return _mm512_set1_ps(x); }
   static T load(const float* p) { return _mm512_loadu_ps(p); }

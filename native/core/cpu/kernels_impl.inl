@@ -7,7 +7,9 @@
 //
 // V provides: T (the register type), W (lanes), MR x NV (the GEMM register tile: MR rows of A
 // by NV vectors of columns), and zero/set1/load/load_part/store/store_part/fma/add/mul/div/
-// sqrt/max/gt_select (see kernels_scalar.cpp for the plainest one).
+// sqrt/max/gt_select, and pin (keeps a loaded value in a register: without it the compiler
+// folds the B loads into every FMA's memory operand, MR loads where one would do, and the
+// microkernel becomes load-bound). See kernels_scalar.cpp for the plainest V.
 
 using T = typename V::T;
 constexpr std::size_t W = V::W;
@@ -25,7 +27,8 @@ inline T epilogue(const T& x, Epilogue e, const T& alpha) {
 }
 
 // The register tile: rows [i0, i0 + MR) by columns [c0, c0 + NV * W), the last vector holding
-// only `tail` valid lanes when TAIL. The p loop is the only loop at run time.
+// only `tail` valid lanes when TAIL. The p loop is the only loop at run time; each output is one
+// accumulator chain over p in order (see kernels.h).
 template <int MR, int NV, bool TAIL>
 void micro_tile(const Gemm& g, std::size_t i0, std::size_t c0, std::size_t tail) {
   T acc[MR][NV];
@@ -50,7 +53,10 @@ void micro_tile(const Gemm& g, std::size_t i0, std::size_t c0, std::size_t tail)
   const std::size_t a_rs = g.a_rs, a_cs = g.a_cs, b_rs = g.b_rs;
   for (std::size_t p = 0; p < g.k; ++p) {
     T bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = load_c(bcol[v] + p * b_rs, v);
+    for (int v = 0; v < NV; ++v) {
+      bv[v] = load_c(bcol[v] + p * b_rs, v);
+      V::pin(bv[v]);
+    }
     const float* ap = a + p * a_cs;
     for (int i = 0; i < MR; ++i) {
       const T av = V::set1(ap[i * a_rs]);

@@ -16,6 +16,7 @@ struct V {
   // 32 q registers: 6 x 4 accumulators + 4 B vectors + 1 broadcast.
   static constexpr int MR = 6;
   static constexpr int NV = 4;
+  static void pin(T& x) { __asm__("" : "+w"(x)); }
   static T zero() { return vdupq_n_f32(0.0f); }
   static T set1(float x) { return vdupq_n_f32(x); }
   static T load(const float* p) { return vld1q_f32(p); }
