@@ -109,6 +109,23 @@ describe.runIf(hasNative())('native kernels', () => {
     }
   });
 
+  it('wide layers: column-split small batches and k-blocked products match the batched rows and the reference', () => {
+    // 512 -> 1024 -> 1024 -> 33: over 2^20 multiply-adds per row, so batches below 4 x threads
+    // share out columns, and the 1024-long reductions run in blocks.
+    const spec: MlpSpec = { inputs: 512, layers: [{ units: 1024, activation: 'relu' }, { units: 1024, activation: 'leaky_relu' }, { units: 33 }], seed: 12 };
+    const { ref, nat } = pair(spec);
+    const batch = 40;
+    const x = randomArray(512 * batch, 13);
+    const all = nat.predict(x);
+    expectClose(all, ref.predict(x), 1e-4, 'batched predict');
+    for (const [r, n] of [[0, 1], [7, 1], [3, 5], [39, 1]]) {
+      const part = nat.predict(x.subarray(r * 512, (r + n) * 512));
+      expect(Buffer.from(part.buffer).equals(Buffer.from(all.slice(r * 33, (r + n) * 33).buffer))).toBe(true);
+    }
+    ref.dispose();
+    nat.dispose();
+  });
+
   it('1 and 2 threads give bitwise identical predictions, gradients and training', () => {
     const run = (threads: number) => {
       setThreads(threads);

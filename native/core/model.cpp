@@ -20,7 +20,7 @@ namespace {
 // Predict cuts the batch into tiles of rows and runs every layer on a tile before the next
 // tile, so the tile's activations stay in L1/L2 (this budget) and the scratch memory does not
 // grow with the batch.
-constexpr std::size_t kPredictTileBytes = 128 * 1024;
+constexpr std::size_t kPredictTileBytes = 1024 * 1024;
 constexpr std::size_t kMaxPredictTileRows = 512;
 // Training tiles keep more per row (pre- and post-activations of every layer, gradients).
 constexpr std::size_t kTrainTileBytes = 192 * 1024;
@@ -30,6 +30,10 @@ constexpr std::size_t kMaxTrainTileRows = 120;
 constexpr std::size_t kTrainTileQuantum = 12;
 // Work below this many multiply-adds runs on the calling thread: waking a worker costs more.
 constexpr std::size_t kParallelMacs = std::size_t(1) << 18;
+// Batches too small to split by rows share out each layer's columns instead, above this much
+// work, in slices of whole column groups (a multiple of every ISA's register tile width).
+constexpr std::size_t kColumnSplitMacs = std::size_t(1) << 20;
+constexpr std::size_t kColumnGroup = 64;
 // Training splits the batch into at most this many chunks of at least kMinChunkRows rows, each
 // accumulating its own weight gradients, summed in chunk order at the end. The split depends on
 // the batch alone, so the sums, and so the results, are the same for any number of threads.
@@ -164,6 +168,13 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
   if (parallel) tile = std::max<std::size_t>(1, std::min(tile, ceil_div(batch, 4 * static_cast<std::size_t>(threads))));
   const std::size_t tiles = ceil_div(batch, tile);
 
+  // A few rows through wide layers (batch 1 through a 1024x1024 layer): too few rows to share
+  // out, so every layer's output columns are shared out instead, layer after layer.
+  if (threads > 1 && batch < 4 * static_cast<std::size_t>(threads) && macs * batch >= kColumnSplitMacs) {
+    predict_by_columns(x, batch, out);
+    return;
+  }
+
   const std::size_t L = plan_.layers.size();
   auto run_tile = [&](std::size_t t) {
     // One scratch per thread: the JS thread, each libuv worker and each pool worker reuse
@@ -191,6 +202,48 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
     parallel_for(tiles, run_tile);
   } else {
     for (std::size_t t = 0; t < tiles; ++t) run_tile(t);
+  }
+}
+
+void Model::predict_by_columns(const float* x, std::size_t batch, float* out) const {
+  const cpu::Kernels& k = cpu::kernels();
+  const bool identity = plan_.encoding.type == Encoding::Identity;
+  const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
+  thread_local std::vector<float> scratch;
+  const std::size_t need = batch * (enc_floats + 2 * plan_.max_width);
+  if (scratch.size() < need) scratch.resize(need);
+  float* ping[2] = {scratch.data() + batch * enc_floats, scratch.data() + batch * (enc_floats + plan_.max_width)};
+  const float* in = x;
+  if (!identity) {
+    encode_forward(plan_.encoding, x, batch, scratch.data());
+    in = scratch.data();
+  }
+  const std::size_t L = plan_.layers.size();
+  const std::size_t parts_max = 4 * static_cast<std::size_t>(thread_count());
+  for (std::size_t l = 0; l < L; ++l) {
+    const LayerPlan& layer = plan_.layers[l];
+    float* dst = l + 1 == L ? out : ping[l & 1];
+    cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], batch, in, dst);
+    g.epilogue = epilogue_of(layer.activation);
+    g.alpha = layer.alpha;
+    // Slices of whole 64-column groups, so every slice keeps full register tiles; each output
+    // is still computed by one chain, so the split never changes a result.
+    const std::size_t groups = ceil_div(layer.outputs, kColumnGroup);
+    const std::size_t per = ceil_div(groups, std::min(groups, parts_max)) * kColumnGroup;
+    const std::size_t parts = ceil_div(layer.outputs, per);
+    parallel_for(parts, [&](std::size_t part) {
+      const std::size_t c0 = part * per;
+      cpu::Gemm slice = g;
+      slice.n = std::min(per, layer.outputs - c0);
+      slice.b = g.b + (c0 / cpu::kPanel) * g.b_ps;
+      slice.bias = g.bias + c0;
+      slice.c = g.c + c0;
+      k.gemm(slice);
+    });
+    if (!in_epilogue(layer.activation)) {
+      activation_forward(layer.activation, layer.alpha, dst, dst, batch * layer.outputs);
+    }
+    in = dst;
   }
 }
 

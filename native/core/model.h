@@ -64,6 +64,8 @@ class Model {
   // Called whenever the parameters change; predict and training only read the packed copy.
   void repack();
   void repack_layer(std::size_t l);
+  // predict for a few rows through wide layers: each layer's columns shared out over threads.
+  void predict_by_columns(const float* x, std::size_t batch, float* out) const;
   // One forward + backward over the batch, in fixed chunks of rows, writing the summed weight
   // gradients into grads_ and dL/dx into grad_input when given. Either a loss (loss_grad) or an
   // upstream gradient (grad_output) starts the backward pass. Returns the loss (0 without one).

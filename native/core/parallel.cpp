@@ -10,6 +10,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>  // _mm_pause (SSE2, baseline)
+#endif
+
 namespace mlpkit {
 namespace {
 
@@ -43,13 +47,15 @@ class Pool {
       next_.store(0, std::memory_order_relaxed);
       error_ = nullptr;
       invited_ = helpers;
-      running_ = helpers;
-      ++generation_;
+      running_.store(helpers, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     drain();
+    // The helpers finish at about the same time as the caller: spin briefly before sleeping.
+    for (int i = 0; i < kSpins && running_.load(std::memory_order_acquire) != 0; ++i) relax();
     std::unique_lock<std::mutex> lock(state_mutex_);
-    done_.wait(lock, [&] { return running_ == 0; });
+    done_.wait(lock, [&] { return running_.load(std::memory_order_acquire) == 0; });
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -93,25 +99,39 @@ class Pool {
   void worker(int id) {
     std::uint64_t seen = 0;
     for (;;) {
+      // Spin a little before sleeping: a layer-by-layer caller (predict_by_columns) posts jobs
+      // microseconds apart, and a futex wake-up costs more than the work of a small layer.
+      for (int i = 0; i < kSpins && generation_.load(std::memory_order_acquire) == seen; ++i) relax();
       {
         std::unique_lock<std::mutex> lock(state_mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
+        seen = generation_.load(std::memory_order_relaxed);
         if (id >= invited_) continue;
       }
       drain();
       std::lock_guard<std::mutex> lock(state_mutex_);
-      if (--running_ == 0) done_.notify_one();
+      if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_.notify_one();
     }
   }
+
+  static void relax() {
+#if defined(__x86_64__) || defined(_M_X64)
+    _mm_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+  }
+  // ~10-50 us of polling, depending on the CPU's pause latency.
+  static constexpr int kSpins = 1000;
 
   std::atomic<int> wanted_{default_threads()};
   std::mutex job_mutex_;  // one parallel job at a time
   std::mutex state_mutex_;
   std::condition_variable wake_, done_;
   std::size_t workers_ = 0;  // guarded by job_mutex_
-  std::uint64_t generation_ = 0;
-  int invited_ = 0, running_ = 0;
+  std::atomic<std::uint64_t> generation_{0};
+  int invited_ = 0;
+  std::atomic<int> running_{0};
   const std::function<void(std::size_t)>* task_ = nullptr;
   std::size_t count_ = 0;
   std::atomic<std::size_t> next_{0};

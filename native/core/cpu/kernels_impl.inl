@@ -117,18 +117,45 @@ TileFn pick_tile(std::size_t rows, std::size_t nv, bool tail, std::integer_seque
   return fn;
 }
 
+// Columns [c0, c0 + cols) of C over the whole of m, for the reduction range of g.
+void gemm_columns(const Gemm& g, std::size_t c0, std::size_t cols) {
+  const std::size_t nv = (cols + W - 1) / W;
+  const std::size_t tail = cols - (nv - 1) * W;
+  const TileFn full = pick_tile(V::MR, nv, tail != W, std::make_integer_sequence<int, V::MR>{});
+  std::size_t i0 = 0;
+  for (; i0 + V::MR <= g.m; i0 += V::MR) full(g, i0, c0, tail);
+  if (i0 < g.m) pick_tile(g.m - i0, nv, tail != W, std::make_integer_sequence<int, V::MR>{})(g, i0, c0, tail);
+}
+
+// Reduction steps per pass: a column group's slice of B (kc x NV*W floats) then stays in L1
+// while every row block of A streams past it. Passes after the first accumulate into C, which
+// keeps each output's one chain over p in order, so the blocking never changes a result.
+constexpr std::size_t kKc = 128;
+
 void gemm(const Gemm& g) {
   if (g.m == 0 || g.n == 0) return;
   constexpr std::size_t group = V::NV * W;  // columns per register tile
   for (std::size_t c0 = 0; c0 < g.n; c0 += group) {
     const std::size_t cols = min_size(group, g.n - c0);
-    const std::size_t nv = (cols + W - 1) / W;
-    const std::size_t tail = cols - (nv - 1) * W;
-    const TileFn full = pick_tile(V::MR, nv, tail != W, std::make_integer_sequence<int, V::MR>{});
-    std::size_t i0 = 0;
-    for (; i0 + V::MR <= g.m; i0 += V::MR) full(g, i0, c0, tail);
-    if (i0 < g.m) {
-      pick_tile(g.m - i0, nv, tail != W, std::make_integer_sequence<int, V::MR>{})(g, i0, c0, tail);
+    if (g.k <= 2 * kKc) {
+      gemm_columns(g, c0, cols);
+      continue;
+    }
+    for (std::size_t p0 = 0; p0 < g.k; p0 += kKc) {
+      Gemm part = g;
+      part.k = min_size(kKc, g.k - p0);
+      part.a = g.a + p0 * g.a_cs;
+      part.b = g.b + p0 * g.b_rs;
+      if (p0 > 0) {
+        part.accumulate = true;
+        part.bias = nullptr;
+      }
+      if (p0 + part.k < g.k) {  // the epilogue belongs to the last pass only
+        part.epilogue = Epilogue::None;
+        part.act = nullptr;
+        part.gate = nullptr;
+      }
+      gemm_columns(part, c0, cols);
     }
   }
 }
