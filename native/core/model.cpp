@@ -180,7 +180,7 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
     // One scratch per thread: the JS thread, each libuv worker and each pool worker reuse
     // theirs across calls, and no two calls on one thread overlap. Bounded by the largest
     // model and tile seen.
-    thread_local std::vector<float> scratch;
+    thread_local AlignedVector<float> scratch;
     if (scratch.size() < tile * row_floats) scratch.resize(tile * row_floats);
     float* enc = scratch.data();
     float* ping[2] = {enc + tile * enc_floats, enc + tile * enc_floats + tile * plan_.max_width};
@@ -209,7 +209,7 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
   const cpu::Kernels& k = cpu::kernels();
   const bool identity = plan_.encoding.type == Encoding::Identity;
   const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
-  thread_local std::vector<float> scratch;
+  thread_local AlignedVector<float> scratch;
   const std::size_t need = batch * (enc_floats + 2 * plan_.max_width);
   if (scratch.size() < need) scratch.resize(need);
   float* ping[2] = {scratch.data() + batch * enc_floats, scratch.data() + batch * (enc_floats + plan_.max_width)};
@@ -271,7 +271,7 @@ void Model::set_grads(const float* grads) {
 // Scratch for one chunk of a training pass, reused tile after tile: everything the backward
 // pass needs from the forward pass of one tile, and the gradients walking back through it.
 struct Model::Pass {
-  std::vector<float> storage;
+  AlignedVector<float> storage;
   float* enc = nullptr;               // encoded input, when the encoding is not the identity
   std::vector<float*> z;              // pre-activations per layer
   std::vector<float*> a;              // post-activations per layer (== z when applied in place)
@@ -333,7 +333,7 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
   // Bad labels throw here, before any gradient is written. One chunk accumulates straight into
   // grads_; several each into their own buffer, summed into grads_ once all have finished.
   if (loss && loss_uses_labels(*loss) && target->labels) check_labels(target->labels, batch, outs);
-  std::vector<float> partial(chunks > 1 ? chunks * P : 0);
+  AlignedVector<float> partial(chunks > 1 ? chunks * P : 0);
   std::vector<double> loss_sums(chunks, 0.0);
 
   auto run_chunk = [&](std::size_t c) {

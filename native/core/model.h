@@ -10,6 +10,7 @@
 #include <shared_mutex>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/config.h"
 #include "core/loss.h"
 #include "core/optimizer.h"
@@ -75,9 +76,9 @@ class Model {
   double optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm, bool want_norm);
 
   ModelPlan plan_;
-  std::vector<float> params_;
-  std::vector<float> grads_;
-  std::vector<float> packed_;            // per layer: W^T panels, then the bias padded to a panel
+  AlignedVector<float> params_;
+  AlignedVector<float> grads_;
+  AlignedVector<float> packed_;            // per layer: W^T panels, then the bias padded to a panel
   std::vector<std::size_t> packed_at_;   // offset of each layer's panels in packed_
   std::vector<std::size_t> bias_at_;     // offset of each layer's padded bias in packed_
   OptimizerState opt_;

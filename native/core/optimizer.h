@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/aligned.h"
+
 namespace mlpkit {
 
 // Codes are ABI: they index OPTIMIZERS in lib/backend/types.ts.
@@ -26,7 +28,7 @@ struct Hyper {
 // Moments share the parameters' flat layout: m is SGD's momentum buffer or Adam's first
 // moment, v Adam's second moment. t counts optimizer steps (the first update sees t = 1).
 struct OptimizerState {
-  std::vector<float> m, v;
+  AlignedVector<float> m, v;
   std::int64_t t = 0;
 
   explicit OptimizerState(std::size_t n = 0) : m(n, 0.0f), v(n, 0.0f) {}
