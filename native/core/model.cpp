@@ -166,6 +166,7 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
   // Enough tiles for every thread to get a few (load balance); rows are independent, so the
   // tile size never changes a result.
   if (parallel) tile = std::max<std::size_t>(1, std::min(tile, ceil_div(batch, 4 * static_cast<std::size_t>(threads))));
+  if (tile >= kTrainTileQuantum && tile < batch) tile -= tile % kTrainTileQuantum;  // whole register tiles
   const std::size_t tiles = ceil_div(batch, tile);
 
   // A few rows through wide layers (batch 1 through a 1024x1024 layer): too few rows to share
