@@ -34,6 +34,8 @@ constexpr std::size_t kParallelMacs = std::size_t(1) << 18;
 // work, in slices of whole column groups (a multiple of every ISA's register tile width).
 constexpr std::size_t kColumnSplitMacs = std::size_t(1) << 20;
 constexpr std::size_t kColumnGroup = 64;
+// Batch-1 scratch up to this size lives on the stack (16 KB).
+constexpr std::size_t kStackScratchFloats = 4096;
 // Training splits the batch into at most this many chunks of at least kMinChunkRows rows, each
 // accumulating its own weight gradients, summed in chunk order at the end. The split depends on
 // the batch alone, so the sums, and so the results, are the same for any number of threads.
@@ -89,6 +91,8 @@ Model::Model(const ModelConfig& config, const float* params, std::size_t count)
   }
   packed_.assign(at, 0.0f);
   repack();
+  for (const LayerPlan& l : plan_.layers) macs_ += l.inputs * l.outputs;
+  scratch_floats_ = (plan_.encoding.type == Encoding::Identity ? 0 : plan_.encoding.width()) + 2 * plan_.max_width;
 }
 
 void Model::repack_layer(std::size_t l) {
@@ -153,6 +157,13 @@ void forward_layer(const cpu::Kernels& k, const LayerPlan& layer, const float* p
 void Model::predict(const float* x, std::size_t batch, float* out) const {
   std::shared_lock lock(mutex_);
   const cpu::Kernels& k = cpu::kernels();
+  if (batch == 1 && macs_ < kColumnSplitMacs && scratch_floats_ <= kStackScratchFloats) {
+    // The latency path: one row, scratch on the stack (no thread-local lookup), no tiling
+    // arithmetic, no thread hop.
+    alignas(64) float scratch[kStackScratchFloats];
+    predict_row(k, x, out, scratch);
+    return;
+  }
   const std::size_t d = plan_.encoding.inputs;
   const bool identity = plan_.encoding.type == Encoding::Identity;
   const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
@@ -203,6 +214,24 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
     parallel_for(tiles, run_tile);
   } else {
     for (std::size_t t = 0; t < tiles; ++t) run_tile(t);
+  }
+}
+
+void Model::predict_row(const cpu::Kernels& k, const float* x, float* out, float* scratch) const {
+  const bool identity = plan_.encoding.type == Encoding::Identity;
+  const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
+  float* ping[2] = {scratch + enc_floats, scratch + enc_floats + plan_.max_width};
+  const float* in = x;
+  if (!identity) {
+    encode_forward(plan_.encoding, x, 1, scratch);
+    in = scratch;
+  }
+  const std::size_t L = plan_.layers.size();
+  for (std::size_t l = 0; l < L; ++l) {
+    const LayerPlan& layer = plan_.layers[l];
+    float* dst = l + 1 == L ? out : ping[l & 1];
+    forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, dst);
+    in = dst;
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/aligned.h"
 #include "core/config.h"
+#include "core/cpu/kernels.h"
 #include "core/loss.h"
 #include "core/optimizer.h"
 
@@ -65,6 +66,8 @@ class Model {
   // Called whenever the parameters change; predict and training only read the packed copy.
   void repack();
   void repack_layer(std::size_t l);
+  // predict for one row, scratch_floats_ of scratch given.
+  void predict_row(const cpu::Kernels& k, const float* x, float* out, float* scratch) const;
   // predict for a few rows through wide layers: each layer's columns shared out over threads.
   void predict_by_columns(const float* x, std::size_t batch, float* out) const;
   // One forward + backward over the batch, in fixed chunks of rows, writing the summed weight
@@ -81,6 +84,8 @@ class Model {
   AlignedVector<float> packed_;            // per layer: W^T panels, then the bias padded to a panel
   std::vector<std::size_t> packed_at_;   // offset of each layer's panels in packed_
   std::vector<std::size_t> bias_at_;     // offset of each layer's padded bias in packed_
+  std::size_t macs_ = 0;                 // multiply-adds per row
+  std::size_t scratch_floats_ = 0;       // predict scratch per row: encoded input + two activations
   OptimizerState opt_;
   mutable std::shared_mutex mutex_;
 };
