@@ -17,14 +17,15 @@
       "MLPKIT_VERSION=<!(node -p \"require('./package.json').version\")"
     ],
     # Node's common.gypi turns exceptions and RTTI off and picks gnu++17; the core uses
-    # exceptions, and ISO mode keeps -ffp-contract=off as in the CMake build.
+    # exceptions. No FMA contraction, as in the CMake build: the kernels state their rounding.
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-frtti"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-frtti", "-ffp-contract=off"],
     "cflags": ["-fvisibility=hidden"],
     "xcode_settings": {
       "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
       "GCC_ENABLE_CPP_RTTI": "YES",
       "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+      "OTHER_CPLUSPLUSFLAGS": ["-ffp-contract=off"],
       "GCC_OPTIMIZATION_LEVEL": "3",
       "MACOSX_DEPLOYMENT_TARGET": "11.0"
     },

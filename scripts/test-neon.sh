@@ -22,7 +22,7 @@ OUT=${MLPKIT_NEON_BUILD_DIR:-build-neon}
 JOBS=${JOBS:-2}
 # The flags of the native CMake build where they matter (ISO C++17, -O2 or more), static so qemu
 # needs no aarch64 sysroot, and the oldest arm64 the project targets.
-FLAGS=(-std=c++17 -O2 -static -march=armv8.2-a -Inative -DMLPKIT_VERSION=test -pthread -Wall -Wextra)
+FLAGS=(-std=c++17 -O2 -ffp-contract=off -static -march=armv8.2-a -Inative -DMLPKIT_VERSION=test -pthread -Wall -Wextra)
 
 elapsed() { awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; }
 skip() {

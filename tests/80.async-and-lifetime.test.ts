@@ -9,7 +9,10 @@ describe.each(backendsUnderTest())('async on %s', (backend) => {
 
   it('predictAsync lets other callbacks run before it settles', async () => {
     const net = big();
-    const x = randomArray(4096 * 64, 1);
+    // Enough work that it cannot finish before the event loop turns: ~5 G multiply-adds native
+    // (tens of ms even with every core), a few hundred M on the reference (chunked JS).
+    const rows = backend === 'native' ? 65536 : 4096;
+    const x = randomArray(rows * 64, 1);
     const events: string[] = [];
     const pending = net.predictAsync(x).then(() => events.push('predicted'));
     setImmediate(() => events.push('immediate'));
