@@ -89,6 +89,11 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   param_count_ = model_->param_count();
   inputs_ = model_->inputs();
   outputs_ = model_->outputs();
+  // The bound predict refers back to this object (owner), so the object, and with it `this`,
+  // outlives every reference to the function; the two are collected together.
+  Napi::Function bound = Napi::Function::New(env, &ModelWrap::PredictBound, "predict", this);
+  bound.DefineProperty(Napi::PropertyDescriptor::Value("owner", info.This(), napi_default));
+  info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("predict", bound, napi_default));
   // Tell V8 what this small JS object really holds, so GC pressure reflects it.
   external_bytes_ = static_cast<std::int64_t>(model_->memory_bytes());
   std::int64_t total = 0;
@@ -135,6 +140,10 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
     model->predict(x.Data(), batch, out.Data());
     return env.Undefined();
   });
+}
+
+Napi::Value ModelWrap::PredictBound(const Napi::CallbackInfo& info) {
+  return static_cast<ModelWrap*>(info.Data())->Predict(info);
 }
 
 Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) {

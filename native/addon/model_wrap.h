@@ -25,6 +25,10 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Outputs(const Napi::CallbackInfo& info);
 
   Napi::Value Predict(const Napi::CallbackInfo& info);
+  // predict as an own function of each instance with the instance as its data: calling it skips
+  // the napi_unwrap of a prototype method (a private-symbol property lookup, ~40 ns, a tenth of
+  // a batch-1 predict of a small MLP).
+  static Napi::Value PredictBound(const Napi::CallbackInfo& info);
   Napi::Value PredictAsync(const Napi::CallbackInfo& info);
   Napi::Value GetParams(const Napi::CallbackInfo& info);
   Napi::Value SetParams(const Napi::CallbackInfo& info);
