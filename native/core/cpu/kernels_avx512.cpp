@@ -33,7 +33,9 @@ struct V {
   static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
   static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
   static T div(T a, T b) { return _mm512_div_ps(a, b); }
-  static T sqrt(T a) { return _mm512_sqrt_ps(a); }
+  // The all-lanes masked form: same instruction, and it keeps GCC 12 from warning about the
+  // _mm512_undefined_ps inside _mm512_sqrt_ps.
+  static T sqrt(T a) { return _mm512_maskz_sqrt_ps(static_cast<__mmask16>(0xFFFF), a); }
   static T max(T a, T b) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), b, a); }
   static T gt_select(T a, T b, T yes, T no) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), no, yes);
