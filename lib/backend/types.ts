@@ -4,6 +4,8 @@
 // validated by lib/validate.ts; backends re-check lengths cheaply but never trust
 // user input to be well-formed beyond that.
 
+import type { QuantLayer } from '../quant/format.js';
+
 /** Activation codes shared with native/core/activation.h. Order is ABI. */
 export const ACTIVATIONS = [
   'none',
@@ -134,6 +136,23 @@ export interface BackendModel {
   dispose(): void;
 }
 
+/** A quantised network (see lib/quant/format.ts for the layer format). Inference only. */
+export interface QuantModelConfig {
+  inputs: number;
+  encoding: number; // index into ENCODINGS
+  octaves: number;
+  includeInput: boolean;
+  /** Index into QUANT_ACTIVATIONS (lib/quant/format.ts): 0 float (weight-only), 1 int8 (W8A8). */
+  activations: number;
+}
+
+export interface BackendQuantModel {
+  /** out[batch x outputs] = net(x[batch x inputs]). Same rules as BackendModel.predict. */
+  predict(x: Float32Array, batch: number, out: Float32Array): void;
+  predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void>;
+  dispose(): void;
+}
+
 export interface BackendInfo {
   name: 'native' | 'reference';
   isa: string; // 'scalar', 'avx2', 'avx512', ... or 'js' for the reference
@@ -150,4 +169,10 @@ export interface Backend {
   createModel(config: ModelConfig, params: Float32Array): BackendModel;
   /** Threads one call may use, process-wide. The reference backend runs on one thread. */
   setThreads(n: number): void;
+  /**
+   * A quantised model over copies of the layers (already validated and quantised by
+   * lib/quant). Optional while a backend has no quantised kernels; callers fall back to the
+   * reference then.
+   */
+  createQuantModel?(config: QuantModelConfig, layers: QuantLayer[]): BackendQuantModel;
 }

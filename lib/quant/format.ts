@@ -1,0 +1,75 @@
+// The quantised layer formats, their exact byte layout and rounding rules: the contract between
+// the quantiser (lib/quant/quantize.ts), the reference kernels (lib/quant/reference.ts), the
+// native kernels (native/core/quant/) and the safetensors files. Everything here is ABI.
+//
+// Weights of a Linear layer W [n x k] (n outputs, k inputs, PyTorch layout) are stored row by
+// row, each row cut along k into groups of `groupSize` inputs. A row's last group is padded
+// with zero weights when k is not a multiple of the group size, so every row holds
+// kPadded = ceil(k / groupSize) * groupSize quantised values.
+//
+// int8 (per output channel): groupSize === kPadded === k (one group per row), symmetric.
+//   q = clamp(roundHalfEven(f32(w / scale)), -127, 127), scale = f32(max_p |w[j][p]| / 127);
+//   a row of zeros has scale 0 and q = 0. Stored as Int8Array [n * k], row-major.
+//   w ~= scale * q.
+// int4 (groups of 32, 64 or 128 along k), two weights per byte:
+//   byte b of a row holds value 2b in its low nibble and value 2b + 1 in its high nibble; a
+//   nibble u is in [0, 15]. Stored as Uint8Array [n * kPadded / 2], row-major.
+//   symmetric:  scale = f32(max |w| / 7) over the group; u = clamp(roundHalfEven(f32(w / scale)), -8, 7) + 8;
+//               w ~= scale * (u - 8). A group of zeros has scale 0 and u = 8.
+//   asymmetric: lo = min(min w, 0), hi = max(max w, 0), scale = f32((hi - lo) / 15),
+//               zero = clamp(roundHalfEven(f32(-lo / scale)), 0, 15),
+//               u = clamp(roundHalfEven(f32(w / scale)) + zero, 0, 15); w ~= scale * (u - zero).
+//               A group of zeros has scale 0, zero 0 and u = 0.
+// Scales: Float32Array [n * groups] (groups = kPadded / groupSize), row-major. Zero points
+// (asymmetric int4 only): Uint8Array [n * groups].
+//
+// Activations:
+//   'float' (weight-only): y = x . dequant(W)^T + b, accumulated in float32 in an order of the
+//     backend's choosing (native and reference agree within float rounding).
+//   'int8' (W8A8, dynamic): each input row x is quantised on the fly, symmetric per row:
+//     sx = f32(max_p |x_p| / 127); xq_p = clamp(roundHalfEven(f32(x_p / sx)), -127, 127)
+//     (a row of zeros: sx = 0, xq = 0). Then, per output j and group g, an exact int32 dot
+//     product acc_g = sum_p xq_p * q_jp (int4: q = u - 8, or u - zero), and
+//       y_j = f32(... f32(f32(f32(sx * scale_j0) * f32(acc_0)) + f32(f32(sx * scale_j1) * f32(acc_1))) ...)
+//     summed over groups in order starting from the first term, then + bias_j (one f32 add), then
+//     the activation. f32(acc) rounds the int32 to float32, nearest-even. Every step is one
+//     float32 operation, so native and reference agree bit for bit up to the activation.
+
+export const QUANT_FORMATS = ['int8', 'int4'] as const;
+export type QuantFormat = (typeof QUANT_FORMATS)[number];
+export const QUANT_ACTIVATIONS = ['float', 'int8'] as const;
+export type QuantActivations = (typeof QUANT_ACTIVATIONS)[number];
+export const INT4_GROUP_SIZES = [32, 64, 128] as const;
+
+/** One quantised Linear layer (+ activation), as both backends and the files hold it. */
+export interface QuantLayer {
+  inputs: number; // k
+  outputs: number; // n
+  format: QuantFormat;
+  /** int4: 32, 64 or 128. int8: equals inputs (one group per row). */
+  groupSize: number;
+  /** int8: always true. */
+  symmetric: boolean;
+  /** int8: Int8Array [n * k]. int4: Uint8Array [n * kPadded / 2]. */
+  weights: Int8Array | Uint8Array;
+  /** [n * groups] */
+  scales: Float32Array;
+  /** Asymmetric int4 only: [n * groups], each in [0, 15]. Otherwise null. */
+  zeros: Uint8Array | null;
+  bias: Float32Array | null;
+  activation: number; // index into ACTIVATIONS (lib/backend/types.ts)
+  alpha: number; // leaky_relu slope
+}
+
+export function paddedInputs(layer: Pick<QuantLayer, 'inputs' | 'groupSize'>): number {
+  return Math.ceil(layer.inputs / layer.groupSize) * layer.groupSize;
+}
+
+export function groupsPerRow(layer: Pick<QuantLayer, 'inputs' | 'groupSize'>): number {
+  return Math.ceil(layer.inputs / layer.groupSize);
+}
+
+/** Bytes of weights + scales + zero points + bias: what the layer costs to store and to read. */
+export function layerBytes(layer: QuantLayer): number {
+  return layer.weights.byteLength + layer.scales.byteLength + (layer.zeros?.byteLength ?? 0) + (layer.bias?.byteLength ?? 0);
+}
