@@ -62,13 +62,25 @@
       ]
     },
     {
+      "target_name": "mlpkit_avx512vnni",
+      "type": "static_library",
+      "sources": ["<!@(node -p \"require('./sources.json').isa_avx512vnni.join(' ')\")"],
+      "conditions": [
+        ["target_arch=='x64'", {
+          "cflags": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma"],
+          "xcode_settings": { "OTHER_CFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma"] },
+          "msvs_settings": { "VCCLCompilerTool": { "AdditionalOptions": ["/arch:AVX512"] } }
+        }]
+      ]
+    },
+    {
       "target_name": "mlpkit_neon",
       "type": "static_library",
       "sources": ["<!@(node -p \"require('./sources.json').isa_neon.join(' ')\")"]
     },
     {
       "target_name": "mlpkit",
-      "dependencies": ["mlpkit_avx2", "mlpkit_avx512", "mlpkit_neon"],
+      "dependencies": ["mlpkit_avx2", "mlpkit_avx512", "mlpkit_avx512vnni", "mlpkit_neon"],
       "sources": [
         "<!@(node -p \"const s = require('./sources.json'); s.core.concat(s.addon).join(' ')\")"
       ]

@@ -6,13 +6,15 @@ import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFloat32FiniteScan } from '../validate.js';
-import type { Backend, BackendInfo, BackendModel, ModelConfig } from './types.js';
+import type { QuantLayer } from '../quant/format.js';
+import type { Backend, BackendInfo, BackendModel, BackendQuantModel, ModelConfig, QuantModelConfig } from './types.js';
 
 interface Addon {
   info(): { version: string; isa: string; threads: number; cuda: boolean; compiler?: string; isas?: string[] };
   setThreads(n: number): void;
   firstNonFinite(data: Float32Array): number;
   Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
+  QuantModel?: new (config: QuantModelConfig, layers: QuantLayer[]) => BackendQuantModel;
 }
 
 // dist/backend/native.js and lib/backend/native.ts both sit two folders below the package root.
@@ -44,7 +46,13 @@ export function nativeLoadError(): Error | null {
 
 export function createNativeBackend(mod: Addon): Backend {
   setFloat32FiniteScan((data) => mod.firstNonFinite(data));
+  const QuantModel = mod.QuantModel;
   return {
+    ...(QuantModel && {
+      createQuantModel(config: QuantModelConfig, layers: QuantLayer[]): BackendQuantModel {
+        return new QuantModel(config, layers);
+      },
+    }),
     name: 'native',
     info(): BackendInfo {
       const i = mod.info();

@@ -4,6 +4,7 @@
 
 #include "addon/errors.h"
 #include "addon/model_wrap.h"
+#include "addon/quant_model_wrap.h"
 #include "addon/checks.h"
 #include "core/cpu/kernels.h"
 #include "core/finite.h"
@@ -17,11 +18,14 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
   MlpkitAddon(Napi::Env env, Napi::Object exports) {
     Napi::Function model = ModelWrap::DefineClass(env);
     model_class_ = Napi::Persistent(model);
+    Napi::Function quant_model = QuantModelWrap::DefineClass(env);
+    quant_model_class_ = Napi::Persistent(quant_model);
     DefineAddon(exports, {
                              InstanceMethod<&MlpkitAddon::Info>("info", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::SetThreads>("setThreads", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
                              InstanceValue("Model", model, napi_enumerable),
+                             InstanceValue("QuantModel", quant_model, napi_enumerable),
                          });
   }
 
@@ -72,6 +76,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
   }
 
   Napi::FunctionReference model_class_;
+  Napi::FunctionReference quant_model_class_;
 };
 
 }  // namespace mlpkit::addon

@@ -82,7 +82,7 @@ void Job::Complete(napi_env env, napi_status status, void* data) {
 
 // ---- predictAsync -------------------------------------------------------------------------
 
-PredictJob::PredictJob(std::shared_ptr<Model> model, const ArrayArg<float>& x, std::size_t batch,
+PredictJob::PredictJob(std::shared_ptr<const Predictor> model, const ArrayArg<float>& x, std::size_t batch,
                        const ArrayArg<float>& out)
     : model_(std::move(model)),
       x_ref_(Napi::Persistent(x.Object())),

@@ -48,13 +48,14 @@ class Job {
 class PredictJob final : public Job {
  public:
   // out = predict(x), resolving to undefined.
-  PredictJob(std::shared_ptr<Model> model, const ArrayArg<float>& x, std::size_t batch, const ArrayArg<float>& out);
+  PredictJob(std::shared_ptr<const Predictor> model, const ArrayArg<float>& x, std::size_t batch,
+             const ArrayArg<float>& out);
 
  private:
   void Run() override;
   napi_value Result(napi_env env) override;
 
-  std::shared_ptr<Model> model_;
+  std::shared_ptr<const Predictor> model_;
   Napi::ObjectReference x_ref_;
   Napi::ObjectReference out_ref_;
   const float* x_;

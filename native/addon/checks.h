@@ -35,6 +35,11 @@ struct TypedArrayTraits<std::int32_t> {
   static constexpr const char* name = "Int32Array";
 };
 template <>
+struct TypedArrayTraits<std::int8_t> {
+  static constexpr napi_typedarray_type type = napi_int8_array;
+  static constexpr const char* name = "Int8Array";
+};
+template <>
 struct TypedArrayTraits<std::uint8_t> {
   static constexpr napi_typedarray_type type = napi_uint8_array;
   static constexpr const char* name = "Uint8Array";

@@ -15,10 +15,11 @@
 #include "core/cpu/kernels.h"
 #include "core/loss.h"
 #include "core/optimizer.h"
+#include "core/predictor.h"
 
 namespace mlpkit {
 
-class Model {
+class Model final : public Predictor {
  public:
   // params holds param_count floats in the flat layout of plan_model(). Throws
   // std::out_of_range for a bad config, std::length_error when count is not param_count.
@@ -28,14 +29,14 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   std::size_t param_count() const { return plan_.param_count; }
-  std::size_t inputs() const { return plan_.encoding.inputs; }
-  std::size_t outputs() const { return plan_.layers.back().outputs; }
+  std::size_t inputs() const override { return plan_.encoding.inputs; }
+  std::size_t outputs() const override { return plan_.layers.back().outputs; }
   const ModelPlan& plan() const { return plan_; }
   // Bytes held for parameters, gradients and optimizer moments (for GC accounting).
   std::size_t memory_bytes() const { return 4 * sizeof(float) * plan_.param_count; }
 
   // out[batch x outputs] = net(x[batch x inputs]).
-  void predict(const float* x, std::size_t batch, float* out) const;
+  void predict(const float* x, std::size_t batch, float* out) const override;
 
   void get_params(float* out) const;
   void set_params(const float* params);

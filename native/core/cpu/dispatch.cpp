@@ -45,6 +45,7 @@ unsigned long long xcr0() {
 struct X86Features {
   bool avx2_fma = false;
   bool avx512f = false;
+  bool avx512_vnni = false;  // + BW and VL: the quantised kernels
 };
 
 X86Features detect() {
@@ -61,8 +62,10 @@ X86Features detect() {
   const bool zmm_state = (xcr & 0xe6) == 0xe6;   // + opmask, ZMM_Hi256, Hi16_ZMM
   cpuid(7, 0, r);
   const bool avx2 = (r[1] >> 5) & 1, avx512f = (r[1] >> 16) & 1;
+  const bool avx512bw = (r[1] >> 30) & 1, avx512vl = (r[1] >> 31) & 1, vnni = (r[2] >> 11) & 1;
   f.avx2_fma = ymm_state && avx2 && fma;
   f.avx512f = f.avx2_fma && zmm_state && avx512f;
+  f.avx512_vnni = f.avx512f && avx512bw && avx512vl && vnni;
   return f;
 }
 #endif
@@ -72,9 +75,11 @@ struct Supported {
   Isa list[4];
   const char* names[4];
   std::size_t count = 0;
+  bool vnni = false;
   Supported() {
 #if defined(__x86_64__) || defined(_M_X64)
     const X86Features f = detect();
+    vnni = f.avx512_vnni;
     if (f.avx512f) add({"avx512", avx512_kernels});
     if (f.avx2_fma) add({"avx2", avx2_kernels});
 #endif
@@ -113,6 +118,10 @@ const Kernels& kernels() {
   // to share across worker_threads environments.
   static const Kernels& chosen = choose();
   return chosen;
+}
+
+bool avx512_vnni_in_use() {
+  return supported().vnni && std::strcmp(kernels().isa, "avx512") == 0;
 }
 
 const char* const* supported_isas(std::size_t* count) {

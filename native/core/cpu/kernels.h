@@ -96,6 +96,10 @@ const Kernels& neon_kernels();
 // by MLPKIT_ISA (scalar, avx2, avx512, neon). Chosen on first use, fixed for the process.
 const Kernels& kernels();
 
+// True when the AVX-512 table is in use and the CPU also has AVX-512 BW, VL and VNNI (the
+// quantised kernels, core/quant/, build on that).
+bool avx512_vnni_in_use();
+
 // The ISAs this machine can run, widest first (what MLPKIT_ISA may name).
 const char* const* supported_isas(std::size_t* count);
 

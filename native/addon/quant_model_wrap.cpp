@@ -1,0 +1,183 @@
+#include "addon/quant_model_wrap.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "addon/async_work.h"
+#include "addon/checks.h"
+#include "addon/errors.h"
+
+namespace mlpkit::addon {
+namespace {
+
+std::size_t SizeField(const Napi::Object& o, const char* field, const std::string& where) {
+  const double v = NumberArg(o.Get(field), where.c_str(), field);
+  if (!(v >= 1 && v <= 2147483647.0 && std::floor(v) == v)) {
+    throw RangeError(o.Env(), where + "." + field + " must be a positive integer, got " + FormatNumber(v));
+  }
+  return static_cast<std::size_t>(v);
+}
+
+// The arrays' memory stays owned by the layer objects; the core copies it while repacking,
+// inside the constructor call.
+quant::QuantLayerSource ReadLayer(const Napi::Value& value, std::size_t index) {
+  const std::string where = "QuantModel: layers[" + std::to_string(index) + "]";
+  if (!value.IsObject()) throw TypeError(value.Env(), where + " must be an object, got " + Describe(value));
+  const Napi::Object o = value.As<Napi::Object>();
+  quant::QuantLayerSource s;
+  s.inputs = SizeField(o, "inputs", where);
+  s.outputs = SizeField(o, "outputs", where);
+  s.group = SizeField(o, "groupSize", where);
+  const Napi::Value format = o.Get("format");
+  const std::string f = format.IsString() ? format.As<Napi::String>().Utf8Value() : "";
+  if (f == "int8") {
+    s.format = quant::Format::Int8;
+  } else if (f == "int4") {
+    s.format = quant::Format::Int4;
+  } else {
+    throw RangeError(o.Env(), where + ".format must be 'int8' or 'int4', got " + Describe(format));
+  }
+  const Napi::Value symmetric = o.Get("symmetric");
+  if (!symmetric.IsBoolean()) throw TypeError(o.Env(), where + ".symmetric must be a boolean, got " + Describe(symmetric));
+  s.symmetric = symmetric.As<Napi::Boolean>().Value();
+  if (s.format == quant::Format::Int8 && (!s.symmetric || s.group != s.inputs)) {
+    throw RangeError(o.Env(), where + ": int8 layers are symmetric with groupSize == inputs");
+  }
+  const std::size_t kq = (s.inputs + s.group - 1) / s.group * s.group;
+  const std::size_t groups = kq / s.group;
+  if (s.format == quant::Format::Int8) {
+    const auto w = TypedArg<std::int8_t>(o.Get("weights"), where.c_str(), "weights");
+    ExpectLength(o.Env(), w.ElementLength(), s.outputs, s.inputs, where.c_str(), "weights", "outputs * inputs");
+    s.weights = reinterpret_cast<const std::uint8_t*>(w.Data());
+  } else {
+    const auto w = TypedArg<std::uint8_t>(o.Get("weights"), where.c_str(), "weights");
+    ExpectLength(o.Env(), w.ElementLength(), s.outputs, kq / 2, where.c_str(), "weights", "outputs * paddedInputs / 2");
+    s.weights = w.Data();
+  }
+  const auto scales = TypedArg<float>(o.Get("scales"), where.c_str(), "scales");
+  ExpectLength(o.Env(), scales.ElementLength(), s.outputs, groups, where.c_str(), "scales", "outputs * groups");
+  s.scales = scales.Data();
+  const Napi::Value zeros = o.Get("zeros");
+  if (s.format == quant::Format::Int4 && !s.symmetric) {
+    const auto z = TypedArg<std::uint8_t>(zeros, where.c_str(), "zeros");
+    ExpectLength(o.Env(), z.ElementLength(), s.outputs, groups, where.c_str(), "zeros", "outputs * groups");
+    s.zeros = z.Data();
+  }
+  const Napi::Value bias = o.Get("bias");
+  if (!IsNullish(bias)) {
+    const auto b = TypedArg<float>(bias, where.c_str(), "bias");
+    ExpectLength(o.Env(), b.ElementLength(), s.outputs, 1, where.c_str(), "bias", "outputs");
+    s.bias = b.Data();
+  }
+  s.activation = static_cast<Activation>(CodeArg(o.Get("activation"), where.c_str(), "activation", "an activation", kActivationCount));
+  s.alpha = static_cast<float>(NumberArg(o.Get("alpha"), where.c_str(), "alpha"));
+  return s;
+}
+
+}  // namespace
+
+Napi::Function QuantModelWrap::DefineClass(Napi::Env env) {
+  return ObjectWrap<QuantModelWrap>::DefineClass(env, "QuantModel",
+                                                 {
+                                                     InstanceMethod<&QuantModelWrap::Predict>("predict"),
+                                                     InstanceMethod<&QuantModelWrap::PredictAsync>("predictAsync"),
+                                                     InstanceAccessor<&QuantModelWrap::Bytes>("bytes"),
+                                                     InstanceMethod<&QuantModelWrap::Dispose>("dispose"),
+                                                 });
+}
+
+QuantModelWrap::QuantModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<QuantModelWrap>(info) {
+  Napi::Env env = info.Env();
+  Guard(env, "QuantModel", [&] {
+    ExpectArgs(info, 2, "QuantModel");
+    if (!info[0].IsObject()) throw TypeError(env, "QuantModel: config must be an object, got " + Describe(info[0]));
+    const Napi::Object c = info[0].As<Napi::Object>();
+    EncodingSpec enc;
+    enc.inputs = SizeField(c, "inputs", "QuantModel: config");
+    const int encoding = CodeArg(c.Get("encoding"), "QuantModel", "config.encoding", "an encoding", kEncodingCount);
+    enc.type = static_cast<Encoding>(encoding);
+    if (enc.type == Encoding::Frequency) {
+      enc.octaves = SizeField(c, "octaves", "QuantModel: config");
+      const Napi::Value include = c.Get("includeInput");
+      if (!include.IsBoolean()) throw TypeError(env, "QuantModel: config.includeInput must be a boolean");
+      enc.include_input = include.As<Napi::Boolean>().Value();
+    }
+    const int mode = CodeArg(c.Get("activations"), "QuantModel", "config.activations", "an activations-mode", 2);
+    if (!info[1].IsArray()) throw TypeError(env, "QuantModel: layers must be an array, got " + Describe(info[1]));
+    const Napi::Array layers = info[1].As<Napi::Array>();
+    if (layers.Length() == 0) throw RangeError(env, "QuantModel: layers must not be empty");
+    std::vector<quant::QuantLayerSource> sources;
+    for (std::uint32_t i = 0; i < layers.Length(); ++i) sources.push_back(ReadLayer(layers.Get(i), i));
+    model_ = std::make_shared<quant::QuantModel>(enc, sources, static_cast<quant::ActMode>(mode));
+  });
+  inputs_ = model_->inputs();
+  outputs_ = model_->outputs();
+  external_bytes_ = static_cast<std::int64_t>(model_->bytes());
+  std::int64_t total = 0;
+  napi_adjust_external_memory(env, external_bytes_, &total);
+}
+
+QuantModelWrap::~QuantModelWrap() { Release(); }
+
+void QuantModelWrap::Release() {
+  model_.reset();
+  if (external_bytes_ != 0) {
+    std::int64_t total = 0;
+    napi_adjust_external_memory(Env(), -external_bytes_, &total);
+    external_bytes_ = 0;
+  }
+}
+
+const std::shared_ptr<quant::QuantModel>& QuantModelWrap::Live(Napi::Env env, const char* what) const {
+  if (!model_) throw DisposedError(env, what);
+  return model_;
+}
+
+Napi::Value QuantModelWrap::Predict(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "predict";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    ExpectArgs(info, 3, what);
+    const auto x = TypedArg<float>(info[0], what, "x");
+    const std::size_t batch = BatchArg(info[1], what);
+    auto out = TypedArg<float>(info[2], what, "out");
+    ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
+    ExpectLength(env, out.ElementLength(), batch, outputs_, what, "out", "batch * outputs");
+    model->predict(x.Data(), batch, out.Data());
+    return env.Undefined();
+  });
+}
+
+Napi::Value QuantModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "predictAsync";
+  Napi::Env env = info.Env();
+  try {
+    return Guard(env, what, [&]() -> Napi::Value {
+      const auto& model = Live(env, what);
+      ExpectArgs(info, 3, what);
+      const auto x = TypedArg<float>(info[0], what, "x");
+      const std::size_t batch = BatchArg(info[1], what);
+      auto out = TypedArg<float>(info[2], what, "out");
+      ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
+      ExpectLength(env, out.ElementLength(), batch, outputs_, what, "out", "batch * outputs");
+      return Job::Queue(env, std::make_unique<PredictJob>(model, x, batch, out), "mlpkit:quantPredictAsync");
+    });
+  } catch (const Napi::Error& e) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(e.Value());
+    return deferred.Promise();
+  }
+}
+
+Napi::Value QuantModelWrap::Bytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->bytes()) : 0.0);
+}
+
+Napi::Value QuantModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  Release();
+  return info.Env().Undefined();
+}
+
+}  // namespace mlpkit::addon

@@ -1,0 +1,36 @@
+// The quantised kernels, per ISA: one block of 16 outputs (see qlayer.h) against `rows` input
+// rows, y[r * ldy + o] for o < 16 (the caller copies the valid outputs out).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/quant/qlayer.h"
+
+namespace mlpkit::quant {
+
+// One input row quantised for W8A8 (lib/quant/format.ts): xq padded with zeros to kq.
+struct QuantRow {
+  const std::int8_t* xq;     // [kq]
+  const std::uint8_t* xu;    // [kq]: xq + 128, the unsigned operand of the int8 x int8 product
+  const std::int32_t* xsum;  // [groups]: sum of xq over each group
+  float sx;
+};
+
+struct QuantKernels {
+  const char* isa;
+  // W8A8: y[o] for the outputs of block b, before bias and activation, exactly as format.ts.
+  void (*w8a8_block)(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
+                     std::size_t ldy);
+  // Weight-only: y[o] = sum_p x_p * dequant(w)_op for block b, before bias and activation.
+  void (*wfloat_block)(const QuantLayer& l, std::size_t b, const float* const* x, std::size_t count, float* y,
+                       std::size_t ldy);
+};
+
+const QuantKernels& quant_scalar_kernels();
+#if defined(__x86_64__) || defined(_M_X64)
+const QuantKernels& quant_vnni_kernels();  // AVX-512 F/BW/VL + VNNI
+#endif
+const QuantKernels& quant_kernels();
+
+}  // namespace mlpkit::quant

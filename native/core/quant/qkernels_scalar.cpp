@@ -1,0 +1,82 @@
+// Portable quantised kernels over the block layout of qlayer.h: the baseline every CPU runs and
+// the exact statement of the W8A8 arithmetic of lib/quant/format.ts that the SIMD kernels match.
+#include <cstring>
+
+#include "core/cpu/kernels.h"
+#include "core/quant/qkernels.h"
+
+namespace mlpkit::quant {
+namespace {
+
+// Weight of output o of block b at input p, as an integer: int8 q, or int4 nibble u (unsigned).
+inline int weight_at(const QuantLayer& l, std::size_t b, std::size_t o, std::size_t p) {
+  if (l.format == Format::Int8) {
+    const std::size_t steps = l.kq / 4;
+    return static_cast<std::int8_t>(l.w[((b * steps + p / 4) * kLanes + o) * 4 + p % 4]);
+  }
+  const std::size_t steps = l.kq / 8;
+  const std::size_t i = p % 8;
+  const std::uint8_t byte = l.w[((b * steps + p / 8) * kLanes + o) * 4 + i % 4];
+  return i < 4 ? (byte & 0x0f) : (byte >> 4);
+}
+
+void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
+                std::size_t ldy) {
+  const std::size_t np = l.blocks * kLanes;
+  for (std::size_t r = 0; r < count; ++r) {
+    const QuantRow& x = rows[r];
+    for (std::size_t o = 0; o < kLanes; ++o) {
+      const std::size_t j = b * kLanes + o;
+      float sum = 0;
+      for (std::size_t g = 0; g < l.groups; ++g) {
+        std::int32_t acc = 0;
+        for (std::size_t p = g * l.group; p < (g + 1) * l.group; ++p) acc += x.xq[p] * weight_at(l, b, o, p);
+        if (l.format == Format::Int4) acc -= l.zeros[g * np + j] * x.xsum[g];
+        const float t = (x.sx * l.scales[g * np + j]) * static_cast<float>(acc);
+        sum = g == 0 ? t : sum + t;
+      }
+      y[r * ldy + o] = sum;
+    }
+  }
+}
+
+void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std::size_t count, float* y,
+                  std::size_t ldy) {
+  const std::size_t np = l.blocks * kLanes;
+  for (std::size_t r = 0; r < count; ++r) {
+    for (std::size_t o = 0; o < kLanes; ++o) {
+      const std::size_t j = b * kLanes + o;
+      float sum = 0;
+      for (std::size_t g = 0; g < l.groups; ++g) {
+        const int z = l.format == Format::Int4 ? l.zeros[g * np + j] : 0;
+        float part = 0;
+        for (std::size_t p = g * l.group; p < (g + 1) * l.group; ++p) {
+          part += x[r][p] * static_cast<float>(weight_at(l, b, o, p) - z);
+        }
+        sum += l.scales[g * np + j] * part;
+      }
+      y[r * ldy + o] = sum;
+    }
+  }
+}
+
+constexpr QuantKernels kScalar = {"scalar", w8a8_block, wfloat_block};
+
+}  // namespace
+
+const QuantKernels& quant_scalar_kernels() { return kScalar; }
+
+}  // namespace mlpkit::quant
+
+namespace mlpkit::quant {
+
+const QuantKernels& quant_kernels() {
+#if defined(__x86_64__) || defined(_M_X64)
+  static const QuantKernels& chosen = cpu::avx512_vnni_in_use() ? quant_vnni_kernels() : quant_scalar_kernels();
+#else
+  static const QuantKernels& chosen = quant_scalar_kernels();
+#endif
+  return chosen;
+}
+
+}  // namespace mlpkit::quant

@@ -1,0 +1,186 @@
+// Quantised kernels for AVX-512 with VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later). This
+// file alone is compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; quant_kernels()
+// calls into it only after cpuid and xgetbv say the CPU and the OS support all of them.
+//
+// vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds the 4 products to an int32
+// lane, exactly (no saturation: the non-saturating form). int8 x int8 takes the activations
+// shifted to unsigned (xq + 128) and subtracts 128 * sum(w) afterwards; int4 weights are
+// unsigned nibbles already, so they are the unsigned side and the activations the signed one.
+#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns about the _mm512_undefined_* placeholders inside its own intrinsic headers.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "core/quant/qkernels.h"
+
+namespace mlpkit::quant {
+namespace {
+
+constexpr std::size_t kRows = 4;  // input rows per pass over a block's weights
+
+inline __m512i bcast4(const void* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <std::size_t R>
+void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
+  const std::size_t steps = l.kq / 4;
+  const std::uint8_t* w = l.w.data() + b * steps * 64;
+  __m512i acc[R];
+  for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+  for (std::size_t t = 0; t < steps; ++t) {
+    const __m512i wv = _mm512_load_si512(w + t * 64);
+    for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], bcast4(x[r].xu + 4 * t), wv);
+  }
+  const __m512i bias128 = _mm512_slli_epi32(_mm512_load_si512(l.wsum.data() + b * kLanes), 7);
+  const __m512 scale = _mm512_load_ps(l.scales.data() + b * kLanes);
+  for (std::size_t r = 0; r < R; ++r) {
+    const __m512i exact = _mm512_sub_epi32(acc[r], bias128);
+    const __m512 s = _mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale);
+    _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(s, _mm512_cvtepi32_ps(exact)));
+  }
+}
+
+template <std::size_t R>
+void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
+  const std::size_t steps = l.kq / 8, per_group = l.group / 8, np = l.blocks * kLanes;
+  const std::uint8_t* w = l.w.data() + b * steps * 64;
+  const __m512i nibble = _mm512_set1_epi8(0x0f);
+  __m512 sum[R];
+  for (std::size_t g = 0; g < l.groups; ++g) {
+    __m512i acc[R];
+    for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+    for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
+      const __m512i v = _mm512_load_si512(w + t * 64);
+      const __m512i lo = _mm512_and_si512(v, nibble);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+      for (std::size_t r = 0; r < R; ++r) {
+        acc[r] = _mm512_dpbusd_epi32(acc[r], lo, bcast4(x[r].xq + 8 * t));
+        acc[r] = _mm512_dpbusd_epi32(acc[r], hi, bcast4(x[r].xq + 8 * t + 4));
+      }
+    }
+    const __m512i zero = _mm512_load_si512(l.zeros.data() + g * np + b * kLanes);
+    const __m512 scale = _mm512_load_ps(l.scales.data() + g * np + b * kLanes);
+    for (std::size_t r = 0; r < R; ++r) {
+      const __m512i exact = _mm512_sub_epi32(acc[r], _mm512_mullo_epi32(zero, _mm512_set1_epi32(x[r].xsum[g])));
+      const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale), _mm512_cvtepi32_ps(exact));
+      sum[r] = g == 0 ? t : _mm512_add_ps(sum[r], t);
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, sum[r]);
+}
+
+template <std::size_t R>
+void wfloat_int8(const QuantLayer& l, std::size_t b, const float* const* x, float* y, std::size_t ldy) {
+  const std::size_t steps = l.kq / 4;
+  const std::uint8_t* w = l.w.data() + b * steps * 64;
+  __m512 acc[R][4];
+  for (std::size_t r = 0; r < R; ++r)
+    for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_setzero_ps();
+  for (std::size_t t = 0; t < steps; ++t) {
+    const __m512i v = _mm512_load_si512(w + t * 64);
+    // Byte i of each lane, sign-extended: shift it to the top, then arithmetic-shift it down.
+    const __m512 w0 = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24));
+    const __m512 w1 = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 24));
+    const __m512 w2 = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 8), 24));
+    const __m512 w3 = _mm512_cvtepi32_ps(_mm512_srai_epi32(v, 24));
+    for (std::size_t r = 0; r < R; ++r) {
+      const float* xr = x[r] + 4 * t;
+      acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(xr[0]), w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(_mm512_set1_ps(xr[1]), w1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(_mm512_set1_ps(xr[2]), w2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(_mm512_set1_ps(xr[3]), w3, acc[r][3]);
+    }
+  }
+  const __m512 scale = _mm512_load_ps(l.scales.data() + b * kLanes);
+  for (std::size_t r = 0; r < R; ++r) {
+    const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
+    _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(scale, s));
+  }
+}
+
+template <std::size_t R>
+void wfloat_int4(const QuantLayer& l, std::size_t b, const float* const* x, float* y, std::size_t ldy) {
+  const std::size_t steps = l.kq / 8, per_group = l.group / 8, np = l.blocks * kLanes;
+  const std::uint8_t* w = l.w.data() + b * steps * 64;
+  const __m512i low_byte = _mm512_set1_epi32(0x0f);
+  __m512 sum[R];
+  for (std::size_t r = 0; r < R; ++r) sum[r] = _mm512_setzero_ps();
+  for (std::size_t g = 0; g < l.groups; ++g) {
+    const __m512i zero = _mm512_load_si512(l.zeros.data() + g * np + b * kLanes);
+    __m512 part[R][2];
+    for (std::size_t r = 0; r < R; ++r) part[r][0] = part[r][1] = _mm512_setzero_ps();
+    for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
+      const __m512i v = _mm512_load_si512(w + t * 64);
+      for (int i = 0; i < 8; ++i) {
+        // Input 8t + i: nibble i % 4 * 8 (+ 4 for the high half) of each lane, minus the zero point.
+        const int shift = (i % 4) * 8 + (i < 4 ? 0 : 4);
+        const __m512i u = _mm512_and_si512(_mm512_srli_epi32(v, shift), low_byte);
+        const __m512 wi = _mm512_cvtepi32_ps(_mm512_sub_epi32(u, zero));
+        for (std::size_t r = 0; r < R; ++r) {
+          part[r][i & 1] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][8 * t + i]), wi, part[r][i & 1]);
+        }
+      }
+    }
+    const __m512 scale = _mm512_load_ps(l.scales.data() + g * np + b * kLanes);
+    for (std::size_t r = 0; r < R; ++r) sum[r] = _mm512_fmadd_ps(scale, _mm512_add_ps(part[r][0], part[r][1]), sum[r]);
+  }
+  for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, sum[r]);
+}
+
+template <class Rows, class Fn1, class Fn2, class Fn3, class Fn4>
+void by_rows(std::size_t count, Rows rows, float* y, std::size_t ldy, Fn1 f1, Fn2 f2, Fn3 f3, Fn4 f4) {
+  std::size_t r = 0;
+  for (; r + kRows <= count; r += kRows) f4(rows + r, y + r * ldy);
+  switch (count - r) {
+    case 3: f3(rows + r, y + r * ldy); break;
+    case 2: f2(rows + r, y + r * ldy); break;
+    case 1: f1(rows + r, y + r * ldy); break;
+    default: break;
+  }
+}
+
+void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
+                std::size_t ldy) {
+  if (l.format == Format::Int8) {
+    by_rows(count, rows, y, ldy, [&](const QuantRow* x, float* o) { w8a8_int8<1>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int8<2>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int8<3>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int8<4>(l, b, x, o, ldy); });
+  } else {
+    by_rows(count, rows, y, ldy, [&](const QuantRow* x, float* o) { w8a8_int4<1>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<2>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<3>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<4>(l, b, x, o, ldy); });
+  }
+}
+
+void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std::size_t count, float* y,
+                  std::size_t ldy) {
+  if (l.format == Format::Int8) {
+    by_rows(count, x, y, ldy, [&](const float* const* r, float* o) { wfloat_int8<1>(l, b, r, o, ldy); },
+            [&](const float* const* r, float* o) { wfloat_int8<2>(l, b, r, o, ldy); },
+            [&](const float* const* r, float* o) { wfloat_int8<3>(l, b, r, o, ldy); },
+            [&](const float* const* r, float* o) { wfloat_int8<4>(l, b, r, o, ldy); });
+  } else {
+    by_rows(count, x, y, ldy, [&](const float* const* r, float* o) { wfloat_int4<1>(l, b, r, o, ldy); },
+            [&](const float* const* r, float* o) { wfloat_int4<2>(l, b, r, o, ldy); },
+            [&](const float* const* r, float* o) { wfloat_int4<3>(l, b, r, o, ldy); },
+            [&](const float* const* r, float* o) { wfloat_int4<4>(l, b, r, o, ldy); });
+  }
+}
+
+constexpr QuantKernels kVnni = {"avx512vnni", w8a8_block, wfloat_block};
+
+}  // namespace
+
+const QuantKernels& quant_vnni_kernels() { return kVnni; }
+
+}  // namespace mlpkit::quant
+#endif

@@ -1,0 +1,92 @@
+#include "core/quant/qlayer.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace mlpkit::quant {
+namespace {
+
+std::size_t round_up(std::size_t a, std::size_t m) { return (a + m - 1) / m * m; }
+
+}  // namespace
+
+QuantLayer repack(const QuantLayerSource& s) {
+  if (s.inputs == 0 || s.outputs == 0) throw std::invalid_argument("a quantised layer needs inputs and outputs > 0");
+  QuantLayer l;
+  l.k = s.inputs;
+  l.n = s.outputs;
+  l.format = s.format;
+  l.activation = s.activation;
+  l.alpha = s.alpha;
+  l.blocks = (l.n + kLanes - 1) / kLanes;
+  const std::size_t np = l.blocks * kLanes;
+  if (s.format == Format::Int8) {
+    if (s.group != s.inputs) throw std::invalid_argument("int8 layers have one group per row (groupSize == inputs)");
+    l.kq = round_up(l.k, 4);
+    l.group = l.kq;
+    l.groups = 1;
+  } else {
+    if (s.group != 32 && s.group != 64 && s.group != 128) {
+      throw std::invalid_argument("int4 groupSize must be 32, 64 or 128, got " + std::to_string(s.group));
+    }
+    l.group = s.group;
+    l.kq = round_up(l.k, l.group);
+    l.groups = l.kq / l.group;
+  }
+  const std::size_t G = l.groups;
+  l.scales.assign(G * np, 0.0f);
+  l.zeros.assign(G * np, 0);
+  l.bias.assign(np, 0.0f);
+  for (std::size_t j = 0; j < l.n; ++j) {
+    if (s.bias) l.bias[j] = s.bias[j];
+    for (std::size_t g = 0; g < G; ++g) {
+      const float sc = s.scales[j * G + g];
+      if (!(sc >= 0) || !std::isfinite(sc)) throw std::invalid_argument("scales must be finite and >= 0");
+      l.scales[g * np + j] = sc;
+      if (s.format == Format::Int4) {
+        const int z = s.symmetric ? 8 : (s.zeros ? s.zeros[j * G + g] : 0);
+        if (z < 0 || z > 15) throw std::invalid_argument("int4 zero points must be in [0, 15]");
+        l.zeros[g * np + j] = z;
+      }
+    }
+  }
+  if (s.format == Format::Int8) {
+    // Block b, step t (inputs 4t..4t+3), output o, byte i at ((b * steps + t) * 16 + o) * 4 + i.
+    const std::size_t steps = l.kq / 4;
+    l.w.assign(l.blocks * steps * 64, 0);
+    l.wsum.assign(np, 0);
+    const auto* src = reinterpret_cast<const std::int8_t*>(s.weights);
+    for (std::size_t j = 0; j < l.n; ++j) {
+      const std::size_t b = j / kLanes, o = j % kLanes;
+      std::int32_t sum = 0;
+      for (std::size_t p = 0; p < l.k; ++p) {
+        const std::int8_t q = src[j * l.k + p];
+        if (q == -128) throw std::invalid_argument("int8 weights must be in [-127, 127]");
+        sum += q;
+        l.w[((b * steps + p / 4) * kLanes + o) * 4 + p % 4] = static_cast<std::uint8_t>(q);
+      }
+      l.wsum[j] = sum;
+    }
+  } else {
+    // Block b, step t (inputs 8t..8t+7), output o, byte i: low nibble input 8t + i, high nibble
+    // input 8t + 4 + i. The source packs input 2c in the low nibble of byte c, 2c + 1 in the high.
+    const std::size_t steps = l.kq / 8;
+    const std::size_t row_bytes = l.kq / 2;
+    l.w.assign(l.blocks * steps * 64, 0);
+    for (std::size_t j = 0; j < l.n; ++j) {
+      const std::size_t b = j / kLanes, o = j % kLanes;
+      const std::uint8_t* row = s.weights + j * row_bytes;
+      for (std::size_t p = 0; p < l.kq; ++p) {
+        const std::uint8_t byte = row[p / 2];
+        const std::uint8_t u = (p % 2 == 0) ? (byte & 0x0f) : (byte >> 4);
+        const std::size_t t = p / 8, i = p % 8;
+        std::uint8_t& dst = l.w[((b * steps + t) * kLanes + o) * 4 + (i % 4)];
+        dst = static_cast<std::uint8_t>(i < 4 ? ((dst & 0xf0) | u) : ((dst & 0x0f) | (u << 4)));
+      }
+    }
+  }
+  return l;
+}
+
+}  // namespace mlpkit::quant

@@ -1,0 +1,63 @@
+// A quantised Linear layer as the kernels read it (the file format is lib/quant/format.ts; this
+// is the layout it is repacked into once, when a model is created).
+//
+// Outputs sit in SIMD lanes: weights are stored in blocks of 16 outputs, and within a block in
+// steps of 4 inputs (int8: 16 outputs x 4 bytes = 64 bytes) or 8 inputs (int4: 16 outputs x 4
+// bytes, the low nibble of byte (o, i) holding input 8s + i and the high nibble input 8s + 4 + i).
+// One 64-byte load then feeds one integer dot-product instruction (vpdpbusd) for 16 outputs at
+// once, with the activations broadcast, and no horizontal sums are ever needed; the per-group
+// scales are stored transposed ([group][output]) so they load as vectors too.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/activation.h"
+#include "core/aligned.h"
+
+namespace mlpkit::quant {
+
+enum class Format : int { Int8 = 0, Int4 = 1 };
+// Index into QUANT_ACTIVATIONS (lib/quant/format.ts).
+enum class ActMode : int { Float = 0, Int8 = 1 };
+
+constexpr std::size_t kLanes = 16;  // outputs per block
+
+// What a caller hands over: the file layout of lib/quant/format.ts, checked by the caller.
+struct QuantLayerSource {
+  std::size_t inputs = 0, outputs = 0;
+  Format format = Format::Int8;
+  std::size_t group = 0;  // int8: == inputs
+  bool symmetric = true;
+  const std::uint8_t* weights = nullptr;  // int8: n * k bytes (as int8); int4: n * kPadded / 2
+  const float* scales = nullptr;          // n * groups
+  const std::uint8_t* zeros = nullptr;    // n * groups, asymmetric int4 only
+  const float* bias = nullptr;            // n, or null
+  Activation activation = Activation::None;
+  float alpha = 0;
+};
+
+struct QuantLayer {
+  std::size_t k = 0, n = 0;          // inputs, outputs
+  Format format = Format::Int8;
+  std::size_t group = 0;             // inputs per group (int8: kq, one group)
+  std::size_t groups = 0;            // per output
+  std::size_t kq = 0;                // inputs as stored: a multiple of 4 (int8) or of the group (int4)
+  std::size_t blocks = 0;            // ceil(n / 16)
+  AlignedVector<std::uint8_t> w;     // blocks of 16 outputs (see above)
+  AlignedVector<float> scales;       // [groups][blocks * 16], 0 past n
+  AlignedVector<std::int32_t> zeros; // [groups][blocks * 16]: int4 zero points (8 when symmetric)
+  AlignedVector<std::int32_t> wsum;  // int8: [blocks * 16] sum of each output's weights
+  AlignedVector<float> bias;         // [blocks * 16], 0 when absent
+  Activation activation = Activation::None;
+  float alpha = 0;
+
+  // Bytes a predict reads for this layer.
+  std::size_t bytes_read() const { return w.size() + scales.size() * 4 + (format == Format::Int4 ? zeros.size() : 0); }
+};
+
+// Throws std::invalid_argument for a source the format does not allow.
+QuantLayer repack(const QuantLayerSource& src);
+
+}  // namespace mlpkit::quant

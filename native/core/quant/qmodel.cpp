@@ -1,0 +1,147 @@
+#include "core/quant/qmodel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "core/aligned.h"
+#include "core/parallel.h"
+#include "core/quant/qkernels.h"
+
+namespace mlpkit::quant {
+namespace {
+
+// Work below this many multiply-adds stays on the calling thread.
+constexpr std::size_t kParallelMacs = std::size_t(1) << 20;
+constexpr std::size_t kRowsPerPass = 4;
+
+// W8A8 input quantisation, exactly as lib/quant/format.ts: per row, symmetric.
+struct QuantizedRows {
+  AlignedVector<std::int8_t> xq;
+  AlignedVector<std::uint8_t> xu;
+  std::vector<std::int32_t> xsum;
+  std::vector<QuantRow> rows;
+
+  QuantizedRows(const QuantLayer& l, const float* x, std::size_t batch)
+      : xq(batch * l.kq, 0), xu(batch * l.kq, 128), xsum(batch * l.groups, 0), rows(batch) {
+    for (std::size_t r = 0; r < batch; ++r) {
+      const float* xr = x + r * l.k;
+      float amax = 0;
+      for (std::size_t p = 0; p < l.k; ++p) amax = std::max(amax, std::fabs(xr[p]));
+      const float sx = amax / 127.0f;
+      std::int8_t* q = xq.data() + r * l.kq;
+      std::uint8_t* u = xu.data() + r * l.kq;
+      std::int32_t* s = xsum.data() + r * l.groups;
+      if (sx > 0) {
+        for (std::size_t p = 0; p < l.k; ++p) {
+          // nearbyint rounds half to even in the default rounding mode.
+          const float v = std::nearbyint(xr[p] / sx);
+          const int qi = static_cast<int>(std::clamp(v, -127.0f, 127.0f));
+          q[p] = static_cast<std::int8_t>(qi);
+          u[p] = static_cast<std::uint8_t>(qi + 128);
+          s[p / l.group] += qi;
+        }
+      }
+      rows[r] = QuantRow{q, u, s, sx};
+    }
+  }
+};
+
+}  // namespace
+
+QuantModel::QuantModel(const EncodingSpec& encoding, const std::vector<QuantLayerSource>& layers, ActMode mode)
+    : encoding_(encoding), mode_(mode) {
+  if (layers.empty()) throw std::invalid_argument("a quantised model needs at least one layer");
+  if (mode != ActMode::Float && mode != ActMode::Int8) throw std::invalid_argument("unknown activations mode");
+  std::size_t width = encoding_.width();
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i].inputs != width) {
+      throw std::invalid_argument("layer " + std::to_string(i) + " takes " + std::to_string(layers[i].inputs) +
+                                  " inputs but receives " + std::to_string(width));
+    }
+    layers_.push_back(repack(layers[i]));
+    width = layers[i].outputs;
+    max_width_ = std::max({max_width_, layers_.back().kq, layers_.back().blocks * kLanes});
+  }
+  max_width_ = std::max(max_width_, encoding_.width());
+}
+
+std::size_t QuantModel::bytes() const {
+  std::size_t total = 0;
+  for (const QuantLayer& l : layers_) total += l.bytes_read() + l.bias.size() * 4;
+  return total;
+}
+
+void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t batch, float* out) const {
+  const QuantKernels& k = quant_kernels();
+  const std::size_t np = l.blocks * kLanes;
+  // Inputs padded with zeros to kq (the kernels read whole steps).
+  AlignedVector<float> padded;
+  const float* x = in;
+  if (l.kq != l.k && mode_ == ActMode::Float) {
+    padded.assign(batch * l.kq, 0.0f);
+    for (std::size_t r = 0; r < batch; ++r) std::copy(in + r * l.k, in + (r + 1) * l.k, padded.data() + r * l.kq);
+    x = padded.data();
+  }
+  const std::size_t ldx = mode_ == ActMode::Float && l.kq != l.k ? l.kq : l.k;
+  std::unique_ptr<QuantizedRows> q;
+  if (mode_ == ActMode::Int8) q = std::make_unique<QuantizedRows>(l, in, batch);
+
+  auto run_blocks = [&](std::size_t b0, std::size_t b1) {
+    alignas(64) float y[kRowsPerPass * kLanes];
+    const float* rows[kRowsPerPass];
+    for (std::size_t r0 = 0; r0 < batch; r0 += kRowsPerPass) {
+      const std::size_t count = std::min(kRowsPerPass, batch - r0);
+      for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
+      for (std::size_t b = b0; b < b1; ++b) {
+        if (mode_ == ActMode::Int8) {
+          k.w8a8_block(l, b, q->rows.data() + r0, count, y, kLanes);
+        } else {
+          k.wfloat_block(l, b, rows, count, y, kLanes);
+        }
+        const std::size_t valid = std::min(kLanes, l.n - b * kLanes);
+        for (std::size_t r = 0; r < count; ++r) {
+          float* dst = out + (r0 + r) * l.n + b * kLanes;
+          for (std::size_t o = 0; o < valid; ++o) dst[o] = y[r * kLanes + o] + l.bias[b * kLanes + o];
+          activation_forward(l.activation, l.alpha, dst, dst, valid);
+        }
+      }
+    }
+  };
+  const std::size_t macs = l.kq * np * batch;
+  const int threads = thread_count();
+  if (threads > 1 && macs >= kParallelMacs && l.blocks > 1) {
+    const std::size_t parts = std::min<std::size_t>(l.blocks, 8 * static_cast<std::size_t>(threads));
+    const std::size_t per = (l.blocks + parts - 1) / parts;
+    parallel_for((l.blocks + per - 1) / per, [&](std::size_t i) { run_blocks(i * per, std::min(l.blocks, (i + 1) * per)); });
+  } else {
+    run_blocks(0, l.blocks);
+  }
+}
+
+void QuantModel::predict(const float* x, std::size_t batch, float* out) const {
+  const bool identity = encoding_.type == Encoding::Identity;
+  AlignedVector<float> enc;
+  const float* in = x;
+  if (!identity) {
+    enc.resize(batch * encoding_.width());
+    encode_forward(encoding_, x, batch, enc.data());
+    in = enc.data();
+  }
+  AlignedVector<float> ping[2];
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const QuantLayer& l = layers_[i];
+    float* dst = out;
+    if (i + 1 < layers_.size()) {
+      ping[i & 1].resize(batch * l.n);
+      dst = ping[i & 1].data();
+    }
+    run_layer(l, in, batch, dst);
+    in = dst;
+  }
+}
+
+}  // namespace mlpkit::quant
