@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,7 @@ namespace {
 // Work below this many multiply-adds stays on the calling thread.
 constexpr std::size_t kParallelMacs = std::size_t(1) << 20;
 constexpr std::size_t kRowsPerPass = 4;
+constexpr std::size_t kMaxW8A8Int8Inputs = (std::size_t(1) << 31) / (127 * 127);  // 133144
 
 // W8A8 input quantisation, exactly as lib/quant/format.ts: per row, symmetric.
 struct QuantizedRows {
@@ -30,12 +32,18 @@ struct QuantizedRows {
     for (std::size_t r = 0; r < batch; ++r) {
       const float* xr = x + r * l.k;
       float amax = 0;
-      for (std::size_t p = 0; p < l.k; ++p) amax = std::max(amax, std::fabs(xr[p]));
-      const float sx = amax / 127.0f;
+      bool finite = true;
+      for (std::size_t p = 0; p < l.k; ++p) {
+        const float a = std::fabs(xr[p]);
+        finite = finite && a <= std::numeric_limits<float>::max();  // false for NaN and Infinity
+        amax = std::max(amax, a);
+      }
+      // A non-finite input makes the whole row NaN (lib/quant/format.ts): sx = NaN, xq = 0.
+      const float sx = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
       std::int8_t* q = xq.data() + r * l.kq;
       std::uint8_t* u = xu.data() + r * l.kq;
       std::int32_t* s = xsum.data() + r * l.groups;
-      if (sx > 0) {
+      if (finite && sx > 0) {
         for (std::size_t p = 0; p < l.k; ++p) {
           // nearbyint rounds half to even in the default rounding mode.
           const float v = std::nearbyint(xr[p] / sx);
@@ -61,6 +69,12 @@ QuantModel::QuantModel(const EncodingSpec& encoding, const std::vector<QuantLaye
     if (layers[i].inputs != width) {
       throw std::invalid_argument("layer " + std::to_string(i) + " takes " + std::to_string(layers[i].inputs) +
                                   " inputs but receives " + std::to_string(width));
+    }
+    // 127 * 127 * k must fit the int32 accumulator of an int8 row (format.ts).
+    if (mode == ActMode::Int8 && layers[i].format == Format::Int8 && layers[i].inputs > kMaxW8A8Int8Inputs) {
+      throw std::invalid_argument("W8A8 with int8 weights takes at most " + std::to_string(kMaxW8A8Int8Inputs) +
+                                  " inputs per layer, layer " + std::to_string(i) + " has " +
+                                  std::to_string(layers[i].inputs));
     }
     layers_.push_back(repack(layers[i]));
     width = layers[i].outputs;
