@@ -10,6 +10,11 @@ namespace {
 
 // Weight of output o of block b at input p, as an integer: int8 q, or int4 nibble u (unsigned).
 inline int weight_at(const QuantLayer& l, std::size_t b, std::size_t o, std::size_t p) {
+  if (l.input_major) {
+    if (l.format == Format::Int8) return static_cast<std::int8_t>(l.w[(b * l.kq + p) * kLanes + o]);
+    const std::uint8_t byte = l.w[(b * (l.kq / 2) + p / 2) * kLanes + o];
+    return p % 2 == 0 ? (byte & 0x0f) : (byte >> 4);
+  }
   if (l.format == Format::Int8) {
     const std::size_t steps = l.kq / 4;
     return static_cast<std::int8_t>(l.w[((b * steps + p / 4) * kLanes + o) * 4 + p % 4]);

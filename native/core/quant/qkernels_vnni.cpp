@@ -76,56 +76,43 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
   for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, sum[r]);
 }
 
+// Weight-only kernels read the input-major layout (qlayer.h): 16 bytes per input (int8) or per
+// pair of inputs (int4), widened to 16 int32 lanes in one instruction.
 template <std::size_t R>
 void wfloat_int8(const QuantLayer& l, std::size_t b, const float* const* x, float* y, std::size_t ldy) {
-  const std::size_t steps = l.kq / 4;
-  const std::uint8_t* w = l.w.data() + b * steps * 64;
-  __m512 acc[R][4];
-  for (std::size_t r = 0; r < R; ++r)
-    for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_setzero_ps();
-  for (std::size_t t = 0; t < steps; ++t) {
-    const __m512i v = _mm512_load_si512(w + t * 64);
-    // Byte i of each lane, sign-extended: shift it to the top, then arithmetic-shift it down.
-    const __m512 w0 = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24));
-    const __m512 w1 = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 24));
-    const __m512 w2 = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 8), 24));
-    const __m512 w3 = _mm512_cvtepi32_ps(_mm512_srai_epi32(v, 24));
+  const std::uint8_t* w = l.w.data() + b * l.kq * kLanes;
+  __m512 acc[R][2];
+  for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (std::size_t p = 0; p < l.kq; p += 2) {
+    const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + p * kLanes))));
+    const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + (p + 1) * kLanes))));
     for (std::size_t r = 0; r < R; ++r) {
-      const float* xr = x[r] + 4 * t;
-      acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(xr[0]), w0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(_mm512_set1_ps(xr[1]), w1, acc[r][1]);
-      acc[r][2] = _mm512_fmadd_ps(_mm512_set1_ps(xr[2]), w2, acc[r][2]);
-      acc[r][3] = _mm512_fmadd_ps(_mm512_set1_ps(xr[3]), w3, acc[r][3]);
+      acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][p]), w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][p + 1]), w1, acc[r][1]);
     }
   }
   const __m512 scale = _mm512_load_ps(l.scales.data() + b * kLanes);
-  for (std::size_t r = 0; r < R; ++r) {
-    const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
-    _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(scale, s));
-  }
+  for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(scale, _mm512_add_ps(acc[r][0], acc[r][1])));
 }
 
 template <std::size_t R>
 void wfloat_int4(const QuantLayer& l, std::size_t b, const float* const* x, float* y, std::size_t ldy) {
-  const std::size_t steps = l.kq / 8, per_group = l.group / 8, np = l.blocks * kLanes;
-  const std::uint8_t* w = l.w.data() + b * steps * 64;
-  const __m512i low_byte = _mm512_set1_epi32(0x0f);
+  const std::size_t pairs = l.group / 2, np = l.blocks * kLanes;
+  const std::uint8_t* w = l.w.data() + b * (l.kq / 2) * kLanes;
+  const __m512i nibble = _mm512_set1_epi32(0x0f);
   __m512 sum[R];
   for (std::size_t r = 0; r < R; ++r) sum[r] = _mm512_setzero_ps();
   for (std::size_t g = 0; g < l.groups; ++g) {
     const __m512i zero = _mm512_load_si512(l.zeros.data() + g * np + b * kLanes);
     __m512 part[R][2];
     for (std::size_t r = 0; r < R; ++r) part[r][0] = part[r][1] = _mm512_setzero_ps();
-    for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
-      const __m512i v = _mm512_load_si512(w + t * 64);
-      for (int i = 0; i < 8; ++i) {
-        // Input 8t + i: nibble i % 4 * 8 (+ 4 for the high half) of each lane, minus the zero point.
-        const int shift = (i % 4) * 8 + (i < 4 ? 0 : 4);
-        const __m512i u = _mm512_and_si512(_mm512_srli_epi32(v, shift), low_byte);
-        const __m512 wi = _mm512_cvtepi32_ps(_mm512_sub_epi32(u, zero));
-        for (std::size_t r = 0; r < R; ++r) {
-          part[r][i & 1] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][8 * t + i]), wi, part[r][i & 1]);
-        }
+    for (std::size_t t = g * pairs; t < (g + 1) * pairs; ++t) {
+      const __m512i v = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + t * kLanes)));
+      const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, nibble), zero));
+      const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), zero));
+      for (std::size_t r = 0; r < R; ++r) {
+        part[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][2 * t]), lo, part[r][0]);
+        part[r][1] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][2 * t + 1]), hi, part[r][1]);
       }
     }
     const __m512 scale = _mm512_load_ps(l.scales.data() + g * np + b * kLanes);

@@ -11,12 +11,13 @@ std::size_t round_up(std::size_t a, std::size_t m) { return (a + m - 1) / m * m;
 
 }  // namespace
 
-QuantLayer repack(const QuantLayerSource& s) {
+QuantLayer repack(const QuantLayerSource& s, bool input_major) {
   if (s.inputs == 0 || s.outputs == 0) throw std::invalid_argument("a quantised layer needs inputs and outputs > 0");
   QuantLayer l;
   l.k = s.inputs;
   l.n = s.outputs;
   l.format = s.format;
+  l.input_major = input_major;
   l.activation = s.activation;
   l.alpha = s.alpha;
   l.blocks = (l.n + kLanes - 1) / kLanes;
@@ -64,7 +65,8 @@ QuantLayer repack(const QuantLayerSource& s) {
         const std::int8_t q = src[j * l.k + p];
         if (q == -128) throw std::invalid_argument("int8 weights must be in [-127, 127]");
         sum += q;
-        l.w[((b * steps + p / 4) * kLanes + o) * 4 + p % 4] = static_cast<std::uint8_t>(q);
+        const std::size_t at = input_major ? (b * l.kq + p) * kLanes + o : ((b * steps + p / 4) * kLanes + o) * 4 + p % 4;
+        l.w[at] = static_cast<std::uint8_t>(q);
       }
       l.wsum[j] = sum;
     }
@@ -74,6 +76,13 @@ QuantLayer repack(const QuantLayerSource& s) {
     const std::size_t steps = l.kq / 8;
     const std::size_t row_bytes = l.kq / 2;
     l.w.assign(l.blocks * steps * 64, 0);
+    if (input_major) {
+      for (std::size_t j = 0; j < l.n; ++j) {
+        const std::size_t b = j / kLanes, o = j % kLanes;
+        for (std::size_t t = 0; t < row_bytes; ++t) l.w[(b * row_bytes + t) * kLanes + o] = s.weights[j * row_bytes + t];
+      }
+      return l;
+    }
     for (std::size_t j = 0; j < l.n; ++j) {
       const std::size_t b = j / kLanes, o = j % kLanes;
       const std::uint8_t* row = s.weights + j * row_bytes;

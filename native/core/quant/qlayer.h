@@ -7,6 +7,12 @@
 // One 64-byte load then feeds one integer dot-product instruction (vpdpbusd) for 16 outputs at
 // once, with the activations broadcast, and no horizontal sums are ever needed; the per-group
 // scales are stored transposed ([group][output]) so they load as vectors too.
+//
+// Weight-only models (float activations) use an input-major variant, `input_major`: per block,
+// the 16 outputs' bytes for one input (int8) or one pair of inputs (int4: low nibble input 2t,
+// high nibble 2t + 1, as in the file) are 16 consecutive bytes, which widen to 16 int32 lanes
+// in one instruction (vpmovsxbd / vpmovzxbd) on the shuffle port, leaving the arithmetic ports
+// to the conversions and FMAs.
 #pragma once
 
 #include <cstddef>
@@ -41,6 +47,7 @@ struct QuantLayerSource {
 struct QuantLayer {
   std::size_t k = 0, n = 0;          // inputs, outputs
   Format format = Format::Int8;
+  bool input_major = false;          // the weight-only layout (see above)
   std::size_t group = 0;             // inputs per group (int8: kq, one group)
   std::size_t groups = 0;            // per output
   std::size_t kq = 0;                // inputs as stored: a multiple of 4 (int8) or of the group (int4)
@@ -58,6 +65,6 @@ struct QuantLayer {
 };
 
 // Throws std::invalid_argument for a source the format does not allow.
-QuantLayer repack(const QuantLayerSource& src);
+QuantLayer repack(const QuantLayerSource& src, bool input_major);
 
 }  // namespace mlpkit::quant

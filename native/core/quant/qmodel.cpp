@@ -76,7 +76,7 @@ QuantModel::QuantModel(const EncodingSpec& encoding, const std::vector<QuantLaye
                                   " inputs per layer, layer " + std::to_string(i) + " has " +
                                   std::to_string(layers[i].inputs));
     }
-    layers_.push_back(repack(layers[i]));
+    layers_.push_back(repack(layers[i], mode == ActMode::Float));
     width = layers[i].outputs;
     max_width_ = std::max({max_width_, layers_.back().kq, layers_.back().blocks * kLanes});
   }
