@@ -17,4 +17,13 @@ export type { Tensor, TensorInput, SafetensorsFile, Dtype } from './io/safetenso
 export type { ForeignModelOptions } from './io/model-file.js';
 export { FileFormatError, ERR_INVALID_ARG_TYPE, ERR_OUT_OF_RANGE, ERR_DISPOSED, ERR_INVALID_FILE, ERR_NATIVE_UNAVAILABLE } from './errors.js';
 export type { BackendChoice } from './backend/index.js';
+export { QuantizedMlp } from './quant/model.js';
+export type { QuantLayerInfo, QuantLoadOptions } from './quant/model.js';
+export { quantizeLayer, dequantizeLayer } from './quant/quantize.js';
+export { qmatmul } from './quant/qmatmul.js';
+export type { QmatmulOptions } from './quant/qmatmul.js';
+export type { QuantizeOptions, LayerFormatOptions } from './quant/options.js';
+export type { QuantStats, QuantLayerStats, QuantErrorStats } from './quant/calibrate.js';
+export { QUANT_FORMATS, QUANT_ACTIVATIONS, INT4_GROUP_SIZES, MAX_W8A8_INT8_INPUTS } from './quant/format.js';
+export type { QuantLayer, QuantFormat, QuantActivations } from './quant/format.js';
 export { VERSION } from './version.js';

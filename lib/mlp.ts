@@ -9,6 +9,8 @@ import { describe, disposedError, typeError } from './errors.js';
 import { initParameters } from './init.js';
 import { readSafetensors, writeSafetensors } from './io/safetensors.js';
 import { modelToTensors, tensorsToModel, type ForeignModelOptions } from './io/model-file.js';
+import { QuantizedMlp } from './quant/model.js';
+import type { QuantizeOptions } from './quant/options.js';
 import { normalizeSpec, parameterLayout, toModelConfig, type LayerSlot, type MlpSpec, type NormalizedSpec } from './spec.js';
 import { Trainer, type TrainerOptions } from './train/trainer.js';
 import { checkTarget, normalizeLoss } from './train/loss-options.js';
@@ -169,6 +171,15 @@ export class Mlp {
   trainer(options: TrainerOptions): Trainer {
     this.handle('trainer');
     return new Trainer(this, options);
+  }
+
+  /**
+   * A quantised copy for inference: weights int8 (one scale per output) or int4 (groups of 32,
+   * 64 or 128 inputs), activations float or int8 (W8A8), optional calibration rows for an
+   * error report and per-layer choices. See docs/QUANTIZATION.md. This model is unchanged.
+   */
+  quantize(options: QuantizeOptions): QuantizedMlp {
+    return QuantizedMlp.fromMlp(this, options);
   }
 
   /** The model as safetensors bytes: `layers.<i>.weight` [out, in], `layers.<i>.bias`, spec in metadata. */

@@ -11,6 +11,8 @@ import type { SafetensorsFile, TensorInput } from './safetensors.js';
 
 export const SPEC_METADATA_KEY = 'mlpkit.spec';
 export const VERSION_METADATA_KEY = 'mlpkit.version';
+/** Metadata key of a quantised model's layout (lib/quant/file.ts); such files are not Mlp files. */
+export const QUANT_METADATA_KEY = 'mlpkit.quant';
 
 /** Options for files that carry no mlpkit spec (e.g. a PyTorch state_dict). */
 export interface ForeignModelOptions {
@@ -105,6 +107,11 @@ function activationsFor(count: number, opts: ForeignModelOptions): ActivationNam
 
 /** Rebuilds spec + flat parameters from a file, checking every shape against the spec. */
 export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions = {}): { spec: NormalizedSpec; params: Float32Array } {
+  if (file.metadata[QUANT_METADATA_KEY] !== undefined) {
+    throw new FileFormatError(
+      `safetensors: this file holds a quantised model (metadata '${QUANT_METADATA_KEY}'); load it with QuantizedMlp.load or QuantizedMlp.fromSafetensors`,
+    );
+  }
   const linears = findLinears(file);
   let spec: NormalizedSpec;
   const stored = file.metadata[SPEC_METADATA_KEY];

@@ -18,11 +18,15 @@ export interface Tensor {
   data: Float32Array | Float64Array | Int32Array | Uint8Array;
 }
 
-/** A tensor to write: F32 from Float32Array, F64 from Float64Array, I32/I64 from Int32Array, U8 from Uint8Array. */
+/**
+ * A tensor to write: F32 from Float32Array, F64 from Float64Array, I32/I64 from Int32Array,
+ * I8 from Int8Array, U8 from Uint8Array (the default dtype of each). I8 and U8 may also be
+ * written from an Int32Array whose values fit.
+ */
 export interface TensorInput {
   shape: number[];
-  data: Float32Array | Float64Array | Int32Array | Uint8Array;
-  dtype?: 'F32' | 'F64' | 'I32' | 'I64' | 'U8';
+  data: Float32Array | Float64Array | Int32Array | Int8Array | Uint8Array;
+  dtype?: 'F32' | 'F64' | 'I32' | 'I64' | 'I8' | 'U8';
 }
 
 export interface SafetensorsFile {
@@ -174,6 +178,7 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata:
     if (count !== t.data.length) {
       throw typeError(`writeSafetensors: tensor '${name}' has shape [${t.shape.join(', ')}] (${count} elements) but ${t.data.length} values`);
     }
+    if (dtype === 'I8' || dtype === 'U8') checkIntegerRange(name, dtype, t.data);
     const size = DTYPE_BYTES[dtype as Dtype];
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + count * size] };
     layout.push({ dtype, data: t.data, begin: offset });
@@ -201,6 +206,7 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata:
         case 'F64': dv.setFloat64(at + i * 8, data[i], true); break;
         case 'I32': dv.setInt32(at + i * 4, data[i], true); break;
         case 'I64': dv.setBigInt64(at + i * 8, BigInt(data[i]), true); break;
+        case 'I8': dv.setInt8(at + i, data[i]); break;
         case 'U8': dv.setUint8(at + i, data[i]); break;
       }
     }
@@ -212,6 +218,19 @@ function defaultDtype(name: string, data: TensorInput['data']): string {
   if (data instanceof Float32Array) return 'F32';
   if (data instanceof Float64Array) return 'F64';
   if (data instanceof Int32Array) return 'I32';
+  if (data instanceof Int8Array) return 'I8';
   if (data instanceof Uint8Array) return 'U8';
-  throw typeError(`writeSafetensors: tensor '${name}' data must be a Float32Array, Float64Array, Int32Array or Uint8Array but received ${describe(data)}`);
+  throw typeError(`writeSafetensors: tensor '${name}' data must be a Float32Array, Float64Array, Int32Array, Int8Array or Uint8Array but received ${describe(data)}`);
+}
+
+/** Byte-wide dtypes hold only their range: a value that does not fit is an error, not a wrap. */
+function checkIntegerRange(name: string, dtype: 'I8' | 'U8', data: TensorInput['data']): void {
+  if ((dtype === 'I8' && data instanceof Int8Array) || (dtype === 'U8' && data instanceof Uint8Array)) return;
+  const [lo, hi] = dtype === 'I8' ? [-128, 127] : [0, 255];
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (!(Number.isInteger(v) && v >= lo && v <= hi)) {
+      throw typeError(`writeSafetensors: tensor '${name}' value ${v} at ${i} does not fit ${dtype} [${lo}, ${hi}]`);
+    }
+  }
 }

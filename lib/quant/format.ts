@@ -34,12 +34,46 @@
 //     summed over groups in order starting from the first term, then + bias_j (one f32 add), then
 //     the activation. f32(acc) rounds the int32 to float32, nearest-even. Every step is one
 //     float32 operation, so native and reference agree bit for bit up to the activation.
+//
+// Decisions where the text above was silent (issue #4, made with the TypeScript quantiser and
+// reference, lib/quant/quantize.ts and lib/quant/reference.ts; loaders enforce them):
+//   - f32(expr) evaluates expr exactly and rounds once to float32 (roundTiesToEven). For one
+//     operation on float32 operands that is the IEEE float32 operation (Math.fround(a / b) in
+//     JS). The one compound expression, the asymmetric f32((hi - lo) / 15), computes hi - lo in
+//     float64 (lo <= 0 <= hi, so it cannot overflow there as a float32 subtraction could), then
+//     divides and rounds once. Only lib/quant/quantize.ts quantises weights.
+//   - A scale of 0 means q = 0 for the whole group: also when the group is not all zeros but its
+//     max |w| / 7 (or / 127, or (hi - lo) / 15) underflows to 0 (|w| of a few denormal ulps).
+//     Symmetric int4 then stores u = 8, asymmetric u = 0 and zero = 0. Likewise sx = 0 means
+//     xq = 0 for the row, also for a nonzero row whose max |x| / 127 underflows.
+//   - xq_p uses a true float32 division x_p / sx (not x_p * (1 / sx), which rounds differently).
+//   - W8A8 with a non-finite input (NaN or +-Infinity anywhere in the row): sx = NaN and xq = 0,
+//     so every term f32(sx * scale) * f32(acc), and every y_j of the row, is NaN before the bias
+//     add (then + bias, then the activation: relu maps NaN to 0). Note that a max computed as
+//     std::max(m, |x|) skips NaN, so the check must look at every |x_p| <= FLT_MAX.
+//   - The group sum starts from the first term itself (y = t_0, then y = f32(y + t_1), ...), and a
+//     layer without bias adds a bias of +0 all the same (one f32 add): a sum of -0 (a t_0 of
+//     f32(sx * scale) underflowed to 0, times a negative acc) therefore comes out +0 either way.
+//     Bitwise agreement includes the sign of zero.
+//   - int8 codes are in [-127, 127]; -128 never comes out of the quantiser and loaders reject it.
+//   - Padding positions of int4 rows (p >= k) hold q = 0: u = 8 symmetric, u = zero asymmetric
+//     (the quantiser pads with w = 0); loaders reject other padding nibbles. acc sums p < k only,
+//     which is the same sum since padded q are 0 (and padded inputs are 0 in any case).
+//   - int32 acc cannot overflow for int4 (|q| <= 15, groups <= 128) but can for int8 weights, whose
+//     one group is the whole row: W8A8 with int8 weights needs inputs <= MAX_W8A8_INT8_INPUTS
+//     (127 * 127 * k <= 2^31 - 1); wider layers are rejected with a RangeError.
+//   - 'float' activations: dequant(W) is f32(scale * q) per weight. The reference accumulates
+//     x . dequant(W) + b in float64 and rounds once per output; native accumulates in float32.
+//   - Between layers (and after the input encoding) values are float32: each layer reads the
+//     float32 outputs of the previous layer's activation.
 
 export const QUANT_FORMATS = ['int8', 'int4'] as const;
 export type QuantFormat = (typeof QUANT_FORMATS)[number];
 export const QUANT_ACTIVATIONS = ['float', 'int8'] as const;
 export type QuantActivations = (typeof QUANT_ACTIVATIONS)[number];
 export const INT4_GROUP_SIZES = [32, 64, 128] as const;
+/** Widest int8-weight layer W8A8 accepts: 127 * 127 * inputs must fit an int32 accumulator. */
+export const MAX_W8A8_INT8_INPUTS = Math.floor((2 ** 31 - 1) / (127 * 127)); // 133144
 
 /** One quantised Linear layer (+ activation), as both backends and the files hold it. */
 export interface QuantLayer {

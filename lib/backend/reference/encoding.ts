@@ -3,13 +3,16 @@
 
 import type { ModelConfig } from '../types.js';
 
-export function encodedWidthOf(config: ModelConfig): number {
+/** The fields of a model's config the encoding reads (a QuantModelConfig has them too). */
+export type EncodingConfig = Pick<ModelConfig, 'inputs' | 'encoding' | 'octaves' | 'includeInput'>;
+
+export function encodedWidthOf(config: EncodingConfig): number {
   if (config.encoding === 0) return config.inputs;
   return (config.includeInput ? config.inputs : 0) + 2 * config.octaves * config.inputs;
 }
 
 /** enc[batch x width] from x[batch x inputs]. */
-export function encode(config: ModelConfig, x: ArrayLike<number>, batch: number, enc: Float64Array): void {
+export function encode(config: EncodingConfig, x: ArrayLike<number>, batch: number, enc: Float64Array): void {
   const d = config.inputs;
   if (config.encoding === 0) {
     for (let i = 0; i < batch * d; i++) enc[i] = x[i];
@@ -31,7 +34,7 @@ export function encode(config: ModelConfig, x: ArrayLike<number>, batch: number,
 
 /** dx[batch x inputs] from dEnc[batch x width] (chain rule through the encoding). */
 export function encodeBackward(
-  config: ModelConfig,
+  config: EncodingConfig,
   x: ArrayLike<number>,
   batch: number,
   dEnc: Float64Array,

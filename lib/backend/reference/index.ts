@@ -1,4 +1,6 @@
-import type { Backend, BackendInfo, ModelConfig } from '../types.js';
+import { ReferenceQuantModel } from '../../quant/reference.js';
+import type { QuantLayer } from '../../quant/format.js';
+import type { Backend, BackendInfo, ModelConfig, QuantModelConfig } from '../types.js';
 import { ReferenceModel } from './model.js';
 
 export { ReferenceModel } from './model.js';
@@ -10,6 +12,9 @@ export const referenceBackend: Backend = {
   },
   createModel(config: ModelConfig, params: Float32Array) {
     return new ReferenceModel(config, params);
+  },
+  createQuantModel(config: QuantModelConfig, layers: QuantLayer[]) {
+    return new ReferenceQuantModel(config, layers);
   },
   setThreads(): void {
     // The reference runs every call on the calling thread; nothing to size.

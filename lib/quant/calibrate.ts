@@ -1,0 +1,159 @@
+// Calibration: how far a quantised model's outputs are from the float model's on the caller's
+// data, and the one per-layer setting worth choosing from it: whether a layer quantises its
+// inputs (W8A8) or keeps them float. Quantising inputs costs little accuracy on most layers,
+// but a layer whose inputs have outliers (a few large features beside many small ones) loses
+// the small ones to the per-row scale; its error then dwarfs the weight-only error.
+//
+// Each layer is measured alone: fed the float model's input to that layer, its quantised output
+// is compared with the float layer's output, so one layer's error does not blame the next. The
+// whole model is then measured end to end on the same rows.
+
+import { selectBackend } from '../backend/index.js';
+import { encode, encodedWidthOf } from '../backend/reference/encoding.js';
+import type { BackendQuantModel, ModelConfig, QuantModelConfig } from '../backend/types.js';
+import { ACTIVATIONS, ENCODINGS } from '../backend/types.js';
+import type { NormalizedSpec } from '../spec.js';
+import type { QuantBackend } from './backend.js';
+import type { QuantActivations, QuantLayer } from './format.js';
+
+/** Relative errors of quantised outputs q against float outputs f over a set of rows. */
+export interface QuantErrorStats {
+  /** sqrt(sum (q - f)^2) / sqrt(sum f^2): the RMS error relative to the RMS output. */
+  relativeRms: number;
+  /** max |q - f| / max |f|: the worst error relative to the output scale. */
+  relativeMax: number;
+}
+
+export interface QuantLayerStats extends QuantErrorStats {
+  /** What the layer runs; relativeRms and relativeMax above are for this choice. */
+  activations: QuantActivations;
+  /** The layer's error with float inputs. */
+  weightOnly: QuantErrorStats;
+  /** The layer's error with int8 inputs; null when int8 activations were not asked for. */
+  w8a8: QuantErrorStats | null;
+}
+
+export interface QuantStats {
+  /** Calibration rows measured. */
+  samples: number;
+  layers: QuantLayerStats[];
+  /** The whole model's outputs against the float model's. */
+  output: QuantErrorStats;
+}
+
+/**
+ * A layer keeps int8 activations unless they make its error more than this many times its
+ * weight-only error (and more than W8A8_ERROR_FLOOR). For int8 weights the two errors are of
+ * the same size on well-behaved inputs (~1.4x together), for int4 weights the weight error
+ * dominates (~1x); 3x means the inputs have outliers the per-row scale cannot serve.
+ */
+export const W8A8_ERROR_RATIO = 3;
+/** Below this relative RMS error W8A8 is kept whatever the ratio (exactly representable weights). */
+export const W8A8_ERROR_FLOOR = 2e-3;
+
+export function errorStats(q: ArrayLike<number>, f: ArrayLike<number>): QuantErrorStats {
+  let err2 = 0;
+  let ref2 = 0;
+  let errMax = 0;
+  let refMax = 0;
+  for (let i = 0; i < f.length; i++) {
+    const d = q[i] - f[i];
+    err2 += d * d;
+    ref2 += f[i] * f[i];
+    errMax = Math.max(errMax, Math.abs(d));
+    refMax = Math.max(refMax, Math.abs(f[i]));
+  }
+  const ratio = (num: number, den: number) => (num === 0 ? 0 : num / den); // 0/0: no error at all
+  return { relativeRms: ratio(Math.sqrt(err2), Math.sqrt(ref2)), relativeMax: ratio(errMax, refMax) };
+}
+
+/** One float layer as the float model has it. */
+export interface FloatLayer {
+  inputs: number;
+  outputs: number;
+  weight: Float32Array;
+  bias: Float32Array | null;
+}
+
+function floatLayerOutputs(backendName: 'native' | 'reference', layer: FloatLayer, spec: NormalizedSpec['layers'][number], x: Float32Array): Float32Array {
+  const config: ModelConfig = {
+    inputs: layer.inputs,
+    encoding: 0,
+    octaves: 0,
+    includeInput: false,
+    units: Int32Array.of(layer.outputs),
+    activations: Int32Array.of(ACTIVATIONS.indexOf(spec.activation)),
+    alphas: Float32Array.of(spec.activation === 'leaky_relu' ? spec.alpha : 0),
+    bias: Uint8Array.of(layer.bias ? 1 : 0),
+  };
+  const params = new Float32Array(layer.weight.length + (layer.bias?.length ?? 0));
+  params.set(layer.weight);
+  if (layer.bias) params.set(layer.bias, layer.weight.length);
+  const model = selectBackend(backendName).createModel(config, params);
+  try {
+    const batch = x.length / layer.inputs;
+    const out = new Float32Array(batch * layer.outputs);
+    model.predict(x, batch, out);
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
+function quantLayerOutputs(backend: QuantBackend, layer: QuantLayer, activations: number, x: Float32Array): Float32Array {
+  const config: QuantModelConfig = { inputs: layer.inputs, encoding: 0, octaves: 0, includeInput: false, activations };
+  const model: BackendQuantModel = backend.createQuantModel(config, [layer]);
+  try {
+    const batch = x.length / layer.inputs;
+    const out = new Float32Array(batch * layer.outputs);
+    model.predict(x, batch, out);
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The calibration rows through the model's input encoding, as float32 (what layer 0 reads). */
+export function encodeCalibration(spec: NormalizedSpec, x: Float32Array): Float32Array {
+  if (spec.encoding.type === 'identity') return x;
+  const config = {
+    inputs: spec.inputs,
+    encoding: ENCODINGS.indexOf(spec.encoding.type),
+    octaves: spec.encoding.octaves,
+    includeInput: spec.encoding.includeInput,
+  };
+  const batch = x.length / spec.inputs;
+  const enc = new Float64Array(batch * encodedWidthOf(config));
+  encode(config, x, batch, enc);
+  return Float32Array.from(enc);
+}
+
+/**
+ * Per layer: its errors with float and (when asked) int8 inputs, and the choice between them.
+ * floatBackend runs the float layers (the float model's backend), quantBackend the quantised.
+ */
+export function calibrateLayers(
+  spec: NormalizedSpec,
+  floatLayers: FloatLayer[],
+  quantLayers: QuantLayer[],
+  requested: QuantActivations,
+  calibration: Float32Array,
+  floatBackend: 'native' | 'reference',
+  quantBackend: QuantBackend,
+): QuantLayerStats[] {
+  let input = encodeCalibration(spec, calibration);
+  return quantLayers.map((layer, i) => {
+    const reference = floatLayerOutputs(floatBackend, floatLayers[i], spec.layers[i], input);
+    const weightOnly = errorStats(quantLayerOutputs(quantBackend, layer, 0, input), reference);
+    let w8a8: QuantErrorStats | null = null;
+    let activations: QuantActivations = 'float';
+    if (requested === 'int8') {
+      w8a8 = errorStats(quantLayerOutputs(quantBackend, layer, 1, input), reference);
+      const keep = w8a8.relativeRms <= W8A8_ERROR_RATIO * weightOnly.relativeRms || w8a8.relativeRms <= W8A8_ERROR_FLOOR;
+      activations = keep ? 'int8' : 'float';
+    }
+    input = reference;
+    const chosen = activations === 'int8' ? w8a8! : weightOnly;
+    return { activations, relativeRms: chosen.relativeRms, relativeMax: chosen.relativeMax, weightOnly, w8a8 };
+  });
+}

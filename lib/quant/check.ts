@@ -1,0 +1,111 @@
+// Checks that a QuantLayer is one lib/quant/format.ts allows, before any kernel reads it: a
+// layer a user built by hand (qmatmul) and a layer read from a file go through the same value
+// checks, so a bad scale or a stray padding nibble is an error here, never a wrong answer or an
+// out-of-bounds read in a kernel.
+
+import { ACTIVATIONS } from '../backend/types.js';
+import { describe, rangeError, typeError } from '../errors.js';
+import { nibbleAt } from './codes.js';
+import { INT4_GROUP_SIZES, QUANT_FORMATS, groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
+
+/** Widest layer a model may have (lib/spec.ts uses the same bound). */
+export const MAX_QUANT_WIDTH = 1 << 20;
+
+/** A value problem in one field of a layer; the caller names the layer (or tensor) in front. */
+export interface LayerProblem {
+  field: 'weights' | 'scales' | 'zeros';
+  message: string;
+}
+
+/**
+ * The first value that breaks the format, given that shapes and array types are right:
+ * int8 codes in [-127, 127] (-128 would break the kernels' sign tricks), scales finite and
+ * >= 0, zero points <= 15, and int4 padding nibbles that decode to q = 0.
+ */
+export function layerValueProblem(layer: QuantLayer): LayerProblem | null {
+  const n = layer.outputs;
+  const groups = groupsPerRow(layer);
+  for (let i = 0; i < layer.scales.length; i++) {
+    const s = layer.scales[i];
+    if (!(s >= 0 && s < Infinity)) {
+      return { field: 'scales', message: `scale [${Math.floor(i / groups)}, ${i % groups}] is ${s}; scales must be finite and >= 0` };
+    }
+  }
+  if (layer.format === 'int8') {
+    const w = layer.weights as Int8Array;
+    for (let i = 0; i < w.length; i++) {
+      if (w[i] === -128) {
+        return { field: 'weights', message: `value -128 at [${Math.floor(i / layer.inputs)}, ${i % layer.inputs}] is outside [-127, 127]` };
+      }
+    }
+    return null;
+  }
+  if (layer.zeros) {
+    for (let i = 0; i < layer.zeros.length; i++) {
+      if (layer.zeros[i] > 15) {
+        return { field: 'zeros', message: `zero point [${Math.floor(i / groups)}, ${i % groups}] is ${layer.zeros[i]}; zero points must be in [0, 15]` };
+      }
+    }
+  }
+  const kp = paddedInputs(layer);
+  for (let j = 0; j < n; j++) {
+    const zero = layer.zeros ? layer.zeros[j * groups + groups - 1] : 8;
+    for (let p = layer.inputs; p < kp; p++) {
+      const u = nibbleAt(layer.weights as Uint8Array, kp >> 1, j, p);
+      if (u !== zero) {
+        return { field: 'weights', message: `padding nibble [${j}, ${p}] is ${u}, expected ${zero} (q = 0) past input ${layer.inputs}` };
+      }
+    }
+  }
+  return null;
+}
+
+function expectCount(name: string, value: unknown, Ctor: typeof Int8Array | typeof Uint8Array | typeof Float32Array, length: number, shape: string): void {
+  if (!(value instanceof Ctor)) throw typeError(`Expected a ${Ctor.name} for ${name} but received ${describe(value)}`);
+  if (value.length !== length) throw rangeError(`Expected ${name} to hold ${shape} = ${length} values but received ${value.length}`);
+}
+
+/** The layer, checked field by field (TypeError for wrong types, RangeError for wrong values). */
+export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
+  if (typeof value !== 'object' || value === null) throw typeError(`Expected a QuantLayer object for ${name} but received ${describe(value)}`);
+  const layer = value as QuantLayer;
+  for (const key of ['inputs', 'outputs'] as const) {
+    const v = layer[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_QUANT_WIDTH) {
+      throw rangeError(`Expected an integer between 1 and ${MAX_QUANT_WIDTH} for ${name}.${key} but received ${describe(v)}`);
+    }
+  }
+  if (!(QUANT_FORMATS as readonly unknown[]).includes(layer.format)) {
+    throw rangeError(`Expected one of ${QUANT_FORMATS.map((f) => `'${f}'`).join(', ')} for ${name}.format but received ${describe(layer.format)}`);
+  }
+  const { inputs: k, outputs: n } = layer;
+  if (layer.format === 'int8') {
+    if (layer.groupSize !== k) throw rangeError(`Expected ${name}.groupSize to equal inputs (${k}) for int8 weights but received ${describe(layer.groupSize)}`);
+    if (layer.symmetric !== true) throw rangeError(`Expected ${name}.symmetric to be true for int8 weights but received ${describe(layer.symmetric)}`);
+    expectCount(`${name}.weights`, layer.weights, Int8Array, n * k, `outputs x inputs = ${n} x ${k}`);
+  } else {
+    if (!(INT4_GROUP_SIZES as readonly unknown[]).includes(layer.groupSize)) {
+      throw rangeError(`Expected one of ${INT4_GROUP_SIZES.join(', ')} for ${name}.groupSize but received ${describe(layer.groupSize)}`);
+    }
+    if (typeof layer.symmetric !== 'boolean') throw typeError(`Expected a boolean for ${name}.symmetric but received ${describe(layer.symmetric)}`);
+    const kp = paddedInputs(layer);
+    expectCount(`${name}.weights`, layer.weights, Uint8Array, (n * kp) / 2, `outputs x paddedInputs / 2 = ${n} x ${kp} / 2`);
+  }
+  const groups = groupsPerRow(layer);
+  expectCount(`${name}.scales`, layer.scales, Float32Array, n * groups, `outputs x groups = ${n} x ${groups}`);
+  if (layer.format === 'int4' && !layer.symmetric) {
+    expectCount(`${name}.zeros`, layer.zeros, Uint8Array, n * groups, `outputs x groups = ${n} x ${groups}`);
+  } else if (layer.zeros !== null) {
+    throw typeError(`Expected null for ${name}.zeros (zero points belong to asymmetric int4 only) but received ${describe(layer.zeros)}`);
+  }
+  if (layer.bias !== null) expectCount(`${name}.bias`, layer.bias, Float32Array, n, 'outputs');
+  if (typeof layer.activation !== 'number' || !Number.isInteger(layer.activation) || layer.activation < 0 || layer.activation >= ACTIVATIONS.length) {
+    throw rangeError(`Expected an activation index between 0 and ${ACTIVATIONS.length - 1} for ${name}.activation but received ${describe(layer.activation)}`);
+  }
+  if (typeof layer.alpha !== 'number' || !Number.isFinite(layer.alpha)) {
+    throw rangeError(`Expected a finite number for ${name}.alpha but received ${describe(layer.alpha)}`);
+  }
+  const problem = layerValueProblem(layer);
+  if (problem) throw rangeError(`${name}.${problem.field}: ${problem.message}`);
+  return layer;
+}

@@ -1,0 +1,259 @@
+// QuantizedMlp: a quantised copy of an Mlp (or one read from a file) that predicts like any
+// model, with the same argument checks and errors as Mlp.predict. Inference only.
+//
+// A backend quantised model runs one activations mode for all its layers (QuantModelConfig),
+// while calibration may choose per layer; consecutive layers with the same mode therefore share
+// one backend model ("segment"), and a model with mixed modes runs a few of them in a row.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
+import { ACTIVATIONS, ENCODINGS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
+import { describe, disposedError, typeError } from '../errors.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import type { Mlp } from '../mlp.js';
+import { expectBatch, expectObject, expectOneOf, expectOutputBuffer } from '../validate.js';
+import { VERSION } from '../version.js';
+import { selectQuantBackend } from './backend.js';
+import { calibrateLayers, errorStats, type QuantStats } from './calibrate.js';
+import { quantToTensors, tensorsToQuant, type QuantModelDescription } from './file.js';
+import { QUANT_ACTIVATIONS, layerBytes, type QuantActivations, type QuantFormat, type QuantLayer } from './format.js';
+import { normalizeQuantizeOptions, type QuantizeOptions } from './options.js';
+import { quantizeChecked } from './quantize.js';
+import { checkW8A8Width } from './reference.js';
+
+/** What one layer is and costs (read-only copies; the weights stay inside the model). */
+export interface QuantLayerInfo {
+  inputs: number;
+  outputs: number;
+  format: QuantFormat;
+  /** int4: 32, 64 or 128; int8: the layer's input width (one scale per output). */
+  groupSize: number;
+  symmetric: boolean;
+  /** What the layer's inputs are: 'float' (weight-only) or 'int8' (W8A8). */
+  activations: QuantActivations;
+  activation: ActivationName;
+  bias: boolean;
+  /** Weights + scales + zero points + bias. */
+  bytes: number;
+}
+
+export interface QuantLoadOptions {
+  /** 'auto' (default), 'native' or 'reference'. */
+  backend?: BackendChoice;
+}
+
+interface Segment {
+  model: BackendQuantModel;
+  outputs: number;
+}
+
+function copyLayer(layer: QuantLayer): QuantLayer {
+  return {
+    ...layer,
+    weights: layer.weights.slice(),
+    scales: layer.scales.slice(),
+    zeros: layer.zeros ? layer.zeros.slice() : null,
+    bias: layer.bias ? layer.bias.slice() : null,
+  };
+}
+
+function normalizeLoadOptions(value: unknown): BackendChoice {
+  const o = expectObject('options', value);
+  return o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
+}
+
+export class QuantizedMlp {
+  readonly inputs: number;
+  readonly outputs: number;
+  /** The backend that runs this model. */
+  readonly backend: 'native' | 'reference';
+  /** The input encoding in front of the first layer, as the float model's spec has it. */
+  readonly encoding: QuantModelDescription['encoding'];
+  /** The activations mode asked for; per-layer choices are in `layers`. */
+  readonly activations: QuantActivations;
+  /** Bytes a predict reads: weights, scales, zero points and biases of every layer. */
+  readonly sizeBytes: number;
+  /** Bytes the float32 model's weights and biases take. */
+  readonly floatBytes: number;
+  readonly layers: readonly Readonly<QuantLayerInfo>[];
+  private readonly description: QuantModelDescription;
+  private segments: Segment[] | null;
+  private calibrationStats: QuantStats | null = null;
+
+  /** @internal Use net.quantize(), QuantizedMlp.fromMlp() or QuantizedMlp.load(). */
+  constructor(description: QuantModelDescription, backend: BackendChoice) {
+    const { layers, layerActivations } = description;
+    layers.forEach((l, i) => {
+      if (layerActivations[i] === 'int8') checkW8A8Width(l, `layers[${i}]`);
+    });
+    const quantBackend = selectQuantBackend(backend);
+    this.description = description;
+    this.backend = quantBackend.name;
+    this.inputs = description.inputs;
+    this.outputs = layers[layers.length - 1].outputs;
+    this.encoding = description.encoding;
+    this.activations = description.activations;
+    this.sizeBytes = layers.reduce((sum, l) => sum + layerBytes(l), 0);
+    this.floatBytes = layers.reduce((sum, l) => sum + 4 * (l.inputs * l.outputs + (l.bias ? l.outputs : 0)), 0);
+    this.layers = Object.freeze(layers.map((l, i) => Object.freeze({
+      inputs: l.inputs,
+      outputs: l.outputs,
+      format: l.format,
+      groupSize: l.groupSize,
+      symmetric: l.symmetric,
+      activations: layerActivations[i],
+      activation: ACTIVATIONS[l.activation],
+      bias: l.bias !== null,
+      bytes: layerBytes(l),
+    })));
+    const segments: Segment[] = [];
+    for (let start = 0; start < layers.length;) {
+      let end = start + 1;
+      while (end < layers.length && layerActivations[end] === layerActivations[start]) end++;
+      const enc = description.encoding;
+      const config: QuantModelConfig = start === 0
+        ? {
+            inputs: description.inputs,
+            encoding: ENCODINGS.indexOf(enc.type),
+            octaves: enc.type === 'frequency' ? enc.octaves : 0,
+            includeInput: enc.type === 'frequency' ? enc.includeInput : false,
+            activations: QUANT_ACTIVATIONS.indexOf(layerActivations[start]),
+          }
+        : { inputs: layers[start].inputs, encoding: 0, octaves: 0, includeInput: false, activations: QUANT_ACTIVATIONS.indexOf(layerActivations[start]) };
+      try {
+        segments.push({ model: quantBackend.createQuantModel(config, layers.slice(start, end)), outputs: layers[end - 1].outputs });
+      } catch (err) {
+        for (const s of segments) s.model.dispose();
+        throw err;
+      }
+      start = end;
+    }
+    this.segments = segments;
+  }
+
+  /**
+   * Quantise a float model: every layer in options.weights' format. With options.calibration
+   * the model reports its error on those rows (stats) and, for activations 'int8', keeps float
+   * activations on layers whose inputs int8 would hurt (lib/quant/calibrate.ts).
+   */
+  static fromMlp(net: Mlp, options: QuantizeOptions): QuantizedMlp {
+    net.handle('quantize');
+    const opts = normalizeQuantizeOptions(options, net.inputs);
+    const floatLayers = net.getLayers();
+    const spec = net.spec;
+    const layers = floatLayers.map((l, i) =>
+      quantizeChecked(l.weight, l.bias, l.inputs, l.outputs, ACTIVATIONS.indexOf(spec.layers[i].activation), spec.layers[i].alpha, opts.layerFormat),
+    );
+    if (opts.activations === 'int8') layers.forEach((l, i) => checkW8A8Width(l, `layers[${i}]`));
+    let layerActivations = layers.map(() => opts.activations);
+    let layerStats: QuantStats['layers'] | null = null;
+    if (opts.calibration) {
+      const quantBackend = selectQuantBackend(opts.backend);
+      layerStats = calibrateLayers(spec, floatLayers, layers, opts.activations, opts.calibration, net.backend, quantBackend);
+      layerActivations = layerStats.map((s) => s.activations);
+    }
+    const description: QuantModelDescription = { inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers, layerActivations };
+    const model = new QuantizedMlp(description, opts.backend);
+    if (opts.calibration && layerStats) {
+      const output = errorStats(model.predict(opts.calibration), net.predict(opts.calibration));
+      model.calibrationStats = { samples: opts.calibration.length / net.inputs, layers: layerStats, output };
+    }
+    return model;
+  }
+
+  /**
+   * Errors against the float model on the calibration data, per layer (each fed the float
+   * model's input to it) and for the whole model; null without calibration (and after load).
+   */
+  get stats(): QuantStats | null {
+    return this.calibrationStats;
+  }
+
+  private live(what: string): Segment[] {
+    if (!this.segments) throw disposedError(what);
+    return this.segments;
+  }
+
+  /** True once dispose() has been called. */
+  get disposed(): boolean {
+    return this.segments === null;
+  }
+
+  /** Outputs for a batch: x is batch x inputs row-major; returns (or fills `out`) batch x outputs. */
+  predict(x: Float32Array, out?: Float32Array): Float32Array {
+    const segments = this.live('predict');
+    const batch = expectBatch('x', x, this.inputs);
+    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    let a = x;
+    segments.forEach((s, i) => {
+      const target = i === segments.length - 1 ? y : new Float32Array(batch * s.outputs);
+      s.model.predict(a, batch, target);
+      a = target;
+    });
+    return y;
+  }
+
+  /**
+   * predict off the event loop (native: on the libuv thread pool; reference: in chunks between
+   * macrotasks). Do not modify x or out until the promise settles.
+   */
+  async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
+    const segments = this.live('predictAsync');
+    const batch = expectBatch('x', x, this.inputs);
+    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    let a = x;
+    for (let i = 0; i < segments.length; i++) {
+      const s = segments[i];
+      const target = i === segments.length - 1 ? y : new Float32Array(batch * s.outputs);
+      await s.model.predictAsync(a, batch, target);
+      a = target;
+    }
+    return y;
+  }
+
+  /** Copies of the quantised layers (for qmatmul, or to inspect the codes). */
+  getLayers(): QuantLayer[] {
+    this.live('getLayers');
+    return this.description.layers.map(copyLayer);
+  }
+
+  /** The model as safetensors bytes (layout: lib/quant/file.ts, docs/QUANTIZATION.md). */
+  toSafetensors(): Uint8Array {
+    this.live('toSafetensors');
+    const { tensors, metadata } = quantToTensors(this.description, VERSION);
+    return writeSafetensors(tensors, metadata);
+  }
+
+  async save(path: string): Promise<void> {
+    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    await writeFile(path, this.toSafetensors());
+  }
+
+  saveSync(path: string): void {
+    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    writeFileSync(path, this.toSafetensors());
+  }
+
+  /** A quantised model from safetensors bytes written by toSafetensors / save. */
+  static fromSafetensors(bytes: Uint8Array, options: QuantLoadOptions = {}): QuantizedMlp {
+    const backend = normalizeLoadOptions(options);
+    return new QuantizedMlp(tensorsToQuant(readSafetensors(bytes)), backend);
+  }
+
+  static async load(path: string, options: QuantLoadOptions = {}): Promise<QuantizedMlp> {
+    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    return QuantizedMlp.fromSafetensors(await readFile(path), options);
+  }
+
+  static loadSync(path: string, options: QuantLoadOptions = {}): QuantizedMlp {
+    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    return QuantizedMlp.fromSafetensors(readFileSync(path), options);
+  }
+
+  /** Free the model's memory now. Idempotent; any later call throws ERR_MLPKIT_DISPOSED. */
+  dispose(): void {
+    if (this.segments) for (const s of this.segments) s.model.dispose();
+    this.segments = null;
+  }
+}

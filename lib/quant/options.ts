@@ -1,0 +1,119 @@
+// User options for quantisation, checked once with the messages lib/validate.ts uses: which
+// option, what was expected, what was received. Unknown option names are rejected too, since a
+// misspelt `groupsize: 128` would otherwise quietly quantise with the default group size.
+
+import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
+import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
+import { describe, rangeError, typeError } from '../errors.js';
+import { expectAllFinite, expectBatch, expectBoolean, expectObject, expectOneOf } from '../validate.js';
+import { INT4_GROUP_SIZES, QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from './format.js';
+
+/** How one layer's weights are stored (quantizeLayer's options). */
+export interface LayerFormatOptions {
+  format: QuantFormat;
+  /** int4 only: 32 (default), 64 or 128 inputs per scale. */
+  groupSize?: 32 | 64 | 128;
+  /** int4 only: true (default) for scale only, false for scale + zero point per group. */
+  symmetric?: boolean;
+}
+
+/** The checked form: groupSize is null for int8 (one group per row, whatever the width). */
+export interface LayerFormat {
+  format: QuantFormat;
+  groupSize: number | null;
+  symmetric: boolean;
+}
+
+/** Options of net.quantize(). */
+export interface QuantizeOptions {
+  /** Weight format of every layer. */
+  weights: QuantFormat;
+  /** int4 only: 32 (default), 64 or 128. */
+  groupSize?: 32 | 64 | 128;
+  /** int4 only: default true. */
+  symmetric?: boolean;
+  /** 'float' (default): weight-only; 'int8': inputs of each layer quantised per row (W8A8). */
+  activations?: QuantActivations;
+  /** 'auto' (default), 'native' or 'reference'. */
+  backend?: BackendChoice;
+  /**
+   * Rows of typical inputs (batch x inputs, row-major): the model then reports its error
+   * against the float model on them (`stats`) and, with activations 'int8', keeps float
+   * activations for layers that quantised inputs would hurt (see lib/quant/calibrate.ts).
+   */
+  calibration?: Float32Array;
+}
+
+export interface NormalizedQuantizeOptions {
+  layerFormat: LayerFormat;
+  activations: QuantActivations;
+  backend: BackendChoice;
+  calibration: Float32Array | null;
+}
+
+export function rejectUnknownKeys(name: string, options: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw rangeError(`Unknown option ${name}.${key} (expected some of ${known.join(', ')})`);
+    }
+  }
+}
+
+function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: string): LayerFormat {
+  const format = expectOneOf(`${name}.${formatKey}`, o[formatKey], QUANT_FORMATS);
+  if (format === 'int8') {
+    if (o.groupSize !== undefined) {
+      throw rangeError(`${name}.groupSize applies to int4 weights only (int8 has one scale per output channel) but received ${describe(o.groupSize)}`);
+    }
+    if (o.symmetric !== undefined && expectBoolean(`${name}.symmetric`, o.symmetric) !== true) {
+      throw rangeError(`${name}.symmetric must be true for int8 weights (int8 is symmetric only) but received false`);
+    }
+    return { format, groupSize: null, symmetric: true };
+  }
+  let groupSize = 32;
+  if (o.groupSize !== undefined) {
+    if (typeof o.groupSize !== 'number') {
+      throw typeError(`Expected one of ${INT4_GROUP_SIZES.join(', ')} for ${name}.groupSize but received ${describe(o.groupSize)}`);
+    }
+    if (!(INT4_GROUP_SIZES as readonly number[]).includes(o.groupSize)) {
+      throw rangeError(`Expected one of ${INT4_GROUP_SIZES.join(', ')} for ${name}.groupSize but received ${o.groupSize}`);
+    }
+    groupSize = o.groupSize;
+  }
+  const symmetric = o.symmetric === undefined ? true : expectBoolean(`${name}.symmetric`, o.symmetric);
+  return { format, groupSize, symmetric };
+}
+
+/** quantizeLayer's options: { format, groupSize?, symmetric? }. */
+export function normalizeLayerFormat(value: unknown, name = 'options'): LayerFormat {
+  const o = expectObject(name, value);
+  rejectUnknownKeys(name, o, ['format', 'groupSize', 'symmetric']);
+  return layerFormatFrom(name, o, 'format');
+}
+
+/** A layer activation given by name or by its index in ACTIVATIONS; returns the index. */
+export function activationCode(name: string, value: unknown): number {
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0 || value >= ACTIVATIONS.length) {
+      throw rangeError(`Expected an activation name or an index between 0 and ${ACTIVATIONS.length - 1} for ${name} but received ${value}`);
+    }
+    return value;
+  }
+  return ACTIVATIONS.indexOf(expectOneOf<ActivationName>(name, value, ACTIVATIONS));
+}
+
+/** net.quantize()'s options, for a model taking `inputs` inputs. */
+export function normalizeQuantizeOptions(value: unknown, inputs: number, name = 'options'): NormalizedQuantizeOptions {
+  const o = expectObject(name, value);
+  rejectUnknownKeys(name, o, ['weights', 'groupSize', 'symmetric', 'activations', 'backend', 'calibration']);
+  const layerFormat = layerFormatFrom(name, o, 'weights');
+  const activations = o.activations === undefined ? 'float' : expectOneOf(`${name}.activations`, o.activations, QUANT_ACTIVATIONS);
+  const backend = o.backend === undefined ? 'auto' : expectOneOf(`${name}.backend`, o.backend, BACKEND_CHOICES);
+  let calibration: Float32Array | null = null;
+  if (o.calibration !== undefined) {
+    expectBatch(`${name}.calibration`, o.calibration, inputs);
+    calibration = o.calibration as Float32Array;
+    expectAllFinite(`${name}.calibration`, calibration);
+  }
+  return { layerFormat, activations, backend, calibration };
+}
