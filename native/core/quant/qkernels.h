@@ -30,6 +30,7 @@ struct QuantKernels {
 const QuantKernels& quant_scalar_kernels();
 #if defined(__x86_64__) || defined(_M_X64)
 const QuantKernels& quant_vnni_kernels();  // AVX-512 F/BW/VL + VNNI
+const QuantKernels& quant_avx2_kernels();  // AVX2 + FMA
 #endif
 const QuantKernels& quant_kernels();
 

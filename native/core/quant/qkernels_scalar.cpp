@@ -77,7 +77,10 @@ namespace mlpkit::quant {
 
 const QuantKernels& quant_kernels() {
 #if defined(__x86_64__) || defined(_M_X64)
-  static const QuantKernels& chosen = cpu::avx512_vnni_in_use() ? quant_vnni_kernels() : quant_scalar_kernels();
+  // Follows the float table, so MLPKIT_ISA=avx2 / scalar exercises these paths too.
+  static const QuantKernels& chosen = cpu::avx512_vnni_in_use()                        ? quant_vnni_kernels()
+                                      : std::strcmp(cpu::kernels().isa, "scalar") != 0 ? quant_avx2_kernels()
+                                                                                        : quant_scalar_kernels();
 #else
   static const QuantKernels& chosen = quant_scalar_kernels();
 #endif

@@ -1,0 +1,152 @@
+// Quantised kernels for AVX2 + FMA (Haswell, Zen 1 and later, where AVX-512 VNNI is missing).
+// This file alone is compiled with -mavx2 -mfma. A block of 16 outputs (qlayer.h) is two halves
+// of 8 lanes.
+//
+// There is no non-saturating byte dot product before VNNI: vpmaddubsw multiplies unsigned by
+// signed bytes and adds adjacent pairs into int16 *with saturation*. The operands are chosen so
+// that no pair can saturate: int8 x int8 multiplies |xq| (<= 127) by w with xq's sign moved onto
+// it (vpsignb), so a pair is at most 2 * 127 * 127 = 32258 < 32767; int4 multiplies the nibbles
+// (<= 15) by xq, at most 2 * 15 * 127 = 3810. (The VNNI trick of shifting xq to unsigned
+// xq + 128 would reach 2 * 255 * 127 = 64770 here, and saturate.) vpmaddwd by ones then adds the
+// pairs into int32 lanes exactly. tests/91 drives every product to +-127 x +-127 to prove it.
+#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "core/quant/qkernels.h"
+
+namespace mlpkit::quant {
+namespace {
+
+inline __m256i bcast4(const void* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Sum of four byte products per int32 lane, exact: a unsigned, b signed, no pair above 32767.
+inline __m256i dot4(__m256i acc, __m256i a, __m256i b) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
+}
+
+void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) {
+  const std::size_t steps = l.kq / 4;
+  const std::uint8_t* w = l.w.data() + b * steps * 64;
+  __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+  for (std::size_t t = 0; t < steps; ++t) {
+    const __m256i xq = bcast4(x.xq + 4 * t);
+    const __m256i xabs = _mm256_abs_epi8(xq);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + t * 64 + h * 32));
+      acc[h] = dot4(acc[h], xabs, _mm256_sign_epi8(wv, xq));
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const __m256 scale = _mm256_load_ps(l.scales.data() + b * kLanes + h * 8);
+    const __m256 s = _mm256_mul_ps(_mm256_set1_ps(x.sx), scale);
+    _mm256_storeu_ps(y + h * 8, _mm256_mul_ps(s, _mm256_cvtepi32_ps(acc[h])));
+  }
+}
+
+void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) {
+  const std::size_t steps = l.kq / 8, per_group = l.group / 8, np = l.blocks * kLanes;
+  const std::uint8_t* w = l.w.data() + b * steps * 64;
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  __m256 sum[2];
+  for (std::size_t g = 0; g < l.groups; ++g) {
+    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
+      const __m256i x0 = bcast4(x.xq + 8 * t), x1 = bcast4(x.xq + 8 * t + 4);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + t * 64 + h * 32));
+        acc[h] = dot4(acc[h], _mm256_and_si256(v, nibble), x0);
+        acc[h] = dot4(acc[h], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble), x1);
+      }
+    }
+    const __m256 xsum = _mm256_set1_ps(static_cast<float>(x.xsum[g]));
+    for (int h = 0; h < 2; ++h) {
+      // acc - zero * xsum, exact in float (integers below 2^24; see qkernels_vnni.cpp).
+      const __m256 zero = _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + g * np + b * kLanes + h * 8)));
+      const __m256 exact = _mm256_fnmadd_ps(zero, xsum, _mm256_cvtepi32_ps(acc[h]));
+      const __m256 scale = _mm256_load_ps(l.scales.data() + g * np + b * kLanes + h * 8);
+      const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(x.sx), scale), exact);
+      sum[h] = g == 0 ? t : _mm256_add_ps(sum[h], t);
+    }
+  }
+  _mm256_storeu_ps(y, sum[0]);
+  _mm256_storeu_ps(y + 8, sum[1]);
+}
+
+void wfloat_int8(const QuantLayer& l, std::size_t b, const float* x, float* y) {
+  const std::uint8_t* w = l.w.data() + b * l.kq * kLanes;
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (std::size_t p = 0; p < l.kq; ++p) {
+    const __m256 xv = _mm256_set1_ps(x[p]);
+    for (int h = 0; h < 2; ++h) {
+      const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + p * kLanes + h * 8));
+      acc[h] = _mm256_fmadd_ps(xv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), acc[h]);
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    _mm256_storeu_ps(y + h * 8, _mm256_mul_ps(_mm256_load_ps(l.scales.data() + b * kLanes + h * 8), acc[h]));
+  }
+}
+
+void wfloat_int4(const QuantLayer& l, std::size_t b, const float* x, float* y) {
+  const std::size_t pairs = l.group / 2, np = l.blocks * kLanes;
+  const std::uint8_t* w = l.w.data() + b * (l.kq / 2) * kLanes;
+  const __m256i nibble = _mm256_set1_epi32(0x0f);
+  __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (std::size_t g = 0; g < l.groups; ++g) {
+    for (int h = 0; h < 2; ++h) {
+      const __m256i zero = _mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + g * np + b * kLanes + h * 8));
+      __m256 part = _mm256_setzero_ps();
+      for (std::size_t t = g * pairs; t < (g + 1) * pairs; ++t) {
+        const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + t * kLanes + h * 8)));
+        const __m256 lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, nibble), zero));
+        const __m256 hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), zero));
+        part = _mm256_fmadd_ps(_mm256_set1_ps(x[2 * t]), lo, part);
+        part = _mm256_fmadd_ps(_mm256_set1_ps(x[2 * t + 1]), hi, part);
+      }
+      const __m256 scale = _mm256_load_ps(l.scales.data() + g * np + b * kLanes + h * 8);
+      sum[h] = _mm256_fmadd_ps(scale, part, sum[h]);
+    }
+  }
+  _mm256_storeu_ps(y, sum[0]);
+  _mm256_storeu_ps(y + 8, sum[1]);
+}
+
+void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
+                std::size_t ldy) {
+  for (std::size_t r = 0; r < count; ++r) {
+    if (l.format == Format::Int8) {
+      w8a8_int8(l, b, rows[r], y + r * ldy);
+    } else {
+      w8a8_int4(l, b, rows[r], y + r * ldy);
+    }
+  }
+}
+
+void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std::size_t count, float* y,
+                  std::size_t ldy) {
+  for (std::size_t r = 0; r < count; ++r) {
+    if (l.format == Format::Int8) {
+      wfloat_int8(l, b, x[r], y + r * ldy);
+    } else {
+      wfloat_int4(l, b, x[r], y + r * ldy);
+    }
+  }
+}
+
+constexpr QuantKernels kAvx2 = {"avx2", w8a8_block, wfloat_block};
+
+}  // namespace
+
+const QuantKernels& quant_avx2_kernels() { return kAvx2; }
+
+}  // namespace mlpkit::quant
+#endif
