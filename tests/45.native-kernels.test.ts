@@ -126,6 +126,22 @@ describe.runIf(hasNative())('native kernels', () => {
     nat.dispose();
   });
 
+  it('very wide layers: whole batches layer by layer match the reference and single rows', () => {
+    // 4200 outputs: a cache-sized row tile would hold only a few rows, so batches go layer by
+    // layer with the columns shared out.
+    const { ref, nat } = pair({ inputs: 200, layers: [{ units: 4200, activation: 'relu' }, { units: 5 }], seed: 14 });
+    const batch = 20;
+    const x = randomArray(200 * batch, 15);
+    const all = nat.predict(x);
+    expectClose(all, ref.predict(x), 1e-5, 'predict');
+    for (const r of [0, 19]) {
+      const one = nat.predict(x.subarray(r * 200, (r + 1) * 200));
+      expect(Buffer.from(one.buffer).equals(Buffer.from(all.slice(r * 5, (r + 1) * 5).buffer))).toBe(true);
+    }
+    ref.dispose();
+    nat.dispose();
+  });
+
   it('1 and 2 threads give bitwise identical predictions, gradients and training', () => {
     const run = (threads: number) => {
       setThreads(threads);

@@ -34,6 +34,12 @@ constexpr std::size_t kParallelMacs = std::size_t(1) << 18;
 // work, in slices of whole column groups (a multiple of every ISA's register tile width).
 constexpr std::size_t kColumnSplitMacs = std::size_t(1) << 20;
 constexpr std::size_t kColumnGroup = 64;
+// A layer with more weight bytes than this (about an L2) runs layer by layer over the whole
+// batch, as long as the batch's activations stay under kColumnScratchFloats.
+constexpr std::size_t kWideLayerBytes = std::size_t(2) << 20;
+constexpr std::size_t kColumnScratchFloats = std::size_t(16) << 20;
+constexpr std::size_t kMinTileRows = 32;
+constexpr std::size_t kKeptScratchFloats = std::size_t(256) << 10;
 // Batch-1 scratch up to this size lives on the stack (16 KB).
 constexpr std::size_t kStackScratchFloats = 4096;
 // Training splits the batch into at most this many chunks of at least kMinChunkRows rows, each
@@ -91,7 +97,10 @@ Model::Model(const ModelConfig& config, const float* params, std::size_t count)
   }
   packed_.assign(at, 0.0f);
   repack();
-  for (const LayerPlan& l : plan_.layers) macs_ += l.inputs * l.outputs;
+  for (const LayerPlan& l : plan_.layers) {
+    macs_ += l.inputs * l.outputs;
+    widest_layer_bytes_ = std::max(widest_layer_bytes_, l.inputs * l.outputs * sizeof(float));
+  }
   scratch_floats_ = (plan_.encoding.type == Encoding::Identity ? 0 : plan_.encoding.width()) + 2 * plan_.max_width;
 }
 
@@ -169,6 +178,7 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
   const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
   const std::size_t row_floats = enc_floats + 2 * plan_.max_width;
   std::size_t tile = std::clamp<std::size_t>(kPredictTileBytes / (sizeof(float) * row_floats), 1, kMaxPredictTileRows);
+  const std::size_t cache_tile = tile;
 
   std::size_t macs = 0;
   for (const LayerPlan& l : plan_.layers) macs += l.inputs * l.outputs;
@@ -182,7 +192,12 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
 
   // A few rows through wide layers (batch 1 through a 1024x1024 layer): too few rows to share
   // out, so every layer's output columns are shared out instead, layer after layer.
-  if (threads > 1 && batch < 4 * static_cast<std::size_t>(threads) && macs * batch >= kColumnSplitMacs) {
+  // And when the layers are so wide that a cache-sized row tile holds only a few rows, every
+  // weight would be streamed from memory once per few rows: then too the batch goes layer by
+  // layer (as long as its activations fit the scratch budget), each weight read once.
+  if ((threads > 1 && batch < 4 * static_cast<std::size_t>(threads) && macs * batch >= kColumnSplitMacs) ||
+      (batch > 1 && widest_layer_bytes_ > kWideLayerBytes && cache_tile < kMinTileRows &&
+       batch * scratch_floats_ <= kColumnScratchFloats)) {
     predict_by_columns(x, batch, out);
     return;
   }
@@ -239,8 +254,12 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
   const cpu::Kernels& k = cpu::kernels();
   const bool identity = plan_.encoding.type == Encoding::Identity;
   const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
-  thread_local AlignedVector<float> scratch;
+  // Small scratch is kept per thread; a large batch's is allocated for the call, so no thread
+  // holds on to tens of megabytes after one big predict.
+  thread_local AlignedVector<float> kept;
+  AlignedVector<float> local;
   const std::size_t need = batch * (enc_floats + 2 * plan_.max_width);
+  AlignedVector<float>& scratch = need <= kKeptScratchFloats ? kept : local;
   if (scratch.size() < need) scratch.resize(need);
   float* ping[2] = {scratch.data() + batch * enc_floats, scratch.data() + batch * (enc_floats + plan_.max_width)};
   const float* in = x;

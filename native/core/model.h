@@ -86,6 +86,7 @@ class Model final : public Predictor {
   std::vector<std::size_t> packed_at_;   // offset of each layer's panels in packed_
   std::vector<std::size_t> bias_at_;     // offset of each layer's padded bias in packed_
   std::size_t macs_ = 0;                 // multiply-adds per row
+  std::size_t widest_layer_bytes_ = 0;   // the largest layer's float weights
   std::size_t scratch_floats_ = 0;       // predict scratch per row: encoded input + two activations
   OptimizerState opt_;
   mutable std::shared_mutex mutex_;
