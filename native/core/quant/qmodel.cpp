@@ -107,10 +107,12 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
   auto run_blocks = [&](std::size_t b0, std::size_t b1) {
     alignas(64) float y[kRowsPerPass * kLanes];
     const float* rows[kRowsPerPass];
-    for (std::size_t r0 = 0; r0 < batch; r0 += kRowsPerPass) {
-      const std::size_t count = std::min(kRowsPerPass, batch - r0);
-      for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
-      for (std::size_t b = b0; b < b1; ++b) {
+    // Blocks outside, rows inside: a block's weights (16 outputs, 16 * kq bytes) stay in cache
+    // while every row of the batch passes over them.
+    for (std::size_t b = b0; b < b1; ++b) {
+      for (std::size_t r0 = 0; r0 < batch; r0 += kRowsPerPass) {
+        const std::size_t count = std::min(kRowsPerPass, batch - r0);
+        for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
         if (mode_ == ActMode::Int8) {
           k.w8a8_block(l, b, q->rows.data() + r0, count, y, kLanes);
         } else {
