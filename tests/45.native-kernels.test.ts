@@ -142,6 +142,34 @@ describe.runIf(hasNative())('native kernels', () => {
     nat.dispose();
   });
 
+  it('exact ReLU sparsity at batch 1: only the active inputs are read, the result is the dense one', () => {
+    // Negative first-layer biases leave ~10% of the hidden units active; a batch-1 predict then
+    // skips the inactive ones in the next layer (stack path, and the column-split path of wide
+    // layers), which must match the reference and the dense batched rows.
+    for (const [inputs, hidden, outputs] of [[64, 1024, 128], [512, 4096, 512]]) {
+      const { ref, nat } = pair({ inputs, layers: [{ units: hidden, activation: 'relu' }, { units: outputs }], seed: 16 });
+      const params = ref.getParameters();
+      params.fill(-0.35, inputs * hidden, inputs * hidden + hidden); // first layer's bias
+      ref.setParameters(params);
+      nat.setParameters(params);
+      const x = randomArray(inputs * 9, 17);
+      const all = nat.predict(x);
+      expectClose(all, ref.predict(x), 1e-5, `${inputs}-${hidden}-${outputs}`);
+      let active = 0;
+      const h = new Mlp({ inputs, layers: [{ units: hidden, activation: 'relu' }], seed: 1 }, { backend: 'reference' });
+      h.setParameters(params.subarray(0, inputs * hidden + hidden));
+      h.predict(x.subarray(0, inputs)).forEach((v) => (active += v > 0 ? 1 : 0));
+      expect(active / hidden).toBeLessThan(0.5); // the sparse path is taken
+      for (let r = 0; r < 9; r++) {
+        const one = nat.predict(x.subarray(r * inputs, (r + 1) * inputs));
+        expect(Buffer.from(one.buffer).equals(Buffer.from(all.slice(r * outputs, (r + 1) * outputs).buffer))).toBe(true);
+      }
+      ref.dispose();
+      nat.dispose();
+      h.dispose();
+    }
+  });
+
   it('1 and 2 threads give bitwise identical predictions, gradients and training', () => {
     const run = (threads: number) => {
       setThreads(threads);

@@ -161,6 +161,29 @@ void forward_layer(const cpu::Kernels& k, const LayerPlan& layer, const float* p
   if (!in_epilogue(layer.activation)) activation_forward(layer.activation, layer.alpha, out, out, rows * layer.outputs);
 }
 
+// Exact activation sparsity: after a ReLU most inputs of the next layer are exactly zero, and a
+// zero input adds nothing to any output, so a one-row product can skip them and read only the
+// weight rows of the active inputs (the panels hold one 64-byte row per input). Lists the
+// nonzero entries of in[0, k) into idx; returns how many, or k + 1 (use the dense product) when
+// more than half are active, where skipping saves too little to pay for the index.
+std::size_t active_inputs(const float* in, std::size_t k, std::uint32_t* idx) {
+  std::size_t count = 0;
+  for (std::size_t p = 0; p < k; ++p) {
+    idx[count] = static_cast<std::uint32_t>(p);
+    count += in[p] != 0.0f;  // branch-free: write always, advance on nonzero (NaN counts as active)
+  }
+  return 2 * count <= k ? count : k + 1;
+}
+
+// Worth checking only for layers big enough that the weight rows skipped outweigh the pass
+// over the inputs and the indirect loads (measured: a 64x64 layer gets slower).
+constexpr std::size_t kSparseMinMacs = std::size_t(1) << 16;
+
+bool after_relu(const ModelPlan& plan, std::size_t l) {
+  return l > 0 && plan.layers[l - 1].activation == Activation::Relu &&
+         plan.layers[l].inputs * plan.layers[l].outputs >= kSparseMinMacs;
+}
+
 }  // namespace
 
 void Model::predict(const float* x, std::size_t batch, float* out) const {
@@ -170,7 +193,8 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
     // The latency path: one row, scratch on the stack (no thread-local lookup), no tiling
     // arithmetic, no thread hop.
     alignas(64) float scratch[kStackScratchFloats];
-    predict_row(k, x, out, scratch);
+    std::uint32_t idx[kStackScratchFloats];
+    predict_row(k, x, out, scratch, idx);
     return;
   }
   const std::size_t d = plan_.encoding.inputs;
@@ -232,7 +256,8 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
   }
 }
 
-void Model::predict_row(const cpu::Kernels& k, const float* x, float* out, float* scratch) const {
+void Model::predict_row(const cpu::Kernels& k, const float* x, float* out, float* scratch,
+                        std::uint32_t* idx) const {
   const bool identity = plan_.encoding.type == Encoding::Identity;
   const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
   float* ping[2] = {scratch + enc_floats, scratch + enc_floats + plan_.max_width};
@@ -245,7 +270,16 @@ void Model::predict_row(const cpu::Kernels& k, const float* x, float* out, float
   for (std::size_t l = 0; l < L; ++l) {
     const LayerPlan& layer = plan_.layers[l];
     float* dst = l + 1 == L ? out : ping[l & 1];
-    forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, dst);
+    const std::size_t active = after_relu(plan_, l) ? active_inputs(in, layer.inputs, idx) : layer.inputs + 1;
+    if (active <= layer.inputs) {
+      cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, dst);
+      g.epilogue = epilogue_of(layer.activation);
+      g.alpha = layer.alpha;
+      k.gemv_sparse(g, idx, active);
+      if (!in_epilogue(layer.activation)) activation_forward(layer.activation, layer.alpha, dst, dst, layer.outputs);
+    } else {
+      forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, dst);
+    }
     in = dst;
   }
 }
@@ -257,6 +291,7 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
   // Small scratch is kept per thread; a large batch's is allocated for the call, so no thread
   // holds on to tens of megabytes after one big predict.
   thread_local AlignedVector<float> kept;
+  thread_local std::vector<std::uint32_t> idx;  // active inputs of a batch-1 row (exact sparsity)
   AlignedVector<float> local;
   const std::size_t need = batch * (enc_floats + 2 * plan_.max_width);
   AlignedVector<float>& scratch = need <= kKeptScratchFloats ? kept : local;
@@ -280,6 +315,13 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
     const std::size_t groups = ceil_div(layer.outputs, kColumnGroup);
     const std::size_t per = ceil_div(groups, std::min(groups, parts_max)) * kColumnGroup;
     const std::size_t parts = ceil_div(layer.outputs, per);
+    std::size_t active = layer.inputs + 1;
+    if (batch == 1 && after_relu(plan_, l)) {
+      if (idx.size() < layer.inputs) idx.resize(layer.inputs);
+      active = active_inputs(in, layer.inputs, idx.data());
+    }
+    // The thread_local list is this thread's; workers must be handed its address, not its name.
+    const std::uint32_t* active_idx = idx.data();
     parallel_for(parts, [&](std::size_t part) {
       const std::size_t c0 = part * per;
       cpu::Gemm slice = g;
@@ -287,7 +329,11 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
       slice.b = g.b + (c0 / cpu::kPanel) * g.b_ps;
       slice.bias = g.bias + c0;
       slice.c = g.c + c0;
-      k.gemm(slice);
+      if (active <= layer.inputs) {
+        k.gemv_sparse(slice, active_idx, active);
+      } else {
+        k.gemm(slice);
+      }
     });
     if (!in_epilogue(layer.activation)) {
       activation_forward(layer.activation, layer.alpha, dst, dst, batch * layer.outputs);

@@ -68,7 +68,8 @@ class Model final : public Predictor {
   void repack();
   void repack_layer(std::size_t l);
   // predict for one row, scratch_floats_ of scratch given.
-  void predict_row(const cpu::Kernels& k, const float* x, float* out, float* scratch) const;
+  // idx: room for the widest layer's inputs (active-input lists, exact sparsity after ReLU).
+  void predict_row(const cpu::Kernels& k, const float* x, float* out, float* scratch, std::uint32_t* idx) const;
   // predict for a few rows through wide layers: each layer's columns shared out over threads.
   void predict_by_columns(const float* x, std::size_t batch, float* out) const;
   // One forward + backward over the batch, in fixed chunks of rows, writing the summed weight
