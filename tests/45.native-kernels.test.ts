@@ -142,7 +142,7 @@ describe.runIf(hasNative())('native kernels', () => {
     nat.dispose();
   });
 
-  it('exact ReLU sparsity at batch 1: only the active inputs are read, the result is the dense one', () => {
+  it('exact ReLU sparsity at batch 1 and a few rows: only the active inputs are read, the result is the dense one', () => {
     // Negative first-layer biases leave ~10% of the hidden units active; a batch-1 predict then
     // skips the inactive ones in the next layer (stack path, and the column-split path of wide
     // layers), which must match the reference and the dense batched rows.
@@ -164,6 +164,9 @@ describe.runIf(hasNative())('native kernels', () => {
         const one = nat.predict(x.subarray(r * inputs, (r + 1) * inputs));
         expect(Buffer.from(one.buffer).equals(Buffer.from(all.slice(r * outputs, (r + 1) * outputs).buffer))).toBe(true);
       }
+      // A few rows at once: the union of their active inputs.
+      const three = nat.predict(x.subarray(2 * inputs, 5 * inputs));
+      expect(Buffer.from(three.buffer).equals(Buffer.from(all.slice(2 * outputs, 5 * outputs).buffer))).toBe(true);
       ref.dispose();
       nat.dispose();
       h.dispose();

@@ -179,6 +179,22 @@ std::size_t active_inputs(const float* in, std::size_t k, std::uint32_t* idx) {
 // over the inputs and the indirect loads (measured: a 64x64 layer gets slower).
 constexpr std::size_t kSparseMinMacs = std::size_t(1) << 16;
 
+// The union of the nonzero inputs of `rows` rows (in[rows x k]), as active_inputs.
+std::size_t active_union(const float* in, std::size_t rows, std::size_t k, std::uint32_t* idx) {
+  if (rows == 1) return active_inputs(in, k, idx);
+  std::size_t count = 0;
+  for (std::size_t p = 0; p < k; ++p) {
+    bool any = false;
+    for (std::size_t r = 0; r < rows; ++r) any = any || in[r * k + p] != 0.0f;
+    idx[count] = static_cast<std::uint32_t>(p);
+    count += any;
+  }
+  return 2 * count <= k ? count : k + 1;
+}
+
+// Batches above this go dense: the union of their active inputs is rarely sparse enough.
+constexpr std::size_t kSparseMaxBatch = 16;
+
 bool after_relu(const ModelPlan& plan, std::size_t l) {
   return l > 0 && plan.layers[l - 1].activation == Activation::Relu &&
          plan.layers[l].inputs * plan.layers[l].outputs >= kSparseMinMacs;
@@ -275,7 +291,7 @@ void Model::predict_row(const cpu::Kernels& k, const float* x, float* out, float
       cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, dst);
       g.epilogue = epilogue_of(layer.activation);
       g.alpha = layer.alpha;
-      k.gemv_sparse(g, idx, active);
+      k.gemm_sparse(g, idx, active);
       if (!in_epilogue(layer.activation)) activation_forward(layer.activation, layer.alpha, dst, dst, layer.outputs);
     } else {
       forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, dst);
@@ -315,10 +331,12 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
     const std::size_t groups = ceil_div(layer.outputs, kColumnGroup);
     const std::size_t per = ceil_div(groups, std::min(groups, parts_max)) * kColumnGroup;
     const std::size_t parts = ceil_div(layer.outputs, per);
+    // Exact sparsity for a few rows: the union of their active inputs (a row's zero at an input
+    // another row needs adds exactly nothing).
     std::size_t active = layer.inputs + 1;
-    if (batch == 1 && after_relu(plan_, l)) {
+    if (batch <= kSparseMaxBatch && after_relu(plan_, l)) {
       if (idx.size() < layer.inputs) idx.resize(layer.inputs);
-      active = active_inputs(in, layer.inputs, idx.data());
+      active = active_union(in, batch, layer.inputs, idx.data());
     }
     // The thread_local list is this thread's; workers must be handed its address, not its name.
     const std::uint32_t* active_idx = idx.data();
@@ -330,7 +348,7 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
       slice.bias = g.bias + c0;
       slice.c = g.c + c0;
       if (active <= layer.inputs) {
-        k.gemv_sparse(slice, active_idx, active);
+        k.gemm_sparse(slice, active_idx, active);
       } else {
         k.gemm(slice);
       }

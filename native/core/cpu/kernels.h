@@ -71,10 +71,10 @@ struct SgdStep {
 struct Kernels {
   const char* isa;
   void (*gemm)(const Gemm& g);
-  // One row (g.m == 1) using only the inputs listed in idx (increasing): the gemm of a row whose
-  // other inputs are zero, reading only the listed rows of B. Each output's chain runs over the
+  // gemm using only the inputs p listed in idx (increasing): the product for rows of A that are
+  // zero at every other p, reading only the listed rows of B. Each output's chain runs over the
   // listed p in order, so it equals gemm up to the sign of an all-zero sum.
-  void (*gemv_sparse)(const Gemm& g, const std::uint32_t* idx, std::size_t count);
+  void (*gemm_sparse)(const Gemm& g, const std::uint32_t* idx, std::size_t count);
   // y = relu(z) or leaky_relu(z); y may alias z.
   void (*rectify)(Epilogue e, float alpha, const float* z, float* y, std::size_t n);
   // gz = gy * f'(z) for relu / leaky_relu (f'(0) = 0 or alpha, as PyTorch); gz may alias gy.

@@ -160,51 +160,77 @@ void gemm(const Gemm& g) {
   }
 }
 
-// gemv_sparse's register tile: one row, NV vectors of columns, the reduction over idx only.
-template <int NV, bool TAIL>
-void sparse_tile(const Gemm& g, std::size_t c0, std::size_t tail, const std::uint32_t* idx, std::size_t count) {
-  T acc[NV];
+// gemm_sparse's register tile: MR rows by NV vectors of columns, the reduction over idx only.
+template <int MR, int NV, bool TAIL>
+void sparse_tile(const Gemm& g, std::size_t i0, std::size_t c0, std::size_t tail, const std::uint32_t* idx,
+                 std::size_t count) {
+  T acc[MR][NV];
   const float* bcol[NV];
   for (int v = 0; v < NV; ++v) bcol[v] = b_column(g, c0 + v * W);
   auto load_c = [&](const float* p, int v) { return (TAIL && v == NV - 1) ? V::load_part(p, tail) : V::load(p); };
-  for (int v = 0; v < NV; ++v) acc[v] = g.accumulate ? load_c(g.c + c0 + v * W, v) : g.bias ? load_c(g.bias + c0 + v * W, v) : V::zero();
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::size_t p = idx[i];
-    const T av = V::set1(g.a[p * g.a_cs]);
+  for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) {
-      T bv = load_c(bcol[v] + p * g.b_rs, v);
-      V::pin(bv);
-      acc[v] = V::fma(av, bv, acc[v]);
+      acc[i][v] = g.accumulate ? load_c(g.c + (i0 + i) * g.ldc + c0 + v * W, v)
+                  : g.bias     ? load_c(g.bias + c0 + v * W, v)
+                               : V::zero();
+    }
+  const float* a = g.a + i0 * g.a_rs;
+  for (std::size_t n = 0; n < count; ++n) {
+    const std::size_t p = idx[n];
+    T bv[NV];
+    for (int v = 0; v < NV; ++v) {
+      bv[v] = load_c(bcol[v] + p * g.b_rs, v);
+      V::pin(bv[v]);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const T av = V::set1(a[i * g.a_rs + p * g.a_cs]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
     }
   }
   const T alpha = V::set1(g.alpha);
-  for (int v = 0; v < NV; ++v) {
-    const T out = epilogue(acc[v], g.epilogue, alpha);
-    if (TAIL && v == NV - 1) {
-      V::store_part(g.c + c0 + v * W, out, tail);
-    } else {
-      V::store(g.c + c0 + v * W, out);
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) {
+      const T out = epilogue(acc[i][v], g.epilogue, alpha);
+      float* dst = g.c + (i0 + i) * g.ldc + c0 + v * W;
+      if (TAIL && v == NV - 1) {
+        V::store_part(dst, out, tail);
+      } else {
+        V::store(dst, out);
+      }
     }
-  }
 }
 
-using SparseFn = void (*)(const Gemm&, std::size_t, std::size_t, const std::uint32_t*, std::size_t);
+using SparseFn = void (*)(const Gemm&, std::size_t, std::size_t, std::size_t, const std::uint32_t*, std::size_t);
 
-template <int... NVs>
-SparseFn pick_sparse(std::size_t nv, bool tail, std::integer_sequence<int, NVs...>) {
+template <int MR, int... NVs>
+SparseFn pick_sparse_nv(std::size_t nv, bool tail, std::integer_sequence<int, NVs...>) {
   SparseFn fn = nullptr;
-  ((nv == static_cast<std::size_t>(NVs + 1) ? (fn = tail ? sparse_tile<NVs + 1, true> : sparse_tile<NVs + 1, false>, 0) : 0),
+  ((nv == static_cast<std::size_t>(NVs + 1) ? (fn = tail ? sparse_tile<MR, NVs + 1, true> : sparse_tile<MR, NVs + 1, false>, 0)
+                                            : 0),
    ...);
   return fn;
 }
 
-void gemv_sparse(const Gemm& g, const std::uint32_t* idx, std::size_t count) {
+template <int... MRs>
+SparseFn pick_sparse(std::size_t rows, std::size_t nv, bool tail, std::integer_sequence<int, MRs...>) {
+  SparseFn fn = nullptr;
+  ((rows == static_cast<std::size_t>(MRs + 1)
+        ? (fn = pick_sparse_nv<MRs + 1>(nv, tail, std::make_integer_sequence<int, V::NV>{}), 0)
+        : 0),
+   ...);
+  return fn;
+}
+
+void gemm_sparse(const Gemm& g, const std::uint32_t* idx, std::size_t count) {
   constexpr std::size_t group = V::NV * W;
   for (std::size_t c0 = 0; c0 < g.n; c0 += group) {
     const std::size_t cols = min_size(group, g.n - c0);
     const std::size_t nv = (cols + W - 1) / W;
     const std::size_t tail = cols - (nv - 1) * W;
-    pick_sparse(nv, tail != W, std::make_integer_sequence<int, V::NV>{})(g, c0, tail, idx, count);
+    for (std::size_t i0 = 0; i0 < g.m; i0 += V::MR) {
+      const std::size_t rows = min_size(V::MR, g.m - i0);
+      pick_sparse(rows, nv, tail != W, std::make_integer_sequence<int, V::MR>{})(g, i0, c0, tail, idx, count);
+    }
   }
 }
 
@@ -307,5 +333,5 @@ void sgd(const SgdStep& s, std::size_t begin, std::size_t end) {
 }
 
 constexpr Kernels make_table(const char* isa) {
-  return Kernels{isa, gemm, gemv_sparse, rectify, rectify_backward, column_sums, reduce, adam, sgd};
+  return Kernels{isa, gemm, gemm_sparse, rectify, rectify_backward, column_sums, reduce, adam, sgd};
 }
