@@ -218,7 +218,6 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
   const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
   const std::size_t row_floats = enc_floats + 2 * plan_.max_width;
   std::size_t tile = std::clamp<std::size_t>(kPredictTileBytes / (sizeof(float) * row_floats), 1, kMaxPredictTileRows);
-  const std::size_t cache_tile = tile;
 
   std::size_t macs = 0;
   for (const LayerPlan& l : plan_.layers) macs += l.inputs * l.outputs;
@@ -232,11 +231,12 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
 
   // A few rows through wide layers (batch 1 through a 1024x1024 layer): too few rows to share
   // out, so every layer's output columns are shared out instead, layer after layer.
-  // And when the layers are so wide that a cache-sized row tile holds only a few rows, every
-  // weight would be streamed from memory once per few rows: then too the batch goes layer by
-  // layer (as long as its activations fit the scratch budget), each weight read once.
+  // And when a layer's weights exceed L2 and the row tiles (cache-sized, or cut small to share a
+  // small batch out) hold only a few rows, every weight would be streamed from memory once per
+  // few rows: then too the batch goes layer by layer (as long as its activations fit the
+  // scratch budget), each weight read once.
   if ((threads > 1 && batch < 4 * static_cast<std::size_t>(threads) && macs * batch >= kColumnSplitMacs) ||
-      (batch > 1 && widest_layer_bytes_ > kWideLayerBytes && cache_tile < kMinTileRows &&
+      (batch > 1 && widest_layer_bytes_ > kWideLayerBytes && tile < kMinTileRows &&
        batch * scratch_floats_ <= kColumnScratchFloats)) {
     predict_by_columns(x, batch, out);
     return;
