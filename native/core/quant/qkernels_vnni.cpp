@@ -84,18 +84,24 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
 template <std::size_t R>
 void wfloat_int8(const QuantLayer& l, std::size_t b, const float* const* x, float* y, std::size_t ldy) {
   const std::uint8_t* w = l.w.data() + b * l.kq * kLanes;
-  __m512 acc[R][2];
-  for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (std::size_t p = 0; p < l.kq; p += 2) {
-    const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + p * kLanes))));
-    const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + (p + 1) * kLanes))));
-    for (std::size_t r = 0; r < R; ++r) {
-      acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][p]), w0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][p + 1]), w1, acc[r][1]);
+  // Four accumulators per row (kq is a multiple of 4): one row would otherwise wait on the FMA
+  // latency at every input.
+  __m512 acc[R][4];
+  for (std::size_t r = 0; r < R; ++r)
+    for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_setzero_ps();
+  for (std::size_t p = 0; p < l.kq; p += 4) {
+    __m512 wv[4];
+    for (int i = 0; i < 4; ++i) {
+      wv[i] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + (p + i) * kLanes))));
     }
+    for (std::size_t r = 0; r < R; ++r)
+      for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][p + i]), wv[i], acc[r][i]);
   }
   const __m512 scale = _mm512_load_ps(l.scales.data() + b * kLanes);
-  for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(scale, _mm512_add_ps(acc[r][0], acc[r][1])));
+  for (std::size_t r = 0; r < R; ++r) {
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
+    _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(scale, sum));
+  }
 }
 
 template <std::size_t R>
@@ -107,19 +113,25 @@ void wfloat_int4(const QuantLayer& l, std::size_t b, const float* const* x, floa
   for (std::size_t r = 0; r < R; ++r) sum[r] = _mm512_setzero_ps();
   for (std::size_t g = 0; g < l.groups; ++g) {
     const __m512i zero = _mm512_load_si512(l.zeros.data() + g * np + b * kLanes);
-    __m512 part[R][2];
-    for (std::size_t r = 0; r < R; ++r) part[r][0] = part[r][1] = _mm512_setzero_ps();
-    for (std::size_t t = g * pairs; t < (g + 1) * pairs; ++t) {
-      const __m512i v = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + t * kLanes)));
-      const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, nibble), zero));
-      const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), zero));
-      for (std::size_t r = 0; r < R; ++r) {
-        part[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][2 * t]), lo, part[r][0]);
-        part[r][1] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][2 * t + 1]), hi, part[r][1]);
+    // Four accumulators per row (two byte-rows per step; a group has an even number of them).
+    __m512 part[R][4];
+    for (std::size_t r = 0; r < R; ++r)
+      for (int i = 0; i < 4; ++i) part[r][i] = _mm512_setzero_ps();
+    for (std::size_t t = g * pairs; t < (g + 1) * pairs; t += 2) {
+      __m512 wv[4];
+      for (int j = 0; j < 2; ++j) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + (t + j) * kLanes)));
+        wv[2 * j] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, nibble), zero));
+        wv[2 * j + 1] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), zero));
       }
+      for (std::size_t r = 0; r < R; ++r)
+        for (int i = 0; i < 4; ++i) part[r][i] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][2 * t + i]), wv[i], part[r][i]);
     }
     const __m512 scale = _mm512_load_ps(l.scales.data() + g * np + b * kLanes);
-    for (std::size_t r = 0; r < R; ++r) sum[r] = _mm512_fmadd_ps(scale, _mm512_add_ps(part[r][0], part[r][1]), sum[r]);
+    for (std::size_t r = 0; r < R; ++r) {
+      const __m512 total = _mm512_add_ps(_mm512_add_ps(part[r][0], part[r][1]), _mm512_add_ps(part[r][2], part[r][3]));
+      sum[r] = _mm512_fmadd_ps(scale, total, sum[r]);
+    }
   }
   for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, sum[r]);
 }
