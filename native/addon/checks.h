@@ -163,4 +163,23 @@ inline void ExpectLength(Napi::Env env, std::size_t length, std::size_t a, std::
   }
 }
 
+// predict(x, batch, out) and predictAsync(x, batch, out), for a model of `inputs` -> `outputs`.
+struct PredictArgs {
+  ArrayArg<float> x;
+  std::size_t batch = 0;
+  ArrayArg<float> out;
+};
+
+inline PredictArgs ReadPredictArgs(const Napi::CallbackInfo& info, std::size_t inputs, std::size_t outputs,
+                                   const char* what) {
+  ExpectArgs(info, 3, what);
+  PredictArgs a;
+  a.x = TypedArg<float>(info[0], what, "x");
+  a.batch = BatchArg(info[1], what);
+  a.out = TypedArg<float>(info[2], what, "out");
+  ExpectLength(info.Env(), a.x.ElementLength(), a.batch, inputs, what, "x", "batch * inputs");
+  ExpectLength(info.Env(), a.out.ElementLength(), a.batch, outputs, what, "out", "batch * outputs");
+  return a;
+}
+
 }  // namespace mlpkit::addon

@@ -55,4 +55,10 @@ Napi::Error ToJsError(Napi::Env env, const CapturedError& error) {
   return Napi::Error::New(env, error.message);
 }
 
+Napi::Promise Rejected(Napi::Env env, const Napi::Error& error) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(error.Value());
+  return deferred.Promise();
+}
+
 }  // namespace mlpkit::addon

@@ -43,4 +43,8 @@ auto Guard(Napi::Env env, const char* what, Body&& body) -> decltype(body()) {
   }
 }
 
+// A promise already rejected with `error`: how a promise-returning method reports bad arguments
+// (it rejects rather than throws).
+Napi::Promise Rejected(Napi::Env env, const Napi::Error& error);
+
 }  // namespace mlpkit::addon

@@ -48,12 +48,6 @@ float* ReadGradInput(const Napi::CallbackInfo& info, std::size_t index, std::siz
   return g.Data();
 }
 
-Napi::Promise Rejected(Napi::Env env, const Napi::Error& error) {
-  auto deferred = Napi::Promise::Deferred::New(env);
-  deferred.Reject(error.Value());
-  return deferred.Promise();
-}
-
 }  // namespace
 
 Napi::Function ModelWrap::DefineClass(Napi::Env env) {
@@ -131,13 +125,8 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
-    ExpectArgs(info, 3, what);
-    const auto x = TypedArg<float>(info[0], what, "x");
-    const std::size_t batch = BatchArg(info[1], what);
-    auto out = TypedArg<float>(info[2], what, "out");
-    ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
-    ExpectLength(env, out.ElementLength(), batch, outputs_, what, "out", "batch * outputs");
-    model->predict(x.Data(), batch, out.Data());
+    const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
+    model->predict(a.x.Data(), a.batch, a.out.Data());
     return env.Undefined();
   });
 }
@@ -152,13 +141,8 @@ Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
   try {
     return Guard(env, what, [&]() -> Napi::Value {
       const auto& model = Live(env, what);
-      ExpectArgs(info, 3, what);
-      const auto x = TypedArg<float>(info[0], what, "x");
-      const std::size_t batch = BatchArg(info[1], what);
-      auto out = TypedArg<float>(info[2], what, "out");
-      ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
-      ExpectLength(env, out.ElementLength(), batch, outputs_, what, "out", "batch * outputs");
-      return Job::Queue(env, std::make_unique<PredictJob>(model, x, batch, out), "mlpkit:predictAsync");
+      const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out), "mlpkit:predictAsync");
     });
   } catch (const Napi::Error& e) {
     // A promise-returning method reports bad arguments by rejecting, not by throwing.

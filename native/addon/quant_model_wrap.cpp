@@ -139,13 +139,8 @@ Napi::Value QuantModelWrap::Predict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
-    ExpectArgs(info, 3, what);
-    const auto x = TypedArg<float>(info[0], what, "x");
-    const std::size_t batch = BatchArg(info[1], what);
-    auto out = TypedArg<float>(info[2], what, "out");
-    ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
-    ExpectLength(env, out.ElementLength(), batch, outputs_, what, "out", "batch * outputs");
-    model->predict(x.Data(), batch, out.Data());
+    const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
+    model->predict(a.x.Data(), a.batch, a.out.Data());
     return env.Undefined();
   });
 }
@@ -156,18 +151,11 @@ Napi::Value QuantModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
   try {
     return Guard(env, what, [&]() -> Napi::Value {
       const auto& model = Live(env, what);
-      ExpectArgs(info, 3, what);
-      const auto x = TypedArg<float>(info[0], what, "x");
-      const std::size_t batch = BatchArg(info[1], what);
-      auto out = TypedArg<float>(info[2], what, "out");
-      ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
-      ExpectLength(env, out.ElementLength(), batch, outputs_, what, "out", "batch * outputs");
-      return Job::Queue(env, std::make_unique<PredictJob>(model, x, batch, out), "mlpkit:quantPredictAsync");
+      const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out), "mlpkit:quantPredictAsync");
     });
   } catch (const Napi::Error& e) {
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Reject(e.Value());
-    return deferred.Promise();
+    return Rejected(env, e);
   }
 }
 
