@@ -5,7 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { BACKEND_CHOICES, selectBackend, type BackendChoice } from './backend/index.js';
 import type { BackendModel, LossName } from './backend/types.js';
-import { describe, disposedError, typeError } from './errors.js';
+import { disposedError } from './errors.js';
 import { initParameters } from './init.js';
 import { readSafetensors, writeSafetensors } from './io/safetensors.js';
 import { modelToTensors, tensorsToModel, type ForeignModelOptions } from './io/model-file.js';
@@ -15,7 +15,7 @@ import { normalizeSpec, parameterLayout, toModelConfig, type LayerSlot, type Mlp
 import { Trainer, type TrainerOptions } from './train/trainer.js';
 import { checkTarget, normalizeLoss } from './train/loss-options.js';
 import {
-  expectAllFinite, expectBatch, expectObject, expectOneOf, expectOutputBuffer,
+  expectAllFinite, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath,
 } from './validate.js';
 import { VERSION } from './version.js';
 
@@ -189,12 +189,12 @@ export class Mlp {
   }
 
   async save(path: string): Promise<void> {
-    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    expectPath('path', path);
     await writeFile(path, this.toSafetensors());
   }
 
   saveSync(path: string): void {
-    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    expectPath('path', path);
     writeFileSync(path, this.toSafetensors());
   }
 
@@ -210,12 +210,12 @@ export class Mlp {
   }
 
   static async load(path: string, options: LoadOptions = {}): Promise<Mlp> {
-    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    expectPath('path', path);
     return Mlp.fromSafetensors(await readFile(path), options);
   }
 
   static loadSync(path: string, options: LoadOptions = {}): Mlp {
-    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    expectPath('path', path);
     return Mlp.fromSafetensors(readFileSync(path), options);
   }
 

@@ -141,3 +141,9 @@ export function expectLabels(name: string, value: unknown, batch: number, classe
   }
   return labels;
 }
+
+/** A file path argument (save / load). */
+export function expectPath(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw typeError(`Expected a file path string for ${name} but received ${describe(value)}`);
+  return value;
+}

@@ -75,6 +75,18 @@ export interface FloatLayer {
   bias: Float32Array | null;
 }
 
+/** Runs a throwaway one-layer model on x once, then frees it. */
+function predictOnce(model: Pick<BackendQuantModel, 'predict' | 'dispose'>, x: Float32Array, inputs: number, outputs: number): Float32Array {
+  try {
+    const batch = x.length / inputs;
+    const out = new Float32Array(batch * outputs);
+    model.predict(x, batch, out);
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
 function floatLayerOutputs(backendName: 'native' | 'reference', layer: FloatLayer, spec: NormalizedSpec['layers'][number], x: Float32Array): Float32Array {
   const config: ModelConfig = {
     inputs: layer.inputs,
@@ -90,27 +102,13 @@ function floatLayerOutputs(backendName: 'native' | 'reference', layer: FloatLaye
   params.set(layer.weight);
   if (layer.bias) params.set(layer.bias, layer.weight.length);
   const model = selectBackend(backendName).createModel(config, params);
-  try {
-    const batch = x.length / layer.inputs;
-    const out = new Float32Array(batch * layer.outputs);
-    model.predict(x, batch, out);
-    return out;
-  } finally {
-    model.dispose();
-  }
+  return predictOnce(model, x, layer.inputs, layer.outputs);
 }
 
 function quantLayerOutputs(backend: QuantBackend, layer: QuantLayer, activations: number, x: Float32Array): Float32Array {
   const config: QuantModelConfig = { inputs: layer.inputs, encoding: 0, octaves: 0, includeInput: false, activations };
   const model: BackendQuantModel = backend.createQuantModel(config, [layer]);
-  try {
-    const batch = x.length / layer.inputs;
-    const out = new Float32Array(batch * layer.outputs);
-    model.predict(x, batch, out);
-    return out;
-  } finally {
-    model.dispose();
-  }
+  return predictOnce(model, x, layer.inputs, layer.outputs);
 }
 
 /** The calibration rows through the model's input encoding, as float32 (what layer 0 reads). */

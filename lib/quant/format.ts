@@ -107,3 +107,14 @@ export function groupsPerRow(layer: Pick<QuantLayer, 'inputs' | 'groupSize'>): n
 export function layerBytes(layer: QuantLayer): number {
   return layer.weights.byteLength + layer.scales.byteLength + (layer.zeros?.byteLength ?? 0) + (layer.bias?.byteLength ?? 0);
 }
+
+/** A deep copy: a model keeps layers that the caller can no longer change under it. */
+export function copyLayer(layer: QuantLayer): QuantLayer {
+  return {
+    ...layer,
+    weights: layer.weights.slice(),
+    scales: layer.scales.slice(),
+    zeros: layer.zeros ? layer.zeros.slice() : null,
+    bias: layer.bias ? layer.bias.slice() : null,
+  };
+}

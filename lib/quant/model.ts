@@ -9,15 +9,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, ENCODINGS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
-import { describe, disposedError, typeError } from '../errors.js';
+import { disposedError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
-import { expectBatch, expectObject, expectOneOf, expectOutputBuffer } from '../validate.js';
+import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
 import { VERSION } from '../version.js';
 import { selectQuantBackend } from './backend.js';
 import { calibrateLayers, errorStats, type QuantStats } from './calibrate.js';
 import { quantToTensors, tensorsToQuant, type QuantModelDescription } from './file.js';
-import { QUANT_ACTIVATIONS, layerBytes, type QuantActivations, type QuantFormat, type QuantLayer } from './format.js';
+import { QUANT_ACTIVATIONS, copyLayer, layerBytes, type QuantActivations, type QuantFormat, type QuantLayer } from './format.js';
 import { normalizeQuantizeOptions, type QuantizeOptions } from './options.js';
 import { quantizeChecked } from './quantize.js';
 import { checkW8A8Width } from './reference.js';
@@ -46,16 +46,6 @@ export interface QuantLoadOptions {
 interface Segment {
   model: BackendQuantModel;
   outputs: number;
-}
-
-function copyLayer(layer: QuantLayer): QuantLayer {
-  return {
-    ...layer,
-    weights: layer.weights.slice(),
-    scales: layer.scales.slice(),
-    zeros: layer.zeros ? layer.zeros.slice() : null,
-    bias: layer.bias ? layer.bias.slice() : null,
-  };
 }
 
 function normalizeLoadOptions(value: unknown): BackendChoice {
@@ -226,12 +216,12 @@ export class QuantizedMlp {
   }
 
   async save(path: string): Promise<void> {
-    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    expectPath('path', path);
     await writeFile(path, this.toSafetensors());
   }
 
   saveSync(path: string): void {
-    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    expectPath('path', path);
     writeFileSync(path, this.toSafetensors());
   }
 
@@ -242,12 +232,12 @@ export class QuantizedMlp {
   }
 
   static async load(path: string, options: QuantLoadOptions = {}): Promise<QuantizedMlp> {
-    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    expectPath('path', path);
     return QuantizedMlp.fromSafetensors(await readFile(path), options);
   }
 
   static loadSync(path: string, options: QuantLoadOptions = {}): QuantizedMlp {
-    if (typeof path !== 'string') throw typeError(`Expected a file path string for path but received ${describe(path)}`);
+    expectPath('path', path);
     return QuantizedMlp.fromSafetensors(readFileSync(path), options);
   }
 

@@ -10,7 +10,7 @@ import { encode, encodedWidthOf } from '../backend/reference/encoding.js';
 import type { BackendQuantModel, QuantModelConfig } from '../backend/types.js';
 import { checkQuantLayer } from './check.js';
 import { unpackCodes } from './codes.js';
-import { MAX_W8A8_INT8_INPUTS, QUANT_ACTIVATIONS, groupsPerRow, paddedInputs, type QuantActivations, type QuantLayer } from './format.js';
+import { MAX_W8A8_INT8_INPUTS, QUANT_ACTIVATIONS, copyLayer, groupsPerRow, paddedInputs, type QuantActivations, type QuantLayer } from './format.js';
 import { clamp, roundHalfEven } from './rounding.js';
 
 const f32 = Math.fround;
@@ -120,16 +120,6 @@ function int8Layer(prep: PreparedLayer, x: Float32Array, batch: number, out: Flo
 function runLayer(prep: PreparedLayer, activations: number, x: Float32Array, batch: number, out: Float32Array): void {
   if (activations === 1) int8Layer(prep, x, batch, out);
   else floatLayer(prep, x, batch, out);
-}
-
-function copyLayer(layer: QuantLayer): QuantLayer {
-  return {
-    ...layer,
-    weights: layer.weights.slice(),
-    scales: layer.scales.slice(),
-    zeros: layer.zeros ? layer.zeros.slice() : null,
-    bias: layer.bias ? layer.bias.slice() : null,
-  };
 }
 
 /** W8A8 needs int8-weight layers narrow enough for an int32 accumulator (format.ts). */
