@@ -17,7 +17,7 @@ import { createAdapters, loadAdapters } from './support/backends.mjs';
 import { CheckError, expectClose } from './support/check.mjs';
 import { randomFloats, randomLabels } from './support/data.mjs';
 import { cellKey, evaluateTargets, formatTime, resultsSvg, shapeTable, targetsTable } from './support/report.mjs';
-import { medianUs, medianUsAsync } from './support/timing.mjs';
+import { budgetFromSeconds, medianUs, medianUsAsync } from './support/timing.mjs';
 
 const USAGE = `Usage: node bench/peers.mjs [--seconds S] [--only A,B,C]
   --seconds S   time budget per cell in seconds (default 1; the whole bench then takes ~1 min); each cell also runs >= 5 rounds
@@ -35,9 +35,8 @@ if (args.help) {
   console.log(USAGE);
   process.exit(0);
 }
-const seconds = Number(args.seconds);
-if (!Number.isFinite(seconds) || seconds <= 0) throw new RangeError(`--seconds must be a positive number, got '${args.seconds}'`);
-const budgetMs = seconds * 1000;
+const budgetMs = budgetFromSeconds(args.seconds);
+const seconds = budgetMs / 1000;
 
 // Agreement with mlpkit native: outputs (relative to the output's scale) and the losses of the
 // first two training steps.

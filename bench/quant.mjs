@@ -30,7 +30,7 @@ import {
   dequantize, gemmOnnx, linearF64, linearOrtInt8, linearW8A8, matMulIntegerOnnx, matMulNBitsOnnx, quantizeLinear, weightBytes,
 } from './support/onnx-quant.mjs';
 import { formatTime } from './support/report.mjs';
-import { medianUs, medianUsAsync } from './support/timing.mjs';
+import { budgetFromSeconds, medianUs, medianUsAsync } from './support/timing.mjs';
 
 const { Mlp, info } = mlpkit;
 
@@ -56,9 +56,8 @@ if (args.help) {
   process.exit(0);
 }
 const small = args.small;
-const seconds = Number(args.seconds ?? (small ? '0.2' : '1'));
-if (!Number.isFinite(seconds) || seconds <= 0) throw new RangeError(`--seconds must be a positive number, got '${args.seconds}'`);
-const budgetMs = seconds * 1000;
+const budgetMs = budgetFromSeconds(args.seconds ?? (small ? '0.2' : '1'));
+const seconds = budgetMs / 1000;
 const SECTIONS = ['speed', 'accuracy', 'classifier'];
 const only = args.only.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
 for (const s of only) if (!SECTIONS.includes(s)) throw new RangeError(`--only: unknown section '${s}' (expected some of ${SECTIONS.join(',')})`);

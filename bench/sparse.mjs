@@ -31,7 +31,7 @@ import { CheckError, expectClose, relativeError } from './support/check.mjs';
 import { randomFloats } from './support/data.mjs';
 import { mlpToOnnx } from './support/onnx-model.mjs';
 import { formatTime } from './support/report.mjs';
-import { medianUs, medianUsAsync } from './support/timing.mjs';
+import { budgetFromSeconds, medianUs, medianUsAsync } from './support/timing.mjs';
 
 const USAGE = `Usage: node bench/sparse.mjs [--seconds S] [--small] [--write]
   --seconds S   time budget per timed cell in seconds (default 1, or 0.2 with --small); each cell runs >= 5 rounds
@@ -52,9 +52,8 @@ if (args.help) {
   process.exit(0);
 }
 const small = args.small;
-const seconds = Number(args.seconds ?? (small ? '0.2' : '1'));
-if (!Number.isFinite(seconds) || seconds <= 0) throw new RangeError(`--seconds must be a positive number, got '${args.seconds}'`);
-const budgetMs = seconds * 1000;
+const budgetMs = budgetFromSeconds(args.seconds ?? (small ? '0.2' : '1'));
+const seconds = budgetMs / 1000;
 
 const IN = small ? 512 : 4096;
 const HIDDEN = small ? 2048 : 16384;

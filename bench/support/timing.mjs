@@ -45,3 +45,10 @@ export async function medianUsAsync(fn, budgetMs, { warmup = true } = {}) {
   }
   return medianOf(times);
 }
+
+/** The --seconds option as a per-cell budget in milliseconds (a positive number, else a RangeError). */
+export function budgetFromSeconds(raw) {
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new RangeError(`--seconds must be a positive number, got '${raw}'`);
+  return seconds * 1000;
+}
