@@ -219,8 +219,7 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
   const std::size_t row_floats = enc_floats + 2 * plan_.max_width;
   std::size_t tile = std::clamp<std::size_t>(kPredictTileBytes / (sizeof(float) * row_floats), 1, kMaxPredictTileRows);
 
-  std::size_t macs = 0;
-  for (const LayerPlan& l : plan_.layers) macs += l.inputs * l.outputs;
+  const std::size_t macs = macs_;
   const int threads = thread_count();
   const bool parallel = threads > 1 && batch > 1 && macs * batch >= kParallelMacs;
   // Enough tiles for every thread to get a few (load balance); rows are independent, so the
@@ -571,9 +570,7 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
     }
   };
 
-  std::size_t macs = 0;
-  for (const LayerPlan& l : plan_.layers) macs += l.inputs * l.outputs;
-  if (chunks > 1 && thread_count() > 1 && 3 * macs * batch >= kParallelMacs) {
+  if (chunks > 1 && thread_count() > 1 && 3 * macs_ * batch >= kParallelMacs) {
     parallel_for(chunks, run_chunk);
   } else {
     for (std::size_t c = 0; c < chunks; ++c) run_chunk(c);
