@@ -11,6 +11,8 @@ import { readSafetensors, writeSafetensors } from './io/safetensors.js';
 import { modelToTensors, tensorsToModel, type ForeignModelOptions } from './io/model-file.js';
 import { QuantizedMlp } from './quant/model.js';
 import type { QuantizeOptions } from './quant/options.js';
+import { SparseMlp } from './sparse/model.js';
+import type { SparsifyOptions } from './sparse/options.js';
 import { normalizeSpec, parameterLayout, toModelConfig, type LayerSlot, type MlpSpec, type NormalizedSpec } from './spec.js';
 import { Trainer, type TrainerOptions } from './train/trainer.js';
 import { checkTarget, normalizeLoss } from './train/loss-options.js';
@@ -180,6 +182,15 @@ export class Mlp {
    */
   quantize(options: QuantizeOptions): QuantizedMlp {
     return QuantizedMlp.fromMlp(this, options);
+  }
+
+  /**
+   * A sparse-activation copy for inference: after the chosen hidden layers only some units are
+   * kept per row (ReLU zeros exactly, a calibrated threshold, top-k, or a trained low-rank
+   * predictor), and the next layer reads only their weights. See SparsifyOptions.
+   */
+  sparsify(options: SparsifyOptions): Promise<SparseMlp> {
+    return SparseMlp.fromMlp(this, options);
   }
 
   /** The model as safetensors bytes: `layers.<i>.weight` [out, in], `layers.<i>.bias`, spec in metadata. */

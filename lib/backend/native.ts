@@ -7,7 +7,17 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFloat32FiniteScan } from '../validate.js';
 import type { QuantLayer } from '../quant/format.js';
-import type { Backend, BackendInfo, BackendModel, BackendQuantModel, ModelConfig, QuantModelConfig } from './types.js';
+import type {
+  Backend,
+  BackendInfo,
+  BackendModel,
+  BackendQuantModel,
+  BackendSparseModel,
+  ModelConfig,
+  QuantModelConfig,
+  SparseLayer,
+  SparseModelConfig,
+} from './types.js';
 
 interface Addon {
   info(): { version: string; isa: string; threads: number; cuda: boolean; compiler?: string; isas?: string[] };
@@ -15,6 +25,7 @@ interface Addon {
   firstNonFinite(data: Float32Array): number;
   Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
   QuantModel?: new (config: QuantModelConfig, layers: QuantLayer[]) => BackendQuantModel;
+  SparseModel?: new (config: SparseModelConfig, layers: SparseLayer[]) => BackendSparseModel;
 }
 
 // dist/backend/native.js and lib/backend/native.ts both sit two folders below the package root.
@@ -47,7 +58,13 @@ export function nativeLoadError(): Error | null {
 export function createNativeBackend(mod: Addon): Backend {
   setFloat32FiniteScan((data) => mod.firstNonFinite(data));
   const QuantModel = mod.QuantModel;
+  const SparseModel = mod.SparseModel;
   return {
+    ...(SparseModel && {
+      createSparseModel(config: SparseModelConfig, layers: SparseLayer[]): BackendSparseModel {
+        return new SparseModel(config, layers);
+      },
+    }),
     ...(QuantModel && {
       createQuantModel(config: QuantModelConfig, layers: QuantLayer[]): BackendQuantModel {
         return new QuantModel(config, layers);

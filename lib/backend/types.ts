@@ -153,6 +153,44 @@ export interface BackendQuantModel {
   dispose(): void;
 }
 
+/** A sparse-activation network's input (lib/sparse/): the encoding in front of the first layer. */
+export interface SparseModelConfig {
+  inputs: number;
+  encoding: number; // index into ENCODINGS
+  octaves: number;
+  includeInput: boolean;
+}
+
+/** One layer of a sparse model and what is kept of its outputs (lib/sparse/format.ts). */
+export interface SparseLayer {
+  inputs: number;
+  outputs: number;
+  activation: number; // index into ACTIVATIONS
+  alpha: number;
+  /** [outputs x inputs] row-major, PyTorch's layout. */
+  weight: Float32Array;
+  bias: Float32Array | null;
+  /** Index into SPARSE_MODES: 0 dense (and always for the last layer). */
+  mode: number;
+  /** threshold mode: keep |h| > threshold. */
+  threshold: number;
+  /** topk and predictor modes: units kept per row. */
+  k: number;
+  /** predictor mode: score = B (A x + a) + b, A [rank x inputs], B [outputs x rank]. */
+  rank: number;
+  predictorA: Float32Array | null;
+  predictorABias: Float32Array | null;
+  predictorB: Float32Array | null;
+  predictorBBias: Float32Array | null;
+}
+
+export interface BackendSparseModel {
+  /** out[batch x outputs] = net(x[batch x inputs]). Same rules as BackendModel.predict. */
+  predict(x: Float32Array, batch: number, out: Float32Array): void;
+  predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void>;
+  dispose(): void;
+}
+
 export interface BackendInfo {
   name: 'native' | 'reference';
   isa: string; // 'scalar', 'avx2', 'avx512', ... or 'js' for the reference
@@ -175,4 +213,6 @@ export interface Backend {
    * reference then.
    */
   createQuantModel?(config: QuantModelConfig, layers: QuantLayer[]): BackendQuantModel;
+  /** A sparse-activation model over copies of the layers (checked by lib/sparse). Optional as above. */
+  createSparseModel?(config: SparseModelConfig, layers: SparseLayer[]): BackendSparseModel;
 }

@@ -5,6 +5,7 @@
 #include "addon/errors.h"
 #include "addon/model_wrap.h"
 #include "addon/quant_model_wrap.h"
+#include "addon/sparse_model_wrap.h"
 #include "addon/checks.h"
 #include "core/cpu/kernels.h"
 #include "core/finite.h"
@@ -20,12 +21,15 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
     model_class_ = Napi::Persistent(model);
     Napi::Function quant_model = QuantModelWrap::DefineClass(env);
     quant_model_class_ = Napi::Persistent(quant_model);
+    Napi::Function sparse_model = SparseModelWrap::DefineClass(env);
+    sparse_model_class_ = Napi::Persistent(sparse_model);
     DefineAddon(exports, {
                              InstanceMethod<&MlpkitAddon::Info>("info", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::SetThreads>("setThreads", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
                              InstanceValue("Model", model, napi_enumerable),
                              InstanceValue("QuantModel", quant_model, napi_enumerable),
+                             InstanceValue("SparseModel", sparse_model, napi_enumerable),
                          });
   }
 
@@ -77,6 +81,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
 
   Napi::FunctionReference model_class_;
   Napi::FunctionReference quant_model_class_;
+  Napi::FunctionReference sparse_model_class_;
 };
 
 }  // namespace mlpkit::addon

@@ -52,4 +52,25 @@ ModelConfig ReadModelConfig(const Napi::Value& value, const char* what) {
   return c;
 }
 
+std::size_t SizeField(const Napi::Object& o, const char* field, const std::string& where) {
+  const double v = NumberArg(o.Get(field), where.c_str(), field);
+  if (!(v >= 1 && v <= 2147483647.0 && std::floor(v) == v)) {
+    throw RangeError(o.Env(), where + "." + field + " must be a positive integer, got " + FormatNumber(v));
+  }
+  return static_cast<std::size_t>(v);
+}
+
+EncodingSpec ReadEncodingSpec(const Napi::Object& c, const std::string& where) {
+  EncodingSpec enc;
+  enc.inputs = SizeField(c, "inputs", where);
+  enc.type = static_cast<Encoding>(CodeArg(c.Get("encoding"), where.c_str(), "encoding", "an encoding", kEncodingCount));
+  if (enc.type == Encoding::Frequency) {
+    enc.octaves = SizeField(c, "octaves", where);
+    const Napi::Value include = c.Get("includeInput");
+    if (!include.IsBoolean()) throw TypeError(c.Env(), where + ".includeInput must be a boolean, got " + Describe(include));
+    enc.include_input = include.As<Napi::Boolean>().Value();
+  }
+  return enc;
+}
+
 }  // namespace mlpkit::addon

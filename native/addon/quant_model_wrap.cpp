@@ -6,18 +6,11 @@
 
 #include "addon/async_work.h"
 #include "addon/checks.h"
+#include "addon/config_reader.h"
 #include "addon/errors.h"
 
 namespace mlpkit::addon {
 namespace {
-
-std::size_t SizeField(const Napi::Object& o, const char* field, const std::string& where) {
-  const double v = NumberArg(o.Get(field), where.c_str(), field);
-  if (!(v >= 1 && v <= 2147483647.0 && std::floor(v) == v)) {
-    throw RangeError(o.Env(), where + "." + field + " must be a positive integer, got " + FormatNumber(v));
-  }
-  return static_cast<std::size_t>(v);
-}
 
 // The arrays' memory stays owned by the layer objects; the core copies it while repacking,
 // inside the constructor call.
@@ -93,16 +86,7 @@ QuantModelWrap::QuantModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
     ExpectArgs(info, 2, "QuantModel");
     if (!info[0].IsObject()) throw TypeError(env, "QuantModel: config must be an object, got " + Describe(info[0]));
     const Napi::Object c = info[0].As<Napi::Object>();
-    EncodingSpec enc;
-    enc.inputs = SizeField(c, "inputs", "QuantModel: config");
-    const int encoding = CodeArg(c.Get("encoding"), "QuantModel", "config.encoding", "an encoding", kEncodingCount);
-    enc.type = static_cast<Encoding>(encoding);
-    if (enc.type == Encoding::Frequency) {
-      enc.octaves = SizeField(c, "octaves", "QuantModel: config");
-      const Napi::Value include = c.Get("includeInput");
-      if (!include.IsBoolean()) throw TypeError(env, "QuantModel: config.includeInput must be a boolean");
-      enc.include_input = include.As<Napi::Boolean>().Value();
-    }
+    const EncodingSpec enc = ReadEncodingSpec(c, "QuantModel: config");
     const int mode = CodeArg(c.Get("activations"), "QuantModel", "config.activations", "an activations-mode", 2);
     if (!info[1].IsArray()) throw TypeError(env, "QuantModel: layers must be an array, got " + Describe(info[1]));
     const Napi::Array layers = info[1].As<Napi::Array>();

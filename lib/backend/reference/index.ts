@@ -1,6 +1,7 @@
 import { ReferenceQuantModel } from '../../quant/reference.js';
 import type { QuantLayer } from '../../quant/format.js';
-import type { Backend, BackendInfo, ModelConfig, QuantModelConfig } from '../types.js';
+import { ReferenceSparseModel } from '../../sparse/reference.js';
+import type { Backend, BackendInfo, ModelConfig, QuantModelConfig, SparseLayer, SparseModelConfig } from '../types.js';
 import { ReferenceModel } from './model.js';
 
 export { ReferenceModel } from './model.js';
@@ -15,6 +16,9 @@ export const referenceBackend: Backend = {
   },
   createQuantModel(config: QuantModelConfig, layers: QuantLayer[]) {
     return new ReferenceQuantModel(config, layers);
+  },
+  createSparseModel(config: SparseModelConfig, layers: SparseLayer[]) {
+    return new ReferenceSparseModel(config, layers);
   },
   setThreads(): void {
     // The reference runs every call on the calling thread; nothing to size.

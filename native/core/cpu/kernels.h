@@ -68,6 +68,38 @@ struct SgdStep {
   bool use_momentum, first, nesterov;
 };
 
+// Products over neuron-major weights (core/sparse/): row j of w (ldw floats apart) holds the
+// weights that input neuron j sends to every output, so the rows of the active neurons are
+// read whole and in order, and the skipped ones never.
+//   y[r * ldy + c] += h[r * ldh + j] * w[j * ldw + c]  for c in [c0, c1), each listed j in order,
+// skipping h == 0: each output is one chain over the listed j in increasing order, the same
+// chain whatever the number of rows, so a row's result does not depend on its batch.
+struct AxpyRows {
+  const float* w = nullptr;
+  std::size_t ldw = 0;
+  const std::uint32_t* idx = nullptr;  // increasing
+  std::size_t count = 0;
+  const float* h = nullptr;
+  std::size_t ldh = 0;
+  std::size_t rows = 0;
+  float* y = nullptr;
+  std::size_t ldy = 0;
+  std::size_t c0 = 0, c1 = 0;
+};
+//   h[r * ldh + j] = sum over p < k of w[j * ldw + p] * x[r * ldx + p]  for each listed j,
+// in a fixed order that depends on k alone (four vector chains by p, then a fixed tree).
+struct DotRows {
+  const float* w = nullptr;
+  std::size_t ldw = 0, k = 0;
+  const std::uint32_t* idx = nullptr;
+  std::size_t count = 0;
+  const float* x = nullptr;
+  std::size_t ldx = 0;
+  std::size_t rows = 0;
+  float* h = nullptr;
+  std::size_t ldh = 0;
+};
+
 struct Kernels {
   const char* isa;
   void (*gemm)(const Gemm& g);
@@ -85,6 +117,8 @@ struct Kernels {
   void (*reduce)(float* dst, const float* const* srcs, std::size_t count, std::size_t begin, std::size_t end);
   void (*adam)(const AdamStep& s, std::size_t begin, std::size_t end);
   void (*sgd)(const SgdStep& s, std::size_t begin, std::size_t end);
+  void (*axpy_rows)(const AxpyRows& a);
+  void (*dot_rows)(const DotRows& d);
 };
 
 const Kernels& scalar_kernels();

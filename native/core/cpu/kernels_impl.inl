@@ -332,6 +332,67 @@ void sgd(const SgdStep& s, std::size_t begin, std::size_t end) {
   if (i < end) sgd_lanes(s, i, end - i);
 }
 
+// Output slices of at most this many floats per row, so the slices of all rows stay in L1
+// while the listed weight rows stream past them.
+constexpr std::size_t kAxpySliceFloats = 8192;
+
+void axpy_rows(const AxpyRows& a) {
+  const std::size_t rows = a.rows == 0 ? 1 : a.rows;
+  std::size_t slice = kAxpySliceFloats / rows / W * W;
+  if (slice < 4 * W) slice = 4 * W;
+  for (std::size_t s0 = a.c0; s0 < a.c1; s0 += slice) {
+    const std::size_t s1 = min_size(a.c1, s0 + slice);
+    const std::size_t whole = s0 + (s1 - s0) / W * W;
+    for (std::size_t n = 0; n < a.count; ++n) {
+      const std::size_t j = a.idx[n];
+      const float* wr = a.w + j * a.ldw;
+      for (std::size_t r = 0; r < a.rows; ++r) {
+        const float hv = a.h[r * a.ldh + j];
+        if (hv == 0.0f) continue;
+        const T hb = V::set1(hv);
+        float* yr = a.y + r * a.ldy;
+        std::size_t c = s0;
+        for (; c + 4 * W <= whole; c += 4 * W) {
+          const T y0 = V::fma(hb, V::load(wr + c), V::load(yr + c));
+          const T y1 = V::fma(hb, V::load(wr + c + W), V::load(yr + c + W));
+          const T y2 = V::fma(hb, V::load(wr + c + 2 * W), V::load(yr + c + 2 * W));
+          const T y3 = V::fma(hb, V::load(wr + c + 3 * W), V::load(yr + c + 3 * W));
+          V::store(yr + c, y0);
+          V::store(yr + c + W, y1);
+          V::store(yr + c + 2 * W, y2);
+          V::store(yr + c + 3 * W, y3);
+        }
+        for (; c < whole; c += W) V::store(yr + c, V::fma(hb, V::load(wr + c), V::load(yr + c)));
+        if (c < s1) V::store_part(yr + c, V::fma(hb, V::load_part(wr + c, s1 - c), V::load_part(yr + c, s1 - c)), s1 - c);
+      }
+    }
+  }
+}
+
+// One dot product in the order DotRows states.
+inline float dot_row(const float* w, const float* x, std::size_t k) {
+  T acc[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+  std::size_t p = 0;
+  for (; p + 4 * W <= k; p += 4 * W) {
+    for (int u = 0; u < 4; ++u) acc[u] = V::fma(V::load(w + p + u * W), V::load(x + p + u * W), acc[u]);
+  }
+  for (int u = 0; p + W <= k; p += W, ++u) acc[u] = V::fma(V::load(w + p), V::load(x + p), acc[u]);
+  if (p < k) acc[3] = V::fma(V::load_part(w + p, k - p), V::load_part(x + p, k - p), acc[3]);
+  float lanes[W];
+  V::store(lanes, V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])));
+  for (std::size_t half = W / 2; half >= 1; half /= 2)
+    for (std::size_t i = 0; i < half; ++i) lanes[i] += lanes[i + half];
+  return lanes[0];
+}
+
+void dot_rows(const DotRows& d) {
+  for (std::size_t n = 0; n < d.count; ++n) {
+    const std::size_t j = d.idx[n];
+    const float* wr = d.w + j * d.ldw;
+    for (std::size_t r = 0; r < d.rows; ++r) d.h[r * d.ldh + j] = dot_row(wr, d.x + r * d.ldx, d.k);
+  }
+}
+
 constexpr Kernels make_table(const char* isa) {
-  return Kernels{isa, gemm, gemm_sparse, rectify, rectify_backward, column_sums, reduce, adam, sgd};
+  return Kernels{isa, gemm, gemm_sparse, rectify, rectify_backward, column_sums, reduce, adam, sgd, axpy_rows, dot_rows};
 }

@@ -1,0 +1,169 @@
+// Fitting a sparse model to the caller's sample inputs, and measuring it there.
+//
+// Thresholds and predictors are fitted per layer on the dense model's hidden activations (each
+// layer as if the layers before it were dense), so one layer's fit does not depend on the
+// others'. The whole sparse model is then measured end to end on the same rows.
+
+import type { BackendChoice } from '../backend/index.js';
+import { Mlp } from '../mlp.js';
+import { errorStats, type QuantErrorStats } from '../quant/calibrate.js';
+import type { SparsifyMode } from './format.js';
+import { selectTop } from './select.js';
+
+/** A low-rank predictor of one layer's units: score = B (A x + a) + b. */
+export interface PredictorWeights {
+  rank: number;
+  a: Float32Array;
+  aBias: Float32Array;
+  b: Float32Array;
+  bBias: Float32Array;
+}
+
+export interface SparseLayerStats {
+  /** Index into spec.layers. */
+  layer: number;
+  units: number;
+  mode: SparsifyMode;
+  threshold: number | null;
+  k: number | null;
+  /** Mean fraction of the layer's units kept (and nonzero) per calibration row. */
+  density: number;
+  /**
+   * predictor mode: of the units the dense layer has among its k largest nonzero |h|, the
+   * fraction the predictor picked, on calibration rows held out of its training. null otherwise.
+   */
+  recall: number | null;
+}
+
+export interface SparseStats {
+  samples: number;
+  layers: SparseLayerStats[];
+  /** The sparse model's outputs against the dense model's on the calibration rows. */
+  output: QuantErrorStats;
+}
+
+/** The first `count` layers of net (its encoding and parameters) as a model of their own. */
+function prefix(net: Mlp, count: number, backend: BackendChoice): Mlp {
+  const layers = net.getLayers().slice(0, count);
+  const size = layers.reduce((s, l) => s + l.weight.length + (l.bias ? l.bias.length : 0), 0);
+  const params = new Float32Array(size);
+  let at = 0;
+  for (const l of layers) {
+    params.set(l.weight, at);
+    at += l.weight.length;
+    if (l.bias) {
+      params.set(l.bias, at);
+      at += l.bias.length;
+    }
+  }
+  return new Mlp({ ...net.spec, layers: net.spec.layers.slice(0, count) }, { backend, parameters: params });
+}
+
+/** The dense model's outputs of layer l (after its activation) for rows x. */
+export function hiddenAfter(net: Mlp, l: number, x: Float32Array, backend: BackendChoice): Float32Array {
+  const part = prefix(net, l + 1, backend);
+  try {
+    return part.predict(x);
+  } finally {
+    part.dispose();
+  }
+}
+
+/** The cutoff t that keeps about `density` of the values (|h| > t), over all rows. */
+export function thresholdForDensity(h: Float32Array, density: number): number {
+  // A strided sample is plenty for a quantile, and keeps the sort short on big layers.
+  const stride = Math.max(1, Math.floor(h.length / 4_000_000));
+  const sample = new Float32Array(Math.ceil(h.length / stride));
+  for (let i = 0, j = 0; i < h.length; i += stride, j++) sample[j] = Math.abs(h[i]);
+  sample.sort();
+  const keep = Math.round(density * sample.length);
+  if (keep >= sample.length) return 0;
+  return sample[sample.length - keep - 1];
+}
+
+/** Per row, the dense layer's k largest nonzero |h|: what a predictor should pick. */
+function topUnits(h: Float32Array, row: number, n: number, k: number): number[] {
+  return selectTop(h, row * n, n, k, true).filter((j) => h[row * n + j] !== 0);
+}
+
+/**
+ * Trains a predictor for layer l (Deja Vu's low-rank classifier): inputs are the layer's
+ * inputs, labels 1 on the units topUnits picks, binary cross-entropy on logits, with mlpkit's
+ * own trainer. The last fifth of the rows is held out and measures the recall.
+ */
+export async function trainPredictor(
+  net: Mlp,
+  l: number,
+  x: Float32Array,
+  h: Float32Array,
+  k: number,
+  rank: number,
+  epochs: number,
+  seed: number,
+  backend: BackendChoice,
+): Promise<{ weights: PredictorWeights; recall: number }> {
+  const n = net.spec.layers[l].units;
+  const rows = h.length / n;
+  const input = l === 0 ? x : hiddenAfter(net, l - 1, x, backend);
+  const spec = l === 0
+    ? { inputs: net.inputs, encoding: net.spec.encoding, layers: [{ units: rank }, { units: n }], seed }
+    : { inputs: net.spec.layers[l - 1].units, layers: [{ units: rank }, { units: n }], seed };
+  const width = input.length / rows;
+  const held = rows >= 10 ? Math.floor(rows / 5) : 0;
+  const trainRows = rows - held;
+  const labels = new Float32Array(rows * n);
+  for (let r = 0; r < rows; r++) for (const j of topUnits(h, r, n, k)) labels[r * n + j] = 1;
+
+  const predictor = new Mlp(spec, { backend });
+  try {
+    const trainer = predictor.trainer({ loss: 'bce-with-logits', optimizer: { type: 'adam', lr: 1e-3 } });
+    await trainer.fit(input.subarray(0, trainRows * width), labels.subarray(0, trainRows * n), {
+      epochs,
+      batchSize: Math.min(64, trainRows),
+      shuffle: true,
+      seed,
+    });
+    const evalRows = held > 0 ? held : rows;
+    const from = rows - evalRows;
+    const scores = predictor.predict(input.subarray(from * width));
+    let hit = 0;
+    let total = 0;
+    for (let r = 0; r < evalRows; r++) {
+      const picked = new Set(selectTop(scores, r * n, n, k, false));
+      for (const j of topUnits(h, from + r, n, k)) {
+        total++;
+        if (picked.has(j)) hit++;
+      }
+    }
+    const [first, second] = predictor.getLayers();
+    const weights: PredictorWeights = {
+      rank,
+      a: first.weight,
+      aBias: first.bias ?? new Float32Array(rank),
+      b: second.weight,
+      bBias: second.bias ?? new Float32Array(n),
+    };
+    return { weights, recall: total > 0 ? hit / total : 1 };
+  } finally {
+    predictor.dispose();
+  }
+}
+
+/** Mean fraction of units kept and nonzero per row of h, under a layer's rule. */
+export function observedDensity(h: Float32Array, n: number, mode: SparsifyMode, threshold: number | null, k: number | null): number {
+  const rows = h.length / n;
+  let kept = 0;
+  for (let r = 0; r < rows; r++) {
+    if (mode === 'topk' || mode === 'predictor') {
+      kept += mode === 'topk' ? topUnits(h, r, n, k!).length : k!;
+      continue;
+    }
+    for (let j = 0; j < n; j++) {
+      const v = h[r * n + j];
+      if (mode === 'exact' ? v !== 0 : !(Math.abs(v) <= threshold!)) kept++;
+    }
+  }
+  return kept / (rows * n);
+}
+
+export { errorStats };

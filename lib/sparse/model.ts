@@ -1,0 +1,182 @@
+// SparseMlp: a sparse-activation copy of an Mlp for inference (net.sparsify()). It predicts
+// like any model, with the same argument checks and errors as Mlp.predict.
+
+import { selectBackend, type BackendChoice } from '../backend/index.js';
+import { referenceBackend } from '../backend/reference/index.js';
+import { ACTIVATIONS, ENCODINGS, type Backend, type BackendSparseModel, type SparseLayer } from '../backend/types.js';
+import { ERR_NATIVE_UNAVAILABLE, disposedError } from '../errors.js';
+import type { Mlp } from '../mlp.js';
+import { expectBatch, expectOutputBuffer } from '../validate.js';
+import { errorStats, hiddenAfter, observedDensity, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
+import { SPARSE_MODE_CODES, type SparseModeName } from './format.js';
+import { normalizeSparsifyOptions, type SparsifyOptions } from './options.js';
+
+/** What one layer keeps of its outputs. */
+export interface SparseLayerInfo {
+  inputs: number;
+  outputs: number;
+  mode: SparseModeName;
+  threshold: number | null;
+  k: number | null;
+  /** predictor mode: the predictor's inner width. */
+  rank: number | null;
+}
+
+let warned = false;
+
+function sparseBackend(choice: BackendChoice): Backend {
+  const backend = selectBackend(choice);
+  if (backend.createSparseModel) return backend;
+  if (choice === 'native') {
+    const err = new Error('mlpkit: this build of the native addon has no sparse kernels (rebuild it with `npm run build`), or use backend \'reference\' or \'auto\'.');
+    Object.defineProperty(err, 'code', { value: ERR_NATIVE_UNAVAILABLE, enumerable: true });
+    throw err;
+  }
+  if (!warned) {
+    warned = true;
+    process.emitWarning('this build of the addon has no sparse kernels; sparse models run on the pure-TypeScript reference backend, which is much slower.', {
+      code: 'MLPKIT_SPARSE_REFERENCE_FALLBACK',
+    });
+  }
+  return referenceBackend;
+}
+
+export class SparseMlp {
+  readonly inputs: number;
+  readonly outputs: number;
+  readonly backend: 'native' | 'reference';
+  readonly layers: readonly Readonly<SparseLayerInfo>[];
+  private model: BackendSparseModel | null;
+  private measured: SparseStats | null = null;
+
+  /** @internal Use net.sparsify(). */
+  constructor(net: Mlp, layers: SparseLayer[], backend: BackendChoice) {
+    const b = sparseBackend(backend);
+    const enc = net.spec.encoding;
+    this.model = b.createSparseModel!(
+      {
+        inputs: net.inputs,
+        encoding: ENCODINGS.indexOf(enc.type),
+        octaves: enc.type === 'frequency' ? enc.octaves : 0,
+        includeInput: enc.type === 'frequency' ? enc.includeInput : false,
+      },
+      layers,
+    );
+    this.backend = b.name;
+    this.inputs = net.inputs;
+    this.outputs = net.outputs;
+    const names = Object.keys(SPARSE_MODE_CODES) as SparseModeName[];
+    this.layers = Object.freeze(layers.map((l) => Object.freeze({
+      inputs: l.inputs,
+      outputs: l.outputs,
+      mode: names[l.mode],
+      threshold: l.mode === SPARSE_MODE_CODES.threshold ? l.threshold : null,
+      k: l.mode === SPARSE_MODE_CODES.topk || l.mode === SPARSE_MODE_CODES.predictor ? l.k : null,
+      rank: l.mode === SPARSE_MODE_CODES.predictor ? l.rank : null,
+    })));
+  }
+
+  /**
+   * Sparsify a float model (see SparsifyOptions): fit thresholds or predictors on
+   * options.calibration where the mode needs them, and measure density, recall and output error
+   * there (stats).
+   */
+  static async fromMlp(net: Mlp, options: SparsifyOptions): Promise<SparseMlp> {
+    net.handle('sparsify');
+    const o = normalizeSparsifyOptions(options, net.spec);
+    const spec = net.spec;
+    const floatLayers = net.getLayers();
+    const chosen = new Set(o.layers);
+    const layers: SparseLayer[] = floatLayers.map((l, i) => ({
+      inputs: l.inputs,
+      outputs: l.outputs,
+      activation: ACTIVATIONS.indexOf(spec.layers[i].activation),
+      alpha: spec.layers[i].alpha,
+      weight: l.weight,
+      bias: l.bias ?? null,
+      mode: SPARSE_MODE_CODES.dense,
+      threshold: 0,
+      k: 0,
+      rank: 0,
+      predictorA: null,
+      predictorABias: null,
+      predictorB: null,
+      predictorBBias: null,
+    }));
+    const stats: SparseStats['layers'] = [];
+    for (const li of chosen) {
+      const layer = layers[li];
+      const n = layer.outputs;
+      layer.mode = SPARSE_MODE_CODES[o.mode];
+      const k = o.k ?? (o.targetDensity !== null ? Math.max(1, Math.round(o.targetDensity * n)) : 0);
+      const h = o.calibration ? hiddenAfter(net, li, o.calibration, o.backend) : null;
+      let recall: number | null = null;
+      if (o.mode === 'threshold') {
+        layer.threshold = o.threshold ?? thresholdForDensity(h!, o.targetDensity!);
+      } else if (o.mode === 'topk') {
+        layer.k = k;
+      } else if (o.mode === 'predictor') {
+        layer.k = k;
+        const rank = o.rank ?? Math.max(1, Math.min(128, Math.floor(n / 4)));
+        const trained = await trainPredictor(net, li, o.calibration!, h!, k, rank, o.epochs, o.seed, o.backend);
+        const w: PredictorWeights = trained.weights;
+        Object.assign(layer, { rank: w.rank, predictorA: w.a, predictorABias: w.aBias, predictorB: w.b, predictorBBias: w.bBias });
+        recall = trained.recall;
+      }
+      if (h) {
+        stats.push({
+          layer: li,
+          units: n,
+          mode: o.mode,
+          threshold: o.mode === 'threshold' ? layer.threshold : null,
+          k: o.mode === 'topk' || o.mode === 'predictor' ? layer.k : null,
+          density: observedDensity(h, n, o.mode, layer.threshold, layer.k),
+          recall,
+        });
+      }
+    }
+    const model = new SparseMlp(net, layers, o.backend);
+    if (o.calibration) {
+      model.measured = { samples: o.calibration.length / net.inputs, layers: stats, output: errorStats(model.predict(o.calibration), net.predict(o.calibration)) };
+    }
+    return model;
+  }
+
+  /** Density, recall and output error on the calibration rows; null without calibration. */
+  get stats(): SparseStats | null {
+    return this.measured;
+  }
+
+  private handle(what: string): BackendSparseModel {
+    if (!this.model) throw disposedError(what);
+    return this.model;
+  }
+
+  get disposed(): boolean {
+    return this.model === null;
+  }
+
+  /** Outputs for a batch: x is batch x inputs row-major; returns (or fills `out`) batch x outputs. */
+  predict(x: Float32Array, out?: Float32Array): Float32Array {
+    const model = this.handle('predict');
+    const batch = expectBatch('x', x, this.inputs);
+    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    model.predict(x, batch, y);
+    return y;
+  }
+
+  /** predict off the event loop; do not modify x or out until the promise settles. */
+  async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
+    const model = this.handle('predictAsync');
+    const batch = expectBatch('x', x, this.inputs);
+    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    await model.predictAsync(x, batch, y);
+    return y;
+  }
+
+  /** Frees native memory now. Later calls throw ERR_MLPKIT_DISPOSED. Idempotent. */
+  dispose(): void {
+    this.model?.dispose();
+    this.model = null;
+  }
+}

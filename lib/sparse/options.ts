@@ -1,0 +1,124 @@
+// User options of net.sparsify(), checked once with the messages lib/validate.ts uses. Unknown
+// option names are rejected (a misspelt `targetdensity` would otherwise sparsify nothing).
+
+import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
+import { describe, rangeError, typeError } from '../errors.js';
+import type { NormalizedSpec } from '../spec.js';
+import { rejectUnknownKeys } from '../quant/options.js';
+import { expectAllFinite, expectBatch, expectInteger, expectNumber, expectObject, expectOneOf } from '../validate.js';
+import { SPARSIFY_MODES, type SparsifyMode } from './format.js';
+
+/** Options of net.sparsify(). */
+export interface SparsifyOptions {
+  /**
+   * 'exact': skip the units a ReLU zeroed (no approximation); 'threshold': also zero units with
+   * |h| <= threshold; 'topk': keep the k largest |h| per row; 'predictor': a low-rank predictor
+   * trained on `calibration` picks k units per row before the layer is computed.
+   */
+  mode: SparsifyMode;
+  /** Fraction of each layer's units to keep per row, in (0, 1] (threshold, topk, predictor). */
+  targetDensity?: number;
+  /** threshold mode: one cutoff for every sparsified layer, instead of targetDensity. */
+  threshold?: number;
+  /** topk and predictor modes: units kept per row, instead of targetDensity. */
+  k?: number;
+  /** Hidden layers to sparsify (indices into spec.layers, never the last). Default: every hidden layer (exact: every ReLU one). */
+  layers?: number[];
+  /** Sample inputs (batch x inputs): thresholds and predictors are fitted on them, and stats measured. */
+  calibration?: Float32Array;
+  /** predictor mode: the predictor's inner width (default: min(128, units / 4)). */
+  rank?: number;
+  /** predictor mode: training epochs over the calibration rows (default 20). */
+  epochs?: number;
+  /** predictor mode: seed of the predictor's initialisation and shuffling (default 0). */
+  seed?: number;
+  /** 'auto' (default), 'native' or 'reference'. */
+  backend?: BackendChoice;
+}
+
+export interface NormalizedSparsifyOptions {
+  mode: SparsifyMode;
+  layers: number[];
+  targetDensity: number | null;
+  threshold: number | null;
+  k: number | null;
+  calibration: Float32Array | null;
+  rank: number | null;
+  epochs: number;
+  seed: number;
+  backend: BackendChoice;
+}
+
+const KNOWN = ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'calibration', 'rank', 'epochs', 'seed', 'backend'];
+
+export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): NormalizedSparsifyOptions {
+  const o = expectObject('options', value);
+  rejectUnknownKeys('options', o, KNOWN);
+  const mode = expectOneOf('options.mode', o.mode, SPARSIFY_MODES);
+  const hidden = spec.layers.length - 1;
+  if (hidden < 1) throw rangeError('sparsify needs a hidden layer: this model has a single layer, whose outputs are the model\'s');
+
+  let layers: number[];
+  if (o.layers === undefined) {
+    layers = [];
+    for (let l = 0; l < hidden; l++) if (mode !== 'exact' || spec.layers[l].activation === 'relu') layers.push(l);
+    if (layers.length === 0) throw rangeError('exact mode skips the zeros of ReLU layers, but no hidden layer of this model uses relu');
+  } else {
+    if (!Array.isArray(o.layers)) throw typeError(`Expected an array of hidden-layer indices for options.layers but received ${describe(o.layers)}`);
+    if (o.layers.length === 0) throw rangeError('options.layers must name at least one hidden layer');
+    layers = o.layers.map((v, i) => expectInteger(`options.layers[${i}]`, v, 0, hidden - 1));
+    layers = [...new Set(layers)].sort((a, b) => a - b);
+    if (mode === 'exact') {
+      for (const l of layers) {
+        if (spec.layers[l].activation !== 'relu') {
+          throw rangeError(`exact mode needs relu on every sparsified layer, but layer ${l} uses ${spec.layers[l].activation}`);
+        }
+      }
+    }
+  }
+  const minUnits = Math.min(...layers.map((l) => spec.layers[l].units));
+
+  const given = (key: string): boolean => o[key] !== undefined;
+  const allowed: Record<SparsifyMode, string[]> = {
+    exact: [],
+    threshold: ['threshold', 'targetDensity'],
+    topk: ['k', 'targetDensity'],
+    predictor: ['k', 'targetDensity'],
+  };
+  for (const key of ['threshold', 'targetDensity', 'k']) {
+    if (given(key) && !allowed[mode].includes(key)) throw rangeError(`options.${key} does not apply to ${mode} mode`);
+  }
+  if (mode !== 'exact') {
+    const set = allowed[mode].filter(given);
+    if (set.length !== 1) {
+      throw rangeError(`${mode} mode needs exactly one of ${allowed[mode].map((k) => `options.${k}`).join(' or ')}, received ${set.length === 0 ? 'neither' : 'both'}`);
+    }
+  }
+  const targetDensity = given('targetDensity')
+    ? expectNumber('options.targetDensity', o.targetDensity, { min: 0, minExclusive: true, max: 1 })
+    : null;
+  const threshold = given('threshold') ? expectNumber('options.threshold', o.threshold, { min: 0 }) : null;
+  const k = given('k') ? expectInteger('options.k', o.k, 1, minUnits) : null;
+
+  let calibration: Float32Array | null = null;
+  if (o.calibration !== undefined) {
+    if (!(o.calibration instanceof Float32Array)) {
+      throw typeError(`Expected a Float32Array for options.calibration but received ${describe(o.calibration)}`);
+    }
+    expectBatch('options.calibration', o.calibration, spec.inputs);
+    expectAllFinite('options.calibration', o.calibration);
+    calibration = o.calibration;
+  }
+  if (mode === 'predictor' && !calibration) throw rangeError('predictor mode trains its predictors on options.calibration, which is missing');
+  if (mode === 'threshold' && targetDensity !== null && !calibration) {
+    throw rangeError('threshold mode with options.targetDensity picks the thresholds from options.calibration, which is missing');
+  }
+  for (const key of ['rank', 'epochs', 'seed']) {
+    if (given(key) && mode !== 'predictor') throw rangeError(`options.${key} applies to predictor mode only`);
+  }
+  const rank = given('rank') ? expectInteger('options.rank', o.rank, 1, 1 << 16) : null;
+  const epochs = given('epochs') ? expectInteger('options.epochs', o.epochs, 1, 1_000_000) : 20;
+  const seed = given('seed') ? expectInteger('options.seed', o.seed, 0, 2 ** 32 - 1) : 0;
+  const backend = o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
+  return { mode, layers, targetDensity, threshold, k, calibration, rank, epochs, seed, backend };
+}

@@ -1,0 +1,145 @@
+#include "addon/sparse_model_wrap.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "addon/async_work.h"
+#include "addon/checks.h"
+#include "addon/config_reader.h"
+#include "addon/errors.h"
+
+namespace mlpkit::addon {
+namespace {
+
+const float* FloatsField(const Napi::Object& o, const char* field, std::size_t a, std::size_t b, const std::string& where,
+                         const char* formula) {
+  const auto v = TypedArg<float>(o.Get(field), where.c_str(), field);
+  ExpectLength(o.Env(), v.ElementLength(), a, b, where.c_str(), field, formula);
+  return v.Data();
+}
+
+const float* OptionalFloatsField(const Napi::Object& o, const char* field, std::size_t n, const std::string& where,
+                                 const char* formula) {
+  if (IsNullish(o.Get(field))) return nullptr;
+  return FloatsField(o, field, n, 1, where, formula);
+}
+
+// The arrays' memory stays owned by the layer objects; the core copies it inside the
+// constructor call.
+sparse::SparseLayerSource ReadLayer(const Napi::Value& value, std::size_t index) {
+  const std::string where = "SparseModel: layers[" + std::to_string(index) + "]";
+  if (!value.IsObject()) throw TypeError(value.Env(), where + " must be an object, got " + Describe(value));
+  const Napi::Object o = value.As<Napi::Object>();
+  sparse::SparseLayerSource s;
+  s.inputs = SizeField(o, "inputs", where);
+  s.outputs = SizeField(o, "outputs", where);
+  s.activation = static_cast<Activation>(CodeArg(o.Get("activation"), where.c_str(), "activation", "an activation", kActivationCount));
+  s.alpha = static_cast<float>(NumberArg(o.Get("alpha"), where.c_str(), "alpha"));
+  s.weight = FloatsField(o, "weight", s.outputs, s.inputs, where, "outputs * inputs");
+  s.bias = OptionalFloatsField(o, "bias", s.outputs, where, "outputs");
+  s.mode = static_cast<sparse::Mode>(CodeArg(o.Get("mode"), where.c_str(), "mode", "a sparsity mode", sparse::kModeCount));
+  if (s.mode == sparse::Mode::Threshold) {
+    const double t = NumberArg(o.Get("threshold"), where.c_str(), "threshold");
+    if (!(t >= 0 && t <= 3.4e38)) throw RangeError(o.Env(), where + ".threshold must be a finite number >= 0, got " + FormatNumber(t));
+    s.threshold = static_cast<float>(t);
+  }
+  if (s.mode == sparse::Mode::TopK || s.mode == sparse::Mode::Predictor) {
+    s.k = SizeField(o, "k", where);
+    if (s.k > s.outputs) {
+      throw RangeError(o.Env(), where + ".k must be at most outputs = " + std::to_string(s.outputs) + ", got " + std::to_string(s.k));
+    }
+  }
+  if (s.mode == sparse::Mode::Predictor) {
+    s.rank = SizeField(o, "rank", where);
+    s.pa = FloatsField(o, "predictorA", s.rank, s.inputs, where, "rank * inputs");
+    s.pa_bias = OptionalFloatsField(o, "predictorABias", s.rank, where, "rank");
+    s.pb = FloatsField(o, "predictorB", s.outputs, s.rank, where, "outputs * rank");
+    s.pb_bias = OptionalFloatsField(o, "predictorBBias", s.outputs, where, "outputs");
+  }
+  return s;
+}
+
+}  // namespace
+
+Napi::Function SparseModelWrap::DefineClass(Napi::Env env) {
+  return ObjectWrap<SparseModelWrap>::DefineClass(env, "SparseModel",
+                                                  {
+                                                      InstanceMethod<&SparseModelWrap::Predict>("predict"),
+                                                      InstanceMethod<&SparseModelWrap::PredictAsync>("predictAsync"),
+                                                      InstanceAccessor<&SparseModelWrap::Bytes>("bytes"),
+                                                      InstanceMethod<&SparseModelWrap::Dispose>("dispose"),
+                                                  });
+}
+
+SparseModelWrap::SparseModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SparseModelWrap>(info) {
+  Napi::Env env = info.Env();
+  Guard(env, "SparseModel", [&] {
+    ExpectArgs(info, 2, "SparseModel");
+    if (!info[0].IsObject()) throw TypeError(env, "SparseModel: config must be an object, got " + Describe(info[0]));
+    const EncodingSpec enc = ReadEncodingSpec(info[0].As<Napi::Object>(), "SparseModel: config");
+    if (!info[1].IsArray()) throw TypeError(env, "SparseModel: layers must be an array, got " + Describe(info[1]));
+    const Napi::Array layers = info[1].As<Napi::Array>();
+    if (layers.Length() == 0) throw RangeError(env, "SparseModel: layers must not be empty");
+    std::vector<sparse::SparseLayerSource> sources;
+    for (std::uint32_t i = 0; i < layers.Length(); ++i) sources.push_back(ReadLayer(layers.Get(i), i));
+    model_ = std::make_shared<sparse::SparseModel>(enc, sources);
+  });
+  inputs_ = model_->inputs();
+  outputs_ = model_->outputs();
+  external_bytes_ = static_cast<std::int64_t>(model_->bytes());
+  std::int64_t total = 0;
+  napi_adjust_external_memory(env, external_bytes_, &total);
+}
+
+SparseModelWrap::~SparseModelWrap() { Release(); }
+
+void SparseModelWrap::Release() {
+  model_.reset();
+  if (external_bytes_ != 0) {
+    std::int64_t total = 0;
+    napi_adjust_external_memory(Env(), -external_bytes_, &total);
+    external_bytes_ = 0;
+  }
+}
+
+const std::shared_ptr<sparse::SparseModel>& SparseModelWrap::Live(Napi::Env env, const char* what) const {
+  if (!model_) throw DisposedError(env, what);
+  return model_;
+}
+
+Napi::Value SparseModelWrap::Predict(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "predict";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
+    model->predict(a.x.Data(), a.batch, a.out.Data());
+    return env.Undefined();
+  });
+}
+
+Napi::Value SparseModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "predictAsync";
+  Napi::Env env = info.Env();
+  try {
+    return Guard(env, what, [&]() -> Napi::Value {
+      const auto& model = Live(env, what);
+      const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out), "mlpkit:sparsePredictAsync");
+    });
+  } catch (const Napi::Error& e) {
+    return Rejected(env, e);
+  }
+}
+
+Napi::Value SparseModelWrap::Bytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->bytes()) : 0.0);
+}
+
+Napi::Value SparseModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  Release();
+  return info.Env().Undefined();
+}
+
+}  // namespace mlpkit::addon

@@ -1,0 +1,34 @@
+// Which hidden units a sparse model keeps for one row (lib/sparse/select.ts is the same rule in
+// TypeScript; the two must choose the same units). Every rule lists the kept units in
+// increasing order into idx and zeroes the others in h, so the next layer sees exactly the
+// kept values; NaN always counts as kept, so a NaN is never hidden by sparsification.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mlpkit::sparse {
+
+// Codes are ABI: they index SPARSE_MODES in lib/sparse/options.ts.
+enum class Mode : int { Dense = 0, Exact = 1, Threshold = 2, TopK = 3, Predictor = 4 };
+constexpr int kModeCount = 5;
+
+// Exact: the nonzero units (after ReLU, those that fired).
+std::size_t select_nonzero(float* h, std::size_t n, std::uint32_t* idx);
+
+// Threshold: the units with |h| > t.
+std::size_t select_threshold(float* h, std::size_t n, float t, std::uint32_t* idx);
+
+// The k units with the largest key (|h| for top-k, the predictor's score for predictor mode),
+// ties to the lower index, NaN above everything. scratch: room for n 64-bit keys.
+std::size_t select_top(const float* key, bool magnitude, std::size_t n, std::size_t k, std::uint32_t* idx,
+                       std::uint64_t* scratch);
+
+// Zeroes h[j] for every j not in idx[0, count) (increasing).
+void keep_only(float* h, std::size_t n, const std::uint32_t* idx, std::size_t count);
+
+// Merges the increasing lists a and b into out (increasing, no duplicates); returns its length.
+std::size_t merge_union(const std::uint32_t* a, std::size_t na, const std::uint32_t* b, std::size_t nb,
+                        std::uint32_t* out);
+
+}  // namespace mlpkit::sparse

@@ -1,0 +1,344 @@
+#include "core/sparse/sparse_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "core/cpu/kernels.h"
+#include "core/parallel.h"
+
+namespace mlpkit::sparse {
+namespace {
+
+// Rows that go through the layers together and share one union of kept units.
+constexpr std::size_t kTileRows = 16;
+// Work below this many multiply-adds per layer stays on the calling thread.
+constexpr std::size_t kParallelMacs = std::size_t(1) << 18;
+// A tile of several rows reads the union of their kept units by axpy only while the union is
+// at most this fraction of the layer's inputs; above it the dense GEMM (which keeps its
+// accumulators in registers) is faster. One row always goes by axpy: its rows stream in order,
+// where the GEMM's strided view of W^T would not.
+constexpr double kUnionDenseFraction = 0.5;
+constexpr std::size_t kColumnGroup = 64;
+
+std::size_t padded(std::size_t n) { return (n + cpu::kPanel - 1) / cpu::kPanel * cpu::kPanel; }
+std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+
+cpu::Epilogue epilogue_of(Activation a) {
+  if (a == Activation::Relu) return cpu::Epilogue::Relu;
+  if (a == Activation::LeakyRelu) return cpu::Epilogue::LeakyRelu;
+  return cpu::Epilogue::None;
+}
+bool in_epilogue(Activation a) { return a == Activation::None || epilogue_of(a) != cpu::Epilogue::None; }
+
+// W [n x k] row-major into the kernels' panels of 16 outputs.
+AlignedVector<float> pack_panels(const float* w, std::size_t n, std::size_t k) {
+  AlignedVector<float> out(padded(n) * k, 0.0f);
+  for (std::size_t q = 0; q < padded(n) / cpu::kPanel; ++q) {
+    float* panel = out.data() + q * k * cpu::kPanel;
+    const std::size_t cols = std::min(cpu::kPanel, n - q * cpu::kPanel);
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float* row = w + (q * cpu::kPanel + c) * k;
+      for (std::size_t p = 0; p < k; ++p) panel[p * cpu::kPanel + c] = row[p];
+    }
+  }
+  return out;
+}
+
+AlignedVector<float> padded_bias(const float* b, std::size_t n) {
+  AlignedVector<float> out(padded(n), 0.0f);
+  if (b) std::copy(b, b + n, out.begin());
+  return out;
+}
+
+// Runs fn(c0, c1) over [0, n) in slices of whole column groups, on the pool when asked.
+template <class Fn>
+void by_columns(std::size_t n, std::size_t parts_wanted, bool parallel, const Fn& fn) {
+  const std::size_t groups = ceil_div(n, kColumnGroup);
+  const std::size_t parts = parallel ? std::min(groups, parts_wanted) : 1;
+  if (parts <= 1) {
+    fn(std::size_t(0), n);
+    return;
+  }
+  const std::size_t per = ceil_div(groups, parts);
+  parallel_for(ceil_div(groups, per), [&](std::size_t i) {
+    fn(i * per * kColumnGroup, std::min(n, (i + 1) * per * kColumnGroup));
+  });
+}
+
+// out[rows x n] = in[rows x k] . W^T + bias through the dense kernels, columns shared out.
+void dense_gemm(const float* b, std::size_t b_rs, std::size_t b_ps, const float* bias, std::size_t k, std::size_t n,
+                const float* in, std::size_t rows, float* out, Activation act, float alpha, bool parallel) {
+  const cpu::Kernels& kern = cpu::kernels();
+  const std::size_t parts = 4 * static_cast<std::size_t>(thread_count());
+  by_columns(n, parts, parallel, [&](std::size_t c0, std::size_t c1) {
+    cpu::Gemm g;
+    g.m = rows;
+    g.n = c1 - c0;
+    g.k = k;
+    g.a = in;
+    g.a_rs = k;
+    g.a_cs = 1;
+    g.b = b + (c0 / cpu::kPanel) * b_ps;
+    g.b_rs = b_rs;
+    g.b_ps = b_ps;
+    g.bias = bias + c0;
+    g.c = out + c0;
+    g.ldc = n;
+    g.epilogue = epilogue_of(act);
+    g.alpha = alpha;
+    kern.gemm(g);
+  });
+}
+
+}  // namespace
+
+struct SparseModel::Scratch {
+  AlignedVector<float> enc, ping0, ping1, low, scores, packed;
+  std::vector<std::uint32_t> idx, uni, merged;
+  std::vector<std::size_t> counts;
+  std::vector<std::uint64_t> keys;
+};
+
+SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseLayerSource>& layers)
+    : encoding_(encoding) {
+  if (layers.empty()) throw std::invalid_argument("a sparse model needs at least one layer");
+  std::size_t width = encoding_.width();
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const SparseLayerSource& s = layers[i];
+    const std::string where = "layer " + std::to_string(i);
+    if (s.inputs != width) {
+      throw std::invalid_argument(where + " takes " + std::to_string(s.inputs) + " inputs but receives " +
+                                  std::to_string(width));
+    }
+    if (s.outputs == 0 || s.outputs >= (std::size_t(1) << 31)) throw std::invalid_argument(where + " has no outputs");
+    const int code = static_cast<int>(s.mode);
+    if (code < 0 || code >= kModeCount) throw std::invalid_argument(where + ": unknown sparsity mode");
+    if (i + 1 == layers.size() && s.mode != Mode::Dense) {
+      throw std::invalid_argument("the last layer's outputs are the model's: they cannot be sparsified");
+    }
+    if ((s.mode == Mode::TopK || s.mode == Mode::Predictor) && (s.k == 0 || s.k > s.outputs)) {
+      throw std::invalid_argument(where + ": k must be in [1, " + std::to_string(s.outputs) + "], got " +
+                                  std::to_string(s.k));
+    }
+    if (s.mode == Mode::Threshold && !(s.threshold >= 0)) {
+      throw std::invalid_argument(where + ": the threshold must be a number >= 0");
+    }
+    if (s.mode == Mode::Predictor && (s.rank == 0 || !s.pa || !s.pb)) {
+      throw std::invalid_argument(where + ": predictor mode needs the predictor's weights and rank");
+    }
+    Layer l;
+    l.k = s.inputs;
+    l.n = s.outputs;
+    l.activation = s.activation;
+    l.alpha = s.alpha;
+    l.mode = s.mode;
+    l.threshold = s.threshold;
+    l.keep = s.k;
+    l.sparse_in = i > 0 && layers[i - 1].mode != Mode::Dense;
+    l.bias = padded_bias(s.bias, s.outputs);
+    if (s.mode == Mode::Predictor) {
+      // Chosen outputs are computed one row of W at a time; sparse inputs are then just zeros.
+      l.wr.assign(s.weight, s.weight + s.outputs * s.inputs);
+      l.rank = s.rank;
+      l.pa_panels = pack_panels(s.pa, s.rank, s.inputs);
+      l.pa_bias = padded_bias(s.pa_bias, s.rank);
+      l.pb_panels = pack_panels(s.pb, s.outputs, s.rank);
+      l.pb_bias = padded_bias(s.pb_bias, s.outputs);
+      max_rank_ = std::max(max_rank_, s.rank);
+    } else if (l.sparse_in) {
+      l.ldt = padded(s.outputs);
+      l.wt.assign(l.k * l.ldt, 0.0f);
+      for (std::size_t o = 0; o < s.outputs; ++o)
+        for (std::size_t p = 0; p < s.inputs; ++p) l.wt[p * l.ldt + o] = s.weight[o * s.inputs + p];
+    } else {
+      l.panels = pack_panels(s.weight, s.outputs, s.inputs);
+    }
+    max_width_ = std::max(max_width_, s.outputs);
+    layers_.push_back(std::move(l));
+    width = s.outputs;
+  }
+  max_width_ = std::max(max_width_, encoding_.width());
+}
+
+std::size_t SparseModel::bytes() const {
+  std::size_t total = 0;
+  for (const Layer& l : layers_) {
+    total += 4 * (l.k * l.n + l.n);
+    if (l.mode == Mode::Predictor) total += 4 * (l.rank * (l.k + l.n + 1) + l.n);
+  }
+  return total;
+}
+
+void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool inner, Scratch& s) const {
+  const cpu::Kernels& kern = cpu::kernels();
+  const int threads = thread_count();
+  const float* in = x;
+  if (encoding_.type != Encoding::Identity) {
+    encode_forward(encoding_, x, rows, s.enc.data());
+    in = s.enc.data();
+  }
+  const std::uint32_t* in_idx = nullptr;  // the union of the kept inputs, when they are sparse
+  std::size_t in_count = 0;
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& l = layers_[li];
+    const bool last = li + 1 == layers_.size();
+    float* z = last ? out : (li & 1 ? s.ping1.data() : s.ping0.data());
+    const bool parallel = inner && threads > 1 && l.k * l.n * rows >= kParallelMacs;
+    std::uint32_t* idx = s.idx.data();  // rows x n kept lists
+    std::size_t* counts = s.counts.data();
+
+    if (l.mode == Mode::Predictor) {
+      // Scores from the low-rank predictor, then the k best units per row, computed alone.
+      dense_gemm(l.pa_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.pa_bias.data(), l.k, l.rank, in, rows,
+                 s.low.data(), Activation::None, 0, false);
+      dense_gemm(l.pb_panels.data(), cpu::kPanel, l.rank * cpu::kPanel, l.pb_bias.data(), l.rank, l.n, s.low.data(),
+                 rows, s.scores.data(), Activation::None, 0, parallel);
+      for (std::size_t r = 0; r < rows; ++r) {
+        counts[r] = select_top(s.scores.data() + r * l.n, false, l.n, l.keep, idx + r * l.n, s.keys.data());
+      }
+    }
+    // The union of the rows' lists (the units any row of the tile needs).
+    auto unite = [&]() -> std::size_t {
+      std::size_t count = counts[0];
+      std::copy(idx, idx + count, s.uni.data());
+      for (std::size_t r = 1; r < rows; ++r) {
+        const std::size_t m = merge_union(s.uni.data(), count, idx + r * l.n, counts[r], s.merged.data());
+        std::copy(s.merged.data(), s.merged.data() + m, s.uni.data());
+        count = m;
+      }
+      return count;
+    };
+
+    if (l.mode == Mode::Predictor) {
+      const std::size_t u = unite();
+      std::fill(z, z + rows * l.n, 0.0f);
+      const std::size_t parts = parallel ? std::min(u, 4 * static_cast<std::size_t>(threads)) : 1;
+      auto dots = [&](std::size_t i) {
+        const std::size_t a = i * u / parts, b = (i + 1) * u / parts;
+        cpu::DotRows d;
+        d.w = l.wr.data();
+        d.ldw = l.k;
+        d.k = l.k;
+        d.idx = s.uni.data() + a;
+        d.count = b - a;
+        d.x = in;
+        d.ldx = l.k;
+        d.rows = rows;
+        d.h = z;
+        d.ldh = l.n;
+        kern.dot_rows(d);
+      };
+      if (parts > 1) {
+        parallel_for(parts, dots);
+      } else if (parts == 1) {
+        dots(0);
+      }
+      // Bias and activation on the computed units, gathered so the activation runs on a
+      // contiguous array; then each row keeps only its own units.
+      float* g = s.packed.data();
+      for (std::size_t r = 0; r < rows; ++r) {
+        float* zr = z + r * l.n;
+        for (std::size_t i = 0; i < u; ++i) g[i] = zr[s.uni[i]] + l.bias[s.uni[i]];
+        activation_forward(l.activation, l.alpha, g, g, u);
+        for (std::size_t i = 0; i < u; ++i) zr[s.uni[i]] = g[i];
+        keep_only(zr, l.n, idx + r * l.n, counts[r]);
+      }
+      in = z;
+      in_idx = s.uni.data();
+      in_count = u;
+      // The next layer reads in_idx from s.uni, and may write s.uni itself only after it.
+      continue;
+    }
+
+    if (l.sparse_in && (rows == 1 || in_count <= kUnionDenseFraction * static_cast<double>(l.k))) {
+      for (std::size_t r = 0; r < rows; ++r) std::copy(l.bias.data(), l.bias.data() + l.n, z + r * l.n);
+      const std::size_t parts = static_cast<std::size_t>(threads);
+      by_columns(l.n, parts, parallel, [&](std::size_t c0, std::size_t c1) {
+        cpu::AxpyRows a;
+        a.w = l.wt.data();
+        a.ldw = l.ldt;
+        a.idx = in_idx;
+        a.count = in_count;
+        a.h = in;
+        a.ldh = l.k;
+        a.rows = rows;
+        a.y = z;
+        a.ldy = l.n;
+        a.c0 = c0;
+        a.c1 = c1;
+        kern.axpy_rows(a);
+        if (epilogue_of(l.activation) != cpu::Epilogue::None) {
+          for (std::size_t r = 0; r < rows; ++r) kern.rectify(epilogue_of(l.activation), l.alpha, z + r * l.n + c0, z + r * l.n + c0, c1 - c0);
+        }
+      });
+    } else if (l.sparse_in) {
+      dense_gemm(l.wt.data(), l.ldt, cpu::kPanel, l.bias.data(), l.k, l.n, in, rows, z, l.activation, l.alpha, parallel);
+    } else {
+      dense_gemm(l.panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data(), l.k, l.n, in, rows, z, l.activation,
+                 l.alpha, parallel);
+    }
+    if (!in_epilogue(l.activation)) activation_forward(l.activation, l.alpha, z, z, rows * l.n);
+
+    if (l.mode == Mode::Dense) {
+      in = z;
+      in_idx = nullptr;
+      in_count = 0;
+      continue;
+    }
+    for (std::size_t r = 0; r < rows; ++r) {
+      float* zr = z + r * l.n;
+      std::uint32_t* ir = idx + r * l.n;
+      if (l.mode == Mode::Exact) {
+        counts[r] = select_nonzero(zr, l.n, ir);
+      } else if (l.mode == Mode::Threshold) {
+        counts[r] = select_threshold(zr, l.n, l.threshold, ir);
+      } else {
+        counts[r] = select_top(zr, true, l.n, l.keep, ir, s.keys.data());
+        keep_only(zr, l.n, ir, counts[r]);
+      }
+    }
+    in_count = unite();
+    in_idx = s.uni.data();
+    in = z;
+  }
+}
+
+void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
+  const std::size_t tiles = ceil_div(batch, kTileRows);
+  const std::size_t enc_w = encoding_.type == Encoding::Identity ? 0 : encoding_.width();
+  auto make_scratch = [&](Scratch& s, std::size_t rows) {
+    s.enc.resize(rows * enc_w);
+    s.ping0.resize(rows * max_width_);
+    s.ping1.resize(rows * max_width_);
+    s.low.resize(rows * std::max<std::size_t>(max_rank_, 1));
+    s.scores.resize(max_rank_ ? rows * max_width_ : 0);
+    s.packed.resize(max_width_);
+    s.idx.resize(rows * max_width_);
+    s.uni.resize(max_width_);
+    s.merged.resize(max_width_);
+    s.counts.resize(rows);
+    s.keys.resize(max_width_);
+  };
+  const std::size_t out_w = outputs(), in_w = inputs();
+  if (tiles == 1 || thread_count() == 1) {
+    // One tile at a time, the pool working inside each layer.
+    thread_local Scratch kept;
+    make_scratch(kept, std::min(batch, kTileRows));
+    for (std::size_t t = 0; t < tiles; ++t) {
+      const std::size_t r0 = t * kTileRows, rows = std::min(kTileRows, batch - r0);
+      run_tile(x + r0 * in_w, rows, out + r0 * out_w, true, kept);
+    }
+    return;
+  }
+  // Many tiles: one per task, each on one thread.
+  parallel_for(tiles, [&](std::size_t t) {
+    thread_local Scratch kept;
+    make_scratch(kept, kTileRows);
+    const std::size_t r0 = t * kTileRows, rows = std::min(kTileRows, batch - r0);
+    run_tile(x + r0 * in_w, rows, out + r0 * out_w, false, kept);
+  });
+}
+
+}  // namespace mlpkit::sparse

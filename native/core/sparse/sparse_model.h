@@ -1,0 +1,85 @@
+// A sparse-activation MLP for inference (issue #5): after chosen hidden layers only some units
+// are kept per row (exact ReLU zeros, a magnitude threshold, top-k, or a low-rank predictor
+// that picks them before the layer is computed), and the next layer reads only the weights of
+// the kept units. Immutable after construction, so any number of predicts may run at once.
+//
+// Weight storage follows how each layer is read:
+//  - a layer whose inputs arrive sparse keeps W^T row-major ("neuron-major": one contiguous row
+//    of outputs per input unit), read by axpy over the kept units, or by the dense GEMM through
+//    the strided view when a batch's union of kept units is too dense to win;
+//  - a layer whose outputs a predictor chooses keeps W row-major (PyTorch's layout), read one
+//    chosen output row at a time by dot products;
+//  - any other layer keeps the packed panels of the dense kernels (core/cpu/kernels.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/activation.h"
+#include "core/aligned.h"
+#include "core/encoding.h"
+#include "core/predictor.h"
+#include "core/sparse/select.h"
+
+namespace mlpkit::sparse {
+
+struct SparseLayerSource {
+  std::size_t inputs = 0, outputs = 0;
+  Activation activation = Activation::None;
+  float alpha = 0;
+  const float* weight = nullptr;  // [outputs x inputs]
+  const float* bias = nullptr;    // [outputs] or null
+  // What is kept of this layer's outputs (Dense for the last layer).
+  Mode mode = Mode::Dense;
+  float threshold = 0;  // Threshold: keep |h| > threshold
+  std::size_t k = 0;    // TopK, Predictor: units kept per row
+  // Predictor: score = B (A x + a) + b, with A [rank x inputs] and B [outputs x rank].
+  std::size_t rank = 0;
+  const float* pa = nullptr;
+  const float* pa_bias = nullptr;
+  const float* pb = nullptr;
+  const float* pb_bias = nullptr;
+};
+
+class SparseModel final : public Predictor {
+ public:
+  // Copies the weights. Throws std::invalid_argument for layers that do not chain or settings
+  // that do not fit them.
+  SparseModel(const EncodingSpec& encoding, const std::vector<SparseLayerSource>& layers);
+
+  std::size_t inputs() const override { return encoding_.inputs; }
+  std::size_t outputs() const override { return layers_.back().n; }
+  std::size_t bytes() const;
+
+  // out[batch x outputs] = net(x[batch x inputs]). A row's result does not depend on the batch
+  // it comes in or on the thread count (every product has one fixed chain per output).
+  void predict(const float* x, std::size_t batch, float* out) const override;
+
+ private:
+  struct Layer {
+    std::size_t k = 0, n = 0;
+    Activation activation = Activation::None;
+    float alpha = 0;
+    Mode mode = Mode::Dense;
+    float threshold = 0;
+    std::size_t keep = 0;
+    bool sparse_in = false;
+    AlignedVector<float> panels;  // dense layers: W^T in panels
+    AlignedVector<float> wt;      // sparse inputs: W^T [k x ldt]
+    std::size_t ldt = 0;
+    AlignedVector<float> wr;      // predictor-chosen outputs: W [n x k]
+    AlignedVector<float> bias;    // padded to whole panels, zeros without a bias
+    std::size_t rank = 0;
+    AlignedVector<float> pa_panels, pa_bias, pb_panels, pb_bias;
+  };
+  struct Scratch;
+
+  void run_tile(const float* x, std::size_t rows, float* out, bool inner_parallel, Scratch& s) const;
+
+  EncodingSpec encoding_;
+  std::vector<Layer> layers_;
+  std::size_t max_width_ = 0, max_rank_ = 0;
+};
+
+}  // namespace mlpkit::sparse
