@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -82,7 +83,7 @@ float mul(float a, float b) {
 
 enum Group {
   kGemmPacked, kGemmRowMajor, kGemmWeightGrad, kGemmPageEnd, kGemmRows, kRectify, kRectifyBackward,
-  kColumnSums, kReduce, kAdam, kSgd, kGroups
+  kColumnSums, kReduce, kAdam, kSgd, kAxpyRows, kDotRows, kGroups
 };
 const char* const kGroupNames[kGroups] = {
     "gemm forward, packed B (10 variants)",
@@ -96,6 +97,8 @@ const char* const kGroupNames[kGroups] = {
     "reduce",
     "adam",
     "sgd",
+    "axpy_rows (sparse, neuron-major)",
+    "dot_rows (sparse, chosen outputs)",
 };
 struct Stat {
   long long cases = 0, values = 0, failures = 0;
@@ -891,6 +894,110 @@ const cpu::Kernels* table_named(const char* name) {
 
 }  // namespace
 
+// axpy_rows: y[r][c] += h[r][j] * w[j][c] over a list of j, each output one chain in list order
+// (fused for SIMD, multiply then add for scalar; zero h contribute exactly nothing). Weight rows
+// of exactly n floats with the last one ending at a page end, and a column range [c0, c1)
+// inside the rows, so a load past a row or a store outside the range shows.
+void test_axpy_rows(Table& t) {
+  std::uint64_t seed = 7000;
+  for (std::size_t rows : {1, 2, 5, 16})
+    for (std::size_t n : {1, 3, 17, 63, 65, 1000})
+      for (std::size_t k : {1, 7, 64}) {
+        set_case(t, kAxpyRows, "rows=%zu n=%zu k=%zu", rows, n, k);
+        Rng r(seed++);
+        PageEnd w(k * n);
+        for (std::size_t i = 0; i < k * n; ++i) w[i] = r.value();
+        std::vector<float> h(rows * k);
+        for (float& v : h) v = r.value(3);  // a third exact zeros
+        std::vector<std::uint32_t> idx;
+        for (std::size_t j = 0; j < k; ++j)
+          if (r.next() % 4 != 0) idx.push_back(static_cast<std::uint32_t>(j));
+        const std::size_t c0 = n > 2 ? 1 : 0, c1 = n > 2 ? n - 1 : n;
+        PageEnd y(rows * n);
+        std::vector<float> y0(rows * n);
+        for (std::size_t i = 0; i < rows * n; ++i) y[i] = y0[i] = (i % n >= c0 && i % n < c1) ? r.value() : sentinel();
+        cpu::AxpyRows a;
+        a.w = w.data();
+        a.ldw = n;
+        a.idx = idx.data();
+        a.count = idx.size();
+        a.h = h.data();
+        a.ldh = k;
+        a.rows = rows;
+        a.y = y.data();
+        a.ldy = n;
+        a.c0 = c0;
+        a.c1 = c1;
+        t.k->axpy_rows(a);
+        for (std::size_t row = 0; row < rows; ++row)
+          for (std::size_t c = 0; c < n; ++c) {
+            const std::size_t at = row * n + c;
+            if (c < c0 || c >= c1) {
+              check_sentinel("y", at, y[at]);
+              continue;
+            }
+            float want = y0[at];
+            double ref = want, mag = std::fabs(ref);
+            for (std::uint32_t j : idx) {
+              const float hv = h[row * k + j], wv = w[j * n + c];
+              if (hv == 0.0f) continue;
+              want = t.fused ? std::fma(hv, wv, want) : want + mul(hv, wv);
+              ref += static_cast<double>(hv) * wv;
+              mag += std::fabs(static_cast<double>(hv) * wv);
+            }
+            compare("y", row, c, y[at], want, ref, (static_cast<double>(idx.size()) + 1) * kU * mag + 1e-30);
+          }
+      }
+}
+
+// dot_rows: h[r][j] = w_j . x_r for the listed j only (other entries untouched), within the
+// float32 bound of its fixed order (four vector chains, then a tree over lanes).
+void test_dot_rows(Table& t) {
+  std::uint64_t seed = 8000;
+  for (std::size_t rows : {1, 3, 16})
+    for (std::size_t k : {1, 3, 17, 63, 65, 1000})
+      for (std::size_t n : {1, 9}) {
+        set_case(t, kDotRows, "rows=%zu k=%zu n=%zu", rows, k, n);
+        Rng r(seed++);
+        PageEnd w(n * k), x(rows * k);
+        for (std::size_t i = 0; i < n * k; ++i) w[i] = r.value();
+        for (std::size_t i = 0; i < rows * k; ++i) x[i] = r.value(5);
+        std::vector<std::uint32_t> idx;
+        for (std::size_t j = 0; j < n; ++j)
+          if (n == 1 || j % 3 != 1) idx.push_back(static_cast<std::uint32_t>(j));
+        std::vector<float> h(rows * n, sentinel());
+        cpu::DotRows d;
+        d.w = w.data();
+        d.ldw = k;
+        d.k = k;
+        d.idx = idx.data();
+        d.count = idx.size();
+        d.x = x.data();
+        d.ldx = k;
+        d.rows = rows;
+        d.h = h.data();
+        d.ldh = n;
+        t.k->dot_rows(d);
+        for (std::size_t row = 0; row < rows; ++row)
+          for (std::size_t j = 0; j < n; ++j) {
+            const float got = h[row * n + j];
+            if (std::find(idx.begin(), idx.end(), j) == idx.end()) {
+              check_sentinel("h", row * n + j, got);
+              continue;
+            }
+            double ref = 0, mag = 0;
+            for (std::size_t p = 0; p < k; ++p) {
+              ref += static_cast<double>(w[j * k + p]) * x[row * k + p];
+              mag += std::fabs(static_cast<double>(w[j * k + p]) * x[row * k + p]);
+            }
+            ++g_stat->values;
+            if (!(std::fabs(got - ref) <= (static_cast<double>(k) + 8) * kU * mag + 1e-30)) {
+              fail("h(%zu, %zu): got %.9g, double %.12g, |err| %.3g", row, j, got, ref, std::fabs(got - ref));
+            }
+          }
+      }
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   // Strict by default now that the builds pass -ffp-contract=off; MLPKIT_KERNEL_TESTS_STRICT=0
@@ -947,6 +1054,8 @@ int main() {
     test_reduce(t);
     test_adam(t);
     test_sgd(t);
+    test_axpy_rows(t);
+    test_dot_rows(t);
   }
 
   long long failed = setup_failures;

@@ -72,8 +72,9 @@ struct SgdStep {
 // weights that input neuron j sends to every output, so the rows of the active neurons are
 // read whole and in order, and the skipped ones never.
 //   y[r * ldy + c] += h[r * ldh + j] * w[j * ldw + c]  for c in [c0, c1), each listed j in order,
-// skipping h == 0: each output is one chain over the listed j in increasing order, the same
-// chain whatever the number of rows, so a row's result does not depend on its batch.
+// each output one chain over the listed j in increasing order (a zero h may be skipped: with
+// finite weights it adds exactly nothing), the same chain whatever the number of rows, so a
+// row's result does not depend on its batch.
 struct AxpyRows {
   const float* w = nullptr;
   std::size_t ldw = 0;

@@ -7,7 +7,7 @@
 //
 // V provides: T (the register type), W (lanes), MR x NV (the GEMM register tile: MR rows of A
 // by NV vectors of columns), and zero/set1/load/load_part/store/store_part/fma/add/mul/div/
-// sqrt/max/gt_select, and pin (keeps a loaded value in a register: without it the compiler
+// sqrt/max/gt_select, prefetch (a hint; may do nothing), and pin (keeps a loaded value in a register: without it the compiler
 // folds the B loads into every FMA's memory operand, MR loads where one would do, and the
 // microkernel becomes load-bound). See kernels_scalar.cpp for the plainest V.
 
@@ -336,34 +336,74 @@ void sgd(const SgdStep& s, std::size_t begin, std::size_t end) {
 // while the listed weight rows stream past them.
 constexpr std::size_t kAxpySliceFloats = 8192;
 
+// y[0, n) += h0 * w0 + h1 * w1 + ... (G rows of weights, in order) for one row of outputs.
+// G rows at once: G memory streams in flight instead of one (a single stream stalls at every
+// page boundary), and one load and store of y per G products.
+// next: the following group's rows (gn of them), prefetched at the same columns, so their
+// streams are already running when this group ends (a prefetcher restarts at every row).
+template <int G>
+inline void axpy_group(const float* const* w, const float* hs, float* y, std::size_t c0, std::size_t c1,
+                       const float* const* next, std::size_t gn) {
+  T hv[G];
+  for (int g = 0; g < G; ++g) hv[g] = V::set1(hs[g]);
+  std::size_t c = c0;
+  const std::size_t whole = c0 + (c1 - c0) / W * W;
+  for (; c + 4 * W <= whole; c += 4 * W) {
+    for (std::size_t g = 0; g < gn; ++g)
+      for (std::size_t off = 0; off < 4 * W; off += 16) V::prefetch(next[g] + c + off);
+    T acc[4];
+    for (int u = 0; u < 4; ++u) acc[u] = V::load(y + c + u * W);
+    for (int g = 0; g < G; ++g)
+      for (int u = 0; u < 4; ++u) acc[u] = V::fma(hv[g], V::load(w[g] + c + u * W), acc[u]);
+    for (int u = 0; u < 4; ++u) V::store(y + c + u * W, acc[u]);
+  }
+  for (; c < whole; c += W) {
+    T acc = V::load(y + c);
+    for (int g = 0; g < G; ++g) acc = V::fma(hv[g], V::load(w[g] + c), acc);
+    V::store(y + c, acc);
+  }
+  if (c < c1) {
+    const std::size_t n = c1 - c;
+    T acc = V::load_part(y + c, n);
+    for (int g = 0; g < G; ++g) acc = V::fma(hv[g], V::load_part(w[g] + c, n), acc);
+    V::store_part(y + c, acc, n);
+  }
+}
+
+// A zero h adds nothing (fma(0, w, y) == y for the finite weights a model holds), so groups
+// where a row's h are all zero are skipped for that row, and the others need no test.
 void axpy_rows(const AxpyRows& a) {
+  constexpr int G = 4;
   const std::size_t rows = a.rows == 0 ? 1 : a.rows;
   std::size_t slice = kAxpySliceFloats / rows / W * W;
   if (slice < 4 * W) slice = 4 * W;
   for (std::size_t s0 = a.c0; s0 < a.c1; s0 += slice) {
     const std::size_t s1 = min_size(a.c1, s0 + slice);
-    const std::size_t whole = s0 + (s1 - s0) / W * W;
-    for (std::size_t n = 0; n < a.count; ++n) {
-      const std::size_t j = a.idx[n];
-      const float* wr = a.w + j * a.ldw;
+    for (std::size_t n0 = 0; n0 < a.count; n0 += G) {
+      const std::size_t g = min_size(G, a.count - n0);
+      const float* w[G];
+      for (std::size_t i = 0; i < g; ++i) w[i] = a.w + a.idx[n0 + i] * a.ldw;
+      const std::size_t gn = n0 + G < a.count ? min_size(G, a.count - n0 - G) : 0;
+      const float* next[G];
+      for (std::size_t i = 0; i < gn; ++i) next[i] = a.w + a.idx[n0 + G + i] * a.ldw;
       for (std::size_t r = 0; r < a.rows; ++r) {
-        const float hv = a.h[r * a.ldh + j];
-        if (hv == 0.0f) continue;
-        const T hb = V::set1(hv);
-        float* yr = a.y + r * a.ldy;
-        std::size_t c = s0;
-        for (; c + 4 * W <= whole; c += 4 * W) {
-          const T y0 = V::fma(hb, V::load(wr + c), V::load(yr + c));
-          const T y1 = V::fma(hb, V::load(wr + c + W), V::load(yr + c + W));
-          const T y2 = V::fma(hb, V::load(wr + c + 2 * W), V::load(yr + c + 2 * W));
-          const T y3 = V::fma(hb, V::load(wr + c + 3 * W), V::load(yr + c + 3 * W));
-          V::store(yr + c, y0);
-          V::store(yr + c + W, y1);
-          V::store(yr + c + 2 * W, y2);
-          V::store(yr + c + 3 * W, y3);
+        float hs[G];
+        bool any = false;
+        for (std::size_t i = 0; i < g; ++i) {
+          hs[i] = a.h[r * a.ldh + a.idx[n0 + i]];
+          any = any || hs[i] != 0.0f;
         }
-        for (; c < whole; c += W) V::store(yr + c, V::fma(hb, V::load(wr + c), V::load(yr + c)));
-        if (c < s1) V::store_part(yr + c, V::fma(hb, V::load_part(wr + c, s1 - c), V::load_part(yr + c, s1 - c)), s1 - c);
+        if (!any) continue;
+        float* y = a.y + r * a.ldy;
+        if (g == 4) {
+          axpy_group<4>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
+        } else if (g == 3) {
+          axpy_group<3>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
+        } else if (g == 2) {
+          axpy_group<2>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
+        } else {
+          axpy_group<1>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
+        }
       }
     }
   }

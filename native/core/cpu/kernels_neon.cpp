@@ -17,6 +17,7 @@ struct V {
   static constexpr int MR = 6;
   static constexpr int NV = 4;
   static void pin(T& x) { __asm__("" : "+w"(x)); }
+  static void prefetch(const float* p) { __builtin_prefetch(p); }
   static T zero() { return vdupq_n_f32(0.0f); }
   static T set1(float x) { return vdupq_n_f32(x); }
   static T load(const float* p) { return vld1q_f32(p); }

@@ -15,6 +15,7 @@ struct V {
   static constexpr int MR = 4;
   static constexpr int NV = 4;
   static void pin(T&) {}
+  static void prefetch(const float*) {}
   static T zero() { return 0.0f; }
   static T set1(float x) { return x; }
   static T load(const float* p) { return *p; }

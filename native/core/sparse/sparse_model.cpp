@@ -21,6 +21,8 @@ constexpr std::size_t kParallelMacs = std::size_t(1) << 18;
 // where the GEMM's strided view of W^T would not.
 constexpr double kUnionDenseFraction = 0.5;
 constexpr std::size_t kColumnGroup = 64;
+// Sparse products split their kept inputs into this many fixed ranges (see run_tile).
+constexpr std::size_t kAxpyParts = 8;
 
 std::size_t padded(std::size_t n) { return (n + cpu::kPanel - 1) / cpu::kPanel * cpu::kPanel; }
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
@@ -95,7 +97,7 @@ void dense_gemm(const float* b, std::size_t b_rs, std::size_t b_ps, const float*
 }  // namespace
 
 struct SparseModel::Scratch {
-  AlignedVector<float> enc, ping0, ping1, low, scores, packed;
+  AlignedVector<float> enc, ping0, ping1, low, scores, packed, partial;
   std::vector<std::uint32_t> idx, uni, merged;
   std::vector<std::size_t> counts;
   std::vector<std::uint64_t> keys;
@@ -252,29 +254,70 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       continue;
     }
 
-    if (l.sparse_in && (rows == 1 || in_count <= kUnionDenseFraction * static_cast<double>(l.k))) {
-      for (std::size_t r = 0; r < rows; ++r) std::copy(l.bias.data(), l.bias.data() + l.n, z + r * l.n);
-      const std::size_t parts = static_cast<std::size_t>(threads);
-      by_columns(l.n, parts, parallel, [&](std::size_t c0, std::size_t c1) {
+    if (l.sparse_in) {
+      // The inputs in kAxpyParts fixed ranges of input index, each summed into its own partial
+      // output by one task, then the partials added to the bias in range order. A range runs
+      // by axpy over its kept inputs (whole weight rows streamed in order) or, when a tile's
+      // union is too dense to win, by the GEMM over the whole range (zeros add nothing): the
+      // same sums either way, whatever the thread count or batch.
+      const bool by_rows = rows == 1 || in_count <= kUnionDenseFraction * static_cast<double>(l.k);
+      float* partial = s.partial.data();
+      std::size_t bounds[kAxpyParts + 1];
+      for (std::size_t p = 0; p <= kAxpyParts; ++p) {
+        const std::uint32_t edge = static_cast<std::uint32_t>(p * l.k / kAxpyParts);
+        bounds[p] = p == kAxpyParts ? in_count : static_cast<std::size_t>(std::lower_bound(in_idx, in_idx + in_count, edge) - in_idx);
+      }
+      auto part = [&](std::size_t p) {
+        float* y = partial + p * rows * l.n;
+        const std::size_t k0 = p * l.k / kAxpyParts, k1 = (p + 1) * l.k / kAxpyParts;
+        if (!by_rows) {
+          cpu::Gemm g;
+          g.m = rows;
+          g.n = l.n;
+          g.k = k1 - k0;
+          g.a = in + k0;
+          g.a_rs = l.k;
+          g.a_cs = 1;
+          g.b = l.wt.data() + k0 * l.ldt;
+          g.b_rs = l.ldt;
+          g.b_ps = cpu::kPanel;
+          g.c = y;
+          g.ldc = l.n;
+          if (g.k > 0) {
+            kern.gemm(g);
+          } else {
+            std::fill(y, y + rows * l.n, 0.0f);
+          }
+          return;
+        }
+        std::fill(y, y + rows * l.n, 0.0f);
         cpu::AxpyRows a;
         a.w = l.wt.data();
         a.ldw = l.ldt;
-        a.idx = in_idx;
-        a.count = in_count;
+        a.idx = in_idx + bounds[p];
+        a.count = bounds[p + 1] - bounds[p];
         a.h = in;
         a.ldh = l.k;
         a.rows = rows;
-        a.y = z;
+        a.y = y;
         a.ldy = l.n;
-        a.c0 = c0;
-        a.c1 = c1;
+        a.c0 = 0;
+        a.c1 = l.n;
         kern.axpy_rows(a);
-        if (epilogue_of(l.activation) != cpu::Epilogue::None) {
-          for (std::size_t r = 0; r < rows; ++r) kern.rectify(epilogue_of(l.activation), l.alpha, z + r * l.n + c0, z + r * l.n + c0, c1 - c0);
-        }
-      });
-    } else if (l.sparse_in) {
-      dense_gemm(l.wt.data(), l.ldt, cpu::kPanel, l.bias.data(), l.k, l.n, in, rows, z, l.activation, l.alpha, parallel);
+      };
+      if (parallel) {
+        parallel_for(kAxpyParts, part);
+      } else {
+        for (std::size_t p = 0; p < kAxpyParts; ++p) part(p);
+      }
+      const float* sums[kAxpyParts + 1];
+      sums[0] = l.bias.data();
+      for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t p = 0; p < kAxpyParts; ++p) sums[p + 1] = partial + (p * rows + r) * l.n;
+        float* zr = z + r * l.n;
+        kern.reduce(zr, sums, kAxpyParts + 1, 0, l.n);
+        if (epilogue_of(l.activation) != cpu::Epilogue::None) kern.rectify(epilogue_of(l.activation), l.alpha, zr, zr, l.n);
+      }
     } else {
       dense_gemm(l.panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data(), l.k, l.n, in, rows, z, l.activation,
                  l.alpha, parallel);
@@ -315,6 +358,7 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
     s.low.resize(rows * std::max<std::size_t>(max_rank_, 1));
     s.scores.resize(max_rank_ ? rows * max_width_ : 0);
     s.packed.resize(max_width_);
+    s.partial.resize(kAxpyParts * rows * max_width_);
     s.idx.resize(rows * max_width_);
     s.uni.resize(max_width_);
     s.merged.resize(max_width_);

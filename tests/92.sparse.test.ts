@@ -1,0 +1,204 @@
+// Sparse-activation models (net.sparsify, lib/sparse and native/core/sparse): exact mode equals
+// the dense model; the approximate modes keep the same units on both backends; settings and
+// calibration data are checked.
+//
+// Tolerances: exact mode skips only exact zeros, so its outputs are the dense products summed in
+// another order: within 1e-5 of the output scale (float32 sums of up to ~1000 O(1) terms, as
+// tests/40). Native against reference in the approximate modes: same units kept, then float32
+// against float64 sums: 1e-4 of the output scale (two chained layers of such sums, and a kept
+// unit's value enters the next layer's sum).
+
+import { describe, expect, it } from 'vitest';
+import { Mlp, SparseMlp, type SparsifyOptions } from '../lib/index.js';
+import { selectBackend } from '../lib/backend/index.js';
+import { referenceBackend } from '../lib/backend/reference/index.js';
+import type { SparseLayer } from '../lib/backend/types.js';
+import { selectTop } from '../lib/sparse/select.js';
+import { backendsUnderTest, expectClose, hasNative, randomArray } from './helpers.js';
+
+const nativeSparse = hasNative() && typeof selectBackend('native').createSparseModel === 'function';
+
+function net(inputs: number, hidden: number[], outputs: number, backend: 'native' | 'reference', seed = 1, activation: 'relu' | 'gelu' = 'relu'): Mlp {
+  return new Mlp({ inputs, layers: [...hidden.map((units) => ({ units, activation })), { units: outputs }], seed }, { backend });
+}
+
+describe.each(backendsUnderTest())('exact mode on %s', (backend) => {
+  it.each([
+    [1, [3], 1],
+    [17, [63], 3],
+    [3, [65, 17], 2],
+    [63, [1000], 65],
+    [65, [64, 1000, 17], 5],
+  ])('inputs %i, hidden %j, outputs %i: equals the dense model for batches 1, 3, 17, 40', async (inputs, hidden, outputs) => {
+    const dense = net(inputs, hidden, outputs, backend);
+    const sparse = await dense.sparsify({ mode: 'exact', backend });
+    expect(sparse.backend).toBe(backend);
+    for (const batch of [1, 3, 17, 40]) {
+      const x = randomArray(batch * inputs, batch + inputs);
+      expectClose(sparse.predict(x), dense.predict(x), 1e-5, `batch ${batch}`);
+    }
+    sparse.dispose();
+    dense.dispose();
+  });
+
+  it('a frequency-encoded model', async () => {
+    const dense = new Mlp({ inputs: 2, encoding: { type: 'frequency', octaves: 4 }, layers: [{ units: 40, activation: 'relu' }, { units: 3 }], seed: 2 }, { backend });
+    const sparse = await dense.sparsify({ mode: 'exact', backend });
+    const x = randomArray(2 * 9, 4);
+    expectClose(sparse.predict(x), dense.predict(x), 1e-5);
+  });
+});
+
+describe.runIf(nativeSparse)('native sparse model', () => {
+  it('a row gives the same bits alone as inside any batch, in every mode', async () => {
+    const dense = net(33, [200, 120], 7, 'native', 3);
+    const x = randomArray(33 * 37, 9);
+    const modes: SparsifyOptions[] = [
+      { mode: 'exact' },
+      { mode: 'threshold', targetDensity: 0.2, calibration: x },
+      { mode: 'topk', k: 30 },
+      { mode: 'predictor', targetDensity: 0.25, calibration: x, epochs: 2 },
+    ];
+    for (const options of modes) {
+      const sparse = await dense.sparsify({ ...options, backend: 'native' });
+      const all = sparse.predict(x);
+      for (const r of [0, 5, 16, 17, 36]) {
+        const one = sparse.predict(x.subarray(r * 33, (r + 1) * 33));
+        expect(Array.from(one), `${options.mode} row ${r}`).toEqual(Array.from(all.subarray(r * 7, (r + 1) * 7)));
+      }
+      expect(Array.from(await sparse.predictAsync(x))).toEqual(Array.from(all));
+      sparse.dispose();
+    }
+  });
+
+  it('native and reference keep the same units (threshold, top-k, predictor)', () => {
+    // Built from the same layer arrays on both backends, so the predictor weights are shared.
+    const inputs = 29, hidden = 301, outputs = 9;
+    const w1 = randomArray(hidden * inputs, 1, 0.3);
+    const b1 = randomArray(hidden, 2, 0.1);
+    const w2 = randomArray(outputs * hidden, 3, 0.1);
+    const pa = randomArray(16 * inputs, 4, 0.3);
+    const pb = randomArray(hidden * 16, 5, 0.3);
+    const base = { threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null };
+    const cases: Partial<SparseLayer>[] = [
+      { mode: 2, threshold: 0.35 },
+      { mode: 3, k: 37 },
+      { mode: 4, k: 50, rank: 16, predictorA: pa, predictorABias: null, predictorB: pb, predictorBBias: randomArray(hidden, 6, 0.1) },
+    ];
+    const config = { inputs, encoding: 0, octaves: 0, includeInput: false };
+    for (const activation of [1, 3]) {
+      for (const c of cases) {
+        const layers: SparseLayer[] = [
+          { ...base, inputs, outputs: hidden, activation, alpha: 0, weight: w1, bias: b1, mode: 0, ...c } as SparseLayer,
+          { ...base, inputs: hidden, outputs, activation: 0, alpha: 0, weight: w2, bias: null, mode: 0 },
+        ];
+        const native = selectBackend('native').createSparseModel!(config, layers);
+        const reference = referenceBackend.createSparseModel!(config, layers);
+        for (const batch of [1, 5, 40]) {
+          const x = randomArray(batch * inputs, 10 + batch);
+          const a = new Float32Array(batch * outputs);
+          const b = new Float32Array(batch * outputs);
+          native.predict(x, batch, a);
+          reference.predict(x, batch, b);
+          expectClose(a, b, 1e-4, `mode ${c.mode} activation ${activation} batch ${batch}`);
+        }
+        native.dispose();
+        reference.dispose();
+      }
+    }
+  });
+});
+
+describe.each(backendsUnderTest())('approximate modes on %s', (backend) => {
+  it('threshold mode hits its target density on the calibration rows and reports the error', async () => {
+    const dense = net(24, [256], 4, backend, 5, 'gelu');
+    const x = randomArray(24 * 64, 6);
+    const sparse = await dense.sparsify({ mode: 'threshold', targetDensity: 0.3, calibration: x, backend });
+    const s = sparse.stats!;
+    expect(s.samples).toBe(64);
+    expect(s.layers[0].density).toBeGreaterThan(0.29);
+    expect(s.layers[0].density).toBeLessThan(0.31);
+    expect(s.layers[0].threshold).toBeGreaterThan(0);
+    expect(s.output.relativeRms).toBeGreaterThan(0);
+    expect(s.output.relativeRms).toBeLessThan(1);
+    expect(sparse.layers[0].mode).toBe('threshold');
+    expect(sparse.layers[1].mode).toBe('dense');
+  });
+
+  it('top-k keeps k units per row', async () => {
+    const dense = net(10, [50], 1, backend, 7, 'gelu');
+    // With one output unit weighing every hidden unit 1, the output is the sum of the kept units.
+    const p = dense.getParameters();
+    p.fill(1, 10 * 50 + 50, 10 * 50 + 50 + 50);
+    p[p.length - 1] = 0;
+    dense.setParameters(p);
+    const hiddenNet = new Mlp({ inputs: 10, layers: [{ units: 50, activation: 'gelu' }] }, { backend, parameters: p.subarray(0, 550) });
+    const x = randomArray(10 * 6, 8);
+    const h = hiddenNet.predict(x);
+    const sparse = await dense.sparsify({ mode: 'topk', k: 7, backend });
+    const y = sparse.predict(x);
+    for (let r = 0; r < 6; r++) {
+      const kept = selectTop(h, r * 50, 50, 7, true);
+      const sum = kept.reduce((s, j) => s + h[r * 50 + j], 0);
+      expect(y[r]).toBeCloseTo(sum, 4);
+    }
+  });
+
+  it('predictor mode trains a predictor and reports its recall', async () => {
+    const dense = net(16, [128], 4, backend, 9);
+    const x = randomArray(16 * 200, 10);
+    const sparse = await dense.sparsify({ mode: 'predictor', targetDensity: 0.25, calibration: x, rank: 16, epochs: 60, backend });
+    const layer = sparse.stats!.layers[0];
+    expect(layer.k).toBe(32);
+    expect(layer.recall).toBeGreaterThan(0.5); // a linear model's units are easy to predict
+    expect(layer.recall).toBeLessThanOrEqual(1);
+    expect(sparse.layers[0]).toMatchObject({ mode: 'predictor', k: 32, rank: 16 });
+  });
+});
+
+describe('sparsify options are checked', () => {
+  const dense = net(4, [8, 8], 2, 'reference');
+  const gelu = net(4, [8], 2, 'reference', 1, 'gelu');
+  const x = randomArray(4 * 5, 1);
+  const bad: [string, unknown, RegExp, string][] = [
+    ['no mode', {}, /options\.mode/, 'ERR_INVALID_ARG_TYPE'],
+    ['unknown mode', { mode: 'fast' }, /options\.mode/, 'ERR_OUT_OF_RANGE'],
+    ['unknown option', { mode: 'exact', targetdensity: 0.1 }, /Unknown option options\.targetdensity/, 'ERR_OUT_OF_RANGE'],
+    ['density 0', { mode: 'topk', targetDensity: 0 }, /targetDensity/, 'ERR_OUT_OF_RANGE'],
+    ['density above 1', { mode: 'topk', targetDensity: 1.5 }, /targetDensity/, 'ERR_OUT_OF_RANGE'],
+    ['k above the layer', { mode: 'topk', k: 9 }, /options\.k/, 'ERR_OUT_OF_RANGE'],
+    ['k and density', { mode: 'topk', k: 2, targetDensity: 0.5 }, /exactly one/, 'ERR_OUT_OF_RANGE'],
+    ['threshold without setting', { mode: 'threshold' }, /exactly one/, 'ERR_OUT_OF_RANGE'],
+    ['negative threshold', { mode: 'threshold', threshold: -1 }, /threshold/, 'ERR_OUT_OF_RANGE'],
+    ['density without calibration', { mode: 'threshold', targetDensity: 0.5 }, /calibration/, 'ERR_OUT_OF_RANGE'],
+    ['predictor without calibration', { mode: 'predictor', k: 2 }, /calibration/, 'ERR_OUT_OF_RANGE'],
+    ['calibration of the wrong width', { mode: 'threshold', targetDensity: 0.5, calibration: new Float32Array(7) }, /multiple of 4/, 'ERR_OUT_OF_RANGE'],
+    ['empty calibration', { mode: 'threshold', targetDensity: 0.5, calibration: new Float32Array(0) }, /calibration/, 'ERR_OUT_OF_RANGE'],
+    ['NaN in calibration', { mode: 'threshold', targetDensity: 0.5, calibration: Float32Array.of(1, 2, NaN, 4) }, /calibration/, 'ERR_OUT_OF_RANGE'],
+    ['calibration not float32', { mode: 'threshold', targetDensity: 0.5, calibration: [1, 2, 3, 4] }, /Float32Array/, 'ERR_INVALID_ARG_TYPE'],
+    ['the output layer', { mode: 'topk', k: 1, layers: [2] }, /options\.layers\[0\]/, 'ERR_OUT_OF_RANGE'],
+    ['rank outside predictor mode', { mode: 'topk', k: 1, rank: 4 }, /predictor mode only/, 'ERR_OUT_OF_RANGE'],
+  ];
+  it.each(bad)('%s', async (_, options, message, code) => {
+    await expect(dense.sparsify(options as SparsifyOptions)).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+  });
+
+  it('exact mode needs relu', async () => {
+    await expect(gelu.sparsify({ mode: 'exact' })).rejects.toThrow(/no hidden layer of this model uses relu/);
+    await expect(gelu.sparsify({ mode: 'exact', layers: [0] })).rejects.toThrow(/layer 0 uses gelu/);
+  });
+
+  it('a model without hidden layers cannot be sparsified', async () => {
+    const single = new Mlp({ inputs: 3, layers: [{ units: 2 }] }, { backend: 'reference' });
+    await expect(single.sparsify({ mode: 'topk', k: 1 })).rejects.toThrow(/hidden layer/);
+  });
+
+  it('predict checks its input and a disposed model says so', async () => {
+    const sparse = await dense.sparsify({ mode: 'exact' });
+    expect(() => sparse.predict(new Float32Array(3))).toThrow(/multiple of 4/);
+    expect(() => sparse.predict(x, new Float32Array(1))).toThrow(RangeError);
+    sparse.dispose();
+    expect(() => sparse.predict(x)).toThrow(expect.objectContaining({ code: 'ERR_MLPKIT_DISPOSED' }));
+    expect(sparse).toBeInstanceOf(SparseMlp);
+  });
+});
