@@ -74,8 +74,9 @@ export function initParameters(spec: NormalizedSpec): Float32Array {
   const rng = new Rng(spec.seed);
   for (const slot of slots) {
     const fanIn = slot.inputs;
+    // A gated layer is two Linear maps of the same input: each gets the usual bounds.
     const fanOut = slot.outputs;
-    const nW = fanIn * fanOut;
+    const nW = fanIn * slot.rows;
     let sampleW: () => number;
     let sampleB: (() => number) | null = null;
     switch (spec.init) {
@@ -108,7 +109,7 @@ export function initParameters(spec: NormalizedSpec): Float32Array {
     }
     for (let i = 0; i < nW; i++) params[slot.weightOffset + i] = sampleW();
     if (slot.biasOffset >= 0 && sampleB) {
-      for (let i = 0; i < fanOut; i++) params[slot.biasOffset + i] = sampleB();
+      for (let i = 0; i < slot.rows; i++) params[slot.biasOffset + i] = sampleB();
     }
   }
   return params;

@@ -31,9 +31,11 @@ export interface MlpOptions {
 export interface LayerParameters {
   inputs: number;
   outputs: number;
-  /** [outputs x inputs] row-major, as torch.nn.Linear.weight. */
+  /** [outputs x inputs] row-major, as torch.nn.Linear.weight; a gated layer's is [2 * outputs x inputs], gate rows first. */
   weight: Float32Array;
   bias: Float32Array | null;
+  /** True for a gated layer (spec.layers[i].gated). */
+  gated: boolean;
 }
 
 export type GradientRequest =
@@ -136,13 +138,14 @@ export class Mlp {
       outputs: this.slots[i].outputs,
       weight: l.weight.slice(),
       bias: l.bias ? l.bias.slice() : null,
+      gated: this.spec.layers[i].gated,
     }));
   }
 
   private split(flat: Float32Array): { weight: Float32Array; bias: Float32Array | null }[] {
     return this.slots.map((s) => ({
-      weight: flat.subarray(s.weightOffset, s.weightOffset + s.inputs * s.outputs),
-      bias: s.biasOffset >= 0 ? flat.subarray(s.biasOffset, s.biasOffset + s.outputs) : null,
+      weight: flat.subarray(s.weightOffset, s.weightOffset + s.inputs * s.rows),
+      bias: s.biasOffset >= 0 ? flat.subarray(s.biasOffset, s.biasOffset + s.rows) : null,
     }));
   }
 

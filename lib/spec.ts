@@ -2,7 +2,7 @@
 // checked once and turned into the numeric ModelConfig both backends run.
 
 import { ACTIVATIONS, ENCODINGS, type ActivationName, type ModelConfig } from './backend/types.js';
-import { describe, typeError } from './errors.js';
+import { describe, rangeError, typeError } from './errors.js';
 import { expectBoolean, expectInteger, expectNumber, expectObject, expectOneOf } from './validate.js';
 
 export type { ActivationName } from './backend/types.js';
@@ -16,6 +16,19 @@ export interface LayerSpec {
   bias?: boolean;
   /** Negative slope of leaky_relu. Default 0.01 (PyTorch's). */
   alpha?: number;
+  /**
+   * A gated layer (GLU family): two affine maps of the same input, the output
+   * activation(gate) * up. The weight is [2 * units, inputs], the gate's rows first, then the
+   * up projection's (the fused gate_up_proj layout); the bias [2 * units] likewise. SwiGLU is
+   * activation 'silu', GeGLU 'gelu', ReGLU 'relu'. Default false.
+   */
+  gated?: boolean;
+  /**
+   * Add the input of the previous layer to this layer's output (after its activation): the
+   * residual connection around a two-layer block, x + down(act(up(x))) or, with a gated first
+   * layer, the transformer FFN x + down(act(gate(x)) * up(x)). The widths must match. Default false.
+   */
+  residual?: boolean;
 }
 
 export type EncodingSpec =
@@ -81,24 +94,39 @@ export function normalizeSpec(value: unknown): NormalizedSpec {
       layer.activation === undefined ? 'none' : expectOneOf(`${name}.activation`, layer.activation, ACTIVATIONS);
     const bias = layer.bias === undefined ? true : expectBoolean(`${name}.bias`, layer.bias);
     const alpha = layer.alpha === undefined ? 0.01 : expectNumber(`${name}.alpha`, layer.alpha);
-    return { units, activation, bias, alpha };
+    const gated = layer.gated === undefined ? false : expectBoolean(`${name}.gated`, layer.gated);
+    const residual = layer.residual === undefined ? false : expectBoolean(`${name}.residual`, layer.residual);
+    return { units, activation, bias, alpha, gated, residual };
   });
   const encoding = normalizeEncoding(spec.encoding);
+  layers.forEach((layer, i) => {
+    if (!layer.residual) return;
+    if (i === 0) throw rangeError('spec.layers[0].residual: a residual layer adds the input of the layer before it, and layer 0 has none');
+    const blockInputs = i === 1 ? encodedWidthOf(inputs, encoding) : layers[i - 2].units;
+    if (layer.units !== blockInputs) {
+      throw rangeError(`spec.layers[${i}].residual: the layer adds the input of layer ${i - 1}, so its units must equal that width (${blockInputs}) but are ${layer.units}`);
+    }
+  });
   const init = spec.init === undefined ? 'torch' : expectOneOf('spec.init', spec.init, INITS);
   const seed = spec.seed === undefined ? 0 : expectInteger('spec.seed', spec.seed, 0, 2 ** 32 - 1);
   return { inputs, encoding, layers, init, seed };
 }
 
+function encodedWidthOf(inputs: number, enc: NormalizedSpec['encoding']): number {
+  if (enc.type === 'identity') return inputs;
+  return (enc.includeInput ? inputs : 0) + 2 * enc.octaves * inputs;
+}
+
 export function encodedWidth(spec: NormalizedSpec): number {
-  const enc = spec.encoding;
-  if (enc.type === 'identity') return spec.inputs;
-  return (enc.includeInput ? spec.inputs : 0) + 2 * enc.octaves * spec.inputs;
+  return encodedWidthOf(spec.inputs, spec.encoding);
 }
 
 /** Where each layer's weight and bias sit in the flat parameter vector. */
 export interface LayerSlot {
   inputs: number;
   outputs: number;
+  /** Rows of the weight and length of the bias: 2 * outputs for a gated layer. */
+  rows: number;
   weightOffset: number;
   biasOffset: number; // -1 when the layer has no bias
 }
@@ -108,11 +136,12 @@ export function parameterLayout(spec: NormalizedSpec): { slots: LayerSlot[]; cou
   let inputs = encodedWidth(spec);
   let offset = 0;
   for (const layer of spec.layers) {
+    const rows = layer.gated ? 2 * layer.units : layer.units;
     const weightOffset = offset;
-    offset += layer.units * inputs;
+    offset += rows * inputs;
     const biasOffset = layer.bias ? offset : -1;
-    if (layer.bias) offset += layer.units;
-    slots.push({ inputs, outputs: layer.units, weightOffset, biasOffset });
+    if (layer.bias) offset += rows;
+    slots.push({ inputs, outputs: layer.units, rows, weightOffset, biasOffset });
     inputs = layer.units;
   }
   return { slots, count: offset };
@@ -130,5 +159,7 @@ export function toModelConfig(spec: NormalizedSpec): ModelConfig {
     activations: Int32Array.from(spec.layers, (l) => ACTIVATIONS.indexOf(l.activation)),
     alphas: Float32Array.from(spec.layers, (l) => (l.activation === 'leaky_relu' ? l.alpha : 0)),
     bias: Uint8Array.from({ length: L }, (_, i) => (spec.layers[i].bias ? 1 : 0)),
+    gated: Uint8Array.from(spec.layers, (l) => (l.gated ? 1 : 0)),
+    residual: Uint8Array.from(spec.layers, (l) => (l.residual ? 1 : 0)),
   };
 }

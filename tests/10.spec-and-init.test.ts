@@ -9,15 +9,31 @@ describe('spec', () => {
       inputs: 3,
       encoding: { type: 'identity' },
       layers: [
-        { units: 4, activation: 'relu', bias: true, alpha: 0.01 },
-        { units: 2, activation: 'none', bias: false, alpha: 0.01 },
+        { units: 4, activation: 'relu', bias: true, alpha: 0.01, gated: false, residual: false },
+        { units: 2, activation: 'none', bias: false, alpha: 0.01, gated: false, residual: false },
       ],
       init: 'torch',
       seed: 0,
     });
     const { slots, count } = parameterLayout(spec);
     expect(count).toBe(3 * 4 + 4 + 4 * 2);
-    expect(slots[1]).toEqual({ inputs: 4, outputs: 2, weightOffset: 16, biasOffset: -1 });
+    expect(slots[1]).toEqual({ inputs: 4, outputs: 2, rows: 2, weightOffset: 16, biasOffset: -1 });
+  });
+
+  it('lays out a gated layer as [2 * units, inputs] (gate rows, then up rows) and checks residual widths', () => {
+    const spec = normalizeSpec({ inputs: 3, layers: [{ units: 5, activation: 'silu', gated: true }, { units: 3, residual: true }] });
+    const { slots, count } = parameterLayout(spec);
+    expect(slots[0]).toEqual({ inputs: 3, outputs: 5, rows: 10, weightOffset: 0, biasOffset: 30 });
+    expect(count).toBe(10 * 3 + 10 + 5 * 3 + 3);
+    expect(() => normalizeSpec({ inputs: 3, layers: [{ units: 3, residual: true }] })).toThrow(/layer 0 has none/);
+    expect(() => normalizeSpec({ inputs: 3, layers: [{ units: 5 }, { units: 4, residual: true }] })).toThrow(/must equal that width \(3\) but are 4/);
+    expect(() => normalizeSpec({ inputs: 3, layers: [{ units: 5, gated: 1 }] })).toThrow(/gated/);
+    const net = new Mlp({ inputs: 3, layers: [{ units: 5, activation: 'silu', gated: true }, { units: 3, residual: true }] }, { backend: 'reference' });
+    const back = Mlp.fromSafetensors(net.toSafetensors(), { backend: 'reference' });
+    expect(back.spec).toEqual(net.spec);
+    expect(back.getLayers()[0]).toMatchObject({ outputs: 5, gated: true });
+    expect(back.getLayers()[0].weight.length).toBe(30);
+    expect(Array.from(back.getParameters())).toEqual(Array.from(net.getParameters()));
   });
 
   it('sizes the frequency encoding', () => {

@@ -111,6 +111,24 @@ describe('backward vs finite differences (float64 reference)', () => {
     );
   });
 
+  it.each(['silu', 'gelu', 'relu', 'tanh'].map((a) => [a]))('gated layer (GLU with %s) and residual blocks', (activation) => {
+    // x + down(act(gate(x)) * up(x)), then a residual two-layer block with a plain activation.
+    checkGradients(
+      {
+        inputs: 4,
+        layers: [
+          { units: 6, activation: activation as 'silu', gated: true },
+          { units: 4, residual: true },
+          { units: 5, activation: 'tanh' },
+          { units: 4, activation: activation as 'silu', residual: true, bias: false },
+          { units: 2, gated: true, activation: 'sigmoid' },
+        ],
+        seed: 13,
+      },
+      0,
+    );
+  });
+
   it('layers without bias, width 1 and batch 1', () => {
     checkGradients({ inputs: 1, layers: [{ units: 3, activation: 'gelu', bias: false }, { units: 1, bias: false }], seed: 9 }, 0, 1, 1);
   });

@@ -62,6 +62,34 @@ describe.runIf(hasNative())('native vs reference', () => {
     }
   });
 
+  it.each(['silu', 'gelu', 'relu', 'leaky_relu', 'none'].map((a) => [a]))('gated and residual layers (%s): predict and gradients at batch 1, 3, 17, 130', (activation) => {
+    for (const width of [3, 17, 65]) {
+      const spec: MlpSpec = {
+        inputs: width,
+        layers: [
+          { units: 2 * width + 1, activation: activation as ActivationName, gated: true },
+          { units: width, residual: true },
+          { units: 33, activation: 'relu' },
+          { units: width, activation: activation as ActivationName, residual: true },
+          { units: 3, activation: activation as ActivationName, gated: true },
+        ],
+        seed: width,
+      };
+      for (const batch of [1, 3, 17, 130]) {
+        const { ref, nat } = pair(spec);
+        const x = randomArray(batch * width, batch + width, 2);
+        expectClose(nat.predict(x), ref.predict(x), TOL, `predict ${activation} w${width} b${batch}`);
+        const target = randomArray(batch * 3, 3);
+        const gr = ref.gradients(x, { loss: 'mse', target });
+        const gn = nat.gradients(x, { loss: 'mse', target });
+        expectClose(gn.parameters, gr.parameters, TOL, `dparams ${activation} w${width} b${batch}`);
+        expectClose(gn.input, gr.input, TOL, `dx ${activation} w${width} b${batch}`);
+        ref.dispose();
+        nat.dispose();
+      }
+    }
+  });
+
   it('backward from a caller-given output gradient', () => {
     const { ref, nat } = pair({ inputs: 5, layers: [{ units: 9, activation: 'silu' }, { units: 2 }], seed: 3 });
     const x = randomArray(4 * 5, 1);

@@ -50,12 +50,15 @@ export interface ModelConfig {
   activations: Int32Array; // index into ACTIVATIONS per layer, length L
   alphas: Float32Array; // negative slope for leaky_relu per layer (0 elsewhere), length L
   bias: Uint8Array; // 1 if the layer has a bias, length L
+  gated: Uint8Array; // 1 for a gated layer: 2 * units pre-activations, output act(gate) * up, length L
+  residual: Uint8Array; // 1 when the layer's output adds the input of the layer before it, length L
 }
 
 /**
  * Flat parameter layout (params, grads and optimizer moments all use it):
- * for each layer l in order: W_l as [units[l] x in_l] row-major (PyTorch nn.Linear layout),
- * then b_l as [units[l]] when bias[l] is 1. in_0 is the encoded input width, in_l = units[l-1].
+ * for each layer l in order: W_l as [rows_l x in_l] row-major (PyTorch nn.Linear layout),
+ * then b_l as [rows_l] when bias[l] is 1, with rows_l = units[l], or 2 * units[l] for a gated
+ * layer (gate rows first, then up rows). in_0 is the encoded input width, in_l = units[l-1].
  */
 export interface BackendModel {
   /** Number of floats in the flat parameter vector. */

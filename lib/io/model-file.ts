@@ -37,11 +37,11 @@ export function modelToTensors(
   const tensors: Record<string, TensorInput> = {};
   slots.forEach((s, i) => {
     tensors[`layers.${i}.weight`] = {
-      shape: [s.outputs, s.inputs],
-      data: params.subarray(s.weightOffset, s.weightOffset + s.outputs * s.inputs),
+      shape: [s.rows, s.inputs],
+      data: params.subarray(s.weightOffset, s.weightOffset + s.rows * s.inputs),
     };
     if (s.biasOffset >= 0) {
-      tensors[`layers.${i}.bias`] = { shape: [s.outputs], data: params.subarray(s.biasOffset, s.biasOffset + s.outputs) };
+      tensors[`layers.${i}.bias`] = { shape: [s.rows], data: params.subarray(s.biasOffset, s.biasOffset + s.rows) };
     }
   });
   return {
@@ -162,8 +162,8 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
     if (w.data instanceof Int32Array || w.data instanceof Uint8Array) {
       throw new FileFormatError(`safetensors: tensor '${l.weightKey}' has integer dtype ${w.dtype}, expected F32, F16, BF16 or F64`);
     }
-    if (w.shape.length !== 2 || w.shape[0] !== s.outputs || w.shape[1] !== expectedIn) {
-      throw new FileFormatError(`safetensors: tensor '${l.weightKey}' has shape [${w.shape.join(', ')}], expected [${s.outputs}, ${expectedIn}] (layer ${i})`);
+    if (w.shape.length !== 2 || w.shape[0] !== s.rows || w.shape[1] !== expectedIn) {
+      throw new FileFormatError(`safetensors: tensor '${l.weightKey}' has shape [${w.shape.join(', ')}], expected [${s.rows}, ${expectedIn}] (layer ${i})`);
     }
     params.set(w.data, s.weightOffset);
     const hasBias = l.biasKey !== null;
@@ -175,8 +175,8 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
       if (b.data instanceof Int32Array || b.data instanceof Uint8Array) {
         throw new FileFormatError(`safetensors: tensor '${l.biasKey}' has integer dtype ${b.dtype}, expected F32, F16, BF16 or F64`);
       }
-      if (b.shape.length !== 1 || b.shape[0] !== s.outputs) {
-        throw new FileFormatError(`safetensors: tensor '${l.biasKey}' has shape [${b.shape.join(', ')}], expected [${s.outputs}]`);
+      if (b.shape.length !== 1 || b.shape[0] !== s.rows) {
+        throw new FileFormatError(`safetensors: tensor '${l.biasKey}' has shape [${b.shape.join(', ')}], expected [${s.rows}]`);
       }
       params.set(b.data, s.biasOffset);
     }

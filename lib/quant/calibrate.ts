@@ -97,6 +97,8 @@ function floatLayerOutputs(backendName: 'native' | 'reference', layer: FloatLaye
     activations: Int32Array.of(ACTIVATIONS.indexOf(spec.activation)),
     alphas: Float32Array.of(spec.activation === 'leaky_relu' ? spec.alpha : 0),
     bias: Uint8Array.of(layer.bias ? 1 : 0),
+    gated: Uint8Array.of(0),
+    residual: Uint8Array.of(0),
   };
   const params = new Float32Array(layer.weight.length + (layer.bias?.length ?? 0));
   params.set(layer.weight);

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, ENCODINGS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
-import { disposedError } from '../errors.js';
+import { disposedError, rangeError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
 import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
@@ -130,6 +130,9 @@ export class QuantizedMlp {
   static fromMlp(net: Mlp, options: QuantizeOptions): QuantizedMlp {
     net.handle('quantize');
     const opts = normalizeQuantizeOptions(options, net.inputs);
+    net.spec.layers.forEach((l, i) => {
+      if (l.gated || l.residual) throw rangeError(`quantize does not support ${l.gated ? 'gated' : 'residual'} layers yet (spec.layers[${i}])`);
+    });
     const floatLayers = net.getLayers();
     const spec = net.spec;
     const layers = floatLayers.map((l, i) =>

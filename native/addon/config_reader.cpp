@@ -49,6 +49,10 @@ ModelConfig ReadModelConfig(const Napi::Value& value, const char* what) {
   c.activations.assign(activations.Data(), activations.Data() + activations.ElementLength());
   c.alphas.assign(alphas.Data(), alphas.Data() + alphas.ElementLength());
   c.bias.assign(bias.Data(), bias.Data() + bias.ElementLength());
+  const auto gated = ArrayField<std::uint8_t>(config, "gated", what);
+  const auto residual = ArrayField<std::uint8_t>(config, "residual", what);
+  c.gated.assign(gated.Data(), gated.Data() + gated.ElementLength());
+  c.residual.assign(residual.Data(), residual.Data() + residual.ElementLength());
   return c;
 }
 

@@ -40,6 +40,11 @@ ModelPlan plan_model(const ModelConfig& c) {
                             std::to_string(c.alphas.size()) + " and " + std::to_string(c.bias.size()));
   }
 
+  if ((!c.gated.empty() && c.gated.size() != L) || (!c.residual.empty() && c.residual.size() != L)) {
+    throw std::out_of_range("config.gated and config.residual must each have one entry per layer (" + std::to_string(L) +
+                            "), got " + std::to_string(c.gated.size()) + " and " + std::to_string(c.residual.size()));
+  }
+
   ModelPlan plan;
   plan.encoding.type = static_cast<Encoding>(c.encoding);
   plan.encoding.inputs = static_cast<std::size_t>(c.inputs);
@@ -59,19 +64,33 @@ ModelPlan plan_model(const ModelConfig& c) {
                               std::to_string(kActivationCount) + "), got " + std::to_string(c.activations[l]));
     }
     if (c.bias[l] > 1) throw std::out_of_range(at("bias", l) + " must be 0 or 1, got " + std::to_string(c.bias[l]));
+    const std::uint8_t gated = c.gated.empty() ? 0 : c.gated[l];
+    const std::uint8_t residual = c.residual.empty() ? 0 : c.residual[l];
+    if (gated > 1) throw std::out_of_range(at("gated", l) + " must be 0 or 1, got " + std::to_string(gated));
+    if (residual > 1) throw std::out_of_range(at("residual", l) + " must be 0 or 1, got " + std::to_string(residual));
     LayerPlan p;
     p.inputs = in;
     p.outputs = static_cast<std::size_t>(c.units[l]);
+    p.gated = gated == 1;
+    p.residual = residual == 1;
+    p.rows = p.gated ? checked_mul(2, p.outputs, "a gated layer") : p.outputs;
+    if (p.residual && (l == 0 || p.outputs != plan.layers[l - 1].inputs)) {
+      throw std::out_of_range(at("residual", l) + ": a residual layer adds the input of the layer before it, so it " +
+                              (l == 0 ? std::string("cannot be the first layer") :
+                                        "must have " + std::to_string(plan.layers[l - 1].inputs) + " units, got " +
+                                            std::to_string(p.outputs)));
+    }
+    plan.plain = plan.plain && !p.gated && !p.residual;
     p.activation = static_cast<Activation>(c.activations[l]);
     p.alpha = c.alphas[l];
     p.has_bias = c.bias[l] == 1;
     p.weight = offset;
-    offset = checked_add(offset, checked_mul(p.outputs, p.inputs, "a layer's weight matrix"), "the parameter count");
+    offset = checked_add(offset, checked_mul(p.rows, p.inputs, "a layer's weight matrix"), "the parameter count");
     if (p.has_bias) {
       p.bias = offset;
-      offset = checked_add(offset, p.outputs, "the parameter count");
+      offset = checked_add(offset, p.rows, "the parameter count");
     }
-    if (p.outputs > plan.max_width) plan.max_width = p.outputs;
+    if (p.rows > plan.max_width) plan.max_width = p.rows;
     plan.layers.push_back(p);
     in = p.outputs;
   }

@@ -67,6 +67,10 @@ void check_optimizer(Optimizer optimizer) {
 
 std::size_t padded(std::size_t n) { return (n + cpu::kPanel - 1) / cpu::kPanel * cpu::kPanel; }
 
+// Predict keeps three layer buffers per row in rotation: a layer's output never overwrites its
+// input nor the input of the layer before (which a residual layer adds).
+constexpr std::size_t kPingBuffers = 3;
+
 // ReLU and leaky ReLU run in the GEMM epilogue; the other activations in a pass after it.
 cpu::Epilogue epilogue_of(Activation a) {
   if (a == Activation::Relu) return cpu::Epilogue::Relu;
@@ -74,6 +78,29 @@ cpu::Epilogue epilogue_of(Activation a) {
   return cpu::Epilogue::None;
 }
 bool in_epilogue(Activation a) { return a == Activation::None || epilogue_of(a) != cpu::Epilogue::None; }
+// A gated layer's activation applies to the gate half only, after the GEMM (finish_layer).
+cpu::Epilogue epilogue_of(const LayerPlan& l) { return l.gated ? cpu::Epilogue::None : epilogue_of(l.activation); }
+bool needs_activation_pass(const LayerPlan& l) { return !l.gated && !in_epilogue(l.activation); }
+
+// After a layer's affine map (and, ungated, its activation) wrote z: a gated layer's output
+// act(gate) * up into dst, then a residual layer's block input added. dst may be z: each row
+// of dst ends before the same row of z starts (u * (r + 1) <= 2u * r for r >= 1; row 0 is
+// read before written, element by element), so compacting rows in order is safe. An ungated
+// layer has z == dst.
+void finish_layer(const LayerPlan& layer, std::size_t rows, float* z, float* dst, const float* block_in) {
+  const std::size_t u = layer.outputs;
+  if (layer.gated) {
+    for (std::size_t r = 0; r < rows; ++r) {
+      float* zr = z + r * 2 * u;
+      activation_forward(layer.activation, layer.alpha, zr, zr, u);
+      float* d = dst + r * u;
+      for (std::size_t o = 0; o < u; ++o) d[o] = zr[o] * zr[u + o];
+    }
+  }
+  if (layer.residual) {
+    for (std::size_t i = 0; i < rows * u; ++i) dst[i] += block_in[i];
+  }
+}
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
@@ -91,22 +118,22 @@ Model::Model(const ModelConfig& config, const float* params, std::size_t count)
   std::size_t at = 0;
   for (const LayerPlan& l : plan_.layers) {
     packed_at_.push_back(at);
-    at += padded(l.outputs) * l.inputs;
+    at += padded(l.rows) * l.inputs;
     bias_at_.push_back(at);
-    at += padded(l.outputs);
+    at += padded(l.rows);
   }
   packed_.assign(at, 0.0f);
   repack();
   for (const LayerPlan& l : plan_.layers) {
-    macs_ += l.inputs * l.outputs;
-    widest_layer_bytes_ = std::max(widest_layer_bytes_, l.inputs * l.outputs * sizeof(float));
+    macs_ += l.inputs * l.rows;
+    widest_layer_bytes_ = std::max(widest_layer_bytes_, l.inputs * l.rows * sizeof(float));
   }
-  scratch_floats_ = (plan_.encoding.type == Encoding::Identity ? 0 : plan_.encoding.width()) + 2 * plan_.max_width;
+  scratch_floats_ = (plan_.encoding.type == Encoding::Identity ? 0 : plan_.encoding.width()) + kPingBuffers * plan_.max_width;
 }
 
 void Model::repack_layer(std::size_t l) {
   const LayerPlan& layer = plan_.layers[l];
-  const std::size_t n = layer.outputs, k = layer.inputs, panels = padded(n) / cpu::kPanel;
+  const std::size_t n = layer.rows, k = layer.inputs, panels = padded(n) / cpu::kPanel;
   const float* w = params_.data() + layer.weight;
   float* dst = packed_.data() + packed_at_[l];
   for (std::size_t q = 0; q < panels; ++q) {
@@ -137,7 +164,7 @@ cpu::Gemm forward_gemm(const LayerPlan& layer, const float* packed, const float*
                        const float* in, float* out) {
   cpu::Gemm g;
   g.m = rows;
-  g.n = layer.outputs;
+  g.n = layer.rows;
   g.k = layer.inputs;
   g.a = in;
   g.a_rs = layer.inputs;
@@ -147,18 +174,18 @@ cpu::Gemm forward_gemm(const LayerPlan& layer, const float* packed, const float*
   g.b_ps = layer.inputs * cpu::kPanel;
   g.bias = bias;
   g.c = out;
-  g.ldc = layer.outputs;
+  g.ldc = layer.rows;
   return g;
 }
 
-// One layer with its activation, in place: out = act(in . W^T + b).
+// One layer's affine map with its activation (ungated), in place: z = act(in . W^T + b).
 void forward_layer(const cpu::Kernels& k, const LayerPlan& layer, const float* packed, const float* bias,
-                   std::size_t rows, const float* in, float* out) {
-  cpu::Gemm g = forward_gemm(layer, packed, bias, rows, in, out);
-  g.epilogue = epilogue_of(layer.activation);
+                   std::size_t rows, const float* in, float* z) {
+  cpu::Gemm g = forward_gemm(layer, packed, bias, rows, in, z);
+  g.epilogue = epilogue_of(layer);
   g.alpha = layer.alpha;
   k.gemm(g);
-  if (!in_epilogue(layer.activation)) activation_forward(layer.activation, layer.alpha, out, out, rows * layer.outputs);
+  if (needs_activation_pass(layer)) activation_forward(layer.activation, layer.alpha, z, z, rows * layer.rows);
 }
 
 // Exact activation sparsity: after a ReLU most inputs of the next layer are exactly zero, and a
@@ -196,8 +223,8 @@ std::size_t active_union(const float* in, std::size_t rows, std::size_t k, std::
 constexpr std::size_t kSparseMaxBatch = 16;
 
 bool after_relu(const ModelPlan& plan, std::size_t l) {
-  return l > 0 && plan.layers[l - 1].activation == Activation::Relu &&
-         plan.layers[l].inputs * plan.layers[l].outputs >= kSparseMinMacs;
+  return l > 0 && plan.layers[l - 1].activation == Activation::Relu && !plan.layers[l - 1].residual &&
+         plan.layers[l].inputs * plan.layers[l].rows >= kSparseMinMacs;
 }
 
 }  // namespace
@@ -216,7 +243,7 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
   const std::size_t d = plan_.encoding.inputs;
   const bool identity = plan_.encoding.type == Encoding::Identity;
   const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
-  const std::size_t row_floats = enc_floats + 2 * plan_.max_width;
+  const std::size_t row_floats = enc_floats + kPingBuffers * plan_.max_width;
   std::size_t tile = std::clamp<std::size_t>(kPredictTileBytes / (sizeof(float) * row_floats), 1, kMaxPredictTileRows);
 
   const std::size_t macs = macs_;
@@ -249,7 +276,8 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
     thread_local AlignedVector<float> scratch;
     if (scratch.size() < tile * row_floats) scratch.resize(tile * row_floats);
     float* enc = scratch.data();
-    float* ping[2] = {enc + tile * enc_floats, enc + tile * enc_floats + tile * plan_.max_width};
+    float* ping[kPingBuffers];
+    for (std::size_t b = 0; b < kPingBuffers; ++b) ping[b] = enc + tile * (enc_floats + b * plan_.max_width);
     const std::size_t r0 = t * tile;
     const std::size_t rows = std::min(tile, batch - r0);
     const float* in = x + r0 * d;
@@ -257,10 +285,14 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
       encode_forward(plan_.encoding, in, rows, enc);
       in = enc;
     }
+    const float* block = nullptr;  // the input of the previous layer
     for (std::size_t l = 0; l < L; ++l) {
       const LayerPlan& layer = plan_.layers[l];
-      float* dst = l + 1 == L ? out + r0 * layer.outputs : ping[l & 1];
-      forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], rows, in, dst);
+      float* dst = l + 1 == L ? out + r0 * layer.outputs : ping[l % kPingBuffers];
+      float* z = layer.gated ? ping[l % kPingBuffers] : dst;
+      forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], rows, in, z);
+      finish_layer(layer, rows, z, dst, block);
+      block = in;
       in = dst;
     }
   };
@@ -275,26 +307,31 @@ void Model::predict_row(const cpu::Kernels& k, const float* x, float* out, float
                         std::uint32_t* idx) const {
   const bool identity = plan_.encoding.type == Encoding::Identity;
   const std::size_t enc_floats = identity ? 0 : plan_.encoding.width();
-  float* ping[2] = {scratch + enc_floats, scratch + enc_floats + plan_.max_width};
+  float* ping[kPingBuffers];
+  for (std::size_t b = 0; b < kPingBuffers; ++b) ping[b] = scratch + enc_floats + b * plan_.max_width;
   const float* in = x;
   if (!identity) {
     encode_forward(plan_.encoding, x, 1, scratch);
     in = scratch;
   }
   const std::size_t L = plan_.layers.size();
+  const float* block = nullptr;  // the input of the previous layer
   for (std::size_t l = 0; l < L; ++l) {
     const LayerPlan& layer = plan_.layers[l];
-    float* dst = l + 1 == L ? out : ping[l & 1];
+    float* dst = l + 1 == L ? out : ping[l % kPingBuffers];
+    float* z = layer.gated ? ping[l % kPingBuffers] : dst;
     const std::size_t active = after_relu(plan_, l) ? active_inputs(in, layer.inputs, idx) : layer.inputs + 1;
     if (active <= layer.inputs) {
-      cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, dst);
-      g.epilogue = epilogue_of(layer.activation);
+      cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, z);
+      g.epilogue = epilogue_of(layer);
       g.alpha = layer.alpha;
       k.gemm_sparse(g, idx, active);
-      if (!in_epilogue(layer.activation)) activation_forward(layer.activation, layer.alpha, dst, dst, layer.outputs);
+      if (needs_activation_pass(layer)) activation_forward(layer.activation, layer.alpha, z, z, layer.rows);
     } else {
-      forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, dst);
+      forward_layer(k, layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], 1, in, z);
     }
+    finish_layer(layer, 1, z, dst, block);
+    block = in;
     in = dst;
   }
 }
@@ -308,10 +345,11 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
   thread_local AlignedVector<float> kept;
   thread_local std::vector<std::uint32_t> idx;  // active inputs of a batch-1 row (exact sparsity)
   AlignedVector<float> local;
-  const std::size_t need = batch * (enc_floats + 2 * plan_.max_width);
+  const std::size_t need = batch * (enc_floats + kPingBuffers * plan_.max_width);
   AlignedVector<float>& scratch = need <= kKeptScratchFloats ? kept : local;
   if (scratch.size() < need) scratch.resize(need);
-  float* ping[2] = {scratch.data() + batch * enc_floats, scratch.data() + batch * (enc_floats + plan_.max_width)};
+  float* ping[kPingBuffers];
+  for (std::size_t b = 0; b < kPingBuffers; ++b) ping[b] = scratch.data() + batch * (enc_floats + b * plan_.max_width);
   const float* in = x;
   if (!identity) {
     encode_forward(plan_.encoding, x, batch, scratch.data());
@@ -319,17 +357,19 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
   }
   const std::size_t L = plan_.layers.size();
   const std::size_t parts_max = 4 * static_cast<std::size_t>(thread_count());
+  const float* block = nullptr;  // the input of the previous layer
   for (std::size_t l = 0; l < L; ++l) {
     const LayerPlan& layer = plan_.layers[l];
-    float* dst = l + 1 == L ? out : ping[l & 1];
-    cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], batch, in, dst);
-    g.epilogue = epilogue_of(layer.activation);
+    float* dst = l + 1 == L ? out : ping[l % kPingBuffers];
+    float* z = layer.gated ? ping[l % kPingBuffers] : dst;
+    cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], batch, in, z);
+    g.epilogue = epilogue_of(layer);
     g.alpha = layer.alpha;
     // Slices of whole 64-column groups, so every slice keeps full register tiles; each output
     // is still computed by one chain, so the split never changes a result.
-    const std::size_t groups = ceil_div(layer.outputs, kColumnGroup);
+    const std::size_t groups = ceil_div(layer.rows, kColumnGroup);
     const std::size_t per = ceil_div(groups, std::min(groups, parts_max)) * kColumnGroup;
-    const std::size_t parts = ceil_div(layer.outputs, per);
+    const std::size_t parts = ceil_div(layer.rows, per);
     // Exact sparsity for a few rows: the union of their active inputs (a row's zero at an input
     // another row needs adds exactly nothing).
     std::size_t active = layer.inputs + 1;
@@ -342,7 +382,7 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
     parallel_for(parts, [&](std::size_t part) {
       const std::size_t c0 = part * per;
       cpu::Gemm slice = g;
-      slice.n = std::min(per, layer.outputs - c0);
+      slice.n = std::min(per, layer.rows - c0);
       slice.b = g.b + (c0 / cpu::kPanel) * g.b_ps;
       slice.bias = g.bias + c0;
       slice.c = g.c + c0;
@@ -352,9 +392,9 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
         k.gemm(slice);
       }
     });
-    if (!in_epilogue(layer.activation)) {
-      activation_forward(layer.activation, layer.alpha, dst, dst, batch * layer.outputs);
-    }
+    if (needs_activation_pass(layer)) activation_forward(layer.activation, layer.alpha, z, z, batch * layer.rows);
+    finish_layer(layer, batch, z, dst, block);
+    block = in;
     in = dst;
   }
 }
@@ -385,20 +425,21 @@ void Model::set_grads(const float* grads) {
 struct Model::Pass {
   AlignedVector<float> storage;
   float* enc = nullptr;               // encoded input, when the encoding is not the identity
-  std::vector<float*> z;              // pre-activations per layer
-  std::vector<float*> a;              // post-activations per layer (== z when applied in place)
+  std::vector<float*> z;              // pre-activations per layer (rows wide)
+  std::vector<float*> a;              // outputs per layer (== z when the layer has nothing after its GEMM)
   float* grad_y = nullptr;            // dLoss/dy
   float* grad_z = nullptr;            // dLoss/dz of the layer being walked back
   float* grad_a[2] = {nullptr, nullptr};  // dLoss/d(layer input), alternating between layers
+  float* skip[2] = {nullptr, nullptr};    // dLoss/d(block input) a residual layer passes back, alternating
+
+  // a separate from z: an activation, a gate or a residual sum after the GEMM.
+  static bool separate(const LayerPlan& l) { return l.activation != Activation::None || l.gated || l.residual; }
 
   Pass(const ModelPlan& plan, std::size_t tile) {
     const std::size_t width = plan.encoding.width();
     const bool identity = plan.encoding.type == Encoding::Identity;
     const std::size_t wide = std::max(plan.max_width, width);
-    std::size_t floats = identity ? 0 : width;
-    for (const LayerPlan& l : plan.layers) floats += l.outputs * (l.activation == Activation::None ? 1 : 2);
-    floats += plan.layers.back().outputs + plan.max_width + 2 * wide;
-    storage.resize(tile * floats);
+    storage.resize(tile * row_floats(plan));
     float* p = storage.data();
     auto take = [&](std::size_t n) {
       float* q = p;
@@ -407,23 +448,47 @@ struct Model::Pass {
     };
     if (!identity) enc = take(width);
     for (const LayerPlan& l : plan.layers) {
-      float* zl = take(l.outputs);
+      float* zl = take(l.rows);
       z.push_back(zl);
-      a.push_back(l.activation == Activation::None ? zl : take(l.outputs));
+      a.push_back(separate(l) ? take(l.outputs) : zl);
     }
     grad_y = take(plan.layers.back().outputs);
     grad_z = take(plan.max_width);
     grad_a[0] = take(wide);
     grad_a[1] = take(wide);
+    if (!plan.plain) {
+      skip[0] = take(wide);
+      skip[1] = take(wide);
+    }
   }
 
   static std::size_t row_floats(const ModelPlan& plan) {
     const std::size_t width = plan.encoding.width();
     std::size_t floats = plan.encoding.type == Encoding::Identity ? 0 : width;
-    for (const LayerPlan& l : plan.layers) floats += 2 * l.outputs;
-    return floats + 3 * std::max(plan.max_width, width) + plan.layers.back().outputs;
+    for (const LayerPlan& l : plan.layers) floats += l.rows + (separate(l) ? l.outputs : 0);
+    const std::size_t wide = std::max(plan.max_width, width);
+    return floats + plan.layers.back().outputs + plan.max_width + (plan.plain ? 2 : 4) * wide;
   }
 };
+
+namespace {
+
+// dL/dz of a gated layer from dL/d(output) (rows x u): gate half d * up * act'(gate), up half
+// d * act(gate); gz is rows x 2u.
+void gate_backward(const LayerPlan& layer, std::size_t rows, const float* z, const float* grad_out, float* gz) {
+  const std::size_t u = layer.outputs;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* zr = z + r * 2 * u;
+    const float* d = grad_out + r * u;
+    float* g = gz + r * 2 * u;
+    for (std::size_t o = 0; o < u; ++o) g[o] = d[o] * zr[u + o];
+    activation_backward(layer.activation, layer.alpha, zr, g, g, u);
+    activation_forward(layer.activation, layer.alpha, zr, g + u, u);
+    for (std::size_t o = 0; o < u; ++o) g[u + o] *= d[o];
+  }
+}
+
+}  // namespace
 
 double Model::forward_backward(const float* x, std::size_t batch, const Loss* loss, double loss_param,
                                const LossTarget* target, const float* grad_output, float* grad_input) {
@@ -467,21 +532,38 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
         in = pass.enc;
       }
       const float* enc = in;
+      const float* block = nullptr;  // the input of the previous layer
       for (std::size_t l = 0; l < L; ++l) {
         const LayerPlan& layer = plan_.layers[l];
-        cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], rows, in,
-                                   pass.z[l]);
-        const cpu::Epilogue e = epilogue_of(layer.activation);
+        float* z = pass.z[l];
+        float* a = pass.a[l];
+        cpu::Gemm g = forward_gemm(layer, packed_.data() + packed_at_[l], packed_.data() + bias_at_[l], rows, in, z);
+        const cpu::Epilogue e = epilogue_of(layer);
         if (e != cpu::Epilogue::None) {
           g.epilogue = e;
           g.alpha = layer.alpha;
-          g.act = pass.a[l];
+          g.act = a;
         }
         k.gemm(g);
-        if (layer.activation != Activation::None && e == cpu::Epilogue::None) {
-          activation_forward(layer.activation, layer.alpha, pass.z[l], pass.a[l], rows * layer.outputs);
+        const std::size_t u = layer.outputs;
+        if (layer.gated) {
+          // z stays as it is (backward needs it): the output goes to a.
+          for (std::size_t r = 0; r < rows; ++r) {
+            const float* zr = z + r * 2 * u;
+            float* ar = a + r * u;
+            activation_forward(layer.activation, layer.alpha, zr, ar, u);
+            for (std::size_t o = 0; o < u; ++o) ar[o] *= zr[u + o];
+          }
+        } else if (layer.activation != Activation::None && e == cpu::Epilogue::None) {
+          activation_forward(layer.activation, layer.alpha, z, a, rows * u);
+        } else if (layer.activation == Activation::None && a != z) {
+          std::copy(z, z + rows * u, a);
         }
-        in = pass.a[l];
+        if (layer.residual) {
+          for (std::size_t i = 0; i < rows * u; ++i) a[i] += block[i];
+        }
+        block = in;
+        in = a;
       }
 
       // Where the backward pass starts: the loss gradient, or the caller's dL/dy.
@@ -495,31 +577,50 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
       } else {
         grad_y = grad_output + r0 * outs;
       }
-      const LayerPlan& top = plan_.layers[L - 1];
-      const float* grad_z = grad_y;  // dL/dz of the layer being walked back
-      if (top.activation != Activation::None) {
-        const cpu::Epilogue e = epilogue_of(top.activation);
-        if (e != cpu::Epilogue::None) {
-          k.rectify_backward(e, top.alpha, pass.z[L - 1], grad_y, pass.grad_z, rows * top.outputs);
-        } else {
-          activation_backward(top.activation, top.alpha, pass.z[L - 1], grad_y, pass.grad_z, rows * top.outputs);
-        }
-        grad_z = pass.grad_z;
-      }
 
+      // Walking back, grad holds dL/d(output of layer l), or already dL/dz when the GEMM that
+      // produced it applied a ReLU-family derivative in its epilogue (fused).
+      const float* grad = grad_y;
+      bool fused = false;
+      // dL/d(input of layer l - 1) that a residual layer l + 1 sends past layer l (pending),
+      // and the one layer l sends past layer l - 1 (next).
+      const float* pending = nullptr;
       const float* grad_a = nullptr;  // dL/d(input of layer 0), when grad_input is wanted
       for (std::size_t l = L; l-- > 0;) {
         const LayerPlan& layer = plan_.layers[l];
         const float* layer_in = l == 0 ? enc : pass.a[l - 1];
+        const float* grad_z = grad;
+        if (!fused) {
+          if (layer.gated) {
+            gate_backward(layer, rows, pass.z[l], grad, pass.grad_z);
+            grad_z = pass.grad_z;
+          } else if (layer.activation != Activation::None) {
+            const cpu::Epilogue e = epilogue_of(layer.activation);
+            if (e != cpu::Epilogue::None) {
+              k.rectify_backward(e, layer.alpha, pass.z[l], grad, pass.grad_z, rows * layer.rows);
+            } else {
+              activation_backward(layer.activation, layer.alpha, pass.z[l], grad, pass.grad_z, rows * layer.rows);
+            }
+            grad_z = pass.grad_z;
+          }
+        }
+        const float* next = nullptr;
+        if (layer.residual) {
+          // The block input receives dL/d(output) unchanged; keep it out of the buffers the
+          // products below overwrite.
+          float* keep = pass.skip[l & 1];
+          std::copy(grad, grad + rows * layer.outputs, keep);
+          next = keep;
+        }
 
-        // dW[n x k] += dZ^T . A: rows are output neurons, the reduction runs over the tile rows.
+        // dW[rows_l x k] += dZ^T . A: rows are output neurons, the reduction runs over the tile rows.
         cpu::Gemm gw;
-        gw.m = layer.outputs;
+        gw.m = layer.rows;
         gw.n = layer.inputs;
         gw.k = rows;
         gw.a = grad_z;
         gw.a_rs = 1;
-        gw.a_cs = layer.outputs;
+        gw.a_cs = layer.rows;
         gw.b = layer_in;
         gw.b_rs = layer.inputs;
         gw.b_ps = cpu::kPanel;
@@ -527,44 +628,44 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
         gw.ldc = layer.inputs;
         gw.accumulate = true;
         k.gemm(gw);
-        if (layer.has_bias) k.column_sums(rows, layer.outputs, grad_z, layer.outputs, dparams + layer.bias);
+        if (layer.has_bias) k.column_sums(rows, layer.rows, grad_z, layer.rows, dparams + layer.bias);
 
         if (l == 0 && !grad_input) break;
-        // dA[rows x k] = dZ . W, W in its own [out x in] layout, times the previous layer's
-        // activation derivative in the epilogue when it is ReLU-family. Alternate buffers so
-        // this product never overwrites the gradient being read.
+        // dA[rows x k] = dZ . W, W in its own [rows x in] layout, times the previous layer's
+        // activation derivative in the epilogue when it is ReLU-family and nothing else needs
+        // dL/d(its output). Alternate buffers so this product never overwrites the gradient
+        // being read.
         float* out = pass.grad_a[l & 1];
         cpu::Gemm gx;
         gx.m = rows;
         gx.n = layer.inputs;
-        gx.k = layer.outputs;
+        gx.k = layer.rows;
         gx.a = grad_z;
-        gx.a_rs = layer.outputs;
+        gx.a_rs = layer.rows;
         gx.a_cs = 1;
         gx.b = params_.data() + layer.weight;
         gx.b_rs = layer.inputs;
         gx.b_ps = cpu::kPanel;
         gx.c = out;
         gx.ldc = layer.inputs;
-        if (l == 0) {
-          k.gemm(gx);
-          grad_a = out;
-          break;
-        }
-        const LayerPlan& below = plan_.layers[l - 1];
-        const cpu::Epilogue e = epilogue_of(below.activation);
-        if (e != cpu::Epilogue::None) {
-          gx.epilogue = e == cpu::Epilogue::Relu ? cpu::Epilogue::ReluGrad : cpu::Epilogue::LeakyReluGrad;
-          gx.alpha = below.alpha;
-          gx.gate = pass.z[l - 1];
-          k.gemm(gx);
-        } else {
-          k.gemm(gx);
-          if (below.activation != Activation::None) {
-            activation_backward(below.activation, below.alpha, pass.z[l - 1], out, out, rows * below.outputs);
+        fused = false;
+        if (l > 0) {
+          const LayerPlan& below = plan_.layers[l - 1];
+          const cpu::Epilogue e = epilogue_of(below);
+          if (e != cpu::Epilogue::None && !below.residual && !pending) {
+            gx.epilogue = e == cpu::Epilogue::Relu ? cpu::Epilogue::ReluGrad : cpu::Epilogue::LeakyReluGrad;
+            gx.alpha = below.alpha;
+            gx.gate = pass.z[l - 1];
+            fused = true;
           }
         }
-        grad_z = out;
+        k.gemm(gx);
+        if (pending) {
+          for (std::size_t i = 0; i < rows * layer.inputs; ++i) out[i] += pending[i];
+        }
+        pending = next;
+        grad = out;
+        if (l == 0) grad_a = out;
       }
       if (grad_input) encode_backward(plan_.encoding, xr, rows, grad_a, grad_input + r0 * d);
     }

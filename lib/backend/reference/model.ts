@@ -12,13 +12,19 @@ import { clipGradients, optimizerUpdate, type FloatArray, type OptimizerState } 
 interface Slot {
   inputs: number;
   outputs: number;
+  rows: number; // pre-activations: 2 * outputs for a gated layer (gate, then up)
+  gated: boolean;
+  residual: boolean; // the output adds the input of the layer before
   w: number; // offset of W in the flat vector
   b: number; // offset of b, -1 without bias
   act: number;
   alpha: number;
 }
 
-/** Activations kept by a training forward pass: per layer the pre- and post-activation. */
+/**
+ * Activations kept by a training forward pass: per layer the pre-activations z (rows wide) and
+ * the output a (outputs wide: act(z), or act(gate) * up, plus the residual).
+ */
 interface Trace {
   enc: Float64Array;
   z: Float64Array[];
@@ -49,11 +55,17 @@ export class ReferenceModel implements BackendModel {
     let offset = 0;
     for (let l = 0; l < config.units.length; l++) {
       const outputs = config.units[l];
+      const gated = config.gated[l] === 1;
+      const rows = gated ? 2 * outputs : outputs;
       const w = offset;
-      offset += outputs * inputs;
+      offset += rows * inputs;
       const b = config.bias[l] ? offset : -1;
-      if (config.bias[l]) offset += outputs;
-      slots.push({ inputs, outputs, w, b, act: config.activations[l], alpha: config.alphas[l] });
+      if (config.bias[l]) offset += rows;
+      const residual = config.residual[l] === 1;
+      if (residual && (l === 0 || outputs !== slots[l - 1].inputs)) {
+        throw rangeError(`Model: layer ${l} is residual but its width ${outputs} does not match the input of the layer before`);
+      }
+      slots.push({ inputs, outputs, rows, gated, residual, w, b, act: config.activations[l], alpha: config.alphas[l] });
       inputs = outputs;
     }
     this.slots = slots;
@@ -77,23 +89,31 @@ export class ReferenceModel implements BackendModel {
     const trace: Trace = { enc, z: [], a: [] };
     const p = this.params;
     let a = enc;
+    let blockInput = enc; // the input of the previous layer, for a residual layer
     for (const s of this.slots) {
-      const z = new Float64Array(batch * s.outputs);
+      const z = new Float64Array(batch * s.rows);
       for (let r = 0; r < batch; r++) {
         const ar = r * s.inputs;
-        for (let o = 0; o < s.outputs; o++) {
+        for (let o = 0; o < s.rows; o++) {
           let sum = s.b >= 0 ? p[s.b + o] : 0;
           const wo = s.w + o * s.inputs;
           for (let i = 0; i < s.inputs; i++) sum += p[wo + i] * a[ar + i];
-          z[r * s.outputs + o] = sum;
+          z[r * s.rows + o] = sum;
         }
       }
-      const next = keep ? new Float64Array(z.length) : z;
-      for (let i = 0; i < z.length; i++) next[i] = activate(s.act, z[i], s.alpha);
+      const next = new Float64Array(batch * s.outputs);
+      for (let r = 0; r < batch; r++) {
+        for (let o = 0; o < s.outputs; o++) {
+          const gate = activate(s.act, z[r * s.rows + o], s.alpha);
+          next[r * s.outputs + o] = s.gated ? gate * z[r * s.rows + s.outputs + o] : gate;
+        }
+      }
+      if (s.residual) for (let i = 0; i < next.length; i++) next[i] += blockInput[i];
       if (keep) {
         trace.z.push(z);
         trace.a.push(next);
       }
+      blockInput = a;
       a = next;
     }
     return { y: a, trace };
@@ -110,19 +130,35 @@ export class ReferenceModel implements BackendModel {
     const p = this.params;
     const g = this.grads;
     let dA = dy;
+    // dL/d(output of layer l - 2) that a residual layer l sends past layer l - 1.
+    let skip: Float64Array | null = null;
     for (let l = this.slots.length - 1; l >= 0; l--) {
       const s = this.slots[l];
       const z = trace.z[l];
       const prev = l === 0 ? trace.enc : trace.a[l - 1];
-      const dZ = new Float64Array(dA.length);
-      for (let i = 0; i < dA.length; i++) dZ[i] = dA[i] * activateDerivative(s.act, z[i], s.alpha);
+      const dZ = new Float64Array(batch * s.rows);
+      for (let r = 0; r < batch; r++) {
+        for (let o = 0; o < s.outputs; o++) {
+          const d = dA[r * s.outputs + o];
+          const zg = z[r * s.rows + o];
+          if (s.gated) {
+            // out = act(gate) * up: d gate = d * up * act'(gate), d up = d * act(gate).
+            const up = z[r * s.rows + s.outputs + o];
+            dZ[r * s.rows + o] = d * up * activateDerivative(s.act, zg, s.alpha);
+            dZ[r * s.rows + s.outputs + o] = d * activate(s.act, zg, s.alpha);
+          } else {
+            dZ[r * s.rows + o] = d * activateDerivative(s.act, zg, s.alpha);
+          }
+        }
+      }
+      const passOn = s.residual ? dA : null;
       // Accumulate each weight row in float64 and round once, whatever the storage precision.
       const row = new Float64Array(s.inputs);
-      for (let o = 0; o < s.outputs; o++) {
+      for (let o = 0; o < s.rows; o++) {
         row.fill(0);
         let db = 0;
         for (let r = 0; r < batch; r++) {
-          const d = dZ[r * s.outputs + o];
+          const d = dZ[r * s.rows + o];
           if (d === 0) continue;
           db += d;
           const pr = r * s.inputs;
@@ -134,14 +170,16 @@ export class ReferenceModel implements BackendModel {
       if (l === 0 && !gradInput) break;
       const dPrev = new Float64Array(batch * s.inputs);
       for (let r = 0; r < batch; r++) {
-        for (let o = 0; o < s.outputs; o++) {
-          const d = dZ[r * s.outputs + o];
+        for (let o = 0; o < s.rows; o++) {
+          const d = dZ[r * s.rows + o];
           if (d === 0) continue;
           const wo = s.w + o * s.inputs;
           const pr = r * s.inputs;
           for (let i = 0; i < s.inputs; i++) dPrev[pr + i] += d * p[wo + i];
         }
       }
+      if (skip) for (let i = 0; i < dPrev.length; i++) dPrev[i] += skip[i];
+      skip = passOn;
       dA = dPrev;
     }
     if (gradInput) {
