@@ -41,6 +41,16 @@ describe.each(backendsUnderTest())('exact mode on %s', (backend) => {
     dense.dispose();
   });
 
+  it('a ReGLU FFN block (gated relu, residual down projection): the units are chosen on the gate', async () => {
+    const dense = new Mlp({ inputs: 33, layers: [{ units: 150, activation: 'relu', gated: true }, { units: 33, residual: true }, { units: 4 }], seed: 4 }, { backend });
+    const sparse = await dense.sparsify({ mode: 'exact', backend });
+    expect(sparse.layers.map((l) => l.mode)).toEqual(['exact', 'dense', 'dense']);
+    for (const batch of [1, 7, 20]) {
+      const x = randomArray(batch * 33, batch);
+      expectClose(sparse.predict(x), dense.predict(x), 1e-5, `batch ${batch}`);
+    }
+  });
+
   it('a frequency-encoded model', async () => {
     const dense = new Mlp({ inputs: 2, encoding: { type: 'frequency', octaves: 4 }, layers: [{ units: 40, activation: 'relu' }, { units: 3 }], seed: 2 }, { backend });
     const sparse = await dense.sparsify({ mode: 'exact', backend });
@@ -79,7 +89,7 @@ describe.runIf(nativeSparse)('native sparse model', () => {
     const w2 = randomArray(outputs * hidden, 3, 0.1);
     const pa = randomArray(16 * inputs, 4, 0.3);
     const pb = randomArray(hidden * 16, 5, 0.3);
-    const base = { threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null };
+    const base = { gated: false, residual: false, threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null };
     const cases: Partial<SparseLayer>[] = [
       { mode: 2, threshold: 0.35 },
       { mode: 3, k: 37 },
@@ -101,6 +111,43 @@ describe.runIf(nativeSparse)('native sparse model', () => {
           native.predict(x, batch, a);
           reference.predict(x, batch, b);
           expectClose(a, b, 1e-4, `mode ${c.mode} activation ${activation} batch ${batch}`);
+        }
+        native.dispose();
+        reference.dispose();
+      }
+    }
+  });
+
+  it('gated layers: native and reference keep the same units on act(gate) and read the same up rows', () => {
+    const inputs = 21, hidden = 133, outputs = 21;
+    const w1 = randomArray(2 * hidden * inputs, 11, 0.3);
+    const b1 = randomArray(2 * hidden, 12, 0.1);
+    const w2 = randomArray(outputs * hidden, 13, 0.1);
+    const pa = randomArray(8 * inputs, 14, 0.3);
+    const pb = randomArray(hidden * 8, 15, 0.3);
+    const base = { gated: false, residual: false, threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null };
+    const cases: Partial<SparseLayer>[] = [
+      { mode: 0 },
+      { mode: 2, threshold: 0.1 },
+      { mode: 3, k: 40 },
+      { mode: 4, k: 30, rank: 8, predictorA: pa, predictorB: pb },
+    ];
+    const config = { inputs, encoding: 0, octaves: 0, includeInput: false };
+    for (const activation of [5, 3, 1]) {
+      for (const c of [...cases, ...(activation === 1 ? [{ mode: 1 }] : [])]) {
+        const layers: SparseLayer[] = [
+          { ...base, inputs, outputs: hidden, activation, alpha: 0, weight: w1, bias: b1, gated: true, mode: 0, ...c } as SparseLayer,
+          { ...base, inputs: hidden, outputs, activation: 0, alpha: 0, weight: w2, bias: null, residual: true, mode: 0 },
+        ];
+        const native = selectBackend('native').createSparseModel!(config, layers);
+        const reference = referenceBackend.createSparseModel!(config, layers);
+        for (const batch of [1, 6, 33]) {
+          const x = randomArray(batch * inputs, 20 + batch);
+          const a = new Float32Array(batch * outputs);
+          const b = new Float32Array(batch * outputs);
+          native.predict(x, batch, a);
+          reference.predict(x, batch, b);
+          expectClose(a, b, 1e-4, `gated mode ${c.mode} activation ${activation} batch ${batch}`);
         }
         native.dispose();
         reference.dispose();
@@ -178,6 +225,7 @@ describe('sparsify options are checked', () => {
     ['calibration not float32', { mode: 'threshold', targetDensity: 0.5, calibration: [1, 2, 3, 4] }, /Float32Array/, 'ERR_INVALID_ARG_TYPE'],
     ['the output layer', { mode: 'topk', k: 1, layers: [2] }, /options\.layers\[0\]/, 'ERR_OUT_OF_RANGE'],
     ['rank outside predictor mode', { mode: 'topk', k: 1, rank: 4 }, /predictor mode only/, 'ERR_OUT_OF_RANGE'],
+    ['unknown layer index type', { mode: 'topk', k: 1, layers: ['0'] }, /options\.layers\[0\]/, 'ERR_INVALID_ARG_TYPE'],
   ];
   it.each(bad)('%s', async (_, options, message, code) => {
     await expect(dense.sparsify(options as SparsifyOptions)).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
@@ -186,6 +234,13 @@ describe('sparsify options are checked', () => {
   it('exact mode needs relu', async () => {
     await expect(gelu.sparsify({ mode: 'exact' })).rejects.toThrow(/no hidden layer of this model uses relu/);
     await expect(gelu.sparsify({ mode: 'exact', layers: [0] })).rejects.toThrow(/layer 0 uses gelu/);
+  });
+
+  it('a residual layer cannot be sparsified', async () => {
+    const block = new Mlp({ inputs: 4, layers: [{ units: 8, activation: 'relu' }, { units: 4, residual: true }, { units: 2 }] }, { backend: 'reference' });
+    await expect(block.sparsify({ mode: 'topk', k: 2, layers: [1] })).rejects.toThrow(/layer 1 is residual/);
+    const sparse = await block.sparsify({ mode: 'topk', k: 2 });
+    expect(sparse.layers.map((l) => l.mode)).toEqual(['topk', 'dense', 'dense']);
   });
 
   it('a model without hidden layers cannot be sparsified', async () => {

@@ -170,9 +170,13 @@ export interface SparseLayer {
   outputs: number;
   activation: number; // index into ACTIVATIONS
   alpha: number;
-  /** [outputs x inputs] row-major, PyTorch's layout. */
+  /** [rows x inputs] row-major, PyTorch's layout; rows = outputs, or 2 * outputs when gated (gate rows first). */
   weight: Float32Array;
   bias: Float32Array | null;
+  /** A gated layer: act(gate) * up; sparsified, its units are chosen on act(gate). */
+  gated: boolean;
+  /** The output adds the input of the layer before (never on a sparsified layer). */
+  residual: boolean;
   /** Index into SPARSE_MODES: 0 dense (and always for the last layer). */
   mode: number;
   /** threshold mode: keep |h| > threshold. */

@@ -69,6 +69,35 @@ export function hiddenAfter(net: Mlp, l: number, x: Float32Array, backend: Backe
   }
 }
 
+/**
+ * The values a sparse layer chooses its units on, for rows x of the dense model: the layer's
+ * output, or for a gated layer act(gate) (the up projection is then read only for the units
+ * kept).
+ */
+export function selectionValues(net: Mlp, l: number, x: Float32Array, backend: BackendChoice): Float32Array {
+  const spec = net.spec.layers[l];
+  if (!spec.gated) return hiddenAfter(net, l, x, backend);
+  const input = l === 0 ? x : hiddenAfter(net, l - 1, x, backend);
+  const layer = net.getLayers()[l];
+  const u = spec.units;
+  const params = new Float32Array(u * layer.inputs + (layer.bias ? u : 0));
+  params.set(layer.weight.subarray(0, u * layer.inputs));
+  if (layer.bias) params.set(layer.bias.subarray(0, u), u * layer.inputs);
+  const gate = new Mlp(
+    {
+      inputs: l === 0 ? net.inputs : net.spec.layers[l - 1].units,
+      ...(l === 0 ? { encoding: net.spec.encoding } : {}),
+      layers: [{ units: u, activation: spec.activation, alpha: spec.alpha, bias: spec.bias }],
+    },
+    { backend, parameters: params },
+  );
+  try {
+    return gate.predict(input);
+  } finally {
+    gate.dispose();
+  }
+}
+
 /** The cutoff t that keeps about `density` of the values (|h| > t), over all rows. */
 export function thresholdForDensity(h: Float32Array, density: number): number {
   // A strided sample is plenty for a quantile, and keeps the sort short on big layers.

@@ -7,7 +7,7 @@ import { ACTIVATIONS, ENCODINGS, type Backend, type BackendSparseModel, type Spa
 import { ERR_NATIVE_UNAVAILABLE, disposedError } from '../errors.js';
 import type { Mlp } from '../mlp.js';
 import { expectBatch, expectOutputBuffer } from '../validate.js';
-import { errorStats, hiddenAfter, observedDensity, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
+import { errorStats, observedDensity, selectionValues, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
 import { SPARSE_MODE_CODES, type SparseModeName } from './format.js';
 import { normalizeSparsifyOptions, type SparsifyOptions } from './options.js';
 
@@ -94,6 +94,8 @@ export class SparseMlp {
       alpha: spec.layers[i].alpha,
       weight: l.weight,
       bias: l.bias ?? null,
+      gated: spec.layers[i].gated,
+      residual: spec.layers[i].residual,
       mode: SPARSE_MODE_CODES.dense,
       threshold: 0,
       k: 0,
@@ -109,7 +111,7 @@ export class SparseMlp {
       const n = layer.outputs;
       layer.mode = SPARSE_MODE_CODES[o.mode];
       const k = o.k ?? (o.targetDensity !== null ? Math.max(1, Math.round(o.targetDensity * n)) : 0);
-      const h = o.calibration ? hiddenAfter(net, li, o.calibration, o.backend) : null;
+      const h = o.calibration ? selectionValues(net, li, o.calibration, o.backend) : null;
       let recall: number | null = null;
       if (o.mode === 'threshold') {
         layer.threshold = o.threshold ?? thresholdForDensity(h!, o.targetDensity!);

@@ -61,7 +61,9 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
   let layers: number[];
   if (o.layers === undefined) {
     layers = [];
-    for (let l = 0; l < hidden; l++) if (mode !== 'exact' || spec.layers[l].activation === 'relu') layers.push(l);
+    for (let l = 0; l < hidden; l++) {
+      if ((mode !== 'exact' || spec.layers[l].activation === 'relu') && !spec.layers[l].residual) layers.push(l);
+    }
     if (layers.length === 0) throw rangeError('exact mode skips the zeros of ReLU layers, but no hidden layer of this model uses relu');
   } else {
     if (!Array.isArray(o.layers)) throw typeError(`Expected an array of hidden-layer indices for options.layers but received ${describe(o.layers)}`);
@@ -74,6 +76,11 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
           throw rangeError(`exact mode needs relu on every sparsified layer, but layer ${l} uses ${spec.layers[l].activation}`);
         }
       }
+    }
+  }
+  for (const l of layers) {
+    if (spec.layers[l].residual) {
+      throw rangeError(`layer ${l} is residual: its outputs (a sum with the block input) are not sparse; sparsify the layer before it`);
     }
   }
   const minUnits = Math.min(...layers.map((l) => spec.layers[l].units));

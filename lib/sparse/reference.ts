@@ -9,15 +9,62 @@ import { disposedError } from '../errors.js';
 import { SPARSE_MODE_CODES } from './format.js';
 import { keepOnly, selectNonzero, selectThreshold, selectTop } from './select.js';
 
-function affine(w: Float32Array, b: Float32Array | null, rows: number, cols: number, x: Float64Array, out: Float64Array, only?: readonly number[]): void {
+/** out[o] = b[o] + W[o] . x for the rows o listed (all without a list); W rows start at `first`. */
+function affine(w: Float32Array, b: Float32Array | null, first: number, rows: number, cols: number, x: Float64Array, out: Float64Array, only?: readonly number[]): void {
   const each = (o: number): void => {
-    let s = b ? b[o] : 0;
-    const at = o * cols;
+    let s = b ? b[first + o] : 0;
+    const at = (first + o) * cols;
     for (let p = 0; p < cols; p++) s += w[at + p] * x[p];
     out[o] = s;
   };
   if (only) for (const o of only) each(o);
   else for (let o = 0; o < rows; o++) each(o);
+}
+
+function copyLayer(l: SparseLayer): SparseLayer {
+  return {
+    ...l,
+    weight: l.weight.slice(),
+    bias: l.bias?.slice() ?? null,
+    predictorA: l.predictorA?.slice() ?? null,
+    predictorABias: l.predictorABias?.slice() ?? null,
+    predictorB: l.predictorB?.slice() ?? null,
+    predictorBBias: l.predictorBBias?.slice() ?? null,
+  };
+}
+
+/** One layer on one row: its output (with the kept units only, when sparsified). */
+function layerRow(l: SparseLayer, h: Float64Array, block: Float64Array | null): Float64Array {
+  const n = l.outputs;
+  const z = new Float64Array(n);
+  const gateAct = (j: number): number => activate(l.activation, z[j], l.alpha);
+  let kept: number[] | null = null;
+  if (l.mode === SPARSE_MODE_CODES.predictor) {
+    const low = new Float64Array(l.rank);
+    affine(l.predictorA!, l.predictorABias, 0, l.rank, l.inputs, h, low);
+    const score = new Float64Array(n);
+    affine(l.predictorB!, l.predictorBBias, 0, n, l.rank, low, score);
+    kept = selectTop(score, 0, n, l.k, false);
+    affine(l.weight, l.bias, 0, n, l.inputs, h, z, kept);
+    for (const j of kept) z[j] = gateAct(j);
+  } else {
+    // The gate (or the whole ungated map) for every unit, activated.
+    affine(l.weight, l.bias, 0, n, l.inputs, h, z);
+    for (let j = 0; j < n; j++) z[j] = gateAct(j);
+    if (l.mode === SPARSE_MODE_CODES.threshold) kept = selectThreshold(z, 0, n, l.threshold);
+    else if (l.mode === SPARSE_MODE_CODES.topk) kept = selectTop(z, 0, n, l.k, true);
+    else if (l.mode === SPARSE_MODE_CODES.exact) kept = selectNonzero(z, 0, n);
+  }
+  if (kept) keepOnly(z, 0, n, kept);
+  if (l.gated) {
+    // act(gate) * up, the up rows read only for the kept units.
+    const up = new Float64Array(n);
+    affine(l.weight, l.bias, n, n, l.inputs, h, up, kept ?? undefined);
+    if (kept) for (const j of kept) z[j] *= up[j];
+    else for (let j = 0; j < n; j++) z[j] *= up[j];
+  }
+  if (l.residual && block) for (let j = 0; j < n; j++) z[j] += block[j];
+  return z;
 }
 
 export class ReferenceSparseModel implements BackendSparseModel {
@@ -26,43 +73,21 @@ export class ReferenceSparseModel implements BackendSparseModel {
 
   constructor(config: SparseModelConfig, layers: SparseLayer[]) {
     this.config = { ...config };
-    this.layers = layers.map((l) => ({
-      ...l,
-      weight: l.weight.slice(),
-      bias: l.bias?.slice() ?? null,
-      predictorA: l.predictorA?.slice() ?? null,
-      predictorABias: l.predictorABias?.slice() ?? null,
-      predictorB: l.predictorB?.slice() ?? null,
-      predictorBBias: l.predictorBBias?.slice() ?? null,
-    }));
+    this.layers = layers.map(copyLayer);
   }
 
   predict(x: Float32Array, batch: number, out: Float32Array): void {
     const layers = this.layers;
     if (!layers) throw disposedError('predict');
-    const encW = encodedWidthOf(this.config);
-    const enc = new Float64Array(encW);
+    const enc = new Float64Array(encodedWidthOf(this.config));
     for (let r = 0; r < batch; r++) {
       encode(this.config, x.subarray(r * this.config.inputs, (r + 1) * this.config.inputs), 1, enc);
       let h: Float64Array = enc;
+      let block: Float64Array | null = null;
       for (const l of layers) {
-        const z = new Float64Array(l.outputs);
-        if (l.mode === SPARSE_MODE_CODES.predictor) {
-          const low = new Float64Array(l.rank);
-          affine(l.predictorA!, l.predictorABias, l.rank, l.inputs, h, low);
-          const score = new Float64Array(l.outputs);
-          affine(l.predictorB!, l.predictorBBias, l.outputs, l.rank, low, score);
-          const kept = selectTop(score, 0, l.outputs, l.k, false);
-          affine(l.weight, l.bias, l.outputs, l.inputs, h, z, kept);
-          for (const j of kept) z[j] = activate(l.activation, z[j], l.alpha);
-        } else {
-          affine(l.weight, l.bias, l.outputs, l.inputs, h, z);
-          for (let j = 0; j < l.outputs; j++) z[j] = activate(l.activation, z[j], l.alpha);
-          if (l.mode === SPARSE_MODE_CODES.threshold) keepOnly(z, 0, l.outputs, selectThreshold(z, 0, l.outputs, l.threshold));
-          else if (l.mode === SPARSE_MODE_CODES.topk) keepOnly(z, 0, l.outputs, selectTop(z, 0, l.outputs, l.k, true));
-          else if (l.mode === SPARSE_MODE_CODES.exact) keepOnly(z, 0, l.outputs, selectNonzero(z, 0, l.outputs));
-        }
-        h = z;
+        const next = layerRow(l, h, block);
+        block = h;
+        h = next;
       }
       out.set(h, r * h.length);
     }

@@ -36,8 +36,15 @@ sparse::SparseLayerSource ReadLayer(const Napi::Value& value, std::size_t index)
   s.outputs = SizeField(o, "outputs", where);
   s.activation = static_cast<Activation>(CodeArg(o.Get("activation"), where.c_str(), "activation", "an activation", kActivationCount));
   s.alpha = static_cast<float>(NumberArg(o.Get("alpha"), where.c_str(), "alpha"));
-  s.weight = FloatsField(o, "weight", s.outputs, s.inputs, where, "outputs * inputs");
-  s.bias = OptionalFloatsField(o, "bias", s.outputs, where, "outputs");
+  const Napi::Value gated = o.Get("gated");
+  const Napi::Value residual = o.Get("residual");
+  if (!gated.IsBoolean()) throw TypeError(o.Env(), where + ".gated must be a boolean, got " + Describe(gated));
+  if (!residual.IsBoolean()) throw TypeError(o.Env(), where + ".residual must be a boolean, got " + Describe(residual));
+  s.gated = gated.As<Napi::Boolean>().Value();
+  s.residual = residual.As<Napi::Boolean>().Value();
+  const std::size_t rows = s.gated ? 2 * s.outputs : s.outputs;
+  s.weight = FloatsField(o, "weight", rows, s.inputs, where, "rows * inputs (rows = 2 * outputs when gated)");
+  s.bias = OptionalFloatsField(o, "bias", rows, where, "rows");
   s.mode = static_cast<sparse::Mode>(CodeArg(o.Get("mode"), where.c_str(), "mode", "a sparsity mode", sparse::kModeCount));
   if (s.mode == sparse::Mode::Threshold) {
     const double t = NumberArg(o.Get("threshold"), where.c_str(), "threshold");

@@ -97,7 +97,7 @@ void dense_gemm(const float* b, std::size_t b_rs, std::size_t b_ps, const float*
 }  // namespace
 
 struct SparseModel::Scratch {
-  AlignedVector<float> enc, ping0, ping1, low, scores, packed, partial;
+  AlignedVector<float> enc, ping0, ping1, ping2, low, aux, packed, partial;
   std::vector<std::uint32_t> idx, uni, merged;
   std::vector<std::size_t> counts;
   std::vector<std::uint64_t> keys;
@@ -130,34 +130,47 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
     if (s.mode == Mode::Predictor && (s.rank == 0 || !s.pa || !s.pb)) {
       throw std::invalid_argument(where + ": predictor mode needs the predictor's weights and rank");
     }
+    if (s.residual && s.mode != Mode::Dense) {
+      throw std::invalid_argument(where + " is residual: its outputs (a sum with the block input) are not sparsified");
+    }
+    if (s.residual && (i == 0 || s.outputs != layers[i - 1].inputs)) {
+      throw std::invalid_argument(where + " is residual but its width does not match the input of the layer before");
+    }
     Layer l;
     l.k = s.inputs;
     l.n = s.outputs;
+    l.gated = s.gated;
+    l.residual = s.residual;
+    l.rows = s.gated ? 2 * s.outputs : s.outputs;
     l.activation = s.activation;
     l.alpha = s.alpha;
     l.mode = s.mode;
     l.threshold = s.threshold;
     l.keep = s.k;
     l.sparse_in = i > 0 && layers[i - 1].mode != Mode::Dense;
-    l.bias = padded_bias(s.bias, s.outputs);
+    l.bias = padded_bias(s.bias, l.rows);
     if (s.mode == Mode::Predictor) {
       // Chosen outputs are computed one row of W at a time; sparse inputs are then just zeros.
-      l.wr.assign(s.weight, s.weight + s.outputs * s.inputs);
+      l.wr.assign(s.weight, s.weight + l.rows * s.inputs);
       l.rank = s.rank;
       l.pa_panels = pack_panels(s.pa, s.rank, s.inputs);
       l.pa_bias = padded_bias(s.pa_bias, s.rank);
       l.pb_panels = pack_panels(s.pb, s.outputs, s.rank);
       l.pb_bias = padded_bias(s.pb_bias, s.outputs);
       max_rank_ = std::max(max_rank_, s.rank);
+    } else if (s.gated && s.mode != Mode::Dense) {
+      // The gate in panels (computed densely, it chooses the units), the up rows row-major.
+      l.panels = pack_panels(s.weight, s.outputs, s.inputs);
+      l.up.assign(s.weight + s.outputs * s.inputs, s.weight + 2 * s.outputs * s.inputs);
     } else if (l.sparse_in) {
-      l.ldt = padded(s.outputs);
+      l.ldt = padded(l.rows);
       l.wt.assign(l.k * l.ldt, 0.0f);
-      for (std::size_t o = 0; o < s.outputs; ++o)
+      for (std::size_t o = 0; o < l.rows; ++o)
         for (std::size_t p = 0; p < s.inputs; ++p) l.wt[p * l.ldt + o] = s.weight[o * s.inputs + p];
     } else {
-      l.panels = pack_panels(s.weight, s.outputs, s.inputs);
+      l.panels = pack_panels(s.weight, l.rows, s.inputs);
     }
-    max_width_ = std::max(max_width_, s.outputs);
+    max_width_ = std::max(max_width_, l.rows);
     layers_.push_back(std::move(l));
     width = s.outputs;
   }
@@ -167,7 +180,7 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
 std::size_t SparseModel::bytes() const {
   std::size_t total = 0;
   for (const Layer& l : layers_) {
-    total += 4 * (l.k * l.n + l.n);
+    total += 4 * (l.k * l.rows + l.rows);
     if (l.mode == Mode::Predictor) total += 4 * (l.rank * (l.k + l.n + 1) + l.n);
   }
   return total;
@@ -181,26 +194,18 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
     encode_forward(encoding_, x, rows, s.enc.data());
     in = s.enc.data();
   }
+  float* ping[3] = {s.ping0.data(), s.ping1.data(), s.ping2.data()};
+  const float* block = nullptr;           // the input of the previous layer (residual layers add it)
   const std::uint32_t* in_idx = nullptr;  // the union of the kept inputs, when they are sparse
   std::size_t in_count = 0;
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
     const bool last = li + 1 == layers_.size();
-    float* z = last ? out : (li & 1 ? s.ping1.data() : s.ping0.data());
-    const bool parallel = inner && threads > 1 && l.k * l.n * rows >= kParallelMacs;
+    float* dst = last ? out : ping[li % 3];
+    const bool parallel = inner && threads > 1 && l.k * l.rows * rows >= kParallelMacs;
     std::uint32_t* idx = s.idx.data();  // rows x n kept lists
     std::size_t* counts = s.counts.data();
 
-    if (l.mode == Mode::Predictor) {
-      // Scores from the low-rank predictor, then the k best units per row, computed alone.
-      dense_gemm(l.pa_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.pa_bias.data(), l.k, l.rank, in, rows,
-                 s.low.data(), Activation::None, 0, false);
-      dense_gemm(l.pb_panels.data(), cpu::kPanel, l.rank * cpu::kPanel, l.pb_bias.data(), l.rank, l.n, s.low.data(),
-                 rows, s.scores.data(), Activation::None, 0, parallel);
-      for (std::size_t r = 0; r < rows; ++r) {
-        counts[r] = select_top(s.scores.data() + r * l.n, false, l.n, l.keep, idx + r * l.n, s.keys.data());
-      }
-    }
     // The union of the rows' lists (the units any row of the tile needs).
     auto unite = [&]() -> std::size_t {
       std::size_t count = counts[0];
@@ -212,15 +217,13 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       }
       return count;
     };
-
-    if (l.mode == Mode::Predictor) {
-      const std::size_t u = unite();
-      std::fill(z, z + rows * l.n, 0.0f);
+    // h[r * n + j] = w_j . in_r for the units j of the union, shared out over the pool.
+    auto dots = [&](const float* w, std::size_t u, float* h) {
       const std::size_t parts = parallel ? std::min(u, 4 * static_cast<std::size_t>(threads)) : 1;
-      auto dots = [&](std::size_t i) {
+      auto part = [&](std::size_t i) {
         const std::size_t a = i * u / parts, b = (i + 1) * u / parts;
         cpu::DotRows d;
-        d.w = l.wr.data();
+        d.w = w;
         d.ldw = l.k;
         d.k = l.k;
         d.idx = s.uni.data() + a;
@@ -228,32 +231,92 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         d.x = in;
         d.ldx = l.k;
         d.rows = rows;
-        d.h = z;
+        d.h = h;
         d.ldh = l.n;
         kern.dot_rows(d);
       };
       if (parts > 1) {
-        parallel_for(parts, dots);
-      } else if (parts == 1) {
-        dots(0);
+        parallel_for(parts, part);
+      } else if (u > 0) {
+        part(0);
       }
-      // Bias and activation on the computed units, gathered so the activation runs on a
-      // contiguous array; then each row keeps only its own units.
+    };
+    // The kept units of each row from its values in dst (exact, threshold, top-k); the others
+    // zeroed. Returns the size of the union.
+    auto select_rows = [&]() -> std::size_t {
+      for (std::size_t r = 0; r < rows; ++r) {
+        float* zr = dst + r * l.n;
+        std::uint32_t* ir = idx + r * l.n;
+        if (l.mode == Mode::Exact) {
+          counts[r] = select_nonzero(zr, l.n, ir);
+        } else if (l.mode == Mode::Threshold) {
+          counts[r] = select_threshold(zr, l.n, l.threshold, ir);
+        } else {
+          counts[r] = select_top(zr, true, l.n, l.keep, ir, s.keys.data());
+          keep_only(zr, l.n, ir, counts[r]);
+        }
+      }
+      return unite();
+    };
+
+    if (l.mode == Mode::Predictor) {
+      // Scores from the low-rank predictor, then the k best units per row, computed alone: their
+      // rows of W (and of the up projection when gated), bias and activation on the gathered
+      // units; then each row keeps only its own.
+      dense_gemm(l.pa_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.pa_bias.data(), l.k, l.rank, in, rows,
+                 s.low.data(), Activation::None, 0, false);
+      dense_gemm(l.pb_panels.data(), cpu::kPanel, l.rank * cpu::kPanel, l.pb_bias.data(), l.rank, l.n, s.low.data(),
+                 rows, s.aux.data(), Activation::None, 0, parallel);
+      for (std::size_t r = 0; r < rows; ++r) {
+        counts[r] = select_top(s.aux.data() + r * l.n, false, l.n, l.keep, idx + r * l.n, s.keys.data());
+      }
+      const std::size_t u = unite();
+      std::fill(dst, dst + rows * l.n, 0.0f);
+      dots(l.wr.data(), u, dst);
+      if (l.gated) dots(l.wr.data() + l.n * l.k, u, s.aux.data());
       float* g = s.packed.data();
       for (std::size_t r = 0; r < rows; ++r) {
-        float* zr = z + r * l.n;
+        float* zr = dst + r * l.n;
         for (std::size_t i = 0; i < u; ++i) g[i] = zr[s.uni[i]] + l.bias[s.uni[i]];
         activation_forward(l.activation, l.alpha, g, g, u);
+        if (l.gated) {
+          const float* up = s.aux.data() + r * l.n;
+          for (std::size_t i = 0; i < u; ++i) g[i] *= up[s.uni[i]] + l.bias[l.n + s.uni[i]];
+        }
         for (std::size_t i = 0; i < u; ++i) zr[s.uni[i]] = g[i];
         keep_only(zr, l.n, idx + r * l.n, counts[r]);
       }
-      in = z;
+      block = in;
+      in = dst;
       in_idx = s.uni.data();
       in_count = u;
-      // The next layer reads in_idx from s.uni, and may write s.uni itself only after it.
       continue;
     }
 
+    if (l.gated && l.mode != Mode::Dense) {
+      // Units chosen on act(gate): the gate densely, then only the kept units' up rows.
+      dense_gemm(l.panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data(), l.k, l.n, in, rows, dst, l.activation,
+                 l.alpha, parallel);
+      if (!in_epilogue(l.activation)) activation_forward(l.activation, l.alpha, dst, dst, rows * l.n);
+      const std::size_t u = select_rows();
+      dots(l.up.data(), u, s.aux.data());
+      for (std::size_t r = 0; r < rows; ++r) {
+        float* zr = dst + r * l.n;
+        const float* up = s.aux.data() + r * l.n;
+        for (std::size_t i = 0; i < u; ++i) {
+          const std::uint32_t j = s.uni[i];
+          zr[j] *= up[j] + l.bias[l.n + j];  // zero for the units this row dropped
+        }
+      }
+      block = in;
+      in = dst;
+      in_idx = s.uni.data();
+      in_count = u;
+      continue;
+    }
+
+    // The affine map into z (rows wide): dst itself, or for a gated layer a free buffer.
+    float* z = l.gated ? ping[li % 3] : dst;
     if (l.sparse_in) {
       // The inputs in kAxpyParts fixed ranges of input index, each summed into its own partial
       // output by one task, then the partials added to the bias in range order. A range runs
@@ -268,12 +331,12 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         bounds[p] = p == kAxpyParts ? in_count : static_cast<std::size_t>(std::lower_bound(in_idx, in_idx + in_count, edge) - in_idx);
       }
       auto part = [&](std::size_t p) {
-        float* y = partial + p * rows * l.n;
+        float* y = partial + p * rows * l.rows;
         const std::size_t k0 = p * l.k / kAxpyParts, k1 = (p + 1) * l.k / kAxpyParts;
-        if (!by_rows) {
+        if (!by_rows && k1 > k0) {
           cpu::Gemm g;
           g.m = rows;
-          g.n = l.n;
+          g.n = l.rows;
           g.k = k1 - k0;
           g.a = in + k0;
           g.a_rs = l.k;
@@ -282,15 +345,12 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
           g.b_rs = l.ldt;
           g.b_ps = cpu::kPanel;
           g.c = y;
-          g.ldc = l.n;
-          if (g.k > 0) {
-            kern.gemm(g);
-          } else {
-            std::fill(y, y + rows * l.n, 0.0f);
-          }
+          g.ldc = l.rows;
+          kern.gemm(g);
           return;
         }
-        std::fill(y, y + rows * l.n, 0.0f);
+        std::fill(y, y + rows * l.rows, 0.0f);
+        if (!by_rows) return;
         cpu::AxpyRows a;
         a.w = l.wt.data();
         a.ldw = l.ldt;
@@ -300,9 +360,9 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         a.ldh = l.k;
         a.rows = rows;
         a.y = y;
-        a.ldy = l.n;
+        a.ldy = l.rows;
         a.c0 = 0;
-        a.c1 = l.n;
+        a.c1 = l.rows;
         kern.axpy_rows(a);
       };
       if (parallel) {
@@ -312,39 +372,41 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       }
       const float* sums[kAxpyParts + 1];
       sums[0] = l.bias.data();
+      const cpu::Epilogue e = l.gated ? cpu::Epilogue::None : epilogue_of(l.activation);
       for (std::size_t r = 0; r < rows; ++r) {
-        for (std::size_t p = 0; p < kAxpyParts; ++p) sums[p + 1] = partial + (p * rows + r) * l.n;
-        float* zr = z + r * l.n;
-        kern.reduce(zr, sums, kAxpyParts + 1, 0, l.n);
-        if (epilogue_of(l.activation) != cpu::Epilogue::None) kern.rectify(epilogue_of(l.activation), l.alpha, zr, zr, l.n);
+        for (std::size_t p = 0; p < kAxpyParts; ++p) sums[p + 1] = partial + (p * rows + r) * l.rows;
+        float* zr = z + r * l.rows;
+        kern.reduce(zr, sums, kAxpyParts + 1, 0, l.rows);
+        if (e != cpu::Epilogue::None) kern.rectify(e, l.alpha, zr, zr, l.rows);
       }
     } else {
-      dense_gemm(l.panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data(), l.k, l.n, in, rows, z, l.activation,
-                 l.alpha, parallel);
+      dense_gemm(l.panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data(), l.k, l.rows, in, rows, z,
+                 l.gated ? Activation::None : l.activation, l.alpha, parallel);
     }
-    if (!in_epilogue(l.activation)) activation_forward(l.activation, l.alpha, z, z, rows * l.n);
-
+    if (l.gated) {
+      // act(gate) * up, row by row into dst; z may be dst (each row of dst ends before the same
+      // row of z starts, and row 0 is read before written, element by element).
+      for (std::size_t r = 0; r < rows; ++r) {
+        float* zr = z + r * l.rows;
+        activation_forward(l.activation, l.alpha, zr, zr, l.n);
+        float* d = dst + r * l.n;
+        for (std::size_t o = 0; o < l.n; ++o) d[o] = zr[o] * zr[l.n + o];
+      }
+    } else if (!in_epilogue(l.activation)) {
+      activation_forward(l.activation, l.alpha, dst, dst, rows * l.n);
+    }
+    if (l.residual) {
+      for (std::size_t i = 0; i < rows * l.n; ++i) dst[i] += block[i];
+    }
+    block = in;
+    in = dst;
     if (l.mode == Mode::Dense) {
-      in = z;
       in_idx = nullptr;
       in_count = 0;
       continue;
     }
-    for (std::size_t r = 0; r < rows; ++r) {
-      float* zr = z + r * l.n;
-      std::uint32_t* ir = idx + r * l.n;
-      if (l.mode == Mode::Exact) {
-        counts[r] = select_nonzero(zr, l.n, ir);
-      } else if (l.mode == Mode::Threshold) {
-        counts[r] = select_threshold(zr, l.n, l.threshold, ir);
-      } else {
-        counts[r] = select_top(zr, true, l.n, l.keep, ir, s.keys.data());
-        keep_only(zr, l.n, ir, counts[r]);
-      }
-    }
-    in_count = unite();
+    in_count = select_rows();
     in_idx = s.uni.data();
-    in = z;
   }
 }
 
@@ -355,8 +417,9 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
     s.enc.resize(rows * enc_w);
     s.ping0.resize(rows * max_width_);
     s.ping1.resize(rows * max_width_);
+    s.ping2.resize(rows * max_width_);
     s.low.resize(rows * std::max<std::size_t>(max_rank_, 1));
-    s.scores.resize(max_rank_ ? rows * max_width_ : 0);
+    s.aux.resize(rows * max_width_);
     s.packed.resize(max_width_);
     s.partial.resize(kAxpyParts * rows * max_width_);
     s.idx.resize(rows * max_width_);

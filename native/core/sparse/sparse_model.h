@@ -8,7 +8,8 @@
 //    of outputs per input unit), read by axpy over the kept units, or by the dense GEMM through
 //    the strided view when a batch's union of kept units is too dense to win;
 //  - a layer whose outputs a predictor chooses keeps W row-major (PyTorch's layout), read one
-//    chosen output row at a time by dot products;
+//    chosen output row at a time by dot products; so do the up rows of a gated layer whose
+//    units are chosen on its gate;
 //  - any other layer keeps the packed panels of the dense kernels (core/cpu/kernels.h).
 #pragma once
 
@@ -28,8 +29,13 @@ struct SparseLayerSource {
   std::size_t inputs = 0, outputs = 0;
   Activation activation = Activation::None;
   float alpha = 0;
-  const float* weight = nullptr;  // [outputs x inputs]
-  const float* bias = nullptr;    // [outputs] or null
+  const float* weight = nullptr;  // [rows x inputs], rows = outputs, or 2 * outputs when gated
+  const float* bias = nullptr;    // [rows] or null
+  // A gated layer (core/config.h): output act(gate) * up; the gate rows come first. When its
+  // outputs are sparsified the units are chosen on act(gate) and only their up rows are read.
+  bool gated = false;
+  // The output adds the input of the layer before (only on layers that are not sparsified).
+  bool residual = false;
   // What is kept of this layer's outputs (Dense for the last layer).
   Mode mode = Mode::Dense;
   float threshold = 0;  // Threshold: keep |h| > threshold
@@ -58,7 +64,8 @@ class SparseModel final : public Predictor {
 
  private:
   struct Layer {
-    std::size_t k = 0, n = 0;
+    std::size_t k = 0, n = 0, rows = 0;  // rows: n, or 2n when gated
+    bool gated = false, residual = false;
     Activation activation = Activation::None;
     float alpha = 0;
     Mode mode = Mode::Dense;
@@ -68,7 +75,8 @@ class SparseModel final : public Predictor {
     AlignedVector<float> panels;  // dense layers: W^T in panels
     AlignedVector<float> wt;      // sparse inputs: W^T [k x ldt]
     std::size_t ldt = 0;
-    AlignedVector<float> wr;      // predictor-chosen outputs: W [n x k]
+    AlignedVector<float> wr;      // predictor-chosen outputs: W [rows x k]
+    AlignedVector<float> up;      // gated, sparsified by its gate: the up rows [n x k]
     AlignedVector<float> bias;    // padded to whole panels, zeros without a bias
     std::size_t rank = 0;
     AlignedVector<float> pa_panels, pa_bias, pb_panels, pb_bias;
