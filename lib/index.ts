@@ -27,3 +27,6 @@ export type { QuantStats, QuantLayerStats, QuantErrorStats } from './quant/calib
 export { QUANT_FORMATS, QUANT_ACTIVATIONS, INT4_GROUP_SIZES, MAX_W8A8_INT8_INPUTS } from './quant/format.js';
 export type { QuantLayer, QuantFormat, QuantActivations } from './quant/format.js';
 export { VERSION } from './version.js';
+export { createServer, ModelServer } from './server/server.js';
+export type { ListenInfo, CloseOptions } from './server/server.js';
+export type { ServerOptions, ServableModel, BatchEvent } from './server/options.js';
