@@ -17,7 +17,7 @@ export interface Progress {
 }
 
 export interface ProgressOptions {
-  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+  stream?: { write(chunk: string): unknown; isTTY?: boolean };
   label?: string;
   tty?: boolean;
 }
