@@ -5,7 +5,8 @@ import type { IncomingMessage } from 'node:http';
 import { HttpError } from './errors.js';
 
 function tooLarge(limit: number): HttpError {
-  return new HttpError(413, 'payload_too_large', `the body exceeds the server's limit of ${limit} bytes; send fewer rows per request`);
+  return new HttpError(413, 'payload_too_large', `the body exceeds the server's limit of ${limit} bytes; send fewer rows per request`,
+    { Connection: 'close' });
 }
 
 export function readBody(req: IncomingMessage, limit: number, done: (err: HttpError | null, body: Buffer | null) => void): void {
