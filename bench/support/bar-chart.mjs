@@ -74,7 +74,7 @@ function panelSvg(panel, series, x0, y0, width, height, yLabel) {
 /**
  * groupedBarChartSvg({ title, subtitle, yLabel, series, panels, columns })
  *   series: [{ label, color }]
- *   panels: [{ title, xLabel?, groups: [{ label, values: [number | null | undefined, one per series] }] }]
+ *   panels: [{ title, xLabel?, yLabel? (the panel's own unit), groups: [{ label, values: [number | null | undefined, one per series] }] }]
  */
 export function groupedBarChartSvg({ title, subtitle = '', yLabel = '', series, panels, columns = 2, panelWidth = 480, panelHeight = 300 }) {
   const rows = Math.ceil(panels.length / columns);
@@ -99,7 +99,7 @@ export function groupedBarChartSvg({ title, subtitle = '', yLabel = '', series, 
   panels.forEach((panel, i) => {
     const px = 10 + (i % columns) * panelWidth;
     const py = top + Math.floor(i / columns) * panelHeight;
-    out.push(panelSvg(panel, series, px, py, panelWidth, panelHeight, yLabel));
+    out.push(panelSvg(panel, series, px, py, panelWidth, panelHeight, panel.yLabel ?? yLabel));
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
