@@ -303,29 +303,39 @@ describe('overload and shutdown', () => {
 });
 
 describe('mlpkit serve', () => {
-  it('serves a model file and exits 0 after a graceful SIGTERM', async () => {
+  async function serveAndStop(extra: string[], listening: RegExp, stopped: RegExp): Promise<void> {
     // The built bin in a child process: the only way to send it a real signal.
     const dir = mkdtempSync(join(tmpdir(), 'mlpkit-serve-'));
     try {
       await net.save(join(dir, 'demo.safetensors'));
-      const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', join(dir, 'demo.safetensors'), '--port', '0', '--backend', backend],
+      const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', join(dir, 'demo.safetensors'), '--port', '0', '--backend', backend, ...extra],
         { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.on('data', (d) => (out += d));
       child.stderr.on('data', (d) => (err += d));
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      await until('the server to listen', () => /listening on (http:\S+);/.test(out) || child.exitCode !== null);
-      const url = /listening on (http:\S+);/.exec(out)?.[1];
+      await until('the server to listen', () => listening.test(out) || child.exitCode !== null);
+      const url = listening.exec(out)?.[1];
       expect(url, err).toBeDefined();
-      const r = await predictJson(url!, { inputs: [[1, 2, 3, 4]] });
-      expect(Float32Array.from((r.body.outputs as number[][]).flat())).toEqual(net.predict(new Float32Array([1, 2, 3, 4])));
+      for (let i = 0; i < 4; i++) {
+        const r = await predictJson(url!, { inputs: [[1, 2, 3, i]] });
+        expect(Float32Array.from((r.body.outputs as number[][]).flat())).toEqual(net.predict(new Float32Array([1, 2, 3, i])));
+      }
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(err).toMatch(/SIGTERM: finishing the requests in flight\nmlpkit serve: stopped/);
+      expect(err).toMatch(stopped);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  it('serves a model file and exits 0 after a graceful SIGTERM', async () => {
+    await serveAndStop([], /listening on (http:\S+);/, /SIGTERM: finishing the requests in flight\nmlpkit serve: stopped/);
+  });
+
+  it('serves with --workers 2 (node:cluster) and stops every worker on SIGTERM', async () => {
+    await serveAndStop(['--workers', '2'], /2 workers listening on (http:\S+)/, /SIGTERM: stopping the workers/);
   });
 
   it('says what is wrong with a bad command line', async () => {

@@ -164,15 +164,22 @@ export const serveCommand: Command = {
         }
         if (!cluster.isWorker) io.stderr.write(`mlpkit serve: ${signal}: finishing the requests in flight\n`);
         server.close().then(() => {
-          process.removeListener('SIGINT', stop);
+          process.removeListener('SIGINT', onInterrupt);
           process.removeListener('SIGTERM', stop);
           resolve();
         });
       };
-      process.on('SIGINT', stop);
+      // A terminal's Ctrl-C reaches every process of the group: workers leave it to the primary,
+      // which stops them with SIGTERM (once; a second Ctrl-C kills them).
+      const onInterrupt = (signal: NodeJS.Signals) => {
+        if (!cluster.isWorker) stop(signal);
+      };
+      process.on('SIGINT', onInterrupt);
       process.on('SIGTERM', stop);
     });
     for (const m of Object.values(loaded)) (m as { dispose?: () => void }).dispose?.();
-    if (!cluster.isWorker) io.stderr.write('mlpkit serve: stopped\n');
+    // A worker's channel to the primary would keep it alive: close it so the process can end.
+    if (cluster.isWorker) cluster.worker?.disconnect();
+    else io.stderr.write('mlpkit serve: stopped\n');
   },
 };
