@@ -209,6 +209,20 @@ describe('bad requests get a 4xx with a JSON error and the server keeps serving'
     expect(ok.status).toBe(200);
   });
 
+  it('a model that throws gets 500 with a JSON error, and the next request is served', async () => {
+    const broken: ServableModel = {
+      inputs: 4,
+      outputs: 3,
+      predict: (x) => (x[0] === 13 ? (() => { throw new Error('model failure for the test'); })() : net.predict(x)),
+      predictAsync: async (x) => net.predict(x),
+    };
+    const { url } = await start({ models: { demo: broken } });
+    const bad = await predictJson(url, { inputs: [[13, 2, 3, 4]] });
+    expect(bad.status).toBe(500);
+    expect(bad.body.error?.code).toBe('internal');
+    expect((await predictJson(url, { inputs: [[1, 2, 3, 4]] })).status).toBe(200);
+  });
+
   it('an oversized chunked body is cut off with 413', async () => {
     const { url } = await start({ maxBodyBytes: 1024 });
     const chunk = '1,'.repeat(400);

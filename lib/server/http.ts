@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Batcher } from './batcher.js';
 import { readBody } from './body.js';
-import { decodeBinary, decodeJson, encodeBinary, encodeJson, type DecodedInput } from './codec.js';
+import { decodeBinary, decodeJson, encodeBinary, encodeJson } from './codec.js';
 import { HttpError, errorBody } from './errors.js';
 import type { NormalizedServerOptions, ServableModel } from './options.js';
 import type { ServerMetrics } from './server-metrics.js';
@@ -87,28 +87,37 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     readBody(req, options.maxBodyBytes, (bodyErr, body) => {
       // The rest of an oversized body is not worth reading: its error closes the connection.
       if (bodyErr) return sendError(res, bodyErr);
-      let input: DecodedInput;
+      // This runs from the body's 'end' event, outside the handler's try: a throw here would
+      // take the process down, so every error is answered.
       try {
         const width = served.model.inputs;
-        input = binary ? decodeBinary(body!, served.name, width) : decodeJson(body!.toString('utf8'), served.name, width);
-      } catch (err) {
-        return sendError(res, err as HttpError);
-      }
-      const accepted = served.batcher.submit(input.x, input.rows, (err, y) => {
-        if (err) {
-          if (!(err instanceof HttpError)) ctx.log(`predict on model '${served.name}' failed: ${err.stack ?? err.message}`);
-          return sendError(res, err instanceof HttpError ? err : new HttpError(500, 'internal', 'predict failed; see the server log'));
+        const input = binary ? decodeBinary(body!, served.name, width) : decodeJson(body!.toString('utf8'), served.name, width);
+        const accepted = served.batcher.submit(input.x, input.rows, (err, y) => {
+          try {
+            if (err) return failed(req, res, err);
+            const outputs = served.model.outputs;
+            if (wantsBinary(req)) send(res, 200, encodeBinary(y!), 'application/octet-stream', { 'Mlpkit-Shape': `${input.rows},${outputs}` });
+            else send(res, 200, encodeJson(y!, input.rows, outputs, input.flat), JSON_TYPE);
+          } catch (e) {
+            failed(req, res, e);
+          }
+        });
+        if (!accepted) {
+          sendError(res, new HttpError(503, 'overloaded',
+            `model '${served.name}' has ${options.maxQueueRows} rows queued; retry after ${options.retryAfterSeconds} s`,
+            { 'Retry-After': String(options.retryAfterSeconds) }));
         }
-        const width = served.model.outputs;
-        if (wantsBinary(req)) send(res, 200, encodeBinary(y!), 'application/octet-stream', { 'Mlpkit-Shape': `${input.rows},${width}` });
-        else send(res, 200, encodeJson(y!, input.rows, width, input.flat), JSON_TYPE);
-      });
-      if (!accepted) {
-        sendError(res, new HttpError(503, 'overloaded',
-          `model '${served.name}' has ${options.maxQueueRows} rows queued; retry after ${options.retryAfterSeconds} s`,
-          { 'Retry-After': String(options.retryAfterSeconds) }));
+      } catch (err) {
+        failed(req, res, err);
       }
     });
+  }
+
+  /** Bad requests get their 4xx; anything else is a bug: logged, and answered 500. */
+  function failed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    if (err instanceof HttpError) return sendError(res, err);
+    ctx.log(`${req.method} ${req.url} failed: ${(err as Error)?.stack ?? String(err)}`);
+    sendError(res, new HttpError(500, 'internal', 'the server failed on this request; see its log'));
   }
 
   /** Answers the request (now, or when its predict is done), noting its model and kind in `state`. */
@@ -172,8 +181,7 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     try {
       route(req, res, state);
     } catch (err) {
-      ctx.log(`request ${req.method} ${req.url} failed: ${(err as Error).stack ?? err}`);
-      sendError(res, new HttpError(500, 'internal', 'the server failed on this request; see its log'));
+      failed(req, res, err);
     }
   };
 }

@@ -50,8 +50,8 @@ export interface ServerOptions {
   keepAliveTimeoutMs?: number;
   /**
    * Multiply-adds up to which a predict call runs on the event loop; larger calls go to the
-   * thread pool with predictAsync. Default 4M (~50 us with the native backend): below that the
-   * thread hop costs more than the work.
+   * thread pool with predictAsync. Default 4M (40-120 us on one core with the native backend):
+   * below that the thread hop and the wake-up cost more than the work saves.
    */
   inlineMacs?: number;
   /** Seconds in the Retry-After header of 503 answers. Default 1. */
