@@ -79,7 +79,7 @@ function targets(model, serveFlags = []) {
   return [
     { key: 'batching', label: 'mlpkit serve (batching)', color: '#08519c', args: serve([]), path: '/v1/models/demo/predict' },
     { key: 'nobatch', label: 'mlpkit serve (no batching)', color: '#6baed6', args: serve(['--no-batching']), path: '/v1/models/demo/predict' },
-    { key: 'ort', label: 'onnxruntime-node, run per request', color: '#d94801', args: [support('ort-server.mjs'), '--model', model.path, '--threads', '1'], path: '' },
+    { key: 'ort', label: 'onnxruntime-node (run per request)', color: '#d94801', args: [support('ort-server.mjs'), '--model', model.path, '--threads', '1'], path: '' },
     { key: 'constant', label: 'node:http constant (floor)', color: '#969696', args: [support('constant-server.mjs'), '--response', model.answer], path: '' },
   ];
 }

@@ -89,7 +89,8 @@ export function groupedBarChartSvg({ title, subtitle = '', yLabel = '', series, 
     `<text x="${f(width / 2)}" y="40" text-anchor="middle" fill="#444">${escapeXml(subtitle)}</text>`,
   ];
   // Legend: one swatch per series, centred on one line.
-  const itemWidth = 150;
+  // ~6.5 px per character at 11 px: long labels must not run into the next swatch.
+  const itemWidth = Math.max(150, 30 + 6.5 * Math.max(...series.map((s) => String(s.label).length)));
   let lx = (width - itemWidth * series.length) / 2;
   for (const s of series) {
     out.push(`<rect x="${f(lx)}" y="${52}" width="12" height="12" fill="${s.color}"/>`);
