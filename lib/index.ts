@@ -33,3 +33,6 @@ export type { SparseStats, SparseLayerStats } from './sparse/calibrate.js';
 export { SPARSIFY_MODES } from './sparse/format.js';
 export type { SparsifyMode } from './sparse/format.js';
 export { VERSION } from './version.js';
+export { createServer, ModelServer } from './server/server.js';
+export type { ListenInfo, CloseOptions } from './server/server.js';
+export type { ServerOptions, ServableModel, BatchEvent } from './server/options.js';

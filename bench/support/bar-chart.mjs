@@ -74,7 +74,7 @@ function panelSvg(panel, series, x0, y0, width, height, yLabel) {
 /**
  * groupedBarChartSvg({ title, subtitle, yLabel, series, panels, columns })
  *   series: [{ label, color }]
- *   panels: [{ title, xLabel?, groups: [{ label, values: [number | null | undefined, one per series] }] }]
+ *   panels: [{ title, xLabel?, yLabel? (the panel's own unit), groups: [{ label, values: [number | null | undefined, one per series] }] }]
  */
 export function groupedBarChartSvg({ title, subtitle = '', yLabel = '', series, panels, columns = 2, panelWidth = 480, panelHeight = 300 }) {
   const rows = Math.ceil(panels.length / columns);
@@ -89,7 +89,8 @@ export function groupedBarChartSvg({ title, subtitle = '', yLabel = '', series, 
     `<text x="${f(width / 2)}" y="40" text-anchor="middle" fill="#444">${escapeXml(subtitle)}</text>`,
   ];
   // Legend: one swatch per series, centred on one line.
-  const itemWidth = 150;
+  // ~6.5 px per character at 11 px: long labels must not run into the next swatch.
+  const itemWidth = Math.max(150, 30 + 6.5 * Math.max(...series.map((s) => String(s.label).length)));
   let lx = (width - itemWidth * series.length) / 2;
   for (const s of series) {
     out.push(`<rect x="${f(lx)}" y="${52}" width="12" height="12" fill="${s.color}"/>`);
@@ -99,7 +100,7 @@ export function groupedBarChartSvg({ title, subtitle = '', yLabel = '', series, 
   panels.forEach((panel, i) => {
     const px = 10 + (i % columns) * panelWidth;
     const py = top + Math.floor(i / columns) * panelHeight;
-    out.push(panelSvg(panel, series, px, py, panelWidth, panelHeight, yLabel));
+    out.push(panelSvg(panel, series, px, py, panelWidth, panelHeight, panel.yLabel ?? yLabel));
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

@@ -1,0 +1,73 @@
+// `mlpkit predict`: run a saved model (float or quantised) on the rows of a CSV or NPY file.
+
+import { writeFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
+import { choiceOption, parseCommand, stringOption, type Command } from '../args.js';
+import { formatCsv } from '../csv.js';
+import { loadModelFile } from '../model-file.js';
+import { writeNpy } from '../npy.js';
+import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
+
+const usage = `Usage: mlpkit predict MODEL INPUT [options]
+
+Runs MODEL (a .safetensors file from mlpkit, float or quantised) on every row of INPUT (a CSV
+file with a header row, or a 2-D .npy array) and writes one row of outputs per input row.
+
+  --inputs COLS    input columns: names, 0-based indices or ranges (0-31), comma-separated
+                   (default: the columns the model was trained on, when INPUT has them by name;
+                   else every numeric column, which must number the model's inputs)
+  --out FILE       write to FILE, .csv or .npy (default: CSV to stdout)
+  --format F       csv or npy (default: from --out's extension, else csv)
+  --backend B      auto (default), native or reference
+
+CSV output has one column per model output (the target names from \`mlpkit train\`, else y0,
+y1, ...) and, for classifiers, a last column 'label' with the most likely class. NPY output is
+float32 [rows, outputs].
+
+Example
+  mlpkit predict houses.safetensors new-houses.csv --out prices.csv`;
+
+export const predictCommand: Command = {
+  name: 'predict',
+  summary: 'run a saved model on a CSV or NPY file; CSV or NPY out',
+  usage,
+  async run(argv, io) {
+    const { values, positionals, help } = parseCommand('predict', argv, {
+      inputs: { type: 'string' }, out: { type: 'string', short: 'o' }, format: { type: 'string' }, backend: { type: 'string' },
+    }, { min: 2, max: 2, names: 'MODEL and INPUT files' });
+    if (help) return void io.stdout.write(`${usage}\n`);
+    const out = stringOption(values, 'out');
+    const byExtension = out !== undefined && extname(out).toLowerCase() === '.npy' ? 'npy' : 'csv';
+    const format = choiceOption(values, 'format', ['csv', 'npy'] as const, byExtension);
+    const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
+
+    const { model, columns } = await loadModelFile(positionals[0], backend);
+    const table = await readTable(positionals[1]);
+    const chosen = modelInputColumns(table, model.inputs, columns?.inputs ?? null, stringOption(values, 'inputs'));
+    const x = columnsAsFloat32(table, chosen, 'input');
+    const y = await model.predictAsync(x);
+    const rows = table.rows;
+    const width = model.outputs;
+    model.dispose();
+
+    let bytes: Uint8Array | string;
+    if (format === 'npy') bytes = writeNpy(y, [rows, width]);
+    else {
+      const names = columns?.outputs.length === width ? [...columns.outputs] : Array.from({ length: width }, (_, k) => `y${k}`);
+      const classifier = columns?.task === 'classification';
+      if (classifier) names.push('label');
+      bytes = formatCsv(names, rows, (r, c) => {
+        if (c < width) return y[r * width + c];
+        let best = 0;
+        for (let k = 1; k < width; k++) if (y[r * width + k] > y[r * width + best]) best = k;
+        return best;
+      });
+    }
+    if (out === undefined) io.stdout.write(bytes);
+    else {
+      await writeFile(out, bytes);
+      io.stderr.write(`wrote ${rows} rows of ${width} outputs to ${out}\n`);
+    }
+  },
+};

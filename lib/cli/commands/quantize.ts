@@ -1,0 +1,110 @@
+// `mlpkit quantize`: a quantised copy of a float model file, with the accuracy report of
+// net.quantize(...).stats when calibration rows are given.
+
+import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
+import { Mlp } from '../../mlp.js';
+import type { QuantErrorStats } from '../../quant/calibrate.js';
+import { QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from '../../quant/format.js';
+import type { QuantizeOptions } from '../../quant/options.js';
+import { choiceOption, flag, intOption, parseCommand, stringOption, type Command } from '../args.js';
+import { CliError, usageError } from '../errors.js';
+import { loadModelFile, saveModelFile } from '../model-file.js';
+import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
+
+const usage = `Usage: mlpkit quantize MODEL --out FILE [options]
+
+Writes a quantised copy of MODEL (a float .safetensors file from mlpkit): int8 weights with a
+scale per output, or int4 weights in groups with a scale per group (docs/QUANTIZATION.md).
+\`mlpkit predict\` and \`mlpkit serve\` run the result like any model.
+
+  --out FILE           the quantised model (required)
+  --weights W          int8 (default) or int4
+  --group-size N       int4: inputs per scale, 32 (default), 64 or 128
+  --asymmetric         int4: a zero point per group as well as a scale
+  --activations A      float (default: weight-only) or int8 (W8A8: each layer's input rows
+                       quantised on the fly)
+  --calibration FILE   rows of typical inputs (CSV or NPY): prints the error of every layer and
+                       of the whole model against the float model; with --activations int8,
+                       layers whose inputs int8 would hurt keep float inputs
+  --inputs COLS        columns of the calibration file (default: as mlpkit predict)
+  --rows N             use the first N calibration rows (default 1024)
+  --backend B          auto (default), native or reference
+
+Example
+  mlpkit quantize model.safetensors --weights int8 --activations int8 --calibration sample.csv --out model.w8a8.safetensors`;
+
+const pct = (v: number) => `${(v * 100).toPrecision(3)}%`;
+const kb = (bytes: number) => (bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
+
+export const quantizeCommand: Command = {
+  name: 'quantize',
+  summary: 'int8/int4 copy of a model, with an accuracy report on calibration data',
+  usage,
+  async run(argv, io) {
+    const { values, positionals, help } = parseCommand('quantize', argv, {
+      out: { type: 'string', short: 'o' }, weights: { type: 'string' }, 'group-size': { type: 'string' },
+      asymmetric: { type: 'boolean' }, activations: { type: 'string' }, calibration: { type: 'string' },
+      inputs: { type: 'string' }, rows: { type: 'string' }, backend: { type: 'string' },
+    }, { min: 1, max: 1, names: 'one MODEL file' });
+    if (help) return void io.stdout.write(`${usage}\n`);
+    const out = stringOption(values, 'out');
+    if (out === undefined) throw usageError('mlpkit quantize: --out FILE is required (where to write the quantised model)');
+    const weights = choiceOption<QuantFormat>(values, 'weights', QUANT_FORMATS, 'int8');
+    const activations = choiceOption<QuantActivations>(values, 'activations', QUANT_ACTIVATIONS, 'float');
+    const groupText = stringOption(values, 'group-size');
+    const groupSize = choiceOption(values, 'group-size', ['32', '64', '128'] as const, '32');
+    if (weights === 'int8' && (groupText !== undefined || flag(values, 'asymmetric'))) {
+      throw usageError('--group-size and --asymmetric apply to --weights int4 only (int8 has one scale per output)');
+    }
+    const rowLimit = intOption(values, 'rows', 1024);
+    const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
+
+    const { model, columns } = await loadModelFile(positionals[0], backend);
+    if (!(model instanceof Mlp)) {
+      model.dispose();
+      throw new CliError(`${positionals[0]} is already quantised`, 1, 'quantize the float model it was made from');
+    }
+    const options: QuantizeOptions = { weights, activations, backend };
+    if (weights === 'int4') {
+      options.groupSize = Number(groupSize) as 32 | 64 | 128;
+      options.symmetric = !flag(values, 'asymmetric');
+    }
+    let calibrationNote = '';
+    const calibrationPath = stringOption(values, 'calibration');
+    if (calibrationPath !== undefined) {
+      const table = await readTable(calibrationPath);
+      const chosen = modelInputColumns(table, model.inputs, columns?.inputs ?? null, stringOption(values, 'inputs'));
+      const x = columnsAsFloat32(table, chosen, '--calibration');
+      const rows = Math.min(rowLimit, table.rows);
+      options.calibration = x.subarray(0, rows * model.inputs);
+      calibrationNote = `${rows} rows of ${calibrationPath}`;
+    }
+    const q = model.quantize(options);
+    await saveModelFile(out, q, columns);
+
+    const shape = [model.inputs, ...q.layers.map((l) => l.outputs)].join('-');
+    const format = weights === 'int4' ? `int4 g${groupSize} ${options.symmetric ? 'symmetric' : 'asymmetric'}` : 'int8';
+    const lines = [
+      `quantised ${shape}: ${format} weights, ${activations} activations`,
+      `size: ${kb(q.floatBytes)} float32 -> ${kb(q.sizeBytes)} (${(q.floatBytes / q.sizeBytes).toFixed(1)}x smaller)`,
+    ];
+    const stats = q.stats;
+    if (stats) {
+      const row = (name: string, l: { inputs: number; outputs: number } | null, acts: string, e: QuantErrorStats) =>
+        `| ${name} | ${l ? `${l.inputs} -> ${l.outputs}` : ''} | ${acts} | ${pct(e.relativeRms)} | ${pct(e.relativeMax)} |`;
+      lines.push(
+        `error against the float model on ${calibrationNote} (relative to the output's scale):`,
+        '',
+        '| layer | shape | activations | rel. RMS error | rel. max error |',
+        '|---|---|---|---:|---:|',
+        ...stats.layers.map((s, i) => row(String(i), q.layers[i], s.activations, s)),
+        row('model', null, '', stats.output),
+        '',
+      );
+    } else lines.push('no accuracy report: pass --calibration FILE with rows of typical inputs for one');
+    lines.push(`wrote ${out}`);
+    io.stdout.write(lines.join('\n') + '\n');
+    q.dispose();
+    model.dispose();
+  },
+};

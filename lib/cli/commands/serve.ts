@@ -1,0 +1,185 @@
+// `mlpkit serve`: serve model files over HTTP with createServer, optionally as several processes
+// sharing one port (node:cluster), and shut down gracefully on SIGINT / SIGTERM.
+
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { basename, extname } from 'node:path';
+import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
+import { setThreads } from '../../info.js';
+import type { ServableModel, ServerOptions } from '../../server/options.js';
+import { createServer } from '../../server/server.js';
+import { choiceOption, flag, intOption, numberOption, parseCommand, stringOption, type Command, type Io, type Parsed } from '../args.js';
+import { usageError } from '../errors.js';
+import { loadModelFile } from '../model-file.js';
+
+const usage = `Usage: mlpkit serve MODEL... [options]
+
+Serves one or more models (.safetensors files from mlpkit, float or quantised) over HTTP/1.1.
+Concurrent requests for a model are merged into one predict call (micro-batching).
+
+Models
+  MODEL                  FILE, or NAME=FILE; the name defaults to the file name without extension
+  --name NAME            name of the next MODEL (repeat, in order, for several)
+  --backend B            auto (default), native or reference
+Network
+  --port N               default 8080; 0 picks a free port (printed on start)
+  --host H               default 127.0.0.1; 0.0.0.0 to accept connections from other machines
+  --workers N            N processes share the port (node:cluster), each with its own models and
+                         batching; one per core is a good start (default 1)
+  --threads N            native threads per process (default: cores / workers)
+Batching and limits
+  --no-batching          one predict call per request
+  --max-batch-rows N     most rows merged into one predict call (default 256)
+  --max-wait-us N        how long a queued request may wait for its batch to fill (default 0:
+                         merge only what arrives together or while the model is busy)
+  --max-queue-rows N     rows that may wait per model; beyond, 503 + Retry-After (default 1024)
+  --queue-timeout-ms N   a request queued longer gets 503 (default 10000)
+  --max-body-bytes N     larger request bodies get 413 (default 1048576)
+  --headers-timeout-ms N / --request-timeout-ms N   slow clients get 408 (defaults 10000 / 30000)
+  --keep-alive-timeout-ms N   idle connections are closed after this (default 5000)
+  --inline-macs N        multiply-adds up to which predict runs on the event loop (default 4194304)
+
+Endpoints
+  POST /v1/models/NAME/predict   {"inputs": [[...], ...]} or {"inputs": [...], "shape": [rows, n]},
+                                 or application/octet-stream float32 rows; answers JSON
+                                 {"outputs": [[...], ...]}, or float32 rows with
+                                 Accept: application/octet-stream
+  GET /v1/models   GET /healthz   GET /readyz   GET /metrics (Prometheus)
+
+SIGINT / SIGTERM: stop accepting, finish the requests in flight, exit (a second signal cuts them).
+
+Example
+  mlpkit serve demo=model.safetensors --port 8080
+  curl -s localhost:8080/v1/models/demo/predict -d '{"inputs": [[0.1, 0.2, ...]]}'`;
+
+interface ModelArg {
+  name: string;
+  path: string;
+}
+
+function modelArgs(positionals: string[], names: string[]): ModelArg[] {
+  if (names.length > positionals.length) throw usageError(`--name given ${names.length} times for ${positionals.length} model files`);
+  const out = positionals.map((p, i) => {
+    const eq = p.indexOf('=');
+    if (eq > 0 && names[i] === undefined) return { name: p.slice(0, eq), path: p.slice(eq + 1) };
+    return { name: names[i] ?? basename(p, extname(p)), path: p };
+  });
+  const seen = new Set<string>();
+  for (const m of out) {
+    if (seen.has(m.name)) throw usageError(`two models are named '${m.name}'`, 'name them with --name or NAME=FILE');
+    seen.add(m.name);
+  }
+  return out;
+}
+
+function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
+  return {
+    batching: !flag(v, 'no-batching'),
+    maxBatchRows: intOption(v, 'max-batch-rows', 256),
+    maxWaitUs: numberOption(v, 'max-wait-us', 0),
+    maxQueueRows: intOption(v, 'max-queue-rows', 1024),
+    queueTimeoutMs: intOption(v, 'queue-timeout-ms', 10_000),
+    maxBodyBytes: intOption(v, 'max-body-bytes', 1 << 20),
+    headersTimeoutMs: intOption(v, 'headers-timeout-ms', 10_000),
+    requestTimeoutMs: intOption(v, 'request-timeout-ms', 30_000),
+    keepAliveTimeoutMs: intOption(v, 'keep-alive-timeout-ms', 5_000),
+    inlineMacs: numberOption(v, 'inline-macs', 4 << 20),
+  };
+}
+
+/** The cluster primary: forks the workers, restarts one that dies, forwards the stop signal. */
+function runPrimary(workers: number, io: Io): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    let exitCode = 0;
+    let reported = false;
+    for (let i = 0; i < workers; i++) cluster.fork();
+    cluster.on('message', (_worker, message: { listening?: string }) => {
+      if (message?.listening && !reported) {
+        reported = true; // every worker listens on the same address
+        io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
+      }
+    });
+    cluster.on('exit', (worker, code, signal) => {
+      if (!stopping) {
+        io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
+        if (code !== 0) exitCode = 1;
+        setTimeout(() => cluster.fork(), 200);
+        return;
+      }
+      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(exitCode);
+    });
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+        return;
+      }
+      stopping = true;
+      io.stderr.write(`mlpkit serve: ${signal}: stopping the workers\n`);
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'serve models over HTTP with micro-batching, metrics and graceful shutdown',
+  usage,
+  async run(argv, io) {
+    const { values, positionals, help } = parseCommand('serve', argv, {
+      name: { type: 'string', multiple: true }, backend: { type: 'string' },
+      port: { type: 'string', short: 'p' }, host: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
+      'no-batching': { type: 'boolean' }, 'max-batch-rows': { type: 'string' }, 'max-wait-us': { type: 'string' },
+      'max-queue-rows': { type: 'string' }, 'queue-timeout-ms': { type: 'string' }, 'max-body-bytes': { type: 'string' },
+      'headers-timeout-ms': { type: 'string' }, 'request-timeout-ms': { type: 'string' }, 'keep-alive-timeout-ms': { type: 'string' },
+      'inline-macs': { type: 'string' },
+    }, { min: 1, max: Infinity, names: 'one or more MODEL files' });
+    if (help) return void io.stdout.write(`${usage}\n`);
+    const models = modelArgs(positionals, (values.name as string[] | undefined) ?? []);
+    const port = intOption(values, 'port', 8080, 0, 65535);
+    const host = stringOption(values, 'host') ?? '127.0.0.1';
+    const workers = intOption(values, 'workers', 1, 1, 256);
+    const threads = intOption(values, 'threads', Math.max(1, Math.floor(availableParallelism() / workers)), 1, 256);
+    const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
+    const options = serverOptions(values);
+    if (workers > 1 && cluster.isPrimary) return runPrimary(workers, io);
+
+    setThreads(threads);
+    const loaded: Record<string, ServableModel> = {};
+    for (const m of models) loaded[m.name] = (await loadModelFile(m.path, backend)).model;
+    const server = createServer({ ...options, models: loaded });
+    const address = await server.listen(port, host);
+    const list = models.map((m) => `${m.name} (${loaded[m.name].inputs} -> ${loaded[m.name].outputs})`).join(', ');
+    if (cluster.isWorker) process.send?.({ listening: address.url });
+    else io.stdout.write(`mlpkit serve: listening on ${address.url}; models: ${list}\n`);
+
+    await new Promise<void>((resolve) => {
+      let signals = 0;
+      const stop = (signal: NodeJS.Signals) => {
+        if (++signals > 1) {
+          server.http.closeAllConnections();
+          return;
+        }
+        if (!cluster.isWorker) io.stderr.write(`mlpkit serve: ${signal}: finishing the requests in flight\n`);
+        server.close().then(() => {
+          process.removeListener('SIGINT', onInterrupt);
+          process.removeListener('SIGTERM', stop);
+          resolve();
+        });
+      };
+      // A terminal's Ctrl-C reaches every process of the group: workers leave it to the primary,
+      // which stops them with SIGTERM (once; a second Ctrl-C kills them).
+      const onInterrupt = (signal: NodeJS.Signals) => {
+        if (!cluster.isWorker) stop(signal);
+      };
+      process.on('SIGINT', onInterrupt);
+      process.on('SIGTERM', stop);
+    });
+    for (const m of Object.values(loaded)) (m as { dispose?: () => void }).dispose?.();
+    // A worker's channel to the primary would keep it alive: close it so the process can end.
+    if (cluster.isWorker) cluster.worker?.disconnect();
+    else io.stderr.write('mlpkit serve: stopped\n');
+  },
+};

@@ -1,0 +1,341 @@
+// `mlpkit train`: fit an MLP to the columns of a CSV or NPY file, save it with a loss plot.
+//
+// Inputs (and regression targets) are standardised for training, since raw columns in
+// different units (metres next to millions) train badly with one learning rate; the shift and
+// scale are then folded into the first and last layers, so the saved model takes and returns
+// raw values and nothing else needs to travel with it.
+
+import { stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import { ACTIVATIONS, OPTIMIZERS, type ActivationName, type OptimizerName } from '../../backend/types.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
+import { Rng } from '../../init.js';
+import { Mlp } from '../../mlp.js';
+import type { FitProgress } from '../../train/trainer.js';
+import {
+  choiceOption, flag, intListOption, intOption, numberOption, parseCommand, stringOption, type Command, type Io,
+} from '../args.js';
+import { formatFloat32 } from '../csv.js';
+import { CliError, usageError } from '../errors.js';
+import { saveModelFile, type ModelColumns } from '../model-file.js';
+import { createProgress } from '../progress.js';
+import { lineChartSvg, type PlotPoint } from '../svg-plot.js';
+import { columnsAsFloat32, numericColumns, readTable, resolveColumns, type Table } from '../table.js';
+
+const TASKS = ['regression', 'classification'] as const;
+
+const usage = `Usage: mlpkit train DATA [options]
+
+Trains an MLP on the rows of DATA (a CSV file with a header row, or a 2-D .npy array) and writes
+it as safetensors, with an SVG plot of the loss per epoch.
+
+Data
+  --inputs COLS        input columns: names, 0-based indices or ranges (0-31), comma-separated
+                       (default: every numeric column that is not a target)
+  --target COLS        target columns (default: the last column)
+  --target-file FILE   targets from another CSV/NPY file with the same rows (--target then picks
+                       among its columns; default: all of them)
+  --task T             regression (MSE; default) or classification (softmax cross-entropy on one
+                       column of integer labels 0..K-1)
+  --val-split F        fraction of rows held out for validation (default 0.1; 0 for none)
+  --no-standardize     train on the raw values (default: standardise inputs and regression
+                       targets, then fold the scaling into the saved model)
+Model
+  --layers LIST        hidden layer widths (default 64,64)
+  --activation A       activation of the hidden layers (default relu; ${ACTIVATIONS.filter((a) => a !== 'none').join(', ')})
+Training
+  --epochs N           passes over the data (default 20)
+  --batch-size N       rows per step (default 32)
+  --lr X               learning rate (default 0.001)
+  --optimizer O        adam (default), adamw or sgd
+  --seed N             initialisation, shuffling and split seed (default 0)
+  --backend B          auto (default), native or reference
+Output
+  --out FILE           model file (default model.safetensors)
+  --plot FILE          loss plot (default: beside --out, NAME.loss.svg)
+  --quiet              no progress output
+
+Progress goes to stderr (a bar on a terminal, a line per epoch otherwise); Ctrl-C stops after the
+current step and still saves the model.
+
+Example
+  mlpkit train houses.csv --target price --layers 64,64 --epochs 50 --out houses.safetensors`;
+
+interface Split {
+  trainX: Float32Array;
+  trainY: Float32Array;
+  valX: Float32Array | null;
+  valY: Float32Array | null;
+  trainRows: number;
+  valRows: number;
+}
+
+function meanStd(data: Float32Array, rows: number, cols: number): { mean: Float64Array; std: Float64Array } {
+  const mean = new Float64Array(cols);
+  const std = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) mean[c] += data[r * cols + c];
+  for (let c = 0; c < cols; c++) mean[c] /= rows;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) std[c] += (data[r * cols + c] - mean[c]) ** 2;
+  // A constant column keeps scale 1: dividing by ~0 would blow up whatever tiny noise it has.
+  for (let c = 0; c < cols; c++) std[c] = Math.sqrt(std[c] / rows) > 1e-12 ? Math.sqrt(std[c] / rows) : 1;
+  return { mean, std };
+}
+
+function standardized(data: Float32Array, cols: number, s: { mean: Float64Array; std: Float64Array }): Float32Array {
+  return data.map((v, i) => (v - s.mean[i % cols]) / s.std[i % cols]);
+}
+
+/**
+ * Folds x' = (x - mean_in) / std_in into the first layer and y = y' * std_out + mean_out into
+ * the last (whose activation is 'none'), so the model maps raw inputs to raw outputs.
+ */
+function foldScaling(net: Mlp, input: { mean: Float64Array; std: Float64Array }, output: { mean: Float64Array; std: Float64Array } | null): void {
+  const layers = net.getLayers();
+  const first = layers[0];
+  for (let o = 0; o < first.outputs; o++) {
+    let shift = 0;
+    for (let i = 0; i < first.inputs; i++) {
+      const w = first.weight[o * first.inputs + i] / input.std[i];
+      first.weight[o * first.inputs + i] = w;
+      shift += w * input.mean[i];
+    }
+    first.bias![o] -= shift;
+  }
+  if (output) {
+    const last = layers[layers.length - 1];
+    for (let o = 0; o < last.outputs; o++) {
+      for (let i = 0; i < last.inputs; i++) last.weight[o * last.inputs + i] *= output.std[o];
+      last.bias![o] = last.bias![o] * output.std[o] + output.mean[o];
+    }
+  }
+  const flat = new Float32Array(net.parameterCount);
+  let at = 0;
+  for (const l of layers) {
+    flat.set(l.weight, at);
+    at += l.weight.length;
+    if (l.bias) {
+      flat.set(l.bias, at);
+      at += l.bias.length;
+    }
+  }
+  net.setParameters(flat);
+}
+
+function splitRows(x: Float32Array, y: Float32Array, rows: number, inputs: number, targets: number, valFraction: number, seed: number): Split {
+  const valRows = Math.min(rows - 1, Math.floor(rows * valFraction));
+  const order = Uint32Array.from({ length: rows }, (_, i) => i);
+  const rng = new Rng(seed ^ 0x5eed);
+  for (let i = rows - 1; i > 0; i--) {
+    const j = rng.below(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const take = (from: number, count: number) => {
+    const bx = new Float32Array(count * inputs);
+    const by = new Float32Array(count * targets);
+    for (let k = 0; k < count; k++) {
+      const r = order[from + k];
+      bx.set(x.subarray(r * inputs, (r + 1) * inputs), k * inputs);
+      by.set(y.subarray(r * targets, (r + 1) * targets), k * targets);
+    }
+    return { bx, by };
+  };
+  const train = take(valRows, rows - valRows);
+  const val = valRows > 0 ? take(0, valRows) : null;
+  return { trainX: train.bx, trainY: train.by, valX: val?.bx ?? null, valY: val?.by ?? null, trainRows: rows - valRows, valRows };
+}
+
+function labelsOf(y: Float32Array, name: string): { labels: Int32Array; classes: number } {
+  let classes = 0;
+  const labels = new Int32Array(y.length);
+  for (let i = 0; i < y.length; i++) {
+    const v = y[i];
+    if (!Number.isInteger(v) || v < 0) {
+      throw new CliError(`--task classification: target '${name}' holds ${formatFloat32(v)} in row ${i + 1}; expected integer class labels 0, 1, 2, ...`, 1,
+        'for a numeric target use --task regression');
+    }
+    labels[i] = v;
+    classes = Math.max(classes, v + 1);
+  }
+  if (classes < 2) throw new CliError(`--task classification: target '${name}' holds a single class (0); expected labels of at least 2 classes`);
+  return { labels, classes };
+}
+
+function chooseColumns(data: Table, targetTable: Table, inputList: string | undefined, targetList: string | undefined, separate: boolean) {
+  const targets = targetList !== undefined
+    ? resolveColumns(targetTable, targetList, '--target')
+    : separate ? targetTable.names.map((_, i) => i) : [targetTable.names.length - 1];
+  let inputs: number[];
+  if (inputList !== undefined) inputs = resolveColumns(data, inputList, '--inputs');
+  else {
+    inputs = numericColumns(data).filter((c) => separate || !targets.includes(c));
+    if (inputs.length === 0) throw new CliError(`${data.source}: no numeric columns left for the inputs`, 1, 'choose them with --inputs');
+  }
+  if (!separate) {
+    const both = inputs.find((c) => targets.includes(c));
+    if (both !== undefined) throw new CliError(`column '${data.names[both]}' is both an input and a target`, 1, 'drop it from --inputs or --target');
+  }
+  return { inputs, targets };
+}
+
+function fmt(v: number | undefined): string {
+  return v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) >= 1e4 || Math.abs(v) < 1e-3 ? v.toExponential(3) : v.toPrecision(4);
+}
+
+export const trainCommand: Command = {
+  name: 'train',
+  summary: 'train an MLP on a CSV or NPY file; writes safetensors and a loss plot',
+  usage,
+  async run(argv: string[], io: Io) {
+    const { values, positionals, help } = parseCommand('train', argv, {
+      inputs: { type: 'string' }, target: { type: 'string' }, 'target-file': { type: 'string' },
+      task: { type: 'string' }, 'val-split': { type: 'string' }, 'no-standardize': { type: 'boolean' },
+      layers: { type: 'string' }, activation: { type: 'string' },
+      epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' }, optimizer: { type: 'string' },
+      seed: { type: 'string' }, backend: { type: 'string' },
+      out: { type: 'string', short: 'o' }, plot: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
+    }, { min: 1, max: 1, names: 'one DATA file (CSV or NPY)' });
+    if (help) return void io.stdout.write(`${usage}\n`);
+
+    const task = choiceOption(values, 'task', TASKS, 'regression');
+    const hidden = intListOption(values, 'layers', [64, 64]);
+    const activation = choiceOption<ActivationName>(values, 'activation', ACTIVATIONS, 'relu');
+    const epochs = intOption(values, 'epochs', 20);
+    const batchSize = intOption(values, 'batch-size', 32);
+    const lr = numberOption(values, 'lr', 1e-3, Number.MIN_VALUE);
+    const optimizer = choiceOption<OptimizerName>(values, 'optimizer', OPTIMIZERS, 'adam');
+    const seed = intOption(values, 'seed', 0, 0, 2 ** 32 - 1);
+    const valSplit = numberOption(values, 'val-split', 0.1, 0, 0.9);
+    const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
+    const standardize = !flag(values, 'no-standardize');
+    const quiet = flag(values, 'quiet');
+    const out = stringOption(values, 'out') ?? 'model.safetensors';
+    const plot = stringOption(values, 'plot') ?? join(dirname(out), `${basename(out, extname(out))}.loss.svg`);
+
+    // Found out before training, not after: a typo in --out would otherwise cost the whole run.
+    for (const [option, file] of [['--out', out], ['--plot', plot]]) {
+      const dir = dirname(file);
+      if (!(await stat(dir).then((st) => st.isDirectory(), () => false))) {
+        throw new CliError(`${option}: the directory '${dir}' of ${file} does not exist`);
+      }
+    }
+    const started = performance.now();
+    const data = await readTable(positionals[0]);
+    const targetFile = stringOption(values, 'target-file');
+    const targetTable = targetFile === undefined ? data : await readTable(targetFile);
+    if (targetTable.rows !== data.rows) {
+      throw new CliError(`--target-file: ${targetFile} has ${targetTable.rows} rows but ${data.source} has ${data.rows}`);
+    }
+    const { inputs, targets } = chooseColumns(
+      data, targetTable, stringOption(values, 'inputs'), stringOption(values, 'target'), targetFile !== undefined);
+    if (task === 'classification' && targets.length !== 1) {
+      throw usageError(`--task classification: expected one target column of class labels but ${targets.length} were chosen`, 'pick it with --target');
+    }
+    if (data.rows < 2 && valSplit > 0) throw new CliError(`${data.source}: ${data.rows} row is too few to hold some out; pass --val-split 0`);
+    const x = columnsAsFloat32(data, inputs, '--inputs');
+    const y = columnsAsFloat32(targetTable, targets, '--target');
+    const split = splitRows(x, y, data.rows, inputs.length, targets.length, valSplit, seed);
+
+    const inputNames = inputs.map((c) => data.names[c]);
+    const targetNames = targets.map((c) => targetTable.names[c]);
+    let outputs = targets.length;
+    let trainTarget: Float32Array | Int32Array = split.trainY;
+    let valTarget: Float32Array | Int32Array | null = split.valY;
+    let outputNames = targetNames;
+    if (task === 'classification') {
+      const all = labelsOf(y, targetNames[0]);
+      outputs = all.classes;
+      trainTarget = Int32Array.from(split.trainY);
+      valTarget = split.valY ? Int32Array.from(split.valY) : null;
+      outputNames = Array.from({ length: outputs }, (_, k) => `class_${k}`);
+    }
+    const inputScale = standardize ? meanStd(split.trainX, split.trainRows, inputs.length) : null;
+    const targetScale = standardize && task === 'regression' ? meanStd(split.trainY, split.trainRows, outputs) : null;
+    const fitX = inputScale ? standardized(split.trainX, inputs.length, inputScale) : split.trainX;
+    const fitValX = inputScale && split.valX ? standardized(split.valX, inputs.length, inputScale) : split.valX;
+    if (targetScale) {
+      trainTarget = standardized(split.trainY, outputs, targetScale);
+      valTarget = split.valY ? standardized(split.valY, outputs, targetScale) : null;
+    }
+
+    const net = new Mlp({
+      inputs: inputs.length,
+      layers: [...hidden.map((units) => ({ units, activation })), { units: outputs }],
+      seed,
+    }, { backend });
+    const loss = task === 'classification' ? 'softmax-cross-entropy' : 'mse';
+    const trainer = net.trainer({ loss, optimizer: { type: optimizer, lr } });
+    const shape = [inputs.length, ...hidden, outputs].join('-');
+    if (!quiet) {
+      io.stderr.write(`training ${shape} (${activation}, ${net.backend}) on ${split.trainRows} rows` +
+        `${split.valRows ? `, validating on ${split.valRows}` : ''}: ${epochs} epochs of batch ${batchSize}, ${optimizer} lr ${lr}\n`);
+    }
+
+    const trainCurve: PlotPoint[] = [];
+    const valCurve: PlotPoint[] = [];
+    const tty = Boolean(io.stderr.isTTY);
+    const bar = !quiet && tty ? createProgress({ stream: io.stderr, label: 'train ' }) : null;
+    const lineEvery = Math.max(1, Math.ceil(epochs / 20));
+    const controller = new AbortController();
+    const onInterrupt = () => controller.abort();
+    process.once('SIGINT', onInterrupt);
+    let result;
+    try {
+      result = await trainer.fit(fitX, trainTarget, {
+        epochs, batchSize, shuffle: true, seed, signal: controller.signal,
+        ...(fitValX && valTarget ? { validation: { x: fitValX, target: valTarget } } : {}),
+        onProgress: (p: FitProgress) => {
+          const text = `epoch ${p.epoch}/${p.epochs} loss ${fmt(p.loss)}` +
+            (p.valLoss !== undefined ? ` val ${fmt(p.valLoss)}` : '') +
+            (p.valAccuracy !== undefined ? ` acc ${(p.valAccuracy * 100).toFixed(1)}%` : '');
+          if (p.epochEnd) {
+            trainCurve.push({ x: p.epoch, y: p.loss });
+            if (p.valLoss !== undefined) valCurve.push({ x: p.epoch, y: p.valLoss });
+            if (!quiet && !tty && (p.epoch % lineEvery === 0 || p.epoch === p.epochs)) {
+              io.stderr.write(`${text} ${Math.round(p.samplesPerSecond)} rows/s\n`);
+            }
+          }
+          bar?.update((p.epoch - 1 + p.step / p.stepsPerEpoch) / p.epochs, text);
+        },
+      });
+    } finally {
+      process.removeListener('SIGINT', onInterrupt);
+    }
+    const last = result.history[result.history.length - 1];
+    bar?.done(last ? `epoch ${last.epoch}/${epochs} loss ${fmt(last.loss)}` : 'stopped', last ? last.epoch / epochs : 0);
+    if (result.stopped && !quiet) io.stderr.write(`interrupted after ${result.history.length} epochs: saving the model trained so far\n`);
+
+    if (inputScale) foldScaling(net, inputScale, targetScale);
+    const columns: ModelColumns = { inputs: inputNames, outputs: outputNames, task };
+    await saveModelFile(out, net, columns);
+    const title = `mlpkit train ${basename(data.source)}: ${shape} ${activation}, ${loss}${targetScale ? ' (standardised targets)' : ''}`;
+    await writeFile(plot, lineChartSvg(
+      [{ label: 'train', points: trainCurve }, ...(valCurve.length ? [{ label: 'validation', points: valCurve }] : [])],
+      { title, xLabel: 'epoch', yLabel: `${loss} loss` },
+    ));
+
+    // The report is on the saved model and raw values, whatever was standardised for training.
+    const report = (rx: Float32Array, ry: Float32Array, rows: number) => {
+      const pred = net.predict(rx);
+      if (task === 'classification') {
+        let hits = 0;
+        for (let r = 0; r < rows; r++) {
+          let best = 0;
+          for (let k = 1; k < outputs; k++) if (pred[r * outputs + k] > pred[r * outputs + best]) best = k;
+          if (best === ry[r]) hits++;
+        }
+        return `accuracy ${((hits / rows) * 100).toFixed(1)}%`;
+      }
+      let se = 0;
+      for (let i = 0; i < pred.length; i++) se += (pred[i] - ry[i]) ** 2;
+      return `RMSE ${fmt(Math.sqrt(se / pred.length))}`;
+    };
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    io.stdout.write(
+      `trained ${shape} (${activation}) for ${result.history.length} epochs in ${seconds} s; ` +
+        `${report(split.trainX, split.trainY, split.trainRows)} on the training rows` +
+        (split.valX && split.valY ? `, ${report(split.valX, split.valY, split.valRows)} on the ${split.valRows} held out` : '') +
+        `\nwrote ${out} and ${plot}\n`,
+    );
+    net.dispose();
+  },
+};

@@ -1,0 +1,69 @@
+// Model files for the CLI and the server: a float model (Mlp) or a quantised one (QuantizedMlp),
+// told apart by the metadata a quantised file carries. The CLI also keeps the column names a
+// model was trained on under its own metadata key, so `predict` can pick the same columns.
+
+import { readFile, writeFile } from 'node:fs/promises';
+import type { BackendChoice } from '../backend/index.js';
+import { QUANT_METADATA_KEY, SPEC_METADATA_KEY } from '../io/model-file.js';
+import { readSafetensors, writeSafetensors, type TensorInput } from '../io/safetensors.js';
+import { Mlp } from '../mlp.js';
+import { QuantizedMlp } from '../quant/model.js';
+import { CliError } from './errors.js';
+
+export const COLUMNS_METADATA_KEY = 'mlpkit.cli.columns';
+
+export type AnyModel = Mlp | QuantizedMlp;
+
+/** What the CLI's `train` recorded: input and output column names, and the task. */
+export interface ModelColumns {
+  inputs: string[];
+  outputs: string[];
+  task: 'regression' | 'classification';
+}
+
+export interface LoadedModel {
+  model: AnyModel;
+  kind: 'float' | 'quantized';
+  columns: ModelColumns | null;
+}
+
+function parseColumns(text: string | undefined): ModelColumns | null {
+  if (text === undefined) return null;
+  try {
+    const c = JSON.parse(text) as ModelColumns;
+    return Array.isArray(c.inputs) && Array.isArray(c.outputs) ? c : null;
+  } catch {
+    return null; // a hand-edited or foreign value: the columns are a convenience, not the model
+  }
+}
+
+export function modelFromBytes(bytes: Uint8Array, path: string, backend: BackendChoice = 'auto'): LoadedModel {
+  const file = readSafetensors(bytes);
+  const columns = parseColumns(file.metadata[COLUMNS_METADATA_KEY]);
+  if (QUANT_METADATA_KEY in file.metadata) return { model: QuantizedMlp.fromSafetensors(bytes, { backend }), kind: 'quantized', columns };
+  if (!(SPEC_METADATA_KEY in file.metadata)) {
+    throw new CliError(`${path}: no mlpkit spec in the file's metadata (a PyTorch state_dict?)`, 1,
+      "load it once with Mlp.load(path, { activation: 'relu' }) and save it with net.save(path) to record the activations");
+  }
+  return { model: Mlp.fromSafetensors(bytes, { backend }), kind: 'float', columns };
+}
+
+export async function loadModelFile(path: string, backend: BackendChoice = 'auto'): Promise<LoadedModel> {
+  return modelFromBytes(await readFile(path), path, backend);
+}
+
+/** Saves a model with the CLI's column metadata beside mlpkit's own. */
+export async function saveModelFile(path: string, model: AnyModel, columns: ModelColumns | null): Promise<void> {
+  let bytes = model.toSafetensors();
+  if (columns) {
+    // mlpkit's writers take no extra metadata: read the bytes back and write them with it. Our
+    // own files hold only dtypes the writer takes (F32, I8, U8), so the copy is exact.
+    const file = readSafetensors(bytes);
+    const tensors: Record<string, TensorInput> = {};
+    for (const [name, t] of Object.entries(file.tensors)) {
+      tensors[name] = { shape: t.shape, data: t.data, dtype: t.dtype as TensorInput['dtype'] };
+    }
+    bytes = writeSafetensors(tensors, { ...file.metadata, [COLUMNS_METADATA_KEY]: JSON.stringify(columns) });
+  }
+  await writeFile(path, bytes);
+}

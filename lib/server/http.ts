@@ -1,0 +1,187 @@
+// The HTTP endpoints: routing, the predict request from body to response, and JSON errors.
+//
+//   POST /v1/models/:name/predict   JSON or application/octet-stream rows in; JSON, or float32
+//                                   bytes when the request accepts application/octet-stream
+//   GET  /v1/models, /v1/models/:name   what is served
+//   GET  /healthz                   the process answers
+//   GET  /readyz                    ready for traffic (503 while shutting down)
+//   GET  /metrics                   Prometheus text format
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Batcher } from './batcher.js';
+import { readBody } from './body.js';
+import { decodeBinary, decodeJson, encodeBinary, encodeJson } from './codec.js';
+import { HttpError, errorBody } from './errors.js';
+import type { NormalizedServerOptions, ServableModel } from './options.js';
+import type { ServerMetrics } from './server-metrics.js';
+
+export interface ServedModel {
+  name: string;
+  model: ServableModel;
+  batcher: Batcher;
+  describe: () => Record<string, unknown>;
+}
+
+export interface HandlerContext {
+  options: NormalizedServerOptions;
+  models: Map<string, ServedModel>;
+  metrics: ServerMetrics;
+  /** True once close() began: /readyz fails and every response closes its connection. */
+  draining: () => boolean;
+  onRequestStart: () => void;
+  onRequestEnd: () => void;
+  log: (message: string) => void;
+}
+
+interface RequestState {
+  labels: { model: string };
+  predict: boolean;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const PREDICT_PATH = /^\/v1\/models\/([^/]+)(\/predict)?$/;
+const OTHER_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/models']);
+const NO_MODEL = { model: '' };
+
+function methodNotAllowed(method: string | undefined, path: string, allow: string): HttpError {
+  return new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${path}; use ${allow}`, { Allow: allow });
+}
+
+function wantsBinary(req: IncomingMessage): boolean {
+  const accept = req.headers.accept;
+  return accept !== undefined && accept.includes('application/octet-stream');
+}
+
+function isJsonType(type: string): boolean {
+  // curl -d sends form-urlencoded and some clients text/plain; their bodies are still our JSON.
+  return type === '' || type.includes('json') || type.startsWith('text/plain') || type.startsWith('application/x-www-form-urlencoded');
+}
+
+export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: ServerResponse) => void {
+  const { options, models, metrics } = ctx;
+  // Label objects made once, so counting a request allocates nothing.
+  const modelLabels = new Map([...models.keys()].map((name) => [name, { model: name }]));
+  const statusLabels = new Map<string, { model: string; status: string }>();
+
+  function send(res: ServerResponse, status: number, body: string | Buffer, type: string, headers?: Record<string, string>): void {
+    if (res.headersSent || res.destroyed) return;
+    // writeHead with a flat list is node:http's cheapest way to set headers (no header object).
+    const list: string[] = ['Content-Type', type, 'Content-Length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length)];
+    if (headers) for (const k in headers) list.push(k, headers[k]);
+    if (ctx.draining() && headers?.Connection === undefined) list.push('Connection', 'close');
+    res.writeHead(status, list);
+    res.end(body);
+  }
+
+  function sendError(res: ServerResponse, err: HttpError): void {
+    send(res, err.status, errorBody(err.code, err.message), JSON_TYPE, err.headers);
+  }
+
+  function predict(req: IncomingMessage, res: ServerResponse, served: ServedModel): void {
+    const type = (req.headers['content-type'] ?? '').toLowerCase();
+    const binary = type.startsWith('application/octet-stream');
+    if (!binary && !isJsonType(type)) {
+      return sendError(res, new HttpError(415, 'unsupported_media_type',
+        `Content-Type '${type}' is not supported; send application/json or application/octet-stream (float32 rows)`));
+    }
+    readBody(req, options.maxBodyBytes, (bodyErr, body) => {
+      // The rest of an oversized body is not worth reading: its error closes the connection.
+      if (bodyErr) return sendError(res, bodyErr);
+      // This runs from the body's 'end' event, outside the handler's try: a throw here would
+      // take the process down, so every error is answered.
+      try {
+        const width = served.model.inputs;
+        const input = binary ? decodeBinary(body!, served.name, width) : decodeJson(body!.toString('utf8'), served.name, width);
+        const accepted = served.batcher.submit(input.x, input.rows, (err, y) => {
+          try {
+            if (err) return failed(req, res, err);
+            const outputs = served.model.outputs;
+            if (wantsBinary(req)) send(res, 200, encodeBinary(y!), 'application/octet-stream', { 'Mlpkit-Shape': `${input.rows},${outputs}` });
+            else send(res, 200, encodeJson(y!, input.rows, outputs, input.flat), JSON_TYPE);
+          } catch (e) {
+            failed(req, res, e);
+          }
+        });
+        if (!accepted) {
+          sendError(res, new HttpError(503, 'overloaded',
+            `model '${served.name}' has ${options.maxQueueRows} rows queued; retry after ${options.retryAfterSeconds} s`,
+            { 'Retry-After': String(options.retryAfterSeconds) }));
+        }
+      } catch (err) {
+        failed(req, res, err);
+      }
+    });
+  }
+
+  /** Bad requests get their 4xx; anything else is a bug: logged, and answered 500. */
+  function failed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    if (err instanceof HttpError) return sendError(res, err);
+    ctx.log(`${req.method} ${req.url} failed: ${(err as Error)?.stack ?? String(err)}`);
+    sendError(res, new HttpError(500, 'internal', 'the server failed on this request; see its log'));
+  }
+
+  /** Answers the request (now, or when its predict is done), noting its model and kind in `state`. */
+  function route(req: IncomingMessage, res: ServerResponse, state: RequestState): void {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const method = req.method;
+    const m = PREDICT_PATH.exec(path);
+    if (m) {
+      let name = m[1];
+      try {
+        name = decodeURIComponent(name);
+      } catch {
+        // a malformed %-escape: look it up as written, which finds nothing
+      }
+      const served = models.get(name);
+      if (!served) {
+        return sendError(res, new HttpError(404, 'model_not_found',
+          `no model named '${name.slice(0, 100)}'; this server has ${[...models.keys()].join(', ')} (GET /v1/models)`));
+      }
+      state.labels = modelLabels.get(name)!;
+      if (m[2]) {
+        if (method !== 'POST') return sendError(res, methodNotAllowed(method, path, 'POST'));
+        state.predict = true;
+        return predict(req, res, served);
+      }
+      if (method !== 'GET' && method !== 'HEAD') return sendError(res, methodNotAllowed(method, path, 'GET'));
+      return send(res, 200, JSON.stringify(served.describe()), JSON_TYPE);
+    }
+    if (!OTHER_PATHS.has(path)) {
+      return sendError(res, new HttpError(404, 'not_found',
+        `no endpoint ${path.slice(0, 100)}; try POST /v1/models/<name>/predict, GET /v1/models, /healthz, /readyz or /metrics`));
+    }
+    if (method !== 'GET' && method !== 'HEAD') return sendError(res, methodNotAllowed(method, path, 'GET'));
+    if (path === '/healthz') return send(res, 200, '{"status":"ok"}', JSON_TYPE);
+    if (path === '/readyz') {
+      if (ctx.draining()) return sendError(res, new HttpError(503, 'shutting_down', 'the server is shutting down'));
+      return send(res, 200, '{"status":"ready"}', JSON_TYPE);
+    }
+    if (path === '/metrics') return send(res, 200, metrics.render(), 'text/plain; version=0.0.4; charset=utf-8');
+    send(res, 200, JSON.stringify({ models: [...models.values()].map((s) => s.describe()) }), JSON_TYPE);
+  }
+
+  function countRequest(model: string, status: string): void {
+    const key = `${model} ${status}`;
+    let labels = statusLabels.get(key);
+    if (!labels) statusLabels.set(key, (labels = { model, status }));
+    metrics.requests.inc(labels);
+  }
+
+  return (req, res) => {
+    const start = performance.now();
+    ctx.onRequestStart();
+    const state: RequestState = { labels: NO_MODEL, predict: false };
+    res.once('close', () => {
+      countRequest(state.labels.model, res.writableFinished ? String(res.statusCode) : 'aborted');
+      if (state.predict) metrics.latency.observe(state.labels, (performance.now() - start) / 1000);
+      ctx.onRequestEnd();
+    });
+    try {
+      route(req, res, state);
+    } catch (err) {
+      failed(req, res, err);
+    }
+  };
+}

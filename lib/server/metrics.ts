@@ -1,0 +1,114 @@
+// Counters, histograms and gauges in the Prometheus text format (version 0.0.4), enough for
+// GET /metrics without a client library. Label values come only from the server's own model
+// names and status codes, never from what a client sends, so the series stay few.
+
+type Labels = Record<string, string>;
+
+function labelText(labels: Labels, extra?: [string, string]): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`);
+  if (extra) parts.push(`${extra[0]}="${extra[1]}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+function keyOf(labels: Labels): string {
+  return Object.values(labels).join('\u0000');
+}
+
+function formatValue(v: number): string {
+  return Number.isFinite(v) ? String(v) : v > 0 ? '+Inf' : v < 0 ? '-Inf' : 'NaN';
+}
+
+export class Counter {
+  private readonly series = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly help: string) {}
+
+  inc(labels: Labels, by = 1): void {
+    const key = keyOf(labels);
+    const s = this.series.get(key);
+    if (s) s.value += by;
+    else this.series.set(key, { labels, value: by });
+  }
+
+  get(labels: Labels): number {
+    return this.series.get(keyOf(labels))?.value ?? 0;
+  }
+
+  render(): string[] {
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`,
+      ...[...this.series.values()].map((s) => `${this.name}${labelText(s.labels)} ${formatValue(s.value)}`)];
+  }
+}
+
+interface HistogramSeries {
+  labels: Labels;
+  counts: Float64Array; // per bucket, not cumulative; the last is +Inf
+  sum: number;
+  count: number;
+}
+
+export class Histogram {
+  private readonly series = new Map<string, HistogramSeries>();
+  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
+
+  observe(labels: Labels, value: number): void {
+    const key = keyOf(labels);
+    let s = this.series.get(key);
+    if (!s) {
+      s = { labels, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
+      this.series.set(key, s);
+    }
+    let i = 0;
+    while (i < this.buckets.length && value > this.buckets[i]) i++;
+    s.counts[i]++;
+    s.sum += value;
+    s.count++;
+  }
+
+  /** Observations so far in one series: count, sum, and per upper bound the cumulative count. */
+  snapshot(labels: Labels): { count: number; sum: number; buckets: Map<number, number> } {
+    const s = this.series.get(keyOf(labels));
+    const buckets = new Map<number, number>();
+    let cumulative = 0;
+    this.buckets.forEach((b, i) => {
+      cumulative += s?.counts[i] ?? 0;
+      buckets.set(b, cumulative);
+    });
+    return { count: s?.count ?? 0, sum: s?.sum ?? 0, buckets };
+  }
+
+  render(): string[] {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    for (const s of this.series.values()) {
+      let cumulative = 0;
+      this.buckets.forEach((b, i) => {
+        cumulative += s.counts[i];
+        lines.push(`${this.name}_bucket${labelText(s.labels, ['le', formatValue(b)])} ${cumulative}`);
+      });
+      lines.push(`${this.name}_bucket${labelText(s.labels, ['le', '+Inf'])} ${s.count}`);
+      lines.push(`${this.name}_sum${labelText(s.labels)} ${formatValue(s.sum)}`);
+      lines.push(`${this.name}_count${labelText(s.labels)} ${s.count}`);
+    }
+    return lines;
+  }
+}
+
+/** A gauge read when scraped (queue depths, memory): nothing to keep up to date. */
+export class Gauge {
+  constructor(readonly name: string, readonly help: string, private readonly read: () => { labels: Labels; value: number }[]) {}
+
+  render(): string[] {
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`,
+      ...this.read().map((s) => `${this.name}${labelText(s.labels)} ${formatValue(s.value)}`)];
+  }
+}
+
+export function renderMetrics(metrics: { render(): string[] }[]): string {
+  return metrics.map((m) => m.render().join('\n')).join('\n') + '\n';
+}
+
+/** 1, 2, 4, ... up to at least `max`: the bucket bounds of the batch-size histograms. */
+export function powersOfTwo(max: number): number[] {
+  const out: number[] = [];
+  for (let b = 1; b < max * 2; b *= 2) out.push(b);
+  return out;
+}

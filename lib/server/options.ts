@@ -1,0 +1,123 @@
+// createServer's options: the models by name, the batching knobs, and the limits that keep one
+// bad client or a traffic spike from taking the server down. Checked once, with lib/validate's
+// messages, and filled with defaults measured on the demo model (bench/serve.mjs).
+
+import { rangeError, typeError, describe } from '../errors.js';
+import { Mlp } from '../mlp.js';
+import { QuantizedMlp } from '../quant/model.js';
+import { parameterLayout } from '../spec.js';
+import { expectBoolean, expectInteger, expectNumber, expectObject } from '../validate.js';
+
+/** What the server needs of a model: Mlp and QuantizedMlp are both servable. */
+export interface ServableModel {
+  readonly inputs: number;
+  readonly outputs: number;
+  predict(x: Float32Array, out?: Float32Array): Float32Array;
+  predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array>;
+}
+
+export interface BatchEvent {
+  model: string;
+  /** Requests merged into this predict call. */
+  requests: number;
+  rows: number;
+}
+
+export interface ServerOptions {
+  /** The models to serve, by name (letters, digits, '.', '_', '-'): POST /v1/models/<name>/predict. */
+  models: Record<string, ServableModel>;
+  /** Merge concurrent requests for a model into one predict call. Default true. */
+  batching?: boolean;
+  /** Most rows in one merged predict call. Default 256. */
+  maxBatchRows?: number;
+  /**
+   * How long a queued request may wait for others to fill its batch, in microseconds. Default 0:
+   * merge what arrives in the same event-loop turn or while the model is busy, never wait longer.
+   * A request that finds the model idle and nothing queued always runs at once.
+   */
+  maxWaitUs?: number;
+  /** Rows that may wait per model; past it requests get 503 with Retry-After. Default 1024. */
+  maxQueueRows?: number;
+  /** A request queued longer than this gets 503. Default 10000 ms. */
+  queueTimeoutMs?: number;
+  /** Largest request body; larger ones get 413. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Time a client has to send the request headers (slow clients get 408). Default 10000 ms. */
+  headersTimeoutMs?: number;
+  /** Time a client has to send the whole request. Default 30000 ms. */
+  requestTimeoutMs?: number;
+  /** Idle keep-alive connections are closed after this. Default 5000 ms. */
+  keepAliveTimeoutMs?: number;
+  /**
+   * Multiply-adds up to which a predict call runs on the event loop; larger calls go to the
+   * thread pool with predictAsync. Default 4M (40-120 us on one core with the native backend):
+   * below that the thread hop and the wake-up cost more than the work saves.
+   */
+  inlineMacs?: number;
+  /** Seconds in the Retry-After header of 503 answers. Default 1. */
+  retryAfterSeconds?: number;
+  /** Called for every predict call (tests, logging). */
+  onBatch?: (event: BatchEvent) => void;
+}
+
+export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | 'models'>> & {
+  models: Map<string, { model: ServableModel; macsPerRow: number }>;
+  onBatch: ((event: BatchEvent) => void) | null;
+};
+
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Multiply-adds per row, the unit of the inline/thread-pool choice. */
+function macsPerRow(model: ServableModel): number {
+  if (model instanceof Mlp) return parameterLayout(model.spec).slots.reduce((sum, s) => sum + s.inputs * s.outputs, 0);
+  if (model instanceof QuantizedMlp) return model.layers.reduce((sum, l) => sum + l.inputs * l.outputs, 0);
+  return model.inputs * model.outputs;
+}
+
+function checkModel(name: string, value: unknown): ServableModel {
+  const m = value as Partial<ServableModel> | null;
+  const ok = typeof m === 'object' && m !== null && typeof m.predict === 'function' && typeof m.predictAsync === 'function' &&
+    Number.isInteger(m.inputs) && Number.isInteger(m.outputs);
+  if (!ok) throw typeError(`Expected an Mlp or QuantizedMlp for options.models.${name} but received ${describe(value)}`);
+  return m as ServableModel;
+}
+
+export function normalizeServerOptions(value: unknown): NormalizedServerOptions {
+  const o = expectObject('options', value);
+  const modelsIn = expectObject('options.models', o.models);
+  const models: NormalizedServerOptions['models'] = new Map();
+  for (const [name, model] of Object.entries(modelsIn)) {
+    if (!MODEL_NAME.test(name)) {
+      throw rangeError(`Expected model names of letters, digits, '.', '_' and '-' (URL-safe) but received '${name}'`);
+    }
+    const m = checkModel(name, model);
+    models.set(name, { model: m, macsPerRow: macsPerRow(m) });
+  }
+  if (models.size === 0) throw rangeError('Expected at least one model in options.models');
+  const int = (key: string, fallback: number, min: number) => (o[key] === undefined ? fallback : expectInteger(`options.${key}`, o[key], min));
+  const num = (key: string, fallback: number) => (o[key] === undefined ? fallback : expectNumber(`options.${key}`, o[key], { min: 0 }));
+  const onBatch = o.onBatch;
+  if (onBatch !== undefined && typeof onBatch !== 'function') {
+    throw typeError(`Expected a function for options.onBatch but received ${describe(onBatch)}`);
+  }
+  const headersTimeoutMs = int('headersTimeoutMs', 10_000, 1);
+  const requestTimeoutMs = int('requestTimeoutMs', 30_000, 1);
+  if (requestTimeoutMs < headersTimeoutMs) {
+    throw rangeError(`Expected options.requestTimeoutMs (${requestTimeoutMs}) >= options.headersTimeoutMs (${headersTimeoutMs}): the headers are part of the request`);
+  }
+  return {
+    models,
+    batching: o.batching === undefined ? true : expectBoolean('options.batching', o.batching),
+    maxBatchRows: int('maxBatchRows', 256, 1),
+    maxWaitUs: num('maxWaitUs', 0),
+    maxQueueRows: int('maxQueueRows', 1024, 1),
+    queueTimeoutMs: int('queueTimeoutMs', 10_000, 1),
+    maxBodyBytes: int('maxBodyBytes', 1 << 20, 1),
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: int('keepAliveTimeoutMs', 5_000, 1),
+    inlineMacs: num('inlineMacs', 4 << 20),
+    retryAfterSeconds: int('retryAfterSeconds', 1, 0),
+    onBatch: (onBatch as NormalizedServerOptions['onBatch']) ?? null,
+  };
+}

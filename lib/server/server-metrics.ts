@@ -1,0 +1,33 @@
+// What GET /metrics reports: requests by model and status, request latency, batch sizes (rows
+// and merged requests per predict call), queue depth, requests in flight and resident memory.
+
+import { Counter, Gauge, Histogram, powersOfTwo, renderMetrics } from './metrics.js';
+
+// 50 us to 10 s: a batch-1 request on this machine is ~100 us end to end, a queued one under
+// overload can take seconds.
+const LATENCY_BUCKETS = [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10];
+
+export class ServerMetrics {
+  readonly requests = new Counter('mlpkit_requests_total',
+    'HTTP requests answered, by model (empty for other endpoints and unknown models) and status code.');
+  readonly latency = new Histogram('mlpkit_request_duration_seconds',
+    'Predict requests: time from the request line to the end of the response, queueing included.', LATENCY_BUCKETS);
+  readonly batchRows: Histogram;
+  readonly batchRequests: Histogram;
+  private readonly gauges: Gauge[];
+
+  constructor(maxBatchRows: number, depths: () => { model: string; depth: number }[], inFlight: () => number) {
+    this.batchRows = new Histogram('mlpkit_batch_rows', 'Rows per predict call.', powersOfTwo(Math.max(maxBatchRows, 1024)));
+    this.batchRequests = new Histogram('mlpkit_batch_requests', 'Requests merged into one predict call.', powersOfTwo(Math.max(maxBatchRows, 1024)));
+    this.gauges = [
+      new Gauge('mlpkit_queue_depth', 'Requests waiting for a predict call, by model.',
+        () => depths().map((d) => ({ labels: { model: d.model }, value: d.depth }))),
+      new Gauge('mlpkit_requests_in_flight', 'Requests received and not yet answered.', () => [{ labels: {}, value: inFlight() }]),
+      new Gauge('process_resident_memory_bytes', 'Resident set size of this process.', () => [{ labels: {}, value: process.memoryUsage.rss() }]),
+    ];
+  }
+
+  render(): string {
+    return renderMetrics([this.requests, this.latency, this.batchRows, this.batchRequests, ...this.gauges]);
+  }
+}

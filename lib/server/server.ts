@@ -1,0 +1,155 @@
+// createServer(): an HTTP/1.1 server (node:http) for one or more models, with micro-batching,
+// request limits, Prometheus metrics and a graceful close(). One server uses one event loop, so
+// one core for HTTP work (the native backend's predict may use more): for more cores run one
+// server per core (`mlpkit serve --workers N`, or several processes) behind a load balancer.
+
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Mlp } from '../mlp.js';
+import { QuantizedMlp } from '../quant/model.js';
+import { Batcher } from './batcher.js';
+import { errorBody } from './errors.js';
+import { createHandler, type ServedModel } from './http.js';
+import { normalizeServerOptions, type NormalizedServerOptions, type ServableModel, type ServerOptions } from './options.js';
+import { ServerMetrics } from './server-metrics.js';
+
+export interface ListenInfo {
+  host: string;
+  port: number;
+  url: string;
+}
+
+export interface CloseOptions {
+  /** After this long, connections still open are cut (their requests fail). Default 10000 ms. */
+  graceMs?: number;
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+
+function describeModel(name: string, model: ServableModel): Record<string, unknown> {
+  const base = { name, inputs: model.inputs, outputs: model.outputs };
+  if (model instanceof Mlp) return { ...base, kind: 'float', backend: model.backend, spec: model.spec };
+  if (model instanceof QuantizedMlp) {
+    return { ...base, kind: 'quantized', backend: model.backend, sizeBytes: model.sizeBytes,
+      layers: model.layers.map((l) => ({ inputs: l.inputs, outputs: l.outputs, format: l.format, activations: l.activations, activation: l.activation })) };
+  }
+  return { ...base, kind: 'custom' };
+}
+
+export class ModelServer {
+  /** The node:http server underneath (for its events; listen and close through this object). */
+  readonly http: http.Server;
+  readonly options: NormalizedServerOptions;
+  private readonly served = new Map<string, ServedModel>();
+  private readonly metrics: ServerMetrics;
+  private draining = false;
+  private inFlight = 0;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: ServerOptions) {
+    const o = normalizeServerOptions(options);
+    this.options = o;
+    this.metrics = new ServerMetrics(o.maxBatchRows,
+      () => [...this.served.values()].map((s) => ({ model: s.name, depth: s.batcher.depth })),
+      () => this.inFlight);
+    for (const [name, { model, macsPerRow }] of o.models) {
+      const labels = { model: name };
+      const batcher = new Batcher(model, macsPerRow, o, (requests, rows) => {
+        this.metrics.batchRows.observe(labels, rows);
+        this.metrics.batchRequests.observe(labels, requests);
+        o.onBatch?.({ model: name, requests, rows });
+      });
+      this.served.set(name, { name, model, batcher, describe: () => describeModel(name, model) });
+    }
+    const handler = createHandler({
+      options: o,
+      models: this.served,
+      metrics: this.metrics,
+      draining: () => this.draining,
+      onRequestStart: () => void this.inFlight++,
+      onRequestEnd: () => void this.inFlight--,
+      log: (message) => process.stderr.write(`mlpkit server: ${message}\n`),
+    });
+    this.http = http.createServer({
+      headersTimeout: o.headersTimeoutMs,
+      requestTimeout: o.requestTimeoutMs,
+      keepAliveTimeout: o.keepAliveTimeoutMs,
+      // Node checks both timeouts only this often (default 30 s): a fraction of the shorter one.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
+      noDelay: true,
+    }, handler);
+    this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
+  }
+
+  /** Errors before a request reaches the handler (bad HTTP, slow headers): answered in JSON too. */
+  private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    const s = socket as Socket & { _httpMessage?: { headersSent?: boolean } };
+    if (err.code === 'ECONNRESET' || !s.writable || s._httpMessage?.headersSent) {
+      s.destroy();
+      return;
+    }
+    let status = 400;
+    let body = errorBody('bad_http', `the request is not valid HTTP/1.1 (${err.code ?? err.message})`);
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      status = 408;
+      body = errorBody('request_timeout',
+        `the request was not received in time (headers within ${this.options.headersTimeoutMs} ms, all of it within ${this.options.requestTimeoutMs} ms)`);
+    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      body = errorBody('headers_too_large', 'the request headers are too large');
+    }
+    s.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    setTimeout(() => s.destroy(), 1000).unref(); // a client that never reads must not hold the socket
+  }
+
+  /** Starts listening; port 0 picks a free one. Default host 127.0.0.1 (use '0.0.0.0' to serve other machines). */
+  listen(port = 0, host = '127.0.0.1'): Promise<ListenInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.http.once('error', onError);
+      this.http.listen(port, host, () => {
+        this.http.off('error', onError);
+        resolve(this.address!);
+      });
+    });
+  }
+
+  get address(): ListenInfo | null {
+    const a = this.http.address() as AddressInfo | null;
+    if (!a || typeof a === 'string') return null;
+    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    return { host: a.address, port: a.port, url: `http://${host}:${a.port}` };
+  }
+
+  /** The Prometheus text of GET /metrics. */
+  metricsText(): string {
+    return this.metrics.render();
+  }
+
+  /**
+   * Graceful shutdown: stop accepting connections, fail /readyz, let every request already
+   * received finish (their responses close their connections), then resolve. Connections still
+   * open after graceMs are cut.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    const graceMs = options.graceMs ?? 10_000;
+    this.draining = true;
+    this.closing = new Promise((resolve) => {
+      if (!this.http.listening) return resolve();
+      const timer = setTimeout(() => this.http.closeAllConnections(), graceMs);
+      this.http.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.http.closeIdleConnections();
+    });
+    return this.closing;
+  }
+}
+
+export function createServer(options: ServerOptions): ModelServer {
+  return new ModelServer(options);
+}

@@ -1,0 +1,247 @@
+// The command line: NPY and CSV files, train -> predict -> quantize round trips in a temp dir
+// (the CLI runs in-process through runCli; one test runs the built bin), and the error style:
+// one message, a hint, exit code 2 for the command line and 1 otherwise, no stack trace.
+
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Mlp, QuantizedMlp } from '../lib/index.js';
+import { formatFloat32, parseCsv } from '../lib/cli/csv.js';
+import { readNpy, writeNpy } from '../lib/cli/npy.js';
+import { COMMANDS, runCli } from '../lib/cli/run.js';
+import { Rng } from '../lib/init.js';
+import { backendsUnderTest } from './helpers.js';
+
+const backend = backendsUnderTest().includes('native') ? 'native' : 'reference';
+const dir = mkdtempSync(join(tmpdir(), 'mlpkit-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const at = (name: string) => join(dir, name);
+
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(argv, {
+    stdout: { write: (s: string | Uint8Array) => (out += typeof s === 'string' ? s : Buffer.from(s).toString('latin1')) },
+    stderr: { write: (s: string | Uint8Array) => (err += String(s)) },
+  });
+  return { code, out, err };
+}
+
+// 96 rows: x1, x2 in [-1, 1], x3 in [0, 1000) (a column in other units), a text id column, a
+// regression target with a large offset and a class label.
+function writeDataset(): { x: Float32Array; y: Float32Array; labels: Int32Array } {
+  const rng = new Rng(7);
+  const rows = 96;
+  const x = new Float32Array(rows * 3);
+  const y = new Float32Array(rows);
+  const labels = new Int32Array(rows);
+  const lines = ['id,x1,x2,x3,y,label'];
+  for (let r = 0; r < rows; r++) {
+    const a = Math.fround(2 * rng.uniform() - 1);
+    const b = Math.fround(2 * rng.uniform() - 1);
+    const c = Math.fround(1000 * rng.uniform());
+    x.set([a, b, c], r * 3);
+    y[r] = Math.fround(500 + 3 * a - 2 * b + c / 100);
+    labels[r] = a + b > 0 ? 1 : 0;
+    lines.push(`row${r},${formatFloat32(a)},${formatFloat32(b)},${formatFloat32(c)},${formatFloat32(y[r])},${labels[r]}`);
+  }
+  writeFileSync(at('data.csv'), lines.join('\n') + '\n');
+  writeFileSync(at('x.npy'), writeNpy(x, [rows, 3]));
+  writeFileSync(at('y.npy'), writeNpy(Float64Array.from(y), [rows]));
+  writeFileSync(at('labels.npy'), writeNpy(BigInt64Array.from(labels, (v) => BigInt(v)), [rows]));
+  return { x, y, labels };
+}
+const data = writeDataset();
+
+describe('NPY and CSV files', () => {
+  it('writeNpy and readNpy round-trip every supported dtype, 1-D and 2-D', () => {
+    const arrays = [
+      new Float32Array([1.5, -2, 3.25, 4]), new Float64Array([1e-300, 2, 3, 4]),
+      new Int32Array([1, -2, 3, 2 ** 31 - 1]), new BigInt64Array([1n, -2n, 3n, 2n ** 40n]),
+    ];
+    for (const a of arrays) {
+      for (const shape of [[4], [2, 2]]) {
+        const bytes = writeNpy(a, shape);
+        expect((10 + new DataView(bytes.buffer).getUint16(8, true)) % 64).toBe(0); // data 64-byte aligned, as numpy
+        const back = readNpy(bytes);
+        expect(back.shape).toEqual(shape);
+        expect(back.data).toEqual(a);
+      }
+    }
+  });
+
+  it('readNpy reads a version 2.0 header and refuses Fortran order, big-endian and truncated files clearly', () => {
+    const v1 = writeNpy(new Float32Array([1, 2]), [2]);
+    const headerLen = new DataView(v1.buffer).getUint16(8, true);
+    const v2 = new Uint8Array(v1.length + 2);
+    v2.set(v1.subarray(0, 8));
+    v2[6] = 2;
+    new DataView(v2.buffer).setUint32(8, headerLen, true);
+    v2.set(v1.subarray(10), 12);
+    expect(readNpy(v2).data).toEqual(new Float32Array([1, 2]));
+
+    const text = (bytes: Uint8Array) => Buffer.from(bytes).toString('latin1');
+    const withHeader = (from: string, to: string) => Uint8Array.from(Buffer.from(text(v1).replace(from, to), 'latin1'));
+    expect(() => readNpy(withHeader("'fortran_order': False", "'fortran_order': True "))).toThrow(/Fortran order; save it with np.save\(path, np.ascontiguousarray/);
+    expect(() => readNpy(withHeader("'<f4'", "'>f4'"))).toThrow(/dtype '>f4' is not supported/);
+    expect(() => readNpy(v1.subarray(0, v1.length - 1))).toThrow(/needs 8 bytes of data but the file holds 7/);
+    expect(() => readNpy(new Uint8Array([1, 2, 3]))).toThrow(/not a .npy file/);
+  });
+
+  it('parseCsv reads quoted fields and CRLF, keeps text columns as NaN with where they are', () => {
+    const t = parseCsv('"name, full",a,b\r\n"x ""y""",1,2.5\r\nz,-3,1e3\r\n');
+    expect(t.names).toEqual(['name, full', 'a', 'b']);
+    expect(t.rows).toBe(2);
+    expect(Array.from(t.data.subarray(1))).toEqual([1, 2.5, NaN, -3, 1000]);
+    expect(t.firstText[0]).toEqual({ line: 2, text: 'x "y"' });
+    expect(t.firstText[1]).toBeNull();
+  });
+
+  it('parseCsv says which line is wrong', () => {
+    expect(() => parseCsv('a,b\n1,2\n3\n')).toThrow(/line 3 has 1 fields but the header has 2 columns/);
+    expect(() => parseCsv('1,2\n3,4\n')).toThrow(/expects a header row/);
+    expect(() => parseCsv('a,b\n')).toThrow(/no rows of data/);
+  });
+
+  it('formatFloat32 writes the shortest decimal that reads back as the same float32', () => {
+    for (const v of [0.1, 1 / 3, -2.5e-8, 3.4e38, 123456789, 0]) {
+      const f = Math.fround(v);
+      expect(Math.fround(Number(formatFloat32(f)))).toBe(f);
+    }
+    expect(formatFloat32(Math.fround(0.1))).toBe('0.1');
+  });
+});
+
+describe('train, predict and quantize', () => {
+  it('trains a regression on CSV columns and predicts the same values as the saved model', async () => {
+    const r = await cli('train', at('data.csv'), '--inputs', 'x1,x2,x3', '--target', 'y', '--layers', '16', '--epochs', '40',
+      '--batch-size', '16', '--lr', '0.01', '--backend', backend, '--out', at('reg.safetensors'), '--quiet');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/trained 3-16-1 \(relu\) for 40 epochs/);
+    expect(readFileSync(at('reg.loss.svg'), 'utf8')).toMatch(/^<svg[^]*<path d="M/);
+
+    // The saved model takes raw columns (the standardisation is folded in): it fits y, whose
+    // offset of 500 and column x3 in [0, 1000) would be far off otherwise.
+    const net = await Mlp.load(at('reg.safetensors'), { backend });
+    const want = net.predict(data.x);
+    let se = 0;
+    for (let i = 0; i < want.length; i++) se += (want[i] - data.y[i]) ** 2;
+    expect(Math.sqrt(se / want.length)).toBeLessThan(1); // the target spans ~13 around 500
+
+    const p = await cli('predict', at('reg.safetensors'), at('data.csv'), '--backend', backend);
+    expect(p.code).toBe(0);
+    const table = parseCsv(p.out);
+    expect(table.names).toEqual(['y']); // the target's name, recorded by train
+    expect(Float32Array.from(table.data)).toEqual(want);
+  });
+
+  it('trains a classifier from NPY files and writes NPY predictions with their labels in CSV', async () => {
+    const r = await cli('train', at('x.npy'), '--target-file', at('labels.npy'), '--task', 'classification', '--layers', '8,8',
+      '--epochs', '3', '--backend', backend, '--out', at('cls.safetensors'), '--plot', at('cls.svg'), '--quiet');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/accuracy \d+(\.\d)?% on the training rows/);
+    const net = await Mlp.load(at('cls.safetensors'), { backend });
+    expect(net.outputs).toBe(2);
+
+    const p = await cli('predict', at('cls.safetensors'), at('x.npy'), '--out', at('out.npy'), '--backend', backend);
+    expect(p.code).toBe(0);
+    const y = readNpy(readFileSync(at('out.npy')));
+    expect(y.dtype).toBe('float32');
+    expect(y.shape).toEqual([96, 2]);
+    expect(y.data).toEqual(net.predict(data.x));
+
+    const c = await cli('predict', at('cls.safetensors'), at('x.npy'), '--backend', backend);
+    const table = parseCsv(c.out);
+    expect(table.names).toEqual(['class_0', 'class_1', 'label']);
+    const logits = y.data as Float32Array;
+    for (let row = 0; row < 96; row++) expect(table.data[row * 3 + 2]).toBe(logits[row * 2 + 1] > logits[row * 2] ? 1 : 0);
+  });
+
+  it('quantizes with a calibration file, prints the error report, and the result predicts', async () => {
+    const q = await cli('quantize', at('reg.safetensors'), '--weights', 'int8', '--calibration', at('data.csv'), '--backend', backend,
+      '--out', at('reg.int8.safetensors'));
+    expect(q.code).toBe(0);
+    expect(q.out).toMatch(/int8 weights, float activations/);
+    expect(q.out).toMatch(/error against the float model on 96 rows/);
+    expect(q.out).toMatch(/\| model \| +\| +\| \d[\d.]*% \| \d[\d.]*% \|/);
+    const model = await QuantizedMlp.load(at('reg.int8.safetensors'), { backend });
+    const p = await cli('predict', at('reg.int8.safetensors'), at('data.csv'), '--backend', backend);
+    expect(p.code).toBe(0);
+    expect(Float32Array.from(parseCsv(p.out).data)).toEqual(model.predict(data.x));
+
+    const q4 = await cli('quantize', at('reg.safetensors'), '--weights', 'int4', '--group-size', '32', '--backend', backend, '--out', at('reg.int4.safetensors'));
+    expect(q4.code).toBe(0);
+    expect(q4.out).toMatch(/no accuracy report: pass --calibration/);
+  });
+});
+
+describe('errors and help', () => {
+  const noStack = (text: string) => expect(text).not.toMatch(/\n\s+at /);
+
+  it('--help works for every command', async () => {
+    for (const c of COMMANDS) {
+      const r = await cli(c.name, '--help');
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(new RegExp(`^Usage: mlpkit ${c.name}`));
+    }
+    const top = await cli('--help');
+    expect(top.out).toMatch(/Commands\n  info/);
+    expect((await cli()).code).toBe(2);
+  });
+
+  it('command-line mistakes exit 2 and say what to read', async () => {
+    for (const argv of [
+      ['frobnicate'],
+      ['train', at('data.csv'), '--epoch', '3'],
+      ['train', at('data.csv'), '--epochs', 'many'],
+      ['train'],
+      ['quantize', at('reg.safetensors')],
+      ['predict', at('reg.safetensors'), at('data.csv'), '--format', 'xlsx'],
+    ]) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err).toMatch(/^mlpkit/);
+      noStack(r.err);
+    }
+    expect((await cli('train', at('data.csv'), '--epochs', 'many')).err).toMatch(/--epochs: expected an integer >= 1 but received 'many'/);
+  });
+
+  it('bad files and data exit 1 with a message and a hint, no stack trace', async () => {
+    const cases: [string[], RegExp][] = [
+      [['train', at('missing.csv')], /cannot open '.*missing.csv': no such file or directory/],
+      [['train', at('data.csv'), '--target', 'price'], /--target: .*data.csv has no column 'price'\n {2}columns are: 0:id, 1:x1/],
+      [['train', at('data.csv'), '--inputs', 'id,x1', '--target', 'y'], /column 'id' of .* holds 'row0' on line 2, not a number/],
+      [['train', at('data.csv'), '--target', 'y', '--task', 'classification'], /target 'y' holds \d+(\.\d+)? in row 1; expected integer class labels/],
+      [['train', at('data.csv'), '--out', at('no/such/dir/m.safetensors')], /--out: the directory '.*no\/such\/dir' of .* does not exist/],
+      [['predict', at('reg.safetensors'), at('x.npy'), '--inputs', '0,1'], /2 columns chosen but the model takes 3 inputs/],
+      [['predict', at('data.csv'), at('data.csv')], /safetensors/],
+      [['quantize', at('reg.int8.safetensors'), '--out', at('again.safetensors')], /is already quantised\n {2}quantize the float model/],
+      [['sparsify', at('reg.safetensors')], /not available in this version/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.err).toMatch(message);
+      noStack(r.err);
+    }
+  });
+
+  it('the built bin runs as an executable with the same exit codes', async () => {
+    // dist/ is built by `npm install` (prepare) and `npm run build`; this checks the shebang,
+    // the bin entry and the process exit code, which the in-process tests cannot.
+    const run = promisify(execFile);
+    const version = await run(process.execPath, ['dist/cli/main.js', '--version']);
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    expect(readFileSync('dist/cli/main.js', 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n/);
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+    expect(pkg.bin.mlpkit).toBe('./dist/cli/main.js');
+    const failed = await run(process.execPath, ['dist/cli/main.js', 'train', '--epochs', 'x', 'a.csv']).catch((e) => e);
+    expect(failed.code).toBe(2);
+    expect(failed.stderr).toMatch(/--epochs: expected an integer/);
+    noStack(failed.stderr);
+  });
+});
