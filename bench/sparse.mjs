@@ -1,7 +1,9 @@
 // Exact-sparsity density sweep (issue #5): a ReLU FFN 4096 -> 16384 -> 4096 whose first-layer
 // bias is set so that a chosen fraction of the hidden units fire for the input rows used, timed
 // at batch 1, 4 and 16 as
-//   - mlpkit, activation 'relu': predict may skip the hidden units the ReLU zeroed (exact sparsity);
+//   - mlpkit SparseMlp, net.sparsify({ mode: 'exact' }): the down projection stored neuron-major
+//     and read only at the units that fired (lib/sparse, native/core/sparse);
+//   - mlpkit Mlp, activation 'relu': Mlp.predict's own automatic exact sparsity (panel layout);
 //   - mlpkit, activation 'leaky_relu' with alpha 0: the same numbers, never the sparse path (the
 //     dense float32 baseline, same parameters);
 //   - onnxruntime-node: the relu model exported by mlpToOnnx (dense Gemm, Relu, Gemm), its output
@@ -209,7 +211,7 @@ function patchOnnxBias(bias) {
 
 // ---- the sweep ---------------------------------------------------------------------------------
 
-const checks = { ortMax: 0, ortCount: 0, bitwise: 0, cells: 0, denseDiffMax: 0 };
+const checks = { ortMax: 0, ortCount: 0, bitwise: 0, cells: 0, denseDiffMax: 0, spmDiffMax: 0 };
 const results = []; // { batch, density, observed, union, sparseUs, denseUs, upUs, ortUs }
 const downAlone = new Map(); // batch -> { us, denseUs, upUs }: the dense down projection timed on its own
 
@@ -260,6 +262,11 @@ async function measureCell(batch, density) {
   checks.denseDiffMax = Math.max(checks.denseDiffMax, diff);
   if (outSparse.every((v, i) => Object.is(v, outDense[i]))) checks.bitwise++;
   expectClose(`batch ${batch}, density ${pct(density)}: mlpkit relu vs leaky_relu alpha 0`, outSparse, outDense, 1e-5);
+  const spm = await relu.sparsify({ mode: 'exact' });
+  const outSpm = new Float32Array(batch * OUT);
+  spm.predict(x, outSpm);
+  checks.spmDiffMax = Math.max(checks.spmDiffMax, relativeError(outSpm, outDense));
+  expectClose(`batch ${batch}, density ${pct(density)}: SparseMlp exact vs dense`, outSpm, outDense, 1e-5);
 
   let session = null;
   let ortRun = null;
@@ -284,32 +291,34 @@ async function measureCell(batch, density) {
   }
 
   const times = await timeInterleaved([
+    { key: 'spm', run: () => spm.predict(x, outSpm) },
     { key: 'sparse', run: () => relu.predict(x, outSparse) },
     { key: 'dense', run: () => dense.predict(x, outDense) },
     { key: 'up', run: () => up.predict(x, outUp) },
     ...(ortRun ? [{ key: 'ort', run: ortRun, isAsync: true }] : []),
   ]);
-  const { sparse: sparseUs, dense: denseUs, up: upUs, ort: ortUs } = times;
+  const { spm: spmUs, sparse: sparseUs, dense: denseUs, up: upUs, ort: ortUs } = times;
   if (session) await session.release();
+  spm.dispose();
   if (!downAlone.has(batch)) {
     // The hidden activations of this cell as the input; a lone layer has no ReLU before it: dense.
     const outDown = new Float32Array(batch * OUT);
     downAlone.set(batch, { us: medianUs(() => down.predict(outUp, outDown), budgetMs), denseUs, upUs });
   }
-  const cell = { batch, density, threshold: t, observed, union, sparseUs, denseUs, upUs, ortUs, ortSkip };
+  const cell = { batch, density, threshold: t, observed, union, spmUs, sparseUs, denseUs, upUs, ortUs, ortSkip };
   results.push(cell);
   progress(
-    `  batch ${batch}, density ${pct(density)} (observed ${pct(observed)}, union ${pct(union)}): relu ${formatTime(sparseUs)},` +
+    `  batch ${batch}, density ${pct(density)} (observed ${pct(observed)}, union ${pct(union)}): SparseMlp ${formatTime(spmUs)} (${ratio(denseUs / spmUs)}), relu ${formatTime(sparseUs)},` +
       ` dense ${formatTime(denseUs)} (${ratio(denseUs / sparseUs)}), up ${formatTime(upUs)}, ort ${ortUs === undefined ? ortSkip : formatTime(ortUs)}`,
   );
   return cell;
 }
 
-/** Derived numbers of one cell. Down projection = FFN - up projection (undefined if not positive). */
+/** Derived numbers of one cell (SparseMlp against dense). Down projection = FFN - up projection (undefined if not positive). */
 function derive(c) {
-  const speedup = c.denseUs / c.sparseUs;
+  const speedup = c.denseUs / c.spmUs;
   const downDense = c.denseUs - c.upUs;
-  const downSparse = c.sparseUs - c.upUs;
+  const downSparse = c.spmUs - c.upUs;
   const downSpeedup = downDense > 0 && downSparse > 0 ? downDense / downSparse : undefined;
   const upShare = Math.min(1, c.upUs / c.denseUs);
   const ceiling = 1 / (upShare + c.observed * (1 - upShare));
@@ -342,16 +351,17 @@ function batchTable(batch) {
   const head = [
     'target density',
     multi ? 'observed density (per row / union of rows)' : 'observed density',
-    'mlpkit relu ms',
+    'SparseMlp exact ms',
     'mlpkit dense ms',
     'speedup',
+    'Mlp relu ms (automatic)',
     'up ms',
     'down-proj speedup',
     'ideal 1/density (down)',
     'whole-FFN ceiling',
     ...(multi ? ['union ceiling'] : []),
     'onnxruntime ms',
-    'ort / mlpkit relu',
+    'ort / SparseMlp',
   ];
   const lines = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
   for (const c of rows) {
@@ -360,16 +370,17 @@ function batchTable(batch) {
       `| ${[
         pct(c.density),
         multi ? `${pct(c.observed)} / ${pct(c.union)}` : pct(c.observed),
-        ms(c.sparseUs),
+        ms(c.spmUs),
         ms(c.denseUs),
         ratio(d.speedup),
+        `${ms(c.sparseUs)} (${ratio(c.denseUs / c.sparseUs)})`,
         ms(c.upUs),
         ratio(d.downSpeedup),
         ratio(d.ideal),
         ratio(d.ceiling),
         ...(multi ? [ratio(d.unionCeiling)] : []),
         c.ortUs === undefined ? '-' : ms(c.ortUs),
-        c.ortUs === undefined ? '-' : ratio(c.ortUs / c.sparseUs),
+        c.ortUs === undefined ? '-' : ratio(c.ortUs / c.spmUs),
       ].join(' | ')} |`,
     );
   }
@@ -392,11 +403,11 @@ function targetLines() {
       ` up-projection share ${(d.upShare * 100).toFixed(1)}%, 1.82x by multiply-adds)`,
   );
   const b16 = results.filter((c) => c.batch === 16);
-  const worst = b16.reduce((w, c) => (c.sparseUs / c.denseUs > w.sparseUs / w.denseUs ? c : w), b16[0]);
-  const slow = worst.sparseUs / worst.denseUs;
+  const worst = b16.reduce((w, c) => (c.spmUs / c.denseUs > w.spmUs / w.denseUs ? c : w), b16[0]);
+  const slow = worst.spmUs / worst.denseUs;
   lines.push(
-    `- ${verdict(slow <= TARGET_BATCH16_SLOWDOWN)}: batch 16, relu never slower than dense by more than 5%:` +
-      ` largest relu / dense time ${slow.toFixed(3)} (at ${pct(worst.density)}: ${ms(worst.sparseUs)} vs ${ms(worst.denseUs)} ms)`,
+    `- ${verdict(slow <= TARGET_BATCH16_SLOWDOWN)}: batch 16, SparseMlp never slower than dense by more than 5%:` +
+      ` largest SparseMlp / dense time ${slow.toFixed(3)} (at ${pct(worst.density)}: ${ms(worst.spmUs)} vs ${ms(worst.denseUs)} ms)`,
   );
   return lines;
 }
@@ -409,6 +420,7 @@ const checksLines = [
       ` (${(((d.upUs + d.us) / d.denseUs - 1) * 100).toFixed(1)}%); FFN - up puts the dense down projection at ${ms(d.denseUs - d.upUs)} ms` +
       (Math.abs((d.upUs + d.us) / d.denseUs - 1) > 0.05 ? ' (the layers do not run inside the FFN as they do alone: the subtraction is approximate here)' : ''),
   ),
+  `- SparseMlp exact vs dense: largest relative difference ${checks.spmDiffMax.toExponential(1)} (tolerance 1e-5)`,
   `- mlpkit relu vs leaky_relu alpha 0 (same parameters): bitwise equal in ${checks.bitwise} of ${checks.cells} cells;` +
     ` largest relative difference ${checks.denseDiffMax.toExponential(1)} (tolerance 1e-5)`,
   ort || checks.ortCount
@@ -434,13 +446,13 @@ const header = [
     ` pre-activation W1 x over the batch's rows (inputs: randomFloats seed ${INPUT_SEED}, batch b = the first b of ${MAX_BATCH} rows);` +
     ' observed density counted on mlpkit\'s hidden activations (per row, and the union over the batch\'s rows)',
   '- timing: median over rounds of >= 2 ms of back-to-back predict(x, out) calls (bench/support/timing.mjs),' +
-    ` ${seconds} s budget per contender and cell, spent in ${PASSES} passes that alternate between the contenders (relu, dense,` +
+    ` ${seconds} s budget per contender and cell, spent in ${PASSES} passes that alternate between the contenders (SparseMlp, relu, dense,` +
     ` up projection, onnxruntime), each pass >= 5 rounds; the median of the ${PASSES} pass medians; ms per call`,
   '- **down-projection time = whole-FFN time - up-projection time**, the up projection timed alone as' +
     ` { inputs: ${IN}, layers: [{ units: ${HIDDEN}, activation: 'relu' }] } with the same first-layer parameters at the same batch` +
-    ' (column "up ms"); the down-projection speedup is (dense - up) / (relu - up). At low density the sparse down projection is a' +
+    ' (column "up ms"); the down-projection speedup is (dense - up) / (SparseMlp - up). At low density the sparse down projection is a' +
     ' small difference of two large times, so that column is the noisiest',
-  '- speedup: mlpkit dense / mlpkit relu; ideal 1/density: the down projection reading only the active rows;' +
+  '- speedup: mlpkit dense / SparseMlp exact; "Mlp relu (automatic)": the plain Mlp with relu, whose predict skips zero inputs in its panel layout by itself; ideal 1/density: the down projection reading only the active rows;' +
     ' whole-FFN ceiling: 1 / (up_share + density * down_share) with up_share = up ms / dense ms of the same cell' +
     ' (the up projection stays dense); union ceiling: the same with the union density (what a batch sharing one list of' +
     ' active rows can reach); ort / mlpkit relu above 1: mlpkit is faster',
@@ -452,7 +464,7 @@ const markdown = [
   '### Targets (issue #5, the ones this bench measures)',
   '',
   ...targetLines(),
-  '- not measured here: the trained-model predictor target, SwiGLU threshold mode, predictor + int8 (no such modes yet)',
+  '- the approximate modes (trained-model predictor, SwiGLU threshold, predictor + int8) are measured by bench/sparse-modes.mjs',
   '',
   '### Checks (agreement before timing; consistency of the down-projection subtraction)',
   '',

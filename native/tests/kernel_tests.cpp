@@ -951,7 +951,7 @@ void test_axpy_rows(Table& t) {
 }
 
 // dot_rows: h[r][j] = w_j . x_r for the listed j only (other entries untouched), within the
-// float32 bound of its fixed order (four vector chains, then a tree over lanes).
+// float32 bound of its fixed order (one vector chain over p, then a tree over lanes).
 void test_dot_rows(Table& t) {
   std::uint64_t seed = 8000;
   for (std::size_t rows : {1, 3, 16})

@@ -88,7 +88,8 @@ struct AxpyRows {
   std::size_t c0 = 0, c1 = 0;
 };
 //   h[r * ldh + j] = sum over p < k of w[j * ldw + p] * x[r * ldx + p]  for each listed j,
-// in a fixed order that depends on k alone (four vector chains by p, then a fixed tree).
+// in a fixed order that depends on k alone: one vector chain over p in steps of the vector
+// width (the tail masked), then a fixed tree over the lanes.
 struct DotRows {
   const float* w = nullptr;
   std::size_t ldw = 0, k = 0;

@@ -409,27 +409,64 @@ void axpy_rows(const AxpyRows& a) {
   }
 }
 
-// One dot product in the order DotRows states.
-inline float dot_row(const float* w, const float* x, std::size_t k) {
-  T acc[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+// dot_rows in blocks of J units by R rows: J * R independent chains (one vector accumulator
+// each, over p in steps of W), J weight streams in flight, each weight vector loaded once for R
+// rows. Every (unit, row) result is the same chain and the same lane tree whatever the block,
+// so it does not depend on how many rows or units are computed together.
+template <int J, int R>
+void dot_block(const DotRows& d, const std::uint32_t* units, std::size_t r0) {
+  const float* w[J];
+  const float* x[R];
+  for (int j = 0; j < J; ++j) w[j] = d.w + units[j] * d.ldw;
+  for (int r = 0; r < R; ++r) x[r] = d.x + (r0 + r) * d.ldx;
+  T acc[J][R];
+  for (int j = 0; j < J; ++j)
+    for (int r = 0; r < R; ++r) acc[j][r] = V::zero();
   std::size_t p = 0;
-  for (; p + 4 * W <= k; p += 4 * W) {
-    for (int u = 0; u < 4; ++u) acc[u] = V::fma(V::load(w + p + u * W), V::load(x + p + u * W), acc[u]);
+  for (; p + W <= d.k; p += W) {
+    T wv[J];
+    for (int j = 0; j < J; ++j) wv[j] = V::load(w[j] + p);
+    for (int r = 0; r < R; ++r) {
+      const T xv = V::load(x[r] + p);
+      for (int j = 0; j < J; ++j) acc[j][r] = V::fma(wv[j], xv, acc[j][r]);
+    }
   }
-  for (int u = 0; p + W <= k; p += W, ++u) acc[u] = V::fma(V::load(w + p), V::load(x + p), acc[u]);
-  if (p < k) acc[3] = V::fma(V::load_part(w + p, k - p), V::load_part(x + p, k - p), acc[3]);
-  float lanes[W];
-  V::store(lanes, V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])));
-  for (std::size_t half = W / 2; half >= 1; half /= 2)
-    for (std::size_t i = 0; i < half; ++i) lanes[i] += lanes[i + half];
-  return lanes[0];
+  if (p < d.k) {
+    const std::size_t n = d.k - p;
+    T wv[J];
+    for (int j = 0; j < J; ++j) wv[j] = V::load_part(w[j] + p, n);
+    for (int r = 0; r < R; ++r) {
+      const T xv = V::load_part(x[r] + p, n);
+      for (int j = 0; j < J; ++j) acc[j][r] = V::fma(wv[j], xv, acc[j][r]);
+    }
+  }
+  for (int j = 0; j < J; ++j)
+    for (int r = 0; r < R; ++r) {
+      float lanes[W];
+      V::store(lanes, acc[j][r]);
+      for (std::size_t half = W / 2; half >= 1; half /= 2)
+        for (std::size_t i = 0; i < half; ++i) lanes[i] += lanes[i + half];
+      d.h[(r0 + r) * d.ldh + units[j]] = lanes[0];
+    }
+}
+
+// Units outside, rows inside: a block of units' weight rows is read from memory once and from
+// cache for every other pair of rows.
+template <int J>
+void dot_rows_of(const DotRows& d, const std::uint32_t* units) {
+  std::size_t r = 0;
+  for (; r + 2 <= d.rows; r += 2) dot_block<J, 2>(d, units, r);
+  if (r < d.rows) dot_block<J, 1>(d, units, r);
 }
 
 void dot_rows(const DotRows& d) {
-  for (std::size_t n = 0; n < d.count; ++n) {
-    const std::size_t j = d.idx[n];
-    const float* wr = d.w + j * d.ldw;
-    for (std::size_t r = 0; r < d.rows; ++r) d.h[r * d.ldh + j] = dot_row(wr, d.x + r * d.ldx, d.k);
+  std::size_t n = 0;
+  for (; n + 4 <= d.count; n += 4) dot_rows_of<4>(d, d.idx + n);
+  switch (d.count - n) {
+    case 3: dot_rows_of<3>(d, d.idx + n); break;
+    case 2: dot_rows_of<2>(d, d.idx + n); break;
+    case 1: dot_rows_of<1>(d, d.idx + n); break;
+    default: break;
   }
 }
 

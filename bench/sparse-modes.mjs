@@ -1,0 +1,280 @@
+// The approximate sparse-activation modes of issue #5, timed against the dense float32 model:
+//   1. a SwiGLU FFN block x + down(silu(gate(x)) * up(x)) (4096 -> 16384 -> 4096, random
+//      weights), threshold mode (CATS): units chosen on |silu(gate)| with a cutoff calibrated
+//      to a target density, so the up and down rows of the dropped units are never read;
+//   2. a ReLU FFN 4096 -> 16384 -> 4096 trained here (Adam, a few hundred rows a step) on
+//      inputs with low-rank structure, then sparsified with a low-rank predictor (Deja Vu)
+//      that picks 10% of the units before the up projection is read, and with exact mode;
+//   each at batch 1, 4 and 16, with the density, the predictor's recall and the output error
+//   against the dense model reported. Dense baselines: the same Mlp's predict (SwiGLU), and for
+//   the ReLU model a twin with activation 'leaky_relu' alpha 0 (the same numbers, never the
+//   Mlp's own automatic exact-sparsity path).
+//
+//   node bench/sparse-modes.mjs [--seconds S] [--train-seconds S] [--small] [--write]
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Mlp, info } from '../dist/index.js';
+import { relativeError } from './support/check.mjs';
+import { randomFloats } from './support/data.mjs';
+import { budgetFromSeconds, medianUs } from './support/timing.mjs';
+
+const USAGE = `Usage: node bench/sparse-modes.mjs [--seconds S] [--train-seconds S] [--small] [--write]
+  --seconds S         time budget per timed cell and contender (default 1, or 0.2 with --small)
+  --train-seconds S   how long the ReLU model trains (default 60, or 5 with --small)
+  --small             a 512 -> 2048 -> 512 FFN instead of 4096 -> 16384 -> 4096
+  --write             write bench/results/sparse-modes.md even for a --small run`;
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string' },
+    'train-seconds': { type: 'string' },
+    small: { type: 'boolean', default: false },
+    write: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (args.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const small = args.small;
+const budgetMs = budgetFromSeconds(args.seconds ?? (small ? '0.2' : '1'));
+const trainMs = budgetFromSeconds(args['train-seconds'] ?? (small ? '5' : '60'));
+const IN = small ? 512 : 4096;
+const HIDDEN = small ? 2048 : 16384;
+const BATCHES = [1, 4, 16];
+const PASSES = 5;
+// Issue #5 targets measured here.
+const TARGET_SWIGLU = 1.35; // threshold mode at 50% density, batch 1
+const TARGET_PREDICTOR = 4; // predictor at 10%, batch 1, whole FFN
+const TARGET_RECALL = 0.9;
+const TARGET_BATCH16_SLOWDOWN = 1.05;
+
+const progress = (text) => process.stderr.write(`${text}\n`);
+const ms = (us) => (us / 1000).toFixed(us < 1000 ? 3 : 2);
+const ratio = (r) => `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}x`;
+const pct = (v) => `${(v * 100).toFixed(v < 0.1 ? 2 : 1)}%`;
+const median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
+
+/** Gaussian floats (Box-Muller over the bench's LCG). */
+function gaussian(n, seed) {
+  const u = randomFloats(2 * n, seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const a = Math.max(1e-12, (u[2 * i] + 1) / 2);
+    out[i] = Math.sqrt(-2 * Math.log(a)) * Math.cos(Math.PI * (u[2 * i + 1] + 1));
+  }
+  return out;
+}
+
+/** Median us per call of each contender, in PASSES alternating passes (the load drifts). */
+function timeInterleaved(contenders) {
+  const per = contenders.map(() => []);
+  for (let pass = 0; pass < PASSES; pass++) {
+    contenders.forEach((run, i) => per[i].push(medianUs(run, budgetMs / PASSES, { warmup: pass === 0 })));
+  }
+  return per.map(median);
+}
+
+function relativeRms(a, b) {
+  let e = 0;
+  let r = 0;
+  for (let i = 0; i < a.length; i++) {
+    e += (a[i] - b[i]) ** 2;
+    r += b[i] ** 2;
+  }
+  return Math.sqrt(e / r);
+}
+
+/** Times dense vs each sparse model at every batch on rows x; checks nothing beyond finiteness. */
+function sweep(label, dense, sparse, x) {
+  const cells = [];
+  for (const batch of BATCHES) {
+    const xb = x.subarray(0, batch * dense.inputs);
+    const outs = [dense, ...sparse.map((s) => s.model)].map(() => new Float32Array(batch * dense.outputs));
+    const runs = [() => dense.predict(xb, outs[0]), ...sparse.map((s, i) => () => s.model.predict(xb, outs[i + 1]))];
+    runs.forEach((r) => r());
+    const times = timeInterleaved(runs);
+    const cell = { batch, denseUs: times[0], sparse: sparse.map((s, i) => ({ name: s.name, us: times[i + 1], rms: relativeRms(outs[i + 1], outs[0]) })) };
+    cells.push(cell);
+    progress(`  ${label}, batch ${batch}: dense ${ms(cell.denseUs)} ms; ${cell.sparse.map((s) => `${s.name} ${ms(s.us)} ms (${ratio(cell.denseUs / s.us)})`).join(', ')}`);
+  }
+  return cells;
+}
+
+function table(cells, sparseInfo) {
+  const head = ['batch', 'dense ms', ...sparseInfo.flatMap((s) => [`${s.name} ms`, 'speedup', 'rel. RMS error'])];
+  const lines = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
+  for (const c of cells) {
+    lines.push(`| ${[c.batch, ms(c.denseUs), ...c.sparse.flatMap((s) => [ms(s.us), ratio(c.denseUs / s.us), s.rms.toExponential(2)])].join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+const startedAt = performance.now();
+const loadAtStart = loadavg()[0];
+const i0 = info();
+if (!i0.native.available) {
+  console.error(`native addon did not load (${i0.native.error}): nothing to measure`);
+  process.exit(1);
+}
+const shape = `${IN}-${HIDDEN}-${IN}`;
+
+// ---- 1. SwiGLU FFN block, threshold mode --------------------------------------------------------
+
+progress(`SwiGLU FFN ${shape}: building`);
+const swiglu = new Mlp({ inputs: IN, layers: [{ units: HIDDEN, activation: 'silu', gated: true }, { units: IN, residual: true }], seed: 1 }, { backend: 'native' });
+const swCalibration = gaussian(256 * IN, 11);
+const swInputs = gaussian(16 * IN, 12); // not in the calibration set
+const swDensities = [0.5, 0.3, 0.2];
+const swModels = [];
+for (const d of swDensities) {
+  const model = await swiglu.sparsify({ mode: 'threshold', targetDensity: d, calibration: swCalibration });
+  swModels.push({ name: `threshold ${pct(d)}`, model, density: d, stats: model.stats });
+}
+const swCells = sweep('SwiGLU', swiglu, swModels, swInputs);
+for (const s of swModels) s.model.dispose();
+swiglu.dispose();
+
+// ---- 2. a trained ReLU FFN, predictor and exact modes ------------------------------------------
+
+progress(`ReLU FFN ${shape}: training for ${(trainMs / 1000).toFixed(0)} s`);
+// Inputs with low-rank structure (x = A z, z in R^LATENT), as real activations have; targets a
+// smooth function of z. The first-layer bias starts so that about 10% of the units fire.
+const LATENT = 64;
+const A = gaussian(IN * LATENT, 21).map((v) => v / Math.sqrt(LATENT));
+const B = gaussian(IN * LATENT, 22).map((v) => v / Math.sqrt(LATENT));
+function sample(rows, seed) {
+  const z = gaussian(rows * LATENT, seed);
+  const x = new Float32Array(rows * IN);
+  const y = new Float32Array(rows * IN);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < IN; i++) {
+      let sx = 0;
+      let sy = 0;
+      for (let k = 0; k < LATENT; k++) {
+        const zk = z[r * LATENT + k];
+        sx += A[i * LATENT + k] * zk;
+        sy += B[i * LATENT + k] * Math.tanh(zk);
+      }
+      x[r * IN + i] = sx;
+      y[r * IN + i] = sy;
+    }
+  }
+  return { x, y };
+}
+const reluSpec = { inputs: IN, layers: [{ units: HIDDEN, activation: 'relu' }, { units: IN }], seed: 2 };
+const relu = new Mlp(reluSpec, { backend: 'native' });
+{
+  const p = relu.getParameters();
+  const probe = sample(64, 30).x;
+  const up = new Mlp({ inputs: IN, layers: [{ units: HIDDEN }] }, { backend: 'native', parameters: p.subarray(0, IN * HIDDEN + HIDDEN) });
+  const z = up.predict(probe);
+  up.dispose();
+  // Per unit, shift the bias to its own 90th percentile over the probe rows.
+  for (let j = 0; j < HIDDEN; j++) {
+    const col = Array.from({ length: 64 }, (_, r) => z[r * HIDDEN + j]).sort((a, b) => a - b);
+    p[IN * HIDDEN + j] -= col[Math.floor(0.9 * 64)];
+  }
+  relu.setParameters(p);
+}
+const trainer = relu.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 1e-4 } });
+let steps = 0;
+let firstLoss = NaN;
+let lastLoss = NaN;
+const trainStart = performance.now();
+while (performance.now() - trainStart < trainMs) {
+  const { x, y } = sample(128, 100 + steps);
+  lastLoss = await trainer.stepAsync(x, y);
+  if (steps === 0) firstLoss = lastLoss;
+  steps++;
+}
+const trainSeconds = (performance.now() - trainStart) / 1000;
+progress(`  ${steps} steps, loss ${firstLoss.toExponential(3)} -> ${lastLoss.toExponential(3)}`);
+
+const calib = sample(small ? 1024 : 2048, 9000).x;
+const evalRows = sample(16, 9999).x;
+const hidden = (() => {
+  const p = relu.getParameters();
+  const up = new Mlp({ inputs: IN, layers: [{ units: HIDDEN, activation: 'relu' }] }, { backend: 'native', parameters: p.subarray(0, IN * HIDDEN + HIDDEN) });
+  const h = up.predict(evalRows);
+  up.dispose();
+  return h;
+})();
+let nonzero = 0;
+for (const v of hidden) if (v !== 0) nonzero++;
+const naturalDensity = nonzero / hidden.length;
+progress(`  natural density on fresh rows: ${pct(naturalDensity)}; fitting the predictor`);
+const denseTwin = new Mlp({ ...reluSpec, layers: [{ units: HIDDEN, activation: 'leaky_relu', alpha: 0 }, { units: IN }] }, { backend: 'native', parameters: relu.getParameters() });
+const predictorStart = performance.now();
+const predictor = await relu.sparsify({ mode: 'predictor', targetDensity: 0.1, calibration: calib, rank: 128, epochs: small ? 10 : 8, seed: 1 });
+const predictorSeconds = (performance.now() - predictorStart) / 1000;
+const exact = await relu.sparsify({ mode: 'exact' });
+const reluModels = [
+  { name: 'predictor 10%', model: predictor },
+  { name: 'exact', model: exact },
+];
+const reluCells = sweep('trained ReLU', denseTwin, reluModels, evalRows);
+const exactErr = relativeError(exact.predict(evalRows), denseTwin.predict(evalRows));
+const predictorStats = predictor.stats;
+predictor.dispose();
+exact.dispose();
+denseTwin.dispose();
+relu.dispose();
+
+// ---- report ------------------------------------------------------------------------------------
+
+const verdict = (ok) => (ok ? 'PASS' : 'FAIL');
+const sw1 = swCells.find((c) => c.batch === 1).sparse[0];
+const swSpeed = swCells.find((c) => c.batch === 1).denseUs / sw1.us;
+const pr1 = reluCells.find((c) => c.batch === 1);
+const prSpeed = pr1.denseUs / pr1.sparse[0].us;
+const recall = predictorStats.layers[0].recall;
+const worst16 = [...swCells, ...reluCells]
+  .filter((c) => c.batch === 16)
+  .flatMap((c) => c.sparse.map((s) => ({ name: s.name, slow: s.us / c.denseUs })))
+  .reduce((w, s) => (s.slow > w.slow ? s : w));
+const i = info();
+const elapsed = (performance.now() - startedAt) / 1000;
+const markdown = [
+  `# Approximate activation sparsity: SwiGLU threshold mode and a trained ReLU FFN with a predictor (issue #5)`,
+  '',
+  `- date: ${new Date().toISOString()}; command: node bench/sparse-modes.mjs${small ? ' --small' : ''} --seconds ${budgetMs / 1000} --train-seconds ${trainMs / 1000}; run took ${elapsed.toFixed(0)} s`,
+  `- machine: ${cpus()[0]?.model?.trim()}, ${availableParallelism()} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; mlpkit ${i.version}, isa ${i.isa}, ${i.threads} threads`,
+  `- 1-minute load average: ${loadAtStart.toFixed(2)} at start, ${loadavg()[0].toFixed(2)} at end (other work on the 2 cores skews the numbers)`,
+  `- timing: median over rounds of >= 2 ms of back-to-back predict(x, out), ${budgetMs / 1000} s per contender and cell in ${PASSES} alternating passes, median of the pass medians; rel. RMS error: ||sparse - dense|| / ||dense|| over the batch's outputs`,
+  '',
+  `### SwiGLU FFN block x + down(silu(gate(x)) * up(x)), ${shape}, random weights (seed 1)`,
+  '',
+  `Threshold mode: one cutoff on |silu(gate)| per layer, calibrated on 256 Gaussian rows to the density named; timed on 16 other Gaussian rows. Dense: the same Mlp's predict.`,
+  '',
+  table(swCells, swModels),
+  '',
+  `Calibration densities: ${swModels.map((s) => `${s.name}: observed ${pct(s.stats.layers[0].density)}, cutoff ${s.stats.layers[0].threshold.toPrecision(3)}, rel. RMS error on the calibration rows ${s.stats.output.relativeRms.toExponential(2)}`).join('; ')}`,
+  '',
+  `### Trained ReLU FFN ${shape}`,
+  '',
+  `Trained here for ${trainSeconds.toFixed(0)} s (${steps} Adam steps of 128 rows, lr 1e-4, MSE; loss ${firstLoss.toExponential(3)} -> ${lastLoss.toExponential(3)}) on x = A z, z ~ N(0, I_${LATENT}) (low-rank inputs, as real activations are), target B tanh(z); first-layer biases started at each unit's 90th percentile, so about 10% fire. Natural density after training, on 16 fresh rows: ${pct(naturalDensity)}.`,
+  `Predictor: rank 128, trained ${predictorSeconds.toFixed(0)} s on ${calib.length / IN} calibration rows (mlpkit's own trainer, binary cross-entropy on the units among each row's 10% largest nonzero), picks 10% of the units per row; recall on held-out calibration rows ${pct(recall)}; rel. RMS output error on the calibration rows ${predictorStats.output.relativeRms.toExponential(2)}. Exact mode: max relative difference to dense ${exactErr.toExponential(1)}. Dense: a leaky_relu alpha 0 twin (same numbers, never the sparse path).`,
+  '',
+  table(reluCells, reluModels),
+  '',
+  '### Targets (issue #5)',
+  '',
+  `- ${verdict(swSpeed >= TARGET_SWIGLU)}: SwiGLU FFN, batch 1, threshold mode at 50% density: whole FFN ${ratio(swSpeed)} faster than dense (target >= ${TARGET_SWIGLU}x; ceiling 1.5x while the gate stays dense); rel. RMS error ${sw1.rms.toExponential(2)}`,
+  `- ${verdict(prSpeed >= TARGET_PREDICTOR && recall >= TARGET_RECALL)}: trained ReLU model, predictor choosing 10% of the units before W_up, batch 1: whole FFN ${ratio(prSpeed)} faster than dense (target >= ${TARGET_PREDICTOR}x), recall ${pct(recall)} (target >= ${pct(TARGET_RECALL)})`,
+  `- ${verdict(worst16.slow <= TARGET_BATCH16_SLOWDOWN)}: batch 16, never slower than dense by more than 5%: worst ${worst16.name} at ${worst16.slow.toFixed(3)} x dense time`,
+  '- NOT BUILT: predictor combined with int8 weights (target >= 12x): SparseMlp has float weights only',
+  '',
+].join('\n');
+console.log(markdown);
+if (!small || args.write) {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'sparse-modes.md'), markdown);
+  progress(`wrote ${join('bench', 'results', 'sparse-modes.md')}`);
+}
