@@ -27,7 +27,7 @@ export type { QuantStats, QuantLayerStats, QuantErrorStats } from './quant/calib
 export { QUANT_FORMATS, QUANT_ACTIVATIONS, INT4_GROUP_SIZES, MAX_W8A8_INT8_INPUTS } from './quant/format.js';
 export type { QuantLayer, QuantFormat, QuantActivations } from './quant/format.js';
 export { SparseMlp } from './sparse/model.js';
-export type { SparseLayerInfo } from './sparse/model.js';
+export type { SparseLayerInfo, SparseLoadOptions } from './sparse/model.js';
 export type { SparsifyOptions } from './sparse/options.js';
 export type { SparseStats, SparseLayerStats } from './sparse/calibrate.js';
 export { SPARSIFY_MODES } from './sparse/format.js';

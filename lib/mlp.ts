@@ -215,7 +215,8 @@ export class Mlp {
   /**
    * A model from safetensors bytes: ours (spec in metadata) or a PyTorch nn.Sequential
    * state_dict (pass the activations: { activation: 'relu' } or { activations: [...] }).
-   * F16 and BF16 weights are widened to float32.
+   * F16 and BF16 weights are widened to float32. A sparse model's file (SparseMlp.save) gives
+   * the dense model it was made from: its sparsity settings and predictors are ignored.
    */
   static fromSafetensors(bytes: Uint8Array, options: LoadOptions = {}): Mlp {
     expectObject('options', options);

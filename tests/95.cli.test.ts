@@ -1,4 +1,4 @@
-// The command line: NPY and CSV files, train -> predict -> quantize round trips in a temp dir
+// The command line: NPY and CSV files, train -> predict -> quantize / sparsify round trips in a temp dir
 // (the CLI runs in-process through runCli; one test runs the built bin), and the error style:
 // one message, a hint, exit code 2 for the command line and 1 otherwise, no stack trace.
 
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Mlp, QuantizedMlp } from '../lib/index.js';
+import { Mlp, QuantizedMlp, SparseMlp } from '../lib/index.js';
 import { formatFloat32, parseCsv } from '../lib/cli/csv.js';
 import { readNpy, writeNpy } from '../lib/cli/npy.js';
 import { COMMANDS, runCli } from '../lib/cli/run.js';
@@ -115,7 +115,7 @@ describe('NPY and CSV files', () => {
   });
 });
 
-describe('train, predict and quantize', () => {
+describe('train, predict, quantize and sparsify', () => {
   it('trains a regression on CSV columns and predicts the same values as the saved model', async () => {
     const r = await cli('train', at('data.csv'), '--inputs', 'x1,x2,x3', '--target', 'y', '--layers', '16', '--epochs', '40',
       '--batch-size', '16', '--lr', '0.01', '--backend', backend, '--out', at('reg.safetensors'), '--quiet');
@@ -177,6 +177,38 @@ describe('train, predict and quantize', () => {
     expect(q4.code).toBe(0);
     expect(q4.out).toMatch(/no accuracy report: pass --calibration/);
   });
+
+  it('sparsifies with a calibration file, prints the per-layer report, and the result predicts', async () => {
+    const s = await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--density', '0.25', '--calibration', at('data.csv'),
+      '--backend', backend, '--out', at('reg.topk.safetensors'));
+    expect(s.err).toBe('');
+    expect(s.code).toBe(0);
+    expect(s.out).toMatch(/sparsified 3-16-1: topk mode on layer 0/);
+    expect(s.out).toMatch(/\| 0 \| 3 -> 16 \| topk \| 25\.0% \| k 4 \|/);
+    expect(s.out).toMatch(/\| 1 \| 16 -> 1 \| dense \|/);
+    expect(s.out).toMatch(/error against the dense model on 96 rows of .*data\.csv .*: RMS \d[\d.]*%, max \d[\d.]*%/);
+    const model = await SparseMlp.load(at('reg.topk.safetensors'), { backend });
+    expect(model.layers.map((l) => l.mode)).toEqual(['topk', 'dense']);
+    expect(model.stats?.samples).toBe(96);
+    const p = await cli('predict', at('reg.topk.safetensors'), at('data.csv'), '--backend', backend);
+    expect(p.code).toBe(0);
+    const table = parseCsv(p.out);
+    expect(table.names).toEqual(['y']); // the column names travel with the sparse file too
+    expect(Float32Array.from(table.data)).toEqual(model.predict(data.x));
+
+    const pr = await cli('sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '6', '--rank', '4', '--epochs', '3',
+      '--calibration', at('data.csv'), '--rows', '64', '--backend', backend, '--out', at('reg.pred.safetensors'));
+    expect(pr.code).toBe(0);
+    expect(pr.out).toMatch(/\| 0 \| 3 -> 16 \| predictor \| \d[\d.]*% \| k 6, rank 4 \| \d[\d.]*% \|/);
+    expect(pr.out).toMatch(/on 64 rows of/);
+    const pp = await cli('predict', at('reg.pred.safetensors'), at('x.npy'), '--out', at('pred.npy'), '--backend', backend);
+    expect(pp.code).toBe(0);
+    expect(readNpy(readFileSync(at('pred.npy'))).data).toEqual((await SparseMlp.load(at('reg.pred.safetensors'), { backend })).predict(data.x));
+
+    const e = await cli('sparsify', at('reg.safetensors'), '--mode', 'exact', '--backend', backend, '--out', at('reg.exact.safetensors'));
+    expect(e.code).toBe(0);
+    expect(e.out).toMatch(/no density or error report: pass --calibration/);
+  });
 });
 
 describe('errors and help', () => {
@@ -200,6 +232,11 @@ describe('errors and help', () => {
       ['train', at('data.csv'), '--epochs', 'many'],
       ['train'],
       ['quantize', at('reg.safetensors')],
+      ['sparsify', at('reg.safetensors'), '--mode', 'exact'],
+      ['sparsify', at('reg.safetensors'), '--out', at('s.safetensors')],
+      ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--out', at('s.safetensors')],
+      ['sparsify', at('reg.safetensors'), '--mode', 'exact', '--k', '2', '--out', at('s.safetensors')],
+      ['sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '2', '--out', at('s.safetensors')],
       ['predict', at('reg.safetensors'), at('data.csv'), '--format', 'xlsx'],
     ]) {
       const r = await cli(...argv);
@@ -208,6 +245,10 @@ describe('errors and help', () => {
       noStack(r.err);
     }
     expect((await cli('train', at('data.csv'), '--epochs', 'many')).err).toMatch(/--epochs: expected an integer >= 1 but received 'many'/);
+    expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--out', at('s.safetensors'))).err)
+      .toMatch(/--mode topk needs exactly one of --k or --density, received neither/);
+    expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '2', '--out', at('s.safetensors'))).err)
+      .toMatch(/--mode predictor needs --calibration FILE/);
   });
 
   it('bad files and data exit 1 with a message and a hint, no stack trace', async () => {
@@ -220,7 +261,11 @@ describe('errors and help', () => {
       [['predict', at('reg.safetensors'), at('x.npy'), '--inputs', '0,1'], /2 columns chosen but the model takes 3 inputs/],
       [['predict', at('data.csv'), at('data.csv')], /safetensors/],
       [['quantize', at('reg.int8.safetensors'), '--out', at('again.safetensors')], /is already quantised\n {2}quantize the float model/],
-      [['sparsify', at('reg.safetensors')], /not available in this version/],
+      [['sparsify', at('reg.int8.safetensors'), '--mode', 'exact', '--out', at('again.safetensors')], /is a quantised model\n {2}sparsify the float model/],
+      [['sparsify', at('reg.topk.safetensors'), '--mode', 'exact', '--out', at('again.safetensors')], /is already sparse\n {2}sparsify the float model/],
+      [['quantize', at('reg.topk.safetensors'), '--out', at('again.safetensors')], /is a sparse model\n {2}quantize the float model/],
+      [['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '99', '--out', at('again.safetensors')], /Expected an integer between 1 and 16 for --k but received 99/],
+      [['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--out', at('no/such/dir/s.safetensors')], /--out: the directory '.*no\/such\/dir' of .* does not exist/],
     ];
     for (const [argv, message] of cases) {
       const r = await cli(...argv);

@@ -1,18 +1,19 @@
-// Model files for the CLI and the server: a float model (Mlp) or a quantised one (QuantizedMlp),
-// told apart by the metadata a quantised file carries. The CLI also keeps the column names a
+// Model files for the CLI and the server: a float model (Mlp), a quantised one (QuantizedMlp) or
+// a sparse one (SparseMlp), told apart by the metadata quantised and sparse files carry. The CLI also keeps the column names a
 // model was trained on under its own metadata key, so `predict` can pick the same columns.
 
 import { readFile, writeFile } from 'node:fs/promises';
 import type { BackendChoice } from '../backend/index.js';
-import { QUANT_METADATA_KEY, SPEC_METADATA_KEY } from '../io/model-file.js';
+import { QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY } from '../io/model-file.js';
 import { readSafetensors, writeSafetensors, type TensorInput } from '../io/safetensors.js';
 import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
+import { SparseMlp } from '../sparse/model.js';
 import { CliError } from './errors.js';
 
 export const COLUMNS_METADATA_KEY = 'mlpkit.cli.columns';
 
-export type AnyModel = Mlp | QuantizedMlp;
+export type AnyModel = Mlp | QuantizedMlp | SparseMlp;
 
 /** What the CLI's `train` recorded: input and output column names, and the task. */
 export interface ModelColumns {
@@ -23,7 +24,7 @@ export interface ModelColumns {
 
 export interface LoadedModel {
   model: AnyModel;
-  kind: 'float' | 'quantized';
+  kind: 'float' | 'quantized' | 'sparse';
   columns: ModelColumns | null;
 }
 
@@ -41,6 +42,7 @@ export function modelFromBytes(bytes: Uint8Array, path: string, backend: Backend
   const file = readSafetensors(bytes);
   const columns = parseColumns(file.metadata[COLUMNS_METADATA_KEY]);
   if (QUANT_METADATA_KEY in file.metadata) return { model: QuantizedMlp.fromSafetensors(bytes, { backend }), kind: 'quantized', columns };
+  if (SPARSE_METADATA_KEY in file.metadata) return { model: SparseMlp.fromSafetensors(bytes, { backend }), kind: 'sparse', columns };
   if (!(SPEC_METADATA_KEY in file.metadata)) {
     throw new CliError(`${path}: no mlpkit spec in the file's metadata (a PyTorch state_dict?)`, 1,
       "load it once with Mlp.load(path, { activation: 'relu' }) and save it with net.save(path) to record the activations");

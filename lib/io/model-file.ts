@@ -13,6 +13,13 @@ export const SPEC_METADATA_KEY = 'mlpkit.spec';
 export const VERSION_METADATA_KEY = 'mlpkit.version';
 /** Metadata key of a quantised model's layout (lib/quant/file.ts); such files are not Mlp files. */
 export const QUANT_METADATA_KEY = 'mlpkit.quant';
+/**
+ * Metadata key of a sparse model's per-layer sparsity (lib/sparse/file.ts). Such files are Mlp
+ * files plus predictor tensors: Mlp.load reads the dense model out of them.
+ */
+export const SPARSE_METADATA_KEY = 'mlpkit.sparsity';
+/** The tensors a sparse file adds to an Mlp file: `layers.<i>.predictor.{a,a_bias,b,b_bias}`. */
+export const PREDICTOR_TENSOR = /^layers\.(\d+)\.predictor\.(a|a_bias|b|b_bias)$/;
 
 /** Options for files that carry no mlpkit spec (e.g. a PyTorch state_dict). */
 export interface ForeignModelOptions {
@@ -105,12 +112,20 @@ function activationsFor(count: number, opts: ForeignModelOptions): ActivationNam
   return Array.from({ length: count }, (_, i) => (i === count - 1 ? output : hidden));
 }
 
-/** Rebuilds spec + flat parameters from a file, checking every shape against the spec. */
+/**
+ * Rebuilds spec + flat parameters from a file, checking every shape against the spec. A sparse
+ * model's file (metadata 'mlpkit.sparsity') gives its dense model: the weights and biases are
+ * the float model's, and the predictor tensors are left out.
+ */
 export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions = {}): { spec: NormalizedSpec; params: Float32Array } {
   if (file.metadata[QUANT_METADATA_KEY] !== undefined) {
     throw new FileFormatError(
       `safetensors: this file holds a quantised model (metadata '${QUANT_METADATA_KEY}'); load it with QuantizedMlp.load or QuantizedMlp.fromSafetensors`,
     );
+  }
+  if (file.metadata[SPARSE_METADATA_KEY] !== undefined) {
+    const tensors = Object.fromEntries(Object.entries(file.tensors).filter(([name]) => !PREDICTOR_TENSOR.test(name)));
+    file = { tensors, metadata: file.metadata };
   }
   const linears = findLinears(file);
   let spec: NormalizedSpec;

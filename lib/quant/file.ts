@@ -19,7 +19,7 @@
 
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
 import { FileFormatError } from '../errors.js';
-import { QUANT_METADATA_KEY, VERSION_METADATA_KEY } from '../io/model-file.js';
+import { QUANT_METADATA_KEY, SPARSE_METADATA_KEY, VERSION_METADATA_KEY } from '../io/model-file.js';
 import type { Dtype, SafetensorsFile, Tensor, TensorInput } from '../io/safetensors.js';
 import { normalizeEncoding, type NormalizedSpec } from '../spec.js';
 import { layerValueProblem, MAX_QUANT_WIDTH } from './check.js';
@@ -139,6 +139,9 @@ const TENSOR_OF_FIELD = { weights: 'qweight', scales: 'scales', zeros: 'zeros' }
 export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
   const stored = file.metadata[QUANT_METADATA_KEY];
   if (stored === undefined) {
+    if (file.metadata[SPARSE_METADATA_KEY] !== undefined) {
+      fail(`this file holds a sparse model (metadata '${SPARSE_METADATA_KEY}'), not a quantised one; load it with SparseMlp.load`);
+    }
     fail(`no '${QUANT_METADATA_KEY}' metadata: not a quantised mlpkit model (a float model loads with Mlp.load)`);
   }
   let parsed: unknown;

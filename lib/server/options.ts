@@ -5,10 +5,11 @@
 import { rangeError, typeError, describe } from '../errors.js';
 import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
+import { SparseMlp } from '../sparse/model.js';
 import { parameterLayout } from '../spec.js';
 import { expectBoolean, expectInteger, expectNumber, expectObject } from '../validate.js';
 
-/** What the server needs of a model: Mlp and QuantizedMlp are both servable. */
+/** What the server needs of a model: Mlp, QuantizedMlp and SparseMlp are all servable. */
 export interface ServableModel {
   readonly inputs: number;
   readonly outputs: number;
@@ -71,6 +72,8 @@ const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 function macsPerRow(model: ServableModel): number {
   if (model instanceof Mlp) return parameterLayout(model.spec).slots.reduce((sum, s) => sum + s.inputs * s.outputs, 0);
   if (model instanceof QuantizedMlp) return model.layers.reduce((sum, l) => sum + l.inputs * l.outputs, 0);
+  // A sparse model reads fewer weights per row; the dense count is its upper bound.
+  if (model instanceof SparseMlp) return model.layers.reduce((sum, l) => sum + l.inputs * l.outputs, 0);
   return model.inputs * model.outputs;
 }
 

@@ -8,6 +8,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
+import { SparseMlp } from '../sparse/model.js';
 import { Batcher } from './batcher.js';
 import { errorBody } from './errors.js';
 import { createHandler, type ServedModel } from './http.js';
@@ -33,6 +34,10 @@ function describeModel(name: string, model: ServableModel): Record<string, unkno
   if (model instanceof QuantizedMlp) {
     return { ...base, kind: 'quantized', backend: model.backend, sizeBytes: model.sizeBytes,
       layers: model.layers.map((l) => ({ inputs: l.inputs, outputs: l.outputs, format: l.format, activations: l.activations, activation: l.activation })) };
+  }
+  if (model instanceof SparseMlp) {
+    return { ...base, kind: 'sparse', backend: model.backend,
+      layers: model.layers.map((l) => ({ inputs: l.inputs, outputs: l.outputs, mode: l.mode, threshold: l.threshold, k: l.k, rank: l.rank })) };
   }
   return { ...base, kind: 'custom' };
 }

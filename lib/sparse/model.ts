@@ -1,13 +1,20 @@
-// SparseMlp: a sparse-activation copy of an Mlp for inference (net.sparsify()). It predicts
-// like any model, with the same argument checks and errors as Mlp.predict.
+// SparseMlp: a sparse-activation copy of an Mlp for inference (net.sparsify(), or
+// SparseMlp.load). It predicts like any model, with the same argument checks and errors as
+// Mlp.predict, and saves to safetensors (layout: lib/sparse/file.ts).
 
-import { selectBackend, type BackendChoice } from '../backend/index.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { BACKEND_CHOICES, selectBackend, type BackendChoice } from '../backend/index.js';
 import { referenceBackend } from '../backend/reference/index.js';
-import { ACTIVATIONS, ENCODINGS, type Backend, type BackendSparseModel, type SparseLayer } from '../backend/types.js';
+import { ENCODINGS, type Backend, type BackendSparseModel, type SparseLayer } from '../backend/types.js';
 import { ERR_NATIVE_UNAVAILABLE, disposedError } from '../errors.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
-import { expectBatch, expectOutputBuffer } from '../validate.js';
+import type { NormalizedSpec } from '../spec.js';
+import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
+import { VERSION } from '../version.js';
 import { errorStats, observedDensity, selectionValues, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
+import { denseSparseLayers, sparseToTensors, tensorsToSparse } from './file.js';
 import { SPARSE_MODE_CODES, type SparseModeName } from './format.js';
 import { normalizeSparsifyOptions, type SparsifyOptions } from './options.js';
 
@@ -20,6 +27,16 @@ export interface SparseLayerInfo {
   k: number | null;
   /** predictor mode: the predictor's inner width. */
   rank: number | null;
+}
+
+export interface SparseLoadOptions {
+  /** 'auto' (default), 'native' or 'reference'. */
+  backend?: BackendChoice;
+}
+
+function normalizeLoadOptions(value: unknown): BackendChoice {
+  const o = expectObject('options', value);
+  return o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
 }
 
 let warned = false;
@@ -47,15 +64,18 @@ export class SparseMlp {
   readonly backend: 'native' | 'reference';
   readonly layers: readonly Readonly<SparseLayerInfo>[];
   private model: BackendSparseModel | null;
-  private measured: SparseStats | null = null;
+  private measured: SparseStats | null;
+  /** The float model's spec and the layers as given to the backend (kept for toSafetensors). */
+  private readonly spec: NormalizedSpec;
+  private readonly sparseLayers: SparseLayer[];
 
-  /** @internal Use net.sparsify(). */
-  constructor(net: Mlp, layers: SparseLayer[], backend: BackendChoice) {
+  /** @internal Use net.sparsify() or SparseMlp.load(). `layers`: one per spec layer, not copied. */
+  constructor(spec: NormalizedSpec, layers: SparseLayer[], backend: BackendChoice, stats: SparseStats | null = null) {
     const b = sparseBackend(backend);
-    const enc = net.spec.encoding;
+    const enc = spec.encoding;
     this.model = b.createSparseModel!(
       {
-        inputs: net.inputs,
+        inputs: spec.inputs,
         encoding: ENCODINGS.indexOf(enc.type),
         octaves: enc.type === 'frequency' ? enc.octaves : 0,
         includeInput: enc.type === 'frequency' ? enc.includeInput : false,
@@ -63,8 +83,11 @@ export class SparseMlp {
       layers,
     );
     this.backend = b.name;
-    this.inputs = net.inputs;
-    this.outputs = net.outputs;
+    this.spec = spec;
+    this.sparseLayers = layers;
+    this.measured = stats;
+    this.inputs = spec.inputs;
+    this.outputs = layers[layers.length - 1].outputs;
     const names = Object.keys(SPARSE_MODE_CODES) as SparseModeName[];
     this.layers = Object.freeze(layers.map((l) => Object.freeze({
       inputs: l.inputs,
@@ -87,24 +110,7 @@ export class SparseMlp {
     const spec = net.spec;
     const floatLayers = net.getLayers();
     const chosen = new Set(o.layers);
-    const layers: SparseLayer[] = floatLayers.map((l, i) => ({
-      inputs: l.inputs,
-      outputs: l.outputs,
-      activation: ACTIVATIONS.indexOf(spec.layers[i].activation),
-      alpha: spec.layers[i].alpha,
-      weight: l.weight,
-      bias: l.bias ?? null,
-      gated: spec.layers[i].gated,
-      residual: spec.layers[i].residual,
-      mode: SPARSE_MODE_CODES.dense,
-      threshold: 0,
-      k: 0,
-      rank: 0,
-      predictorA: null,
-      predictorABias: null,
-      predictorB: null,
-      predictorBBias: null,
-    }));
+    const layers = denseSparseLayers(spec, floatLayers);
     const stats: SparseStats['layers'] = [];
     for (const li of chosen) {
       const layer = layers[li];
@@ -137,14 +143,52 @@ export class SparseMlp {
         });
       }
     }
-    const model = new SparseMlp(net, layers, o.backend);
+    const model = new SparseMlp(spec, layers, o.backend);
     if (o.calibration) {
       model.measured = { samples: o.calibration.length / net.inputs, layers: stats, output: errorStats(model.predict(o.calibration), net.predict(o.calibration)) };
     }
     return model;
   }
 
-  /** Density, recall and output error on the calibration rows; null without calibration. */
+  /**
+   * The model as safetensors bytes: the float model's tensors and spec as an Mlp file has them,
+   * the predictors' tensors, and the per-layer modes and stats (layout: lib/sparse/file.ts).
+   * Mlp.load of these bytes gives the dense model back.
+   */
+  toSafetensors(): Uint8Array {
+    this.handle('toSafetensors');
+    const { tensors, metadata } = sparseToTensors({ spec: this.spec, layers: this.sparseLayers, stats: this.measured }, VERSION);
+    return writeSafetensors(tensors, metadata);
+  }
+
+  async save(path: string): Promise<void> {
+    expectPath('path', path);
+    await writeFile(path, this.toSafetensors());
+  }
+
+  saveSync(path: string): void {
+    expectPath('path', path);
+    writeFileSync(path, this.toSafetensors());
+  }
+
+  /** A sparse model from safetensors bytes written by toSafetensors / save (stats included). */
+  static fromSafetensors(bytes: Uint8Array, options: SparseLoadOptions = {}): SparseMlp {
+    const backend = normalizeLoadOptions(options);
+    const { spec, layers, stats } = tensorsToSparse(readSafetensors(bytes));
+    return new SparseMlp(spec, layers, backend, stats);
+  }
+
+  static async load(path: string, options: SparseLoadOptions = {}): Promise<SparseMlp> {
+    expectPath('path', path);
+    return SparseMlp.fromSafetensors(await readFile(path), options);
+  }
+
+  static loadSync(path: string, options: SparseLoadOptions = {}): SparseMlp {
+    expectPath('path', path);
+    return SparseMlp.fromSafetensors(readFileSync(path), options);
+  }
+
+  /** Density, recall and output error on the calibration rows (kept by save / load); null without calibration. */
   get stats(): SparseStats | null {
     return this.measured;
   }

@@ -145,7 +145,7 @@ export const benchCommand: Command = {
       const ort = await onnxRunner(base, threads);
       if (typeof ort === 'string') notes.push(ort);
       else runners.push(ort);
-    } else notes.push('onnxruntime-node: skipped, quantised models are not exported to ONNX here');
+    } else notes.push('onnxruntime-node: skipped, only float models are exported to ONNX here');
 
     const name = path ?? 'demo MLP 32-64-64-64-64-16 ReLU';
     io.stdout.write(`mlpkit bench: ${name}; ${threads} threads; ${budgetMs / 1000} s per cell\n\n`);

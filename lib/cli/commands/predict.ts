@@ -1,4 +1,4 @@
-// `mlpkit predict`: run a saved model (float or quantised) on the rows of a CSV or NPY file.
+// `mlpkit predict`: run a saved model (float, quantised or sparse) on the rows of a CSV or NPY file.
 
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
@@ -11,8 +11,8 @@ import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
 
 const usage = `Usage: mlpkit predict MODEL INPUT [options]
 
-Runs MODEL (a .safetensors file from mlpkit, float or quantised) on every row of INPUT (a CSV
-file with a header row, or a 2-D .npy array) and writes one row of outputs per input row.
+Runs MODEL (a .safetensors file from mlpkit: float, quantised or sparse) on every row of INPUT
+(a CSV file with a header row, or a 2-D .npy array) and writes one row of outputs per input row.
 
   --inputs COLS    input columns: names, 0-based indices or ranges (0-31), comma-separated
                    (default: the columns the model was trained on, when INPUT has them by name;

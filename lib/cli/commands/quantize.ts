@@ -59,10 +59,10 @@ export const quantizeCommand: Command = {
     const rowLimit = intOption(values, 'rows', 1024);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
 
-    const { model, columns } = await loadModelFile(positionals[0], backend);
+    const { model, columns, kind } = await loadModelFile(positionals[0], backend);
     if (!(model instanceof Mlp)) {
       model.dispose();
-      throw new CliError(`${positionals[0]} is already quantised`, 1, 'quantize the float model it was made from');
+      throw new CliError(`${positionals[0]} is ${kind === 'sparse' ? 'a sparse model' : 'already quantised'}`, 1, 'quantize the float model it was made from');
     }
     const options: QuantizeOptions = { weights, activations, backend };
     if (weights === 'int4') {

@@ -14,8 +14,8 @@ import { loadModelFile } from '../model-file.js';
 
 const usage = `Usage: mlpkit serve MODEL... [options]
 
-Serves one or more models (.safetensors files from mlpkit, float or quantised) over HTTP/1.1.
-Concurrent requests for a model are merged into one predict call (micro-batching).
+Serves one or more models (.safetensors files from mlpkit: float, quantised or sparse) over
+HTTP/1.1. Concurrent requests for a model are merged into one predict call (micro-batching).
 
 Models
   MODEL                  FILE, or NAME=FILE; the name defaults to the file name without extension
