@@ -313,7 +313,12 @@ struct CudaModel::Impl {
     const std::size_t o_part = c.take<float>(partial_floats);
     const std::size_t o_bs = c.take<double>(kReduceBlocks), o_sc = c.take<double>(4);
 
+    // Nothing runs on the stream between calls (each call ends with a sync), so the old buffers
+    // can go at once; capacity is 0 until the new ones are all in place, so a failed allocation
+    // leaves no dangling pointers behind.
+    capacity = 0;
     work.release();
+    pinned.release();
     work.reserve(c.bytes());
     char* b = work.data();
     x32 = reinterpret_cast<float*>(b + o_x32);
@@ -340,7 +345,6 @@ struct CudaModel::Impl {
     Carver h;
     const std::size_t h_i = h.take<float>(R * in_w), h_o = h.take<float>(R * out_w), h_t = h.take<float>(R * outs + R),
                       h_s = h.take<double>(4);
-    pinned.release();
     pinned.reserve(h.bytes());
     h_in = reinterpret_cast<float*>(pinned.data() + h_i);
     h_out = reinterpret_cast<float*>(pinned.data() + h_o);
