@@ -535,6 +535,7 @@ void test_model_fp32() {
   freq.octaves = 5;
   freq.include_input = true;
   compare_models(freq, 17, cuda::Precision::F32, 0, "fp32 frequency encoding, no bias", nullptr, grad);
+  compare_models(make_config(7, {5}, {7}), 65, cuda::Precision::F32, 0, "fp32 a single layer", nullptr, grad);
 }
 
 void test_model_fused(cuda::Precision prec) {
@@ -566,6 +567,7 @@ void test_model_fused(cuda::Precision prec) {
   freq.include_input = true;
   compare_models(freq, 1000, prec, 0, tag + " neural field 2-34-64-64-3", kernel, kinks);
   compare_models(make_config(5, {33, 1}, {5, 6}, false), 63, prec, 4, tag + " odd widths, no bias", kernel, smooth);
+  compare_models(make_config(7, {5}, {7}), 65, prec, 0, tag + " a single layer", kernel, smooth);
   // Wider than 128: the fp32 path.
   compare_models(make_config(16, {200, 4}, {1, 0}), 17, prec, 0, tag + " too wide", "gemm-fp32", GradCheck{false, 1e-5});
 }
