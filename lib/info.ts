@@ -21,7 +21,13 @@ export interface Info {
 }
 
 export function info(): Info {
-  const backend = selectModelBackend('auto');
+  // MLPKIT_BACKEND=cuda without a usable GPU makes new models throw; info() still answers.
+  let backend;
+  try {
+    backend = selectModelBackend('auto');
+  } catch {
+    backend = selectBackend('auto');
+  }
   const details = backend.info();
   const available = nativeAvailable();
   const native: Info['native'] = { available };
