@@ -268,14 +268,25 @@ struct CudaModel::Impl {
     return ch;
   }
 
-  // The fp16 loss scale: the power of two at or below the batch size, so that mean-reduced
-  // gradients (~1/batch) become per-row sized; dividing it out again is exact. bf16 has fp32's
-  // exponent range and is given the same scale for uniformity.
+  // The fused path's gradient scale (both fp16 and bf16; bf16 would not need it, having fp32's
+  // exponent range, but one rule is simpler). A power of two, so dividing it out of the fp32
+  // gradients is exact.
+  //  - From a loss: the power of two at or below the batch size. Mean-reduced gradients are
+  //    ~1/batch per row (at batch 2^21 in fp16's subnormal range); scaled, they are per-row sized.
+  //  - From a caller's dL/dy: its scale is unknown, so the one that brings max |dL/dy| into
+  //    [0.5, 1), within 2^-24 .. 2^24 (1 for an all-zero or non-finite gradient).
   static float loss_scale_for(std::size_t rows) {
     int e = 0;
     std::frexp(static_cast<double>(rows), &e);  // rows = f * 2^e, f in [0.5, 1)
     return static_cast<float>(std::ldexp(1.0, e - 1));
   }
+  static float scale_for_max(float amax) {
+    if (!(amax > 0) || !std::isfinite(amax)) return 1.0f;
+    int e = 0;
+    std::frexp(amax, &e);  // amax = f * 2^e, f in [0.5, 1)
+    return std::ldexp(1.0f, std::clamp(-e, -24, 24));
+  }
+  float grad_scale = 1;  // set by forward_backward for the fused backward pass
 
   // ---- buffers ---------------------------------------------------------------------------------
 
@@ -429,6 +440,9 @@ struct CudaModel::Impl {
 
   void stage_grad_output(const float* grad_output, std::size_t rows) {
     std::memcpy(h_target, grad_output, rows * outs * sizeof(float));
+    float amax = 0;
+    for (std::size_t i = 0; i < rows * outs; ++i) amax = std::max(amax, std::fabs(h_target[i]));
+    grad_scale = scale_for_max(amax);
     MLPKIT_CUDA_CHECK(cudaMemcpyAsync(dy, h_target, rows * outs * sizeof(float), cudaMemcpyHostToDevice, stream));
   }
 
@@ -574,7 +588,7 @@ struct CudaModel::Impl {
 
   template <class T>
   void fused_backward_pass(std::size_t rows, bool want_dx) {
-    const float scale = loss_scale_for(rows);
+    const float scale = grad_scale;
     const std::size_t rows16 = round_up(rows, 16);
     FusedBackward<T> p;
     p.layers = static_cast<int>(L);
@@ -648,6 +662,7 @@ struct CudaModel::Impl {
     }
     if (loss) {
       run_loss(batch, *loss, loss_param);
+      grad_scale = loss_scale_for(batch);
     } else {
       stage_grad_output(grad_output, batch);
     }

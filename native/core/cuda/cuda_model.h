@@ -8,9 +8,10 @@
 //  - F16 / BF16: when every width (the encoded input and each layer's output) is at most 128
 //    and there are at most 16 layers, the fully fused tensor-core kernels (fp32 master weights,
 //    half or bf16 copies for the products, fp32 accumulation, fp32 bias and activation);
-//    otherwise the fp32 path. kernel() says which one runs. F16 training scales the loss
-//    gradient by a power of two near the batch size so that per-row gradients sit in half's
-//    normal range, and divides it out of the fp32 weight gradients exactly.
+//    otherwise the fp32 path. kernel() says which one runs. The fused backward pass scales
+//    dL/dy by a power of two (the batch size's for a loss, 1 / max |dL/dy| for a caller's
+//    gradient) so that the half gradients sit in fp16's normal range, and divides it out of the
+//    fp32 weight gradients exactly. The scale is static per call: no overflow detection.
 //
 // Residency: one stream per model; input rows go through pinned staging buffers (grown to the
 // largest batch seen, as are the device buffers); the frequency encoding and its backward pass
