@@ -195,7 +195,7 @@ console.log(
     `(${thr.medianMs.toFixed(2)} ms, median of ${thr.runs})`,
 );
 console.log(
-  `backend                   ${sys.backend} (isa ${sys.isa}, threads ${sys.threads}, cuda ${sys.cuda})`,
+  `backend                   ${sys.backend} (isa ${sys.isa}, threads ${sys.threads}, cuda ${sys.cuda.available ? sys.cuda.devices.map((d) => d.name).join(', ') : 'no'})`,
 );
 for (const [what, p] of Object.entries(paths)) console.log(`wrote ${what.padEnd(20)}${rel(p)}`);
 if (backend === 'reference') {

@@ -5,6 +5,7 @@ export const ERR_OUT_OF_RANGE = 'ERR_OUT_OF_RANGE';
 export const ERR_DISPOSED = 'ERR_MLPKIT_DISPOSED';
 export const ERR_INVALID_FILE = 'ERR_MLPKIT_INVALID_FILE';
 export const ERR_NATIVE_UNAVAILABLE = 'ERR_MLPKIT_NATIVE_UNAVAILABLE';
+export const ERR_CUDA_UNAVAILABLE = 'ERR_MLPKIT_CUDA_UNAVAILABLE';
 
 function withCode<E extends Error>(err: E, code: string): E & { code: string } {
   Object.defineProperty(err, 'code', { value: code, enumerable: true, writable: true, configurable: true });

@@ -1,15 +1,18 @@
-import { nativeAvailable, nativeLoadError, selectBackend } from './backend/index.js';
+import { cudaInfo, nativeAvailable, nativeLoadError, selectBackend, selectModelBackend } from './backend/index.js';
+import type { CudaInfo } from './backend/cuda.js';
+import type { BackendName } from './backend/types.js';
 import { expectInteger } from './validate.js';
 import { VERSION } from './version.js';
 
 export interface Info {
   version: string;
-  /** The backend a new model gets by default (MLPKIT_BACKEND, else native when it loads). */
-  backend: 'native' | 'reference';
-  /** Instruction set of the kernels in use ('js' for the reference). */
+  /** The backend a new model gets by default (MLPKIT_BACKEND, else cuda with a usable GPU, else native when it loads). */
+  backend: BackendName;
+  /** Instruction set of the kernels in use ('js' for the reference, the GPU's 'sm_90' for cuda). */
   isa: string;
   threads: number;
-  cuda: boolean;
+  /** The CUDA devices this process can use, or the reason it can use none. */
+  cuda: CudaInfo;
   /** Whether the native addon loads, and why not when it does not. */
   native: { available: boolean; error?: string; isa?: string; isas?: string[]; compiler?: string };
   node: string;
@@ -18,7 +21,13 @@ export interface Info {
 }
 
 export function info(): Info {
-  const backend = selectBackend('auto');
+  // MLPKIT_BACKEND=cuda without a usable GPU makes new models throw; info() still answers.
+  let backend;
+  try {
+    backend = selectModelBackend('auto');
+  } catch {
+    backend = selectBackend('auto');
+  }
   const details = backend.info();
   const available = nativeAvailable();
   const native: Info['native'] = { available };
@@ -33,8 +42,8 @@ export function info(): Info {
     version: VERSION,
     backend: backend.name,
     isa: details.isa,
-    threads: details.threads,
-    cuda: details.cuda,
+    threads: backend.name === 'cuda' && available ? selectBackend('native').info().threads : details.threads,
+    cuda: cudaInfo(),
     native,
     node: process.versions.node,
     platform: process.platform,

@@ -3,8 +3,8 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { BACKEND_CHOICES, selectBackend, type BackendChoice } from './backend/index.js';
-import type { BackendModel, LossName } from './backend/types.js';
+import { MODEL_BACKEND_CHOICES, selectModelBackend, type ModelBackendChoice } from './backend/index.js';
+import { PRECISIONS, type BackendModel, type BackendName, type LossName, type PrecisionName } from './backend/types.js';
 import { disposedError } from './errors.js';
 import { initParameters } from './init.js';
 import { readSafetensors, writeSafetensors } from './io/safetensors.js';
@@ -22,8 +22,17 @@ import {
 import { VERSION } from './version.js';
 
 export interface MlpOptions {
-  /** 'auto' (default: MLPKIT_BACKEND, else native when it loads), 'native' or 'reference'. */
-  backend?: BackendChoice;
+  /**
+   * 'auto' (default: MLPKIT_BACKEND, else cuda when a usable GPU and the CUDA addon are present,
+   * else native when it loads, else the reference), 'native', 'reference' or 'cuda'.
+   */
+  backend?: ModelBackendChoice;
+  /**
+   * cuda only: 'fp32' (default), or 'fp16' / 'bf16' products with fp32 master weights and
+   * accumulation (the fused tensor-core kernels, for widths up to 128). The CPU backends
+   * always compute in float32 (native) or float64 (reference) and ignore it.
+   */
+  precision?: PrecisionName;
   /** Flat parameters to start from instead of the initialiser (layout: see getParameters). */
   parameters?: Float32Array;
 }
@@ -53,7 +62,7 @@ export interface Gradients {
   input: Float32Array;
 }
 
-export type LoadOptions = ForeignModelOptions & { backend?: BackendChoice };
+export type LoadOptions = ForeignModelOptions & { backend?: ModelBackendChoice; precision?: PrecisionName };
 
 export class Mlp {
   /** The spec with every default filled in (plain JSON). */
@@ -63,14 +72,15 @@ export class Mlp {
   /** Number of trainable floats. */
   readonly parameterCount: number;
   /** The backend that runs this model. */
-  readonly backend: 'native' | 'reference';
+  readonly backend: BackendName;
   private readonly slots: LayerSlot[];
   private model: BackendModel | null;
 
   constructor(spec: MlpSpec, options: MlpOptions = {}) {
     this.spec = normalizeSpec(spec);
     expectObject('options', options);
-    const choice = options.backend === undefined ? 'auto' : expectOneOf('options.backend', options.backend, BACKEND_CHOICES);
+    const choice = options.backend === undefined ? 'auto' : expectOneOf('options.backend', options.backend, MODEL_BACKEND_CHOICES);
+    const precision = options.precision === undefined ? 'fp32' : expectOneOf('options.precision', options.precision, PRECISIONS);
     const { slots, count } = parameterLayout(this.spec);
     this.slots = slots;
     this.parameterCount = count;
@@ -80,9 +90,9 @@ export class Mlp {
     if (options.parameters !== undefined) {
       params = expectOutputBuffer('options.parameters', options.parameters, count);
     } else params = initParameters(this.spec);
-    const backend = selectBackend(choice);
+    const backend = selectModelBackend(choice);
     this.backend = backend.name;
-    this.model = backend.createModel(toModelConfig(this.spec), params);
+    this.model = backend.createModel(toModelConfig(this.spec), params, { precision });
   }
 
   /** @internal The backend model, for the trainer. Throws once disposed. */
@@ -221,7 +231,7 @@ export class Mlp {
   static fromSafetensors(bytes: Uint8Array, options: LoadOptions = {}): Mlp {
     expectObject('options', options);
     const { spec, params } = tensorsToModel(readSafetensors(bytes), options);
-    return new Mlp(spec, { backend: options.backend, parameters: params });
+    return new Mlp(spec, { backend: options.backend, precision: options.precision, parameters: params });
   }
 
   static async load(path: string, options: LoadOptions = {}): Promise<Mlp> {

@@ -4,7 +4,8 @@
 //
 //   1. MLPKIT_SKIP_BUILD=1            -> do nothing.
 //   2. a prebuild (or earlier build) loads through node-gyp-build -> done (unless --force).
-//   3. cmake-js (when it and cmake are installed) -> build/Release/mlpkit.node.
+//   3. cmake-js (when it and cmake are installed) -> build/Release/mlpkit.node (CPU only: the
+//      optional CUDA addon is `npm run build:cuda`, never part of the install).
 //   4. node-gyp from binding.gyp (npm ships one) -> build/Release/mlpkit.node.
 //   5. all failed -> one warning; lib/backend falls back to the reference backend at runtime.
 
@@ -76,7 +77,10 @@ function buildWithCmakeJs() {
   if (!bin) return 'cmake-js is not installed';
   if (!onPath('cmake')) return 'cmake is not on PATH';
   // cmake-js builds Node-API addons against its own bundled headers: no download needed.
-  return run(process.execPath, [bin, 'compile', '--out', 'build', '--parallel', jobs]) ? null : 'cmake-js failed';
+  // MLPKIT_CUDA=OFF: installing never compiles CUDA, even where nvcc is present (slow, and the
+  // CPU addon does not need it); `npm run build:cuda` builds the CUDA addon on request.
+  const args = [bin, 'compile', '--out', 'build', '--parallel', jobs, '--CDMLPKIT_CUDA=OFF'];
+  return run(process.execPath, args) ? null : 'cmake-js failed';
 }
 
 function buildWithNodeGyp() {

@@ -70,10 +70,12 @@ describe('info()', () => {
   it('reports version, backend, ISA, threads and CUDA', () => {
     const i = info();
     expect(i.version).toMatch(/^\d+\.\d+\.\d+/);
-    expect(['native', 'reference']).toContain(i.backend);
+    expect(['native', 'reference', 'cuda']).toContain(i.backend);
     expect(typeof i.isa).toBe('string');
     expect(i.threads).toBeGreaterThanOrEqual(1);
-    expect(i.cuda).toBe(false);
+    expect(typeof i.cuda.available).toBe('boolean');
+    expect(Array.isArray(i.cuda.devices)).toBe(true);
+    if (!i.cuda.available) expect(i.cuda.reason).toMatch(/\w/);
     expect(typeof i.native.available).toBe('boolean');
     if (process.env.MLPKIT_BACKEND === 'reference') expect(i.backend).toBe('reference');
   });

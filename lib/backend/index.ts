@@ -1,20 +1,37 @@
-// Chooses the backend. MLPKIT_BACKEND=native|reference forces one; the default ('auto') uses
-// the native addon when it loads and otherwise the reference, with a single warning.
+// Chooses the backend. MLPKIT_BACKEND=native|reference|cuda forces one; the default ('auto')
+// uses the native addon when it loads and otherwise the reference, with a single warning. Float
+// models (Mlp) may also run on CUDA: their 'auto' picks it first when the CUDA addon loads and
+// reports a usable device (selectModelBackend); quantised models and layers stay on the CPU
+// backends (selectBackend).
 
-import { ERR_NATIVE_UNAVAILABLE } from '../errors.js';
+import { ERR_CUDA_UNAVAILABLE, ERR_NATIVE_UNAVAILABLE } from '../errors.js';
+import { cudaBackend, cudaInfo } from './cuda.js';
 import { createNativeBackend, loadNative, nativeLoadError } from './native.js';
 import { referenceBackend } from './reference/index.js';
 import type { Backend } from './types.js';
 
 export type BackendChoice = 'auto' | 'native' | 'reference';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'native', 'reference'];
+/** The choices of a float model: the CPU backends, or 'cuda'. */
+export type ModelBackendChoice = BackendChoice | 'cuda';
+export const MODEL_BACKEND_CHOICES: readonly ModelBackendChoice[] = ['auto', 'native', 'reference', 'cuda'];
 
 let nativeBackend: Backend | null = null;
 let warned = false;
 
-function envChoice(): BackendChoice {
+function envChoice(): ModelBackendChoice {
   const raw = (process.env.MLPKIT_BACKEND ?? 'auto').trim().toLowerCase();
-  return raw === 'native' || raw === 'reference' ? raw : 'auto';
+  return raw === 'native' || raw === 'reference' || raw === 'cuda' ? raw : 'auto';
+}
+
+function cudaUnavailable(): Error {
+  const err = new Error(
+    `mlpkit: the cuda backend was requested but no CUDA device can be used (${cudaInfo().reason ?? 'unknown reason'}). ` +
+      'It needs the CUDA addon (`npm run build:cuda`, with the CUDA toolkit), an NVIDIA GPU of compute capability 8.0 ' +
+      "or newer and its driver; backend 'native' runs the same model on the CPU.",
+  );
+  Object.defineProperty(err, 'code', { value: ERR_CUDA_UNAVAILABLE, enumerable: true });
+  return err;
 }
 
 function unavailable(): Error {
@@ -35,9 +52,24 @@ function getNative(): Backend | null {
   return nativeBackend;
 }
 
-/** The backend for a model: the model's own choice first, then MLPKIT_BACKEND, then auto. */
-export function selectBackend(choice: BackendChoice = 'auto'): Backend {
+/**
+ * The backend for a float model (Mlp): its own choice first, then MLPKIT_BACKEND, then auto,
+ * which takes cuda when a usable device is present and otherwise what selectBackend picks.
+ */
+export function selectModelBackend(choice: ModelBackendChoice = 'auto'): Backend {
   const effective = choice === 'auto' ? envChoice() : choice;
+  if (effective === 'cuda' || effective === 'auto') {
+    const cuda = cudaBackend();
+    if (cuda) return cuda;
+    if (effective === 'cuda') throw cudaUnavailable();
+  }
+  return selectBackend(effective);
+}
+
+/** The CPU backend for a model: the model's own choice first, then MLPKIT_BACKEND, then auto. */
+export function selectBackend(choice: BackendChoice = 'auto'): Backend {
+  const env = choice === 'auto' ? envChoice() : choice;
+  const effective = env === 'cuda' ? 'auto' : env;  // MLPKIT_BACKEND=cuda: CPU work stays on 'auto'
   if (effective === 'reference') return referenceBackend;
   const native = getNative();
   if (native) return native;
@@ -58,5 +90,10 @@ export function nativeAvailable(): boolean {
   return getNative() !== null;
 }
 
-export { nativeLoadError };
+/** True when backend 'cuda' can be used (the CUDA addon loads and reports a usable device). */
+export function cudaAvailable(): boolean {
+  return cudaBackend() !== null;
+}
+
+export { cudaInfo, nativeLoadError };
 export { referenceBackend };

@@ -73,7 +73,7 @@ export function createNativeBackend(mod: Addon): Backend {
     name: 'native',
     info(): BackendInfo {
       const i = mod.info();
-      return { name: 'native', isa: i.isa, threads: i.threads, cuda: i.cuda, compiler: i.compiler, isas: i.isas };
+      return { name: 'native', isa: i.isa, threads: i.threads, compiler: i.compiler, isas: i.isas };
     },
     setThreads(n: number): void {
       mod.setThreads(n);

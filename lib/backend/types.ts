@@ -28,6 +28,10 @@ export type LossName = (typeof LOSSES)[number];
 export const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 
+/** Precision codes of the cuda backend (native/core/cuda/cuda_model.h). Order is ABI. */
+export const PRECISIONS = ['fp32', 'fp16', 'bf16'] as const;
+export type PrecisionName = (typeof PRECISIONS)[number];
+
 /** Input encoding codes. Order is ABI. */
 export const ENCODINGS = ['identity', 'frequency'] as const;
 export type EncodingName = (typeof ENCODINGS)[number];
@@ -137,6 +141,9 @@ export interface BackendModel {
 
   /** Free native memory now. Any later call throws a TypeError. Idempotent. */
   dispose(): void;
+
+  /** Which kernels run this model, where a backend has a choice (cuda: 'fused-fp16', 'gemm-fp32', ...). */
+  readonly kernel?: string;
 }
 
 /** A quantised network (see lib/quant/format.ts for the layer format). Inference only. */
@@ -198,20 +205,27 @@ export interface BackendSparseModel {
   dispose(): void;
 }
 
+export type BackendName = 'native' | 'reference' | 'cuda';
+
+/** Per-model choices a backend may honour (the CPU backends ignore them). */
+export interface ModelOptions {
+  /** cuda: the precision of the products (fp16 / bf16: the fused tensor-core kernels). */
+  precision?: PrecisionName;
+}
+
 export interface BackendInfo {
-  name: 'native' | 'reference';
-  isa: string; // 'scalar', 'avx2', 'avx512', ... or 'js' for the reference
+  name: BackendName;
+  isa: string; // 'scalar', 'avx2', 'avx512', ... 'js' for the reference, 'sm_90' (the device's) for cuda
   threads: number;
-  cuda: boolean;
   compiler?: string;
   /** ISAs this machine can run, widest first (what MLPKIT_ISA may name). Native only. */
   isas?: string[];
 }
 
 export interface Backend {
-  readonly name: 'native' | 'reference';
+  readonly name: BackendName;
   info(): BackendInfo;
-  createModel(config: ModelConfig, params: Float32Array): BackendModel;
+  createModel(config: ModelConfig, params: Float32Array, options?: ModelOptions): BackendModel;
   /** Threads one call may use, process-wide. The reference backend runs on one thread. */
   setThreads(n: number): void;
   /**

@@ -18,8 +18,9 @@ let warned = false;
 
 function asQuant(backend: Backend): QuantBackend | null {
   const create = backend.createQuantModel;
-  if (!create) return null;
-  return { name: backend.name, createQuantModel: (config, layers) => create.call(backend, config, layers) };
+  const name = backend.name;
+  if (!create || name === 'cuda') return null;
+  return { name, createQuantModel: (config, layers) => create.call(backend, config, layers) };
 }
 
 export function selectQuantBackend(choice: BackendChoice = 'auto'): QuantBackend {

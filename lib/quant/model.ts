@@ -7,7 +7,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
+import { BACKEND_CHOICES, nativeAvailable, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, ENCODINGS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
 import { disposedError, rangeError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
@@ -143,7 +143,9 @@ export class QuantizedMlp {
     let layerStats: QuantStats['layers'] | null = null;
     if (opts.calibration) {
       const quantBackend = selectQuantBackend(opts.backend);
-      layerStats = calibrateLayers(spec, floatLayers, layers, opts.activations, opts.calibration, net.backend, quantBackend);
+      // The float layers of the calibration run one at a time on a CPU backend (a cuda model's too).
+      const floatBackend = net.backend === 'cuda' ? (nativeAvailable() ? 'native' : 'reference') : net.backend;
+      layerStats = calibrateLayers(spec, floatLayers, layers, opts.activations, opts.calibration, floatBackend, quantBackend);
       layerActivations = layerStats.map((s) => s.activations);
     }
     const description: QuantModelDescription = { inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers, layerActivations };

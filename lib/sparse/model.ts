@@ -41,9 +41,10 @@ function normalizeLoadOptions(value: unknown): BackendChoice {
 
 let warned = false;
 
-function sparseBackend(choice: BackendChoice): Backend {
+/** The backend for a sparse model: native or reference (the CUDA backend has no sparse model). */
+function sparseBackend(choice: BackendChoice): Backend & { name: 'native' | 'reference' } {
   const backend = selectBackend(choice);
-  if (backend.createSparseModel) return backend;
+  if (backend.createSparseModel && backend.name !== 'cuda') return backend as Backend & { name: 'native' | 'reference' };
   if (choice === 'native') {
     const err = new Error('mlpkit: this build of the native addon has no sparse kernels (rebuild it with `npm run build`), or use backend \'reference\' or \'auto\'.');
     Object.defineProperty(err, 'code', { value: ERR_NATIVE_UNAVAILABLE, enumerable: true });
@@ -55,7 +56,7 @@ function sparseBackend(choice: BackendChoice): Backend {
       code: 'MLPKIT_SPARSE_REFERENCE_FALLBACK',
     });
   }
-  return referenceBackend;
+  return referenceBackend as Backend & { name: 'reference' };
 }
 
 export class SparseMlp {

@@ -111,38 +111,4 @@ napi_value PredictJob::Result(napi_env env) {
   return napi_get_undefined(env, &undefined) == napi_ok ? undefined : nullptr;
 }
 
-// ---- trainStepAsync -----------------------------------------------------------------------
-
-TrainJob::TrainJob(std::shared_ptr<Model> model, const TrainArgs& a)
-    : model_(std::move(model)),
-      x_ref_(Napi::Persistent(a.x.Object())),
-      target_ref_(Napi::Persistent(Napi::Object(a.x.env, a.target))),
-      x_(a.x.Data()),
-      batch_(a.batch),
-      loss_(a.loss),
-      loss_param_(a.loss_param),
-      target_(a.target_data),
-      optimizer_(a.optimizer),
-      hyper_(a.hyper),
-      clip_norm_(a.clip_norm) {
-  const std::size_t want = loss_uses_labels(a.loss) ? a.batch : a.batch * model_->outputs();
-  if (a.x.ElementLength() != a.batch * model_->inputs() || a.target_length != want) {
-    throw RangeError(Napi::Env(a.x.env), "trainStepAsync: x or target does not match batch");
-  }
-}
-
-void TrainJob::Run() {
-  try {
-    result_ = model_->train_step(x_, batch_, loss_, loss_param_, target_, optimizer_, hyper_, clip_norm_);
-  } catch (...) {
-    error_ = CaptureCurrentException("trainStepAsync");
-    failed_ = true;
-  }
-}
-
-napi_value TrainJob::Result(napi_env env) {
-  napi_value number = nullptr;
-  return napi_create_double(env, result_, &number) == napi_ok ? number : nullptr;
-}
-
 }  // namespace mlpkit::addon

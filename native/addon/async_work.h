@@ -14,6 +14,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <utility>
 
 #include "addon/checks.h"
 #include "addon/errors.h"
@@ -77,16 +78,45 @@ struct TrainArgs {
   double clip_norm = 0;
 };
 
-class TrainJob final : public Job {
+// One train step on model type M (the CPU Model, or the CUDA addon's CudaModel: anything with
+// inputs(), outputs() and train_step() as in core/model.h), resolving to the loss.
+template <class M>
+class TrainJobT final : public Job {
  public:
-  // One train step, resolving to the loss.
-  TrainJob(std::shared_ptr<Model> model, const TrainArgs& args);
+  TrainJobT(std::shared_ptr<M> model, const TrainArgs& a)
+      : model_(std::move(model)),
+        x_ref_(Napi::Persistent(a.x.Object())),
+        target_ref_(Napi::Persistent(Napi::Object(a.x.env, a.target))),
+        x_(a.x.Data()),
+        batch_(a.batch),
+        loss_(a.loss),
+        loss_param_(a.loss_param),
+        target_(a.target_data),
+        optimizer_(a.optimizer),
+        hyper_(a.hyper),
+        clip_norm_(a.clip_norm) {
+    const std::size_t want = loss_uses_labels(a.loss) ? a.batch : a.batch * model_->outputs();
+    if (a.x.ElementLength() != a.batch * model_->inputs() || a.target_length != want) {
+      throw RangeError(Napi::Env(a.x.env), "trainStepAsync: x or target does not match batch");
+    }
+  }
 
  private:
-  void Run() override;
-  napi_value Result(napi_env env) override;
+  void Run() override {
+    try {
+      result_ = model_->train_step(x_, batch_, loss_, loss_param_, target_, optimizer_, hyper_, clip_norm_);
+    } catch (...) {
+      error_ = CaptureCurrentException("trainStepAsync");
+      failed_ = true;
+    }
+  }
 
-  std::shared_ptr<Model> model_;
+  napi_value Result(napi_env env) override {
+    napi_value number = nullptr;
+    return napi_create_double(env, result_, &number) == napi_ok ? number : nullptr;
+  }
+
+  std::shared_ptr<M> model_;
   Napi::ObjectReference x_ref_;
   Napi::ObjectReference target_ref_;
   const float* x_;
@@ -99,5 +129,7 @@ class TrainJob final : public Job {
   double clip_norm_;
   double result_ = 0;
 };
+
+using TrainJob = TrainJobT<Model>;
 
 }  // namespace mlpkit::addon

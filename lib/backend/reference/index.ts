@@ -9,7 +9,7 @@ export { ReferenceModel } from './model.js';
 export const referenceBackend: Backend = {
   name: 'reference',
   info(): BackendInfo {
-    return { name: 'reference', isa: 'js', threads: 1, cuda: false };
+    return { name: 'reference', isa: 'js', threads: 1 };
   },
   createModel(config: ModelConfig, params: Float32Array) {
     return new ReferenceModel(config, params);
