@@ -130,7 +130,7 @@ progress(`SwiGLU FFN ${shape}: building`);
 const swiglu = new Mlp({ inputs: IN, layers: [{ units: HIDDEN, activation: 'silu', gated: true }, { units: IN, residual: true }], seed: 1 }, { backend: 'native' });
 const swCalibration = gaussian(256 * IN, 11);
 const swInputs = gaussian(16 * IN, 12); // not in the calibration set
-const swDensities = [0.5, 0.3, 0.2];
+const swDensities = [0.5, 0.2];
 const swModels = [];
 for (const d of swDensities) {
   const model = await swiglu.sparsify({ mode: 'threshold', targetDensity: d, calibration: swCalibration });

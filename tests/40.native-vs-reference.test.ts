@@ -5,7 +5,7 @@
 // accumulation error stays near 1e-6 relative to the output scale.
 
 import { describe, expect, it } from 'vitest';
-import { Mlp } from '../lib/index.js';
+import { Mlp, info, setThreads } from '../lib/index.js';
 import { ACTIVATIONS, LOSSES, type ActivationName, type LossName } from '../lib/backend/types.js';
 import type { MlpSpec } from '../lib/spec.js';
 import { expectClose, hasNative, randomArray, randomLabels } from './helpers.js';
@@ -88,6 +88,28 @@ describe.runIf(hasNative())('native vs reference', () => {
         nat.dispose();
       }
     }
+  });
+
+  it('a wide layer at a small batch (the products share their columns over the pool): as the reference, and the same bits on 1 and 2 threads', () => {
+    const spec: MlpSpec = { inputs: 300, layers: [{ units: 700, activation: 'relu' }, { units: 300, activation: 'silu', gated: true }, { units: 5 }], seed: 4 };
+    const { ref, nat } = pair(spec);
+    const x = randomArray(40 * 300, 5);
+    const target = randomArray(40 * 5, 6);
+    const gr = ref.gradients(x, { loss: 'mse', target });
+    const gn = nat.gradients(x, { loss: 'mse', target });
+    expectClose(gn.parameters, gr.parameters, TOL, 'dparams');
+    expectClose(gn.input, gr.input, TOL, 'dx');
+    const before = info().threads;
+    setThreads(1);
+    try {
+      const one = nat.gradients(x, { loss: 'mse', target });
+      expect(Array.from(one.parameters)).toEqual(Array.from(gn.parameters));
+      expect(Array.from(one.input)).toEqual(Array.from(gn.input));
+    } finally {
+      setThreads(before);
+    }
+    ref.dispose();
+    nat.dispose();
   });
 
   it('backward from a caller-given output gradient', () => {

@@ -25,6 +25,10 @@ constexpr std::size_t kMaxPredictTileRows = 512;
 // Training tiles keep more per row (pre- and post-activations of every layer, gradients).
 constexpr std::size_t kTrainTileBytes = 192 * 1024;
 constexpr std::size_t kMaxTrainTileRows = 120;
+// Unless a layer's weights pass L2 (kWideLayerBytes): then its weight gradient, an update of
+// every weight per tile, must be spread over enough rows to amortise that pass, whatever the
+// cache holds of the activations.
+constexpr std::size_t kWideTrainTileRows = 96;
 // Training tiles are a multiple of this many rows when they can be: every ISA's register tile
 // height (4 or 6) divides it, so no GEMM ends on a short row block.
 constexpr std::size_t kTrainTileQuantum = 12;
@@ -504,8 +508,33 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
   const std::size_t chunk_rows = ceil_div(batch, chunks);
   std::size_t tile = kTrainTileBytes / (sizeof(float) * Pass::row_floats(plan_));
   if (tile >= kTrainTileQuantum) tile -= tile % kTrainTileQuantum;
-  tile = std::clamp<std::size_t>(tile, 1, std::min(kMaxTrainTileRows, chunk_rows));
+  if (widest_layer_bytes_ > kWideLayerBytes) tile = std::max(tile, kWideTrainTileRows);
+  tile = std::clamp<std::size_t>(tile, 1, std::min(std::max(kMaxTrainTileRows, kWideTrainTileRows), chunk_rows));
   const std::size_t tiles_per_chunk = ceil_div(chunk_rows, tile);
+  // One chunk (a small batch, or parameters too many for per-chunk gradient buffers) gets the
+  // pool inside its products instead: each GEMM's columns are shared out, which never changes
+  // a result (every output keeps its one chain).
+  const bool inner = chunks == 1 && thread_count() > 1 && 3 * macs_ * batch >= kColumnSplitMacs;
+  auto run_gemm = [&](const cpu::Gemm& g) {
+    const std::size_t groups = ceil_div(g.n, kColumnGroup);
+    const std::size_t parts = inner ? std::min(groups, 4 * static_cast<std::size_t>(thread_count())) : 1;
+    if (parts <= 1 || g.m * g.n * g.k < kParallelMacs) {
+      k.gemm(g);
+      return;
+    }
+    const std::size_t per = ceil_div(groups, parts) * kColumnGroup;
+    parallel_for(ceil_div(g.n, per), [&](std::size_t part) {
+      const std::size_t c0 = part * per;
+      cpu::Gemm slice = g;
+      slice.n = std::min(per, g.n - c0);
+      slice.b = g.b + (c0 / cpu::kPanel) * g.b_ps + c0 % cpu::kPanel;
+      slice.c = g.c + c0;
+      if (g.bias) slice.bias = g.bias + c0;
+      if (g.act) slice.act = g.act + c0;
+      if (g.gate) slice.gate = g.gate + c0;
+      k.gemm(slice);
+    });
+  };
 
   // Bad labels throw here, before any gradient is written. One chunk accumulates straight into
   // grads_; several each into their own buffer, summed into grads_ once all have finished.
@@ -544,7 +573,7 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
           g.alpha = layer.alpha;
           g.act = a;
         }
-        k.gemm(g);
+        run_gemm(g);
         const std::size_t u = layer.outputs;
         if (layer.gated) {
           // z stays as it is (backward needs it): the output goes to a.
@@ -627,7 +656,7 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
         gw.c = dparams + layer.weight;
         gw.ldc = layer.inputs;
         gw.accumulate = true;
-        k.gemm(gw);
+        run_gemm(gw);
         if (layer.has_bias) k.column_sums(rows, layer.rows, grad_z, layer.rows, dparams + layer.bias);
 
         if (l == 0 && !grad_input) break;
@@ -659,7 +688,7 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
             fused = true;
           }
         }
-        k.gemm(gx);
+        run_gemm(gx);
         if (pending) {
           for (std::size_t i = 0; i < rows * layer.inputs; ++i) out[i] += pending[i];
         }
