@@ -259,7 +259,7 @@ const markdown = [
   `### Trained ReLU FFN ${shape}`,
   '',
   `Trained here for ${trainSeconds.toFixed(0)} s (${steps} Adam steps of 128 rows, lr 1e-4, MSE; loss ${firstLoss.toExponential(3)} -> ${lastLoss.toExponential(3)}) on x = A z, z ~ N(0, I_${LATENT}) (low-rank inputs, as real activations are), target B tanh(z); first-layer biases started at each unit's 90th percentile, so about 10% fire. Natural density after training, on 16 fresh rows: ${pct(naturalDensity)}.`,
-  `Predictor: rank 128, trained ${predictorSeconds.toFixed(0)} s on ${calib.length / IN} calibration rows (mlpkit's own trainer, binary cross-entropy on the units among each row's 10% largest nonzero), picks 10% of the units per row; recall on held-out calibration rows ${pct(recall)}; rel. RMS output error on the calibration rows ${predictorStats.output.relativeRms.toExponential(2)}. Exact mode: max relative difference to dense ${exactErr.toExponential(1)}. Dense: a leaky_relu alpha 0 twin (same numbers, never the sparse path).`,
+  `Predictor: rank 128, trained ${predictorSeconds.toFixed(0)} s on ${calib.length / IN} calibration rows (mlpkit's own trainer, MSE on the pre-activations; the top 10% of its scores are kept), picks 10% of the units per row; recall on held-out calibration rows ${pct(recall)}; rel. RMS output error on the calibration rows ${predictorStats.output.relativeRms.toExponential(2)}. Exact mode: max relative difference to dense ${exactErr.toExponential(1)}. Dense: a leaky_relu alpha 0 twin (same numbers, never the sparse path).`,
   '',
   table(reluCells, reluModels),
   '',

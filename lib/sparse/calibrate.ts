@@ -70,13 +70,11 @@ export function hiddenAfter(net: Mlp, l: number, x: Float32Array, backend: Backe
 }
 
 /**
- * The values a sparse layer chooses its units on, for rows x of the dense model: the layer's
- * output, or for a gated layer act(gate) (the up projection is then read only for the units
- * kept).
+ * Layer l's affine map for rows x of the dense model, activated or not; for a gated layer its
+ * gate half only (the gate chooses the units; the up projection is read only for those kept).
  */
-export function selectionValues(net: Mlp, l: number, x: Float32Array, backend: BackendChoice): Float32Array {
+function gateValues(net: Mlp, l: number, x: Float32Array, backend: BackendChoice, activated: boolean): Float32Array {
   const spec = net.spec.layers[l];
-  if (!spec.gated) return hiddenAfter(net, l, x, backend);
   const input = l === 0 ? x : hiddenAfter(net, l - 1, x, backend);
   const layer = net.getLayers()[l];
   const u = spec.units;
@@ -87,7 +85,7 @@ export function selectionValues(net: Mlp, l: number, x: Float32Array, backend: B
     {
       inputs: l === 0 ? net.inputs : net.spec.layers[l - 1].units,
       ...(l === 0 ? { encoding: net.spec.encoding } : {}),
-      layers: [{ units: u, activation: spec.activation, alpha: spec.alpha, bias: spec.bias }],
+      layers: [{ units: u, activation: activated ? spec.activation : 'none', alpha: spec.alpha, bias: spec.bias }],
     },
     { backend, parameters: params },
   );
@@ -96,6 +94,14 @@ export function selectionValues(net: Mlp, l: number, x: Float32Array, backend: B
   } finally {
     gate.dispose();
   }
+}
+
+/**
+ * The values a sparse layer chooses its units on, for rows x of the dense model: the layer's
+ * output, or for a gated layer act(gate).
+ */
+export function selectionValues(net: Mlp, l: number, x: Float32Array, backend: BackendChoice): Float32Array {
+  return net.spec.layers[l].gated ? gateValues(net, l, x, backend, true) : hiddenAfter(net, l, x, backend);
 }
 
 /** The cutoff t that keeps about `density` of the values (|h| > t), over all rows. */
@@ -121,9 +127,13 @@ function topUnits(h: Float32Array, row: number, n: number, k: number): number[] 
 }
 
 /**
- * Trains a predictor for layer l (Deja Vu's low-rank classifier): inputs are the layer's
- * inputs, labels 1 on the units topUnits picks, binary cross-entropy on logits, with mlpkit's
- * own trainer. The last fifth of the rows is held out and measures the recall.
+ * Trains a predictor for layer l (Deja Vu's low-rank x -> rank -> units map) with mlpkit's own
+ * trainer: the layer's inputs in, its pre-activations (the gate's, when gated) as the MSE
+ * target, so its top-k scores are the units most likely to fire strongly. Regressing the
+ * pre-activation rather than classifying fired / not fired gives every unit a gradient on every
+ * row (a classifier of the top 10% learns mostly from the 90% it should reject) and recovers the
+ * ranking among the units that fire. The last fifth of the rows is held out and measures the
+ * recall against the dense layer's k largest nonzero |h|.
  */
 export async function trainPredictor(
   net: Mlp,
@@ -145,13 +155,12 @@ export async function trainPredictor(
   const width = input.length / rows;
   const held = rows >= 10 ? Math.floor(rows / 5) : 0;
   const trainRows = rows - held;
-  const labels = new Float32Array(rows * n);
-  for (let r = 0; r < rows; r++) for (const j of topUnits(h, r, n, k)) labels[r * n + j] = 1;
+  const target = gateValues(net, l, x, backend, false);
 
   const predictor = new Mlp(spec, { backend });
   try {
-    const trainer = predictor.trainer({ loss: 'bce-with-logits', optimizer: { type: 'adam', lr: 3e-3 } });
-    await trainer.fit(input.subarray(0, trainRows * width), labels.subarray(0, trainRows * n), {
+    const trainer = predictor.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 3e-3 } });
+    await trainer.fit(input.subarray(0, trainRows * width), target.subarray(0, trainRows * n), {
       epochs,
       batchSize: Math.min(64, trainRows),
       shuffle: true,
