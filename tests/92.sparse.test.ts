@@ -60,7 +60,7 @@ describe.each(backendsUnderTest())('exact mode on %s', (backend) => {
 });
 
 describe.runIf(nativeSparse)('native sparse model', () => {
-  it('a row gives the same bits alone as inside any batch, in every mode', async () => {
+  it('a row gives the same result alone as inside any batch (exact mode: the same bits)', async () => {
     const dense = net(33, [200, 120], 7, 'native', 3);
     const x = randomArray(33 * 37, 9);
     const modes: SparsifyOptions[] = [
@@ -74,7 +74,14 @@ describe.runIf(nativeSparse)('native sparse model', () => {
       const all = sparse.predict(x);
       for (const r of [0, 5, 16, 17, 36]) {
         const one = sparse.predict(x.subarray(r * 33, (r + 1) * 33));
-        expect(Array.from(one), `${options.mode} row ${r}`).toEqual(Array.from(all.subarray(r * 7, (r + 1) * 7)));
+        const inBatch = all.subarray(r * 7, (r + 1) * 7);
+        if (options.mode === 'exact') {
+          expect(Array.from(one), `${options.mode} row ${r}`).toEqual(Array.from(inBatch));
+        } else {
+          // The same units; a tile with a dense union computes them by GEMM, one row by dot
+          // products: float32 rounding of sums of ~200 terms.
+          expectClose(one, inBatch, 1e-5, `${options.mode} row ${r}`);
+        }
       }
       expect(Array.from(await sparse.predictAsync(x))).toEqual(Array.from(all));
       sparse.dispose();

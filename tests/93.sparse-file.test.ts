@@ -57,7 +57,7 @@ describe.each(backendsUnderTest())('round trip on %s', (backend) => {
       expectSameBits(loaded.predict(x), want, 'load');
       expectSameBits(loadedSync.predict(x), want, 'loadSync');
       expectSameBits(await loaded.predictAsync(x), want, 'predictAsync');
-      expectSameBits(loaded.predict(x.subarray(0, spec.inputs)), want.subarray(0, sparse.outputs), 'one row');
+      expectSameBits(loaded.predict(x.subarray(0, spec.inputs)), sparse.predict(x.subarray(0, spec.inputs)), 'one row');
 
       // Saved again, the bytes are the same: nothing is lost or rounded on the way.
       expect(Buffer.from(loaded.toSafetensors()).equals(Buffer.from(sparse.toSafetensors()))).toBe(true);

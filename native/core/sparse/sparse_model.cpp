@@ -25,6 +25,12 @@ constexpr std::size_t kColumnGroup = 64;
 constexpr std::size_t kAxpyParts = 8;
 
 std::size_t padded(std::size_t n) { return (n + cpu::kPanel - 1) / cpu::kPanel * cpu::kPanel; }
+
+// Whether a tile of several rows computes its union of u kept units (of n) by the dense GEMM.
+// One row never does: dot products read just its rows.
+bool union_dense_for(std::size_t rows, std::size_t u, std::size_t n) {
+  return rows > 1 && static_cast<double>(u) > kUnionDenseFraction * static_cast<double>(n);
+}
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
 cpu::Epilogue epilogue_of(Activation a) {
@@ -157,11 +163,13 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
       l.pa_bias = padded_bias(s.pa_bias, s.rank);
       l.pb_panels = pack_panels(s.pb, s.outputs, s.rank);
       l.pb_bias = padded_bias(s.pb_bias, s.outputs);
+      l.dense_panels = pack_panels(s.weight, l.rows, s.inputs);
       max_rank_ = std::max(max_rank_, s.rank);
     } else if (s.gated && s.mode != Mode::Dense) {
       // The gate in panels (computed densely, it chooses the units), the up rows row-major.
       l.panels = pack_panels(s.weight, s.outputs, s.inputs);
       l.up.assign(s.weight + s.outputs * s.inputs, s.weight + 2 * s.outputs * s.inputs);
+      l.dense_panels = pack_panels(s.weight + s.outputs * s.inputs, s.outputs, s.inputs);
     } else if (l.sparse_in) {
       l.ldt = padded(l.rows);
       l.wt.assign(l.k * l.ldt, 0.0f);
@@ -180,7 +188,7 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
 std::size_t SparseModel::bytes() const {
   std::size_t total = 0;
   for (const Layer& l : layers_) {
-    total += 4 * (l.k * l.rows + l.rows);
+    total += 4 * (l.k * l.rows + l.rows) + 4 * l.dense_panels.size();
     if (l.mode == Mode::Predictor) total += 4 * (l.rank * (l.k + l.n + 1) + l.n);
   }
   return total;
@@ -206,6 +214,7 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
     std::uint32_t* idx = s.idx.data();  // rows x n kept lists
     std::size_t* counts = s.counts.data();
 
+    auto union_dense = [&](std::size_t u, std::size_t n) { return union_dense_for(rows, u, n); };
     // The union of the rows' lists (the units any row of the tile needs).
     auto unite = [&]() -> std::size_t {
       std::size_t count = counts[0];
@@ -271,20 +280,36 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         counts[r] = select_top(s.aux.data() + r * l.n, false, l.n, l.keep, idx + r * l.n, s.keys.data());
       }
       const std::size_t u = unite();
-      std::fill(dst, dst + rows * l.n, 0.0f);
-      dots(l.wr.data(), u, dst);
-      if (l.gated) dots(l.wr.data() + l.n * l.k, u, s.aux.data());
       float* g = s.packed.data();
-      for (std::size_t r = 0; r < rows; ++r) {
-        float* zr = dst + r * l.n;
-        for (std::size_t i = 0; i < u; ++i) g[i] = zr[s.uni[i]] + l.bias[s.uni[i]];
-        activation_forward(l.activation, l.alpha, g, g, u);
-        if (l.gated) {
-          const float* up = s.aux.data() + r * l.n;
-          for (std::size_t i = 0; i < u; ++i) g[i] *= up[s.uni[i]] + l.bias[l.n + s.uni[i]];
+      if (union_dense(u, l.n)) {
+        // Every unit by the GEMM (bias included), rows of l.rows values in the partial buffer.
+        float* full = s.partial.data();
+        dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data(), l.k, l.rows, in, rows, full,
+                   Activation::None, 0, parallel);
+        for (std::size_t r = 0; r < rows; ++r) {
+          const float* fr = full + r * l.rows;
+          float* zr = dst + r * l.n;
+          activation_forward(l.activation, l.alpha, fr, zr, l.n);
+          if (l.gated) {
+            for (std::size_t j = 0; j < l.n; ++j) zr[j] *= fr[l.n + j];
+          }
+          keep_only(zr, l.n, idx + r * l.n, counts[r]);
         }
-        for (std::size_t i = 0; i < u; ++i) zr[s.uni[i]] = g[i];
-        keep_only(zr, l.n, idx + r * l.n, counts[r]);
+      } else {
+        std::fill(dst, dst + rows * l.n, 0.0f);
+        dots(l.wr.data(), u, dst);
+        if (l.gated) dots(l.wr.data() + l.n * l.k, u, s.aux.data());
+        for (std::size_t r = 0; r < rows; ++r) {
+          float* zr = dst + r * l.n;
+          for (std::size_t i = 0; i < u; ++i) g[i] = zr[s.uni[i]] + l.bias[s.uni[i]];
+          activation_forward(l.activation, l.alpha, g, g, u);
+          if (l.gated) {
+            const float* up = s.aux.data() + r * l.n;
+            for (std::size_t i = 0; i < u; ++i) g[i] *= up[s.uni[i]] + l.bias[l.n + s.uni[i]];
+          }
+          for (std::size_t i = 0; i < u; ++i) zr[s.uni[i]] = g[i];
+          keep_only(zr, l.n, idx + r * l.n, counts[r]);
+        }
       }
       block = in;
       in = dst;
@@ -299,13 +324,24 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
                  l.alpha, parallel);
       if (!in_epilogue(l.activation)) activation_forward(l.activation, l.alpha, dst, dst, rows * l.n);
       const std::size_t u = select_rows();
-      dots(l.up.data(), u, s.aux.data());
-      for (std::size_t r = 0; r < rows; ++r) {
-        float* zr = dst + r * l.n;
-        const float* up = s.aux.data() + r * l.n;
-        for (std::size_t i = 0; i < u; ++i) {
-          const std::uint32_t j = s.uni[i];
-          zr[j] *= up[j] + l.bias[l.n + j];  // zero for the units this row dropped
+      if (union_dense(u, l.n)) {
+        // Every unit's up value by the GEMM (its bias included).
+        dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data() + l.n, l.k, l.n, in, rows,
+                   s.aux.data(), Activation::None, 0, parallel);
+        for (std::size_t r = 0; r < rows; ++r) {
+          float* zr = dst + r * l.n;
+          const float* up = s.aux.data() + r * l.n;
+          for (std::size_t j = 0; j < l.n; ++j) zr[j] *= up[j];  // zero for the units this row dropped
+        }
+      } else {
+        dots(l.up.data(), u, s.aux.data());
+        for (std::size_t r = 0; r < rows; ++r) {
+          float* zr = dst + r * l.n;
+          const float* up = s.aux.data() + r * l.n;
+          for (std::size_t i = 0; i < u; ++i) {
+            const std::uint32_t j = s.uni[i];
+            zr[j] *= up[j] + l.bias[l.n + j];  // zero for the units this row dropped
+          }
         }
       }
       block = in;
@@ -323,7 +359,7 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       // by axpy over its kept inputs (whole weight rows streamed in order) or, when a tile's
       // union is too dense to win, by the GEMM over the whole range (zeros add nothing): the
       // same sums either way, whatever the thread count or batch.
-      const bool by_rows = rows == 1 || in_count <= kUnionDenseFraction * static_cast<double>(l.k);
+      const bool by_rows = !union_dense(in_count, l.k);
       float* partial = s.partial.data();
       std::size_t bounds[kAxpyParts + 1];
       for (std::size_t p = 0; p <= kAxpyParts; ++p) {

@@ -77,6 +77,10 @@ class SparseModel final : public Predictor {
     std::size_t ldt = 0;
     AlignedVector<float> wr;      // predictor-chosen outputs: W [rows x k]
     AlignedVector<float> up;      // gated, sparsified by its gate: the up rows [n x k]
+    // Predictor layers (all rows) and gated layers sparsified by their gate (the up rows): the
+    // same weights in panels too, for tiles whose union of kept units is too dense for dot
+    // products to beat the GEMM.
+    AlignedVector<float> dense_panels;
     AlignedVector<float> bias;    // padded to whole panels, zeros without a bias
     std::size_t rank = 0;
     AlignedVector<float> pa_panels, pa_bias, pb_panels, pb_bias;
