@@ -211,7 +211,7 @@ const naturalDensity = nonzero / hidden.length;
 progress(`  natural density on fresh rows: ${pct(naturalDensity)}; fitting the predictor`);
 const denseTwin = new Mlp({ ...reluSpec, layers: [{ units: HIDDEN, activation: 'leaky_relu', alpha: 0 }, { units: IN }] }, { backend: 'native', parameters: relu.getParameters() });
 const predictorStart = performance.now();
-const predictor = await relu.sparsify({ mode: 'predictor', targetDensity: 0.1, calibration: calib, rank: 128, epochs: small ? 10 : 8, seed: 1 });
+const predictor = await relu.sparsify({ mode: 'predictor', targetDensity: 0.1, calibration: calib, rank: 128, epochs: small ? 10 : 30, seed: 1 });
 const predictorSeconds = (performance.now() - predictorStart) / 1000;
 const exact = await relu.sparsify({ mode: 'exact' });
 const reluModels = [

@@ -15,10 +15,10 @@ namespace {
 constexpr std::size_t kTileRows = 16;
 // Work below this many multiply-adds per layer stays on the calling thread.
 constexpr std::size_t kParallelMacs = std::size_t(1) << 18;
-// A tile of several rows reads the union of their kept units by axpy only while the union is
-// at most this fraction of the layer's inputs; above it the dense GEMM (which keeps its
-// accumulators in registers) is faster. One row always goes by axpy: its rows stream in order,
-// where the GEMM's strided view of W^T would not.
+// A tile of several rows reads the union of their kept units by axpy (or dot products) only
+// while the union is at most this fraction of the layer; above it the dense GEMM on a panel
+// copy (accumulators in registers) is faster. One row always goes the sparse way: it reads
+// only its own units' rows, in order.
 constexpr double kUnionDenseFraction = 0.5;
 constexpr std::size_t kColumnGroup = 64;
 // Sparse products split their kept inputs into this many fixed ranges (see run_tile).
@@ -175,6 +175,7 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
       l.wt.assign(l.k * l.ldt, 0.0f);
       for (std::size_t o = 0; o < l.rows; ++o)
         for (std::size_t p = 0; p < s.inputs; ++p) l.wt[p * l.ldt + o] = s.weight[o * s.inputs + p];
+      l.dense_panels = pack_panels(s.weight, l.rows, s.inputs);
     } else {
       l.panels = pack_panels(s.weight, l.rows, s.inputs);
     }
@@ -357,8 +358,8 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       // The inputs in kAxpyParts fixed ranges of input index, each summed into its own partial
       // output by one task, then the partials added to the bias in range order. A range runs
       // by axpy over its kept inputs (whole weight rows streamed in order) or, when a tile's
-      // union is too dense to win, by the GEMM over the whole range (zeros add nothing): the
-      // same sums either way, whatever the thread count or batch.
+      // union is too dense to win, by the GEMM over the whole range on the panel copy (zeros
+      // add nothing): the same sums either way, whatever the thread count or batch.
       const bool by_rows = !union_dense(in_count, l.k);
       float* partial = s.partial.data();
       std::size_t bounds[kAxpyParts + 1];
@@ -377,9 +378,9 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
           g.a = in + k0;
           g.a_rs = l.k;
           g.a_cs = 1;
-          g.b = l.wt.data() + k0 * l.ldt;
-          g.b_rs = l.ldt;
-          g.b_ps = cpu::kPanel;
+          g.b = l.dense_panels.data() + k0 * cpu::kPanel;
+          g.b_rs = cpu::kPanel;
+          g.b_ps = l.k * cpu::kPanel;
           g.c = y;
           g.ldc = l.rows;
           kern.gemm(g);

@@ -5,8 +5,8 @@
 //
 // Weight storage follows how each layer is read:
 //  - a layer whose inputs arrive sparse keeps W^T row-major ("neuron-major": one contiguous row
-//    of outputs per input unit), read by axpy over the kept units, or by the dense GEMM through
-//    the strided view when a batch's union of kept units is too dense to win;
+//    of outputs per input unit), read by axpy over the kept units, and a panel copy for the
+//    dense GEMM when a batch's union of kept units is too dense to win;
 //  - a layer whose outputs a predictor chooses keeps W row-major (PyTorch's layout), read one
 //    chosen output row at a time by dot products; so do the up rows of a gated layer whose
 //    units are chosen on its gate;
@@ -77,9 +77,9 @@ class SparseModel final : public Predictor {
     std::size_t ldt = 0;
     AlignedVector<float> wr;      // predictor-chosen outputs: W [rows x k]
     AlignedVector<float> up;      // gated, sparsified by its gate: the up rows [n x k]
-    // Predictor layers (all rows) and gated layers sparsified by their gate (the up rows): the
-    // same weights in panels too, for tiles whose union of kept units is too dense for dot
-    // products to beat the GEMM.
+    // Layers with sparse inputs, predictor layers (all rows) and gated layers sparsified by
+    // their gate (the up rows): the same weights in panels too, for tiles whose union of kept
+    // units is too dense for axpy or dot products to beat the GEMM.
     AlignedVector<float> dense_panels;
     AlignedVector<float> bias;    // padded to whole panels, zeros without a bias
     std::size_t rank = 0;
