@@ -21,7 +21,7 @@ struct V {
   static constexpr int NV = 4;
   static __mmask16 lanes(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
   static void pin(T& x) { __asm__("" : "+v"(x)); }
-  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
   static T zero() { return _mm512_setzero_ps(); }
   static T set1(float x) { return _mm512_set1_ps(x); }
   static T load(const float* p) { return _mm512_loadu_ps(p); }

@@ -335,6 +335,9 @@ void sgd(const SgdStep& s, std::size_t begin, std::size_t end) {
 // Output slices of at most this many floats per row, so the slices of all rows stay in L1
 // while the listed weight rows stream past them.
 constexpr std::size_t kAxpySliceFloats = 8192;
+// How many groups ahead axpy_rows prefetches (into L2: a group of four 16 KB rows would not
+// stay in L1 until its turn).
+constexpr std::size_t kAxpyAhead = 2;
 
 // y[0, n) += h0 * w0 + h1 * w1 + ... (G rows of weights, in order) for one row of outputs.
 // G rows at once: G memory streams in flight instead of one (a single stream stalls at every
@@ -383,9 +386,10 @@ void axpy_rows(const AxpyRows& a) {
       const std::size_t g = min_size(G, a.count - n0);
       const float* w[G];
       for (std::size_t i = 0; i < g; ++i) w[i] = a.w + a.idx[n0 + i] * a.ldw;
-      const std::size_t gn = n0 + G < a.count ? min_size(G, a.count - n0 - G) : 0;
+      const std::size_t ahead = n0 + kAxpyAhead * G;
+      const std::size_t gn = ahead < a.count ? min_size(G, a.count - ahead) : 0;
       const float* next[G];
-      for (std::size_t i = 0; i < gn; ++i) next[i] = a.w + a.idx[n0 + G + i] * a.ldw;
+      for (std::size_t i = 0; i < gn; ++i) next[i] = a.w + a.idx[ahead + i] * a.ldw;
       for (std::size_t r = 0; r < a.rows; ++r) {
         float hs[G];
         bool any = false;
