@@ -203,7 +203,16 @@ bool after_relu(const ModelPlan& plan, std::size_t l) {
 }  // namespace
 
 void Model::predict(const float* x, std::size_t batch, float* out) const {
-  std::shared_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Read);
+  predict_in_turn(x, batch, out);
+}
+
+void Model::predict(Sequencer::Ticket& turn, const float* x, std::size_t batch, float* out) const {
+  turn.wait();
+  predict_in_turn(x, batch, out);
+}
+
+void Model::predict_in_turn(const float* x, std::size_t batch, float* out) const {
   const cpu::Kernels& k = cpu::kernels();
   if (batch == 1 && macs_ < kColumnSplitMacs && scratch_floats_ <= kStackScratchFloats) {
     // The latency path: one row, scratch on the stack (no thread-local lookup), no tiling
@@ -360,23 +369,23 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
 }
 
 void Model::get_params(float* out) const {
-  std::shared_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Read);
   std::memcpy(out, params_.data(), params_.size() * sizeof(float));
 }
 
 void Model::set_params(const float* params) {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   std::memcpy(params_.data(), params, params_.size() * sizeof(float));
   repack();
 }
 
 void Model::get_grads(float* out) const {
-  std::shared_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Read);
   std::memcpy(out, grads_.data(), grads_.size() * sizeof(float));
 }
 
 void Model::set_grads(const float* grads) {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   std::memcpy(grads_.data(), grads, grads_.size() * sizeof(float));
 }
 
@@ -601,12 +610,12 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
 double Model::loss_grad(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
                         float* grad_input) {
   check_loss(loss);
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   return forward_backward(x, batch, &loss, loss_param, &target, nullptr, grad_input);
 }
 
 void Model::backward(const float* x, std::size_t batch, const float* grad_output, float* grad_input) {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   forward_backward(x, batch, nullptr, 0, nullptr, grad_output, grad_input);
 }
 
@@ -620,22 +629,28 @@ double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, dou
 }
 
 double Model::optimizer_step(Optimizer optimizer, const Hyper& hyper, double clip_norm) {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   return optimizer_step_locked(optimizer, hyper, clip_norm, true);
 }
 
 void Model::reset_optimizer() {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   opt_.reset();
 }
 
 double Model::train_step(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
                          Optimizer optimizer, const Hyper& hyper, double clip_norm) {
+  Sequencer::Ticket turn = reserve(Sequencer::Access::Write);
+  return train_step(turn, x, batch, loss, loss_param, target, optimizer, hyper, clip_norm);
+}
+
+double Model::train_step(Sequencer::Ticket& turn, const float* x, std::size_t batch, Loss loss, double loss_param,
+                         const LossTarget& target, Optimizer optimizer, const Hyper& hyper, double clip_norm) {
   // Check both codes before anything runs, so a bad optimizer code cannot leave fresh
   // gradients behind without the update they were computed for.
   check_loss(loss);
   check_optimizer(optimizer);
-  std::unique_lock lock(mutex_);
+  turn.wait();
   const double value = forward_backward(x, batch, &loss, loss_param, &target, nullptr, nullptr);
   optimizer_step_locked(optimizer, hyper, clip_norm, false);
   return value;
