@@ -1,6 +1,7 @@
 #include "core/model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -77,6 +78,8 @@ bool in_epilogue(Activation a) { return a == Activation::None || epilogue_of(a) 
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
+std::atomic<std::size_t> g_live_models{0};
+
 }  // namespace
 
 Model::Model(const ModelConfig& config, const float* params, std::size_t count)
@@ -102,7 +105,12 @@ Model::Model(const ModelConfig& config, const float* params, std::size_t count)
     widest_layer_bytes_ = std::max(widest_layer_bytes_, l.inputs * l.outputs * sizeof(float));
   }
   scratch_floats_ = (plan_.encoding.type == Encoding::Identity ? 0 : plan_.encoding.width()) + 2 * plan_.max_width;
+  g_live_models.fetch_add(1, std::memory_order_relaxed);  // last: a constructor that throws made no model
 }
+
+Model::~Model() { g_live_models.fetch_sub(1, std::memory_order_relaxed); }
+
+std::size_t Model::live_count() { return g_live_models.load(std::memory_order_relaxed); }
 
 void Model::repack_layer(std::size_t l) {
   const LayerPlan& layer = plan_.layers[l];

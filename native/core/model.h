@@ -29,6 +29,10 @@ class Model final : public Predictor {
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
+  ~Model() override;
+
+  // Models alive in this process (every thread and Node environment): for leak tests.
+  static std::size_t live_count();
 
   std::size_t param_count() const { return plan_.param_count; }
   std::size_t inputs() const override { return plan_.encoding.inputs; }
