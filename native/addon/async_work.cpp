@@ -21,6 +21,10 @@ napi_value MakeError(napi_env env, const CapturedError& error) {
       status = napi_create_range_error(env, nullptr, message, &value);
       code_text = kErrOutOfRange;
       break;
+    case CapturedError::Kind::OutOfMemory:
+      status = napi_create_range_error(env, nullptr, message, &value);
+      code_text = kErrOutOfMemory;
+      break;
     default:
       status = napi_create_error(env, nullptr, message, &value);
       break;
