@@ -142,7 +142,7 @@ Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
     return Guard(env, what, [&]() -> Napi::Value {
       const auto& model = Live(env, what);
       const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out), "mlpkit:predictAsync");
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:predictAsync");
     });
   } catch (const Napi::Error& e) {
     // A promise-returning method reports bad arguments by rejecting, not by throwing.
@@ -272,7 +272,6 @@ TrainArgs ReadTrainArgs(const Napi::CallbackInfo& info, std::size_t inputs, std:
   a.loss = static_cast<Loss>(CodeArg(info[2], what, "loss", "a loss", kLossCount));
   a.loss_param = NumberArg(info[3], what, "lossParam");
   ExpectLength(env, a.x.ElementLength(), a.batch, inputs, what, "x", "batch * inputs");
-  a.target = info[4];
   ReadTarget(info[4], a.loss, a.batch, outputs, what, &a.target_length, &a.target_data);
   a.optimizer = static_cast<Optimizer>(CodeArg(info[5], what, "optimizer", "an optimizer", kOptimizerCount));
   a.hyper = ReadHyper(info[6], what);
