@@ -54,8 +54,6 @@ Napi::Function ModelWrap::DefineClass(Napi::Env env) {
   return ObjectWrap<ModelWrap>::DefineClass(
       env, "Model",
       {
-          InstanceAccessor<&ModelWrap::ParamCount>("paramCount", napi_enumerable),
-          InstanceAccessor<&ModelWrap::Outputs>("outputs", napi_enumerable),
           InstanceMethod<&ModelWrap::Predict>("predict"),
           InstanceMethod<&ModelWrap::PredictAsync>("predictAsync"),
           InstanceMethod<&ModelWrap::GetParams>("getParams"),
@@ -87,7 +85,13 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   // outlives every reference to the function; the two are collected together.
   Napi::Function bound = Napi::Function::New(env, &ModelWrap::PredictBound, "predict", this);
   bound.DefineProperty(Napi::PropertyDescriptor::Value("owner", info.This(), napi_default));
-  info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("predict", bound, napi_default));
+  // paramCount and outputs are read-only data properties rather than prototype getters: they
+  // never change, and a getter called on a foreign object could only fail.
+  info.This().As<Napi::Object>().DefineProperties({
+      Napi::PropertyDescriptor::Value("predict", bound, napi_default),
+      Napi::PropertyDescriptor::Value("paramCount", Napi::Number::New(env, static_cast<double>(param_count_)), napi_enumerable),
+      Napi::PropertyDescriptor::Value("outputs", Napi::Number::New(env, static_cast<double>(outputs_)), napi_enumerable),
+  });
   // Tell V8 what this small JS object really holds, so GC pressure reflects it.
   external_bytes_ = static_cast<std::int64_t>(model_->memory_bytes());
   std::int64_t total = 0;
@@ -110,14 +114,6 @@ void ModelWrap::Release() {
 const std::shared_ptr<Model>& ModelWrap::Live(Napi::Env env, const char* what) const {
   if (!model_) throw DisposedError(env, what);
   return model_;
-}
-
-Napi::Value ModelWrap::ParamCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(param_count_));
-}
-
-Napi::Value ModelWrap::Outputs(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(outputs_));
 }
 
 Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {

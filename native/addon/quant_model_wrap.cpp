@@ -104,7 +104,6 @@ Napi::Function QuantModelWrap::DefineClass(Napi::Env env) {
                                                  {
                                                      InstanceMethod<&QuantModelWrap::Predict>("predict"),
                                                      InstanceMethod<&QuantModelWrap::PredictAsync>("predictAsync"),
-                                                     InstanceAccessor<&QuantModelWrap::Bytes>("bytes"),
                                                      InstanceMethod<&QuantModelWrap::Dispose>("dispose"),
                                                  });
 }
@@ -144,6 +143,9 @@ QuantModelWrap::QuantModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
   });
   inputs_ = model_->inputs();
   outputs_ = model_->outputs();
+  // The repacked size, as a read-only data property (see ModelWrap).
+  info.This().As<Napi::Object>().DefineProperty(
+      Napi::PropertyDescriptor::Value("bytes", Napi::Number::New(env, static_cast<double>(model_->bytes())), napi_enumerable));
   external_bytes_ = static_cast<std::int64_t>(model_->bytes());
   std::int64_t total = 0;
   napi_adjust_external_memory(env, external_bytes_, &total);
@@ -188,10 +190,6 @@ Napi::Value QuantModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
   } catch (const Napi::Error& e) {
     return Rejected(env, e);
   }
-}
-
-Napi::Value QuantModelWrap::Bytes(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->bytes()) : 0.0);
 }
 
 Napi::Value QuantModelWrap::Dispose(const Napi::CallbackInfo& info) {
