@@ -1,8 +1,11 @@
 #include "addon/model_wrap.h"
 
+#include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "addon/async_work.h"
 #include "addon/checks.h"
@@ -47,6 +50,33 @@ float* ReadGradInput(const Napi::CallbackInfo& info, std::size_t index, std::siz
   ExpectLength(info.Env(), g.ElementLength(), batch, inputs, what, "gradInput", "batch * inputs");
   return g.Data();
 }
+
+// dL/dx is written tile by tile while later tiles still read x (and the target): when the
+// caller's gradInput overlaps either, the pass writes into scratch, copied over at the end.
+class GradInputScratch {
+ public:
+  struct Span {
+    const void* data;
+    std::size_t bytes;
+  };
+  GradInputScratch(float* grad_input, std::size_t length, std::initializer_list<Span> inputs) : out_(grad_input) {
+    if (!grad_input) return;
+    for (const Span& in : inputs) {
+      if (Overlaps(grad_input, length * sizeof(float), in.data, in.bytes)) {
+        scratch_.resize(length);
+        return;
+      }
+    }
+  }
+  float* Data() { return scratch_.empty() ? out_ : scratch_.data(); }
+  void Finish() {
+    if (!scratch_.empty()) std::memcpy(out_, scratch_.data(), scratch_.size() * sizeof(float));
+  }
+
+ private:
+  float* out_;
+  std::vector<float> scratch_;
+};
 
 }  // namespace
 
@@ -122,7 +152,7 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
     const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-    model->predict(a.x.Data(), a.batch, a.out.Data());
+    PredictInto(*model, a);
     return env.Undefined();
   });
 }
@@ -213,7 +243,10 @@ Napi::Value ModelWrap::LossGrad(const Napi::CallbackInfo& info) {
     LossTarget target;
     ReadTarget(info[4], loss, batch, outputs_, what, &target_length, &target);
     float* grad_input = ReadGradInput(info, 5, batch, inputs_, what);
-    const double value = model->loss_grad(x.Data(), batch, loss, loss_param, target, grad_input);
+    const void* target_data = target.labels ? static_cast<const void*>(target.labels) : target.values;
+    GradInputScratch scratch(grad_input, batch * inputs_, {{x.Data(), x.ElementLength() * 4}, {target_data, target_length * 4}});
+    const double value = model->loss_grad(x.Data(), batch, loss, loss_param, target, scratch.Data());
+    scratch.Finish();
     return Napi::Number::New(env, value);
   });
 }
@@ -230,7 +263,10 @@ Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
     ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
     ExpectLength(env, grad_output.ElementLength(), batch, outputs_, what, "gradOutput", "batch * outputs");
     float* grad_input = ReadGradInput(info, 3, batch, inputs_, what);
-    model->backward(x.Data(), batch, grad_output.Data(), grad_input);
+    GradInputScratch scratch(grad_input, batch * inputs_,
+                             {{x.Data(), x.ElementLength() * 4}, {grad_output.Data(), grad_output.ElementLength() * 4}});
+    model->backward(x.Data(), batch, grad_output.Data(), scratch.Data());
+    scratch.Finish();
     return env.Undefined();
   });
 }

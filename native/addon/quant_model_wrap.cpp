@@ -173,7 +173,7 @@ Napi::Value QuantModelWrap::Predict(const Napi::CallbackInfo& info) {
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
     const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-    model->predict(a.x.Data(), a.batch, a.out.Data());
+    PredictInto(*model, a);
     return env.Undefined();
   });
 }
