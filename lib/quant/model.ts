@@ -9,10 +9,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, ENCODINGS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
-import { disposedError } from '../errors.js';
+import { disposedError, typeError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
-import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
+import { allocFloat32, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
 import { VERSION } from '../version.js';
 import { selectQuantBackend } from './backend.js';
 import { calibrateLayers, errorStats, type QuantStats } from './calibrate.js';
@@ -174,10 +174,10 @@ export class QuantizedMlp {
   predict(x: Float32Array, out?: Float32Array): Float32Array {
     const segments = this.live('predict');
     const batch = expectBatch('x', x, this.inputs);
-    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    const y = out === undefined ? allocFloat32('the output', batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
     let a = x;
     segments.forEach((s, i) => {
-      const target = i === segments.length - 1 ? y : new Float32Array(batch * s.outputs);
+      const target = i === segments.length - 1 ? y : allocFloat32(`the outputs of segment ${i}`, batch * s.outputs);
       s.model.predict(a, batch, target);
       a = target;
     });
@@ -191,11 +191,11 @@ export class QuantizedMlp {
   async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
     const segments = this.live('predictAsync');
     const batch = expectBatch('x', x, this.inputs);
-    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    const y = out === undefined ? allocFloat32('the output', batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
     let a = x;
     for (let i = 0; i < segments.length; i++) {
       const s = segments[i];
-      const target = i === segments.length - 1 ? y : new Float32Array(batch * s.outputs);
+      const target = i === segments.length - 1 ? y : allocFloat32(`the outputs of segment ${i}`, batch * s.outputs);
       await s.model.predictAsync(a, batch, target);
       a = target;
     }
