@@ -48,6 +48,19 @@ interface Segment {
   outputs: number;
 }
 
+// Set while this module constructs a QuantizedMlp: the constructor takes an already checked
+// description, so it refuses to run for anyone else.
+let constructing = false;
+
+function construct(description: QuantModelDescription, backend: BackendChoice): QuantizedMlp {
+  constructing = true;
+  try {
+    return new QuantizedMlp(description, backend);
+  } finally {
+    constructing = false;
+  }
+}
+
 function normalizeLoadOptions(value: unknown): BackendChoice {
   const o = expectObject('options', value);
   return o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
@@ -73,6 +86,10 @@ export class QuantizedMlp {
 
   /** @internal Use net.quantize(), QuantizedMlp.fromMlp() or QuantizedMlp.load(). */
   constructor(description: QuantModelDescription, backend: BackendChoice) {
+    if (!constructing) {
+      throw typeError('QuantizedMlp has no public constructor: use net.quantize(options), QuantizedMlp.fromSafetensors(bytes) or QuantizedMlp.load(path)');
+    }
+    constructing = false; // nested constructions (none today) would each need their own flag
     const { layers, layerActivations } = description;
     layers.forEach((l, i) => {
       if (layerActivations[i] === 'int8') checkW8A8Width(l, `layers[${i}]`);
@@ -144,7 +161,7 @@ export class QuantizedMlp {
       layerActivations = layerStats.map((s) => s.activations);
     }
     const description: QuantModelDescription = { inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers, layerActivations };
-    const model = new QuantizedMlp(description, opts.backend);
+    const model = construct(description, opts.backend);
     if (opts.calibration && layerStats) {
       const output = errorStats(model.predict(opts.calibration), net.predict(opts.calibration));
       model.calibrationStats = { samples: opts.calibration.length / net.inputs, layers: layerStats, output };
@@ -228,7 +245,7 @@ export class QuantizedMlp {
   /** A quantised model from safetensors bytes written by toSafetensors / save. */
   static fromSafetensors(bytes: Uint8Array, options: QuantLoadOptions = {}): QuantizedMlp {
     const backend = normalizeLoadOptions(options);
-    return new QuantizedMlp(tensorsToQuant(readSafetensors(bytes)), backend);
+    return construct(tensorsToQuant(readSafetensors(bytes)), backend);
   }
 
   static async load(path: string, options: QuantLoadOptions = {}): Promise<QuantizedMlp> {

@@ -4,7 +4,7 @@
 
 import { describe, rangeError, typeError } from '../errors.js';
 import { Rng } from '../init.js';
-import type { Mlp } from '../mlp.js';
+import { Mlp } from '../mlp.js';
 import { lossAndGradient } from '../backend/reference/loss.js';
 import {
   expectAllFinite, expectBatch, expectBoolean, expectInteger, expectNumber, expectObject,
@@ -81,6 +81,8 @@ export class Trainer {
   private steps = 0;
 
   constructor(net: Mlp, options: TrainerOptions) {
+    if (!(net instanceof Mlp)) throw typeError(`Expected an Mlp for net but received ${describe(net)}`);
+    net.handle('trainer');
     const o = expectObject('options', options);
     this.net = net;
     this.loss = normalizeLoss(o.loss);
