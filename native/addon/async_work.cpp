@@ -103,7 +103,7 @@ PredictJob::PredictJob(std::shared_ptr<const Predictor> model, const ArrayArg<fl
 
 void PredictJob::Run() {
   try {
-    model_->predict(turn_, x_.data(), batch_, y_.data());
+    model_->predict(std::move(turn_), x_.data(), batch_, y_.data());
   } catch (...) {
     error_ = CaptureCurrentException(what_);
     failed_ = true;
@@ -158,7 +158,7 @@ void TrainJob::Run() {
   try {
     const LossTarget target = loss_uses_labels(loss_) ? LossTarget{nullptr, target_labels_.data()}
                                                       : LossTarget{target_values_.data(), nullptr};
-    result_ = model_->train_step(turn_, x_.data(), batch_, loss_, loss_param_, target, optimizer_, hyper_, clip_norm_);
+    result_ = model_->train_step(std::move(turn_), x_.data(), batch_, loss_, loss_param_, target, optimizer_, hyper_, clip_norm_);
   } catch (...) {
     error_ = CaptureCurrentException("trainStepAsync");
     failed_ = true;

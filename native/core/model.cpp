@@ -215,7 +215,7 @@ void Model::predict(const float* x, std::size_t batch, float* out) const {
   predict_in_turn(x, batch, out);
 }
 
-void Model::predict(Sequencer::Ticket& turn, const float* x, std::size_t batch, float* out) const {
+void Model::predict(Sequencer::Ticket turn, const float* x, std::size_t batch, float* out) const {
   turn.wait();
   predict_in_turn(x, batch, out);
 }
@@ -648,11 +648,10 @@ void Model::reset_optimizer() {
 
 double Model::train_step(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
                          Optimizer optimizer, const Hyper& hyper, double clip_norm) {
-  Sequencer::Ticket turn = reserve(Sequencer::Access::Write);
-  return train_step(turn, x, batch, loss, loss_param, target, optimizer, hyper, clip_norm);
+  return train_step(reserve(Sequencer::Access::Write), x, batch, loss, loss_param, target, optimizer, hyper, clip_norm);
 }
 
-double Model::train_step(Sequencer::Ticket& turn, const float* x, std::size_t batch, Loss loss, double loss_param,
+double Model::train_step(Sequencer::Ticket turn, const float* x, std::size_t batch, Loss loss, double loss_param,
                          const LossTarget& target, Optimizer optimizer, const Hyper& hyper, double clip_norm) {
   // Check both codes before anything runs, so a bad optimizer code cannot leave fresh
   // gradients behind without the update they were computed for.

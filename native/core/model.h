@@ -46,8 +46,8 @@ class Model final : public Predictor {
   // A place in the order of this model's calls, taken now for a call that runs later.
   Sequencer::Ticket reserve(Sequencer::Access access) const { return order_.issue(access); }
   Sequencer::Ticket reserve_predict() const override { return reserve(Sequencer::Access::Read); }
-  // predict in the place `turn` (from reserve_predict()) holds.
-  void predict(Sequencer::Ticket& turn, const float* x, std::size_t batch, float* out) const override;
+  // predict in the place `turn` (from reserve_predict()) holds; the turn ends when it returns.
+  void predict(Sequencer::Ticket turn, const float* x, std::size_t batch, float* out) const override;
 
   void get_params(float* out) const;
   void set_params(const float* params);
@@ -70,8 +70,8 @@ class Model final : public Predictor {
   // loss_grad without grad_input, then optimizer_step, as one exclusive operation.
   double train_step(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
                     Optimizer optimizer, const Hyper& hyper, double clip_norm);
-  // train_step in the place `turn` (from reserve(Access::Write)) holds.
-  double train_step(Sequencer::Ticket& turn, const float* x, std::size_t batch, Loss loss, double loss_param,
+  // train_step in the place `turn` (from reserve(Access::Write)) holds; the turn ends when it returns.
+  double train_step(Sequencer::Ticket turn, const float* x, std::size_t batch, Loss loss, double loss_param,
                     const LossTarget& target, Optimizer optimizer, const Hyper& hyper, double clip_norm);
 
  private:

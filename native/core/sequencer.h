@@ -11,8 +11,10 @@
 // No deadlock: an async call's ticket is taken right before the call is queued on the libuv pool,
 // which starts queued work first in, first out, so every earlier ticket of the model belongs to
 // work already started (or to a sync call in progress, which waits only on earlier tickets).
-// A ticket dropped without running (work cancelled at teardown) gives its turn away without
-// waiting for it, so a destructor never blocks.
+// A turn must end when the operation's work ends, on the thread that did it (the core calls take
+// the ticket by value): an async job is destroyed on the JS thread, and a sync call there may be
+// waiting for that very turn. A ticket dropped without running (work cancelled at teardown)
+// gives its turn away without waiting for it, so a destructor never blocks.
 #pragma once
 
 #include <condition_variable>
