@@ -150,7 +150,7 @@ export function referenceQmatmul(
   activations: QuantActivations | number,
   out: Float32Array = new Float32Array(batch * layer.outputs),
 ): Float32Array {
-  checkQuantLayer(layer);
+  layer = checkQuantLayer(layer);
   const mode = activationsCode(activations);
   if (mode === 1) checkW8A8Width(layer, 'qmatmul');
   if (x.length !== batch * layer.inputs) throw rangeError(`qmatmul: x must have batch * ${layer.inputs} = ${batch * layer.inputs} elements, got ${x.length}`);
