@@ -67,7 +67,8 @@ export function expectOneOf<T extends string>(name: string, value: unknown, allo
     throw typeError(`Expected one of ${allowed.map((a) => `'${a}'`).join(', ')} for ${name} but received ${describe(value)}`);
   }
   if (!(allowed as readonly string[]).includes(value)) {
-    throw rangeError(`Expected one of ${allowed.map((a) => `'${a}'`).join(', ')} for ${name} but received '${value}'`);
+    const shown = value.length > 40 ? `${value.slice(0, 40)}... (${value.length} characters)` : value;
+    throw rangeError(`Expected one of ${allowed.map((a) => `'${a}'`).join(', ')} for ${name} but received '${shown}'`);
   }
   return value as T;
 }
@@ -189,8 +190,6 @@ export function expectLabels(name: string, value: unknown, batch: number, classe
       if (v < 0 || v >= classes) throw rangeError(`Expected labels in [0, ${classes}) for ${name} but element ${i} is ${v}`);
       labels[i] = v;
     }
-  } else if (value instanceof Float32Array || value instanceof Float64Array) {
-    throw typeError(`Expected integer class labels (Int32Array or number[]) for ${name} but received ${describe(value)}`);
   } else {
     throw typeError(`Expected integer class labels (Int32Array or number[]) for ${name} but received ${describe(value)}`);
   }
