@@ -13,6 +13,7 @@
 
 #include "core/cpu/float_mode.h"
 #include "core/cpu/kernels.h"
+#include "core/finite.h"
 #include "core/parallel.h"
 
 namespace mlpkit {
@@ -79,6 +80,13 @@ bool in_epilogue(Activation a) { return a == Activation::None || epilogue_of(a) 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
 std::atomic<std::size_t> g_live_models{0};
+
+// As JS prints them, for messages about non-finite values.
+std::string number_text(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  return std::to_string(v);
+}
 
 }  // namespace
 
@@ -629,6 +637,13 @@ void Model::backward(const float* x, std::size_t batch, const float* grad_output
 
 double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm, bool want_norm) {
   check_optimizer(optimizer);
+  // One NaN or infinite gradient (float32 overflow of activations or products) would poison
+  // every weight the update touches, and the optimizer's moments with them: refuse the update.
+  const std::int64_t bad = first_non_finite(grads_.data(), grads_.size());
+  if (bad >= 0) {
+    throw std::out_of_range("gradient " + std::to_string(bad) + " is " + number_text(grads_[static_cast<std::size_t>(bad)]) +
+                            " (the activations or gradients overflowed float32); the parameters were not updated");
+  }
   const bool clipping = clip_norm > 0 && std::isfinite(clip_norm);
   const double norm = clipping || want_norm ? clip_grad_norm(grads_.data(), grads_.size(), clip_norm) : 0.0;
   optimizer_update(optimizer, hyper, params_.data(), grads_.data(), params_.size(), opt_);
@@ -659,6 +674,10 @@ double Model::train_step(Sequencer::Ticket turn, const float* x, std::size_t bat
   check_optimizer(optimizer);
   turn.wait();
   const double value = forward_backward(x, batch, &loss, loss_param, &target, nullptr, nullptr);
+  if (!std::isfinite(value)) {
+    throw std::out_of_range("the loss is " + number_text(value) +
+                            " (the outputs overflowed float32); the parameters were not updated");
+  }
   optimizer_step_locked(optimizer, hyper, clip_norm, false);
   return value;
 }

@@ -287,6 +287,13 @@ export class ReferenceModel implements BackendModel {
   }
 
   private optimizerStepNow(optimizer: number, hyper: Float64Array, clipNorm: number): number {
+    // As native/core/model.cpp: a non-finite gradient would poison every weight; refuse the update.
+    const g = this.grads;
+    for (let i = 0; i < g.length; i++) {
+      if (!Number.isFinite(g[i])) {
+        throw rangeError(`gradient ${i} is ${g[i]} (the activations or gradients overflowed); the parameters were not updated`);
+      }
+    }
     const norm = clipGradients(this.grads, clipNorm);
     optimizerUpdate(optimizer, hyper, this.params, this.grads, this.opt);
     return norm;
@@ -325,6 +332,7 @@ export class ReferenceModel implements BackendModel {
     clipNorm: number,
   ): number {
     const value = this.lossGradNow(x, batch, loss, lossParam, target, null);
+    if (!Number.isFinite(value)) throw rangeError(`the loss is ${value} (the outputs overflowed); the parameters were not updated`);
     this.optimizerStepNow(optimizer, hyper, clipNorm);
     return value;
   }
