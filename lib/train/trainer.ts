@@ -128,8 +128,16 @@ export class Trainer {
   async stepAsync(x: Float32Array, target: Target): Promise<number> {
     const { model, batch, t } = this.prepare('stepAsync', x, target);
     const hyper = this.optimizer.hyper.slice();
-    this.steps++;
-    return model.trainStepAsync(x, batch, this.loss.code, this.loss.param, t, this.optimizer.code, hyper, this.clipNorm);
+    // Counted when issued, so steps in flight together get the learning rates of the same steps
+    // made one after another; a step that fails (its loss overflowed, say) is uncounted again
+    // when nothing was issued after it, as a failed step() is never counted.
+    const issued = ++this.steps;
+    try {
+      return await model.trainStepAsync(x, batch, this.loss.code, this.loss.param, t, this.optimizer.code, hyper, this.clipNorm);
+    } catch (err) {
+      if (this.steps === issued) this.steps--;
+      throw err;
+    }
   }
 
   /** Forget the optimizer's moments and the step count (parameters stay). */
