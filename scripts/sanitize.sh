@@ -39,6 +39,14 @@ ASAN_OPTIONS="$ASAN_COMMON:detect_leaks=1" ctest --test-dir "$OUT" --output-on-f
 
 echo "--- sanitize: node with the ASan addon ($(elapsed))"
 LIBASAN=$(g++ -print-file-name=libasan.so)
+# The package really runs on the sanitized addon (and the ASan runtime came first).
+LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="$ASAN_COMMON:detect_leaks=0" MLPKIT_ADDON_PATH="$ADDON" node --input-type=module -e "
+  import { info, Mlp } from './dist/index.js';
+  const i = info();
+  if (!i.native.available) { console.error('sanitize: the ASan addon did not load:', i.native.error); process.exit(1); }
+  new Mlp({ inputs: 2, layers: [{ units: 2 }] }).predict(new Float32Array(2));
+  console.log('sanitize: node loads', process.env.MLPKIT_ADDON_PATH, '(' + i.isa + ')');
+"
 TESTS=${MLPKIT_SANITIZE_NODE_TESTS:-tests/86.fuzz-api.test.ts tests/87.fuzz-files.test.ts tests/88.lifetime-and-workers.test.ts tests/89.numeric-edges.test.ts tests/80.async-and-lifetime.test.ts tests/70.bad-input.test.ts tests/91.quant-native.test.ts tests/40.native-vs-reference.test.ts}
 # shellcheck disable=SC2086
 LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="$ASAN_COMMON:detect_leaks=0" MLPKIT_ADDON_PATH="$ADDON" \
