@@ -655,6 +655,33 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
     );
   });
 
+  it('out overlapping x (the same array, or views of one buffer shifted by rows) gives the result of plain arrays', () => {
+    // Square layers wide enough for several column groups: the kernels wrote early outputs over
+    // inputs they had still to read (128 x 128 at batch 64: 4,096 of 4,096 outputs wrong).
+    for (const [width, batch] of [[128, 2], [128, 64], [512, 8]]) {
+      const net = new Mlp({ inputs: width, layers: [{ units: width }], seed: 5 }, { backend });
+      const q = net.quantize({ weights: 'int8', backend });
+      const layer = q.getLayers()[0];
+      for (const shift of [0, 1, -1]) {
+        const buf = randomArray((batch + 1) * width, width + batch);
+        // shift 0: out is x; 1: x starts a row after out; -1: out starts a row after x.
+        const x = buf.subarray(Math.max(shift, 0) * width, (Math.max(shift, 0) + batch) * width);
+        const out = buf.subarray(Math.max(-shift, 0) * width, (Math.max(-shift, 0) + batch) * width);
+        const plain = Float32Array.from(x);
+        const expected = net.predict(plain);
+        const qExpected = q.predict(plain);
+        const mExpected = qmatmul(plain, layer, { backend });
+        expect(sameBits(net.predict(x, out), expected), `Mlp ${width} x ${batch} shift ${shift}`).toBe(true);
+        buf.set(randomArray((batch + 1) * width, width + batch));
+        expect(sameBits(q.predict(x, out), qExpected), `QuantizedMlp ${width} x ${batch} shift ${shift}`).toBe(true);
+        buf.set(randomArray((batch + 1) * width, width + batch));
+        expect(sameBits(qmatmul(x, layer, { backend, out }), mExpected), `qmatmul ${width} x ${batch} shift ${shift}`).toBe(true);
+      }
+      q.dispose();
+      net.dispose();
+    }
+  });
+
   it('huge sizes fail with a RangeError, before anything is allocated', () => {
     const huge = (fn: () => unknown, code = 'ERR_OUT_OF_RANGE') => {
       const r = attempt('huge', fn);
