@@ -39,6 +39,78 @@ describe.each(backendsUnderTest())('lifetime on %s', (backend) => {
     twin.dispose();
   });
 
+  it('arrays detached, overwritten or shrunk while predictAsync / stepAsync run: the call uses the values it was given, and an out that is gone rejects', async () => {
+    // Native used to hand the arrays' memory to the thread pool: detaching x freed it under the
+    // running kernel (ASan: heap-use-after-free).
+    const net = new Mlp(SPEC, { backend });
+    const q = net.quantize({ weights: 'int4', backend });
+    const x = randomArray(4096 * 16, 11);
+    const expected = net.predict(x);
+    const qExpected = q.predict(x);
+    const detach = (a: Float32Array) => structuredClone(a.buffer, { transfer: [a.buffer as ArrayBuffer] });
+    for (const [model, want] of [[net, expected], [q, qExpected]] as const) {
+      const a = x.slice();
+      const pending = model.predictAsync(a);
+      detach(a);
+      expect(sameBits(await pending, want)).toBe(true);
+      const b = x.slice();
+      const written = model.predictAsync(b);
+      b.fill(7);
+      expect(sameBits(await written, want)).toBe(true);
+      const out = new Float32Array(4096 * 4);
+      const gone = model.predictAsync(x, out);
+      detach(out);
+      await expect(gone).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      const resizable = new Float32Array(new ArrayBuffer(4096 * 4 * 4, { maxByteLength: 4096 * 4 * 4 }));
+      const shrunk = model.predictAsync(x, resizable);
+      (resizable.buffer as ArrayBuffer).resize(16);
+      await expect(shrunk).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    }
+    // A training step reads the x and target it was given, whatever happens to them after.
+    const twin = new Mlp(SPEC, { backend });
+    const target = randomArray(4096 * 4, 12);
+    const options = { loss: 'mse' as const, optimizer: { type: 'adam' as const, lr: 1e-3 } };
+    const expectedLoss = twin.trainer(options).step(x, target);
+    const xs = x.slice();
+    const ts = target.slice();
+    const step = net.trainer(options).stepAsync(xs, ts);
+    detach(xs);
+    ts.fill(NaN);
+    expect(await step).toBe(expectedLoss);
+    expect(sameBits(net.getParameters(), twin.getParameters())).toBe(true);
+    q.dispose();
+    net.dispose();
+    twin.dispose();
+  });
+
+  it('a predictAsync made before a step sees the weights before it, even when it runs in slices (the reference used to tear it)', async () => {
+    const net = new Mlp(SPEC, { backend });
+    const x = randomArray(8192 * 16, 13);
+    const before = net.predict(x);
+    const t = net.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 0.1 } });
+    const pending = net.predictAsync(x);
+    const step = t.stepAsync(x.subarray(0, 64 * 16), randomArray(64 * 4, 14));
+    const after = net.predictAsync(x);
+    expect(sameBits(await pending, before)).toBe(true);
+    await step;
+    expect(sameBits(await after, net.predict(x))).toBe(true);
+    expect(sameBits(await after, before)).toBe(false);
+    net.dispose();
+  });
+
+  it('step, gradients, predictAsync, step on one model completes (the deadlock the fuzz suite found)', async () => {
+    const net = new Mlp(SPEC, { backend });
+    const t = net.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.01 } });
+    const x = randomArray(300 * 16, 15);
+    const y = randomArray(300 * 4, 16);
+    t.step(x, y);
+    net.gradients(x, { loss: 'mse', target: y });
+    const pending = net.predictAsync(x);
+    t.step(x, y); // waits, on native, for the predictAsync issued before it
+    await pending;
+    net.dispose();
+  });
+
   it('dispose() during fit: fit rejects with ERR_MLPKIT_DISPOSED at its next step, nothing else breaks', async () => {
     const net = new Mlp(SPEC, { backend });
     const x = randomArray(512 * 16, 7);
