@@ -699,6 +699,66 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
   });
 });
 
+// ---- regressions: what the fuzzers found, pinned down --------------------------------------------
+
+describe('regressions found by the fuzz suites', () => {
+  const code = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      return `${(err as Error).name} ${(err as { code?: string }).code}`;
+    }
+    return 'no error';
+  };
+  const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+  revoke();
+
+  it('arrays that only pose as Float32Arrays (a Proxy of one, an object inheriting the prototype) are coded TypeErrors', () => {
+    const net = new Mlp(SPEC);
+    expect(code(() => net.predict(new Proxy(new Float32Array(3), {}) as Float32Array))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(code(() => net.predict(Object.setPrototypeOf({ length: 3 }, Float32Array.prototype) as Float32Array))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(code(() => new Mlp(revoked as never))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    net.dispose();
+  });
+
+  it('labels: 2^32 + 1 is out of range (it used to wrap to the valid label 1); a revoked Proxy is a coded TypeError', () => {
+    const net = new Mlp(SPEC);
+    const t = net.trainer({ loss: 'softmax-cross-entropy', optimizer: { type: 'sgd', lr: 0.1 } });
+    expect(code(() => t.step(new Float32Array(3), [2 ** 32 + 1]))).toBe('RangeError ERR_OUT_OF_RANGE');
+    expect(code(() => t.step(new Float32Array(3), revoked as never))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    net.dispose();
+  });
+
+  it('a quantised layer with a revoked Proxy for an array is a coded TypeError; a 100,000-character name is clipped in the message', () => {
+    const layer = { ...quantizeLayer(randomArray(6, 1), null, 3, 2, 'none', 0, { format: 'int8' }), scales: revoked };
+    expect(code(() => dequantizeLayer(layer as never))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(code(() => qmatmul(new Float32Array(3), layer as never))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    let message = '';
+    try {
+      new Mlp(SPEC).gradients(new Float32Array(3), { loss: 'x'.repeat(100_000) as never, target: new Float32Array(2) });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message.length).toBeLessThan(300);
+  });
+
+  it('QuantizedMlp has no public constructor; new Trainer needs a live Mlp', () => {
+    expect(code(() => new (QuantizedMlp as unknown as new (...a: unknown[]) => unknown)({}, 'auto'))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    const net = new Mlp(SPEC);
+    const Trainer = net.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.1 } }).constructor as new (...a: unknown[]) => unknown;
+    expect(code(() => new Trainer({}, { loss: 'mse', optimizer: { type: 'sgd', lr: 0.1 } }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    net.dispose();
+    expect(code(() => new Trainer(net, { loss: 'mse', optimizer: { type: 'sgd', lr: 0.1 } }))).toBe('TypeError ERR_MLPKIT_DISPOSED');
+  });
+
+  it('writeSafetensors: an unwritable dtype (F16 used to write no bytes), a non-integer I64 (V8\'s BigInt error), a shape that is not an array', () => {
+    expect(code(() => writeSafetensors({ a: { shape: [1], data: Float32Array.of(1), dtype: 'F16' as never } }))).toBe('RangeError ERR_OUT_OF_RANGE');
+    expect(code(() => writeSafetensors({ a: { shape: [1], data: Float32Array.of(1.5), dtype: 'I64' } }))).toBe('RangeError ERR_OUT_OF_RANGE');
+    expect(code(() => writeSafetensors({ a: { shape: 1 as never, data: Float32Array.of(1) } }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(code(() => writeSafetensors({ __metadata__: { shape: [1], data: Float32Array.of(1) } }))).toBe('RangeError ERR_OUT_OF_RANGE');
+  });
+});
+
 // ---- the raw native addon ------------------------------------------------------------------------
 // lib/backend/native.ts loads it; these calls bypass every TypeScript check, so the addon must
 // refuse bad arguments itself. Besides the coded errors, the only errors allowed are V8's own
@@ -878,6 +938,26 @@ describe.runIf(hasNative())('raw native addon fuzz', () => {
       }),
       fuzzParams(300),
     );
+  });
+
+  it('regressions: a getter that detaches arrays the constructor already read; paramCount read on a foreign object', () => {
+    // ReadModelConfig and the QuantModel layer reader kept pointers into arrays they had read
+    // while a later Get() ran JS: here the getter of `bias` detaches (and so frees) units.
+    const cfg = { ...config, units: config.units.slice() };
+    Object.defineProperty(cfg, 'bias', {
+      get: () => {
+        structuredClone(cfg.units.buffer, { transfer: [cfg.units.buffer as ArrayBuffer] });
+        return config.bias;
+      },
+    });
+    const m = new addon.Model(cfg, randomArray(paramCount, 1)); // units were copied before the getter ran
+    const y = new Float32Array(2);
+    (m.predict as (...a: unknown[]) => void)(new Float32Array(3), 1, y);
+    expect(sameBits(y, new Mlp(SPEC, { backend: 'native', parameters: randomArray(paramCount, 1) }).predict(new Float32Array(3)))).toBe(true);
+    // paramCount used to be a prototype getter: on a foreign receiver, an uncoded 'Invalid argument'.
+    expect(Object.getOwnPropertyDescriptor(Object.getPrototypeOf(m), 'paramCount')).toBeUndefined();
+    expect(m.paramCount).toBe(paramCount);
+    (m.dispose as () => void)();
   });
 
   it('info, setThreads, firstNonFinite: hostile arguments; huge raw sizes are RangeErrors', async () => {
