@@ -792,7 +792,7 @@ async function rawAttempt(what: string, fn: () => unknown): Promise<boolean> {
   }
 }
 
-describe.runIf(hasNative())('raw native addon fuzz', () => {
+describe.runIf(hasNative())('raw native addon fuzz (native only: needs the addon, skipped when it does not load or MLPKIT_BACKEND=reference)', () => {
   const addon = loadNative() as unknown as RawAddon;
   const config = toModelConfig(normalizeSpec(SPEC));
   const paramCount = 32;
