@@ -639,8 +639,9 @@ double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, dou
   check_optimizer(optimizer);
   // One NaN or infinite gradient (float32 overflow of activations or products) would poison
   // every weight the update touches, and the optimizer's moments with them: refuse the update.
-  const std::int64_t bad = first_non_finite(grads_.data(), grads_.size());
-  if (bad >= 0) {
+  // (The vectorised check of the kernel table; the slower scan only finds the index to report.)
+  if (!cpu::kernels().all_finite(grads_.data(), grads_.size())) {
+    const std::int64_t bad = first_non_finite(grads_.data(), grads_.size());
     throw std::out_of_range("gradient " + std::to_string(bad) + " is " + number_text(grads_[static_cast<std::size_t>(bad)]) +
                             " (the activations or gradients overflowed float32); the parameters were not updated");
   }

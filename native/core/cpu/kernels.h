@@ -85,6 +85,8 @@ struct Kernels {
   void (*reduce)(float* dst, const float* const* srcs, std::size_t count, std::size_t begin, std::size_t end);
   void (*adam)(const AdamStep& s, std::size_t begin, std::size_t end);
   void (*sgd)(const SgdStep& s, std::size_t begin, std::size_t end);
+  // True when no x[i], i < n, is NaN or +-Infinity (the gradient check before an update).
+  bool (*all_finite)(const float* x, std::size_t n);
 };
 
 const Kernels& scalar_kernels();
