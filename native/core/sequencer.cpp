@@ -9,6 +9,7 @@ Sequencer::Sequencer() {
 }
 
 Sequencer::Ticket Sequencer::issue_locked(Access access) {
+  busy_.store(true);  // from now on sync reads queue up behind this ticket
   if (access == Access::Write) epochs_.emplace_back();
   Ticket t;
   t.seq_ = this;
@@ -25,12 +26,25 @@ Sequencer::Ticket Sequencer::issue(Access access) {
 
 bool Sequencer::ready(Access access, std::uint64_t epoch) {
   if (access == Access::Read) return at(epoch).writer_done;
-  // A write follows the write before it and every read issued between the two.
+  // A write follows the write before it, every read issued between the two, and the lock-free
+  // reads that were running when it was issued.
   const Epoch& previous = at(epoch - 1);
-  return previous.writer_done && previous.readers == 0;
+  return previous.writer_done && previous.readers == 0 && fast_readers_.load() == 0;
 }
 
 Sequencer::Ticket Sequencer::enter(Access access) {
+  if (access == Access::Read) {
+    fast_readers_.fetch_add(1);
+    if (!busy_.load()) {
+      Ticket t;
+      t.seq_ = this;
+      t.access_ = Access::Read;
+      t.started_ = true;
+      t.fast_ = true;
+      return t;
+    }
+    retire_fast();  // tickets are queued: take a place behind them instead
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   Ticket t = issue_locked(access);
   if (!ready(access, t.epoch_)) {
@@ -60,6 +74,7 @@ Sequencer::Ticket& Sequencer::Ticket::operator=(Ticket&& other) noexcept {
     access_ = other.access_;
     epoch_ = other.epoch_;
     started_ = other.started_;
+    fast_ = other.fast_;
     other.seq_ = nullptr;
   }
   return *this;
@@ -67,8 +82,21 @@ Sequencer::Ticket& Sequencer::Ticket::operator=(Ticket&& other) noexcept {
 
 void Sequencer::Ticket::retire() noexcept {
   if (!seq_) return;
-  seq_->retire(*this);
+  if (fast_) {
+    seq_->retire_fast();
+  } else {
+    seq_->retire(*this);
+  }
   seq_ = nullptr;
+}
+
+void Sequencer::retire_fast() noexcept {
+  // The last lock-free read out wakes a write waiting for it (busy_ is set before a write
+  // checks the count, so a write that saw this read running is seen here).
+  if (fast_readers_.fetch_sub(1) == 1 && busy_.load()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (waiting_ > 0) turn_.notify_all();
+  }
 }
 
 void Sequencer::retire(const Ticket& t) noexcept {
@@ -91,6 +119,7 @@ void Sequencer::retire(const Ticket& t) noexcept {
     epochs_.pop_front();
     ++base_;
   }
+  if (epochs_.size() == 1 && epochs_[0].readers == 0) busy_.store(false);  // nothing queued any more
   if (waiting_ > 0) turn_.notify_all();
 }
 

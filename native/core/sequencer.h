@@ -15,8 +15,15 @@
 // the ticket by value): an async job is destroyed on the JS thread, and a sync call there may be
 // waiting for that very turn. A ticket dropped without running (work cancelled at teardown)
 // gives its turn away without waiting for it, so a destructor never blocks.
+//
+// The common case, a sync read while nothing else is issued on the model (a server's predict),
+// takes no lock: it counts itself in fast_readers_ unless busy_ says tickets are queued, and a
+// write waits for that count to drain. (Dekker-style: the reader increments then reads busy_,
+// the write sets busy_ then reads the count, both sequentially consistent, so at least one of
+// them sees the other.)
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -52,6 +59,7 @@ class Sequencer {
     Access access_ = Access::Read;
     std::uint64_t epoch_ = 0;
     bool started_ = false;
+    bool fast_ = false;  // a lock-free read, counted in fast_readers_ only
   };
 
   Sequencer();
@@ -75,7 +83,10 @@ class Sequencer {
   bool ready(Access access, std::uint64_t epoch);
   Ticket issue_locked(Access access);
   void retire(const Ticket& ticket) noexcept;
+  void retire_fast() noexcept;
 
+  std::atomic<std::size_t> fast_readers_{0};
+  std::atomic<bool> busy_{false};  // some ticket is in epochs_ (guarded writes, read lock-free)
   std::mutex mutex_;
   std::condition_variable turn_;
   std::size_t waiting_ = 0;
