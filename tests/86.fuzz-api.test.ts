@@ -540,6 +540,31 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
     net.dispose();
   });
 
+  it('save / saveSync / load / loadSync (Mlp and QuantizedMlp): hostile non-string paths and options', async () => {
+    const net = make();
+    const q = net.quantize({ weights: 'int8', backend });
+    // Strings are left out: a random string is a real path, and Node's fs errors for it are Node's.
+    const notAString = valueRecipe.filter((r) => r.kind !== 'string' && r.kind !== 'long-string' && !(r.kind === 'anything' && typeof r.extra === 'string'));
+    await fc.assert(
+      fc.asyncProperty(notAString, valueRecipe, async (pathRecipe, optionsRecipe) => {
+        const path = buildValue(pathRecipe) as string;
+        const options = buildValue(optionsRecipe) as never;
+        for (const [name, call] of [
+          ['save', () => net.save(path)], ['saveSync', async () => net.saveSync(path)],
+          ['Mlp.load', () => Mlp.load(path, options)], ['Mlp.loadSync', async () => Mlp.loadSync(path, options)],
+          ['q.save', () => q.save(path)], ['q.saveSync', async () => q.saveSync(path)],
+          ['QuantizedMlp.load', () => QuantizedMlp.load(path, options)], ['QuantizedMlp.loadSync', async () => QuantizedMlp.loadSync(path, options)],
+        ] as const) {
+          const r = await attemptAsync(name, call as () => Promise<unknown>);
+          expect(r.ok, `${name} accepted ${String(pathRecipe.kind)} as a path`).toBe(false);
+        }
+      }),
+      fuzzParams(60),
+    );
+    q.dispose();
+    net.dispose();
+  });
+
   it('setThreads and info: hostile thread counts; results do not depend on the count', () => {
     const net = make();
     const x = randomArray(300 * 3, 9);
