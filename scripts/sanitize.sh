@@ -24,7 +24,9 @@ echo "--- sanitize: building $OUT (MLPKIT_SANITIZE=address, tests on) ($(elapsed
 npx cmake-js compile --out "$OUT" --parallel "$CMAKE_BUILD_PARALLEL_LEVEL" \
   --CDMLPKIT_SANITIZE=address --CDMLPKIT_TESTS=ON >"$OUT.log" 2>&1 || { tail -50 "$OUT.log"; exit 1; }
 ADDON=$PWD/$OUT/Release/mlpkit.node
-if ! ldd "$ADDON" | grep -q libasan; then
+# (grep without -q reads all of ldd's output: -q would exit at the first match and, under
+# pipefail, the SIGPIPE it leaves ldd with would read as "not linked".)
+if ! ldd "$ADDON" | grep -F libasan >/dev/null; then
   echo "sanitize: $ADDON is not linked against libasan" >&2
   exit 1
 fi
