@@ -2,6 +2,7 @@
 // cannot: PyTorch's generator is not ours), so a freshly made net trains like a fresh nn.Linear.
 
 import { parameterLayout, type NormalizedSpec } from './spec.js';
+import { allocFloat32 } from './validate.js';
 
 /** xoshiro128** seeded through splitmix32: fast, small state, good enough statistics. */
 export class Rng {
@@ -70,7 +71,7 @@ function rotl(x: number, k: number): number {
  */
 export function initParameters(spec: NormalizedSpec): Float32Array {
   const { slots, count } = parameterLayout(spec);
-  const params = new Float32Array(count);
+  const params = allocFloat32('the parameters', count);
   const rng = new Rng(spec.seed);
   for (const slot of slots) {
     const fanIn = slot.inputs;

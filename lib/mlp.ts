@@ -17,7 +17,7 @@ import { normalizeSpec, parameterLayout, toModelConfig, type LayerSlot, type Mlp
 import { Trainer, type TrainerOptions } from './train/trainer.js';
 import { checkTarget, normalizeLoss } from './train/loss-options.js';
 import {
-  expectAllFinite, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath,
+  allocFloat32, expectAllFinite, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath,
 } from './validate.js';
 import { VERSION } from './version.js';
 
@@ -110,7 +110,7 @@ export class Mlp {
   predict(x: Float32Array, out?: Float32Array): Float32Array {
     const model = this.handle('predict');
     const batch = expectBatch('x', x, this.inputs);
-    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    const y = out === undefined ? allocFloat32('the output', batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
     model.predict(x, batch, y);
     return y;
   }
@@ -122,7 +122,7 @@ export class Mlp {
   async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
     const model = this.handle('predictAsync');
     const batch = expectBatch('x', x, this.inputs);
-    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    const y = out === undefined ? allocFloat32('the output', batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
     await model.predictAsync(x, batch, y);
     return y;
   }

@@ -3,7 +3,7 @@
 
 import { ACTIVATIONS, ENCODINGS, type ActivationName, type ModelConfig } from './backend/types.js';
 import { describe, rangeError, typeError } from './errors.js';
-import { expectBoolean, expectInteger, expectNumber, expectObject, expectOneOf } from './validate.js';
+import { expectBoolean, expectInteger, expectNumber, expectObject, expectOneOf, isArray } from './validate.js';
 
 export type { ActivationName } from './backend/types.js';
 
@@ -66,6 +66,12 @@ export interface NormalizedSpec {
 
 const MAX_WIDTH = 1 << 20;
 const MAX_LAYERS = 1024;
+/**
+ * Most parameters a model may have: 2^31 - 1 floats (8 GiB), int32-indexable. Checked with the
+ * spec, so a spec that asks for more is a RangeError, not an allocation that fails (or, worse,
+ * succeeds lazily and exhausts memory later).
+ */
+export const MAX_PARAMETERS = 2 ** 31 - 1;
 
 export function normalizeEncoding(value: unknown, name = 'spec.encoding'): NormalizedSpec['encoding'] {
   if (value === undefined || value === 'identity') return { type: 'identity' };
@@ -80,13 +86,16 @@ export function normalizeEncoding(value: unknown, name = 'spec.encoding'): Norma
 export function normalizeSpec(value: unknown): NormalizedSpec {
   const spec = expectObject('spec', value);
   const inputs = expectInteger('spec.inputs', spec.inputs, 1, MAX_WIDTH);
-  if (!Array.isArray(spec.layers)) {
-    throw typeError(`Expected an array of layers for spec.layers but received ${describe(spec.layers)}`);
+  const rawLayers = spec.layers;
+  if (!isArray(rawLayers)) {
+    throw typeError(`Expected an array of layers for spec.layers but received ${describe(rawLayers)}`);
   }
-  if (spec.layers.length === 0 || spec.layers.length > MAX_LAYERS) {
-    throw expectInteger('spec.layers.length', spec.layers.length, 1, MAX_LAYERS) as never;
+  const layerCount = rawLayers.length;
+  if (layerCount === 0 || layerCount > MAX_LAYERS) {
+    throw expectInteger('spec.layers.length', layerCount, 1, MAX_LAYERS) as never;
   }
-  const layers = spec.layers.map((raw, i) => {
+  const layers = Array.from({ length: layerCount }, (_, i) => {
+    const raw = rawLayers[i];
     const name = `spec.layers[${i}]`;
     const layer = expectObject(name, raw);
     const units = expectInteger(`${name}.units`, layer.units, 1, MAX_WIDTH);
@@ -109,7 +118,12 @@ export function normalizeSpec(value: unknown): NormalizedSpec {
   });
   const init = spec.init === undefined ? 'torch' : expectOneOf('spec.init', spec.init, INITS);
   const seed = spec.seed === undefined ? 0 : expectInteger('spec.seed', spec.seed, 0, 2 ** 32 - 1);
-  return { inputs, encoding, layers, init, seed };
+  const normalized: NormalizedSpec = { inputs, encoding, layers, init, seed };
+  const { count } = parameterLayout(normalized);
+  if (count > MAX_PARAMETERS) {
+    throw rangeError(`Expected at most ${MAX_PARAMETERS} parameters (2^31 - 1) for spec but its layers need ${count}`);
+  }
+  return normalized;
 }
 
 function encodedWidthOf(inputs: number, enc: NormalizedSpec['encoding']): number {

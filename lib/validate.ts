@@ -1,12 +1,32 @@
 // Argument checks shared by both backends, so native and reference throw the same errors.
 // Messages say: which argument, what was expected, what was received.
 
-import { describe, rangeError, typeError } from './errors.js';
+import { types } from 'node:util';
+import { describe, outOfMemoryError, rangeError, typeError, typedArrayLength } from './errors.js';
+
+/** Array.isArray, except that a revoked Proxy (where it throws) is not an array. */
+export function isArray(value: unknown): value is unknown[] {
+  try {
+    return Array.isArray(value);
+  } catch {
+    return false;
+  }
+}
+
+function isRevokedProxy(value: unknown): boolean {
+  try {
+    Array.isArray(value);
+    return false;
+  } catch {
+    return true;
+  }
+}
 
 export function expectObject(name: string, value: unknown): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  if (typeof value !== 'object' || value === null || isArray(value)) {
     throw typeError(`Expected an object for ${name} but received ${describe(value)}`);
   }
+  if (isRevokedProxy(value)) throw typeError(`Expected an object for ${name} but received a revoked Proxy`);
   return value as Record<string, unknown>;
 }
 
@@ -47,19 +67,52 @@ export function expectOneOf<T extends string>(name: string, value: unknown, allo
     throw typeError(`Expected one of ${allowed.map((a) => `'${a}'`).join(', ')} for ${name} but received ${describe(value)}`);
   }
   if (!(allowed as readonly string[]).includes(value)) {
-    throw rangeError(`Expected one of ${allowed.map((a) => `'${a}'`).join(', ')} for ${name} but received '${value}'`);
+    const shown = value.length > 40 ? `${value.slice(0, 40)}... (${value.length} characters)` : value;
+    throw rangeError(`Expected one of ${allowed.map((a) => `'${a}'`).join(', ')} for ${name} but received '${shown}'`);
   }
   return value as T;
 }
 
+/**
+ * A real Float32Array (on any buffer: plain, shared, resizable, or detached, which reads as
+ * empty). Not a Proxy of one, nor an object that merely inherits from Float32Array.prototype:
+ * the native backend reads the memory behind the array, which only a real one has. A subclass
+ * whose `length` disagrees with its element count is refused too.
+ */
 export function expectFloat32Array(name: string, value: unknown): Float32Array {
-  if (!(value instanceof Float32Array)) {
+  if (!types.isFloat32Array(value)) {
     throw typeError(
       `Expected a Float32Array for ${name} but received ${describe(value)}` +
-        (Array.isArray(value) || ArrayBuffer.isView(value) ? ' (convert it with Float32Array.from)' : ''),
+        (isArray(value) || types.isTypedArray(value) ? ' (convert it with Float32Array.from)' : ''),
     );
   }
+  const length = typedArrayLength(value);
+  if (value.length !== length) {
+    throw typeError(`Expected a Float32Array for ${name} but received one whose length property (${String(value.length)}) is not its element count (${length})`);
+  }
   return value;
+}
+
+/**
+ * The most elements one typed array may hold (V8's limit on 64-bit hosts); larger requests are
+ * a RangeError (ERR_OUT_OF_RANGE) rather than V8's uncoded one.
+ */
+export const MAX_ARRAY_LENGTH = 2 ** 32;
+
+/**
+ * A new Float32Array of `length` floats for `what` (an output, a buffer the caller's sizes
+ * imply): ERR_OUT_OF_RANGE past MAX_ARRAY_LENGTH, ERR_MLPKIT_OUT_OF_MEMORY when the allocation
+ * itself fails.
+ */
+export function allocFloat32(what: string, length: number): Float32Array {
+  if (!(length <= MAX_ARRAY_LENGTH)) {
+    throw rangeError(`${what} would hold ${length} floats, more than one Float32Array can (${MAX_ARRAY_LENGTH})`);
+  }
+  try {
+    return new Float32Array(length);
+  } catch (err) {
+    throw outOfMemoryError(`${what}: could not allocate ${length} floats (${(err as Error).message})`);
+  }
 }
 
 /**
@@ -109,25 +162,34 @@ export function expectAllFinite(name: string, data: ArrayLike<number>): void {
  */
 export function expectLabels(name: string, value: unknown, batch: number, classes: number): Int32Array {
   let labels: Int32Array;
-  if (value instanceof Int32Array) labels = value;
-  else if (
-    Array.isArray(value) ||
-    value instanceof Uint8Array ||
-    value instanceof Uint16Array ||
-    value instanceof Uint32Array ||
-    value instanceof Int8Array ||
-    value instanceof Int16Array
+  if (types.isInt32Array(value)) {
+    labels = value;
+    if (typedArrayLength(value) !== value.length) {
+      throw typeError(`Expected an Int32Array for ${name} but received one whose length property is not its element count`);
+    }
+  } else if (
+    (isArray(value) && !types.isProxy(value)) ||
+    types.isUint8Array(value) ||
+    types.isUint16Array(value) ||
+    types.isUint32Array(value) ||
+    types.isInt8Array(value) ||
+    types.isInt16Array(value)
   ) {
-    labels = new Int32Array(value.length);
-    for (let i = 0; i < value.length; i++) {
+    // The length is read once and checked before anything is allocated from it.
+    const length = types.isTypedArray(value) ? typedArrayLength(value) : (value as unknown[]).length;
+    if (length !== batch) {
+      throw rangeError(`Expected ${name} to hold one label per row (${batch}) but received ${length}`);
+    }
+    labels = new Int32Array(length);
+    for (let i = 0; i < length; i++) {
       const v = (value as ArrayLike<unknown>)[i];
       if (typeof v !== 'number' || !Number.isInteger(v)) {
         throw typeError(`Expected integer class labels in ${name} but element ${i} is ${describe(v)}`);
       }
+      // Checked before the int32 conversion, which would wrap 2^32 + 1 to a valid label 1.
+      if (v < 0 || v >= classes) throw rangeError(`Expected labels in [0, ${classes}) for ${name} but element ${i} is ${v}`);
       labels[i] = v;
     }
-  } else if (value instanceof Float32Array || value instanceof Float64Array) {
-    throw typeError(`Expected integer class labels (Int32Array or number[]) for ${name} but received ${describe(value)}`);
   } else {
     throw typeError(`Expected integer class labels (Int32Array or number[]) for ${name} but received ${describe(value)}`);
   }

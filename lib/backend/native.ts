@@ -1,6 +1,7 @@
 // Loads the C++ addon through node-gyp-build, which looks in build/Release (a local
-// cmake-js or node-gyp build) and then in prebuilds/<platform>-<arch>/. Loading is lazy and
-// happens once; a failure is remembered so the reason can be reported by info().
+// cmake-js or node-gyp build) and then in prebuilds/<platform>-<arch>/, or from the file named
+// by MLPKIT_ADDON_PATH (e.g. the sanitizer build, build-asan/Release/mlpkit.node). Loading is
+// lazy and happens once; a failure is remembered so the reason can be reported by info().
 
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
@@ -40,8 +41,13 @@ export function loadNative(): Addon | null {
   tried = true;
   try {
     const require = createRequire(import.meta.url);
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
-    addon = nodeGypBuild(packageRoot) as Addon;
+    const path = process.env.MLPKIT_ADDON_PATH;
+    if (path) {
+      addon = require(resolve(path)) as Addon;
+    } else {
+      const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+      addon = nodeGypBuild(packageRoot) as Addon;
+    }
     if (typeof addon?.Model !== 'function') throw new Error('the addon does not export Model');
   } catch (err) {
     addon = null;

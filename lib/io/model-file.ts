@@ -6,8 +6,8 @@
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
 import { FileFormatError, describe, typeError } from '../errors.js';
 import { encodedWidth, normalizeEncoding, normalizeSpec, parameterLayout, type EncodingSpec, type NormalizedSpec } from '../spec.js';
-import { expectOneOf } from '../validate.js';
-import type { SafetensorsFile, TensorInput } from './safetensors.js';
+import { allocFloat32, expectNumber, expectOneOf, isArray } from '../validate.js';
+import { clip, parseFileJson, preview, type SafetensorsFile, type TensorInput } from './safetensors.js';
 
 export const SPEC_METADATA_KEY = 'mlpkit.spec';
 export const VERSION_METADATA_KEY = 'mlpkit.version';
@@ -63,43 +63,66 @@ interface LinearEntry {
   biasKey: string | null;
 }
 
+/**
+ * `<prefix><n>.weight` -> [prefix, n digits], or null. A linear scan: the obvious regex
+ * /^(.*?)(\d+)\.weight$/ backtracks quadratically on a long name of digits.
+ */
+function splitWeightName(name: string): [string, string] | null {
+  const suffix = '.weight';
+  if (!name.endsWith(suffix)) return null;
+  const stem = name.slice(0, -suffix.length);
+  let start = stem.length;
+  while (start > 0 && stem.charCodeAt(start - 1) >= 0x30 && stem.charCodeAt(start - 1) <= 0x39) start--;
+  return start === stem.length ? null : [stem.slice(0, start), stem.slice(start)];
+}
+
+const quoteAll = (names: string[]) => names.slice(0, 5).map((n) => `'${clip(n)}'`).join(', ');
+
 /** Finds the linear layers: keys `<prefix><n>.weight` (+ optional `.bias`), one shared prefix. */
 function findLinears(file: SafetensorsFile): LinearEntry[] {
   const names = Object.keys(file.tensors);
-  const pattern = /^(.*?)(\d+)\.weight$/;
+  const has = (name: string) => Object.prototype.hasOwnProperty.call(file.tensors, name);
   const byPrefix = new Map<string, LinearEntry[]>();
   for (const name of names) {
-    const m = pattern.exec(name);
+    const m = splitWeightName(name);
     if (!m) continue;
-    const list = byPrefix.get(m[1]) ?? [];
-    const biasKey = `${m[1]}${m[2]}.bias`;
-    list.push({ index: Number(m[2]), weightKey: name, biasKey: biasKey in file.tensors ? biasKey : null });
-    byPrefix.set(m[1], list);
+    const list = byPrefix.get(m[0]) ?? [];
+    const biasKey = `${m[0]}${m[1]}.bias`;
+    list.push({ index: Number(m[1]), weightKey: name, biasKey: has(biasKey) ? biasKey : null });
+    byPrefix.set(m[0], list);
   }
   if (byPrefix.size === 0) {
-    throw new FileFormatError(`safetensors: no linear layers found (expected tensors named like '0.weight' or 'layers.0.weight'; found ${names.slice(0, 8).join(', ') || 'no tensors'})`);
+    throw new FileFormatError(`safetensors: no linear layers found (expected tensors named like '0.weight' or 'layers.0.weight'; found ${quoteAll(names) || 'no tensors'})`);
   }
   if (byPrefix.size > 1) {
-    throw new FileFormatError(`safetensors: layer names use several prefixes (${[...byPrefix.keys()].map((p) => `'${p}'`).join(', ')}); expected one MLP`);
+    throw new FileFormatError(`safetensors: layer names use several prefixes (${quoteAll([...byPrefix.keys()])}); expected one MLP`);
   }
   const linears = [...byPrefix.values()][0].sort((a, b) => a.index - b.index);
+  for (let i = 1; i < linears.length; i++) {
+    if (linears[i].index === linears[i - 1].index) {
+      // '1.weight' and '01.weight': one layer index twice, and no order between them.
+      throw new FileFormatError(`safetensors: tensors ${quoteAll([linears[i - 1].weightKey, linears[i].weightKey])} name the same layer index`);
+    }
+  }
   const used = new Set(linears.flatMap((l) => (l.biasKey ? [l.weightKey, l.biasKey] : [l.weightKey])));
   const extra = names.filter((n) => !used.has(n));
   if (extra.length) {
-    throw new FileFormatError(`safetensors: tensors ${extra.slice(0, 5).map((n) => `'${n}'`).join(', ')} are not weights or biases of a linear layer`);
+    throw new FileFormatError(`safetensors: tensors ${quoteAll(extra)} are not weights or biases of a linear layer`);
   }
   return linears;
 }
 
 function activationsFor(count: number, opts: ForeignModelOptions): ActivationName[] {
   if (opts.activations !== undefined) {
-    if (!Array.isArray(opts.activations)) {
-      throw typeError(`Expected an array of activation names for options.activations but received ${describe(opts.activations)}`);
+    const list = opts.activations as unknown;
+    if (!isArray(list)) {
+      throw typeError(`Expected an array of activation names for options.activations but received ${describe(list)}`);
     }
-    if (opts.activations.length !== count) {
-      throw new FileFormatError(`safetensors: the file has ${count} linear layers but options.activations lists ${opts.activations.length}`);
+    const length = list.length;
+    if (length !== count) {
+      throw new FileFormatError(`safetensors: the file has ${count} linear layers but options.activations lists ${length}`);
     }
-    return opts.activations.map((a, i) => expectOneOf(`options.activations[${i}]`, a, ACTIVATIONS));
+    return Array.from({ length }, (_, i) => expectOneOf(`options.activations[${i}]`, list[i], ACTIVATIONS));
   }
   if (count > 1 && opts.activation === undefined) {
     throw typeError(
@@ -131,12 +154,7 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
   let spec: NormalizedSpec;
   const stored = file.metadata[SPEC_METADATA_KEY];
   if (stored !== undefined) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(stored);
-    } catch (err) {
-      throw new FileFormatError(`safetensors: metadata '${SPEC_METADATA_KEY}' is not valid JSON (${(err as Error).message})`);
-    }
+    const parsed = parseFileJson(stored, `metadata '${SPEC_METADATA_KEY}'`);
     try {
       spec = normalizeSpec(parsed);
     } catch (err) {
@@ -146,56 +164,67 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
       throw new FileFormatError(`safetensors: the spec lists ${spec.layers.length} layers but the file holds ${linears.length} weight tensors`);
     }
   } else {
+    // The caller's options first: their errors are the caller's, not the file's.
     const acts = activationsFor(linears.length, opts);
     const encoding = normalizeEncoding(opts.encoding, 'options.encoding');
-    const first = file.tensors[linears[0].weightKey];
+    if (opts.alpha !== undefined) expectNumber('options.alpha', opts.alpha);
+    const firstKey = linears[0].weightKey;
+    const first = file.tensors[firstKey];
     if (first.shape.length !== 2) {
-      throw new FileFormatError(`safetensors: tensor '${linears[0].weightKey}' has shape [${first.shape.join(', ')}], expected [out, in]`);
+      throw new FileFormatError(`safetensors: tensor '${clip(firstKey)}' has shape ${preview(first.shape)}, expected [out, in]`);
     }
     const in0 = first.shape[1];
     const perInput = encoding.type === 'identity' ? 1 : (encoding.includeInput ? 1 : 0) + 2 * encoding.octaves;
     if (in0 % perInput !== 0 || in0 === 0) {
-      throw new FileFormatError(`safetensors: tensor '${linears[0].weightKey}' takes ${in0} inputs, which is not a multiple of the ${perInput} features the encoding makes per input`);
+      throw new FileFormatError(`safetensors: tensor '${clip(firstKey)}' takes ${in0} inputs, which is not a multiple of the ${perInput} features the encoding makes per input`);
     }
-    spec = normalizeSpec({
-      inputs: in0 / perInput,
-      encoding,
-      layers: linears.map((l, i) => ({
-        units: Math.max(1, file.tensors[l.weightKey].shape[0] ?? 1),
-        activation: acts[i],
-        bias: l.biasKey !== null,
-        ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}),
-      })),
-    });
+    try {
+      spec = normalizeSpec({
+        inputs: in0 / perInput,
+        encoding,
+        layers: linears.map((l, i) => ({
+          units: Math.max(1, file.tensors[l.weightKey].shape[0] ?? 1),
+          activation: acts[i],
+          bias: l.biasKey !== null,
+          ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}),
+        })),
+      });
+    } catch (err) {
+      throw new FileFormatError(`safetensors: the file's layers do not make a model mlpkit can hold: ${(err as Error).message}`);
+    }
   }
   const { slots, count } = parameterLayout(spec);
-  const params = new Float32Array(count);
+  // Every tensor is checked against the spec before the parameters are allocated: a small
+  // hostile file cannot make the loader allocate what the spec claims.
   let expectedIn = encodedWidth(spec);
   linears.forEach((l, i) => {
     const w = file.tensors[l.weightKey];
     const s = slots[i];
     if (w.data instanceof Int32Array || w.data instanceof Uint8Array) {
-      throw new FileFormatError(`safetensors: tensor '${l.weightKey}' has integer dtype ${w.dtype}, expected F32, F16, BF16 or F64`);
+      throw new FileFormatError(`safetensors: tensor '${clip(l.weightKey)}' has integer dtype ${w.dtype}, expected F32, F16, BF16 or F64`);
     }
     if (w.shape.length !== 2 || w.shape[0] !== s.rows || w.shape[1] !== expectedIn) {
-      throw new FileFormatError(`safetensors: tensor '${l.weightKey}' has shape [${w.shape.join(', ')}], expected [${s.rows}, ${expectedIn}] (layer ${i})`);
+      throw new FileFormatError(`safetensors: tensor '${clip(l.weightKey)}' has shape ${preview(w.shape).replace(/,/g, ', ')}, expected [${s.rows}, ${expectedIn}] (layer ${i})`);
     }
-    params.set(w.data, s.weightOffset);
     const hasBias = l.biasKey !== null;
     if (hasBias !== spec.layers[i].bias) {
-      throw new FileFormatError(`safetensors: layer ${i} ${hasBias ? 'has a bias tensor' : `lacks the bias tensor '${l.weightKey.replace(/weight$/, 'bias')}'`} but the spec says bias: ${spec.layers[i].bias}`);
+      throw new FileFormatError(`safetensors: layer ${i} ${hasBias ? 'has a bias tensor' : `lacks the bias tensor '${clip(l.weightKey.slice(0, -'weight'.length))}bias'`} but the spec says bias: ${spec.layers[i].bias}`);
     }
     if (l.biasKey) {
       const b = file.tensors[l.biasKey];
       if (b.data instanceof Int32Array || b.data instanceof Uint8Array) {
-        throw new FileFormatError(`safetensors: tensor '${l.biasKey}' has integer dtype ${b.dtype}, expected F32, F16, BF16 or F64`);
+        throw new FileFormatError(`safetensors: tensor '${clip(l.biasKey)}' has integer dtype ${b.dtype}, expected F32, F16, BF16 or F64`);
       }
       if (b.shape.length !== 1 || b.shape[0] !== s.rows) {
-        throw new FileFormatError(`safetensors: tensor '${l.biasKey}' has shape [${b.shape.join(', ')}], expected [${s.rows}]`);
+        throw new FileFormatError(`safetensors: tensor '${clip(l.biasKey)}' has shape ${preview(b.shape).replace(/,/g, ', ')}, expected [${s.rows}]`);
       }
-      params.set(b.data, s.biasOffset);
     }
     expectedIn = s.outputs;
+  });
+  const params = allocFloat32('the parameters', count);
+  linears.forEach((l, i) => {
+    params.set(file.tensors[l.weightKey].data, slots[i].weightOffset);
+    if (l.biasKey) params.set(file.tensors[l.biasKey].data, slots[i].biasOffset);
   });
   return { spec, params };
 }

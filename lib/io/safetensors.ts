@@ -3,7 +3,9 @@
 // then the raw little-endian tensor bytes. Every field is checked before a byte is read, so a
 // truncated or hostile file is an error that names the tensor and the problem, never a crash.
 
-import { FileFormatError, describe, typeError } from '../errors.js';
+import { types } from 'node:util';
+import { FileFormatError, describe, outOfMemoryError, plainBytes, rangeError, typeError, typedArrayLength } from '../errors.js';
+import { MAX_ARRAY_LENGTH, expectObject, isArray } from '../validate.js';
 
 export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -36,76 +38,151 @@ export interface SafetensorsFile {
 
 // A header is metadata, not data: anything this large is a corrupt or hostile length field.
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+// A safetensors header nests three deep ({ name: { shape: [...] } }); mlpkit's metadata JSON a few
+// more. Anything deeper is rejected before it is parsed.
+const MAX_JSON_DEPTH = 64;
 
 function fail(message: string): never {
   throw new FileFormatError(`safetensors: ${message}`);
 }
 
-export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
-  if (!(bytes instanceof Uint8Array)) {
-    throw typeError(`Expected a Uint8Array (or Buffer) of safetensors bytes but received ${describe(bytes)}`);
+/** At most `max` characters of a string for a message, with how much was cut. */
+export function clip(text: string, max = 80): string {
+  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length} characters)`;
+}
+
+/** A value read from a file, for a message: short JSON, never throwing. */
+export function preview(value: unknown): string {
+  try {
+    const text = JSON.stringify(value);
+    return text === undefined ? String(value) : clip(text);
+  } catch {
+    return describe(value);
   }
-  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = view.getBigUint64(0, true);
-  if (headerLen > BigInt(bytes.length - 8)) {
-    fail(`header length ${headerLen} runs past the end of the ${bytes.length}-byte file (truncated?)`);
+}
+
+/**
+ * JSON from a file, parsed only after a linear scan that refuses what JSON.parse would quietly
+ * accept: nesting deeper than MAX_JSON_DEPTH, and an object with the same key twice (JSON.parse
+ * keeps the last, so a second entry for one tensor could hide behind the first). `what` names
+ * the JSON in messages.
+ */
+export function parseFileJson(text: string, what: string, kind = 'JSON'): unknown {
+  const stack: ({ keys: Set<string>; expectKey: boolean } | null)[] = []; // null: an array
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (stack.length >= MAX_JSON_DEPTH) fail(`${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+      stack.push(c === 0x7b ? { keys: new Set(), expectKey: true } : null);
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+    } else if (c === 0x2c /* , */) {
+      const top = stack[stack.length - 1];
+      if (top) top.expectKey = true;
+    } else if (c === 0x22 /* " */) {
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (top && top.expectKey) {
+        let key = text.slice(i + 1, j);
+        try {
+          key = JSON.parse(text.slice(i, j + 1)) as string; // escapes: "a" and "\u0061" are one key
+        } catch {
+          // invalid JSON: JSON.parse below says so
+        }
+        if (top.keys.has(key)) fail(`${what} has the key '${clip(key)}' twice`);
+        top.keys.add(key);
+        top.expectKey = false;
+      }
+      i = j;
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    fail(`${what} is not valid ${kind} (${clip((err as Error).message, 200)})`);
+  }
+}
+
+/** Own properties only: a dtype named 'toString' is no dtype. */
+function isDtype(value: unknown): value is Dtype {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, value);
+}
+
+export function readSafetensors(input: Uint8Array): SafetensorsFile {
+  if (!types.isUint8Array(input)) {
+    throw typeError(`Expected a Uint8Array (or Buffer) of safetensors bytes but received ${describe(input)}`);
+  }
+  // Read once through the intrinsic getters; a detached buffer reads as 0 bytes.
+  const length = typedArrayLength(input);
+  if (length < 8) fail(`file is ${length} bytes, shorter than the 8-byte header length`);
+  const bytes = plainBytes(input);
+  const prefix = new Uint8Array(8);
+  prefix.set(bytes.subarray(0, 8));
+  const headerLen = new DataView(prefix.buffer).getBigUint64(0, true);
+  if (headerLen > BigInt(length - 8)) {
+    fail(`header length ${headerLen} runs past the end of the ${length}-byte file (truncated?)`);
   }
   if (headerLen > BigInt(MAX_HEADER_BYTES)) fail(`header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes`);
   const hl = Number(headerLen);
-  let header: unknown;
+  // A private copy: the caller's bytes may sit on a SharedArrayBuffer, which TextDecoder refuses.
+  const headerBytes = new Uint8Array(hl);
+  headerBytes.set(bytes.subarray(8, 8 + hl));
+  let text: string;
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + hl));
-    header = JSON.parse(text);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch (err) {
     fail(`header is not valid UTF-8 JSON (${(err as Error).message})`);
   }
+  const header = parseFileJson(text, 'header', 'UTF-8 JSON');
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
   const dataStart = 8 + hl;
-  const dataLen = bytes.length - dataStart;
-  const tensors: Record<string, Tensor> = {};
-  const metadata: Record<string, string> = {};
+  const dataLen = length - dataStart;
+  // Null prototypes: a tensor or metadata key '__proto__' is an entry like any other.
+  const tensors = Object.create(null) as Record<string, Tensor>;
+  const metadata = Object.create(null) as Record<string, string>;
   const spans: { name: string; begin: number; end: number }[] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    const where = `tensor '${clip(name)}'`;
     if (name === '__metadata__') {
-      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('__metadata__ is not an object');
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(`__metadata__ is not an object but ${preview(entry)}`);
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(`__metadata__['${k}'] is not a string`);
+        if (typeof v !== 'string') fail(`__metadata__['${clip(k)}'] is not a string but ${preview(v)}`);
         metadata[k] = v;
       }
       continue;
     }
-    if (typeof entry !== 'object' || entry === null) fail(`tensor '${name}': entry is not an object`);
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(`${where}: entry is not an object but ${preview(entry)}`);
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
-      fail(`tensor '${name}': unsupported dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+    if (!isDtype(dtype)) {
+      fail(`${where}: unsupported dtype ${preview(dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`tensor '${name}': shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+      fail(`${where}: shape ${preview(shape)} is not a list of non-negative integers`);
     }
     if (
       !Array.isArray(offsets) || offsets.length !== 2 ||
       !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]
     ) {
-      fail(`tensor '${name}': data_offsets ${JSON.stringify(offsets)} is not [begin, end] with 0 <= begin <= end`);
+      fail(`${where}: data_offsets ${preview(offsets)} is not [begin, end] with 0 <= begin <= end`);
     }
     const [begin, end] = offsets as [number, number];
-    if (end > dataLen) fail(`tensor '${name}': data_offsets end ${end} is past the ${dataLen} data bytes (truncated?)`);
+    if (end > dataLen) fail(`${where}: data_offsets end ${end} is past the ${dataLen} data bytes (truncated?)`);
     const count = (shape as number[]).reduce((a, b) => a * b, 1);
-    const size = DTYPE_BYTES[dtype as Dtype];
+    const size = DTYPE_BYTES[dtype];
     if (count * size !== end - begin) {
-      fail(`tensor '${name}': shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${count * size} bytes but data_offsets span ${end - begin}`);
+      fail(`${where}: shape ${preview(shape)} of ${dtype} needs ${count * size} bytes but data_offsets span ${end - begin}`);
     }
     spans.push({ name, begin, end });
     tensors[name] = {
-      dtype: dtype as Dtype,
+      dtype,
       shape: (shape as number[]).slice(),
-      data: decode(dtype as Dtype, bytes.subarray(dataStart + begin, dataStart + end), count, name),
+      data: decode(dtype, bytes.subarray(dataStart + begin, dataStart + end), count, name),
     };
   }
   spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < spans.length; i++) {
-    if (spans[i].begin < spans[i - 1].end) fail(`tensors '${spans[i - 1].name}' and '${spans[i].name}' overlap`);
+    if (spans[i].begin < spans[i - 1].end) fail(`tensors '${clip(spans[i - 1].name)}' and '${clip(spans[i].name)}' overlap`);
   }
   return { tensors, metadata };
 }
@@ -143,7 +220,7 @@ function decode(dtype: Dtype, raw: Uint8Array, count: number, name: string): Ten
       const out = new Int32Array(count);
       for (let i = 0; i < count; i++) {
         const v = dv.getBigInt64(i * 8, true);
-        if (v < -2147483648n || v > 2147483647n) fail(`tensor '${name}': I64 value ${v} at ${i} does not fit in int32`);
+        if (v < -2147483648n || v > 2147483647n) fail(`tensor '${clip(name)}': I64 value ${v} at ${i} does not fit in int32`);
         out[i] = Number(v);
       }
       return out;
@@ -166,23 +243,72 @@ export function halfToFloat(h: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
+const WRITABLE_DTYPES = ['F32', 'F64', 'I32', 'I64', 'I8', 'U8'] as const;
+type WritableDtype = (typeof WRITABLE_DTYPES)[number];
+// The values each integer dtype holds; a value outside (or not an integer) is an error, not a wrap.
+const INTEGER_RANGE: Partial<Record<WritableDtype, [number, number]>> = {
+  I8: [-128, 127],
+  U8: [0, 255],
+  I32: [-(2 ** 31), 2 ** 31 - 1],
+  I64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+
+interface Checked {
+  name: string;
+  dtype: WritableDtype;
+  shape: number[];
+  data: TensorInput['data'];
+  bytes: number;
+}
+
+/** One tensor to write, checked: a real typed array of a supported type, a shape that matches it. */
+function checkTensorInput(name: string, value: unknown): Checked {
+  const where = `writeSafetensors: tensor '${clip(name)}'`;
+  if (name === '__metadata__') throw rangeError(`${where}: the name '__metadata__' is reserved for the metadata`);
+  const t = expectObject(`tensors['${clip(name)}']`, value);
+  const data = t.data;
+  if (!(types.isFloat32Array(data) || types.isFloat64Array(data) || types.isInt32Array(data) || types.isInt8Array(data) || types.isUint8Array(data))) {
+    throw typeError(`${where}: data must be a Float32Array, Float64Array, Int32Array, Int8Array or Uint8Array but received ${describe(data)}`);
+  }
+  const length = typedArrayLength(data);
+  const rawShape = t.shape;
+  if (!isArray(rawShape) || types.isProxy(rawShape)) throw typeError(`${where}: shape must be an array of integers but received ${describe(rawShape)}`);
+  const shape = Array.from({ length: rawShape.length }, (_, i) => rawShape[i]);
+  shape.forEach((d, i) => {
+    if (typeof d !== 'number') throw typeError(`${where}: shape[${i}] must be an integer but received ${describe(d)}`);
+    if (!Number.isSafeInteger(d) || d < 0) throw rangeError(`${where}: shape[${i}] must be a non-negative integer but received ${d}`);
+  });
+  const count = (shape as number[]).reduce((a, b) => a * b, 1);
+  if (count !== length) {
+    throw rangeError(`${where}: shape [${shape.join(', ')}] holds ${count} elements but data has ${length}`);
+  }
+  const dtype = t.dtype === undefined ? defaultDtype(data) : t.dtype;
+  if (!(WRITABLE_DTYPES as readonly unknown[]).includes(dtype)) {
+    throw rangeError(`${where}: dtype must be one of ${WRITABLE_DTYPES.join(', ')} but received ${describe(dtype)}`);
+  }
+  const range = INTEGER_RANGE[dtype as WritableDtype];
+  if (range) checkIntegerRange(where, dtype as string, data, range);
+  return { name, dtype: dtype as WritableDtype, shape: shape as number[], data, bytes: count * DTYPE_BYTES[dtype as WritableDtype] };
+}
+
 export function writeSafetensors(tensors: Record<string, TensorInput>, metadata: Record<string, string> = {}): Uint8Array {
-  const entries = Object.entries(tensors);
+  const tensorObject = expectObject('tensors', tensors);
+  const metadataObject = expectObject('metadata', metadata);
+  const meta: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadataObject)) {
+    if (typeof v !== 'string') throw typeError(`writeSafetensors: metadata['${clip(k)}'] must be a string but received ${describe(v)}`);
+    meta[k] = v;
+  }
+  const checked = Object.entries(tensorObject).map(([name, t]) => checkTensorInput(name, t));
   const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  if (Object.keys(meta).length > 0) header.__metadata__ = meta;
   let offset = 0;
-  const layout: { dtype: string; data: TensorInput['data']; begin: number }[] = [];
-  for (const [name, t] of entries) {
-    const dtype = t.dtype ?? defaultDtype(name, t.data);
-    const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) {
-      throw typeError(`writeSafetensors: tensor '${name}' has shape [${t.shape.join(', ')}] (${count} elements) but ${t.data.length} values`);
-    }
-    if (dtype === 'I8' || dtype === 'U8') checkIntegerRange(name, dtype, t.data);
-    const size = DTYPE_BYTES[dtype as Dtype];
-    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + count * size] };
-    layout.push({ dtype, data: t.data, begin: offset });
-    offset += count * size;
+  const layout: { dtype: WritableDtype; data: TensorInput['data']; begin: number }[] = [];
+  for (const { name, dtype, shape, data, bytes } of checked) {
+    // defineProperty: a tensor named '__proto__' is a key like any other.
+    Object.defineProperty(header, name, { value: { dtype, shape, data_offsets: [offset, offset + bytes] }, enumerable: true, writable: true, configurable: true });
+    layout.push({ dtype, data, begin: offset });
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
@@ -193,14 +319,22 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata:
     json += ' '.repeat(pad);
     headerBytes = enc.encode(json);
   }
-  const out = new Uint8Array(8 + headerBytes.length + offset);
+  const total = 8 + headerBytes.length + offset;
+  if (total > MAX_ARRAY_LENGTH) throw rangeError(`writeSafetensors: the file would be ${total} bytes, more than one Uint8Array can hold (${MAX_ARRAY_LENGTH})`);
+  let out: Uint8Array;
+  try {
+    out = new Uint8Array(total);
+  } catch (err) {
+    throw outOfMemoryError(`writeSafetensors: could not allocate ${total} bytes (${(err as Error).message})`);
+  }
   const dv = new DataView(out.buffer);
   dv.setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
   const base = 8 + headerBytes.length;
   for (const { dtype, data, begin } of layout) {
     const at = base + begin;
-    for (let i = 0; i < data.length; i++) {
+    const n = typedArrayLength(data);
+    for (let i = 0; i < n; i++) {
       switch (dtype) {
         case 'F32': dv.setFloat32(at + i * 4, data[i], true); break;
         case 'F64': dv.setFloat64(at + i * 8, data[i], true); break;
@@ -214,23 +348,21 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata:
   return out;
 }
 
-function defaultDtype(name: string, data: TensorInput['data']): string {
-  if (data instanceof Float32Array) return 'F32';
-  if (data instanceof Float64Array) return 'F64';
-  if (data instanceof Int32Array) return 'I32';
-  if (data instanceof Int8Array) return 'I8';
-  if (data instanceof Uint8Array) return 'U8';
-  throw typeError(`writeSafetensors: tensor '${name}' data must be a Float32Array, Float64Array, Int32Array, Int8Array or Uint8Array but received ${describe(data)}`);
+function defaultDtype(data: TensorInput['data']): WritableDtype {
+  if (types.isFloat32Array(data)) return 'F32';
+  if (types.isFloat64Array(data)) return 'F64';
+  if (types.isInt32Array(data)) return 'I32';
+  if (types.isInt8Array(data)) return 'I8';
+  return 'U8';
 }
 
-/** Byte-wide dtypes hold only their range: a value that does not fit is an error, not a wrap. */
-function checkIntegerRange(name: string, dtype: 'I8' | 'U8', data: TensorInput['data']): void {
-  if ((dtype === 'I8' && data instanceof Int8Array) || (dtype === 'U8' && data instanceof Uint8Array)) return;
-  const [lo, hi] = dtype === 'I8' ? [-128, 127] : [0, 255];
-  for (let i = 0; i < data.length; i++) {
+/** Integer dtypes hold only their range: a value that does not fit is an error, not a wrap. */
+function checkIntegerRange(where: string, dtype: string, data: TensorInput['data'], [lo, hi]: [number, number]): void {
+  const n = typedArrayLength(data);
+  for (let i = 0; i < n; i++) {
     const v = data[i];
     if (!(Number.isInteger(v) && v >= lo && v <= hi)) {
-      throw typeError(`writeSafetensors: tensor '${name}' value ${v} at ${i} does not fit ${dtype} [${lo}, ${hi}]`);
+      throw rangeError(`${where}: value ${v} at ${i} does not fit ${dtype} [${lo}, ${hi}]`);
     }
   }
 }

@@ -4,7 +4,9 @@
 // out-of-bounds read in a kernel.
 
 import { ACTIVATIONS } from '../backend/types.js';
-import { describe, rangeError, typeError } from '../errors.js';
+import { types } from 'node:util';
+import { describe, rangeError, typeError, typedArrayLength } from '../errors.js';
+import { expectObject } from '../validate.js';
 import { nibbleAt } from './codes.js';
 import { INT4_GROUP_SIZES, QUANT_FORMATS, groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
 
@@ -60,15 +62,29 @@ export function layerValueProblem(layer: QuantLayer): LayerProblem | null {
   return null;
 }
 
-function expectCount(name: string, value: unknown, Ctor: typeof Int8Array | typeof Uint8Array | typeof Float32Array, length: number, shape: string): void {
-  if (!(value instanceof Ctor)) throw typeError(`Expected a ${Ctor.name} for ${name} but received ${describe(value)}`);
-  if (value.length !== length) throw rangeError(`Expected ${name} to hold ${shape} = ${length} values but received ${value.length}`);
+// Real typed arrays only (util.types: not a Proxy of one, not an object inheriting from the
+// prototype), with the length read through the intrinsic getter.
+const IS_ARRAY_OF = { Int8Array: types.isInt8Array, Uint8Array: types.isUint8Array, Float32Array: types.isFloat32Array };
+
+function expectCount(name: string, value: unknown, kind: keyof typeof IS_ARRAY_OF, length: number, shape: string): void {
+  if (!IS_ARRAY_OF[kind](value)) throw typeError(`Expected a ${kind} for ${name} but received ${describe(value)}`);
+  const actual = typedArrayLength(value as Int8Array);
+  if ((value as Int8Array).length !== actual) throw typeError(`Expected a ${kind} for ${name} but received one whose length property is not its element count`);
+  if (actual !== length) throw rangeError(`Expected ${name} to hold ${shape} = ${length} values but received ${actual}`);
 }
 
-/** The layer, checked field by field (TypeError for wrong types, RangeError for wrong values). */
+/**
+ * The layer, checked field by field (TypeError for wrong types, RangeError for wrong values).
+ * Returns a snapshot: each field is read once, so a getter cannot show the check one value and
+ * the kernels another. Callers use the returned layer, not the one they passed.
+ */
 export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
   if (typeof value !== 'object' || value === null) throw typeError(`Expected a QuantLayer object for ${name} but received ${describe(value)}`);
-  const layer = value as QuantLayer;
+  const o = expectObject(name, value); // refuses arrays and revoked Proxies
+  const layer = {
+    inputs: o.inputs, outputs: o.outputs, format: o.format, groupSize: o.groupSize, symmetric: o.symmetric,
+    weights: o.weights, scales: o.scales, zeros: o.zeros, bias: o.bias, activation: o.activation, alpha: o.alpha,
+  } as QuantLayer;
   for (const key of ['inputs', 'outputs'] as const) {
     const v = layer[key];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_QUANT_WIDTH) {
@@ -82,23 +98,23 @@ export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
   if (layer.format === 'int8') {
     if (layer.groupSize !== k) throw rangeError(`Expected ${name}.groupSize to equal inputs (${k}) for int8 weights but received ${describe(layer.groupSize)}`);
     if (layer.symmetric !== true) throw rangeError(`Expected ${name}.symmetric to be true for int8 weights but received ${describe(layer.symmetric)}`);
-    expectCount(`${name}.weights`, layer.weights, Int8Array, n * k, `outputs x inputs = ${n} x ${k}`);
+    expectCount(`${name}.weights`, layer.weights, 'Int8Array', n * k, `outputs x inputs = ${n} x ${k}`);
   } else {
     if (!(INT4_GROUP_SIZES as readonly unknown[]).includes(layer.groupSize)) {
       throw rangeError(`Expected one of ${INT4_GROUP_SIZES.join(', ')} for ${name}.groupSize but received ${describe(layer.groupSize)}`);
     }
     if (typeof layer.symmetric !== 'boolean') throw typeError(`Expected a boolean for ${name}.symmetric but received ${describe(layer.symmetric)}`);
     const kp = paddedInputs(layer);
-    expectCount(`${name}.weights`, layer.weights, Uint8Array, (n * kp) / 2, `outputs x paddedInputs / 2 = ${n} x ${kp} / 2`);
+    expectCount(`${name}.weights`, layer.weights, 'Uint8Array', (n * kp) / 2, `outputs x paddedInputs / 2 = ${n} x ${kp} / 2`);
   }
   const groups = groupsPerRow(layer);
-  expectCount(`${name}.scales`, layer.scales, Float32Array, n * groups, `outputs x groups = ${n} x ${groups}`);
+  expectCount(`${name}.scales`, layer.scales, 'Float32Array', n * groups, `outputs x groups = ${n} x ${groups}`);
   if (layer.format === 'int4' && !layer.symmetric) {
-    expectCount(`${name}.zeros`, layer.zeros, Uint8Array, n * groups, `outputs x groups = ${n} x ${groups}`);
+    expectCount(`${name}.zeros`, layer.zeros, 'Uint8Array', n * groups, `outputs x groups = ${n} x ${groups}`);
   } else if (layer.zeros !== null) {
     throw typeError(`Expected null for ${name}.zeros (zero points belong to asymmetric int4 only) but received ${describe(layer.zeros)}`);
   }
-  if (layer.bias !== null) expectCount(`${name}.bias`, layer.bias, Float32Array, n, 'outputs');
+  if (layer.bias !== null) expectCount(`${name}.bias`, layer.bias, 'Float32Array', n, 'outputs');
   if (typeof layer.activation !== 'number' || !Number.isInteger(layer.activation) || layer.activation < 0 || layer.activation >= ACTIVATIONS.length) {
     throw rangeError(`Expected an activation index between 0 and ${ACTIVATIONS.length - 1} for ${name}.activation but received ${describe(layer.activation)}`);
   }

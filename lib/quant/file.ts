@@ -20,11 +20,11 @@
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
 import { FileFormatError } from '../errors.js';
 import { QUANT_METADATA_KEY, SPARSE_METADATA_KEY, VERSION_METADATA_KEY } from '../io/model-file.js';
-import type { Dtype, SafetensorsFile, Tensor, TensorInput } from '../io/safetensors.js';
+import { clip, parseFileJson, preview, type Dtype, type SafetensorsFile, type Tensor, type TensorInput } from '../io/safetensors.js';
 import { normalizeEncoding, type NormalizedSpec } from '../spec.js';
 import { layerValueProblem, MAX_QUANT_WIDTH } from './check.js';
 import {
-  INT4_GROUP_SIZES, QUANT_ACTIVATIONS, QUANT_FORMATS, groupsPerRow, paddedInputs,
+  INT4_GROUP_SIZES, MAX_W8A8_INT8_INPUTS, QUANT_ACTIVATIONS, QUANT_FORMATS, groupsPerRow, paddedInputs,
   type QuantActivations, type QuantFormat, type QuantLayer,
 } from './format.js';
 
@@ -83,7 +83,7 @@ function fail(message: string): never {
 /** A metadata field: `check` returns the value or null when it is not acceptable. */
 function field<T>(where: string, obj: Record<string, unknown>, key: string, what: string, check: (v: unknown) => T | null): T {
   const value = check(obj[key]);
-  if (value === null) fail(`metadata '${QUANT_METADATA_KEY}': ${where}${key} must be ${what} but is ${JSON.stringify(obj[key]) ?? 'missing'}`);
+  if (value === null) fail(`metadata '${QUANT_METADATA_KEY}': ${where}${key} must be ${what} but is ${obj[key] === undefined ? 'missing' : preview(obj[key])}`);
   return value;
 }
 
@@ -121,6 +121,9 @@ function parseLayerMeta(raw: unknown, i: number, expectedInputs: number, modelAc
   const alpha = field(where, o, 'alpha', 'a finite number', (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null));
   const bias = field(where, o, 'bias', 'a boolean', isBoolean);
   const activations = o.activations === undefined ? modelActivations : field(where, o, 'activations', `one of ${QUANT_ACTIVATIONS.join(', ')}`, oneOf(QUANT_ACTIVATIONS));
+  if (activations === 'int8' && format === 'int8' && inputs > MAX_W8A8_INT8_INPUTS) {
+    fail(`metadata '${QUANT_METADATA_KEY}': layers[${i}] runs int8 activations with int8 weights on ${inputs} inputs, more than the ${MAX_W8A8_INT8_INPUTS} an int32 accumulator allows`);
+  }
   return { inputs, outputs, format, groupSize, symmetric, activation, alpha, bias, activations };
 }
 
@@ -129,7 +132,7 @@ function expectTensor(file: SafetensorsFile, name: string, dtype: Dtype, shape: 
   const want = `${dtype} [${shape.join(', ')}] (${shape.reduce((a, b) => a * b, 1) * bytesPer} bytes)`;
   if (!t) fail(`${name}: missing; expected ${want}`);
   const same = t.dtype === dtype && t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
-  if (!same) fail(`${name}: expected ${want}, got ${t.dtype} [${t.shape.join(', ')}]`);
+  if (!same) fail(`${name}: expected ${want}, got ${t.dtype} ${preview(t.shape).replace(/,/g, ', ')}`);
   return t;
 }
 
@@ -144,12 +147,7 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
     }
     fail(`no '${QUANT_METADATA_KEY}' metadata: not a quantised mlpkit model (a float model loads with Mlp.load)`);
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(stored);
-  } catch (err) {
-    fail(`metadata '${QUANT_METADATA_KEY}' is not valid JSON (${(err as Error).message})`);
-  }
+  const parsed = parseFileJson(stored, `metadata '${QUANT_METADATA_KEY}'`);
   const meta = isObject(parsed) ?? fail(`metadata '${QUANT_METADATA_KEY}' is not a JSON object`);
   field('', meta, 'version', `${QUANT_FILE_VERSION} (this mlpkit reads version ${QUANT_FILE_VERSION} files)`, (v) => (v === QUANT_FILE_VERSION ? v : null));
   const inputs = field('', meta, 'inputs', `an integer in [1, ${MAX_QUANT_WIDTH}]`, integerIn(1, MAX_QUANT_WIDTH));
@@ -202,7 +200,7 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
   });
   const extra = Object.keys(file.tensors).filter((t) => !used.has(t));
   if (extra.length) {
-    fail(`tensors ${extra.slice(0, 5).map((t) => `'${t}'`).join(', ')} are not part of the quantised model the metadata describes`);
+    fail(`tensors ${extra.slice(0, 5).map((t) => `'${clip(t)}'`).join(', ')} are not part of the quantised model the metadata describes`);
   }
   return { inputs, encoding, activations, layers, layerActivations };
 }

@@ -9,10 +9,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { BACKEND_CHOICES, nativeAvailable, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, ENCODINGS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
-import { disposedError, rangeError } from '../errors.js';
+import { disposedError, rangeError, typeError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
-import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
+import { allocFloat32, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
 import { VERSION } from '../version.js';
 import { selectQuantBackend } from './backend.js';
 import { calibrateLayers, errorStats, type QuantStats } from './calibrate.js';
@@ -48,6 +48,19 @@ interface Segment {
   outputs: number;
 }
 
+// Set while this module constructs a QuantizedMlp: the constructor takes an already checked
+// description, so it refuses to run for anyone else.
+let constructing = false;
+
+function construct(description: QuantModelDescription, backend: BackendChoice): QuantizedMlp {
+  constructing = true;
+  try {
+    return new QuantizedMlp(description, backend);
+  } finally {
+    constructing = false;
+  }
+}
+
 function normalizeLoadOptions(value: unknown): BackendChoice {
   const o = expectObject('options', value);
   return o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
@@ -73,6 +86,10 @@ export class QuantizedMlp {
 
   /** @internal Use net.quantize(), QuantizedMlp.fromMlp() or QuantizedMlp.load(). */
   constructor(description: QuantModelDescription, backend: BackendChoice) {
+    if (!constructing) {
+      throw typeError('QuantizedMlp has no public constructor: use net.quantize(options), QuantizedMlp.fromSafetensors(bytes) or QuantizedMlp.load(path)');
+    }
+    constructing = false; // nested constructions (none today) would each need their own flag
     const { layers, layerActivations } = description;
     layers.forEach((l, i) => {
       if (layerActivations[i] === 'int8') checkW8A8Width(l, `layers[${i}]`);
@@ -149,7 +166,7 @@ export class QuantizedMlp {
       layerActivations = layerStats.map((s) => s.activations);
     }
     const description: QuantModelDescription = { inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers, layerActivations };
-    const model = new QuantizedMlp(description, opts.backend);
+    const model = construct(description, opts.backend);
     if (opts.calibration && layerStats) {
       const output = errorStats(model.predict(opts.calibration), net.predict(opts.calibration));
       model.calibrationStats = { samples: opts.calibration.length / net.inputs, layers: layerStats, output };
@@ -179,10 +196,10 @@ export class QuantizedMlp {
   predict(x: Float32Array, out?: Float32Array): Float32Array {
     const segments = this.live('predict');
     const batch = expectBatch('x', x, this.inputs);
-    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    const y = out === undefined ? allocFloat32('the output', batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
     let a = x;
     segments.forEach((s, i) => {
-      const target = i === segments.length - 1 ? y : new Float32Array(batch * s.outputs);
+      const target = i === segments.length - 1 ? y : allocFloat32(`the outputs of segment ${i}`, batch * s.outputs);
       s.model.predict(a, batch, target);
       a = target;
     });
@@ -196,11 +213,11 @@ export class QuantizedMlp {
   async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
     const segments = this.live('predictAsync');
     const batch = expectBatch('x', x, this.inputs);
-    const y = out === undefined ? new Float32Array(batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
+    const y = out === undefined ? allocFloat32('the output', batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
     let a = x;
     for (let i = 0; i < segments.length; i++) {
       const s = segments[i];
-      const target = i === segments.length - 1 ? y : new Float32Array(batch * s.outputs);
+      const target = i === segments.length - 1 ? y : allocFloat32(`the outputs of segment ${i}`, batch * s.outputs);
       await s.model.predictAsync(a, batch, target);
       a = target;
     }
@@ -233,7 +250,7 @@ export class QuantizedMlp {
   /** A quantised model from safetensors bytes written by toSafetensors / save. */
   static fromSafetensors(bytes: Uint8Array, options: QuantLoadOptions = {}): QuantizedMlp {
     const backend = normalizeLoadOptions(options);
-    return new QuantizedMlp(tensorsToQuant(readSafetensors(bytes)), backend);
+    return construct(tensorsToQuant(readSafetensors(bytes)), backend);
   }
 
   static async load(path: string, options: QuantLoadOptions = {}): Promise<QuantizedMlp> {

@@ -7,7 +7,7 @@ import type { BackendChoice } from '../backend/index.js';
 import { BACKEND_CHOICES } from '../backend/index.js';
 import type { QuantModelConfig } from '../backend/types.js';
 import { rangeError } from '../errors.js';
-import { expectBatch, expectInteger, expectObject, expectOneOf, expectOutputBuffer } from '../validate.js';
+import { allocFloat32, expectBatch, expectInteger, expectObject, expectOneOf, expectOutputBuffer } from '../validate.js';
 import { selectQuantBackend } from './backend.js';
 import { checkQuantLayer } from './check.js';
 import { QUANT_ACTIVATIONS, type QuantActivations, type QuantLayer } from './format.js';
@@ -45,7 +45,7 @@ export function qmatmul(
   }
   const activations = options.activations === undefined ? 'float' : expectOneOf('options.activations', options.activations, QUANT_ACTIVATIONS);
   if (activations === 'int8') checkW8A8Width(layer, 'qmatmul');
-  const out = options.out === undefined ? new Float32Array(batch * layer.outputs) : expectOutputBuffer('options.out', options.out, batch * layer.outputs);
+  const out = options.out === undefined ? allocFloat32('the output', batch * layer.outputs) : expectOutputBuffer('options.out', options.out, batch * layer.outputs);
   const choice = options.backend === undefined ? 'auto' : expectOneOf('options.backend', options.backend, BACKEND_CHOICES);
   const backend = selectQuantBackend(choice);
   if (backend.name === 'reference') return referenceQmatmul(x, batch, layer, activations, out);

@@ -138,8 +138,8 @@ function quantizeInt4(
 }
 
 /** w ~= f32(scale * q) for every real (unpadded) input: Float32Array [outputs x inputs]. */
-export function dequantizeLayer(layer: QuantLayer): Float32Array {
-  checkQuantLayer(layer, 'layer');
+export function dequantizeLayer(value: QuantLayer): Float32Array {
+  const layer = checkQuantLayer(value, 'layer');
   const { inputs: k, outputs: n, groupSize } = layer;
   const kp = paddedInputs(layer);
   const groups = groupsPerRow(layer);

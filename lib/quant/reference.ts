@@ -8,6 +8,7 @@ import { disposedError, rangeError } from '../errors.js';
 import { activate } from '../backend/reference/activation.js';
 import { encode, encodedWidthOf } from '../backend/reference/encoding.js';
 import type { BackendQuantModel, QuantModelConfig } from '../backend/types.js';
+import { CallQueue, deliver, guardAllocation, overlaps, queuedCall, snapshot } from '../backend/reference/calls.js';
 import { checkQuantLayer } from './check.js';
 import { unpackCodes } from './codes.js';
 import { MAX_W8A8_INT8_INPUTS, QUANT_ACTIVATIONS, copyLayer, groupsPerRow, paddedInputs, type QuantActivations, type QuantLayer } from './format.js';
@@ -149,12 +150,12 @@ export function referenceQmatmul(
   activations: QuantActivations | number,
   out: Float32Array = new Float32Array(batch * layer.outputs),
 ): Float32Array {
-  checkQuantLayer(layer);
+  layer = checkQuantLayer(layer);
   const mode = activationsCode(activations);
   if (mode === 1) checkW8A8Width(layer, 'qmatmul');
   if (x.length !== batch * layer.inputs) throw rangeError(`qmatmul: x must have batch * ${layer.inputs} = ${batch * layer.inputs} elements, got ${x.length}`);
   if (out.length !== batch * layer.outputs) throw rangeError(`qmatmul: out must have batch * ${layer.outputs} = ${batch * layer.outputs} elements, got ${out.length}`);
-  runLayer(new PreparedLayer(layer), mode, x, batch, out);
+  runLayer(new PreparedLayer(layer), mode, overlaps(x, out) ? snapshot(x) : x, batch, out);
   return out;
 }
 
@@ -217,20 +218,40 @@ export class ReferenceQuantModel implements BackendQuantModel {
     this.live('predict');
     this.checkBatch('predict', 'x', x, batch, this.inputs);
     this.checkBatch('predict', 'out', out, batch, this.outputs);
-    this.forward(x, batch, out);
+    // Rows are written as they are computed: an out that overlaps x reads a copy of x.
+    const input = overlaps(x, out) ? snapshot(x) : x;
+    guardAllocation('predict', () => this.forward(input, batch, out));
   }
 
-  async predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void> {
-    this.live('predictAsync');
-    this.checkBatch('predictAsync', 'x', x, batch, this.inputs);
-    this.checkBatch('predictAsync', 'out', out, batch, this.outputs);
-    const rows = Math.max(1, Math.floor(ASYNC_CHUNK_FLOPS / Math.max(1, 2 * this.macsPerRow)));
-    for (let r0 = 0; r0 < batch; r0 += rows) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
+  /**
+   * In slices between macrotasks. Nothing can change a quantised model, so its calls need no
+   * order (./calls.ts); each has its own queue, only so that a slice runs per macrotask.
+   */
+  predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void> {
+    try {
       this.live('predictAsync');
-      const n = Math.min(rows, batch - r0);
-      this.forward(x.subarray(r0 * this.inputs, (r0 + n) * this.inputs), n, out.subarray(r0 * this.outputs, (r0 + n) * this.outputs));
+      this.checkBatch('predictAsync', 'x', x, batch, this.inputs);
+      this.checkBatch('predictAsync', 'out', out, batch, this.outputs);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    const input = snapshot(x);
+    const y = new Float32Array(batch * this.outputs);
+    const rows = Math.max(1, Math.floor(ASYNC_CHUNK_FLOPS / Math.max(1, 2 * this.macsPerRow)));
+    let r0 = 0;
+    const { call, promise } = queuedCall(
+      () => {
+        const n = Math.min(rows, batch - r0);
+        guardAllocation('predictAsync', () =>
+          this.forward(input.subarray(r0 * this.inputs, (r0 + n) * this.inputs), n, y.subarray(r0 * this.outputs, (r0 + n) * this.outputs)),
+        );
+        r0 += n;
+        return r0 >= batch;
+      },
+      () => deliver('predictAsync', y, out),
+    );
+    new CallQueue().push(call);
+    return promise;
   }
 
   dispose(): void {

@@ -4,7 +4,7 @@
 
 import { describe, rangeError, typeError } from '../errors.js';
 import { Rng } from '../init.js';
-import type { Mlp } from '../mlp.js';
+import { Mlp } from '../mlp.js';
 import { lossAndGradient } from '../backend/reference/loss.js';
 import {
   expectAllFinite, expectBatch, expectBoolean, expectInteger, expectNumber, expectObject,
@@ -81,6 +81,8 @@ export class Trainer {
   private steps = 0;
 
   constructor(net: Mlp, options: TrainerOptions) {
+    if (!(net instanceof Mlp)) throw typeError(`Expected an Mlp for net but received ${describe(net)}`);
+    net.handle('trainer');
     const o = expectObject('options', options);
     this.net = net;
     this.loss = normalizeLoss(o.loss);
@@ -126,8 +128,16 @@ export class Trainer {
   async stepAsync(x: Float32Array, target: Target): Promise<number> {
     const { model, batch, t } = this.prepare('stepAsync', x, target);
     const hyper = this.optimizer.hyper.slice();
-    this.steps++;
-    return model.trainStepAsync(x, batch, this.loss.code, this.loss.param, t, this.optimizer.code, hyper, this.clipNorm);
+    // Counted when issued, so steps in flight together get the learning rates of the same steps
+    // made one after another; a step that fails (its loss overflowed, say) is uncounted again
+    // when nothing was issued after it, as a failed step() is never counted.
+    const issued = ++this.steps;
+    try {
+      return await model.trainStepAsync(x, batch, this.loss.code, this.loss.param, t, this.optimizer.code, hyper, this.clipNorm);
+    } catch (err) {
+      if (this.steps === issued) this.steps--;
+      throw err;
+    }
   }
 
   /** Forget the optimizer's moments and the step count (parameters stay). */

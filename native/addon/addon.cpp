@@ -34,7 +34,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
   }
 
  private:
-  // info() -> { version, isa, threads, cuda, compiler }
+  // info() -> { version, isa, threads, cuda, compiler, isas, liveModels, liveQuantModels }
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Guard(env, "info", [&]() -> Napi::Value {
@@ -50,6 +50,9 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
       Napi::Array isas = Napi::Array::New(env, count);
       for (std::size_t i = 0; i < count; ++i) isas.Set(static_cast<uint32_t>(i), names[i]);
       out.Set("isas", isas);
+      // Core models alive in the process (every environment): leak tests watch these.
+      out.Set("liveModels", Napi::Number::New(env, static_cast<double>(Model::live_count())));
+      out.Set("liveQuantModels", Napi::Number::New(env, static_cast<double>(quant::QuantModel::live_count())));
       return out;
     });
   }

@@ -1,5 +1,6 @@
 #include "addon/async_work.h"
 
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -20,6 +21,10 @@ napi_value MakeError(napi_env env, const CapturedError& error) {
     case CapturedError::Kind::Range:
       status = napi_create_range_error(env, nullptr, message, &value);
       code_text = kErrOutOfRange;
+      break;
+    case CapturedError::Kind::OutOfMemory:
+      status = napi_create_range_error(env, nullptr, message, &value);
+      code_text = kErrOutOfMemory;
       break;
     default:
       status = napi_create_error(env, nullptr, message, &value);
@@ -71,9 +76,10 @@ void Job::Complete(napi_env env, napi_status status, void* data) {
     job->failed_ = true;
     job->error_ = {CapturedError::Kind::Other, "the work was cancelled"};
   }
+  napi_value value = job->failed_ ? nullptr : job->Result(env);
   if (job->failed_) {
     if (napi_value error = MakeError(env, job->error_)) napi_reject_deferred(env, job->deferred_, error);
-  } else if (napi_value value = job->Result(env)) {
+  } else if (value) {
     napi_resolve_deferred(env, job->deferred_, value);
   }
   if (scoped) napi_close_handle_scope(env, scope);
@@ -83,32 +89,85 @@ void Job::Complete(napi_env env, napi_status status, void* data) {
 // ---- predictAsync -------------------------------------------------------------------------
 
 PredictJob::PredictJob(std::shared_ptr<const Predictor> model, const ArrayArg<float>& x, std::size_t batch,
-                       const ArrayArg<float>& out)
-    : model_(std::move(model)),
-      x_ref_(Napi::Persistent(x.Object())),
-      out_ref_(Napi::Persistent(out.Object())),
-      x_(x.Data()),
-      out_(out.Data()),
-      batch_(batch) {
-  // Re-checked here, with the references held, right before the pointers go to another thread:
-  // these are the lengths the work relies on.
+                       const ArrayArg<float>& out, const char* what)
+    : model_(std::move(model)), batch_(batch), what_(what) {
+  // Re-checked here, right before the work is set up: these are the lengths it relies on.
   if (x.ElementLength() != batch * model_->inputs() || out.ElementLength() != batch * model_->outputs()) {
-    throw RangeError(Napi::Env(x.env), "predictAsync: x or out does not match batch");
+    throw RangeError(Napi::Env(x.env), std::string(what) + ": x or out does not match batch");
   }
+  x_.assign(x.Data(), x.Data() + x.ElementLength());
+  y_.resize(out.ElementLength());
+  out_ref_ = Napi::Persistent(out.Object());
+  turn_ = model_->reserve_predict();  // last: nothing after this can fail
 }
 
 void PredictJob::Run() {
   try {
-    model_->predict(x_, batch_, out_);
+    model_->predict(std::move(turn_), x_.data(), batch_, y_.data());
   } catch (...) {
-    error_ = CaptureCurrentException("predictAsync");
+    error_ = CaptureCurrentException(what_);
     failed_ = true;
   }
 }
 
 napi_value PredictJob::Result(napi_env env) {
+  // `out` is read again now: JS may have detached or resized it while the work ran.
+  napi_value out = nullptr;
+  napi_typedarray_type type;
+  std::size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_reference_value(env, out_ref_, &out) != napi_ok || out == nullptr ||
+      napi_get_typedarray_info(env, out, &type, &length, &data, nullptr, nullptr) != napi_ok) {
+    return nullptr;
+  }
+  if (type != napi_float32_array || length != y_.size() || (length != 0 && data == nullptr)) {
+    error_ = {CapturedError::Kind::Range, std::string(what_) + ": out was detached or resized while the call was in flight (expected " +
+                                              std::to_string(y_.size()) + " elements, found " + std::to_string(length) + ")"};
+    failed_ = true;
+    return nullptr;
+  }
+  if (length != 0) std::memcpy(data, y_.data(), length * sizeof(float));
   napi_value undefined = nullptr;
   return napi_get_undefined(env, &undefined) == napi_ok ? undefined : nullptr;
+}
+
+// ---- trainStepAsync -----------------------------------------------------------------------
+
+TrainJob::TrainJob(std::shared_ptr<Model> model, const TrainArgs& a)
+    : model_(std::move(model)),
+      batch_(a.batch),
+      loss_(a.loss),
+      loss_param_(a.loss_param),
+      optimizer_(a.optimizer),
+      hyper_(a.hyper),
+      clip_norm_(a.clip_norm) {
+  const std::size_t want = loss_uses_labels(a.loss) ? a.batch : a.batch * model_->outputs();
+  if (a.x.ElementLength() != a.batch * model_->inputs() || a.target_length != want) {
+    throw RangeError(Napi::Env(a.x.env), "trainStepAsync: x or target does not match batch");
+  }
+  x_.assign(a.x.Data(), a.x.Data() + a.x.ElementLength());
+  if (a.target_data.labels) {
+    target_labels_.assign(a.target_data.labels, a.target_data.labels + a.target_length);
+  } else {
+    target_values_.assign(a.target_data.values, a.target_data.values + a.target_length);
+  }
+  turn_ = model_->reserve(Sequencer::Access::Write);  // last: nothing after this can fail
+}
+
+void TrainJob::Run() {
+  try {
+    const LossTarget target = loss_uses_labels(loss_) ? LossTarget{nullptr, target_labels_.data()}
+                                                      : LossTarget{target_values_.data(), nullptr};
+    result_ = model_->train_step(std::move(turn_), x_.data(), batch_, loss_, loss_param_, target, optimizer_, hyper_, clip_norm_);
+  } catch (...) {
+    error_ = CaptureCurrentException("trainStepAsync");
+    failed_ = true;
+  }
+}
+
+napi_value TrainJob::Result(napi_env env) {
+  napi_value number = nullptr;
+  return napi_create_double(env, result_, &number) == napi_ok ? number : nullptr;
 }
 
 }  // namespace mlpkit::addon

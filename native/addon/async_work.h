@@ -1,9 +1,17 @@
 // predictAsync / trainStepAsync: the work runs on the libuv thread pool and settles a Promise.
 //
-// Lifetime: each job holds its own shared_ptr to the core model, so dispose() while it runs
-// only drops the wrapper's reference, and an ObjectReference to every TypedArray it reads or
-// writes, so none can be collected before the promise settles. The arrays' lengths are checked
-// on the JS thread right before queueing; the caller must not detach them meanwhile.
+// Memory: a job never touches JS memory off the JS thread. It copies its inputs (x, the target)
+// when the call is made and computes into its own output buffer, which is copied into the
+// caller's `out` on the JS thread when the work is done, after checking that `out` is still a
+// Float32Array of the right length. JS may meanwhile detach, transfer, resize or collect any
+// array it passed (or write to it from another thread through a SharedArrayBuffer): the call
+// then rejects with a RangeError, or computes from the values it was given, and never reads or
+// writes memory it does not own. The copies cost a memcpy of x and out, small beside the
+// multiply-adds of any call worth running off the event loop.
+//
+// Lifetime and order: each job holds its own shared_ptr to the core model, so dispose() while it
+// runs only drops the wrapper's reference, and the ticket it took when the call was made (core/
+// sequencer.h), so it runs in call order with the model's other calls.
 //
 // Built on the plain napi_async_work API rather than Napi::AsyncWorker: when a worker_thread is
 // terminated with work in flight, Node still completes the work during environment teardown,
@@ -15,6 +23,7 @@
 
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "addon/checks.h"
 #include "addon/errors.h"
@@ -32,7 +41,8 @@ class Job {
  protected:
   // Runs on a pool thread: no JS, no napi calls.
   virtual void Run() = 0;
-  // Runs on the JS thread when Run succeeded; nullptr when no value could be made.
+  // Runs on the JS thread when Run succeeded: the value to resolve with, or nullptr with
+  // error_ set (failed_ true) to reject, or nullptr alone when no value could be made.
   virtual napi_value Result(napi_env env) = 0;
 
   CapturedError error_;
@@ -48,20 +58,21 @@ class Job {
 
 class PredictJob final : public Job {
  public:
-  // out = predict(x), resolving to undefined.
+  // out = predict(x), resolving to undefined. Copies x now; fills out when done.
   PredictJob(std::shared_ptr<const Predictor> model, const ArrayArg<float>& x, std::size_t batch,
-             const ArrayArg<float>& out);
+             const ArrayArg<float>& out, const char* what);
 
  private:
   void Run() override;
   napi_value Result(napi_env env) override;
 
   std::shared_ptr<const Predictor> model_;
-  Napi::ObjectReference x_ref_;
+  Sequencer::Ticket turn_;  // after model_: released before the model it belongs to
   Napi::ObjectReference out_ref_;
-  const float* x_;
-  float* out_;
+  std::vector<float> x_;
+  std::vector<float> y_;
   std::size_t batch_;
+  const char* what_;
 };
 
 // Everything trainStep takes besides the model.
@@ -70,7 +81,7 @@ struct TrainArgs {
   std::size_t batch = 0;
   Loss loss = Loss::Mse;
   double loss_param = 0;
-  napi_value target = nullptr;  // Float32Array, or Int32Array of labels
+  napi_value target = nullptr;  // Float32Array, or Int32Array of labels (kept alive by TrainJobT)
   std::size_t target_length = 0;
   LossTarget target_data;
   Optimizer optimizer = Optimizer::Sgd;
@@ -130,6 +141,28 @@ class TrainJobT final : public Job {
   double result_ = 0;
 };
 
-using TrainJob = TrainJobT<Model>;
+// The CPU Model's train step: copies x and the target now, and takes its place in the model's
+// order of calls (core/sequencer.h) when queued.
+class TrainJob final : public Job {
+ public:
+  TrainJob(std::shared_ptr<Model> model, const TrainArgs& args);
+
+ private:
+  void Run() override;
+  napi_value Result(napi_env env) override;
+
+  std::shared_ptr<Model> model_;
+  Sequencer::Ticket turn_;
+  std::vector<float> x_;
+  std::vector<float> target_values_;
+  std::vector<std::int32_t> target_labels_;
+  std::size_t batch_;
+  Loss loss_;
+  double loss_param_;
+  Optimizer optimizer_;
+  Hyper hyper_;
+  double clip_norm_;
+  double result_ = 0;
+};
 
 }  // namespace mlpkit::addon

@@ -9,9 +9,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "addon/errors.h"
 
@@ -163,12 +165,35 @@ inline void ExpectLength(Napi::Env env, std::size_t length, std::size_t a, std::
   }
 }
 
+// True when two byte ranges share a byte (out passed as x, or overlapping views of one buffer).
+inline bool Overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a), b0 = reinterpret_cast<std::uintptr_t>(b);
+  return a_bytes != 0 && b_bytes != 0 && a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+template <class A, class B>
+bool Overlaps(const ArrayArg<A>& a, const ArrayArg<B>& b) {
+  return Overlaps(a.Data(), a.ElementLength() * sizeof(A), b.Data(), b.ElementLength() * sizeof(B));
+}
+
 // predict(x, batch, out) and predictAsync(x, batch, out), for a model of `inputs` -> `outputs`.
 struct PredictArgs {
   ArrayArg<float> x;
   std::size_t batch = 0;
   ArrayArg<float> out;
 };
+
+// out = model.predict(x); through a scratch output when out overlaps x, since the kernels read
+// the inputs of later rows (and columns) after writing the outputs of earlier ones.
+template <class Model>
+void PredictInto(const Model& model, const PredictArgs& a) {
+  if (!Overlaps(a.x, a.out)) {
+    model.predict(a.x.Data(), a.batch, a.out.Data());
+    return;
+  }
+  std::vector<float> y(a.out.ElementLength());
+  model.predict(a.x.Data(), a.batch, y.data());
+  std::memcpy(a.out.Data(), y.data(), y.size() * sizeof(float));
+}
 
 inline PredictArgs ReadPredictArgs(const Napi::CallbackInfo& info, std::size_t inputs, std::size_t outputs,
                                    const char* what) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "addon/checks.h"
 
@@ -18,10 +19,13 @@ std::int64_t IntegerField(const Napi::Object& config, const char* field, const c
   return static_cast<std::int64_t>(v);
 }
 
-template <class T>
-ArrayArg<T> ArrayField(const Napi::Object& config, const char* field, const char* what) {
+// Copied at once: reading a later field may run JS (a getter, a Proxy trap) that detaches or
+// resizes this array, so no pointer into JS memory outlives the next Get.
+template <class T, class U>
+void CopyArrayField(const Napi::Object& config, const char* field, const char* what, std::vector<U>* out) {
   const std::string name = std::string("config.") + field;
-  return TypedArg<T>(config.Get(field), what, name.c_str());
+  const ArrayArg<T> a = TypedArg<T>(config.Get(field), what, name.c_str());
+  out->assign(a.Data(), a.Data() + a.ElementLength());
 }
 
 }  // namespace
@@ -41,18 +45,12 @@ ModelConfig ReadModelConfig(const Napi::Value& value, const char* what) {
   }
   c.include_input = include.As<Napi::Boolean>().Value();
 
-  const auto units = ArrayField<std::int32_t>(config, "units", what);
-  const auto activations = ArrayField<std::int32_t>(config, "activations", what);
-  const auto alphas = ArrayField<float>(config, "alphas", what);
-  const auto bias = ArrayField<std::uint8_t>(config, "bias", what);
-  c.units.assign(units.Data(), units.Data() + units.ElementLength());
-  c.activations.assign(activations.Data(), activations.Data() + activations.ElementLength());
-  c.alphas.assign(alphas.Data(), alphas.Data() + alphas.ElementLength());
-  c.bias.assign(bias.Data(), bias.Data() + bias.ElementLength());
-  const auto gated = ArrayField<std::uint8_t>(config, "gated", what);
-  const auto residual = ArrayField<std::uint8_t>(config, "residual", what);
-  c.gated.assign(gated.Data(), gated.Data() + gated.ElementLength());
-  c.residual.assign(residual.Data(), residual.Data() + residual.ElementLength());
+  CopyArrayField<std::int32_t>(config, "units", what, &c.units);
+  CopyArrayField<std::int32_t>(config, "activations", what, &c.activations);
+  CopyArrayField<float>(config, "alphas", what, &c.alphas);
+  CopyArrayField<std::uint8_t>(config, "bias", what, &c.bias);
+  CopyArrayField<std::uint8_t>(config, "gated", what, &c.gated);
+  CopyArrayField<std::uint8_t>(config, "residual", what, &c.residual);
   return c;
 }
 

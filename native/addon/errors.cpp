@@ -22,6 +22,10 @@ Napi::Error RangeError(Napi::Env env, const std::string& message) {
   return WithCode(Napi::RangeError::New(env, message), kErrOutOfRange);
 }
 
+Napi::Error OutOfMemoryError(Napi::Env env, const std::string& message) {
+  return WithCode(Napi::RangeError::New(env, message), kErrOutOfMemory);
+}
+
 Napi::Error DisposedError(Napi::Env env, const char* what) {
   return WithCode(Napi::TypeError::New(env, std::string(what) + ": Model has been disposed"), kErrDisposed);
 }
@@ -49,7 +53,7 @@ Napi::Error ToJsError(Napi::Env env, const CapturedError& error) {
   switch (error.kind) {
     case CapturedError::Kind::Type: return TypeError(env, error.message);
     case CapturedError::Kind::Range: return RangeError(env, error.message);
-    case CapturedError::Kind::OutOfMemory:
+    case CapturedError::Kind::OutOfMemory: return OutOfMemoryError(env, error.message);
     case CapturedError::Kind::Other: break;
   }
   return Napi::Error::New(env, error.message);

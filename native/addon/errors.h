@@ -12,9 +12,12 @@ namespace mlpkit::addon {
 constexpr const char* kErrInvalidArgType = "ERR_INVALID_ARG_TYPE";
 constexpr const char* kErrOutOfRange = "ERR_OUT_OF_RANGE";
 constexpr const char* kErrDisposed = "ERR_MLPKIT_DISPOSED";
+constexpr const char* kErrOutOfMemory = "ERR_MLPKIT_OUT_OF_MEMORY";
 
 Napi::Error TypeError(Napi::Env env, const std::string& message);
 Napi::Error RangeError(Napi::Env env, const std::string& message);
+// A RangeError with code ERR_MLPKIT_OUT_OF_MEMORY: an allocation for sizes the caller asked for failed.
+Napi::Error OutOfMemoryError(Napi::Env env, const std::string& message);
 // "predict: Model has been disposed", a TypeError like a call on a revoked Proxy.
 Napi::Error DisposedError(Napi::Env env, const char* what);
 
@@ -27,7 +30,8 @@ struct CapturedError {
 };
 
 // Call only inside a catch block: classifies the exception in flight and prefixes "what: ".
-// std::out_of_range and std::length_error are range errors, std::invalid_argument type errors.
+// std::out_of_range and std::length_error are range errors, std::invalid_argument type errors,
+// std::bad_alloc an out-of-memory RangeError; anything else a plain Error.
 CapturedError CaptureCurrentException(const char* what);
 Napi::Error ToJsError(Napi::Env env, const CapturedError& error);
 

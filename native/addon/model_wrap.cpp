@@ -1,8 +1,11 @@
 #include "addon/model_wrap.h"
 
+#include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "addon/async_work.h"
 #include "addon/checks.h"
@@ -11,12 +14,41 @@
 #include "addon/model_args.h"
 
 namespace mlpkit::addon {
+namespace {
+
+// dL/dx is written tile by tile while later tiles still read x (and the target): when the
+// caller's gradInput overlaps either, the pass writes into scratch, copied over at the end.
+class GradInputScratch {
+ public:
+  struct Span {
+    const void* data;
+    std::size_t bytes;
+  };
+  GradInputScratch(float* grad_input, std::size_t length, std::initializer_list<Span> inputs) : out_(grad_input) {
+    if (!grad_input) return;
+    for (const Span& in : inputs) {
+      if (Overlaps(grad_input, length * sizeof(float), in.data, in.bytes)) {
+        scratch_.resize(length);
+        return;
+      }
+    }
+  }
+  float* Data() { return scratch_.empty() ? out_ : scratch_.data(); }
+  void Finish() {
+    if (!scratch_.empty()) std::memcpy(out_, scratch_.data(), scratch_.size() * sizeof(float));
+  }
+
+ private:
+  float* out_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace
+
 Napi::Function ModelWrap::DefineClass(Napi::Env env) {
   return ObjectWrap<ModelWrap>::DefineClass(
       env, "Model",
       {
-          InstanceAccessor<&ModelWrap::ParamCount>("paramCount", napi_enumerable),
-          InstanceAccessor<&ModelWrap::Outputs>("outputs", napi_enumerable),
           InstanceMethod<&ModelWrap::Predict>("predict"),
           InstanceMethod<&ModelWrap::PredictAsync>("predictAsync"),
           InstanceMethod<&ModelWrap::GetParams>("getParams"),
@@ -48,7 +80,13 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   // outlives every reference to the function; the two are collected together.
   Napi::Function bound = Napi::Function::New(env, &ModelWrap::PredictBound, "predict", this);
   bound.DefineProperty(Napi::PropertyDescriptor::Value("owner", info.This(), napi_default));
-  info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("predict", bound, napi_default));
+  // paramCount and outputs are read-only data properties rather than prototype getters: they
+  // never change, and a getter called on a foreign object could only fail.
+  info.This().As<Napi::Object>().DefineProperties({
+      Napi::PropertyDescriptor::Value("predict", bound, napi_default),
+      Napi::PropertyDescriptor::Value("paramCount", Napi::Number::New(env, static_cast<double>(param_count_)), napi_enumerable),
+      Napi::PropertyDescriptor::Value("outputs", Napi::Number::New(env, static_cast<double>(outputs_)), napi_enumerable),
+  });
   // Tell V8 what this small JS object really holds, so GC pressure reflects it.
   external_bytes_ = static_cast<std::int64_t>(model_->memory_bytes());
   std::int64_t total = 0;
@@ -73,21 +111,13 @@ const std::shared_ptr<Model>& ModelWrap::Live(Napi::Env env, const char* what) c
   return model_;
 }
 
-Napi::Value ModelWrap::ParamCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(param_count_));
-}
-
-Napi::Value ModelWrap::Outputs(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(outputs_));
-}
-
 Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   constexpr const char* what = "predict";
   Napi::Env env = info.Env();
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
     const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-    model->predict(a.x.Data(), a.batch, a.out.Data());
+    PredictInto(*model, a);
     return env.Undefined();
   });
 }
@@ -103,7 +133,7 @@ Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
     return Guard(env, what, [&]() -> Napi::Value {
       const auto& model = Live(env, what);
       const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out), "mlpkit:predictAsync");
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:predictAsync");
     });
   } catch (const Napi::Error& e) {
     // A promise-returning method reports bad arguments by rejecting, not by throwing.
@@ -178,7 +208,10 @@ Napi::Value ModelWrap::LossGrad(const Napi::CallbackInfo& info) {
     LossTarget target;
     ReadTarget(info[4], loss, batch, outputs_, what, &target_length, &target);
     float* grad_input = ReadGradInput(info, 5, batch, inputs_, what);
-    const double value = model->loss_grad(x.Data(), batch, loss, loss_param, target, grad_input);
+    const void* target_data = target.labels ? static_cast<const void*>(target.labels) : target.values;
+    GradInputScratch scratch(grad_input, batch * inputs_, {{x.Data(), x.ElementLength() * 4}, {target_data, target_length * 4}});
+    const double value = model->loss_grad(x.Data(), batch, loss, loss_param, target, scratch.Data());
+    scratch.Finish();
     return Napi::Number::New(env, value);
   });
 }
@@ -195,7 +228,10 @@ Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
     ExpectLength(env, x.ElementLength(), batch, inputs_, what, "x", "batch * inputs");
     ExpectLength(env, grad_output.ElementLength(), batch, outputs_, what, "gradOutput", "batch * outputs");
     float* grad_input = ReadGradInput(info, 3, batch, inputs_, what);
-    model->backward(x.Data(), batch, grad_output.Data(), grad_input);
+    GradInputScratch scratch(grad_input, batch * inputs_,
+                             {{x.Data(), x.ElementLength() * 4}, {grad_output.Data(), grad_output.ElementLength() * 4}});
+    model->backward(x.Data(), batch, grad_output.Data(), scratch.Data());
+    scratch.Finish();
     return env.Undefined();
   });
 }

@@ -21,9 +21,6 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   ~ModelWrap() override;
 
  private:
-  Napi::Value ParamCount(const Napi::CallbackInfo& info);
-  Napi::Value Outputs(const Napi::CallbackInfo& info);
-
   Napi::Value Predict(const Napi::CallbackInfo& info);
   // predict as an own function of each instance with the instance as its data: calling it skips
   // the napi_unwrap of a prototype method (a private-symbol property lookup, ~40 ns, a tenth of
@@ -47,7 +44,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   void Release();
 
   std::shared_ptr<Model> model_;
-  // Kept after dispose() so the getters still answer.
+  // Kept after dispose().
   std::size_t param_count_ = 0;
   std::size_t inputs_ = 0;
   std::size_t outputs_ = 0;

@@ -12,13 +12,44 @@
 namespace mlpkit::addon {
 namespace {
 
-// The arrays' memory stays owned by the layer objects; the core copies it while repacking,
-// inside the constructor call.
-quant::QuantLayerSource ReadLayer(const Napi::Value& value, std::size_t index) {
+// More layers than any model file or spec may hold (lib/spec.ts allows 1024).
+constexpr std::uint32_t kMaxQuantLayers = 1 << 16;
+
+// A layer's arrays, copied out of JS as each is read: reading a later field may run JS (a getter,
+// a Proxy trap) that detaches or resizes an array read before, so no pointer into JS memory
+// outlives the next Get. Source() points into the copies.
+struct LayerCopy {
+  std::vector<std::uint8_t> weights;
+  std::vector<float> scales;
+  std::vector<std::uint8_t> zeros;
+  std::vector<float> bias;
+  bool has_zeros = false, has_bias = false;
+  quant::QuantLayerSource source;  // pointers unset until Source()
+
+  quant::QuantLayerSource Source() const {
+    quant::QuantLayerSource s = source;
+    s.weights = weights.data();
+    s.scales = scales.data();
+    s.zeros = has_zeros ? zeros.data() : nullptr;
+    s.bias = has_bias ? bias.data() : nullptr;
+    return s;
+  }
+};
+
+template <class T, class U>
+void CopyArray(const Napi::Value& v, const std::string& where, const char* name, std::size_t a, std::size_t b,
+               const char* formula, std::vector<U>* out) {
+  const auto arr = TypedArg<T>(v, where.c_str(), name);
+  ExpectLength(v.Env(), arr.ElementLength(), a, b, where.c_str(), name, formula);
+  const auto* bytes = reinterpret_cast<const U*>(arr.Data());
+  out->assign(bytes, bytes + arr.ElementLength());
+}
+
+void ReadLayer(const Napi::Value& value, std::size_t index, LayerCopy* copy) {
   const std::string where = "QuantModel: layers[" + std::to_string(index) + "]";
   if (!value.IsObject()) throw TypeError(value.Env(), where + " must be an object, got " + Describe(value));
   const Napi::Object o = value.As<Napi::Object>();
-  quant::QuantLayerSource s;
+  quant::QuantLayerSource& s = copy->source;
   s.inputs = SizeField(o, "inputs", where);
   s.outputs = SizeField(o, "outputs", where);
   s.group = SizeField(o, "groupSize", where);
@@ -37,35 +68,26 @@ quant::QuantLayerSource ReadLayer(const Napi::Value& value, std::size_t index) {
   if (s.format == quant::Format::Int8 && (!s.symmetric || s.group != s.inputs)) {
     throw RangeError(o.Env(), where + ": int8 layers are symmetric with groupSize == inputs");
   }
+  if (s.format == quant::Format::Int4 && s.group != 32 && s.group != 64 && s.group != 128) {
+    throw RangeError(o.Env(), where + ".groupSize must be 32, 64 or 128 for int4 layers, got " + std::to_string(s.group));
+  }
   const std::size_t kq = (s.inputs + s.group - 1) / s.group * s.group;
   const std::size_t groups = kq / s.group;
   if (s.format == quant::Format::Int8) {
-    const auto w = TypedArg<std::int8_t>(o.Get("weights"), where.c_str(), "weights");
-    ExpectLength(o.Env(), w.ElementLength(), s.outputs, s.inputs, where.c_str(), "weights", "outputs * inputs");
-    s.weights = reinterpret_cast<const std::uint8_t*>(w.Data());
+    CopyArray<std::int8_t>(o.Get("weights"), where, "weights", s.outputs, s.inputs, "outputs * inputs", &copy->weights);
   } else {
-    const auto w = TypedArg<std::uint8_t>(o.Get("weights"), where.c_str(), "weights");
-    ExpectLength(o.Env(), w.ElementLength(), s.outputs, kq / 2, where.c_str(), "weights", "outputs * paddedInputs / 2");
-    s.weights = w.Data();
+    CopyArray<std::uint8_t>(o.Get("weights"), where, "weights", s.outputs, kq / 2, "outputs * paddedInputs / 2", &copy->weights);
   }
-  const auto scales = TypedArg<float>(o.Get("scales"), where.c_str(), "scales");
-  ExpectLength(o.Env(), scales.ElementLength(), s.outputs, groups, where.c_str(), "scales", "outputs * groups");
-  s.scales = scales.Data();
-  const Napi::Value zeros = o.Get("zeros");
-  if (s.format == quant::Format::Int4 && !s.symmetric) {
-    const auto z = TypedArg<std::uint8_t>(zeros, where.c_str(), "zeros");
-    ExpectLength(o.Env(), z.ElementLength(), s.outputs, groups, where.c_str(), "zeros", "outputs * groups");
-    s.zeros = z.Data();
+  CopyArray<float>(o.Get("scales"), where, "scales", s.outputs, groups, "outputs * groups", &copy->scales);
+  copy->has_zeros = s.format == quant::Format::Int4 && !s.symmetric;
+  if (copy->has_zeros) {
+    CopyArray<std::uint8_t>(o.Get("zeros"), where, "zeros", s.outputs, groups, "outputs * groups", &copy->zeros);
   }
   const Napi::Value bias = o.Get("bias");
-  if (!IsNullish(bias)) {
-    const auto b = TypedArg<float>(bias, where.c_str(), "bias");
-    ExpectLength(o.Env(), b.ElementLength(), s.outputs, 1, where.c_str(), "bias", "outputs");
-    s.bias = b.Data();
-  }
+  copy->has_bias = !IsNullish(bias);
+  if (copy->has_bias) CopyArray<float>(bias, where, "bias", s.outputs, 1, "outputs", &copy->bias);
   s.activation = static_cast<Activation>(CodeArg(o.Get("activation"), where.c_str(), "activation", "an activation", kActivationCount));
   s.alpha = static_cast<float>(NumberArg(o.Get("alpha"), where.c_str(), "alpha"));
-  return s;
 }
 
 }  // namespace
@@ -75,7 +97,6 @@ Napi::Function QuantModelWrap::DefineClass(Napi::Env env) {
                                                  {
                                                      InstanceMethod<&QuantModelWrap::Predict>("predict"),
                                                      InstanceMethod<&QuantModelWrap::PredictAsync>("predictAsync"),
-                                                     InstanceAccessor<&QuantModelWrap::Bytes>("bytes"),
                                                      InstanceMethod<&QuantModelWrap::Dispose>("dispose"),
                                                  });
 }
@@ -90,13 +111,25 @@ QuantModelWrap::QuantModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
     const int mode = CodeArg(c.Get("activations"), "QuantModel", "config.activations", "an activations-mode", 2);
     if (!info[1].IsArray()) throw TypeError(env, "QuantModel: layers must be an array, got " + Describe(info[1]));
     const Napi::Array layers = info[1].As<Napi::Array>();
-    if (layers.Length() == 0) throw RangeError(env, "QuantModel: layers must not be empty");
+    // The length is read once: a getter may change the array while its layers are read.
+    const std::uint32_t count = layers.Length();
+    if (count == 0 || count > kMaxQuantLayers) {
+      throw RangeError(env, "QuantModel: layers must hold 1 to " + std::to_string(kMaxQuantLayers) + " layers, got " + std::to_string(count));
+    }
+    std::vector<LayerCopy> copies;
+    for (std::uint32_t i = 0; i < count; ++i) {
+      copies.emplace_back();
+      ReadLayer(layers.Get(i), i, &copies.back());
+    }
     std::vector<quant::QuantLayerSource> sources;
-    for (std::uint32_t i = 0; i < layers.Length(); ++i) sources.push_back(ReadLayer(layers.Get(i), i));
+    for (const LayerCopy& c : copies) sources.push_back(c.Source());
     model_ = std::make_shared<quant::QuantModel>(enc, sources, static_cast<quant::ActMode>(mode));
   });
   inputs_ = model_->inputs();
   outputs_ = model_->outputs();
+  // The repacked size, as a read-only data property (see ModelWrap).
+  info.This().As<Napi::Object>().DefineProperty(
+      Napi::PropertyDescriptor::Value("bytes", Napi::Number::New(env, static_cast<double>(model_->bytes())), napi_enumerable));
   external_bytes_ = static_cast<std::int64_t>(model_->bytes());
   std::int64_t total = 0;
   napi_adjust_external_memory(env, external_bytes_, &total);
@@ -124,7 +157,7 @@ Napi::Value QuantModelWrap::Predict(const Napi::CallbackInfo& info) {
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
     const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-    model->predict(a.x.Data(), a.batch, a.out.Data());
+    PredictInto(*model, a);
     return env.Undefined();
   });
 }
@@ -136,15 +169,11 @@ Napi::Value QuantModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
     return Guard(env, what, [&]() -> Napi::Value {
       const auto& model = Live(env, what);
       const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out), "mlpkit:quantPredictAsync");
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:quantPredictAsync");
     });
   } catch (const Napi::Error& e) {
     return Rejected(env, e);
   }
-}
-
-Napi::Value QuantModelWrap::Bytes(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->bytes()) : 0.0);
 }
 
 Napi::Value QuantModelWrap::Dispose(const Napi::CallbackInfo& info) {

@@ -22,7 +22,6 @@ class QuantModelWrap final : public Napi::ObjectWrap<QuantModelWrap> {
  private:
   Napi::Value Predict(const Napi::CallbackInfo& info);
   Napi::Value PredictAsync(const Napi::CallbackInfo& info);
-  Napi::Value Bytes(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   const std::shared_ptr<quant::QuantModel>& Live(Napi::Env env, const char* what) const;

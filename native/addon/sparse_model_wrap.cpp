@@ -12,26 +12,38 @@
 namespace mlpkit::addon {
 namespace {
 
+// More layers than any spec may hold (lib/spec.ts allows 1024).
+constexpr std::uint32_t kMaxSparseLayers = 1 << 16;
+
+// Each array is copied out of JS as it is read: reading a later field may run JS (a getter, a
+// Proxy trap) that detaches or resizes an array read before, so no pointer into JS memory
+// outlives the next Get. The source points into the copies (a std::vector's data does not move
+// when the vector object does).
+struct LayerCopy {
+  std::vector<std::vector<float>> arrays;
+  sparse::SparseLayerSource source;
+};
+
 const float* FloatsField(const Napi::Object& o, const char* field, std::size_t a, std::size_t b, const std::string& where,
-                         const char* formula) {
+                         const char* formula, LayerCopy* copy) {
   const auto v = TypedArg<float>(o.Get(field), where.c_str(), field);
   ExpectLength(o.Env(), v.ElementLength(), a, b, where.c_str(), field, formula);
-  return v.Data();
+  copy->arrays.emplace_back(v.Data(), v.Data() + v.ElementLength());
+  return copy->arrays.back().data();
 }
 
 const float* OptionalFloatsField(const Napi::Object& o, const char* field, std::size_t n, const std::string& where,
-                                 const char* formula) {
+                                 const char* formula, LayerCopy* copy) {
   if (IsNullish(o.Get(field))) return nullptr;
-  return FloatsField(o, field, n, 1, where, formula);
+  return FloatsField(o, field, n, 1, where, formula, copy);
 }
 
-// The arrays' memory stays owned by the layer objects; the core copies it inside the
-// constructor call.
-sparse::SparseLayerSource ReadLayer(const Napi::Value& value, std::size_t index) {
+void ReadLayer(const Napi::Value& value, std::size_t index, LayerCopy* copy) {
   const std::string where = "SparseModel: layers[" + std::to_string(index) + "]";
   if (!value.IsObject()) throw TypeError(value.Env(), where + " must be an object, got " + Describe(value));
   const Napi::Object o = value.As<Napi::Object>();
-  sparse::SparseLayerSource s;
+  copy->arrays.reserve(6);  // every array of a layer: no reallocation moves the vectors
+  sparse::SparseLayerSource& s = copy->source;
   s.inputs = SizeField(o, "inputs", where);
   s.outputs = SizeField(o, "outputs", where);
   s.activation = static_cast<Activation>(CodeArg(o.Get("activation"), where.c_str(), "activation", "an activation", kActivationCount));
@@ -43,8 +55,8 @@ sparse::SparseLayerSource ReadLayer(const Napi::Value& value, std::size_t index)
   s.gated = gated.As<Napi::Boolean>().Value();
   s.residual = residual.As<Napi::Boolean>().Value();
   const std::size_t rows = s.gated ? 2 * s.outputs : s.outputs;
-  s.weight = FloatsField(o, "weight", rows, s.inputs, where, "rows * inputs (rows = 2 * outputs when gated)");
-  s.bias = OptionalFloatsField(o, "bias", rows, where, "rows");
+  s.weight = FloatsField(o, "weight", rows, s.inputs, where, "rows * inputs (rows = 2 * outputs when gated)", copy);
+  s.bias = OptionalFloatsField(o, "bias", rows, where, "rows", copy);
   s.mode = static_cast<sparse::Mode>(CodeArg(o.Get("mode"), where.c_str(), "mode", "a sparsity mode", sparse::kModeCount));
   if (s.mode == sparse::Mode::Threshold) {
     const double t = NumberArg(o.Get("threshold"), where.c_str(), "threshold");
@@ -59,12 +71,11 @@ sparse::SparseLayerSource ReadLayer(const Napi::Value& value, std::size_t index)
   }
   if (s.mode == sparse::Mode::Predictor) {
     s.rank = SizeField(o, "rank", where);
-    s.pa = FloatsField(o, "predictorA", s.rank, s.inputs, where, "rank * inputs");
-    s.pa_bias = OptionalFloatsField(o, "predictorABias", s.rank, where, "rank");
-    s.pb = FloatsField(o, "predictorB", s.outputs, s.rank, where, "outputs * rank");
-    s.pb_bias = OptionalFloatsField(o, "predictorBBias", s.outputs, where, "outputs");
+    s.pa = FloatsField(o, "predictorA", s.rank, s.inputs, where, "rank * inputs", copy);
+    s.pa_bias = OptionalFloatsField(o, "predictorABias", s.rank, where, "rank", copy);
+    s.pb = FloatsField(o, "predictorB", s.outputs, s.rank, where, "outputs * rank", copy);
+    s.pb_bias = OptionalFloatsField(o, "predictorBBias", s.outputs, where, "outputs", copy);
   }
-  return s;
 }
 
 }  // namespace
@@ -87,9 +98,16 @@ SparseModelWrap::SparseModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectW
     const EncodingSpec enc = ReadEncodingSpec(info[0].As<Napi::Object>(), "SparseModel: config");
     if (!info[1].IsArray()) throw TypeError(env, "SparseModel: layers must be an array, got " + Describe(info[1]));
     const Napi::Array layers = info[1].As<Napi::Array>();
-    if (layers.Length() == 0) throw RangeError(env, "SparseModel: layers must not be empty");
+    // The length is read once: a getter may change the array while its layers are read.
+    const std::uint32_t count = layers.Length();
+    if (count == 0 || count > kMaxSparseLayers) {
+      throw RangeError(env, "SparseModel: layers must hold 1 to " + std::to_string(kMaxSparseLayers) + " layers, got " +
+                                std::to_string(count));
+    }
+    std::vector<LayerCopy> copies(count);
+    for (std::uint32_t i = 0; i < count; ++i) ReadLayer(layers.Get(i), i, &copies[i]);
     std::vector<sparse::SparseLayerSource> sources;
-    for (std::uint32_t i = 0; i < layers.Length(); ++i) sources.push_back(ReadLayer(layers.Get(i), i));
+    for (const LayerCopy& c : copies) sources.push_back(c.source);
     model_ = std::make_shared<sparse::SparseModel>(enc, sources);
   });
   inputs_ = model_->inputs();
@@ -133,7 +151,7 @@ Napi::Value SparseModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
     return Guard(env, what, [&]() -> Napi::Value {
       const auto& model = Live(env, what);
       const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out), "mlpkit:sparsePredictAsync");
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:sparsePredictAsync");
     });
   } catch (const Napi::Error& e) {
     return Rejected(env, e);

@@ -109,7 +109,9 @@ double loss_sum_and_gradient(Loss loss, double param, const float* y, const Loss
         for (std::size_t j = 0; j < outputs; ++j) max = std::max(max, static_cast<double>(yr[j]));
         double sum = 0;
         for (std::size_t j = 0; j < outputs; ++j) sum += std::exp(yr[j] - max);
-        total += max + std::log(sum) - yr[label];
+        // (max - z_label) first: max + log(sum) - z_label loses log(sum) entirely once the
+        // logits reach ~1e17 (equal logits of 3e38 gave a loss of 0 instead of log 2).
+        total += (max - static_cast<double>(yr[label])) + std::log(sum);
         for (std::size_t j = 0; j < outputs; ++j) {
           const double p = std::exp(yr[j] - max) / sum;
           gr[j] = static_cast<float>((p - (j == label ? 1.0 : 0.0)) * inv_batch);

@@ -1,6 +1,7 @@
 #include "core/model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -12,6 +13,7 @@
 
 #include "core/cpu/float_mode.h"
 #include "core/cpu/kernels.h"
+#include "core/finite.h"
 #include "core/parallel.h"
 
 namespace mlpkit {
@@ -108,6 +110,15 @@ void finish_layer(const LayerPlan& layer, std::size_t rows, float* z, float* dst
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
+std::atomic<std::size_t> g_live_models{0};
+
+// As JS prints them, for messages about non-finite values.
+std::string number_text(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  return std::to_string(v);
+}
+
 }  // namespace
 
 Model::Model(const ModelConfig& config, const float* params, std::size_t count)
@@ -133,7 +144,12 @@ Model::Model(const ModelConfig& config, const float* params, std::size_t count)
     widest_layer_bytes_ = std::max(widest_layer_bytes_, l.inputs * l.rows * sizeof(float));
   }
   scratch_floats_ = (plan_.encoding.type == Encoding::Identity ? 0 : plan_.encoding.width()) + kPingBuffers * plan_.max_width;
+  g_live_models.fetch_add(1, std::memory_order_relaxed);  // last: a constructor that throws made no model
 }
+
+Model::~Model() { g_live_models.fetch_sub(1, std::memory_order_relaxed); }
+
+std::size_t Model::live_count() { return g_live_models.load(std::memory_order_relaxed); }
 
 void Model::repack_layer(std::size_t l) {
   const LayerPlan& layer = plan_.layers[l];
@@ -234,7 +250,16 @@ bool after_relu(const ModelPlan& plan, std::size_t l) {
 }  // namespace
 
 void Model::predict(const float* x, std::size_t batch, float* out) const {
-  std::shared_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Read);
+  predict_in_turn(x, batch, out);
+}
+
+void Model::predict(Sequencer::Ticket turn, const float* x, std::size_t batch, float* out) const {
+  turn.wait();
+  predict_in_turn(x, batch, out);
+}
+
+void Model::predict_in_turn(const float* x, std::size_t batch, float* out) const {
   const cpu::Kernels& k = cpu::kernels();
   if (batch == 1 && macs_ < kColumnSplitMacs && scratch_floats_ <= kStackScratchFloats) {
     // The latency path: one row, scratch on the stack (no thread-local lookup), no tiling
@@ -404,23 +429,23 @@ void Model::predict_by_columns(const float* x, std::size_t batch, float* out) co
 }
 
 void Model::get_params(float* out) const {
-  std::shared_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Read);
   std::memcpy(out, params_.data(), params_.size() * sizeof(float));
 }
 
 void Model::set_params(const float* params) {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   std::memcpy(params_.data(), params, params_.size() * sizeof(float));
   repack();
 }
 
 void Model::get_grads(float* out) const {
-  std::shared_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Read);
   std::memcpy(out, grads_.data(), grads_.size() * sizeof(float));
 }
 
 void Model::set_grads(const float* grads) {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   std::memcpy(grads_.data(), grads, grads_.size() * sizeof(float));
 }
 
@@ -731,17 +756,25 @@ double Model::forward_backward(const float* x, std::size_t batch, const Loss* lo
 double Model::loss_grad(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
                         float* grad_input) {
   check_loss(loss);
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   return forward_backward(x, batch, &loss, loss_param, &target, nullptr, grad_input);
 }
 
 void Model::backward(const float* x, std::size_t batch, const float* grad_output, float* grad_input) {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   forward_backward(x, batch, nullptr, 0, nullptr, grad_output, grad_input);
 }
 
 double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm, bool want_norm) {
   check_optimizer(optimizer);
+  // One NaN or infinite gradient (float32 overflow of activations or products) would poison
+  // every weight the update touches, and the optimizer's moments with them: refuse the update.
+  // (The vectorised check of the kernel table; the slower scan only finds the index to report.)
+  if (!cpu::kernels().all_finite(grads_.data(), grads_.size())) {
+    const std::int64_t bad = first_non_finite(grads_.data(), grads_.size());
+    throw std::out_of_range("gradient " + std::to_string(bad) + " is " + number_text(grads_[static_cast<std::size_t>(bad)]) +
+                            " (the activations or gradients overflowed float32); the parameters were not updated");
+  }
   const bool clipping = clip_norm > 0 && std::isfinite(clip_norm);
   const double norm = clipping || want_norm ? clip_grad_norm(grads_.data(), grads_.size(), clip_norm) : 0.0;
   optimizer_update(optimizer, hyper, params_.data(), grads_.data(), params_.size(), opt_);
@@ -750,23 +783,32 @@ double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, dou
 }
 
 double Model::optimizer_step(Optimizer optimizer, const Hyper& hyper, double clip_norm) {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   return optimizer_step_locked(optimizer, hyper, clip_norm, true);
 }
 
 void Model::reset_optimizer() {
-  std::unique_lock lock(mutex_);
+  const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   opt_.reset();
 }
 
 double Model::train_step(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
                          Optimizer optimizer, const Hyper& hyper, double clip_norm) {
+  return train_step(reserve(Sequencer::Access::Write), x, batch, loss, loss_param, target, optimizer, hyper, clip_norm);
+}
+
+double Model::train_step(Sequencer::Ticket turn, const float* x, std::size_t batch, Loss loss, double loss_param,
+                         const LossTarget& target, Optimizer optimizer, const Hyper& hyper, double clip_norm) {
   // Check both codes before anything runs, so a bad optimizer code cannot leave fresh
   // gradients behind without the update they were computed for.
   check_loss(loss);
   check_optimizer(optimizer);
-  std::unique_lock lock(mutex_);
+  turn.wait();
   const double value = forward_backward(x, batch, &loss, loss_param, &target, nullptr, nullptr);
+  if (!std::isfinite(value)) {
+    throw std::out_of_range("the loss is " + number_text(value) +
+                            " (the outputs overflowed float32); the parameters were not updated");
+  }
   optimizer_step_locked(optimizer, hyper, clip_norm, false);
   return value;
 }

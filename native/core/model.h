@@ -2,12 +2,13 @@
 // of BackendModel (lib/backend/types.ts) on raw pointers. Callers (the binding, the C++ tests)
 // check buffer lengths; the model checks codes, labels and sizes it derives itself.
 //
-// Thread safety: any number of predict / get_* calls may run at once; calls that write
-// (training, set_*, reset) take the model exclusively and wait for readers to finish.
+// Thread safety and order: calls run in the order they were issued, as if one at a time
+// (core/sequencer.h); neighbouring reads (predict, get_*) overlap, and a call that writes
+// (training, set_*, reset) waits for the calls issued before it. A call made from another
+// thread is issued when it is made; an async caller takes its place earlier with reserve().
 #pragma once
 
 #include <cstddef>
-#include <shared_mutex>
 #include <vector>
 
 #include "core/aligned.h"
@@ -16,6 +17,7 @@
 #include "core/loss.h"
 #include "core/optimizer.h"
 #include "core/predictor.h"
+#include "core/sequencer.h"
 
 namespace mlpkit {
 
@@ -27,6 +29,10 @@ class Model final : public Predictor {
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
+  ~Model() override;
+
+  // Models alive in this process (every thread and Node environment): for leak tests.
+  static std::size_t live_count();
 
   std::size_t param_count() const { return plan_.param_count; }
   std::size_t inputs() const override { return plan_.encoding.inputs; }
@@ -37,6 +43,11 @@ class Model final : public Predictor {
 
   // out[batch x outputs] = net(x[batch x inputs]).
   void predict(const float* x, std::size_t batch, float* out) const override;
+  // A place in the order of this model's calls, taken now for a call that runs later.
+  Sequencer::Ticket reserve(Sequencer::Access access) const { return order_.issue(access); }
+  Sequencer::Ticket reserve_predict() const override { return reserve(Sequencer::Access::Read); }
+  // predict in the place `turn` (from reserve_predict()) holds; the turn ends when it returns.
+  void predict(Sequencer::Ticket turn, const float* x, std::size_t batch, float* out) const override;
 
   void get_params(float* out) const;
   void set_params(const float* params);
@@ -59,9 +70,14 @@ class Model final : public Predictor {
   // loss_grad without grad_input, then optimizer_step, as one exclusive operation.
   double train_step(const float* x, std::size_t batch, Loss loss, double loss_param, const LossTarget& target,
                     Optimizer optimizer, const Hyper& hyper, double clip_norm);
+  // train_step in the place `turn` (from reserve(Access::Write)) holds; the turn ends when it returns.
+  double train_step(Sequencer::Ticket turn, const float* x, std::size_t batch, Loss loss, double loss_param,
+                    const LossTarget& target, Optimizer optimizer, const Hyper& hyper, double clip_norm);
 
  private:
   struct Pass;
+
+  void predict_in_turn(const float* x, std::size_t batch, float* out) const;
 
   // Packs every layer's weights and bias for the forward kernels (see core/cpu/kernels.h).
   // Called whenever the parameters change; predict and training only read the packed copy.
@@ -90,7 +106,7 @@ class Model final : public Predictor {
   std::size_t widest_layer_bytes_ = 0;   // the largest layer's float weights
   std::size_t scratch_floats_ = 0;       // predict scratch per row: encoded input + two activations
   OptimizerState opt_;
-  mutable std::shared_mutex mutex_;
+  mutable Sequencer order_;
 };
 
 }  // namespace mlpkit

@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -83,7 +84,7 @@ float mul(float a, float b) {
 
 enum Group {
   kGemmPacked, kGemmRowMajor, kGemmWeightGrad, kGemmPageEnd, kGemmRows, kRectify, kRectifyBackward,
-  kColumnSums, kReduce, kAdam, kSgd, kAxpyRows, kDotRows, kGroups
+  kColumnSums, kReduce, kAdam, kSgd, kAxpyRows, kDotRows, kAllFinite, kGroups
 };
 const char* const kGroupNames[kGroups] = {
     "gemm forward, packed B (10 variants)",
@@ -99,6 +100,7 @@ const char* const kGroupNames[kGroups] = {
     "sgd",
     "axpy_rows (sparse, neuron-major)",
     "dot_rows (sparse, chosen outputs)",
+    "all_finite",
 };
 struct Stat {
   long long cases = 0, values = 0, failures = 0;
@@ -880,6 +882,33 @@ void test_sgd(Table& t) {
 
 // ---- the tables ------------------------------------------------------------------------------------
 
+// all_finite over page-end buffers: true for any mix of finite values (denormals, +-FLT_MAX,
+// -0), false with one NaN or +-Infinity at the first, a middle, the last or a tail position.
+void test_all_finite(Table& t) {
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::quiet_NaN()};
+  const float finite[] = {0.0f, -0.0f, 1.5f, -3.0f, std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                          std::numeric_limits<float>::denorm_min(), 1e-40f};
+  for (std::size_t n : lengths()) {
+    set_case(t, kAllFinite, "n=%zu all finite", n);
+    PageEnd x(n);
+    for (std::size_t i = 0; i < n; ++i) x[i] = finite[i % (sizeof finite / sizeof *finite)];
+    ++g_stat->values;
+    if (!t.k->all_finite(x.data(), n)) fail("all finite but all_finite returned false");
+    if (n == 0) continue;
+    for (std::size_t at : {std::size_t(0), n / 2, n - 1}) {
+      for (float bad : specials) {
+        set_case(t, kAllFinite, "n=%zu %g at %zu", n, static_cast<double>(bad), at);
+        const float keep = x[at];
+        x[at] = bad;
+        ++g_stat->values;
+        if (t.k->all_finite(x.data(), n)) fail("%g at %zu but all_finite returned true", static_cast<double>(bad), at);
+        x[at] = keep;
+      }
+    }
+  }
+}
+
 const cpu::Kernels* table_named(const char* name) {
   if (std::strcmp(name, "scalar") == 0) return &cpu::scalar_kernels();
 #if defined(__x86_64__) || defined(_M_X64)
@@ -1056,6 +1085,7 @@ int main() {
     test_sgd(t);
     test_axpy_rows(t);
     test_dot_rows(t);
+    test_all_finite(t);
   }
 
   long long failed = setup_failures;

@@ -55,7 +55,9 @@ export function lossAndGradient(
         let sum = 0;
         for (let j = 0; j < outputs; j++) sum += Math.exp(y[o + j] - max);
         const label = target[r];
-        total += max + Math.log(sum) - y[o + label];
+        // (max - z_label) first, as native/core/loss.cpp: max + log(sum) - z_label cancels log(sum)
+        // away for huge logits.
+        total += max - y[o + label] + Math.log(sum);
         for (let j = 0; j < outputs; j++) {
           dy[o + j] = (Math.exp(y[o + j] - max) / sum - (j === label ? 1 : 0)) / batch;
         }

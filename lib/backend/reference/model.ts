@@ -8,6 +8,7 @@ import { activate, activateDerivative } from './activation.js';
 import { encode, encodeBackward, encodedWidthOf } from './encoding.js';
 import { lossAndGradient } from './loss.js';
 import { clipGradients, optimizerUpdate, type FloatArray, type OptimizerState } from './optimizer.js';
+import { CallQueue, deliver, guardAllocation, queuedCall, snapshot } from './calls.js';
 
 interface Slot {
   inputs: number;
@@ -45,6 +46,8 @@ export class ReferenceModel implements BackendModel {
   private grads: FloatArray;
   private opt: OptimizerState;
   private disposed = false;
+  // Async calls not yet done, in call order (./calls.ts); sync calls drain it first.
+  private readonly queue = new CallQueue();
 
   constructor(config: ModelConfig, params: ArrayLike<number>, precision: 'f32' | 'f64' = 'f32') {
     this.config = config;
@@ -80,6 +83,12 @@ export class ReferenceModel implements BackendModel {
 
   private live(what: string): void {
     if (this.disposed) throw disposedError(what);
+  }
+
+  /** A sync call: checked, then run after every async call made before it. */
+  private now(what: string): void {
+    this.live(what);
+    this.queue.drain();
   }
 
   /** Forward pass; with `trace` every layer's z and a are kept for backward. */
@@ -200,47 +209,72 @@ export class ReferenceModel implements BackendModel {
     this.live('predict');
     this.checkBatch('predict', 'x', x, batch, this.inputs);
     this.checkBatch('predict', 'out', out, batch, this.outputs);
-    const { y } = this.forward(x, batch, false);
+    this.queue.drain();
+    const { y } = guardAllocation('predict', () => this.forward(x, batch, false));
     out.set(y);
   }
 
-  async predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void> {
-    this.live('predictAsync');
-    this.checkBatch('predictAsync', 'x', x, batch, this.inputs);
-    this.checkBatch('predictAsync', 'out', out, batch, this.outputs);
+  predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void> {
+    try {
+      this.live('predictAsync');
+      this.checkBatch('predictAsync', 'x', x, batch, this.inputs);
+      this.checkBatch('predictAsync', 'out', out, batch, this.outputs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const input = snapshot(x);
+    const y = new Float32Array(batch * this.outputs);
     const flopsPerRow = Math.max(1, 2 * this.paramCount);
     const rows = Math.max(1, Math.floor(ASYNC_CHUNK_FLOPS / flopsPerRow));
-    for (let r0 = 0; r0 < batch; r0 += rows) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      this.live('predictAsync');
-      const n = Math.min(rows, batch - r0);
-      const { y } = this.forward(x.subarray(r0 * this.inputs, (r0 + n) * this.inputs), n, false);
-      out.set(y, r0 * this.outputs);
-    }
+    let r0 = 0;
+    const { call, promise } = queuedCall(
+      () => {
+        const n = Math.min(rows, batch - r0);
+        const { y: part } = guardAllocation('predictAsync', () => this.forward(input.subarray(r0 * this.inputs, (r0 + n) * this.inputs), n, false));
+        y.set(part, r0 * this.outputs);
+        r0 += n;
+        return r0 >= batch;
+      },
+      () => deliver('predictAsync', y, out),
+    );
+    this.queue.push(call);
+    return promise;
   }
 
   getParams(out: Float32Array): void {
-    this.live('getParams');
+    this.now('getParams');
     this.checkBatch('getParams', 'out', out, 1, this.paramCount);
     out.set(this.params);
   }
 
   setParams(params: Float32Array): void {
-    this.live('setParams');
+    this.now('setParams');
     this.checkBatch('setParams', 'params', params, 1, this.paramCount);
     this.params.set(params);
   }
 
   getGrads(out: Float32Array): void {
-    this.live('getGrads');
+    this.now('getGrads');
     this.checkBatch('getGrads', 'out', out, 1, this.paramCount);
     out.set(this.grads);
   }
 
   setGrads(grads: Float32Array): void {
-    this.live('setGrads');
+    this.now('setGrads');
     this.checkBatch('setGrads', 'grads', grads, 1, this.paramCount);
     this.grads.set(grads);
+  }
+
+  private checkLossArgs(what: string, x: Float32Array, batch: number, loss: number, target: Float32Array | Int32Array): void {
+    this.checkBatch(what, 'x', x, batch, this.inputs);
+    if (loss === 3) {
+      this.checkBatch(what, 'target', target, batch, 1);
+      for (let r = 0; r < batch; r++) {
+        if (!(target[r] >= 0 && target[r] < this.outputs)) {
+          throw rangeError(`${what}: label ${r} must be in [0, ${this.outputs}), got ${target[r]}`);
+        }
+      }
+    } else this.checkBatch(what, 'target', target, batch, this.outputs);
   }
 
   lossGrad(
@@ -251,42 +285,60 @@ export class ReferenceModel implements BackendModel {
     target: Float32Array | Int32Array,
     gradInput: Float32Array | null,
   ): number {
-    this.live('lossGrad');
-    this.checkBatch('lossGrad', 'x', x, batch, this.inputs);
-    if (loss === 3) {
-      this.checkBatch('lossGrad', 'target', target, batch, 1);
-      for (let r = 0; r < batch; r++) {
-        if (!(target[r] >= 0 && target[r] < this.outputs)) {
-          throw rangeError(`lossGrad: label ${r} must be in [0, ${this.outputs}), got ${target[r]}`);
-        }
-      }
-    } else this.checkBatch('lossGrad', 'target', target, batch, this.outputs);
+    this.now('lossGrad');
+    this.checkLossArgs('lossGrad', x, batch, loss, target);
     if (gradInput) this.checkBatch('lossGrad', 'gradInput', gradInput, batch, this.inputs);
-    const { y, trace } = this.forward(x, batch, true);
-    const dy = new Float64Array(y.length);
-    const value = lossAndGradient(loss, lossParam, y, target, batch, this.outputs, dy);
-    this.backwardFrom(x, batch, trace, dy, gradInput);
-    return value;
+    return this.lossGradNow(x, batch, loss, lossParam, target, gradInput);
+  }
+
+  private lossGradNow(
+    x: Float32Array,
+    batch: number,
+    loss: number,
+    lossParam: number,
+    target: Float32Array | Int32Array,
+    gradInput: Float32Array | null,
+  ): number {
+    return guardAllocation('lossGrad', () => {
+      const { y, trace } = this.forward(x, batch, true);
+      const dy = new Float64Array(y.length);
+      const value = lossAndGradient(loss, lossParam, y, target, batch, this.outputs, dy);
+      this.backwardFrom(x, batch, trace, dy, gradInput);
+      return value;
+    });
   }
 
   backward(x: Float32Array, batch: number, gradOutput: Float32Array, gradInput: Float32Array | null): void {
-    this.live('backward');
+    this.now('backward');
     this.checkBatch('backward', 'x', x, batch, this.inputs);
     this.checkBatch('backward', 'gradOutput', gradOutput, batch, this.outputs);
     if (gradInput) this.checkBatch('backward', 'gradInput', gradInput, batch, this.inputs);
-    const { trace } = this.forward(x, batch, true);
-    this.backwardFrom(x, batch, trace, Float64Array.from(gradOutput), gradInput);
+    guardAllocation('backward', () => {
+      const { trace } = this.forward(x, batch, true);
+      this.backwardFrom(x, batch, trace, Float64Array.from(gradOutput), gradInput);
+    });
   }
 
   optimizerStep(optimizer: number, hyper: Float64Array, clipNorm: number): number {
-    this.live('optimizerStep');
+    this.now('optimizerStep');
+    return this.optimizerStepNow(optimizer, hyper, clipNorm);
+  }
+
+  private optimizerStepNow(optimizer: number, hyper: Float64Array, clipNorm: number): number {
+    // As native/core/model.cpp: a non-finite gradient would poison every weight; refuse the update.
+    const g = this.grads;
+    for (let i = 0; i < g.length; i++) {
+      if (!Number.isFinite(g[i])) {
+        throw rangeError(`gradient ${i} is ${g[i]} (the activations or gradients overflowed); the parameters were not updated`);
+      }
+    }
     const norm = clipGradients(this.grads, clipNorm);
     optimizerUpdate(optimizer, hyper, this.params, this.grads, this.opt);
     return norm;
   }
 
   resetOptimizer(): void {
-    this.live('resetOptimizer');
+    this.now('resetOptimizer');
     this.opt.m.fill(0);
     this.opt.v.fill(0);
     this.opt.t = 0;
@@ -302,12 +354,28 @@ export class ReferenceModel implements BackendModel {
     hyper: Float64Array,
     clipNorm: number,
   ): number {
-    const value = this.lossGrad(x, batch, loss, lossParam, target, null);
-    this.optimizerStep(optimizer, hyper, clipNorm);
+    this.now('trainStep');
+    this.checkLossArgs('trainStep', x, batch, loss, target);
+    return this.trainStepNow(x, batch, loss, lossParam, target, optimizer, hyper, clipNorm);
+  }
+
+  private trainStepNow(
+    x: Float32Array,
+    batch: number,
+    loss: number,
+    lossParam: number,
+    target: Float32Array | Int32Array,
+    optimizer: number,
+    hyper: Float64Array,
+    clipNorm: number,
+  ): number {
+    const value = this.lossGradNow(x, batch, loss, lossParam, target, null);
+    if (!Number.isFinite(value)) throw rangeError(`the loss is ${value} (the outputs overflowed); the parameters were not updated`);
+    this.optimizerStepNow(optimizer, hyper, clipNorm);
     return value;
   }
 
-  async trainStepAsync(
+  trainStepAsync(
     x: Float32Array,
     batch: number,
     loss: number,
@@ -317,9 +385,25 @@ export class ReferenceModel implements BackendModel {
     hyper: Float64Array,
     clipNorm: number,
   ): Promise<number> {
-    this.live('trainStepAsync');
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    return this.trainStep(x, batch, loss, lossParam, target, optimizer, hyper, clipNorm);
+    try {
+      this.live('trainStepAsync');
+      this.checkLossArgs('trainStepAsync', x, batch, loss, target);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const input = snapshot(x);
+    const t = snapshot(target);
+    const h = Float64Array.from(hyper);
+    let value = 0;
+    const { call, promise } = queuedCall(
+      () => {
+        value = this.trainStepNow(input, batch, loss, lossParam, t, optimizer, h, clipNorm);
+        return true;
+      },
+      () => value,
+    );
+    this.queue.push(call);
+    return promise;
   }
 
   dispose(): void {

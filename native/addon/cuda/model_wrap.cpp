@@ -108,7 +108,7 @@ Napi::Value CudaModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
     return Guard(env, what, [&]() -> Napi::Value {
       const auto& model = Live(env, what);
       const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out), "mlpkit:cuda:predictAsync");
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:cuda:predictAsync");
     });
   } catch (const Napi::Error& e) {
     return Rejected(env, e);

@@ -121,6 +121,8 @@ struct Kernels {
   void (*sgd)(const SgdStep& s, std::size_t begin, std::size_t end);
   void (*axpy_rows)(const AxpyRows& a);
   void (*dot_rows)(const DotRows& d);
+  // True when no x[i], i < n, is NaN or +-Infinity (the gradient check before an update).
+  bool (*all_finite)(const float* x, std::size_t n);
 };
 
 const Kernels& scalar_kernels();

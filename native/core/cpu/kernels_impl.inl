@@ -474,6 +474,29 @@ void dot_rows(const DotRows& d) {
   }
 }
 
+// x * 0 is 0 for every finite x (denormals flushed or not) and NaN for NaN and +-Infinity, so
+// the sums stay 0 exactly when all are finite. Four independent sums keep the adds from waiting
+// on each other; the lanes are order-free, so no rounding question arises.
+bool all_finite(const float* x, std::size_t n) {
+  const T zero = V::zero();
+  T s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+  std::size_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    s0 = V::add(s0, V::mul(V::load(x + i), zero));
+    s1 = V::add(s1, V::mul(V::load(x + i + W), zero));
+    s2 = V::add(s2, V::mul(V::load(x + i + 2 * W), zero));
+    s3 = V::add(s3, V::mul(V::load(x + i + 3 * W), zero));
+  }
+  for (; i + W <= n; i += W) s0 = V::add(s0, V::mul(V::load(x + i), zero));
+  if (i < n) s1 = V::add(s1, V::mul(V::load_part(x + i, n - i), zero));
+  float lanes[W];
+  V::store(lanes, V::add(V::add(s0, s1), V::add(s2, s3)));
+  for (std::size_t l = 0; l < W; ++l) {
+    if (lanes[l] != lanes[l]) return false;  // NaN
+  }
+  return true;
+}
+
 constexpr Kernels make_table(const char* isa) {
-  return Kernels{isa, gemm, gemm_sparse, rectify, rectify_backward, column_sums, reduce, adam, sgd, axpy_rows, dot_rows};
+  return Kernels{isa, gemm, gemm_sparse, rectify, rectify_backward, column_sums, reduce, adam, sgd, axpy_rows, dot_rows, all_finite};
 }

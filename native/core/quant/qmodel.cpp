@@ -1,6 +1,7 @@
 #include "core/quant/qmodel.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -58,6 +59,8 @@ struct QuantizedRows {
   }
 };
 
+
+std::atomic<std::size_t> g_live_quant_models{0};
 }  // namespace
 
 QuantModel::QuantModel(const EncodingSpec& encoding, const std::vector<QuantLayerSource>& layers, ActMode mode)
@@ -81,7 +84,12 @@ QuantModel::QuantModel(const EncodingSpec& encoding, const std::vector<QuantLaye
     max_width_ = std::max({max_width_, layers_.back().kq, layers_.back().blocks * kLanes});
   }
   max_width_ = std::max(max_width_, encoding_.width());
+  g_live_quant_models.fetch_add(1, std::memory_order_relaxed);  // last: a constructor that throws made no model
 }
+
+QuantModel::~QuantModel() { g_live_quant_models.fetch_sub(1, std::memory_order_relaxed); }
+
+std::size_t QuantModel::live_count() { return g_live_quant_models.load(std::memory_order_relaxed); }
 
 std::size_t QuantModel::bytes() const {
   std::size_t total = 0;

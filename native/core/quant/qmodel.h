@@ -16,6 +16,12 @@ class QuantModel final : public Predictor {
  public:
   // Throws std::invalid_argument for layers that do not chain or break the format.
   QuantModel(const EncodingSpec& encoding, const std::vector<QuantLayerSource>& layers, ActMode mode);
+  QuantModel(const QuantModel&) = delete;
+  QuantModel& operator=(const QuantModel&) = delete;
+  ~QuantModel() override;
+
+  // Quantised models alive in this process: for leak tests.
+  static std::size_t live_count();
 
   std::size_t inputs() const override { return encoding_.inputs; }
   std::size_t outputs() const override { return layers_.back().n; }
