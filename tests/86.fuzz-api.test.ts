@@ -15,7 +15,7 @@ import fc from 'fast-check';
 import { types } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
-  ACTIVATIONS, LOSSES, Mlp, QuantizedMlp, dequantizeLayer, info, qmatmul, quantizeLayer, readSafetensors, setThreads,
+  ACTIVATIONS, LOSSES, Mlp, QuantizedMlp, SparseMlp, dequantizeLayer, info, qmatmul, quantizeLayer, readSafetensors, setThreads,
   writeSafetensors, type QuantLayer,
 } from '../lib/index.js';
 import { loadNative } from '../lib/backend/native.js';
@@ -367,6 +367,55 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
       const q = net.quantize({ ...options, backend });
       await fc.assert(fc.asyncProperty(predictCase(3), (c) => predictOnce(q, c, 'QuantizedMlp.predict')), fuzzParams(150));
       q.dispose();
+    }
+    net.dispose();
+  });
+
+  const sparsifyCase = fc.record({
+    mode: fc.constantFrom<unknown>('exact', 'threshold', 'topk', 'predictor', 'sparse', undefined, 3),
+    targetDensity: fc.constantFrom<unknown>(undefined, 0.5, 1, 0, -0.1, 1.5, NaN, '0.5'),
+    threshold: fc.constantFrom<unknown>(undefined, 0, 0.3, -1, Infinity, NaN),
+    k: fc.constantFrom<unknown>(undefined, 1, 3, 5, 6, 0, 2.5, -1),
+    layers: fc.constantFrom<unknown>(undefined, [0], [1], [0, 0], [], [-1], ['0'], 0),
+    rank: fc.constantFrom<unknown>(undefined, 1, 2, 0, 1e9),
+    epochs: fc.constantFrom<unknown>(undefined, 1, 0, 2.5),
+    calibration: fc.option(f32OrValue(rowLengths(3)), { nil: undefined }),
+    extra: fc.constantFrom<unknown>(undefined, 'targetdensity'),
+    wrap: fc.constantFrom('plain', 'plain', 'plain', 'proxy', 'throwing-getters', 'hostile'),
+  });
+
+  it('sparsify(options): hostile options; a sparse model that is made predicts and round-trips through safetensors', async () => {
+    const net = make();
+    const x = randomArray(4 * 3, 3);
+    await fc.assert(
+      fc.asyncProperty(sparsifyCase, valueRecipe, async (c, hostile) => {
+        const o: Record<string, unknown> = { backend };
+        for (const key of ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'rank', 'epochs'] as const) if (c[key] !== undefined) o[key] = c[key];
+        if (c.calibration) o.calibration = buildArg(c.calibration);
+        if (c.extra) o[c.extra as string] = 0.5;
+        const options = c.wrap === 'proxy' ? new Proxy(o, {}) : c.wrap === 'throwing-getters' ? throwingGetters('sparsify options') : c.wrap === 'hostile' ? buildValue(hostile) : o;
+        const r = await attemptAsync('sparsify', () => net.sparsify(options as never));
+        if (!r.ok) return;
+        const sparse = r.value;
+        const y = sparse.predict(x);
+        expect(y.length).toBe(4 * 2);
+        const back = SparseMlp.fromSafetensors(sparse.toSafetensors(), { backend });
+        expect(sameBits(back.predict(x), y)).toBe(true);
+        back.dispose();
+        sparse.dispose();
+      }),
+      fuzzParams(80),
+    );
+    net.dispose();
+  });
+
+  it('SparseMlp predict / predictAsync: hostile x and out, arrays changed in flight', async () => {
+    const net = make();
+    const calibration = randomArray(20 * 3, 4);
+    for (const options of [{ mode: 'exact' as const }, { mode: 'topk' as const, k: 2 }, { mode: 'predictor' as const, k: 2, rank: 2, epochs: 1, calibration }]) {
+      const sparse = await net.sparsify({ ...options, backend });
+      await fc.assert(fc.asyncProperty(predictCase(3), (c) => predictOnce(sparse, c, 'SparseMlp.predict')), fuzzParams(100));
+      sparse.dispose();
     }
     net.dispose();
   });
