@@ -39,10 +39,16 @@ describe.each([defaultBackend])('leak soaks on %s', (backend) => {
       await settle();
       out.grownMb = (rss() - before) / ${MB};
       out.heapGrownMb = (heap() - heapBefore) / ${MB};
+      // A second round: a leak grows every round by the same amount, while the allocator or V8
+      // may take one more step of address space (16 MB) once, in either round.
+      const before2 = rss();
+      await cycles(100000);
+      await settle();
+      out.grownMb2 = (rss() - before2) / ${MB};
       out.liveBefore = live;
       out.liveAfter = loadNative()?.info().liveModels ?? 0;
     `, 50_000);
-    expect(r.grownMb as number).toBeLessThan(10);
+    expect(Math.min(r.grownMb as number, r.grownMb2 as number), `grew ${r.grownMb} MB, then ${r.grownMb2} MB`).toBeLessThan(10);
     expect(r.heapGrownMb as number).toBeLessThan(2);
     expect(r.liveAfter).toBe(r.liveBefore);
   }, 60_000);
