@@ -379,6 +379,7 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
     layers: fc.constantFrom<unknown>(undefined, [0], [1], [0, 0], [], [-1], ['0'], 0),
     rank: fc.constantFrom<unknown>(undefined, 1, 2, 0, 1e9),
     epochs: fc.constantFrom<unknown>(undefined, 1, 0, 2.5),
+    weights: fc.constantFrom<unknown>(undefined, 'float', 'int8', 'int8', 'int4', 8),
     calibration: fc.option(f32OrValue(rowLengths(3)), { nil: undefined }),
     extra: fc.constantFrom<unknown>(undefined, 'targetdensity'),
     wrap: fc.constantFrom('plain', 'plain', 'plain', 'proxy', 'throwing-getters', 'hostile'),
@@ -390,7 +391,7 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
     await fc.assert(
       fc.asyncProperty(sparsifyCase, valueRecipe, async (c, hostile) => {
         const o: Record<string, unknown> = { backend };
-        for (const key of ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'rank', 'epochs'] as const) if (c[key] !== undefined) o[key] = c[key];
+        for (const key of ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'rank', 'epochs', 'weights'] as const) if (c[key] !== undefined) o[key] = c[key];
         if (c.calibration) o.calibration = buildArg(c.calibration);
         if (c.extra) o[c.extra as string] = 0.5;
         const options = c.wrap === 'proxy' ? new Proxy(o, {}) : c.wrap === 'throwing-getters' ? throwingGetters('sparsify options') : c.wrap === 'hostile' ? buildValue(hostile) : o;

@@ -180,6 +180,12 @@ export interface SparseLayer {
   /** [rows x inputs] row-major, PyTorch's layout; rows = outputs, or 2 * outputs when gated (gate rows first). */
   weight: Float32Array;
   bias: Float32Array | null;
+  /**
+   * Int8 weights: one scale per row, and every weight[o * inputs + p] is f32(scales[o] * q) for
+   * an int8 code q in [-127, 127]. The native backend stores the rows it reads sparsely as the
+   * codes; the reference computes with `weight` as it is. null: float weights.
+   */
+  scales: Float32Array | null;
   /** A gated layer: act(gate) * up; sparsified, its units are chosen on act(gate). */
   gated: boolean;
   /** The output adds the input of the layer before (never on a sparsified layer). */

@@ -20,6 +20,8 @@ export const QUANT_METADATA_KEY = 'mlpkit.quant';
 export const SPARSE_METADATA_KEY = 'mlpkit.sparsity';
 /** The tensors a sparse file adds to an Mlp file: `layers.<i>.predictor.{a,a_bias,b,b_bias}`. */
 export const PREDICTOR_TENSOR = /^layers\.(\d+)\.predictor\.(a|a_bias|b|b_bias)$/;
+/** A sparse file's int8 layers add `layers.<i>.weight_scale` (one scale per weight row). */
+export const WEIGHT_SCALE_TENSOR = /^layers\.(\d+)\.weight_scale$/;
 
 /** Options for files that carry no mlpkit spec (e.g. a PyTorch state_dict). */
 export interface ForeignModelOptions {
@@ -147,7 +149,7 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
     );
   }
   if (file.metadata[SPARSE_METADATA_KEY] !== undefined) {
-    const tensors = Object.fromEntries(Object.entries(file.tensors).filter(([name]) => !PREDICTOR_TENSOR.test(name)));
+    const tensors = Object.fromEntries(Object.entries(file.tensors).filter(([name]) => !PREDICTOR_TENSOR.test(name) && !WEIGHT_SCALE_TENSOR.test(name)));
     file = { tensors, metadata: file.metadata };
   }
   const linears = findLinears(file);

@@ -3,6 +3,10 @@
 //   layers.<i>.weight             F32 [rows, inputs]  rows = units, or 2 * units for a gated layer
 //   layers.<i>.bias               F32 [rows]          layers with a bias only
 //                                 (both exactly as an Mlp file writes them, spec included)
+//   layers.<i>.weight_scale       F32 [rows]          int8 layers only: every weight of row o is
+//                                                     f32(weight_scale[o] * q), q an int8 code in
+//                                                     [-127, 127] (the weights stay float32, so
+//                                                     Mlp.load gives the dequantised model)
 //   layers.<i>.predictor.a        F32 [rank, inputs]  predictor layers only: score = B (A x + a) + b
 //   layers.<i>.predictor.a_bias   F32 [rank]
 //   layers.<i>.predictor.b        F32 [units, rank]
@@ -11,7 +15,8 @@
 //   metadata 'mlpkit.sparsity' = JSON {
 //     version: 1,
 //     layers: [{ mode: 'dense' | 'exact' | 'threshold' | 'topk' | 'predictor',
-//                threshold: number | null, k: number | null, rank: number | null }],  (one per spec layer)
+//                threshold: number | null, k: number | null, rank: number | null,
+//                weights?: 'float' | 'int8' }],                     (one per spec layer; default float)
 //     stats: SparseStats | null                        (net.sparsify's calibration report)
 //   }
 //   plus 'mlpkit.version' and format: 'pt', as float model files have.
@@ -27,7 +32,7 @@
 
 import { ACTIVATIONS, type SparseLayer } from '../backend/types.js';
 import { FileFormatError } from '../errors.js';
-import { PREDICTOR_TENSOR, QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY, modelToTensors, tensorsToModel } from '../io/model-file.js';
+import { PREDICTOR_TENSOR, QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY, WEIGHT_SCALE_TENSOR, modelToTensors, tensorsToModel } from '../io/model-file.js';
 import type { SafetensorsFile, Tensor, TensorInput } from '../io/safetensors.js';
 import { parameterLayout, type NormalizedSpec } from '../spec.js';
 import type { SparseLayerStats, SparseStats } from './calibrate.js';
@@ -65,6 +70,7 @@ export function denseSparseLayers(spec: NormalizedSpec, parts: { weight: Float32
     predictorABias: null,
     predictorB: null,
     predictorBBias: null,
+    scales: null,
   }));
 }
 
@@ -95,11 +101,14 @@ export function sparseToTensors(
       tensors[`layers.${i}.predictor.b`] = { shape: [l.outputs, l.rank], data: l.predictorB! };
       tensors[`layers.${i}.predictor.b_bias`] = { shape: [l.outputs], data: l.predictorBBias ?? new Float32Array(l.outputs) };
     }
+    if (l.scales) tensors[`layers.${i}.weight_scale`] = { shape: [l.scales.length], data: l.scales };
     return {
       mode,
       threshold: mode === 'threshold' ? l.threshold : null,
       k: mode === 'topk' || mode === 'predictor' ? l.k : null,
       rank: mode === 'predictor' ? l.rank : null,
+      // Written for int8 layers only, so float files stay as they were.
+      ...(l.scales ? { weights: 'int8' } : {}),
     };
   });
   const sparsity = JSON.stringify({ version: SPARSE_FILE_VERSION, layers: meta, stats: model.stats }, statsReplacer);
@@ -131,7 +140,7 @@ const statNumber = (lo: number, hi: number) => (v: unknown) => {
   return (NON_FINITE as readonly unknown[]).includes(v) ? Number(v) : undefined;
 };
 
-function parseLayerMeta(raw: unknown, i: number, spec: NormalizedSpec): { mode: SparseModeName; threshold: number; k: number; rank: number } {
+function parseLayerMeta(raw: unknown, i: number, spec: NormalizedSpec): { mode: SparseModeName; threshold: number; k: number; rank: number; int8: boolean } {
   const where = `layers[${i}].`;
   const o = isObject(raw) ?? failMeta(`layers[${i}] is not an object`);
   const layer = spec.layers[i];
@@ -151,7 +160,31 @@ function parseLayerMeta(raw: unknown, i: number, spec: NormalizedSpec): { mode: 
   const rank = mode === 'predictor'
     ? field(where, o, 'rank', `an integer in [1, ${MAX_RANK}]`, integerIn(1, MAX_RANK))
     : field(where, o, 'rank', `null in ${mode} mode`, isNull) ?? 0;
-  return { mode, threshold, k, rank };
+  const weights = o.weights === undefined ? 'float' : field(where, o, 'weights', "'float' or 'int8'", oneOf(['float', 'int8'] as const));
+  return { mode, threshold, k, rank, int8: weights === 'int8' };
+}
+
+/**
+ * The scales of an int8 layer, checked against its weights: each must be f32(scale * q) for
+ * an int8 code q (a corrupt scale or weight tensor would otherwise load as some other model).
+ */
+function weightScales(file: SafetensorsFile, name: string, weight: Float32Array, rows: number, inputs: number): Float32Array {
+  const t: Tensor | undefined = file.tensors[name];
+  if (!t) fail(`${name}: missing; layer metadata says int8 weights, which need F32 [${rows}] scales`);
+  if (t.dtype !== 'F32' || t.shape.length !== 1 || t.shape[0] !== rows) fail(`${name}: expected F32 [${rows}], got ${t.dtype} [${t.shape.join(', ')}]`);
+  const scales = t.data as Float32Array;
+  for (let o = 0; o < rows; o++) {
+    const s = scales[o];
+    if (!(s >= 0 && s < Infinity)) fail(`${name}: scale ${s} of row ${o} is not a finite number >= 0`);
+    for (let p = 0; p < inputs; p++) {
+      const w = weight[o * inputs + p];
+      const q = s === 0 ? 0 : Math.round(w / s);
+      if (!(Math.abs(q) <= 127) || Math.fround(s * q) !== w) {
+        fail(`${name}: weight [${o}, ${p}] = ${w} is not an int8 code times the row's scale ${s} (a corrupt scale or weight tensor)`);
+      }
+    }
+  }
+  return scales;
 }
 
 function predictorTensor(file: SafetensorsFile, name: string, shape: number[]): Float32Array {
@@ -226,6 +259,11 @@ export function tensorsToSparse(file: SafetensorsFile): SparseModelDescription {
     const m = parseLayerMeta(raw, i, spec);
     const l = layers[i];
     Object.assign(l, { mode: SPARSE_MODE_CODES[m.mode], threshold: m.threshold, k: m.k, rank: m.rank });
+    const scaleName = `layers.${i}.weight_scale`;
+    if (m.int8) {
+      used.add(scaleName);
+      l.scales = weightScales(file, scaleName, l.weight, l.weight.length / l.inputs, l.inputs);
+    }
     if (m.mode === 'predictor') {
       const name = (t: string) => {
         used.add(`layers.${i}.predictor.${t}`);
@@ -237,6 +275,8 @@ export function tensorsToSparse(file: SafetensorsFile): SparseModelDescription {
       l.predictorBBias = predictorTensor(file, name('b_bias'), [l.outputs]);
     }
   });
+  const strayScale = Object.keys(file.tensors).find((t) => WEIGHT_SCALE_TENSOR.test(t) && !used.has(t));
+  if (strayScale) fail(`tensor '${strayScale}' belongs to no int8 layer (the layer's metadata says float weights, or the layer does not exist)`);
   const stray = Object.keys(file.tensors).filter((t) => PREDICTOR_TENSOR.test(t) && !used.has(t));
   if (stray.length) {
     const i = Number(PREDICTOR_TENSOR.exec(stray[0])![1]);

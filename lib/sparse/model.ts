@@ -16,7 +16,8 @@ import { VERSION } from '../version.js';
 import { errorStats, observedDensity, selectionValues, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
 import { denseSparseLayers, sparseToTensors, tensorsToSparse } from './file.js';
 import { SPARSE_MODE_CODES, type SparseModeName } from './format.js';
-import { normalizeSparsifyOptions, type SparsifyOptions } from './options.js';
+import { normalizeSparsifyOptions, type SparseWeights, type SparsifyOptions } from './options.js';
+import { quantizeChecked } from '../quant/quantize.js';
 
 /** What one layer keeps of its outputs. */
 export interface SparseLayerInfo {
@@ -27,6 +28,8 @@ export interface SparseLayerInfo {
   k: number | null;
   /** predictor mode: the predictor's inner width. */
   rank: number | null;
+  /** 'int8': int8 codes times a scale per row (see SparsifyOptions.weights). */
+  weights: SparseWeights;
 }
 
 export interface SparseLoadOptions {
@@ -37,6 +40,29 @@ export interface SparseLoadOptions {
 function normalizeLoadOptions(value: unknown): BackendChoice {
   const o = expectObject('options', value);
   return o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
+}
+
+/** The layers whose rows a sparse model reads sparsely: int8 weights pay there. */
+function int8Layers(layers: SparseLayer[], chosen: Set<number>): number[] {
+  const out = new Set<number>();
+  for (const li of chosen) {
+    if (layers[li].mode === SPARSE_MODE_CODES.predictor || layers[li].gated) out.add(li);
+    if (li + 1 < layers.length) out.add(li + 1);
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+/** A layer's weights to int8 codes times a scale per row (net.quantize's int8 rule), kept dequantised. */
+function quantizeRows(layer: SparseLayer): void {
+  const rows = layer.weight.length / layer.inputs;
+  const q = quantizeChecked(layer.weight, null, layer.inputs, rows, 0, 0, { format: 'int8', groupSize: null, symmetric: true });
+  const w = new Float32Array(rows * layer.inputs);
+  for (let o = 0; o < rows; o++) {
+    const s = q.scales[o];
+    for (let p = 0; p < layer.inputs; p++) w[o * layer.inputs + p] = Math.fround(s * q.weights[o * layer.inputs + p]);
+  }
+  layer.weight = w;
+  layer.scales = Float32Array.from(q.scales);
 }
 
 let warned = false;
@@ -64,6 +90,8 @@ export class SparseMlp {
   readonly outputs: number;
   readonly backend: 'native' | 'reference';
   readonly layers: readonly Readonly<SparseLayerInfo>[];
+  /** 'int8' when some layer holds int8 weights (options.weights), else 'float'. */
+  readonly weights: SparseWeights;
   private model: BackendSparseModel | null;
   private measured: SparseStats | null;
   /** The float model's spec and the layers as given to the backend (kept for toSafetensors). */
@@ -97,7 +125,9 @@ export class SparseMlp {
       threshold: l.mode === SPARSE_MODE_CODES.threshold ? l.threshold : null,
       k: l.mode === SPARSE_MODE_CODES.topk || l.mode === SPARSE_MODE_CODES.predictor ? l.k : null,
       rank: l.mode === SPARSE_MODE_CODES.predictor ? l.rank : null,
+      weights: l.scales ? 'int8' : 'float',
     })));
+    this.weights = layers.some((l) => l.scales) ? 'int8' : 'float';
   }
 
   /**
@@ -143,6 +173,9 @@ export class SparseMlp {
           recall,
         });
       }
+    }
+    if (o.weights === 'int8') {
+      for (const li of int8Layers(layers, chosen)) quantizeRows(layers[li]);
     }
     const model = new SparseMlp(spec, layers, o.backend);
     if (o.calibration) {

@@ -32,9 +32,18 @@ export interface SparsifyOptions {
   epochs?: number;
   /** predictor mode: seed of the predictor's initialisation and shuffling (default 0). */
   seed?: number;
+  /**
+   * 'float' (default), or 'int8': the layers whose rows are read sparsely (those a predictor or
+   * a gate chooses, and those after a sparsified layer) get int8 weights with one scale per
+   * output (net.quantize's int8 rule), and the native kernels read those rows as 1-byte codes.
+   */
+  weights?: SparseWeights;
   /** 'auto' (default), 'native' or 'reference'. */
   backend?: BackendChoice;
 }
+
+export const SPARSE_WEIGHTS = ['float', 'int8'] as const;
+export type SparseWeights = (typeof SPARSE_WEIGHTS)[number];
 
 export interface NormalizedSparsifyOptions {
   mode: SparsifyMode;
@@ -46,10 +55,11 @@ export interface NormalizedSparsifyOptions {
   rank: number | null;
   epochs: number;
   seed: number;
+  weights: SparseWeights;
   backend: BackendChoice;
 }
 
-const KNOWN = ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'calibration', 'rank', 'epochs', 'seed', 'backend'];
+const KNOWN = ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'calibration', 'rank', 'epochs', 'seed', 'weights', 'backend'];
 
 export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): NormalizedSparsifyOptions {
   const o = expectObject('options', value);
@@ -126,6 +136,7 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
   const rank = given('rank') ? expectInteger('options.rank', o.rank, 1, 1 << 16) : null;
   const epochs = given('epochs') ? expectInteger('options.epochs', o.epochs, 1, 1_000_000) : 20;
   const seed = given('seed') ? expectInteger('options.seed', o.seed, 0, 2 ** 32 - 1) : 0;
+  const weights = o.weights === undefined ? 'float' : expectOneOf('options.weights', o.weights, SPARSE_WEIGHTS);
   const backend = o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
-  return { mode, layers, targetDensity, threshold, k, calibration, rank, epochs, seed, backend };
+  return { mode, layers, targetDensity, threshold, k, calibration, rank, epochs, seed, weights, backend };
 }

@@ -42,7 +42,7 @@ void ReadLayer(const Napi::Value& value, std::size_t index, LayerCopy* copy) {
   const std::string where = "SparseModel: layers[" + std::to_string(index) + "]";
   if (!value.IsObject()) throw TypeError(value.Env(), where + " must be an object, got " + Describe(value));
   const Napi::Object o = value.As<Napi::Object>();
-  copy->arrays.reserve(6);  // every array of a layer: no reallocation moves the vectors
+  copy->arrays.reserve(7);  // every array of a layer: no reallocation moves the vectors
   sparse::SparseLayerSource& s = copy->source;
   s.inputs = SizeField(o, "inputs", where);
   s.outputs = SizeField(o, "outputs", where);
@@ -57,6 +57,7 @@ void ReadLayer(const Napi::Value& value, std::size_t index, LayerCopy* copy) {
   const std::size_t rows = s.gated ? 2 * s.outputs : s.outputs;
   s.weight = FloatsField(o, "weight", rows, s.inputs, where, "rows * inputs (rows = 2 * outputs when gated)", copy);
   s.bias = OptionalFloatsField(o, "bias", rows, where, "rows", copy);
+  s.scales = OptionalFloatsField(o, "scales", rows, where, "rows", copy);
   s.mode = static_cast<sparse::Mode>(CodeArg(o.Get("mode"), where.c_str(), "mode", "a sparsity mode", sparse::kModeCount));
   if (s.mode == sparse::Mode::Threshold) {
     const double t = NumberArg(o.Get("threshold"), where.c_str(), "threshold");

@@ -37,6 +37,7 @@
 #include <limits>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -197,14 +198,15 @@ extern "C" void on_fault(int sig) {
 }
 #endif
 
-// n floats (plus `before` sentinels ahead of them) whose last float ends exactly where an
-// inaccessible page starts. Filled with the sentinel.
-class PageEnd {
+// n values of T (float, or int8 codes) whose last one ends exactly where an inaccessible page
+// starts. Floats are filled with the sentinel, codes with 0.
+template <class T>
+class PageEndOf {
  public:
-  explicit PageEnd(std::size_t n) : n_(n) {
+  explicit PageEndOf(std::size_t n) : n_(n) {
 #if KT_GUARD_PAGES
     const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-    const std::size_t bytes = (n == 0 ? 1 : n) * sizeof(float);
+    const std::size_t bytes = (n == 0 ? 1 : n) * sizeof(T);
     const std::size_t data = (bytes + page - 1) / page * page;
     total_ = data + page;
     void* base = mmap(nullptr, total_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -213,37 +215,45 @@ class PageEnd {
       std::exit(2);
     }
     base_ = base;
-    p_ = reinterpret_cast<float*>(static_cast<char*>(base) + data) - n;
+    p_ = reinterpret_cast<T*>(static_cast<char*>(base) + data) - n;
 #else
     store_.resize(n + 1);
     p_ = store_.data();
 #endif
-    for (std::size_t i = 0; i < n; ++i) p_[i] = sentinel();
+    for (std::size_t i = 0; i < n; ++i) p_[i] = fill_value();
   }
-  ~PageEnd() {
+  ~PageEndOf() {
 #if KT_GUARD_PAGES
     munmap(base_, total_);
 #endif
   }
-  PageEnd(const PageEnd&) = delete;
-  PageEnd& operator=(const PageEnd&) = delete;
-  float* data() { return p_; }
-  float& operator[](std::size_t i) { return p_[i]; }
+  PageEndOf(const PageEndOf&) = delete;
+  PageEndOf& operator=(const PageEndOf&) = delete;
+  T* data() { return p_; }
+  T& operator[](std::size_t i) { return p_[i]; }
   std::size_t size() const { return n_; }
   void fill_sentinel() {
-    for (std::size_t i = 0; i < n_; ++i) p_[i] = sentinel();
+    for (std::size_t i = 0; i < n_; ++i) p_[i] = fill_value();
   }
 
  private:
+  static T fill_value() {
+    if constexpr (std::is_same_v<T, float>) {
+      return sentinel();
+    } else {
+      return T(0);
+    }
+  }
   std::size_t n_;
-  float* p_ = nullptr;
+  T* p_ = nullptr;
 #if KT_GUARD_PAGES
   void* base_ = nullptr;
   std::size_t total_ = 0;
 #else
-  std::vector<float> store_;
+  std::vector<T> store_;
 #endif
 };
+using PageEnd = PageEndOf<float>;
 
 // The harness itself: one float past a PageEnd must fault, or the page-end cases prove nothing.
 bool guard_page_traps() {
@@ -923,19 +933,39 @@ const cpu::Kernels* table_named(const char* name) {
 
 }  // namespace
 
+// An int8 code for test weights: the extremes -127 and 127 (and -128, which the kernels must
+// widen as well although models never hold it) every few values, random codes otherwise.
+std::int8_t code_for(Rng& r, std::size_t i) {
+  if (i % 7 == 0) return 127;
+  if (i % 11 == 0) return -127;
+  if (i % 13 == 0) return -128;
+  return static_cast<std::int8_t>(static_cast<int>(r.next() % 255) - 127);
+}
+
 // axpy_rows: y[r][c] += h[r][j] * w[j][c] over a list of j, each output one chain in list order
 // (fused for SIMD, multiply then add for scalar; zero h contribute exactly nothing). Weight rows
 // of exactly n floats with the last one ending at a page end, and a column range [c0, c1)
 // inside the rows, so a load past a row or a store outside the range shows.
+// With int8 weights (AxpyRows::w8) the codes, extremes included, widen to float exactly, so the
+// expected chain is the float one over the codes.
 void test_axpy_rows(Table& t) {
   std::uint64_t seed = 7000;
+  for (bool int8 : {false, true})
   for (std::size_t rows : {1, 2, 5, 16})
     for (std::size_t n : {1, 3, 17, 63, 65, 1000})
       for (std::size_t k : {1, 7, 64}) {
-        set_case(t, kAxpyRows, "rows=%zu n=%zu k=%zu", rows, n, k);
+        set_case(t, kAxpyRows, "%s rows=%zu n=%zu k=%zu", int8 ? "int8" : "float", rows, n, k);
         Rng r(seed++);
         PageEnd w(k * n);
-        for (std::size_t i = 0; i < k * n; ++i) w[i] = r.value();
+        PageEndOf<std::int8_t> w8(int8 ? k * n : 0);
+        for (std::size_t i = 0; i < k * n; ++i) {
+          if (int8) {
+            w8[i] = code_for(r, i);
+            w[i] = w8[i];
+          } else {
+            w[i] = r.value();
+          }
+        }
         std::vector<float> h(rows * k);
         for (float& v : h) v = r.value(3);  // a third exact zeros
         std::vector<std::uint32_t> idx;
@@ -946,7 +976,8 @@ void test_axpy_rows(Table& t) {
         std::vector<float> y0(rows * n);
         for (std::size_t i = 0; i < rows * n; ++i) y[i] = y0[i] = (i % n >= c0 && i % n < c1) ? r.value() : sentinel();
         cpu::AxpyRows a;
-        a.w = w.data();
+        a.w = int8 ? nullptr : w.data();
+        a.w8 = int8 ? w8.data() : nullptr;
         a.ldw = n;
         a.idx = idx.data();
         a.count = idx.size();
@@ -983,20 +1014,30 @@ void test_axpy_rows(Table& t) {
 // float32 bound of its fixed order (one vector chain over p, then a tree over lanes).
 void test_dot_rows(Table& t) {
   std::uint64_t seed = 8000;
+  for (bool int8 : {false, true})
   for (std::size_t rows : {1, 3, 16})
     for (std::size_t k : {1, 3, 17, 63, 65, 1000})
       for (std::size_t n : {1, 9}) {
-        set_case(t, kDotRows, "rows=%zu k=%zu n=%zu", rows, k, n);
+        set_case(t, kDotRows, "%s rows=%zu k=%zu n=%zu", int8 ? "int8" : "float", rows, k, n);
         Rng r(seed++);
         PageEnd w(n * k), x(rows * k);
-        for (std::size_t i = 0; i < n * k; ++i) w[i] = r.value();
+        PageEndOf<std::int8_t> w8(int8 ? n * k : 0);
+        for (std::size_t i = 0; i < n * k; ++i) {
+          if (int8) {
+            w8[i] = code_for(r, i);
+            w[i] = w8[i];
+          } else {
+            w[i] = r.value();
+          }
+        }
         for (std::size_t i = 0; i < rows * k; ++i) x[i] = r.value(5);
         std::vector<std::uint32_t> idx;
         for (std::size_t j = 0; j < n; ++j)
           if (n == 1 || j % 3 != 1) idx.push_back(static_cast<std::uint32_t>(j));
         std::vector<float> h(rows * n, sentinel());
         cpu::DotRows d;
-        d.w = w.data();
+        d.w = int8 ? nullptr : w.data();
+        d.w8 = int8 ? w8.data() : nullptr;
         d.ldw = k;
         d.k = k;
         d.idx = idx.data();

@@ -77,6 +77,8 @@ struct SgdStep {
 // row's result does not depend on its batch.
 struct AxpyRows {
   const float* w = nullptr;
+  // Instead of w: int8 codes, each widened to float exactly (per-output scales are the caller's).
+  const std::int8_t* w8 = nullptr;
   std::size_t ldw = 0;
   const std::uint32_t* idx = nullptr;  // increasing
   std::size_t count = 0;
@@ -92,6 +94,8 @@ struct AxpyRows {
 // width (the tail masked), then a fixed tree over the lanes.
 struct DotRows {
   const float* w = nullptr;
+  const std::int8_t* w8 = nullptr;  // instead of w: int8 codes, widened to float exactly
+
   std::size_t ldw = 0, k = 0;
   const std::uint32_t* idx = nullptr;
   std::size_t count = 0;

@@ -28,6 +28,14 @@ struct V {
   static T set1(float x) { return _mm256_set1_ps(x); }
   static T load(const float* p) { return _mm256_loadu_ps(p); }
   static T load_part(const float* p, std::size_t n) { return _mm256_maskload_ps(p, lanes(n)); }
+  static T load_i8(const std::int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static T load_i8_part(const std::int8_t* p, std::size_t n) {
+    alignas(16) std::int8_t t[16] = {};
+    for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
+    return load_i8(t);
+  }
   static void store(float* p, T x) { _mm256_storeu_ps(p, x); }
   static void store_part(float* p, T x, std::size_t n) { _mm256_maskstore_ps(p, lanes(n), x); }
   static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }

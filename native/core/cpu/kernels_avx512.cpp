@@ -27,6 +27,19 @@ struct V {
   static T load(const float* p) { return _mm512_loadu_ps(p); }
   // Masked-off lanes are neither read nor faulted on.
   static T load_part(const float* p, std::size_t n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+  // 16 int8 codes widened to floats (sparse models with int8 weights); the all-lanes masked
+  // form for the reason given at sqrt.
+  static T load_i8(const std::int8_t* p) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __mmask16 all = static_cast<__mmask16>(0xFFFF);
+    return _mm512_maskz_cvtepi32_ps(all, _mm512_maskz_cvtepi8_epi32(all, b));
+  }
+  // Byte-masked loads need AVX-512BW, which this file does not assume: a small buffer instead.
+  static T load_i8_part(const std::int8_t* p, std::size_t n) {
+    alignas(16) std::int8_t t[16] = {};
+    for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
+    return load_i8(t);
+  }
   static void store(float* p, T x) { _mm512_storeu_ps(p, x); }
   static void store_part(float* p, T x, std::size_t n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
   static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }

@@ -339,43 +339,55 @@ constexpr std::size_t kAxpySliceFloats = 8192;
 // stay in L1 until its turn).
 constexpr std::size_t kAxpyAhead = 2;
 
+// Weights as float or as int8 codes (AxpyRows::w8, DotRows::w8): the codes widen to float on
+// load, exactly (every int8 is a float), so either kind feeds the same FMA chains.
+inline T load_w(const float* p) { return V::load(p); }
+inline T load_w(const std::int8_t* p) { return V::load_i8(p); }
+inline T load_w_part(const float* p, std::size_t n) { return V::load_part(p, n); }
+inline T load_w_part(const std::int8_t* p, std::size_t n) { return V::load_i8_part(p, n); }
+template <class WT>
+inline void prefetch_w(const WT* p) { V::prefetch(reinterpret_cast<const float*>(p)); }
+
 // y[0, n) += h0 * w0 + h1 * w1 + ... (G rows of weights, in order) for one row of outputs.
 // G rows at once: G memory streams in flight instead of one (a single stream stalls at every
 // page boundary), and one load and store of y per G products.
 // next: the following group's rows (gn of them), prefetched at the same columns, so their
 // streams are already running when this group ends (a prefetcher restarts at every row).
-template <int G>
-inline void axpy_group(const float* const* w, const float* hs, float* y, std::size_t c0, std::size_t c1,
-                       const float* const* next, std::size_t gn) {
+template <int G, class WT>
+inline void axpy_group(const WT* const* w, const float* hs, float* y, std::size_t c0, std::size_t c1,
+                       const WT* const* next, std::size_t gn) {
+  // Elements of WT per 64-byte cache line.
+  constexpr std::size_t kLine = 64 / sizeof(WT);
   T hv[G];
   for (int g = 0; g < G; ++g) hv[g] = V::set1(hs[g]);
   std::size_t c = c0;
   const std::size_t whole = c0 + (c1 - c0) / W * W;
   for (; c + 4 * W <= whole; c += 4 * W) {
     for (std::size_t g = 0; g < gn; ++g)
-      for (std::size_t off = 0; off < 4 * W; off += 16) V::prefetch(next[g] + c + off);
+      for (std::size_t off = 0; off < 4 * W; off += kLine) prefetch_w(next[g] + c + off);
     T acc[4];
     for (int u = 0; u < 4; ++u) acc[u] = V::load(y + c + u * W);
     for (int g = 0; g < G; ++g)
-      for (int u = 0; u < 4; ++u) acc[u] = V::fma(hv[g], V::load(w[g] + c + u * W), acc[u]);
+      for (int u = 0; u < 4; ++u) acc[u] = V::fma(hv[g], load_w(w[g] + c + u * W), acc[u]);
     for (int u = 0; u < 4; ++u) V::store(y + c + u * W, acc[u]);
   }
   for (; c < whole; c += W) {
     T acc = V::load(y + c);
-    for (int g = 0; g < G; ++g) acc = V::fma(hv[g], V::load(w[g] + c), acc);
+    for (int g = 0; g < G; ++g) acc = V::fma(hv[g], load_w(w[g] + c), acc);
     V::store(y + c, acc);
   }
   if (c < c1) {
     const std::size_t n = c1 - c;
     T acc = V::load_part(y + c, n);
-    for (int g = 0; g < G; ++g) acc = V::fma(hv[g], V::load_part(w[g] + c, n), acc);
+    for (int g = 0; g < G; ++g) acc = V::fma(hv[g], load_w_part(w[g] + c, n), acc);
     V::store_part(y + c, acc, n);
   }
 }
 
 // A zero h adds nothing (fma(0, w, y) == y for the finite weights a model holds), so groups
 // where a row's h are all zero are skipped for that row, and the others need no test.
-void axpy_rows(const AxpyRows& a) {
+template <class WT>
+void axpy_rows_of(const AxpyRows& a, const WT* base) {
   constexpr int G = 4;
   const std::size_t rows = a.rows == 0 ? 1 : a.rows;
   std::size_t slice = kAxpySliceFloats / rows / W * W;
@@ -384,12 +396,12 @@ void axpy_rows(const AxpyRows& a) {
     const std::size_t s1 = min_size(a.c1, s0 + slice);
     for (std::size_t n0 = 0; n0 < a.count; n0 += G) {
       const std::size_t g = min_size(G, a.count - n0);
-      const float* w[G];
-      for (std::size_t i = 0; i < g; ++i) w[i] = a.w + a.idx[n0 + i] * a.ldw;
+      const WT* w[G];
+      for (std::size_t i = 0; i < g; ++i) w[i] = base + a.idx[n0 + i] * a.ldw;
       const std::size_t ahead = n0 + kAxpyAhead * G;
       const std::size_t gn = ahead < a.count ? min_size(G, a.count - ahead) : 0;
-      const float* next[G];
-      for (std::size_t i = 0; i < gn; ++i) next[i] = a.w + a.idx[ahead + i] * a.ldw;
+      const WT* next[G];
+      for (std::size_t i = 0; i < gn; ++i) next[i] = base + a.idx[ahead + i] * a.ldw;
       for (std::size_t r = 0; r < a.rows; ++r) {
         float hs[G];
         bool any = false;
@@ -400,16 +412,24 @@ void axpy_rows(const AxpyRows& a) {
         if (!any) continue;
         float* y = a.y + r * a.ldy;
         if (g == 4) {
-          axpy_group<4>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
+          axpy_group<4, WT>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
         } else if (g == 3) {
-          axpy_group<3>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
+          axpy_group<3, WT>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
         } else if (g == 2) {
-          axpy_group<2>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
+          axpy_group<2, WT>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
         } else {
-          axpy_group<1>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
+          axpy_group<1, WT>(w, hs, y, s0, s1, next, r == 0 ? gn : 0);
         }
       }
     }
+  }
+}
+
+void axpy_rows(const AxpyRows& a) {
+  if (a.w8) {
+    axpy_rows_of(a, a.w8);
+  } else {
+    axpy_rows_of(a, a.w);
   }
 }
 
@@ -417,11 +437,11 @@ void axpy_rows(const AxpyRows& a) {
 // each, over p in steps of W), J weight streams in flight, each weight vector loaded once for R
 // rows. Every (unit, row) result is the same chain and the same lane tree whatever the block,
 // so it does not depend on how many rows or units are computed together.
-template <int J, int R>
-void dot_block(const DotRows& d, const std::uint32_t* units, std::size_t r0) {
-  const float* w[J];
+template <int J, int R, class WT>
+void dot_block(const DotRows& d, const WT* base, const std::uint32_t* units, std::size_t r0) {
+  const WT* w[J];
   const float* x[R];
-  for (int j = 0; j < J; ++j) w[j] = d.w + units[j] * d.ldw;
+  for (int j = 0; j < J; ++j) w[j] = base + units[j] * d.ldw;
   for (int r = 0; r < R; ++r) x[r] = d.x + (r0 + r) * d.ldx;
   T acc[J][R];
   for (int j = 0; j < J; ++j)
@@ -429,7 +449,7 @@ void dot_block(const DotRows& d, const std::uint32_t* units, std::size_t r0) {
   std::size_t p = 0;
   for (; p + W <= d.k; p += W) {
     T wv[J];
-    for (int j = 0; j < J; ++j) wv[j] = V::load(w[j] + p);
+    for (int j = 0; j < J; ++j) wv[j] = load_w(w[j] + p);
     for (int r = 0; r < R; ++r) {
       const T xv = V::load(x[r] + p);
       for (int j = 0; j < J; ++j) acc[j][r] = V::fma(wv[j], xv, acc[j][r]);
@@ -438,7 +458,7 @@ void dot_block(const DotRows& d, const std::uint32_t* units, std::size_t r0) {
   if (p < d.k) {
     const std::size_t n = d.k - p;
     T wv[J];
-    for (int j = 0; j < J; ++j) wv[j] = V::load_part(w[j] + p, n);
+    for (int j = 0; j < J; ++j) wv[j] = load_w_part(w[j] + p, n);
     for (int r = 0; r < R; ++r) {
       const T xv = V::load_part(x[r] + p, n);
       for (int j = 0; j < J; ++j) acc[j][r] = V::fma(wv[j], xv, acc[j][r]);
@@ -456,21 +476,30 @@ void dot_block(const DotRows& d, const std::uint32_t* units, std::size_t r0) {
 
 // Units outside, rows inside: a block of units' weight rows is read from memory once and from
 // cache for every other pair of rows.
-template <int J>
-void dot_rows_of(const DotRows& d, const std::uint32_t* units) {
+template <int J, class WT>
+void dot_rows_of(const DotRows& d, const WT* base, const std::uint32_t* units) {
   std::size_t r = 0;
-  for (; r + 2 <= d.rows; r += 2) dot_block<J, 2>(d, units, r);
-  if (r < d.rows) dot_block<J, 1>(d, units, r);
+  for (; r + 2 <= d.rows; r += 2) dot_block<J, 2>(d, base, units, r);
+  if (r < d.rows) dot_block<J, 1>(d, base, units, r);
+}
+
+template <class WT>
+void dot_rows_with(const DotRows& d, const WT* base) {
+  std::size_t n = 0;
+  for (; n + 4 <= d.count; n += 4) dot_rows_of<4>(d, base, d.idx + n);
+  switch (d.count - n) {
+    case 3: dot_rows_of<3>(d, base, d.idx + n); break;
+    case 2: dot_rows_of<2>(d, base, d.idx + n); break;
+    case 1: dot_rows_of<1>(d, base, d.idx + n); break;
+    default: break;
+  }
 }
 
 void dot_rows(const DotRows& d) {
-  std::size_t n = 0;
-  for (; n + 4 <= d.count; n += 4) dot_rows_of<4>(d, d.idx + n);
-  switch (d.count - n) {
-    case 3: dot_rows_of<3>(d, d.idx + n); break;
-    case 2: dot_rows_of<2>(d, d.idx + n); break;
-    case 1: dot_rows_of<1>(d, d.idx + n); break;
-    default: break;
+  if (d.w8) {
+    dot_rows_with(d, d.w8);
+  } else {
+    dot_rows_with(d, d.w);
   }
 }
 

@@ -27,6 +27,15 @@ struct V {
     for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
     return vld1q_f32(t);
   }
+  static T load_i8(const std::int8_t* p) {
+    const int32x4_t i = {p[0], p[1], p[2], p[3]};
+    return vcvtq_f32_s32(i);
+  }
+  static T load_i8_part(const std::int8_t* p, std::size_t n) {
+    std::int8_t t[4] = {0, 0, 0, 0};
+    for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
+    return load_i8(t);
+  }
   static void store(float* p, T x) { vst1q_f32(p, x); }
   static void store_part(float* p, T x, std::size_t n) {
     float t[4];

@@ -20,6 +20,8 @@ struct V {
   static T set1(float x) { return x; }
   static T load(const float* p) { return *p; }
   static T load_part(const float* p, std::size_t) { return *p; }
+  static T load_i8(const std::int8_t* p) { return static_cast<float>(*p); }
+  static T load_i8_part(const std::int8_t* p, std::size_t) { return static_cast<float>(*p); }
   static void store(float* p, T x) { *p = x; }
   static void store_part(float* p, T x, std::size_t) { *p = x; }
   // Separate multiply and add (the build keeps contraction off): the portable rounding.

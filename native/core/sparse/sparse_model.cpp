@@ -1,6 +1,7 @@
 #include "core/sparse/sparse_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,16 @@ bool union_dense_for(std::size_t rows, std::size_t u, std::size_t n) {
 }
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
+// A pre-activation from a product's sum: sum + bias, or for an int8 layer (scale not null)
+// scale * sum + bias, the sum being over the codes.
+inline float affine(float sum, const float* scale, const float* bias, std::size_t j) {
+  return scale ? scale[j] * sum + bias[j] : sum + bias[j];
+}
+// v[j] = scale[j] * v[j] + bias[j]: an int8 layer's sums of codes to pre-activations.
+void scale_and_shift(float* v, const float* scale, const float* bias, std::size_t n) {
+  for (std::size_t j = 0; j < n; ++j) v[j] = scale[j] * v[j] + bias[j];
+}
+
 cpu::Epilogue epilogue_of(Activation a) {
   if (a == Activation::Relu) return cpu::Epilogue::Relu;
   if (a == Activation::LeakyRelu) return cpu::Epilogue::LeakyRelu;
@@ -52,6 +63,32 @@ AlignedVector<float> pack_panels(const float* w, std::size_t n, std::size_t k) {
     }
   }
   return out;
+}
+
+// The int8 codes of weights given as f32(scale * q) (SparseLayerSource::scales). Every int8
+// times a float scale rounds to a float whose quotient by the scale is within 127 * 2^-23 of
+// the code, so nearbyint recovers it exactly; anything else is not such a weight and is refused.
+std::vector<std::int8_t> int8_codes(const float* w, const float* scales, std::size_t rows, std::size_t k,
+                                    const std::string& where) {
+  std::vector<std::int8_t> q(rows * k);
+  for (std::size_t o = 0; o < rows; ++o) {
+    const float sc = scales[o];
+    if (!(sc >= 0 && sc <= 3.4e38f)) {
+      throw std::invalid_argument(where + ": the int8 scale of row " + std::to_string(o) + " is " + std::to_string(sc) +
+                                  ", not a finite number >= 0");
+    }
+    for (std::size_t p = 0; p < k; ++p) {
+      const float v = w[o * k + p];
+      const float c = sc == 0 ? 0.0f : std::nearbyint(v / sc);
+      if (!(c >= -127 && c <= 127) || sc * c != v) {
+        throw std::invalid_argument(where + ": weight [" + std::to_string(o) + ", " + std::to_string(p) + "] = " +
+                                    std::to_string(v) + " is not an int8 code times its row's scale " +
+                                    std::to_string(sc));
+      }
+      q[o * k + p] = static_cast<std::int8_t>(c);
+    }
+  }
+  return q;
 }
 
 AlignedVector<float> padded_bias(const float* b, std::size_t n) {
@@ -155,27 +192,54 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
     l.keep = s.k;
     l.sparse_in = i > 0 && layers[i - 1].mode != Mode::Dense;
     l.bias = padded_bias(s.bias, l.rows);
+    // Int8 weights matter only where rows are read sparsely; elsewhere the panels hold the
+    // dequantised floats, the same products the reference computes.
+    const bool sparse_read = s.mode == Mode::Predictor || (s.gated && s.mode != Mode::Dense) || l.sparse_in;
+    l.int8 = s.scales != nullptr && sparse_read;
+    std::vector<std::int8_t> q;
+    std::vector<float> qf;  // the codes as floats, for the dense panels of an int8 layer
+    if (l.int8) {
+      q = int8_codes(s.weight, s.scales, l.rows, s.inputs, where);
+      qf.assign(q.begin(), q.end());
+      l.scale = padded_bias(s.scales, l.rows);
+    }
+    const float* dense_src = l.int8 ? qf.data() : s.weight;
     if (s.mode == Mode::Predictor) {
       // Chosen outputs are computed one row of W at a time; sparse inputs are then just zeros.
-      l.wr.assign(s.weight, s.weight + l.rows * s.inputs);
+      if (l.int8) {
+        l.wr8.assign(q.begin(), q.end());
+      } else {
+        l.wr.assign(s.weight, s.weight + l.rows * s.inputs);
+      }
       l.rank = s.rank;
       l.pa_panels = pack_panels(s.pa, s.rank, s.inputs);
       l.pa_bias = padded_bias(s.pa_bias, s.rank);
       l.pb_panels = pack_panels(s.pb, s.outputs, s.rank);
       l.pb_bias = padded_bias(s.pb_bias, s.outputs);
-      l.dense_panels = pack_panels(s.weight, l.rows, s.inputs);
+      l.dense_panels = pack_panels(dense_src, l.rows, s.inputs);
       max_rank_ = std::max(max_rank_, s.rank);
     } else if (s.gated && s.mode != Mode::Dense) {
       // The gate in panels (computed densely, it chooses the units), the up rows row-major.
       l.panels = pack_panels(s.weight, s.outputs, s.inputs);
-      l.up.assign(s.weight + s.outputs * s.inputs, s.weight + 2 * s.outputs * s.inputs);
-      l.dense_panels = pack_panels(s.weight + s.outputs * s.inputs, s.outputs, s.inputs);
+      const std::size_t half = s.outputs * s.inputs;
+      if (l.int8) {
+        l.up8.assign(q.begin() + half, q.end());
+      } else {
+        l.up.assign(s.weight + half, s.weight + 2 * half);
+      }
+      l.dense_panels = pack_panels(dense_src + half, s.outputs, s.inputs);
     } else if (l.sparse_in) {
       l.ldt = padded(l.rows);
-      l.wt.assign(l.k * l.ldt, 0.0f);
-      for (std::size_t o = 0; o < l.rows; ++o)
-        for (std::size_t p = 0; p < s.inputs; ++p) l.wt[p * l.ldt + o] = s.weight[o * s.inputs + p];
-      l.dense_panels = pack_panels(s.weight, l.rows, s.inputs);
+      if (l.int8) {
+        l.wt8.assign(l.k * l.ldt, 0);
+        for (std::size_t o = 0; o < l.rows; ++o)
+          for (std::size_t p = 0; p < s.inputs; ++p) l.wt8[p * l.ldt + o] = q[o * s.inputs + p];
+      } else {
+        l.wt.assign(l.k * l.ldt, 0.0f);
+        for (std::size_t o = 0; o < l.rows; ++o)
+          for (std::size_t p = 0; p < s.inputs; ++p) l.wt[p * l.ldt + o] = s.weight[o * s.inputs + p];
+      }
+      l.dense_panels = pack_panels(dense_src, l.rows, s.inputs);
     } else {
       l.panels = pack_panels(s.weight, l.rows, s.inputs);
     }
@@ -189,8 +253,9 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
 std::size_t SparseModel::bytes() const {
   std::size_t total = 0;
   for (const Layer& l : layers_) {
-    total += 4 * (l.k * l.rows + l.rows) + 4 * l.dense_panels.size();
-    if (l.mode == Mode::Predictor) total += 4 * (l.rank * (l.k + l.n + 1) + l.n);
+    total += 4 * (l.panels.size() + l.wt.size() + l.wr.size() + l.up.size() + l.dense_panels.size() + l.bias.size() +
+                  l.scale.size() + l.pa_panels.size() + l.pa_bias.size() + l.pb_panels.size() + l.pb_bias.size());
+    total += l.wt8.size() + l.wr8.size() + l.up8.size();
   }
   return total;
 }
@@ -228,12 +293,14 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       return count;
     };
     // h[r * n + j] = w_j . in_r for the units j of the union, shared out over the pool.
-    auto dots = [&](const float* w, std::size_t u, float* h) {
+    // w8 instead of w for int8 layers (raw code sums: the caller applies the scales).
+    auto dots = [&](const float* w, const std::int8_t* w8, std::size_t u, float* h) {
       const std::size_t parts = parallel ? std::min(u, 4 * static_cast<std::size_t>(threads)) : 1;
       auto part = [&](std::size_t i) {
         const std::size_t a = i * u / parts, b = (i + 1) * u / parts;
         cpu::DotRows d;
         d.w = w;
+        d.w8 = w8;
         d.ldw = l.k;
         d.k = l.k;
         d.idx = s.uni.data() + a;
@@ -285,10 +352,11 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       if (union_dense(u, l.n)) {
         // Every unit by the GEMM (bias included), rows of l.rows values in the partial buffer.
         float* full = s.partial.data();
-        dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data(), l.k, l.rows, in, rows, full,
-                   Activation::None, 0, parallel);
+        dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.int8 ? nullptr : l.bias.data(), l.k, l.rows,
+                   in, rows, full, Activation::None, 0, parallel);
         for (std::size_t r = 0; r < rows; ++r) {
-          const float* fr = full + r * l.rows;
+          float* fr = full + r * l.rows;
+          if (l.int8) scale_and_shift(fr, l.scale.data(), l.bias.data(), l.rows);
           float* zr = dst + r * l.n;
           activation_forward(l.activation, l.alpha, fr, zr, l.n);
           if (l.gated) {
@@ -298,15 +366,18 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         }
       } else {
         std::fill(dst, dst + rows * l.n, 0.0f);
-        dots(l.wr.data(), u, dst);
-        if (l.gated) dots(l.wr.data() + l.n * l.k, u, s.aux.data());
+        dots(l.int8 ? nullptr : l.wr.data(), l.int8 ? l.wr8.data() : nullptr, u, dst);
+        if (l.gated) {
+          dots(l.int8 ? nullptr : l.wr.data() + l.n * l.k, l.int8 ? l.wr8.data() + l.n * l.k : nullptr, u, s.aux.data());
+        }
+        const float* sc = l.int8 ? l.scale.data() : nullptr;
         for (std::size_t r = 0; r < rows; ++r) {
           float* zr = dst + r * l.n;
-          for (std::size_t i = 0; i < u; ++i) g[i] = zr[s.uni[i]] + l.bias[s.uni[i]];
+          for (std::size_t i = 0; i < u; ++i) g[i] = affine(zr[s.uni[i]], sc, l.bias.data(), s.uni[i]);
           activation_forward(l.activation, l.alpha, g, g, u);
           if (l.gated) {
             const float* up = s.aux.data() + r * l.n;
-            for (std::size_t i = 0; i < u; ++i) g[i] *= up[s.uni[i]] + l.bias[l.n + s.uni[i]];
+            for (std::size_t i = 0; i < u; ++i) g[i] *= affine(up[s.uni[i]], sc, l.bias.data(), l.n + s.uni[i]);
           }
           for (std::size_t i = 0; i < u; ++i) zr[s.uni[i]] = g[i];
           keep_only(zr, l.n, idx + r * l.n, counts[r]);
@@ -327,21 +398,23 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       const std::size_t u = select_rows();
       if (union_dense(u, l.n)) {
         // Every unit's up value by the GEMM (its bias included).
-        dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data() + l.n, l.k, l.n, in, rows,
-                   s.aux.data(), Activation::None, 0, parallel);
+        dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.int8 ? nullptr : l.bias.data() + l.n, l.k,
+                   l.n, in, rows, s.aux.data(), Activation::None, 0, parallel);
         for (std::size_t r = 0; r < rows; ++r) {
           float* zr = dst + r * l.n;
-          const float* up = s.aux.data() + r * l.n;
+          float* up = s.aux.data() + r * l.n;
+          if (l.int8) scale_and_shift(up, l.scale.data() + l.n, l.bias.data() + l.n, l.n);
           for (std::size_t j = 0; j < l.n; ++j) zr[j] *= up[j];  // zero for the units this row dropped
         }
       } else {
-        dots(l.up.data(), u, s.aux.data());
+        dots(l.int8 ? nullptr : l.up.data(), l.int8 ? l.up8.data() : nullptr, u, s.aux.data());
+        const float* sc = l.int8 ? l.scale.data() + l.n : nullptr;
         for (std::size_t r = 0; r < rows; ++r) {
           float* zr = dst + r * l.n;
           const float* up = s.aux.data() + r * l.n;
           for (std::size_t i = 0; i < u; ++i) {
             const std::uint32_t j = s.uni[i];
-            zr[j] *= up[j] + l.bias[l.n + j];  // zero for the units this row dropped
+            zr[j] *= affine(up[j], sc, l.bias.data() + l.n, j);  // zero for the units this row dropped
           }
         }
       }
@@ -390,6 +463,7 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         if (!by_rows) return;
         cpu::AxpyRows a;
         a.w = l.wt.data();
+        a.w8 = l.int8 ? l.wt8.data() : nullptr;
         a.ldw = l.ldt;
         a.idx = in_idx + bounds[p];
         a.count = bounds[p + 1] - bounds[p];
@@ -407,13 +481,17 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       } else {
         for (std::size_t p = 0; p < kAxpyParts; ++p) part(p);
       }
+      // Float: bias + partials, left to right. Int8: the partials (sums of codes), then
+      // times each output's scale plus its bias.
       const float* sums[kAxpyParts + 1];
       sums[0] = l.bias.data();
+      const std::size_t first = l.int8 ? 1 : 0;
       const cpu::Epilogue e = l.gated ? cpu::Epilogue::None : epilogue_of(l.activation);
       for (std::size_t r = 0; r < rows; ++r) {
         for (std::size_t p = 0; p < kAxpyParts; ++p) sums[p + 1] = partial + (p * rows + r) * l.rows;
         float* zr = z + r * l.rows;
-        kern.reduce(zr, sums, kAxpyParts + 1, 0, l.rows);
+        kern.reduce(zr, sums + first, kAxpyParts + 1 - first, 0, l.rows);
+        if (l.int8) scale_and_shift(zr, l.scale.data(), l.bias.data(), l.rows);
         if (e != cpu::Epilogue::None) kern.rectify(e, l.alpha, zr, zr, l.rows);
       }
     } else {

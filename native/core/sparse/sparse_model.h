@@ -11,6 +11,8 @@
 //    chosen output row at a time by dot products; so do the up rows of a gated layer whose
 //    units are chosen on its gate;
 //  - any other layer keeps the packed panels of the dense kernels (core/cpu/kernels.h).
+// With int8 weights (SparseLayerSource::scales) the first two are int8 codes: a batch-1 predict
+// then reads a quarter of the bytes for the same kept units.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +33,10 @@ struct SparseLayerSource {
   float alpha = 0;
   const float* weight = nullptr;  // [rows x inputs], rows = outputs, or 2 * outputs when gated
   const float* bias = nullptr;    // [rows] or null
+  // Int8 weights: weight[o * inputs + p] == f32(scales[o] * q) for an int8 code q in [-127, 127]
+  // (lib/quant's int8 rule; scale 0 for an all-zero row). The rows read sparsely are then stored
+  // and read as the codes, 1 byte per weight, with each output's scale applied after its sum.
+  const float* scales = nullptr;  // [rows] or null (float weights)
   // A gated layer (core/config.h): output act(gate) * up; the gate rows come first. When its
   // outputs are sparsified the units are chosen on act(gate) and only their up rows are read.
   bool gated = false;
@@ -77,6 +83,11 @@ class SparseModel final : public Predictor {
     std::size_t ldt = 0;
     AlignedVector<float> wr;      // predictor-chosen outputs: W [rows x k]
     AlignedVector<float> up;      // gated, sparsified by its gate: the up rows [n x k]
+    // Int8 layers keep wt, wr and up as codes instead (same shapes), dense_panels as the codes
+    // in float (so a dense tile sums exactly what the sparse kernels sum), and the scales.
+    bool int8 = false;
+    AlignedVector<std::int8_t> wt8, wr8, up8;
+    AlignedVector<float> scale;   // [rows], padded like bias
     // Layers with sparse inputs, predictor layers (all rows) and gated layers sparsified by
     // their gate (the up rows): the same weights in panels too, for tiles whose union of kept
     // units is too dense for axpy or dot products to beat the GEMM.
