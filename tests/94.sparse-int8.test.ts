@@ -111,6 +111,28 @@ describe.runIf(nativeSparse)('int8 weights: native against the reference', () =>
     netR.dispose();
   });
 
+  it('layers wide enough for the thread pool: every mode, dense-union tiles included', async () => {
+    // 64 x 600 x 16 rows is over the work a layer runs on the calling thread, so the dense
+    // fallback of a tile splits its columns over the pool (int8 layers add no bias in the GEMM).
+    for (const spec of [
+      { inputs: 64, layers: [{ units: 600, activation: 'relu' as const }, { units: 64 }], seed: 3 },
+      { inputs: 64, layers: [{ units: 600, activation: 'silu' as const, gated: true }, { units: 64 }], seed: 4 },
+    ]) {
+      const net = new Mlp(spec, { backend: 'native' });
+      for (const options of modes(spec.inputs, !spec.layers[0].gated)) {
+        const native = await net.sparsify({ ...options, weights: 'int8', backend: 'native' });
+        const reference = SparseMlp.fromSafetensors(native.toSafetensors(), { backend: 'reference' });
+        for (const batch of [1, 16, 40]) {
+          const x = randomArray(batch * spec.inputs, 80 + batch);
+          expect(maxRelative(native.predict(x), reference.predict(x)), `${options.mode} batch ${batch}`).toBeLessThan(1e-5);
+        }
+        native.dispose();
+        reference.dispose();
+      }
+      net.dispose();
+    }
+  });
+
   it('int8 rows cost a quarter of the float rows\' bytes', async () => {
     const net = new Mlp({ inputs: 64, layers: [{ units: 512, activation: 'relu' }, { units: 64 }], seed: 2 }, { backend: 'native' });
     const x = randomArray(64 * 64, 8);

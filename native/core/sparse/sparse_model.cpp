@@ -128,7 +128,7 @@ void dense_gemm(const float* b, std::size_t b_rs, std::size_t b_ps, const float*
     g.b = b + (c0 / cpu::kPanel) * b_ps;
     g.b_rs = b_rs;
     g.b_ps = b_ps;
-    g.bias = bias + c0;
+    g.bias = bias ? bias + c0 : nullptr;  // int8 layers add theirs after the scale
     g.c = out + c0;
     g.ldc = n;
     g.epilogue = epilogue_of(act);
