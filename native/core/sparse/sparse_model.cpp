@@ -141,7 +141,8 @@ void dense_gemm(const float* b, std::size_t b_rs, std::size_t b_ps, const float*
 
 struct SparseModel::Scratch {
   AlignedVector<float> enc, ping0, ping1, ping2, low, aux, packed, partial;
-  std::vector<std::uint32_t> idx, uni, merged;
+  std::vector<std::uint32_t> idx, uni;
+  std::vector<std::uint8_t> mark;
   std::vector<std::size_t> counts;
   std::vector<std::uint64_t> keys;
 };
@@ -281,16 +282,38 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
     std::size_t* counts = s.counts.data();
 
     auto union_dense = [&](std::size_t u, std::size_t n) { return union_dense_for(rows, u, n); };
-    // The union of the rows' lists (the units any row of the tile needs).
+    // The union of the rows' lists (the units any row of the tile needs), in increasing order:
+    // marks, then one branch-free pass over the units (merging the sorted lists pairwise was
+    // rows x n mispredicted branches, ~10% of a batch-16 predict).
     auto unite = [&]() -> std::size_t {
-      std::size_t count = counts[0];
-      std::copy(idx, idx + count, s.uni.data());
-      for (std::size_t r = 1; r < rows; ++r) {
-        const std::size_t m = merge_union(s.uni.data(), count, idx + r * l.n, counts[r], s.merged.data());
-        std::copy(s.merged.data(), s.merged.data() + m, s.uni.data());
-        count = m;
+      if (rows == 1) {
+        std::copy(idx, idx + counts[0], s.uni.data());
+        return counts[0];
+      }
+      std::uint8_t* mark = s.mark.data();
+      std::fill(mark, mark + l.n, std::uint8_t(0));
+      for (std::size_t r = 0; r < rows; ++r) {
+        const std::uint32_t* ir = idx + r * l.n;
+        for (std::size_t i = 0; i < counts[r]; ++i) mark[ir[i]] = 1;
+      }
+      std::size_t count = 0;
+      for (std::size_t j = 0; j < l.n; ++j) {
+        s.uni[count] = static_cast<std::uint32_t>(j);
+        count += mark[j];
       }
       return count;
+    };
+    // fn(r, keys) for every row, the rows shared out over the pool when the layer is (each part
+    // with its own top-k scratch); a row's choice does not depend on which thread makes it.
+    auto each_row = [&](const auto& fn) {
+      const std::size_t parts = parallel ? std::min(rows, static_cast<std::size_t>(threads)) : 1;
+      if (parts <= 1) {
+        for (std::size_t r = 0; r < rows; ++r) fn(r, s.keys.data());
+        return;
+      }
+      parallel_for(parts, [&](std::size_t p) {
+        for (std::size_t r = p * rows / parts; r < (p + 1) * rows / parts; ++r) fn(r, s.keys.data() + p * l.n);
+      });
     };
     // h[r * n + j] = w_j . in_r for the units j of the union, shared out over the pool.
     // w8 instead of w for int8 layers (raw code sums: the caller applies the scales).
@@ -321,7 +344,7 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
     // The kept units of each row from its values in dst (exact, threshold, top-k); the others
     // zeroed. Returns the size of the union.
     auto select_rows = [&]() -> std::size_t {
-      for (std::size_t r = 0; r < rows; ++r) {
+      each_row([&](std::size_t r, std::uint64_t* keys) {
         float* zr = dst + r * l.n;
         std::uint32_t* ir = idx + r * l.n;
         if (l.mode == Mode::Exact) {
@@ -329,10 +352,10 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         } else if (l.mode == Mode::Threshold) {
           counts[r] = select_threshold(zr, l.n, l.threshold, ir);
         } else {
-          counts[r] = select_top(zr, true, l.n, l.keep, ir, s.keys.data());
+          counts[r] = select_top(zr, true, l.n, l.keep, ir, keys);
           keep_only(zr, l.n, ir, counts[r]);
         }
-      }
+      });
       return unite();
     };
 
@@ -344,9 +367,9 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
                  s.low.data(), Activation::None, 0, false);
       dense_gemm(l.pb_panels.data(), cpu::kPanel, l.rank * cpu::kPanel, l.pb_bias.data(), l.rank, l.n, s.low.data(),
                  rows, s.aux.data(), Activation::None, 0, parallel);
-      for (std::size_t r = 0; r < rows; ++r) {
-        counts[r] = select_top(s.aux.data() + r * l.n, false, l.n, l.keep, idx + r * l.n, s.keys.data());
-      }
+      each_row([&](std::size_t r, std::uint64_t* keys) {
+        counts[r] = select_top(s.aux.data() + r * l.n, false, l.n, l.keep, idx + r * l.n, keys);
+      });
       const std::size_t u = unite();
       float* g = s.packed.data();
       if (union_dense(u, l.n)) {
@@ -539,9 +562,9 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
     s.partial.resize(kAxpyParts * rows * max_width_);
     s.idx.resize(rows * max_width_);
     s.uni.resize(max_width_);
-    s.merged.resize(max_width_);
+    s.mark.resize(max_width_);
     s.counts.resize(rows);
-    s.keys.resize(max_width_);
+    s.keys.resize(max_width_ * static_cast<std::size_t>(std::max(1, thread_count())));
   };
   const std::size_t out_w = outputs(), in_w = inputs();
   if (tiles == 1 || thread_count() == 1) {
