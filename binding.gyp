@@ -79,8 +79,19 @@
       "sources": ["<!@(node -p \"require('./sources.json').isa_neon.join(' ')\")"]
     },
     {
+      "target_name": "mlpkit_neon_dotprod",
+      "type": "static_library",
+      "sources": ["<!@(node -p \"require('./sources.json').isa_neon_dotprod.join(' ')\")"],
+      "conditions": [
+        ["target_arch=='arm64' and OS!='win'", {
+          "cflags": ["-march=armv8.2-a+dotprod"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-march=armv8.2-a+dotprod"] }
+        }]
+      ]
+    },
+    {
       "target_name": "mlpkit",
-      "dependencies": ["mlpkit_avx2", "mlpkit_avx512", "mlpkit_avx512vnni", "mlpkit_neon"],
+      "dependencies": ["mlpkit_avx2", "mlpkit_avx512", "mlpkit_avx512vnni", "mlpkit_neon", "mlpkit_neon_dotprod"],
       "sources": [
         "<!@(node -p \"const s = require('./sources.json'); s.core.concat(s.addon).join(' ')\")"
       ]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sanitizer run: ASan + UBSan builds of the native core, its C++ tests and the Node addon
 # (CMake option MLPKIT_SANITIZE=address, in build-asan/), then
-#   1. ctest: core_tests and kernel_tests under the sanitizers (leak checking on);
+#   1. ctest: core_tests, kernel_tests and quant_kernel_tests under the sanitizers (leak checking on);
 #   2. node: the fuzz suites with few runs and the async, lifetime and worker tests, with the
 #      addon loaded from build-asan (MLPKIT_ADDON_PATH) and the ASan runtime preloaded into the
 #      uninstrumented node (LD_PRELOAD). Leak checking is off for node, which leaks by design.
@@ -36,7 +36,7 @@ rm -rf "$REPORTS" && mkdir -p "$REPORTS"
 ASAN_COMMON="abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:log_path=$REPORTS/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$REPORTS/ubsan"
 
-echo "--- sanitize: ctest (core_tests, kernel_tests) ($(elapsed))"
+echo "--- sanitize: ctest (core_tests, kernel_tests, quant_kernel_tests) ($(elapsed))"
 ASAN_OPTIONS="$ASAN_COMMON:detect_leaks=1" ctest --test-dir "$OUT" --output-on-failure
 
 echo "--- sanitize: node with the ASan addon ($(elapsed))"

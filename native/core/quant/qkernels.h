@@ -32,6 +32,13 @@ const QuantKernels& quant_scalar_kernels();
 const QuantKernels& quant_vnni_kernels();  // AVX-512 F/BW/VL + VNNI
 const QuantKernels& quant_avx2_kernels();  // AVX2 + FMA
 #endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+const QuantKernels& quant_neon_kernels();          // ARMv8.0 Advanced SIMD: every arm64 core
+// + sdot (the dotprod extension): null when the file was built without it. Compiled for dotprod,
+// getter included: call it only once cpu_has_dotprod() said yes.
+const QuantKernels* quant_neon_dotprod_kernels();
+bool cpu_has_dotprod();  // the CPU (and OS) report dotprod
+#endif
 const QuantKernels& quant_kernels();
 
 }  // namespace mlpkit::quant

@@ -1,8 +1,5 @@
 // Portable quantised kernels over the block layout of qlayer.h: the baseline every CPU runs and
 // the exact statement of the W8A8 arithmetic of lib/quant/format.ts that the SIMD kernels match.
-#include <cstring>
-
-#include "core/cpu/kernels.h"
 #include "core/quant/qkernels.h"
 
 namespace mlpkit::quant {
@@ -70,21 +67,5 @@ constexpr QuantKernels kScalar = {"scalar", w8a8_block, wfloat_block};
 }  // namespace
 
 const QuantKernels& quant_scalar_kernels() { return kScalar; }
-
-}  // namespace mlpkit::quant
-
-namespace mlpkit::quant {
-
-const QuantKernels& quant_kernels() {
-#if defined(__x86_64__) || defined(_M_X64)
-  // Follows the float table, so MLPKIT_ISA=avx2 / scalar exercises these paths too.
-  static const QuantKernels& chosen = cpu::avx512_vnni_in_use()                        ? quant_vnni_kernels()
-                                      : std::strcmp(cpu::kernels().isa, "scalar") != 0 ? quant_avx2_kernels()
-                                                                                        : quant_scalar_kernels();
-#else
-  static const QuantKernels& chosen = quant_scalar_kernels();
-#endif
-  return chosen;
-}
 
 }  // namespace mlpkit::quant

@@ -1,0 +1,409 @@
+// Tests of the quantised kernel tables (core/quant/qkernels.h) on their own: no Node, no
+// framework. Runs the table quant_kernels() chose and every table below it that this machine
+// can run (x86: avx512vnni, avx2, scalar; arm64: neon-dotprod, neon, scalar), all on the same
+// layers, each checked against a reference computed here from the file layout (row-major codes,
+// low nibble first: lib/quant/format.ts), never from the repacked blocks the kernels read:
+//  - W8A8 bit for bit (NaN matches NaN): exact integer sums, then the float32 steps of format.ts
+//    in their order, which is what makes every table agree with the scalar one;
+//  - weight-only within the float32 bound of its sum: (kq + groups + 2) u sum |terms|.
+// Shapes: 1 to 3 blocks of 16 outputs with a partial last one, k not a multiple of 4 nor of the
+// group, every group size, symmetric and asymmetric, 1 to 9 rows per call (a model passes at most
+// 4; a kernel takes any count), and ldy > 16 with sentinels between rows, which must survive.
+// Values: random codes; every product +-127 x +-127 with one sign (the int16 pair sums of the
+// ARMv8.0 and AVX2 kernels at their limit); nibbles 15 against zero point 0 and 0 against 15; an
+// int8 row of 133144 inputs, the most W8A8 allows, summing to 4071 below 2^31; zero rows (sx = 0)
+// and non-finite rows (sx = NaN, codes 0), as the model's quantiser leaves them.
+//
+// MLPKIT_EXPECT_QUANT_TABLE=<name> fails the run unless quant_kernels() chose that table
+// (scripts/test-neon.sh: the sdot table on a dotprod CPU, the ARMv8.0 one on a core without).
+// Exit status 0 = all passed.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/cpu/kernels.h"
+#include "core/quant/qkernels.h"
+#include "core/quant/qlayer.h"
+
+namespace q = mlpkit::quant;
+
+namespace {
+
+constexpr double kU = 1.0 / 16777216.0;  // 2^-24: float32 unit roundoff
+constexpr std::uint32_t kSentinel = 0x7fc5a5a5u;
+constexpr std::size_t kLdy = q::kLanes + 3;  // 3 sentinels after each row's 16 lanes
+constexpr std::size_t kRows = 9;
+constexpr std::size_t kMaxW8A8Int8Inputs = (std::size_t(1) << 31) / (127 * 127);  // qmodel.cpp's limit
+
+std::uint32_t bits(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+float sentinel() {
+  float x;
+  std::memcpy(&x, &kSentinel, 4);
+  return x;
+}
+bool same(float a, float b) { return bits(a) == bits(b) || (std::isnan(a) && std::isnan(b)); }
+
+// One float32 operation, rounded on its own whatever -ffp-contract says: the reference must round
+// exactly where format.ts does.
+float mul(float a, float b) {
+  volatile float p = a * b;
+  return p;
+}
+float add(float a, float b) {
+  volatile float s = a + b;
+  return s;
+}
+
+struct Rng {
+  std::uint64_t s;
+  explicit Rng(std::uint64_t seed) : s(seed * 0x9e3779b97f4a7c15ull + 1) {}
+  std::uint64_t next() {
+    std::uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  int range(int lo, int hi) { return lo + static_cast<int>(next() % static_cast<std::uint64_t>(hi - lo + 1)); }
+  double uniform() { return static_cast<double>(next() >> 11) / 9007199254740992.0; }
+  int sign() { return (next() & 1) ? 1 : -1; }
+};
+
+// Random: codes, zero points, scales and activations at random (a zero group now and then).
+// High: every code at the top (int8 +-127 with one sign per input, int4 nibble 15, zero point 0)
+//   and rows 0 and 3 at +-127 against them, so every product of a row has the same sign.
+// Low: nibble 0 against zero point 15 (int4), random int8.
+enum class Values { Random, High, Low };
+const char* const kValueNames[] = {"random", "high", "low"};
+
+// A layer in the file layout and the rows it is run on.
+struct Case {
+  std::size_t k = 0, n = 0, group = 0, kq = 0, groups = 0;
+  q::Format format = q::Format::Int8;
+  bool symmetric = true;
+  Values values = Values::Random;
+  std::size_t count = kRows;  // rows per kernel call
+  bool weight_only = true;    // also run wfloat_block
+  std::vector<std::int8_t> w8;     // n * k
+  std::vector<std::uint8_t> w4;    // n * kq / 2
+  std::vector<float> scales;       // n * groups
+  std::vector<std::uint8_t> zeros; // n * groups
+  // W8A8 rows as the model's quantiser leaves them: xq zero past k, xu = xq + 128, xsum per group.
+  std::vector<std::int8_t> xq;
+  std::vector<std::uint8_t> xu;
+  std::vector<std::int32_t> xsum;
+  std::vector<float> sx;
+  std::vector<q::QuantRow> rows;
+  // Weight-only rows, zero past k (the model pads them to kq).
+  std::vector<float> xf;
+  std::vector<const float*> xf_rows;
+
+  // Code of output j at input p: int8 q, or the int4 nibble u.
+  int code(std::size_t j, std::size_t p) const {
+    if (format == q::Format::Int8) return p < k ? w8[j * k + p] : 0;
+    const std::uint8_t byte = w4[j * (kq / 2) + p / 2];
+    return p % 2 == 0 ? (byte & 0x0f) : (byte >> 4);
+  }
+  int zero(std::size_t j, std::size_t g) const {
+    if (format == q::Format::Int8) return 0;
+    return symmetric ? 8 : zeros[j * groups + g];
+  }
+  float scale(std::size_t j, std::size_t g) const { return scales[j * groups + g]; }
+
+  q::QuantLayerSource source() const {
+    q::QuantLayerSource s;
+    s.inputs = k;
+    s.outputs = n;
+    s.format = format;
+    s.group = format == q::Format::Int8 ? k : group;
+    s.symmetric = symmetric;
+    s.weights = format == q::Format::Int8 ? reinterpret_cast<const std::uint8_t*>(w8.data()) : w4.data();
+    s.scales = scales.data();
+    s.zeros = zeros.data();
+    return s;
+  }
+};
+
+Case make_case(q::Format format, std::size_t group, bool symmetric, std::size_t k, std::size_t n, Values values,
+               std::uint64_t seed) {
+  Case c;
+  Rng r(seed);
+  c.k = k;
+  c.n = n;
+  c.format = format;
+  c.symmetric = symmetric;
+  c.values = values;
+  c.group = format == q::Format::Int8 ? 0 : group;
+  c.kq = format == q::Format::Int8 ? (k + 3) / 4 * 4 : (k + group - 1) / group * group;
+  c.groups = format == q::Format::Int8 ? 1 : c.kq / group;
+  const bool high = values == Values::High, low = values == Values::Low;
+  std::vector<int> input_sign(c.kq);
+  for (int& s : input_sign) s = r.sign();
+
+  c.zeros.assign(n * c.groups, 0);
+  if (!symmetric) {
+    for (auto& z : c.zeros) z = static_cast<std::uint8_t>(high ? 0 : low ? 15 : r.range(0, 15));
+  }
+  c.scales.resize(n * c.groups);
+  for (auto& s : c.scales) s = r.range(0, 15) == 0 ? 0.0f : static_cast<float>(std::ldexp(0.5 + r.uniform(), -r.range(2, 9)));
+  if (format == q::Format::Int8) {
+    c.w8.resize(n * k);
+    for (std::size_t j = 0; j < n; ++j)
+      for (std::size_t p = 0; p < k; ++p)
+        c.w8[j * k + p] = static_cast<std::int8_t>(high ? 127 * input_sign[p] : r.range(-127, 127));
+  } else {
+    c.w4.assign(n * c.kq / 2, 0);
+    for (std::size_t j = 0; j < n; ++j)
+      for (std::size_t g = 0; g < c.groups; ++g)
+        for (std::size_t p = g * group; p < (g + 1) * group; ++p) {
+          // Padding holds q = 0, i.e. the zero point (format.ts).
+          const int z = symmetric ? 8 : c.zeros[j * c.groups + g];
+          const int u = p >= k ? z : high ? 15 : low ? 0 : r.range(0, 15);
+          c.w4[j * (c.kq / 2) + p / 2] |= static_cast<std::uint8_t>(p % 2 == 0 ? u : u << 4);
+        }
+  }
+
+  c.xq.assign(kRows * c.kq, 0);
+  c.xu.assign(kRows * c.kq, 128);
+  c.xsum.assign(kRows * c.groups, 0);
+  c.sx.resize(kRows);
+  c.xf.assign(kRows * c.kq, 0.0f);
+  for (std::size_t i = 0; i < kRows; ++i) {
+    // Row 1 is all zeros (sx = 0); row 2 is a row that held NaN or Infinity (sx = NaN, xq = 0).
+    c.sx[i] = i == 1 ? 0.0f : i == 2 ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(0.001 + r.uniform());
+    for (std::size_t p = 0; p < k; ++p) {
+      int v = r.range(-127, 127);
+      float f = static_cast<float>((r.uniform() - 0.5) * 4.0);
+      if (i == 1 || i == 2) {
+        v = 0;
+        f = i == 1 ? 0.0f : f;
+      } else if (i == 0 || i == 3) {
+        // Saturated: +-127 everywhere, against the codes' signs when they are at the top.
+        const int s = (i == 0 ? 1 : -1) * (!high ? r.sign() : format == q::Format::Int8 ? input_sign[p] : 1);
+        v = 127 * s;
+        f = static_cast<float>(s) * 1000.0f;
+      } else if (i == 4) {
+        f = static_cast<float>(std::ldexp(r.uniform() + 0.5, r.range(-14, 14)) * r.sign());  // wide magnitudes
+      }
+      c.xq[i * c.kq + p] = static_cast<std::int8_t>(v);
+      c.xu[i * c.kq + p] = static_cast<std::uint8_t>(v + 128);
+      c.xsum[i * c.groups + (format == q::Format::Int8 ? 0 : p / group)] += v;
+      c.xf[i * c.kq + p] = f;
+    }
+  }
+  for (std::size_t i = 0; i < kRows; ++i) {
+    c.rows.push_back(q::QuantRow{c.xq.data() + i * c.kq, c.xu.data() + i * c.kq, c.xsum.data() + i * c.groups, c.sx[i]});
+    c.xf_rows.push_back(c.xf.data() + i * c.kq);
+  }
+  return c;
+}
+
+// W8A8 output j of row i as format.ts states it.
+float w8a8_reference(const Case& c, std::size_t i, std::size_t j, bool* overflow) {
+  const std::size_t per = c.format == q::Format::Int8 ? c.kq : c.group;
+  float sum = 0;
+  for (std::size_t g = 0; g < c.groups; ++g) {
+    std::int64_t acc = 0;
+    for (std::size_t p = g * per; p < (g + 1) * per; ++p) acc += std::int64_t(c.xq[i * c.kq + p]) * c.code(j, p);
+    acc -= std::int64_t(c.zero(j, g)) * c.xsum[i * c.groups + g];
+    if (acc > std::numeric_limits<std::int32_t>::max() || acc < std::numeric_limits<std::int32_t>::min()) *overflow = true;
+    const float t = mul(mul(c.sx[i], c.scale(j, g)), static_cast<float>(acc));
+    sum = g == 0 ? t : add(sum, t);
+  }
+  return sum;
+}
+
+// Weight-only output j of row i in double, and the sum of the magnitudes of its terms.
+double wfloat_reference(const Case& c, std::size_t i, std::size_t j, double* mag) {
+  const std::size_t per = c.format == q::Format::Int8 ? c.kq : c.group;
+  double sum = 0;
+  *mag = 0;
+  for (std::size_t g = 0; g < c.groups; ++g) {
+    double part = 0, part_mag = 0;
+    for (std::size_t p = g * per; p < (g + 1) * per; ++p) {
+      const double term = static_cast<double>(c.xf[i * c.kq + p]) * (c.code(j, p) - c.zero(j, g));
+      part += term;
+      part_mag += std::fabs(term);
+    }
+    sum += static_cast<double>(c.scale(j, g)) * part;
+    *mag += static_cast<double>(c.scale(j, g)) * part_mag;
+  }
+  return sum;
+}
+
+struct Stat {
+  long long cases = 0, values = 0, failures = 0;
+};
+struct Table {
+  const q::QuantKernels* k;
+  Stat w8a8, wfloat;
+};
+
+long long g_printed = 0;
+void fail(Stat& s, const char* table, const Case& c, const char* fmt, double a, double b, std::size_t i, std::size_t j) {
+  ++s.failures;
+  if (g_printed++ >= 20) return;
+  std::printf("  FAIL [%s %s k=%zu n=%zu group=%zu %s %s rows/call=%zu] row %zu output %zu: ", table,
+              c.format == q::Format::Int8 ? "int8" : "int4", c.k, c.n, c.group, c.symmetric ? "sym" : "asym",
+              kValueNames[static_cast<int>(c.values)], c.count, i, j);
+  std::printf(fmt, a, b);
+  std::printf("\n");
+}
+
+// Runs one block function over every block of the case, c.count rows per call, and checks each
+// output with `check(i, j, got)`; the lanes between 16 and ldy must keep their sentinel.
+template <class Call, class Check>
+void run_blocks(const Case& c, const q::QuantLayer& l, Stat& s, const char* table, Call call, Check check) {
+  std::vector<float> y(c.count * kLdy);
+  for (std::size_t r0 = 0; r0 < kRows; r0 += c.count) {
+    const std::size_t rows = std::min(c.count, kRows - r0);
+    for (std::size_t b = 0; b < l.blocks; ++b) {
+      std::fill(y.begin(), y.end(), sentinel());
+      call(b, r0, rows, y.data());
+      for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t o = q::kLanes; o < kLdy; ++o) {
+          if (bits(y[i * kLdy + o]) != kSentinel) fail(s, table, c, "wrote past lane 16 (%g, %g)", y[i * kLdy + o], 0, r0 + i, o);
+        }
+        for (std::size_t o = 0; o < q::kLanes && b * q::kLanes + o < c.n; ++o) {
+          ++s.values;
+          check(r0 + i, b * q::kLanes + o, y[i * kLdy + o]);
+        }
+      }
+    }
+  }
+}
+
+void test_case(std::vector<Table>& tables, const Case& c) {
+  const q::QuantLayer blocked = q::repack(c.source(), false);
+  const q::QuantLayer input_major = q::repack(c.source(), true);
+  std::vector<float> want(kRows * c.n);
+  std::vector<double> ref(kRows * c.n), mag(kRows * c.n);
+  for (std::size_t i = 0; i < kRows; ++i)
+    for (std::size_t j = 0; j < c.n; ++j) {
+      bool overflow = false;
+      want[i * c.n + j] = w8a8_reference(c, i, j, &overflow);
+      if (overflow) {
+        std::printf("  FAIL test setup: an int32 accumulator overflows (k=%zu)\n", c.k);
+        ++tables[0].w8a8.failures;
+      }
+      if (c.weight_only) ref[i * c.n + j] = wfloat_reference(c, i, j, &mag[i * c.n + j]);
+    }
+  const double bound = (static_cast<double>(c.kq) + static_cast<double>(c.groups) + 2) * kU;
+  for (Table& t : tables) {
+    ++t.w8a8.cases;
+    run_blocks(
+        c, blocked, t.w8a8, t.k->isa,
+        [&](std::size_t b, std::size_t r0, std::size_t rows, float* y) { t.k->w8a8_block(blocked, b, c.rows.data() + r0, rows, y, kLdy); },
+        [&](std::size_t i, std::size_t j, float got) {
+          const float w = want[i * c.n + j];
+          if (!same(got, w)) fail(t.w8a8, t.k->isa, c, "got %.9g, format.ts %.9g (W8A8 must match bit for bit)", got, w, i, j);
+        });
+    if (!c.weight_only) continue;
+    ++t.wfloat.cases;
+    run_blocks(
+        c, input_major, t.wfloat, t.k->isa,
+        [&](std::size_t b, std::size_t r0, std::size_t rows, float* y) { t.k->wfloat_block(input_major, b, c.xf_rows.data() + r0, rows, y, kLdy); },
+        [&](std::size_t i, std::size_t j, float got) {
+          const double r = ref[i * c.n + j], tol = bound * mag[i * c.n + j] + 1e-30;
+          if (!(std::fabs(got - r) <= tol)) fail(t.wfloat, t.k->isa, c, "got %.9g, double reference %.12g", got, r, i, j);
+        });
+  }
+}
+
+// The table quant_kernels() chose and every table below it that this CPU runs, widest first.
+std::vector<Table> tables_from_chosen(int* setup_failures) {
+  std::vector<const q::QuantKernels*> all;
+#if defined(__x86_64__) || defined(_M_X64)
+  all.push_back(&q::quant_vnni_kernels());
+  all.push_back(&q::quant_avx2_kernels());
+#elif defined(__aarch64__) || defined(_M_ARM64)
+  if (q::cpu_has_dotprod() && q::quant_neon_dotprod_kernels()) all.push_back(q::quant_neon_dotprod_kernels());
+  all.push_back(&q::quant_neon_kernels());
+#endif
+  all.push_back(&q::quant_scalar_kernels());
+  std::vector<Table> tables;
+  for (const q::QuantKernels* k : all) {
+    if (k == &q::quant_kernels() || !tables.empty()) tables.push_back(Table{k, {}, {}});
+  }
+  if (tables.empty()) {
+    std::printf("FAIL quant_kernels() (%s) is none of this machine's tables\n", q::quant_kernels().isa);
+    ++*setup_failures;
+  }
+  return tables;
+}
+
+void print_stat(const char* table, const char* what, const Stat& s) {
+  std::printf("[%s] %s %-44s %5lld cases %9lld values", table, s.failures ? "FAIL" : "ok  ", what, s.cases, s.values);
+  if (s.failures) std::printf(", %lld failed", s.failures);
+  std::printf("\n");
+}
+
+}  // namespace
+
+int main() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  int setup_failures = 0;
+  const char* chosen = q::quant_kernels().isa;
+  std::printf("quant_kernel_tests: quant_kernels() = %s (float kernels: %s", chosen, mlpkit::cpu::kernels().isa);
+#if defined(__aarch64__) || defined(_M_ARM64)
+  // (The sdot getter may only run on a dotprod CPU.)
+  const bool dotprod = q::cpu_has_dotprod();
+  std::printf("; CPU dotprod: %s; sdot table built: %s", dotprod ? "yes" : "no",
+              !dotprod ? "not asked" : q::quant_neon_dotprod_kernels() ? "yes" : "no");
+#endif
+  std::printf("%s)\n", std::getenv("MLPKIT_ISA") ? "; MLPKIT_ISA is set" : "");
+  if (const char* expect = std::getenv("MLPKIT_EXPECT_QUANT_TABLE")) {
+    if (std::strcmp(expect, chosen) != 0) {
+      std::printf("FAIL MLPKIT_EXPECT_QUANT_TABLE=%s but quant_kernels() chose %s\n", expect, chosen);
+      ++setup_failures;
+    }
+  }
+  std::vector<Table> tables = tables_from_chosen(&setup_failures);
+  std::printf("tables tested:");
+  for (const Table& t : tables) std::printf(" %s", t.k->isa);
+  std::printf("\n");
+
+  if (!tables.empty()) {
+    std::uint64_t seed = 1;
+    std::size_t index = 0;
+    const std::size_t counts[] = {kRows, 7, 6, 5, 4, 3, 2, 1};  // passes of 4 with every remainder
+    auto run = [&](Case c) {
+      c.count = counts[index++ % (sizeof counts / sizeof counts[0])];
+      test_case(tables, c);
+    };
+    for (std::size_t k : {1, 3, 4, 5, 17, 64, 67, 255})
+      for (std::size_t n : {1, 17, 40})
+        for (Values v : {Values::Random, Values::High}) run(make_case(q::Format::Int8, 0, true, k, n, v, seed++));
+    for (std::size_t group : {32, 64, 128})
+      for (bool symmetric : {true, false})
+        for (std::size_t k : {1, 31, 33, 100, 129, 300})
+          for (std::size_t n : {1, 17, 40})
+            for (Values v : {Values::Random, Values::High, Values::Low})
+              run(make_case(q::Format::Int4, group, symmetric, k, n, v, seed++));
+    // The widest int8 row W8A8 takes, every product +127 * 127 in row 0 (-127 * 127 in row 3).
+    Case wide = make_case(q::Format::Int8, 0, true, kMaxW8A8Int8Inputs, 16, Values::High, seed++);
+    wide.count = 4;
+    wide.weight_only = false;
+    test_case(tables, wide);
+  }
+
+  long long failed = setup_failures, checked = 0;
+  for (const Table& t : tables) {
+    print_stat(t.k->isa, "w8a8_block: bit for bit with format.ts", t.w8a8);
+    print_stat(t.k->isa, "wfloat_block: within the float32 bound", t.wfloat);
+    failed += t.w8a8.failures + t.wfloat.failures;
+    checked += t.w8a8.values + t.wfloat.values;
+  }
+  std::printf("quant_kernel_tests: %s (%zu tables, %lld values checked)\n", failed ? "FAILED" : "all passed", tables.size(),
+              checked);
+  return failed ? 1 : 0;
+}
