@@ -9,11 +9,13 @@ namespace mlpkit::sparse {
 namespace {
 
 // A float's order as an unsigned integer, from its bits: negative values flipped, -0 ranked as
-// +0, NaN mapped above +Inf.
-std::uint32_t order_of(std::uint32_t b) {
-  if ((b & 0x7FFFFFFFu) > 0x7F800000u) return 0xFFFFFFFFu;
-  if (b == 0x80000000u) b = 0;
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+// +0, NaN mapped above +Inf. Written without branches (selects and masks): the signs of real
+// scores are random, and a branch on them mispredicted half the time.
+inline std::uint32_t order_of(std::uint32_t b) {
+  const bool nan = (b & 0x7FFFFFFFu) > 0x7F800000u;
+  b = b == 0x80000000u ? 0u : b;
+  const std::uint32_t flip = (0u - (b >> 31)) | 0x80000000u;  // ~0 for negatives, the sign bit otherwise
+  return nan ? 0xFFFFFFFFu : b ^ flip;
 }
 
 }  // namespace
@@ -53,24 +55,40 @@ std::size_t select_top(const float* key, bool magnitude, std::size_t n, std::siz
   constexpr int kShift = 20;  // 4096 buckets: sign, exponent and 3 mantissa bits
   // The units' order bits go in idx for the first two passes; the last pass overwrites them in
   // place with the kept indices (it writes idx[count] after reading idx[j], count <= j).
-  std::uint32_t hist[1u << (32 - kShift)] = {};
-  for (std::size_t j = 0; j < n; ++j) {
-    std::uint32_t b;
-    std::memcpy(&b, key + j, sizeof b);
-    if (magnitude) b &= 0x7FFFFFFFu;
-    const std::uint32_t bits = order_of(b);
-    idx[j] = bits;
-    ++hist[bits >> kShift];
+  // Neighbouring scores often share a bucket: four histograms, summed after, so consecutive
+  // increments do not wait on each other.
+  constexpr std::size_t kBuckets = std::size_t(1) << (32 - kShift);
+  std::uint32_t parts[4][kBuckets] = {};
+  const std::uint32_t keep_sign = magnitude ? 0x7FFFFFFFu : 0xFFFFFFFFu;
+  std::size_t j0 = 0;
+  for (; j0 + 4 <= n; j0 += 4) {
+    for (std::size_t q = 0; q < 4; ++q) {
+      std::uint32_t b;
+      std::memcpy(&b, key + j0 + q, sizeof b);
+      const std::uint32_t bits = order_of(b & keep_sign);
+      idx[j0 + q] = bits;
+      ++parts[q][bits >> kShift];
+    }
   }
+  for (; j0 < n; ++j0) {
+    std::uint32_t b;
+    std::memcpy(&b, key + j0, sizeof b);
+    const std::uint32_t bits = order_of(b & keep_sign);
+    idx[j0] = bits;
+    ++parts[0][bits >> kShift];
+  }
+  std::uint32_t* hist = parts[0];
+  for (std::size_t i = 0; i < kBuckets; ++i) hist[i] += parts[1][i] + parts[2][i] + parts[3][i];
   auto key_of = [](std::uint32_t bits, std::size_t j) {
     return (std::uint64_t(bits) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(j));
   };
   std::size_t above = 0;
-  std::uint32_t edge = (1u << (32 - kShift)) - 1;
+  std::uint32_t edge = static_cast<std::uint32_t>(kBuckets - 1);
   while (above + hist[edge] < k) above += hist[edge--];
   std::size_t candidates = 0;
   for (std::size_t j = 0; j < n; ++j) {
-    if ((idx[j] >> kShift) == edge) scratch[candidates++] = key_of(idx[j], j);
+    scratch[candidates] = key_of(idx[j], j);  // kept only when in the edge bucket: no branch
+    candidates += (idx[j] >> kShift) == edge;
   }
   const std::size_t need = k - above;
   std::nth_element(scratch, scratch + (need - 1), scratch + candidates, std::greater<std::uint64_t>());
@@ -79,7 +97,7 @@ std::size_t select_top(const float* key, bool magnitude, std::size_t n, std::siz
   for (std::size_t j = 0; j < n; ++j) {
     const std::uint32_t bits = idx[j];
     const std::uint32_t bucket = bits >> kShift;
-    const bool keep = bucket > edge || (bucket == edge && key_of(bits, j) >= least);
+    const bool keep = (bucket > edge) | ((bucket == edge) & (key_of(bits, j) >= least));
     idx[count] = static_cast<std::uint32_t>(j);
     count += keep;
   }

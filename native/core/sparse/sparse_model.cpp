@@ -364,7 +364,7 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       // rows of W (and of the up projection when gated), bias and activation on the gathered
       // units; then each row keeps only its own.
       dense_gemm(l.pa_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.pa_bias.data(), l.k, l.rank, in, rows,
-                 s.low.data(), Activation::None, 0, false);
+                 s.low.data(), Activation::None, 0, parallel);
       dense_gemm(l.pb_panels.data(), cpu::kPanel, l.rank * cpu::kPanel, l.pb_bias.data(), l.rank, l.n, s.low.data(),
                  rows, s.aux.data(), Activation::None, 0, parallel);
       each_row([&](std::size_t r, std::uint64_t* keys) {
