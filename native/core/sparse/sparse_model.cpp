@@ -377,7 +377,7 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         float* full = s.partial.data();
         dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.int8 ? nullptr : l.bias.data(), l.k, l.rows,
                    in, rows, full, Activation::None, 0, parallel);
-        for (std::size_t r = 0; r < rows; ++r) {
+        each_row([&](std::size_t r, std::uint64_t*) {
           float* fr = full + r * l.rows;
           if (l.int8) scale_and_shift(fr, l.scale.data(), l.bias.data(), l.rows);
           float* zr = dst + r * l.n;
@@ -386,7 +386,7 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
             for (std::size_t j = 0; j < l.n; ++j) zr[j] *= fr[l.n + j];
           }
           keep_only(zr, l.n, idx + r * l.n, counts[r]);
-        }
+        });
       } else {
         std::fill(dst, dst + rows * l.n, 0.0f);
         dots(l.int8 ? nullptr : l.wr.data(), l.int8 ? l.wr8.data() : nullptr, u, dst);
@@ -417,18 +417,22 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       // Units chosen on act(gate): the gate densely, then only the kept units' up rows.
       dense_gemm(l.panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.bias.data(), l.k, l.n, in, rows, dst, l.activation,
                  l.alpha, parallel);
-      if (!in_epilogue(l.activation)) activation_forward(l.activation, l.alpha, dst, dst, rows * l.n);
+      if (!in_epilogue(l.activation)) {
+        each_row([&](std::size_t r, std::uint64_t*) {
+          activation_forward(l.activation, l.alpha, dst + r * l.n, dst + r * l.n, l.n);
+        });
+      }
       const std::size_t u = select_rows();
       if (union_dense(u, l.n)) {
         // Every unit's up value by the GEMM (its bias included).
         dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.int8 ? nullptr : l.bias.data() + l.n, l.k,
                    l.n, in, rows, s.aux.data(), Activation::None, 0, parallel);
-        for (std::size_t r = 0; r < rows; ++r) {
+        each_row([&](std::size_t r, std::uint64_t*) {
           float* zr = dst + r * l.n;
           float* up = s.aux.data() + r * l.n;
           if (l.int8) scale_and_shift(up, l.scale.data() + l.n, l.bias.data() + l.n, l.n);
           for (std::size_t j = 0; j < l.n; ++j) zr[j] *= up[j];  // zero for the units this row dropped
-        }
+        });
       } else {
         dots(l.int8 ? nullptr : l.up.data(), l.int8 ? l.up8.data() : nullptr, u, s.aux.data());
         const float* sc = l.int8 ? l.scale.data() + l.n : nullptr;
