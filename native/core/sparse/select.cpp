@@ -60,23 +60,18 @@ std::size_t select_top(const float* key, bool magnitude, std::size_t n, std::siz
   constexpr std::size_t kBuckets = std::size_t(1) << (32 - kShift);
   std::uint32_t parts[4][kBuckets] = {};
   const std::uint32_t keep_sign = magnitude ? 0x7FFFFFFFu : 0xFFFFFFFFu;
+  // The order bits first, in a loop of its own that the compiler can vectorise, then the
+  // histograms from them.
+  for (std::size_t j = 0; j < n; ++j) {
+    std::uint32_t b;
+    std::memcpy(&b, key + j, sizeof b);
+    idx[j] = order_of(b & keep_sign);
+  }
   std::size_t j0 = 0;
   for (; j0 + 4 <= n; j0 += 4) {
-    for (std::size_t q = 0; q < 4; ++q) {
-      std::uint32_t b;
-      std::memcpy(&b, key + j0 + q, sizeof b);
-      const std::uint32_t bits = order_of(b & keep_sign);
-      idx[j0 + q] = bits;
-      ++parts[q][bits >> kShift];
-    }
+    for (std::size_t q = 0; q < 4; ++q) ++parts[q][idx[j0 + q] >> kShift];
   }
-  for (; j0 < n; ++j0) {
-    std::uint32_t b;
-    std::memcpy(&b, key + j0, sizeof b);
-    const std::uint32_t bits = order_of(b & keep_sign);
-    idx[j0] = bits;
-    ++parts[0][bits >> kShift];
-  }
+  for (; j0 < n; ++j0) ++parts[0][idx[j0] >> kShift];
   std::uint32_t* hist = parts[0];
   for (std::size_t i = 0; i < kBuckets; ++i) hist[i] += parts[1][i] + parts[2][i] + parts[3][i];
   auto key_of = [](std::uint32_t bits, std::size_t j) {
@@ -85,19 +80,27 @@ std::size_t select_top(const float* key, bool magnitude, std::size_t n, std::siz
   std::size_t above = 0;
   std::uint32_t edge = static_cast<std::uint32_t>(kBuckets - 1);
   while (above + hist[edge] < k) above += hist[edge--];
+  // The edge bucket's units: their indices first (4 bytes each, written branch-free into the
+  // upper half of scratch), then their 64-bit keys into the lower half. Writing key i
+  // overwrites only indices below i, already read.
+  std::uint32_t* cand = reinterpret_cast<std::uint32_t*>(scratch) + n;
   std::size_t candidates = 0;
   for (std::size_t j = 0; j < n; ++j) {
-    scratch[candidates] = key_of(idx[j], j);  // kept only when in the edge bucket: no branch
+    cand[candidates] = static_cast<std::uint32_t>(j);
     candidates += (idx[j] >> kShift) == edge;
   }
+  for (std::size_t c = 0; c < candidates; ++c) scratch[c] = key_of(idx[cand[c]], cand[c]);
   const std::size_t need = k - above;
   std::nth_element(scratch, scratch + (need - 1), scratch + candidates, std::greater<std::uint64_t>());
-  const std::uint64_t least = scratch[need - 1];  // the smallest key kept from the edge bucket
+  // The smallest key kept, as order bits and index: a unit is kept when its bits are larger,
+  // or equal with an index no larger (the complemented index broke ties toward low indices).
+  const std::uint64_t least = scratch[need - 1];
+  const std::uint32_t least_bits = static_cast<std::uint32_t>(least >> 32);
+  const std::size_t least_index = 0xFFFFFFFFu - static_cast<std::uint32_t>(least);
   std::size_t count = 0;
   for (std::size_t j = 0; j < n; ++j) {
     const std::uint32_t bits = idx[j];
-    const std::uint32_t bucket = bits >> kShift;
-    const bool keep = (bucket > edge) | ((bucket == edge) & (key_of(bits, j) >= least));
+    const bool keep = (bits > least_bits) | ((bits == least_bits) & (j <= least_index));
     idx[count] = static_cast<std::uint32_t>(j);
     count += keep;
   }
