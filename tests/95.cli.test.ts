@@ -208,6 +208,14 @@ describe('train, predict, quantize and sparsify', () => {
     const e = await cli('sparsify', at('reg.safetensors'), '--mode', 'exact', '--backend', backend, '--out', at('reg.exact.safetensors'));
     expect(e.code).toBe(0);
     expect(e.out).toMatch(/no density or error report: pass --calibration/);
+
+    const q = await cli('sparsify', at('reg.safetensors'), '--mode', 'exact', '--weights', 'int8', '--backend', backend, '--out', at('reg.exact8.safetensors'));
+    expect(q.code).toBe(0);
+    expect(q.out).toMatch(/\| 1 \| 16 -> \d+ \| dense \| int8 weights \|/);
+    expect((await SparseMlp.load(at('reg.exact8.safetensors'), { backend })).weights).toBe('int8');
+    const bad = await cli('sparsify', at('reg.safetensors'), '--mode', 'exact', '--weights', 'int4', '--out', at('x.safetensors'));
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/--weights/);
   });
 });
 

@@ -8,7 +8,7 @@ import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Mlp } from '../../mlp.js';
 import { SPARSIFY_MODES, type SparsifyMode } from '../../sparse/format.js';
 import type { SparseLayerInfo, SparseMlp } from '../../sparse/model.js';
-import type { SparsifyOptions } from '../../sparse/options.js';
+import { SPARSE_WEIGHTS, type SparseWeights, type SparsifyOptions } from '../../sparse/options.js';
 import { choiceOption, intListOption, intOption, numberOption, parseCommand, stringOption, type Command } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile, saveModelFile } from '../model-file.js';
@@ -44,6 +44,8 @@ holds the float model whole (Mlp.load reads it back dense).
   --rank R             predictor mode: the predictor's inner width (default min(128, units / 4))
   --epochs E           predictor mode: training epochs (default 20)
   --seed S             predictor mode: seed of its initialisation and shuffling (default 0)
+  --weights W          float (default), or int8: the layers read sparsely get int8 weights with a
+                       scale per output (the native kernels read their kept rows as 1-byte codes)
   --backend B          auto (default), native or reference
 
 Examples
@@ -68,6 +70,7 @@ export const sparsifyCommand: Command = {
       out: { type: 'string', short: 'o' }, mode: { type: 'string' }, density: { type: 'string' }, threshold: { type: 'string' },
       k: { type: 'string' }, layers: { type: 'string' }, calibration: { type: 'string' }, inputs: { type: 'string' },
       rows: { type: 'string' }, rank: { type: 'string' }, epochs: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
+      weights: { type: 'string' },
     }, { min: 1, max: 1, names: 'one MODEL file' });
     if (help) return void io.stdout.write(`${usage}\n`);
     const out = stringOption(values, 'out');
@@ -100,6 +103,7 @@ export const sparsifyCommand: Command = {
     if (given('rank')) options.rank = intOption(values, 'rank', 1, 1, 1 << 16);
     if (given('epochs')) options.epochs = intOption(values, 'epochs', 20, 1, 1_000_000);
     if (given('seed')) options.seed = intOption(values, 'seed', 0, 0, 2 ** 32 - 1);
+    options.weights = choiceOption<SparseWeights>(values, 'weights', SPARSE_WEIGHTS, 'float');
     const rowLimit = intOption(values, 'rows', 1024);
 
     // Found out before a predictor is trained, not after.
@@ -148,7 +152,8 @@ export const sparsifyCommand: Command = {
         const s = byLayer.get(i);
         const density = stats ? `${s ? pct(s.density) : ''} | ` : '';
         const recall = mode === 'predictor' && stats ? ` ${s?.recall != null ? pct(s.recall) : ''} |` : '';
-        return `| ${i} | ${l.inputs} -> ${l.outputs} | ${l.mode} | ${density}${setting(l)} |${recall}`;
+        const what = [setting(l), l.weights === 'int8' ? 'int8 weights' : ''].filter(Boolean).join(', ');
+        return `| ${i} | ${l.inputs} -> ${l.outputs} | ${l.mode} | ${density}${what} |${recall}`;
       }),
       '',
     );
