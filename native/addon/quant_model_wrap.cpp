@@ -103,6 +103,7 @@ Napi::Function QuantModelWrap::DefineClass(Napi::Env env) {
 
 QuantModelWrap::QuantModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<QuantModelWrap>(info) {
   Napi::Env env = info.Env();
+  std::shared_ptr<quant::QuantModel> model;
   Guard(env, "QuantModel", [&] {
     ExpectArgs(info, 2, "QuantModel");
     if (!info[0].IsObject()) throw TypeError(env, "QuantModel: config must be an object, got " + Describe(info[0]));
@@ -123,61 +124,18 @@ QuantModelWrap::QuantModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
     }
     std::vector<quant::QuantLayerSource> sources;
     for (const LayerCopy& c : copies) sources.push_back(c.Source());
-    model_ = std::make_shared<quant::QuantModel>(enc, sources, static_cast<quant::ActMode>(mode));
+    model = std::make_shared<quant::QuantModel>(enc, sources, static_cast<quant::ActMode>(mode));
   });
-  inputs_ = model_->inputs();
-  outputs_ = model_->outputs();
   // The repacked size, as a read-only data property (see ModelWrap).
   info.This().As<Napi::Object>().DefineProperty(
-      Napi::PropertyDescriptor::Value("bytes", Napi::Number::New(env, static_cast<double>(model_->bytes())), napi_enumerable));
-  external_bytes_ = static_cast<std::int64_t>(model_->bytes());
-  std::int64_t total = 0;
-  napi_adjust_external_memory(env, external_bytes_, &total);
+      Napi::PropertyDescriptor::Value("bytes", Napi::Number::New(env, static_cast<double>(model->bytes())), napi_enumerable));
+  handle_.Adopt(env, std::move(model));
 }
 
-QuantModelWrap::~QuantModelWrap() { Release(); }
-
-void QuantModelWrap::Release() {
-  model_.reset();
-  if (external_bytes_ != 0) {
-    std::int64_t total = 0;
-    napi_adjust_external_memory(Env(), -external_bytes_, &total);
-    external_bytes_ = 0;
-  }
-}
-
-const std::shared_ptr<quant::QuantModel>& QuantModelWrap::Live(Napi::Env env, const char* what) const {
-  if (!model_) throw DisposedError(env, what);
-  return model_;
-}
-
-Napi::Value QuantModelWrap::Predict(const Napi::CallbackInfo& info) {
-  constexpr const char* what = "predict";
-  Napi::Env env = info.Env();
-  return Guard(env, what, [&]() -> Napi::Value {
-    const auto& model = Live(env, what);
-    const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-    PredictInto(*model, a);
-    return env.Undefined();
-  });
-}
-
-Napi::Value QuantModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
-  constexpr const char* what = "predictAsync";
-  Napi::Env env = info.Env();
-  try {
-    return Guard(env, what, [&]() -> Napi::Value {
-      const auto& model = Live(env, what);
-      const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:quantPredictAsync");
-    });
-  } catch (const Napi::Error& e) {
-    return Rejected(env, e);
-  }
-}
+QuantModelWrap::~QuantModelWrap() { handle_.Release(Env()); }
 
 Napi::Value QuantModelWrap::Dispose(const Napi::CallbackInfo& info) {
-  Release();
+  handle_.Release(info.Env());
   return info.Env().Undefined();
 }
 

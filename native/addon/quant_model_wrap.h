@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "addon/predictor_handle.h"
 #include "core/quant/qmodel.h"
 
 namespace mlpkit::addon {
@@ -20,16 +21,11 @@ class QuantModelWrap final : public Napi::ObjectWrap<QuantModelWrap> {
   ~QuantModelWrap() override;
 
  private:
-  Napi::Value Predict(const Napi::CallbackInfo& info);
-  Napi::Value PredictAsync(const Napi::CallbackInfo& info);
+  Napi::Value Predict(const Napi::CallbackInfo& info) { return handle_.Predict(info); }
+  Napi::Value PredictAsync(const Napi::CallbackInfo& info) { return handle_.PredictAsync(info, "mlpkit:quantPredictAsync"); }
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
-  const std::shared_ptr<quant::QuantModel>& Live(Napi::Env env, const char* what) const;
-  void Release();
-
-  std::shared_ptr<quant::QuantModel> model_;
-  std::size_t inputs_ = 0, outputs_ = 0;
-  std::int64_t external_bytes_ = 0;
+  PredictorHandle<quant::QuantModel> handle_;
 };
 
 }  // namespace mlpkit::addon

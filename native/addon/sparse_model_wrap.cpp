@@ -93,6 +93,7 @@ Napi::Function SparseModelWrap::DefineClass(Napi::Env env) {
 
 SparseModelWrap::SparseModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SparseModelWrap>(info) {
   Napi::Env env = info.Env();
+  std::shared_ptr<sparse::SparseModel> model;
   Guard(env, "SparseModel", [&] {
     ExpectArgs(info, 2, "SparseModel");
     if (!info[0].IsObject()) throw TypeError(env, "SparseModel: config must be an object, got " + Describe(info[0]));
@@ -109,62 +110,15 @@ SparseModelWrap::SparseModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectW
     for (std::uint32_t i = 0; i < count; ++i) ReadLayer(layers.Get(i), i, &copies[i]);
     std::vector<sparse::SparseLayerSource> sources;
     for (const LayerCopy& c : copies) sources.push_back(c.source);
-    model_ = std::make_shared<sparse::SparseModel>(enc, sources);
+    model = std::make_shared<sparse::SparseModel>(enc, sources);
   });
-  inputs_ = model_->inputs();
-  outputs_ = model_->outputs();
-  external_bytes_ = static_cast<std::int64_t>(model_->bytes());
-  std::int64_t total = 0;
-  napi_adjust_external_memory(env, external_bytes_, &total);
+  handle_.Adopt(env, std::move(model));
 }
 
-SparseModelWrap::~SparseModelWrap() { Release(); }
-
-void SparseModelWrap::Release() {
-  model_.reset();
-  if (external_bytes_ != 0) {
-    std::int64_t total = 0;
-    napi_adjust_external_memory(Env(), -external_bytes_, &total);
-    external_bytes_ = 0;
-  }
-}
-
-const std::shared_ptr<sparse::SparseModel>& SparseModelWrap::Live(Napi::Env env, const char* what) const {
-  if (!model_) throw DisposedError(env, what);
-  return model_;
-}
-
-Napi::Value SparseModelWrap::Predict(const Napi::CallbackInfo& info) {
-  constexpr const char* what = "predict";
-  Napi::Env env = info.Env();
-  return Guard(env, what, [&]() -> Napi::Value {
-    const auto& model = Live(env, what);
-    const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-    model->predict(a.x.Data(), a.batch, a.out.Data());
-    return env.Undefined();
-  });
-}
-
-Napi::Value SparseModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
-  constexpr const char* what = "predictAsync";
-  Napi::Env env = info.Env();
-  try {
-    return Guard(env, what, [&]() -> Napi::Value {
-      const auto& model = Live(env, what);
-      const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:sparsePredictAsync");
-    });
-  } catch (const Napi::Error& e) {
-    return Rejected(env, e);
-  }
-}
-
-Napi::Value SparseModelWrap::Bytes(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->bytes()) : 0.0);
-}
+SparseModelWrap::~SparseModelWrap() { handle_.Release(Env()); }
 
 Napi::Value SparseModelWrap::Dispose(const Napi::CallbackInfo& info) {
-  Release();
+  handle_.Release(info.Env());
   return info.Env().Undefined();
 }
 

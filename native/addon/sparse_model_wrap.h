@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "addon/predictor_handle.h"
 #include "core/sparse/sparse_model.h"
 
 namespace mlpkit::addon {
@@ -20,17 +21,12 @@ class SparseModelWrap final : public Napi::ObjectWrap<SparseModelWrap> {
   ~SparseModelWrap() override;
 
  private:
-  Napi::Value Predict(const Napi::CallbackInfo& info);
-  Napi::Value PredictAsync(const Napi::CallbackInfo& info);
-  Napi::Value Bytes(const Napi::CallbackInfo& info);
+  Napi::Value Predict(const Napi::CallbackInfo& info) { return handle_.Predict(info); }
+  Napi::Value PredictAsync(const Napi::CallbackInfo& info) { return handle_.PredictAsync(info, "mlpkit:sparsePredictAsync"); }
+  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), handle_.Bytes()); }
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
-  const std::shared_ptr<sparse::SparseModel>& Live(Napi::Env env, const char* what) const;
-  void Release();
-
-  std::shared_ptr<sparse::SparseModel> model_;
-  std::size_t inputs_ = 0, outputs_ = 0;
-  std::int64_t external_bytes_ = 0;
+  PredictorHandle<sparse::SparseModel> handle_;
 };
 
 }  // namespace mlpkit::addon
