@@ -67,15 +67,16 @@ Napi::Function ModelWrap::DefineClass(Napi::Env env) {
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
   Napi::Env env = info.Env();
+  std::shared_ptr<Model> model;
   Guard(env, "Model", [&] {
     ExpectArgs(info, 2, "Model");
     const ModelConfig config = ReadModelConfig(info[0], "Model");
     const auto params = TypedArg<float>(info[1], "Model", "params");
-    model_ = std::make_shared<Model>(config, params.Data(), params.ElementLength());
+    model = std::make_shared<Model>(config, params.Data(), params.ElementLength());
   });
-  param_count_ = model_->param_count();
-  inputs_ = model_->inputs();
-  outputs_ = model_->outputs();
+  param_count_ = model->param_count();
+  inputs_ = model->inputs();
+  outputs_ = model->outputs();
   // The bound predict refers back to this object (owner), so the object, and with it `this`,
   // outlives every reference to the function; the two are collected together.
   Napi::Function bound = Napi::Function::New(env, &ModelWrap::PredictBound, "predict", this);
@@ -88,57 +89,18 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
       Napi::PropertyDescriptor::Value("outputs", Napi::Number::New(env, static_cast<double>(outputs_)), napi_enumerable),
   });
   // Tell V8 what this small JS object really holds, so GC pressure reflects it.
-  external_bytes_ = static_cast<std::int64_t>(model_->memory_bytes());
-  std::int64_t total = 0;
-  napi_adjust_external_memory(env, external_bytes_, &total);
+  const std::size_t bytes = model->memory_bytes();
+  handle_.Adopt(env, std::move(model), bytes);
 }
 
-ModelWrap::~ModelWrap() { Release(); }
-
-void ModelWrap::Release() {
-  model_.reset();  // async work still running keeps its own reference
-  if (external_bytes_ != 0) {
-    // Plain napi call, status ignored: this also runs from the finalizer during environment
-    // teardown, where a throwing wrapper would escape a destructor.
-    std::int64_t total = 0;
-    napi_adjust_external_memory(Env(), -external_bytes_, &total);
-    external_bytes_ = 0;
-  }
-}
-
-const std::shared_ptr<Model>& ModelWrap::Live(Napi::Env env, const char* what) const {
-  if (!model_) throw DisposedError(env, what);
-  return model_;
-}
-
-Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
-  constexpr const char* what = "predict";
-  Napi::Env env = info.Env();
-  return Guard(env, what, [&]() -> Napi::Value {
-    const auto& model = Live(env, what);
-    const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-    PredictInto(*model, a);
-    return env.Undefined();
-  });
-}
+ModelWrap::~ModelWrap() { handle_.Release(Env()); }
 
 Napi::Value ModelWrap::PredictBound(const Napi::CallbackInfo& info) {
   return static_cast<ModelWrap*>(info.Data())->Predict(info);
 }
 
 Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
-  constexpr const char* what = "predictAsync";
-  Napi::Env env = info.Env();
-  try {
-    return Guard(env, what, [&]() -> Napi::Value {
-      const auto& model = Live(env, what);
-      const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:predictAsync");
-    });
-  } catch (const Napi::Error& e) {
-    // A promise-returning method reports bad arguments by rejecting, not by throwing.
-    return Rejected(env, e);
-  }
+  return handle_.PredictAsync(info, "mlpkit:predictAsync");
 }
 
 Napi::Value ModelWrap::GetParams(const Napi::CallbackInfo& info) {
@@ -285,7 +247,7 @@ Napi::Value ModelWrap::TrainStepAsync(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
-  Release();
+  handle_.Release(info.Env());
   return info.Env().Undefined();
 }
 

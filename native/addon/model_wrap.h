@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "addon/predictor_handle.h"
 #include "core/model.h"
 
 namespace mlpkit::addon {
@@ -21,7 +22,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   ~ModelWrap() override;
 
  private:
-  Napi::Value Predict(const Napi::CallbackInfo& info);
+  Napi::Value Predict(const Napi::CallbackInfo& info) { return handle_.Predict(info); }
   // predict as an own function of each instance with the instance as its data: calling it skips
   // the napi_unwrap of a prototype method (a private-symbol property lookup, ~40 ns, a tenth of
   // a batch-1 predict of a small MLP).
@@ -40,15 +41,13 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   // The core model, or a TypeError "<what>: Model has been disposed".
-  const std::shared_ptr<Model>& Live(Napi::Env env, const char* what) const;
-  void Release();
+  const std::shared_ptr<Model>& Live(Napi::Env env, const char* what) const { return handle_.Live(env, what); }
 
-  std::shared_ptr<Model> model_;
+  PredictorHandle<Model> handle_;
   // Kept after dispose().
   std::size_t param_count_ = 0;
   std::size_t inputs_ = 0;
   std::size_t outputs_ = 0;
-  std::int64_t external_bytes_ = 0;
 };
 
 }  // namespace mlpkit::addon

@@ -1,11 +1,12 @@
-// What the inference-only model classes of the addon (QuantModel, SparseModel) share: the core
-// model they own, its size reported to V8 as external memory (so the GC feels its weight), the
-// disposed check, and predict / predictAsync with the same argument checks as Model's. Each
-// class keeps only what is its own: reading and checking its layers.
+// What every model class of the addon (Model, QuantModel, SparseModel, the CUDA addon's Model)
+// shares: the core model it owns, its size reported to V8 as external memory (so the GC feels
+// its weight), the disposed check, and predict / predictAsync with one set of argument checks.
+// Each class keeps only what is its own: reading its layers, training.
 #pragma once
 
 #include <napi.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -19,17 +20,19 @@ namespace mlpkit::addon {
 template <class CoreModel>
 class PredictorHandle {
  public:
-  // Takes the model built by the class's constructor; its bytes() count as external memory.
-  void Adopt(Napi::Env env, std::shared_ptr<CoreModel> model) {
+  // Takes the model built by the class's constructor; `bytes` count as external memory.
+  void Adopt(Napi::Env env, std::shared_ptr<CoreModel> model, std::size_t bytes) {
     model_ = std::move(model);
     inputs_ = model_->inputs();
     outputs_ = model_->outputs();
-    external_bytes_ = static_cast<std::int64_t>(model_->bytes());
+    external_bytes_ = static_cast<std::int64_t>(bytes);
     std::int64_t total = 0;
     napi_adjust_external_memory(env, external_bytes_, &total);
   }
 
-  // Drops the model (a running predictAsync keeps its own reference); idempotent.
+  // Drops the model (async work still running keeps its own reference); idempotent. A plain
+  // napi call, status ignored: this also runs from finalizers during environment teardown,
+  // where a throwing wrapper would escape a destructor.
   void Release(Napi::Env env) {
     model_.reset();
     if (external_bytes_ != 0) {
@@ -69,6 +72,7 @@ class PredictorHandle {
         return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), resource);
       });
     } catch (const Napi::Error& e) {
+      // A promise-returning method reports bad arguments by rejecting, not by throwing.
       return Rejected(env, e);
     }
   }

@@ -129,7 +129,8 @@ QuantModelWrap::QuantModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
   // The repacked size, as a read-only data property (see ModelWrap).
   info.This().As<Napi::Object>().DefineProperty(
       Napi::PropertyDescriptor::Value("bytes", Napi::Number::New(env, static_cast<double>(model->bytes())), napi_enumerable));
-  handle_.Adopt(env, std::move(model));
+  const std::size_t bytes = model->bytes();
+  handle_.Adopt(env, std::move(model), bytes);
 }
 
 QuantModelWrap::~QuantModelWrap() { handle_.Release(Env()); }

@@ -112,7 +112,8 @@ SparseModelWrap::SparseModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectW
     for (const LayerCopy& c : copies) sources.push_back(c.source);
     model = std::make_shared<sparse::SparseModel>(enc, sources);
   });
-  handle_.Adopt(env, std::move(model));
+  const std::size_t bytes = model->bytes();
+  handle_.Adopt(env, std::move(model), bytes);
 }
 
 SparseModelWrap::~SparseModelWrap() { handle_.Release(Env()); }

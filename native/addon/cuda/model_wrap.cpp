@@ -38,6 +38,7 @@ Napi::Function CudaModelWrap::DefineClass(Napi::Env env) {
 
 CudaModelWrap::CudaModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaModelWrap>(info) {
   Napi::Env env = info.Env();
+  std::shared_ptr<cuda::CudaModel> model;
   Guard(env, "Model", [&] {
     ExpectArgs(info, 4, "Model");
     const ModelConfig config = ReadModelConfig(info[0], "Model");
@@ -47,36 +48,20 @@ CudaModelWrap::CudaModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     if (!(device >= 0 && device <= 1024 && static_cast<double>(static_cast<int>(device)) == device)) {
       throw RangeError(env, "Model: device must be a device index (an integer >= 0), got " + FormatNumber(device));
     }
-    model_ = std::make_shared<cuda::CudaModel>(config, params.Data(), params.ElementLength(),
-                                               static_cast<cuda::Precision>(precision), static_cast<int>(device));
+    model = std::make_shared<cuda::CudaModel>(config, params.Data(), params.ElementLength(),
+                                              static_cast<cuda::Precision>(precision), static_cast<int>(device));
   });
-  param_count_ = model_->param_count();
-  inputs_ = model_->inputs();
-  outputs_ = model_->outputs();
-  precision_ = cuda::precision_name(model_->precision());
-  kernel_ = model_->kernel();
+  param_count_ = model->param_count();
+  inputs_ = model->inputs();
+  outputs_ = model->outputs();
+  precision_ = cuda::precision_name(model->precision());
+  kernel_ = model->kernel();
   // Parameters, gradients and moments live on the device; the GC is told about an equivalent
   // amount so that dropped models (and their GPU memory) are collected at a similar pace.
-  external_bytes_ = static_cast<std::int64_t>(4 * sizeof(float) * param_count_);
-  std::int64_t total = 0;
-  napi_adjust_external_memory(env, external_bytes_, &total);
+  handle_.Adopt(env, std::move(model), 4 * sizeof(float) * param_count_);
 }
 
-CudaModelWrap::~CudaModelWrap() { Release(); }
-
-void CudaModelWrap::Release() {
-  model_.reset();  // async work still running keeps its own reference
-  if (external_bytes_ != 0) {
-    std::int64_t total = 0;
-    napi_adjust_external_memory(Env(), -external_bytes_, &total);
-    external_bytes_ = 0;
-  }
-}
-
-const std::shared_ptr<cuda::CudaModel>& CudaModelWrap::Live(Napi::Env env, const char* what) const {
-  if (!model_) throw DisposedError(env, what);
-  return model_;
-}
+CudaModelWrap::~CudaModelWrap() { handle_.Release(Env()); }
 
 Napi::Value CudaModelWrap::ParamCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(param_count_));
@@ -89,31 +74,6 @@ Napi::Value CudaModelWrap::Outputs(const Napi::CallbackInfo& info) {
 Napi::Value CudaModelWrap::Precision(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), precision_); }
 
 Napi::Value CudaModelWrap::Kernel(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kernel_); }
-
-Napi::Value CudaModelWrap::Predict(const Napi::CallbackInfo& info) {
-  constexpr const char* what = "predict";
-  Napi::Env env = info.Env();
-  return Guard(env, what, [&]() -> Napi::Value {
-    const auto& model = Live(env, what);
-    const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-    model->predict(a.x.Data(), a.batch, a.out.Data());
-    return env.Undefined();
-  });
-}
-
-Napi::Value CudaModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
-  constexpr const char* what = "predictAsync";
-  Napi::Env env = info.Env();
-  try {
-    return Guard(env, what, [&]() -> Napi::Value {
-      const auto& model = Live(env, what);
-      const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), "mlpkit:cuda:predictAsync");
-    });
-  } catch (const Napi::Error& e) {
-    return Rejected(env, e);
-  }
-}
 
 Napi::Value CudaModelWrap::GetParams(const Napi::CallbackInfo& info) {
   constexpr const char* what = "getParams";
@@ -252,7 +212,7 @@ Napi::Value CudaModelWrap::TrainStepAsync(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value CudaModelWrap::Dispose(const Napi::CallbackInfo& info) {
-  Release();
+  handle_.Release(info.Env());
   return info.Env().Undefined();
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "addon/predictor_handle.h"
 #include "core/cuda/cuda_model.h"
 
 namespace mlpkit::addon {
@@ -25,8 +26,8 @@ class CudaModelWrap final : public Napi::ObjectWrap<CudaModelWrap> {
   Napi::Value Precision(const Napi::CallbackInfo& info);
   Napi::Value Kernel(const Napi::CallbackInfo& info);
 
-  Napi::Value Predict(const Napi::CallbackInfo& info);
-  Napi::Value PredictAsync(const Napi::CallbackInfo& info);
+  Napi::Value Predict(const Napi::CallbackInfo& info) { return handle_.Predict(info); }
+  Napi::Value PredictAsync(const Napi::CallbackInfo& info) { return handle_.PredictAsync(info, "mlpkit:cuda:predictAsync"); }
   Napi::Value GetParams(const Napi::CallbackInfo& info);
   Napi::Value SetParams(const Napi::CallbackInfo& info);
   Napi::Value GetGrads(const Napi::CallbackInfo& info);
@@ -39,16 +40,14 @@ class CudaModelWrap final : public Napi::ObjectWrap<CudaModelWrap> {
   Napi::Value TrainStepAsync(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
-  const std::shared_ptr<cuda::CudaModel>& Live(Napi::Env env, const char* what) const;
-  void Release();
+  const std::shared_ptr<cuda::CudaModel>& Live(Napi::Env env, const char* what) const { return handle_.Live(env, what); }
 
-  std::shared_ptr<cuda::CudaModel> model_;
+  PredictorHandle<cuda::CudaModel> handle_;
   std::size_t param_count_ = 0;
   std::size_t inputs_ = 0;
   std::size_t outputs_ = 0;
   const char* precision_ = "";
   const char* kernel_ = "";
-  std::int64_t external_bytes_ = 0;
 };
 
 }  // namespace mlpkit::addon
