@@ -32,7 +32,8 @@ export { QUANT_FORMATS, QUANT_ACTIVATIONS, INT4_GROUP_SIZES, MAX_W8A8_INT8_INPUT
 export type { QuantLayer, QuantFormat, QuantActivations } from './quant/format.js';
 export { SparseMlp } from './sparse/model.js';
 export type { SparseLayerInfo, SparseLoadOptions } from './sparse/model.js';
-export type { SparsifyOptions } from './sparse/options.js';
+export type { SparsifyOptions, SparseWeights } from './sparse/options.js';
+export { SPARSE_WEIGHTS } from './sparse/options.js';
 export type { SparseStats, SparseLayerStats } from './sparse/calibrate.js';
 export { SPARSIFY_MODES } from './sparse/format.js';
 export type { SparsifyMode } from './sparse/format.js';
