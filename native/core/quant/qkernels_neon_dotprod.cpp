@@ -24,31 +24,7 @@ namespace {
 
 constexpr std::size_t kRows = 4;  // rows per pass over a block's weights: 16 accumulators
 
-// (The same pass helper as qkernels_neon.cpp, kept apart: shared inline code compiled with two
-// sets of flags could be merged by the linker into the copy with sdot.)
-template <std::size_t R, class F>
-void last_pass(std::size_t first, std::size_t left, F& f) {
-  if constexpr (R > 0) {
-    if (left == R) {
-      f(first, std::integral_constant<std::size_t, R>{});
-    } else {
-      last_pass<R - 1>(first, left, f);
-    }
-  }
-}
-
-template <std::size_t Max, class F>
-void in_passes(std::size_t count, F f) {
-  std::size_t r = 0;
-  for (; r + Max <= count; r += Max) f(r, std::integral_constant<std::size_t, Max>{});
-  last_pass<Max - 1>(r, count - r, f);
-}
-
-inline int8x16_t bcast4(const std::int8_t* p) {
-  std::int32_t v;
-  std::memcpy(&v, p, 4);
-  return vreinterpretq_s8_s32(vdupq_n_s32(v));
-}
+#include "core/quant/qkernels_neon_passes.inl"
 
 // acc[r] += one step of int8 weights (64 bytes at w) against bytes 4S..4S+3 of x[r].
 template <int S, std::size_t R>
