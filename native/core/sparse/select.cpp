@@ -118,22 +118,4 @@ void keep_only(float* h, std::size_t n, const std::uint32_t* idx, std::size_t co
   }
 }
 
-std::size_t merge_union(const std::uint32_t* a, std::size_t na, const std::uint32_t* b, std::size_t nb,
-                        std::uint32_t* out) {
-  std::size_t i = 0, j = 0, n = 0;
-  while (i < na && j < nb) {
-    if (a[i] < b[j]) {
-      out[n++] = a[i++];
-    } else if (b[j] < a[i]) {
-      out[n++] = b[j++];
-    } else {
-      out[n++] = a[i++];
-      ++j;
-    }
-  }
-  while (i < na) out[n++] = a[i++];
-  while (j < nb) out[n++] = b[j++];
-  return n;
-}
-
 }  // namespace mlpkit::sparse

@@ -27,8 +27,4 @@ std::size_t select_top(const float* key, bool magnitude, std::size_t n, std::siz
 // Zeroes h[j] for every j not in idx[0, count) (increasing).
 void keep_only(float* h, std::size_t n, const std::uint32_t* idx, std::size_t count);
 
-// Merges the increasing lists a and b into out (increasing, no duplicates); returns its length.
-std::size_t merge_union(const std::uint32_t* a, std::size_t na, const std::uint32_t* b, std::size_t nb,
-                        std::uint32_t* out);
-
 }  // namespace mlpkit::sparse
