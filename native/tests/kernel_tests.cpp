@@ -85,7 +85,7 @@ float mul(float a, float b) {
 
 enum Group {
   kGemmPacked, kGemmRowMajor, kGemmWeightGrad, kGemmPageEnd, kGemmRows, kRectify, kRectifyBackward,
-  kColumnSums, kReduce, kAdam, kSgd, kAxpyRows, kDotRows, kAllFinite, kGroups
+  kColumnSums, kReduce, kAdam, kSgd, kAxpyRows, kDotRows, kGemmSparse, kAllFinite, kGroups
 };
 const char* const kGroupNames[kGroups] = {
     "gemm forward, packed B (10 variants)",
@@ -101,6 +101,7 @@ const char* const kGroupNames[kGroups] = {
     "sgd",
     "axpy_rows (sparse, neuron-major)",
     "dot_rows (sparse, chosen outputs)",
+    "gemm_sparse (listed inputs, passes of 128)",
     "all_finite",
 };
 struct Stat {
@@ -1068,6 +1069,78 @@ void test_dot_rows(Table& t) {
       }
 }
 
+// gemm_sparse: C = init + A . B over the listed p only, each output one chain over the list in
+// order (fused for SIMD, multiply then add for scalar), started from C (accumulate), the bias
+// or zero, the epilogue on the final sum. Lists longer than the kernel's pass of 128 inputs
+// check that the passes continue each chain. B is packed panels ending at a page end, C has
+// sentinels past each row's n columns.
+void test_gemm_sparse(Table& t) {
+  std::uint64_t seed = 9000;
+  for (std::size_t m : {1, 5, 7, 16})
+    for (std::size_t n : {1, 17, 65, 200})
+      for (std::size_t k : {1, 100, 300, 700})
+        for (int form = 0; form < 4; ++form) {  // 0 plain, 1 bias + relu, 2 accumulate, 3 empty list
+          set_case(t, kGemmSparse, "m=%zu n=%zu k=%zu form=%d", m, n, k, form);
+          Rng r(seed++);
+          const std::size_t np = (n + cpu::kPanel - 1) / cpu::kPanel * cpu::kPanel;
+          PageEnd b(k * np);
+          for (std::size_t q = 0; q < np / cpu::kPanel; ++q)
+            for (std::size_t p = 0; p < k; ++p)
+              for (std::size_t c = 0; c < cpu::kPanel; ++c) {
+                const std::size_t col = q * cpu::kPanel + c;
+                b[q * k * cpu::kPanel + p * cpu::kPanel + c] = col < n ? r.value() : 0.0f;
+              }
+          std::vector<float> a(m * k), bias(n);
+          for (float& v : a) v = r.value();
+          for (float& v : bias) v = r.value();
+          std::vector<std::uint32_t> idx;
+          if (form != 3)
+            for (std::size_t p = 0; p < k; ++p)
+              if (r.next() % 4 != 0) idx.push_back(static_cast<std::uint32_t>(p));
+          const std::size_t ldc = n + 3;
+          std::vector<float> c(m * ldc), c0(m * ldc);
+          for (std::size_t i = 0; i < m * ldc; ++i) c[i] = c0[i] = i % ldc < n ? r.value() : sentinel();
+          cpu::Gemm g;
+          g.m = m;
+          g.n = n;
+          g.k = k;
+          g.a = a.data();
+          g.a_rs = k;
+          g.b = b.data();
+          g.b_rs = cpu::kPanel;
+          g.b_ps = k * cpu::kPanel;
+          g.bias = form == 1 ? bias.data() : nullptr;
+          g.c = c.data();
+          g.ldc = ldc;
+          g.accumulate = form == 2;
+          g.epilogue = form == 1 ? Epilogue::Relu : Epilogue::None;
+          t.k->gemm_sparse(g, idx.data(), idx.size());
+          for (std::size_t i = 0; i < m; ++i)
+            for (std::size_t col = 0; col < ldc; ++col) {
+              const std::size_t at = i * ldc + col;
+              if (col >= n) {
+                check_sentinel("c", at, c[at]);
+                continue;
+              }
+              const float init = form == 2 ? c0[at] : form == 1 ? bias[col] : 0.0f;
+              float want = init;
+              double ref = init, mag = std::fabs(ref);
+              for (std::uint32_t p : idx) {
+                const float av = a[i * k + p];
+                const float bv = b[(col / cpu::kPanel) * k * cpu::kPanel + p * cpu::kPanel + col % cpu::kPanel];
+                want = t.fused ? std::fma(av, bv, want) : want + mul(av, bv);
+                ref += static_cast<double>(av) * bv;
+                mag += std::fabs(static_cast<double>(av) * bv);
+              }
+              if (form == 1) {
+                want = epi_f(want, Epilogue::Relu);
+                ref = epi_d(ref, Epilogue::Relu);
+              }
+              compare("c", i, col, c[at], want, ref, (static_cast<double>(idx.size()) + 1) * kU * mag + 1e-30);
+            }
+        }
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   // Strict by default now that the builds pass -ffp-contract=off; MLPKIT_KERNEL_TESTS_STRICT=0
@@ -1126,6 +1199,7 @@ int main() {
     test_sgd(t);
     test_axpy_rows(t);
     test_dot_rows(t);
+    test_gemm_sparse(t);
     test_all_finite(t);
   }
 

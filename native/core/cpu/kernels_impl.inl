@@ -222,14 +222,32 @@ SparseFn pick_sparse(std::size_t rows, std::size_t nv, bool tail, std::integer_s
 }
 
 void gemm_sparse(const Gemm& g, const std::uint32_t* idx, std::size_t count) {
+  if (g.m == 0 || g.n == 0) return;
   constexpr std::size_t group = V::NV * W;
+  // Passes of kKc listed inputs, as in gemm: the group's kKc rows of B stay in L1 while every
+  // row block of A goes past them (one pass over the whole list re-read them from L2 for each
+  // block of V::MR rows). Passes after the first continue each output's chain from C.
+  const std::size_t passes = count == 0 ? 1 : (count + kKc - 1) / kKc;
   for (std::size_t c0 = 0; c0 < g.n; c0 += group) {
     const std::size_t cols = min_size(group, g.n - c0);
     const std::size_t nv = (cols + W - 1) / W;
     const std::size_t tail = cols - (nv - 1) * W;
-    for (std::size_t i0 = 0; i0 < g.m; i0 += V::MR) {
-      const std::size_t rows = min_size(V::MR, g.m - i0);
-      pick_sparse(rows, nv, tail != W, std::make_integer_sequence<int, V::MR>{})(g, i0, c0, tail, idx, count);
+    for (std::size_t pass = 0; pass < passes; ++pass) {
+      const std::size_t first = pass * kKc, n = min_size(kKc, count - min_size(first, count));
+      Gemm part = g;
+      if (pass > 0) {
+        part.accumulate = true;
+        part.bias = nullptr;
+      }
+      if (pass + 1 < passes) {  // the epilogue belongs to the last pass only
+        part.epilogue = Epilogue::None;
+        part.act = nullptr;
+        part.gate = nullptr;
+      }
+      for (std::size_t i0 = 0; i0 < g.m; i0 += V::MR) {
+        const std::size_t rows = min_size(V::MR, g.m - i0);
+        pick_sparse(rows, nv, tail != W, std::make_integer_sequence<int, V::MR>{})(part, i0, c0, tail, idx + first, n);
+      }
     }
   }
 }
