@@ -14,6 +14,7 @@ import { selectBackend } from '../lib/backend/index.js';
 import { referenceBackend } from '../lib/backend/reference/index.js';
 import type { SparseLayer } from '../lib/backend/types.js';
 import { selectTop } from '../lib/sparse/select.js';
+import { denseFromRowsOf } from '../lib/sparse/calibrate.js';
 import { backendsUnderTest, expectClose, hasNative, randomArray } from './helpers.js';
 
 const nativeSparse = hasNative() && typeof selectBackend('native').createSparseModel === 'function';
@@ -67,7 +68,9 @@ describe.runIf(nativeSparse)('native sparse model', () => {
       { mode: 'exact' },
       { mode: 'threshold', targetDensity: 0.2, calibration: x },
       { mode: 'topk', k: 30 },
-      { mode: 'predictor', targetDensity: 0.25, calibration: x, epochs: 2 },
+      // denseFromRows 0: every tile predicts (a tile of the default's height or more would
+      // compute the layer exactly instead; tested below).
+      { mode: 'predictor', targetDensity: 0.25, calibration: x, epochs: 2, denseFromRows: 0 },
     ];
     for (const options of modes) {
       const sparse = await dense.sparsify({ ...options, backend: 'native' });
@@ -88,6 +91,33 @@ describe.runIf(nativeSparse)('native sparse model', () => {
     }
   });
 
+  it('predictor mode: a tile of denseFromRows rows or more computes the layer exactly, on both backends', async () => {
+    const dense = net(33, [200, 120], 7, 'native', 3);
+    const x = randomArray(33 * 37, 9);
+    const sparse = await dense.sparsify({ mode: 'predictor', targetDensity: 0.1, calibration: x, epochs: 2, denseFromRows: 4, backend: 'native' });
+    expect(sparse.layers.map((l) => l.denseFromRows)).toEqual([4, 4, null]);
+    const reference = SparseMlp.fromSafetensors(sparse.toSafetensors(), { backend: 'reference' });
+    const want = dense.predict(x);
+    // Batch 37: tiles of 16, 16 and 5 rows, all at least 4: the dense model's outputs.
+    expectClose(sparse.predict(x), want, 1e-5, 'batch 37, native');
+    expectClose(reference.predict(x), want, 1e-5, 'batch 37, reference');
+    // Batch 19: rows 16-18 form a tile of 3, below 4, so they get their predicted units, as alone.
+    const x19 = x.subarray(0, 19 * 33);
+    const got = sparse.predict(x19);
+    expectClose(got.subarray(0, 16 * 7), want.subarray(0, 16 * 7), 1e-5, 'batch 19, first tile');
+    expectClose(reference.predict(x19), got, 1e-4, 'batch 19, reference');
+    for (const r of [16, 18]) {
+      const alone = sparse.predict(x.subarray(r * 33, (r + 1) * 33));
+      expectClose(got.subarray(r * 7, (r + 1) * 7), alone, 1e-5, `batch 19 row ${r}`);
+      // 10% of the units picked by a 2-epoch predictor: far from the dense outputs.
+      let off = 0;
+      for (let o = 0; o < 7; o++) off = Math.max(off, Math.abs(alone[o] - want[r * 7 + o]));
+      expect(off, `row ${r} is predicted, not dense`).toBeGreaterThan(1e-3);
+    }
+    sparse.dispose();
+    reference.dispose();
+  });
+
   it('native and reference keep the same units (threshold, top-k, predictor)', () => {
     // Built from the same layer arrays on both backends, so the predictor weights are shared.
     const inputs = 29, hidden = 301, outputs = 9;
@@ -96,11 +126,12 @@ describe.runIf(nativeSparse)('native sparse model', () => {
     const w2 = randomArray(outputs * hidden, 3, 0.1);
     const pa = randomArray(16 * inputs, 4, 0.3);
     const pb = randomArray(hidden * 16, 5, 0.3);
-    const base = { gated: false, residual: false, threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null };
+    const base = { gated: false, residual: false, threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null, denseFromRows: 0 };
     const cases: Partial<SparseLayer>[] = [
       { mode: 2, threshold: 0.35 },
       { mode: 3, k: 37 },
       { mode: 4, k: 50, rank: 16, predictorA: pa, predictorABias: null, predictorB: pb, predictorBBias: randomArray(hidden, 6, 0.1) },
+      { mode: 4, k: 50, rank: 16, predictorA: pa, predictorABias: null, predictorB: pb, predictorBBias: null, denseFromRows: 5 },
     ];
     const config = { inputs, encoding: 0, octaves: 0, includeInput: false };
     for (const activation of [1, 3]) {
@@ -132,12 +163,13 @@ describe.runIf(nativeSparse)('native sparse model', () => {
     const w2 = randomArray(outputs * hidden, 13, 0.1);
     const pa = randomArray(8 * inputs, 14, 0.3);
     const pb = randomArray(hidden * 8, 15, 0.3);
-    const base = { gated: false, residual: false, threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null };
+    const base = { gated: false, residual: false, threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null, denseFromRows: 0 };
     const cases: Partial<SparseLayer>[] = [
       { mode: 0 },
       { mode: 2, threshold: 0.1 },
       { mode: 3, k: 40 },
       { mode: 4, k: 30, rank: 8, predictorA: pa, predictorB: pb },
+      { mode: 4, k: 30, rank: 8, predictorA: pa, predictorB: pb, denseFromRows: 2 },
     ];
     const config = { inputs, encoding: 0, octaves: 0, includeInput: false };
     for (const activation of [5, 3, 1]) {
@@ -207,6 +239,21 @@ describe.each(backendsUnderTest())('approximate modes on %s', (backend) => {
     expect(layer.recall).toBeGreaterThan(0.5); // a linear model's units are easy to predict
     expect(layer.recall).toBeLessThanOrEqual(1);
     expect(sparse.layers[0]).toMatchObject({ mode: 'predictor', k: 32, rank: 16 });
+    // 'auto': 25% per row, so a handful of rows' picks cover more than half the units.
+    expect(sparse.layers[0].denseFromRows).toBeGreaterThanOrEqual(2);
+    expect(sparse.layers[0].denseFromRows).toBeLessThanOrEqual(16);
+  });
+
+  it('denseFromRowsOf: the smallest tile whose picks cover more than half the units', () => {
+    const n = 100;
+    const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+    // The same 30 units in every row: the union never grows past 30%.
+    expect(denseFromRowsOf(Array.from({ length: 64 }, () => range(0, 30)), n)).toBe(0);
+    // Disjoint picks of 10 units: 5 rows cover exactly half (not more), 6 rows 60%.
+    expect(denseFromRowsOf(Array.from({ length: 60 }, (_, r) => range((r % 10) * 10, (r % 10) * 10 + 10)), n)).toBe(6);
+    // Too few rows to measure a tile of 6: estimated as independent picks of 10%, 1 - 0.9^7 > 0.5.
+    expect(denseFromRowsOf([range(0, 10), range(10, 20)], n)).toBe(7);
+    expect(denseFromRowsOf([], n)).toBe(0);
   });
 });
 
@@ -232,6 +279,10 @@ describe('sparsify options are checked', () => {
     ['calibration not float32', { mode: 'threshold', targetDensity: 0.5, calibration: [1, 2, 3, 4] }, /Float32Array/, 'ERR_INVALID_ARG_TYPE'],
     ['the output layer', { mode: 'topk', k: 1, layers: [2] }, /options\.layers\[0\]/, 'ERR_OUT_OF_RANGE'],
     ['rank outside predictor mode', { mode: 'topk', k: 1, rank: 4 }, /predictor mode only/, 'ERR_OUT_OF_RANGE'],
+    ['denseFromRows outside predictor mode', { mode: 'topk', k: 1, denseFromRows: 4 }, /predictor mode only/, 'ERR_OUT_OF_RANGE'],
+    ['denseFromRows above the tile', { mode: 'predictor', k: 1, calibration: x, denseFromRows: 17 }, /denseFromRows/, 'ERR_OUT_OF_RANGE'],
+    ['denseFromRows negative', { mode: 'predictor', k: 1, calibration: x, denseFromRows: -1 }, /denseFromRows/, 'ERR_OUT_OF_RANGE'],
+    ['denseFromRows not a number', { mode: 'predictor', k: 1, calibration: x, denseFromRows: 'always' }, /denseFromRows/, 'ERR_INVALID_ARG_TYPE'],
     ['unknown layer index type', { mode: 'topk', k: 1, layers: ['0'] }, /options\.layers\[0\]/, 'ERR_INVALID_ARG_TYPE'],
   ];
   it.each(bad)('%s', async (_, options, message, code) => {

@@ -151,10 +151,20 @@ describe('corrupt and foreign files', () => {
   it('the files to corrupt load as they are', () => {
     for (const bytes of [predictorBytes, topkBytes, blockBytes]) expect(SparseMlp.fromSafetensors(bytes, { backend })).toBeInstanceOf(SparseMlp);
     expect(JSON.parse(readSafetensors(predictorBytes).metadata['mlpkit.sparsity']).layers).toEqual([
-      { mode: 'predictor', threshold: null, k: 6, rank: 4 },
+      { mode: 'predictor', threshold: null, k: 6, rank: 4, denseFromRows: SparseMlp.fromSafetensors(predictorBytes, { backend }).layers[0].denseFromRows },
       { mode: 'dense', threshold: null, k: null, rank: null },
       { mode: 'dense', threshold: null, k: null, rank: null },
     ]);
+  });
+
+  it('denseFromRows: kept, absent in older files (never), checked', () => {
+    const set = (v: unknown) => rewrite(predictorBytes, (m) => void (m.layers[0].denseFromRows = v));
+    expect(SparseMlp.fromSafetensors(set(5), { backend }).layers[0].denseFromRows).toBe(5);
+    expect(SparseMlp.fromSafetensors(rewrite(predictorBytes, (m) => void delete m.layers[0].denseFromRows), { backend }).layers[0].denseFromRows).toBe(0);
+    expectFileError(set(17), /layers\[0\]\.denseFromRows must be an integer in \[0, 16\] but is 17/);
+    expectFileError(set(-1), /layers\[0\]\.denseFromRows must be an integer in \[0, 16\] but is -1/);
+    expectFileError(set('auto'), /layers\[0\]\.denseFromRows must be an integer in \[0, 16\] but is "auto"/);
+    expectFileError(rewrite(topkBytes, (m) => void (m.layers[0].denseFromRows = 3)), /layers\[0\]\.denseFromRows must be absent outside predictor mode but is 3/);
   });
 
   it('metadata that is not JSON, not an object, or of another version', () => {

@@ -209,7 +209,7 @@ describe('int8 sparse files and options are checked', () => {
     const create = selectBackend('native').createSparseModel!;
     const layer = (weight: Float32Array, scales: Float32Array | null, mode: number) => ({
       inputs: 2, outputs: 2, activation: 1, alpha: 0, weight, bias: null, scales, gated: false, residual: false, mode,
-      threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null,
+      threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null, denseFromRows: 0,
     });
     const config = { inputs: 2, encoding: 0, octaves: 0, includeInput: false };
     const good = create(config, [layer(new Float32Array([1, 2, 3, 4]), null, 1), layer(new Float32Array([0.5, 1, -63.5, 0]), new Float32Array([0.5, 0.5]), 0)]);

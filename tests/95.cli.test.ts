@@ -197,9 +197,10 @@ describe('train, predict, quantize and sparsify', () => {
     expect(Float32Array.from(table.data)).toEqual(model.predict(data.x));
 
     const pr = await cli('sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '6', '--rank', '4', '--epochs', '3',
-      '--calibration', at('data.csv'), '--rows', '64', '--backend', backend, '--out', at('reg.pred.safetensors'));
+      '--calibration', at('data.csv'), '--rows', '64', '--dense-from-rows', '5', '--backend', backend, '--out', at('reg.pred.safetensors'));
     expect(pr.code).toBe(0);
-    expect(pr.out).toMatch(/\| 0 \| 3 -> 16 \| predictor \| \d[\d.]*% \| k 6, rank 4 \| \d[\d.]*% \|/);
+    expect(pr.out).toMatch(/\| 0 \| 3 -> 16 \| predictor \| \d[\d.]*% \| k 6, rank 4, exact in tiles of 5\+ rows \| \d[\d.]*% \|/);
+    expect((await SparseMlp.load(at('reg.pred.safetensors'), { backend })).layers[0].denseFromRows).toBe(5);
     expect(pr.out).toMatch(/on 64 rows of/);
     const pp = await cli('predict', at('reg.pred.safetensors'), at('x.npy'), '--out', at('pred.npy'), '--backend', backend);
     expect(pp.code).toBe(0);
@@ -245,6 +246,8 @@ describe('errors and help', () => {
       ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--out', at('s.safetensors')],
       ['sparsify', at('reg.safetensors'), '--mode', 'exact', '--k', '2', '--out', at('s.safetensors')],
       ['sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '2', '--out', at('s.safetensors')],
+      ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--dense-from-rows', '4', '--out', at('s.safetensors')],
+      ['sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '2', '--calibration', at('data.csv'), '--dense-from-rows', '17', '--out', at('s.safetensors')],
       ['predict', at('reg.safetensors'), at('data.csv'), '--format', 'xlsx'],
     ]) {
       const r = await cli(...argv);
@@ -257,6 +260,8 @@ describe('errors and help', () => {
       .toMatch(/--mode topk needs exactly one of --k or --density, received neither/);
     expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '2', '--out', at('s.safetensors'))).err)
       .toMatch(/--mode predictor needs --calibration FILE/);
+    expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--dense-from-rows', '4', '--out', at('s.safetensors'))).err)
+      .toMatch(/--dense-from-rows applies to --mode predictor only/);
   });
 
   it('bad files and data exit 1 with a message and a hint, no stack trace', async () => {

@@ -202,6 +202,12 @@ export interface SparseLayer {
   predictorABias: Float32Array | null;
   predictorB: Float32Array | null;
   predictorBBias: Float32Array | null;
+  /**
+   * predictor mode: a tile of at least this many rows (tiles are SPARSE_TILE_ROWS rows of the
+   * batch, in order) skips the prediction and computes the layer exactly, as exact mode would;
+   * 0: never. Other modes: 0.
+   */
+  denseFromRows: number;
 }
 
 export interface BackendSparseModel {

@@ -7,7 +7,7 @@
 import type { BackendChoice } from '../backend/index.js';
 import { Mlp } from '../mlp.js';
 import { errorStats, type QuantErrorStats } from '../quant/calibrate.js';
-import type { SparsifyMode } from './format.js';
+import { SPARSE_TILE_ROWS, UNION_DENSE_FRACTION, type SparsifyMode } from './format.js';
 import { selectTop } from './select.js';
 
 /** A low-rank predictor of one layer's units: score = B (A x + a) + b. */
@@ -145,7 +145,7 @@ export async function trainPredictor(
   epochs: number,
   seed: number,
   backend: BackendChoice,
-): Promise<{ weights: PredictorWeights; recall: number }> {
+): Promise<{ weights: PredictorWeights; recall: number; denseFromRows: number }> {
   const n = net.spec.layers[l].units;
   const rows = h.length / n;
   const input = l === 0 ? x : hiddenAfter(net, l - 1, x, backend);
@@ -171,8 +171,10 @@ export async function trainPredictor(
     const scores = predictor.predict(input.subarray(from * width));
     let hit = 0;
     let total = 0;
+    const picks: number[][] = [];
     for (let r = 0; r < evalRows; r++) {
-      const picked = new Set(selectTop(scores, r * n, n, k, false));
+      picks.push(selectTop(scores, r * n, n, k, false));
+      const picked = new Set(picks[r]);
       for (const j of topUnits(h, from + r, n, k)) {
         total++;
         if (picked.has(j)) hit++;
@@ -186,10 +188,47 @@ export async function trainPredictor(
       b: second.weight,
       bBias: second.bias ?? new Float32Array(n),
     };
-    return { weights, recall: total > 0 ? hit / total : 1 };
+    return { weights, recall: total > 0 ? hit / total : 1, denseFromRows: denseFromRowsOf(picks, n) };
   } finally {
     predictor.dispose();
   }
+}
+
+/**
+ * The smallest tile height in [2, SPARSE_TILE_ROWS] whose rows' picks together cover more than
+ * UNION_DENSE_FRACTION of the n units, on average over consecutive tiles of the rows given (0:
+ * none does). Past that point the native kernels compute every unit of the tile by the GEMM
+ * anyway, so the prediction would only add its own cost: such tiles run the layer exactly
+ * (SparseLayer.denseFromRows). Heights with no whole tile in the rows are estimated as if each
+ * row picked its units independently, an upper bound on the union of correlated picks.
+ */
+export function denseFromRowsOf(picks: readonly (readonly number[])[], n: number): number {
+  if (picks.length === 0) return 0;
+  const density = picks.reduce((s, p) => s + p.length, 0) / (picks.length * n);
+  const mark = new Uint8Array(n);
+  for (let rows = 2; rows <= SPARSE_TILE_ROWS; rows++) {
+    const tiles = Math.floor(picks.length / rows);
+    let covered: number;
+    if (tiles === 0) {
+      covered = 1 - (1 - density) ** rows;
+    } else {
+      let sum = 0;
+      for (let t = 0; t < tiles; t++) {
+        mark.fill(0);
+        let u = 0;
+        for (let r = t * rows; r < (t + 1) * rows; r++) {
+          for (const j of picks[r]) {
+            u += 1 - mark[j];
+            mark[j] = 1;
+          }
+        }
+        sum += u / n;
+      }
+      covered = sum / tiles;
+    }
+    if (covered > UNION_DENSE_FRACTION) return rows;
+  }
+  return 0;
 }
 
 /** Mean fraction of units kept and nonzero per row of h, under a layer's rule. */

@@ -16,6 +16,7 @@
 //     version: 1,
 //     layers: [{ mode: 'dense' | 'exact' | 'threshold' | 'topk' | 'predictor',
 //                threshold: number | null, k: number | null, rank: number | null,
+//                denseFromRows?: number,     (predictor layers: integer in [0, 16]; absent = 0, never)
 //                weights?: 'float' | 'int8' }],                     (one per spec layer; default float)
 //     stats: SparseStats | null                        (net.sparsify's calibration report)
 //   }
@@ -36,7 +37,7 @@ import { PREDICTOR_TENSOR, QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADAT
 import type { SafetensorsFile, Tensor, TensorInput } from '../io/safetensors.js';
 import { parameterLayout, type NormalizedSpec } from '../spec.js';
 import type { SparseLayerStats, SparseStats } from './calibrate.js';
-import { SPARSE_MODES, SPARSE_MODE_CODES, SPARSIFY_MODES, type SparseModeName } from './format.js';
+import { SPARSE_MODES, SPARSE_MODE_CODES, SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparseModeName } from './format.js';
 
 export const SPARSE_FILE_VERSION = 1;
 /** Largest predictor rank a file may hold (options.rank's bound). */
@@ -70,6 +71,7 @@ export function denseSparseLayers(spec: NormalizedSpec, parts: { weight: Float32
     predictorABias: null,
     predictorB: null,
     predictorBBias: null,
+    denseFromRows: 0,
     scales: null,
   }));
 }
@@ -107,6 +109,7 @@ export function sparseToTensors(
       threshold: mode === 'threshold' ? l.threshold : null,
       k: mode === 'topk' || mode === 'predictor' ? l.k : null,
       rank: mode === 'predictor' ? l.rank : null,
+      ...(mode === 'predictor' ? { denseFromRows: l.denseFromRows } : {}),
       // Written for int8 layers only, so float files stay as they were.
       ...(l.scales ? { weights: 'int8' } : {}),
     };
@@ -140,7 +143,7 @@ const statNumber = (lo: number, hi: number) => (v: unknown) => {
   return (NON_FINITE as readonly unknown[]).includes(v) ? Number(v) : undefined;
 };
 
-function parseLayerMeta(raw: unknown, i: number, spec: NormalizedSpec): { mode: SparseModeName; threshold: number; k: number; rank: number; int8: boolean } {
+function parseLayerMeta(raw: unknown, i: number, spec: NormalizedSpec): { mode: SparseModeName; threshold: number; k: number; rank: number; denseFromRows: number; int8: boolean } {
   const where = `layers[${i}].`;
   const o = isObject(raw) ?? failMeta(`layers[${i}] is not an object`);
   const layer = spec.layers[i];
@@ -160,8 +163,12 @@ function parseLayerMeta(raw: unknown, i: number, spec: NormalizedSpec): { mode: 
   const rank = mode === 'predictor'
     ? field(where, o, 'rank', `an integer in [1, ${MAX_RANK}]`, integerIn(1, MAX_RANK))
     : field(where, o, 'rank', `null in ${mode} mode`, isNull) ?? 0;
+  // Absent in files written before tiles could fall back: they never did.
+  const denseFromRows = mode === 'predictor' && o.denseFromRows !== undefined
+    ? field(where, o, 'denseFromRows', `an integer in [0, ${SPARSE_TILE_ROWS}]`, integerIn(0, SPARSE_TILE_ROWS))
+    : field(where, o, 'denseFromRows', 'absent outside predictor mode', (v) => (v === undefined ? 0 : undefined));
   const weights = o.weights === undefined ? 'float' : field(where, o, 'weights', "'float' or 'int8'", oneOf(['float', 'int8'] as const));
-  return { mode, threshold, k, rank, int8: weights === 'int8' };
+  return { mode, threshold, k, rank, denseFromRows, int8: weights === 'int8' };
 }
 
 /**
@@ -258,7 +265,7 @@ export function tensorsToSparse(file: SafetensorsFile): SparseModelDescription {
   rawLayers.forEach((raw, i) => {
     const m = parseLayerMeta(raw, i, spec);
     const l = layers[i];
-    Object.assign(l, { mode: SPARSE_MODE_CODES[m.mode], threshold: m.threshold, k: m.k, rank: m.rank });
+    Object.assign(l, { mode: SPARSE_MODE_CODES[m.mode], threshold: m.threshold, k: m.k, rank: m.rank, denseFromRows: m.denseFromRows });
     const scaleName = `layers.${i}.weight_scale`;
     if (m.int8) {
       used.add(scaleName);

@@ -28,6 +28,8 @@ export interface SparseLayerInfo {
   k: number | null;
   /** predictor mode: the predictor's inner width. */
   rank: number | null;
+  /** predictor mode: tiles of at least this many rows run the layer exactly (0: never; see SparsifyOptions.denseFromRows). */
+  denseFromRows: number | null;
   /** 'int8': int8 codes times a scale per row (see SparsifyOptions.weights). */
   weights: SparseWeights;
 }
@@ -125,6 +127,7 @@ export class SparseMlp {
       threshold: l.mode === SPARSE_MODE_CODES.threshold ? l.threshold : null,
       k: l.mode === SPARSE_MODE_CODES.topk || l.mode === SPARSE_MODE_CODES.predictor ? l.k : null,
       rank: l.mode === SPARSE_MODE_CODES.predictor ? l.rank : null,
+      denseFromRows: l.mode === SPARSE_MODE_CODES.predictor ? l.denseFromRows : null,
       weights: l.scales ? 'int8' : 'float',
     })));
     this.weights = layers.some((l) => l.scales) ? 'int8' : 'float';
@@ -160,6 +163,7 @@ export class SparseMlp {
         const trained = await trainPredictor(net, li, o.calibration!, h!, k, rank, o.epochs, o.seed, o.backend);
         const w: PredictorWeights = trained.weights;
         Object.assign(layer, { rank: w.rank, predictorA: w.a, predictorABias: w.aBias, predictorB: w.b, predictorBBias: w.bBias });
+        layer.denseFromRows = o.denseFromRows === 'auto' ? trained.denseFromRows : o.denseFromRows;
         recall = trained.recall;
       }
       if (h) {

@@ -6,7 +6,7 @@ import { describe, rangeError, typeError } from '../errors.js';
 import type { NormalizedSpec } from '../spec.js';
 import { rejectUnknownKeys } from '../quant/options.js';
 import { expectAllFinite, expectBatch, expectInteger, expectNumber, expectObject, expectOneOf } from '../validate.js';
-import { SPARSIFY_MODES, type SparsifyMode } from './format.js';
+import { SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparsifyMode } from './format.js';
 
 /** Options of net.sparsify(). */
 export interface SparsifyOptions {
@@ -33,6 +33,15 @@ export interface SparsifyOptions {
   /** predictor mode: seed of the predictor's initialisation and shuffling (default 0). */
   seed?: number;
   /**
+   * predictor mode: a tile of at least this many rows (a batch runs in tiles of 16 rows) skips
+   * the predictor and computes the layer exactly, at dense speed: with that many rows the
+   * union of the units they pick covers most of the layer anyway. 'auto' (default): the
+   * smallest tile whose picks on the held-out calibration rows cover more than half the units
+   * (stats and `layers[i].denseFromRows` report it); an integer in [1, 16] sets it; 0 never
+   * falls back, so every row gets its predicted units whatever batch it comes in.
+   */
+  denseFromRows?: number | 'auto';
+  /**
    * 'float' (default), or 'int8': the layers whose rows are read sparsely (those a predictor or
    * a gate chooses, and those after a sparsified layer) get int8 weights with one scale per
    * output (net.quantize's int8 rule), and the native kernels read those rows as 1-byte codes.
@@ -55,11 +64,12 @@ export interface NormalizedSparsifyOptions {
   rank: number | null;
   epochs: number;
   seed: number;
+  denseFromRows: number | 'auto';
   weights: SparseWeights;
   backend: BackendChoice;
 }
 
-const KNOWN = ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'calibration', 'rank', 'epochs', 'seed', 'weights', 'backend'];
+const KNOWN = ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'calibration', 'rank', 'epochs', 'seed', 'denseFromRows', 'weights', 'backend'];
 
 export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): NormalizedSparsifyOptions {
   const o = expectObject('options', value);
@@ -130,13 +140,16 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
   if (mode === 'threshold' && targetDensity !== null && !calibration) {
     throw rangeError('threshold mode with options.targetDensity picks the thresholds from options.calibration, which is missing');
   }
-  for (const key of ['rank', 'epochs', 'seed']) {
+  for (const key of ['rank', 'epochs', 'seed', 'denseFromRows']) {
     if (given(key) && mode !== 'predictor') throw rangeError(`options.${key} applies to predictor mode only`);
   }
   const rank = given('rank') ? expectInteger('options.rank', o.rank, 1, 1 << 16) : null;
   const epochs = given('epochs') ? expectInteger('options.epochs', o.epochs, 1, 1_000_000) : 20;
   const seed = given('seed') ? expectInteger('options.seed', o.seed, 0, 2 ** 32 - 1) : 0;
+  const denseFromRows = !given('denseFromRows') || o.denseFromRows === 'auto'
+    ? 'auto'
+    : expectInteger("options.denseFromRows ('auto' or an integer; 0: never)", o.denseFromRows, 0, SPARSE_TILE_ROWS);
   const weights = o.weights === undefined ? 'float' : expectOneOf('options.weights', o.weights, SPARSE_WEIGHTS);
   const backend = o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
-  return { mode, layers, targetDensity, threshold, k, calibration, rank, epochs, seed, weights, backend };
+  return { mode, layers, targetDensity, threshold, k, calibration, rank, epochs, seed, denseFromRows, weights, backend };
 }

@@ -6,7 +6,7 @@ import { activate } from '../backend/reference/activation.js';
 import { encode, encodedWidthOf } from '../backend/reference/encoding.js';
 import type { BackendSparseModel, SparseLayer, SparseModelConfig } from '../backend/types.js';
 import { disposedError } from '../errors.js';
-import { SPARSE_MODE_CODES } from './format.js';
+import { SPARSE_MODE_CODES, SPARSE_TILE_ROWS } from './format.js';
 import { keepOnly, selectNonzero, selectThreshold, selectTop } from './select.js';
 
 /** out[o] = b[o] + W[o] . x for the rows o listed (all without a list); W rows start at `first`. */
@@ -33,13 +33,18 @@ function copyLayer(l: SparseLayer): SparseLayer {
   };
 }
 
-/** One layer on one row: its output (with the kept units only, when sparsified). */
-function layerRow(l: SparseLayer, h: Float64Array, block: Float64Array | null): Float64Array {
+/**
+ * One layer on one row of a tile of `tileRows` rows: its output (with the kept units only, when
+ * sparsified).
+ */
+function layerRow(l: SparseLayer, h: Float64Array, block: Float64Array | null, tileRows: number): Float64Array {
   const n = l.outputs;
   const z = new Float64Array(n);
   const gateAct = (j: number): number => activate(l.activation, z[j], l.alpha);
   let kept: number[] | null = null;
-  if (l.mode === SPARSE_MODE_CODES.predictor) {
+  // A predictor layer in a tile of denseFromRows rows or more runs as exact mode.
+  const predicted = l.mode === SPARSE_MODE_CODES.predictor && !(l.denseFromRows > 0 && tileRows >= l.denseFromRows);
+  if (predicted) {
     const low = new Float64Array(l.rank);
     affine(l.predictorA!, l.predictorABias, 0, l.rank, l.inputs, h, low);
     const score = new Float64Array(n);
@@ -53,7 +58,7 @@ function layerRow(l: SparseLayer, h: Float64Array, block: Float64Array | null): 
     for (let j = 0; j < n; j++) z[j] = gateAct(j);
     if (l.mode === SPARSE_MODE_CODES.threshold) kept = selectThreshold(z, 0, n, l.threshold);
     else if (l.mode === SPARSE_MODE_CODES.topk) kept = selectTop(z, 0, n, l.k, true);
-    else if (l.mode === SPARSE_MODE_CODES.exact) kept = selectNonzero(z, 0, n);
+    else if (l.mode === SPARSE_MODE_CODES.exact || l.mode === SPARSE_MODE_CODES.predictor) kept = selectNonzero(z, 0, n);
   }
   if (kept) keepOnly(z, 0, n, kept);
   if (l.gated) {
@@ -81,11 +86,12 @@ export class ReferenceSparseModel implements BackendSparseModel {
     if (!layers) throw disposedError('predict');
     const enc = new Float64Array(encodedWidthOf(this.config));
     for (let r = 0; r < batch; r++) {
+      const tileRows = Math.min(SPARSE_TILE_ROWS, batch - (r - (r % SPARSE_TILE_ROWS)));
       encode(this.config, x.subarray(r * this.config.inputs, (r + 1) * this.config.inputs), 1, enc);
       let h: Float64Array = enc;
       let block: Float64Array | null = null;
       for (const l of layers) {
-        const next = layerRow(l, h, block);
+        const next = layerRow(l, h, block, tileRows);
         block = h;
         h = next;
       }

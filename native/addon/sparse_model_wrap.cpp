@@ -76,6 +76,11 @@ void ReadLayer(const Napi::Value& value, std::size_t index, LayerCopy* copy) {
     s.pa_bias = OptionalFloatsField(o, "predictorABias", s.rank, where, "rank", copy);
     s.pb = FloatsField(o, "predictorB", s.outputs, s.rank, where, "outputs * rank", copy);
     s.pb_bias = OptionalFloatsField(o, "predictorBBias", s.outputs, where, "outputs", copy);
+    const double from = NumberArg(o.Get("denseFromRows"), where.c_str(), "denseFromRows");
+    if (!(from >= 0 && from <= 2147483647.0 && std::floor(from) == from)) {
+      throw RangeError(o.Env(), where + ".denseFromRows must be an integer >= 0 (0: never), got " + FormatNumber(from));
+    }
+    s.dense_from_rows = static_cast<std::size_t>(from);
   }
 }
 

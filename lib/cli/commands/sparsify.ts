@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Mlp } from '../../mlp.js';
-import { SPARSIFY_MODES, type SparsifyMode } from '../../sparse/format.js';
+import { SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparsifyMode } from '../../sparse/format.js';
 import type { SparseLayerInfo, SparseMlp } from '../../sparse/model.js';
 import { SPARSE_WEIGHTS, type SparseWeights, type SparsifyOptions } from '../../sparse/options.js';
 import { choiceOption, intListOption, intOption, numberOption, parseCommand, stringOption, type Command } from '../args.js';
@@ -44,6 +44,10 @@ holds the float model whole (Mlp.load reads it back dense).
   --rank R             predictor mode: the predictor's inner width (default min(128, units / 4))
   --epochs E           predictor mode: training epochs (default 20)
   --seed S             predictor mode: seed of its initialisation and shuffling (default 0)
+  --dense-from-rows N  predictor mode: a tile of at least N rows of a batch (tiles have 16)
+                       skips the predictor and computes the layer exactly, at dense speed;
+                       auto (default) picks N where the rows' picks on the calibration rows
+                       would cover most units anyway; 0: never
   --weights W          float (default), or int8: the layers read sparsely get int8 weights with a
                        scale per output (the native kernels read their kept rows as 1-byte codes)
   --backend B          auto (default), native or reference
@@ -58,7 +62,7 @@ const pct = (v: number) => (Number.isFinite(v) ? `${(v * 100).toPrecision(3)}%` 
 const FLAGS: [RegExp, string][] = [
   [/options\.targetDensity/g, '--density'], [/options\.threshold/g, '--threshold'], [/options\.k\b/g, '--k'],
   [/options\.layers/g, '--layers'], [/options\.calibration/g, '--calibration'], [/options\.rank/g, '--rank'],
-  [/options\.epochs/g, '--epochs'], [/options\.seed/g, '--seed'],
+  [/options\.epochs/g, '--epochs'], [/options\.seed/g, '--seed'], [/options\.denseFromRows/g, '--dense-from-rows'],
 ];
 
 export const sparsifyCommand: Command = {
@@ -70,7 +74,7 @@ export const sparsifyCommand: Command = {
       out: { type: 'string', short: 'o' }, mode: { type: 'string' }, density: { type: 'string' }, threshold: { type: 'string' },
       k: { type: 'string' }, layers: { type: 'string' }, calibration: { type: 'string' }, inputs: { type: 'string' },
       rows: { type: 'string' }, rank: { type: 'string' }, epochs: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
-      weights: { type: 'string' },
+      weights: { type: 'string' }, 'dense-from-rows': { type: 'string' },
     }, { min: 1, max: 1, names: 'one MODEL file' });
     if (help) return void io.stdout.write(`${usage}\n`);
     const out = stringOption(values, 'out');
@@ -88,7 +92,7 @@ export const sparsifyCommand: Command = {
     if (mode !== 'exact' && set.length !== 1) {
       throw usageError(`--mode ${mode} needs exactly one of ${settings[mode].map((s) => `--${s}`).join(' or ')}, received ${set.length === 0 ? 'neither' : 'both'}`);
     }
-    for (const name of ['rank', 'epochs', 'seed']) {
+    for (const name of ['rank', 'epochs', 'seed', 'dense-from-rows']) {
       if (given(name) && mode !== 'predictor') throw usageError(`--${name} applies to --mode predictor only`);
     }
     const calibrationPath = stringOption(values, 'calibration');
@@ -103,6 +107,9 @@ export const sparsifyCommand: Command = {
     if (given('rank')) options.rank = intOption(values, 'rank', 1, 1, 1 << 16);
     if (given('epochs')) options.epochs = intOption(values, 'epochs', 20, 1, 1_000_000);
     if (given('seed')) options.seed = intOption(values, 'seed', 0, 0, 2 ** 32 - 1);
+    if (given('dense-from-rows') && stringOption(values, 'dense-from-rows') !== 'auto') {
+      options.denseFromRows = intOption(values, 'dense-from-rows', 0, 0, SPARSE_TILE_ROWS);
+    }
     options.weights = choiceOption<SparseWeights>(values, 'weights', SPARSE_WEIGHTS, 'float');
     const rowLimit = intOption(values, 'rows', 1024);
 
@@ -143,7 +150,11 @@ export const sparsifyCommand: Command = {
     const stats = sparse.stats;
     const byLayer = new Map((stats?.layers ?? []).map((s) => [s.layer, s]));
     const setting = (l: Readonly<SparseLayerInfo>) =>
-      l.mode === 'threshold' ? `threshold ${Number(l.threshold!.toPrecision(4))}` : l.k !== null ? `k ${l.k}${l.rank !== null ? `, rank ${l.rank}` : ''}` : '';
+      l.mode === 'threshold'
+        ? `threshold ${Number(l.threshold!.toPrecision(4))}`
+        : l.k !== null
+          ? `k ${l.k}${l.rank !== null ? `, rank ${l.rank}` : ''}${l.denseFromRows ? `, exact in tiles of ${l.denseFromRows}+ rows` : ''}`
+          : '';
     lines.push(
       '',
       `| layer | shape | mode | ${stats ? 'density | ' : ''}setting |${mode === 'predictor' && stats ? ' recall |' : ''}`,

@@ -107,15 +107,12 @@ std::size_t select_top(const float* key, bool magnitude, std::size_t n, std::siz
   return count;
 }
 
-void keep_only(float* h, std::size_t n, const std::uint32_t* idx, std::size_t count) {
-  std::size_t next = 0;
-  for (std::size_t j = 0; j < n; ++j) {
-    if (next < count && idx[next] == j) {
-      ++next;
-    } else {
-      h[j] = 0.0f;
-    }
-  }
+void keep_only(float* h, std::size_t n, const std::uint32_t* idx, std::size_t count, float* scratch) {
+  // Gather, clear, scatter: no branch on which units are kept (a walk comparing each unit with
+  // the next kept index mispredicted about twice per kept unit).
+  for (std::size_t i = 0; i < count; ++i) scratch[i] = h[idx[i]];
+  std::fill(h, h + n, 0.0f);
+  for (std::size_t i = 0; i < count; ++i) h[idx[i]] = scratch[i];
 }
 
 }  // namespace mlpkit::sparse

@@ -24,7 +24,7 @@ std::size_t select_threshold(float* h, std::size_t n, float t, std::uint32_t* id
 std::size_t select_top(const float* key, bool magnitude, std::size_t n, std::size_t k, std::uint32_t* idx,
                        std::uint64_t* scratch);
 
-// Zeroes h[j] for every j not in idx[0, count) (increasing).
-void keep_only(float* h, std::size_t n, const std::uint32_t* idx, std::size_t count);
+// Zeroes h[j] for every j not in idx[0, count) (increasing). scratch: room for count floats.
+void keep_only(float* h, std::size_t n, const std::uint32_t* idx, std::size_t count, float* scratch);
 
 }  // namespace mlpkit::sparse

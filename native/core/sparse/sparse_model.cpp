@@ -140,7 +140,7 @@ void dense_gemm(const float* b, std::size_t b_rs, std::size_t b_ps, const float*
 }  // namespace
 
 struct SparseModel::Scratch {
-  AlignedVector<float> enc, ping0, ping1, ping2, low, aux, packed, partial;
+  AlignedVector<float> enc, ping0, ping1, ping2, low, aux, partial;
   std::vector<std::uint32_t> idx, uni;
   std::vector<std::uint8_t> mark;
   std::vector<std::size_t> counts;
@@ -191,6 +191,7 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
     l.mode = s.mode;
     l.threshold = s.threshold;
     l.keep = s.k;
+    l.dense_from_rows = s.mode == Mode::Predictor ? s.dense_from_rows : 0;
     l.sparse_in = i > 0 && layers[i - 1].mode != Mode::Dense;
     l.bias = padded_bias(s.bias, l.rows);
     // Int8 weights matter only where rows are read sparsely; elsewhere the panels hold the
@@ -353,12 +354,35 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
           counts[r] = select_threshold(zr, l.n, l.threshold, ir);
         } else {
           counts[r] = select_top(zr, true, l.n, l.keep, ir, keys);
-          keep_only(zr, l.n, ir, counts[r]);
+          keep_only(zr, l.n, ir, counts[r], reinterpret_cast<float*>(keys));
         }
       });
       return unite();
     };
 
+    if (l.mode == Mode::Predictor && l.dense_from_rows != 0 && rows >= l.dense_from_rows) {
+      // A tile this tall would keep most units as the union of its rows' picks: the layer
+      // exactly instead, every unit by the GEMM, then as exact mode (a row's zeros skipped).
+      float* full = s.partial.data();
+      dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, nullptr, l.k, l.rows, in, rows, full,
+                 Activation::None, 0, parallel);
+      const float* sc = l.int8 ? l.scale.data() : nullptr;
+      each_row([&](std::size_t r, std::uint64_t*) {
+        const float* fr = full + r * l.rows;
+        float* zr = dst + r * l.n;
+        for (std::size_t j = 0; j < l.n; ++j) zr[j] = affine(fr[j], sc, l.bias.data(), j);
+        activation_forward(l.activation, l.alpha, zr, zr, l.n);
+        if (l.gated) {
+          for (std::size_t j = 0; j < l.n; ++j) zr[j] *= affine(fr[l.n + j], sc, l.bias.data(), l.n + j);
+        }
+        counts[r] = select_nonzero(zr, l.n, idx + r * l.n);
+      });
+      block = in;
+      in = dst;
+      in_count = unite();
+      in_idx = s.uni.data();
+      continue;
+    }
     if (l.mode == Mode::Predictor) {
       // Scores from the low-rank predictor, then the k best units per row, computed alone: their
       // rows of W (and of the up projection when gated), bias and activation on the gathered
@@ -371,40 +395,40 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
         counts[r] = select_top(s.aux.data() + r * l.n, false, l.n, l.keep, idx + r * l.n, keys);
       });
       const std::size_t u = unite();
-      float* g = s.packed.data();
+      // Row r from the sums of its own units (gate[j], and up[j] when gated): scale and bias,
+      // activation and the gate product on the kept units only (gathered into g), every other
+      // unit of the row zero. The sums come from the GEMM or the dot products, without bias.
+      const float* sc = l.int8 ? l.scale.data() : nullptr;
+      auto finish_row = [&](std::size_t r, const float* gate, const float* up, float* g) {
+        const std::uint32_t* ir = idx + r * l.n;
+        const std::size_t c = counts[r];
+        for (std::size_t i = 0; i < c; ++i) g[i] = affine(gate[ir[i]], sc, l.bias.data(), ir[i]);
+        activation_forward(l.activation, l.alpha, g, g, c);
+        if (l.gated) {
+          for (std::size_t i = 0; i < c; ++i) g[i] *= affine(up[ir[i]], sc, l.bias.data(), l.n + ir[i]);
+        }
+        float* zr = dst + r * l.n;  // may be gate itself: read above, before it is cleared
+        std::fill(zr, zr + l.n, 0.0f);
+        for (std::size_t i = 0; i < c; ++i) zr[ir[i]] = g[i];
+      };
       if (union_dense(u, l.n)) {
-        // Every unit by the GEMM (bias included), rows of l.rows values in the partial buffer.
+        // Every unit by the GEMM, rows of l.rows sums in the partial buffer.
         float* full = s.partial.data();
-        dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, l.int8 ? nullptr : l.bias.data(), l.k, l.rows,
-                   in, rows, full, Activation::None, 0, parallel);
-        each_row([&](std::size_t r, std::uint64_t*) {
-          float* fr = full + r * l.rows;
-          if (l.int8) scale_and_shift(fr, l.scale.data(), l.bias.data(), l.rows);
-          float* zr = dst + r * l.n;
-          activation_forward(l.activation, l.alpha, fr, zr, l.n);
-          if (l.gated) {
-            for (std::size_t j = 0; j < l.n; ++j) zr[j] *= fr[l.n + j];
-          }
-          keep_only(zr, l.n, idx + r * l.n, counts[r]);
+        dense_gemm(l.dense_panels.data(), cpu::kPanel, l.k * cpu::kPanel, nullptr, l.k, l.rows, in, rows, full,
+                   Activation::None, 0, parallel);
+        each_row([&](std::size_t r, std::uint64_t* keys) {
+          const float* fr = full + r * l.rows;
+          finish_row(r, fr, fr + l.n, reinterpret_cast<float*>(keys));
         });
       } else {
-        std::fill(dst, dst + rows * l.n, 0.0f);
+        // The union's units by dot products (a row's own units are among them).
         dots(l.int8 ? nullptr : l.wr.data(), l.int8 ? l.wr8.data() : nullptr, u, dst);
         if (l.gated) {
           dots(l.int8 ? nullptr : l.wr.data() + l.n * l.k, l.int8 ? l.wr8.data() + l.n * l.k : nullptr, u, s.aux.data());
         }
-        const float* sc = l.int8 ? l.scale.data() : nullptr;
-        for (std::size_t r = 0; r < rows; ++r) {
-          float* zr = dst + r * l.n;
-          for (std::size_t i = 0; i < u; ++i) g[i] = affine(zr[s.uni[i]], sc, l.bias.data(), s.uni[i]);
-          activation_forward(l.activation, l.alpha, g, g, u);
-          if (l.gated) {
-            const float* up = s.aux.data() + r * l.n;
-            for (std::size_t i = 0; i < u; ++i) g[i] *= affine(up[s.uni[i]], sc, l.bias.data(), l.n + s.uni[i]);
-          }
-          for (std::size_t i = 0; i < u; ++i) zr[s.uni[i]] = g[i];
-          keep_only(zr, l.n, idx + r * l.n, counts[r]);
-        }
+        each_row([&](std::size_t r, std::uint64_t* keys) {
+          finish_row(r, dst + r * l.n, s.aux.data() + r * l.n, reinterpret_cast<float*>(keys));
+        });
       }
       block = in;
       in = dst;
@@ -458,8 +482,8 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       // The inputs in kAxpyParts fixed ranges of input index, each summed into its own partial
       // output by one task, then the partials added to the bias in range order. A range runs
       // by axpy over its kept inputs (whole weight rows streamed in order) or, when a tile's
-      // union is too dense to win, by the GEMM over the whole range on the panel copy (zeros
-      // add nothing): the same sums either way, whatever the thread count or batch.
+      // union is too dense for axpy to win, by the GEMM's register tiles over the same kept
+      // inputs on the panel copy: the same sums either way, whatever the thread count or batch.
       const bool by_rows = !union_dense(in_count, l.k);
       float* partial = s.partial.data();
       std::size_t bounds[kAxpyParts + 1];
@@ -469,25 +493,25 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       }
       auto part = [&](std::size_t p) {
         float* y = partial + p * rows * l.rows;
-        const std::size_t k0 = p * l.k / kAxpyParts, k1 = (p + 1) * l.k / kAxpyParts;
-        if (!by_rows && k1 > k0) {
+        if (!by_rows) {
+          // The range's kept inputs through the GEMM's register tiles, reading only their rows
+          // of the panels (the others are zero in every row of the tile).
           cpu::Gemm g;
           g.m = rows;
           g.n = l.rows;
-          g.k = k1 - k0;
-          g.a = in + k0;
+          g.k = l.k;
+          g.a = in;
           g.a_rs = l.k;
           g.a_cs = 1;
-          g.b = l.dense_panels.data() + k0 * cpu::kPanel;
+          g.b = l.dense_panels.data();
           g.b_rs = cpu::kPanel;
           g.b_ps = l.k * cpu::kPanel;
           g.c = y;
           g.ldc = l.rows;
-          kern.gemm(g);
+          kern.gemm_sparse(g, in_idx + bounds[p], bounds[p + 1] - bounds[p]);
           return;
         }
         std::fill(y, y + rows * l.rows, 0.0f);
-        if (!by_rows) return;
         cpu::AxpyRows a;
         a.w = l.wt.data();
         a.w8 = l.int8 ? l.wt8.data() : nullptr;
@@ -562,7 +586,6 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
     s.ping2.resize(rows * max_width_);
     s.low.resize(rows * std::max<std::size_t>(max_rank_, 1));
     s.aux.resize(rows * max_width_);
-    s.packed.resize(max_width_);
     s.partial.resize(kAxpyParts * rows * max_width_);
     s.idx.resize(rows * max_width_);
     s.uni.resize(max_width_);

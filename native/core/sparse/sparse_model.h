@@ -52,6 +52,11 @@ struct SparseLayerSource {
   const float* pa_bias = nullptr;
   const float* pb = nullptr;
   const float* pb_bias = nullptr;
+  // Predictor: a tile of at least this many rows skips the prediction and computes the layer
+  // exactly (every unit, as exact mode: only its zeros are skipped downstream). 0: never.
+  // Chosen at calibration where the tile's union of predicted units would be too dense to win,
+  // so the predictor's own cost is not paid on top of the dense work.
+  std::size_t dense_from_rows = 0;
 };
 
 class SparseModel final : public Predictor {
@@ -77,6 +82,7 @@ class SparseModel final : public Predictor {
     Mode mode = Mode::Dense;
     float threshold = 0;
     std::size_t keep = 0;
+    std::size_t dense_from_rows = 0;
     bool sparse_in = false;
     AlignedVector<float> panels;  // dense layers: W^T in panels
     AlignedVector<float> wt;      // sparse inputs: W^T [k x ldt]
