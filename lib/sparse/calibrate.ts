@@ -38,7 +38,10 @@ export interface SparseLayerStats {
 export interface SparseStats {
   samples: number;
   layers: SparseLayerStats[];
-  /** The sparse model's outputs against the dense model's on the calibration rows. */
+  /**
+   * The sparse model's outputs against the dense model's on the calibration rows, predicted in
+   * batches below every predictor layer's denseFromRows (so the rows get their predicted units).
+   */
   output: QuantErrorStats;
 }
 

@@ -87,6 +87,23 @@ function sparseBackend(choice: BackendChoice): Backend & { name: 'native' | 'ref
   return referenceBackend as Backend & { name: 'reference' };
 }
 
+/**
+ * The sparse model's outputs for rows x, in batches short enough that no predictor layer falls
+ * back to the exact layer (SparseLayer.denseFromRows): the error the stats report is the
+ * sparsification's, not that of whatever mix of tiles one batch of the calibration rows makes.
+ */
+function predictedRows(model: SparseMlp, layers: readonly SparseLayer[], x: Float32Array): Float32Array {
+  const fallbacks = layers.map((l) => l.denseFromRows).filter((d) => d > 1);
+  const rows = x.length / model.inputs;
+  const chunk = fallbacks.length > 0 ? Math.min(...fallbacks) - 1 : rows;
+  const out = new Float32Array(rows * model.outputs);
+  for (let r = 0; r < rows; r += chunk) {
+    const end = Math.min(rows, r + chunk);
+    model.predict(x.subarray(r * model.inputs, end * model.inputs), out.subarray(r * model.outputs, end * model.outputs));
+  }
+  return out;
+}
+
 export class SparseMlp {
   readonly inputs: number;
   readonly outputs: number;
@@ -183,7 +200,7 @@ export class SparseMlp {
     }
     const model = new SparseMlp(spec, layers, o.backend);
     if (o.calibration) {
-      model.measured = { samples: o.calibration.length / net.inputs, layers: stats, output: errorStats(model.predict(o.calibration), net.predict(o.calibration)) };
+      model.measured = { samples: o.calibration.length / net.inputs, layers: stats, output: errorStats(predictedRows(model, layers, o.calibration), net.predict(o.calibration)) };
     }
     return model;
   }
