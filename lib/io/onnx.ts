@@ -1,6 +1,8 @@
 // An mlpkit MLP as an ONNX model, built in memory for onnxruntime: per layer one Gemm
 // (transB=1, so the weight stays [out, in] as mlpkit and torch.nn.Linear keep it) and, where the
-// layer has one, its activation node. Input "x" [batch, inputs], output "y" [batch, outputs],
+// layer has one, its activation node (silu as Sigmoid and Mul). A gated layer is two Gemms, its
+// gate rows and its up rows, and a Mul of act(gate) by up; a residual layer ends with an Add of
+// the previous layer's input. Input "x" [batch, inputs], output "y" [batch, outputs],
 // with a symbolic batch dimension so one session serves every batch size. Used by the benches
 // and by `mlpkit bench`; not part of the public API.
 //
@@ -15,9 +17,10 @@ const OPSET = 17;
 const FLOAT = 1; // TensorProto.DataType.FLOAT
 const ATTRIBUTE_INT = 2; // AttributeProto.AttributeType.INT
 
-// mlpkit activations that are one parameter-free ONNX op. The benches only need relu; the others
-// cost one line each. Anything else (leaky_relu's alpha, gelu, ...) is refused, not guessed.
+// mlpkit activations that are one parameter-free ONNX op, and silu (x * sigmoid(x), two ops).
+// Anything else (leaky_relu's alpha, gelu, ...) is refused, not guessed.
 const ACTIVATION_OPS: Record<string, string> = { relu: 'Relu', sigmoid: 'Sigmoid', tanh: 'Tanh' };
+const EXPORTED_ACTIVATIONS = new Set(['none', 'silu', ...Object.keys(ACTIVATION_OPS)]);
 
 /** TensorProto: a float32 initializer, little-endian raw_data whatever the host's byte order. */
 function floatTensor(name: string, dims: number[], values: Float32Array): Uint8Array {
@@ -59,7 +62,7 @@ function node(opType: string, name: string, inputs: string[], outputs: string[],
 /** Why a model cannot be exported, or null when it can. */
 export function onnxExportProblem(spec: Pick<NormalizedSpec, 'encoding' | 'layers'>): string | null {
   if (spec.encoding && spec.encoding.type !== 'identity') return `input encoding '${spec.encoding.type}' is not exported`;
-  const bad = spec.layers.findIndex((l) => l.activation !== 'none' && !(l.activation in ACTIVATION_OPS));
+  const bad = spec.layers.findIndex((l) => !EXPORTED_ACTIVATIONS.has(l.activation));
   return bad < 0 ? null : `activation '${spec.layers[bad].activation}' of layer ${bad} has no exporter`;
 }
 
@@ -77,25 +80,62 @@ export function mlpToOnnx(
   if (layers.length !== spec.layers.length) throw new Error('mlpToOnnx: spec and layers disagree on the layer count');
   const nodes: Uint8Array[] = [];
   const initializers: Uint8Array[] = [];
-  let current = 'x';
-  layers.forEach((layer, i) => {
-    const activation = spec.layers[i].activation;
-    const last = i === layers.length - 1;
-    const gemmOut = last && activation === 'none' ? 'y' : `layers.${i}.linear`;
-    const inputs = [current, `layers.${i}.weight`];
-    initializers.push(floatTensor(`layers.${i}.weight`, [layer.outputs, layer.inputs], layer.weight));
+  // Y = X W^T + b for rows [first, first + rows) of the layer's weight: transB reads W as torch
+  // stores it, no transposed copy.
+  const gemm = (i: number, layer: (typeof layers)[number], input: string, part: string, first: number, rows: number, out: string): void => {
+    const name = `layers.${i}${part}`;
+    const inputs = [input, `${name}.weight`];
+    initializers.push(floatTensor(`${name}.weight`, [rows, layer.inputs], layer.weight.subarray(first * layer.inputs, (first + rows) * layer.inputs)));
     if (layer.bias) {
-      inputs.push(`layers.${i}.bias`);
-      initializers.push(floatTensor(`layers.${i}.bias`, [layer.outputs], layer.bias));
+      inputs.push(`${name}.bias`);
+      initializers.push(floatTensor(`${name}.bias`, [rows], layer.bias.subarray(first, first + rows)));
     }
-    // Y = X W^T + b: transB reads W as torch stores it, no transposed copy.
-    nodes.push(node('Gemm', `layers.${i}.gemm`, inputs, [gemmOut], [intAttribute('transB', 1)]));
-    current = gemmOut;
-    if (activation !== 'none') {
-      const actOut = last ? 'y' : `layers.${i}.${activation}`;
-      nodes.push(node(ACTIVATION_OPS[activation], `layers.${i}.${activation}`, [current], [actOut]));
-      current = actOut;
+    nodes.push(node('Gemm', `${name}.gemm`, inputs, [out], [intAttribute('transB', 1)]));
+  };
+  const activate = (i: number, activation: string, input: string, out: string): void => {
+    if (activation === 'silu') {
+      nodes.push(node('Sigmoid', `layers.${i}.sigmoid`, [input], [`layers.${i}.sigmoid`]));
+      nodes.push(node('Mul', `layers.${i}.silu`, [input, `layers.${i}.sigmoid`], [out]));
+    } else {
+      nodes.push(node(ACTIVATION_OPS[activation], `layers.${i}.${activation}`, [input], [out]));
     }
+  };
+  let current = 'x';
+  let previous = 'x'; // the input of the layer before: what a residual layer adds
+  layers.forEach((layer, i) => {
+    const { activation, gated, residual } = spec.layers[i];
+    const last = i === layers.length - 1;
+    const out = last ? 'y' : `layers.${i}.out`;
+    // Each stage writes `out` when it is the layer's last, else a name of its own.
+    const stages = (gated || activation === 'none' ? 1 : 2) + (residual ? 1 : 0);
+    let stage = 0;
+    const next = (name: string): string => (++stage === stages ? out : name);
+    const n = layer.outputs;
+    let value: string;
+    if (gated) {
+      const gate = `layers.${i}.gate.linear`;
+      gemm(i, layer, current, '.gate', 0, n, gate);
+      const act = activation === 'none' ? gate : `layers.${i}.gate.${activation}`;
+      if (activation !== 'none') activate(i, activation, gate, act);
+      gemm(i, layer, current, '.up', n, n, `layers.${i}.up.linear`);
+      value = next(`layers.${i}.product`);
+      nodes.push(node('Mul', `layers.${i}.product`, [act, `layers.${i}.up.linear`], [value]));
+    } else {
+      value = next(`layers.${i}.linear`);
+      gemm(i, layer, current, '', 0, n, value);
+      if (activation !== 'none') {
+        const act = next(`layers.${i}.${activation}`);
+        activate(i, activation, value, act);
+        value = act;
+      }
+    }
+    if (residual) {
+      const sum = next(`layers.${i}.residual`);
+      nodes.push(node('Add', `layers.${i}.residual`, [value, previous], [sum]));
+      value = sum;
+    }
+    previous = current;
+    current = value;
   });
   const graph = message(
     nodes.map((n) => bytesField(1, n)),
