@@ -1,7 +1,9 @@
 // The approximate sparse-activation modes of issue #5, timed against the dense float32 model:
 //   1. a SwiGLU FFN block x + down(silu(gate(x)) * up(x)) (4096 -> 16384 -> 4096, random
 //      weights), threshold mode (CATS): units chosen on |silu(gate)| with a cutoff calibrated
-//      to a target density, so the up and down rows of the dropped units are never read;
+//      to a target density, so the up and down rows of the dropped units are never read; a
+//      density sweep (50% .. 2%) against dense mlpkit and dense onnxruntime-node (the same
+//      block exported to ONNX), with a chart (bench/results/sparse-modes.svg);
 //   2. a ReLU FFN 4096 -> 16384 -> 4096 trained here (Adam, a few hundred rows a step) on
 //      inputs with low-rank structure, then sparsified with a low-rank predictor (Deja Vu)
 //      that picks 10% of the units before the up projection is read, and with exact mode;
@@ -18,15 +20,17 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Mlp, SparseMlp, info, readSafetensors, writeSafetensors } from '../dist/index.js';
-import { relativeError } from './support/check.mjs';
+import { expectClose, relativeError } from './support/check.mjs';
 import { randomFloats } from './support/data.mjs';
-import { budgetFromSeconds, medianUs } from './support/timing.mjs';
+import { mlpToOnnx } from './support/onnx-model.mjs';
+import { speedupChart } from './support/speedup-chart.mjs';
+import { budgetFromSeconds, interleavedPasses, pairedRatio } from './support/timing.mjs';
 
 const USAGE = `Usage: node bench/sparse-modes.mjs [--seconds S] [--train-seconds S] [--small] [--write]
   --seconds S         time budget per timed cell and contender (default 1, or 0.2 with --small)
   --train-seconds S   how long the ReLU model trains (default 60, or 5 with --small)
   --small             a 512 -> 2048 -> 512 FFN instead of 4096 -> 16384 -> 4096
-  --write             write bench/results/sparse-modes.md even for a --small run`;
+  --write             write bench/results/sparse-modes.md and .svg even for a --small run`;
 
 const { values: args } = parseArgs({
   options: {
@@ -47,19 +51,19 @@ const trainMs = budgetFromSeconds(args['train-seconds'] ?? (small ? '5' : '60'))
 const IN = small ? 512 : 4096;
 const HIDDEN = small ? 2048 : 16384;
 const BATCHES = [1, 4, 16];
-const PASSES = 5;
+const PASSES = 9;
 // Issue #5 targets measured here.
 const TARGET_SWIGLU = 1.35; // threshold mode at 50% density, batch 1
 const TARGET_PREDICTOR = 4; // predictor at 10%, batch 1, whole FFN
 const TARGET_PREDICTOR_INT8 = 12; // the same with int8 weights
 const TARGET_RECALL = 0.9;
 const TARGET_BATCH16_SLOWDOWN = 1.05;
+const ORT_TOLERANCE = 1e-4; // max |ort - mlpkit| / max |mlpkit|, as bench/peers.mjs
 
 const progress = (text) => process.stderr.write(`${text}\n`);
 const ms = (us) => (us / 1000).toFixed(us < 1000 ? 3 : 2);
 const ratio = (r) => `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}x`;
 const pct = (v) => `${(v * 100).toFixed(v < 0.1 ? 2 : 1)}%`;
-const median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
 
 /** Gaussian floats (Box-Muller over the bench's LCG). */
 function gaussian(n, seed) {
@@ -72,14 +76,7 @@ function gaussian(n, seed) {
   return out;
 }
 
-/** Median us per call of each contender, in PASSES alternating passes (the load drifts). */
-function timeInterleaved(contenders) {
-  const per = contenders.map(() => []);
-  for (let pass = 0; pass < PASSES; pass++) {
-    contenders.forEach((run, i) => per[i].push(medianUs(run, budgetMs / PASSES, { warmup: pass === 0 })));
-  }
-  return per.map(median);
-}
+const median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
 
 function relativeRms(a, b) {
   let e = 0;
@@ -91,20 +88,47 @@ function relativeRms(a, b) {
   return Math.sqrt(e / r);
 }
 
-/** Times dense vs each sparse model at every batch on rows x; checks nothing beyond finiteness. */
-function sweep(label, dense, sparse, x) {
+/**
+ * Times dense vs each sparse model (and a peer running the dense model: onnxruntime) at every
+ * batch on rows x; the peer's outputs are checked against the dense model's.
+ */
+async function sweep(label, dense, sparse, x, peer = null) {
   const cells = [];
   for (const batch of BATCHES) {
     const xb = x.subarray(0, batch * dense.inputs);
     const outs = [dense, ...sparse.map((s) => s.model)].map(() => new Float32Array(batch * dense.outputs));
-    const runs = [() => dense.predict(xb, outs[0]), ...sparse.map((s, i) => () => s.model.predict(xb, outs[i + 1]))];
-    runs.forEach((r) => r());
-    const times = timeInterleaved(runs);
-    const cell = { batch, denseUs: times[0], sparse: sparse.map((s, i) => ({ name: s.name, us: times[i + 1], rms: relativeRms(outs[i + 1], outs[0]) })) };
+    const runs = [{ run: () => dense.predict(xb, outs[0]) }, ...sparse.map((s, i) => ({ run: () => s.model.predict(xb, outs[i + 1]) }))];
+    runs.forEach((r) => r.run());
+    const peerRun = peer ? await peer.runner(xb, batch) : null;
+    if (peerRun) {
+      peer.maxError = Math.max(peer.maxError ?? 0, expectClose(`${label}, batch ${batch}: ${peer.name} vs mlpkit dense`, await peerRun.check(), outs[0], ORT_TOLERANCE));
+      runs.push({ run: peerRun.run, isAsync: true });
+    }
+    const passes = await interleavedPasses(runs, budgetMs, PASSES);
+    const times = passes.map(median);
+    const cell = {
+      batch,
+      denseUs: times[0],
+      peerUs: peerRun ? times[times.length - 1] : null,
+      sparse: sparse.map((s, i) => ({ name: s.name, us: times[i + 1], paired: pairedRatio(passes[i + 1], passes[0]), rms: relativeRms(outs[i + 1], outs[0]) })),
+    };
     cells.push(cell);
-    progress(`  ${label}, batch ${batch}: dense ${ms(cell.denseUs)} ms; ${cell.sparse.map((s) => `${s.name} ${ms(s.us)} ms (${ratio(cell.denseUs / s.us)})`).join(', ')}`);
+    progress(`  ${label}, batch ${batch}: dense ${ms(cell.denseUs)} ms${peerRun ? `, ${peer.name} ${ms(cell.peerUs)} ms` : ''}; ${cell.sparse.map((s) => `${s.name} ${ms(s.us)} ms (${ratio(cell.denseUs / s.us)})`).join(', ')}`);
   }
   return cells;
+}
+
+/** One line per batch and sparse model: its time against dense mlpkit and the peer's dense run. */
+function sweepTable(cells, models) {
+  const head = ['batch', 'kept per row (calibration)', 'sparse ms', 'dense ms', 'speedup', 'onnxruntime dense ms', 'vs onnxruntime', 'rel. RMS error'];
+  const lines = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
+  for (const c of cells) {
+    c.sparse.forEach((s, i) => {
+      const peer = c.peerUs === null ? ['n/a', 'n/a'] : [ms(c.peerUs), ratio(c.peerUs / s.us)];
+      lines.push(`| ${[c.batch, pct(models[i].stats.layers[0].density), ms(s.us), ms(c.denseUs), ratio(c.denseUs / s.us), ...peer, s.rms.toExponential(2)].join(' | ')} |`);
+    });
+  }
+  return lines.join('\n');
 }
 
 function table(cells, sparseInfo) {
@@ -131,13 +155,47 @@ progress(`SwiGLU FFN ${shape}: building`);
 const swiglu = new Mlp({ inputs: IN, layers: [{ units: HIDDEN, activation: 'silu', gated: true }, { units: IN, residual: true }], seed: 1 }, { backend: 'native' });
 const swCalibration = gaussian(256 * IN, 11);
 const swInputs = gaussian(16 * IN, 12); // not in the calibration set
-const swDensities = [0.5, 0.2];
+const swDensities = [0.5, 0.2, 0.1, 0.05, 0.02];
 const swModels = [];
 for (const d of swDensities) {
   const model = await swiglu.sparsify({ mode: 'threshold', targetDensity: d, calibration: swCalibration });
   swModels.push({ name: `threshold ${pct(d)}`, model, density: d, stats: model.stats });
 }
-const swCells = sweep('SwiGLU', swiglu, swModels, swInputs);
+// onnxruntime-node running the dense block (Gemm gate, Sigmoid, Mul, Gemm up, Mul, Gemm down, Add).
+let ort = null;
+let ortNote = '';
+try {
+  const mod = await import('onnxruntime-node');
+  ort = mod.default ?? mod;
+} catch (err) {
+  ortNote = `onnxruntime-node not loaded: ${err instanceof Error ? err.message : err}`;
+  progress(ortNote);
+}
+let swPeer = null;
+if (ort) {
+  const session = await ort.InferenceSession.create(mlpToOnnx(swiglu.spec, swiglu.getLayers()), {
+    intraOpNumThreads: availableParallelism(),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionProviders: ['cpu'],
+  });
+  swPeer = {
+    name: 'onnxruntime dense',
+    session,
+    async runner(xb, batch) {
+      const out = new Float32Array(batch * IN);
+      const feeds = { x: new ort.Tensor('float32', xb, [batch, IN]) };
+      const fetches = { y: new ort.Tensor('float32', out, [batch, IN]) };
+      return { run: () => session.run(feeds, fetches), check: async () => (await session.run(feeds, fetches), out) };
+    },
+  };
+  ortNote = `onnxruntime-node ${ort.env?.versions?.node ?? '?'}, cpu EP, intraOpNumThreads ${availableParallelism()}, graphOptimizationLevel all, output preallocated; the dense block exported by lib/io/onnx.ts (Gemm gate, Sigmoid, Mul, Gemm up, Mul, Gemm down, Add), outputs checked within ${ORT_TOLERANCE} of mlpkit's`;
+}
+const swCells = await sweep('SwiGLU', swiglu, swModels, swInputs, swPeer);
+if (swPeer) {
+  ortNote += ` (max ${swPeer.maxError.toExponential(1)})`;
+  await swPeer.session.release();
+}
 for (const s of swModels) s.model.dispose();
 swiglu.dispose();
 
@@ -234,7 +292,7 @@ const reluModels = [
   { name: 'exact', model: exact },
   { name: 'predictor 10%, every tile predicts', model: everyTile },
 ];
-const reluCells = sweep('trained ReLU', denseTwin, reluModels, evalRows);
+const reluCells = await sweep('trained ReLU', denseTwin, reluModels, evalRows);
 const exactErr = relativeError(exact.predict(evalRows), denseTwin.predict(evalRows));
 const predictorStats = predictor.stats;
 const predictorInt8Stats = predictorInt8.stats;
@@ -258,7 +316,7 @@ const recall = predictorStats.layers[0].recall;
 // variant is reported beside it.
 const slowdowns16 = [...swCells, ...reluCells]
   .filter((c) => c.batch === 16)
-  .flatMap((c) => c.sparse.map((s) => ({ name: s.name, slow: s.us / c.denseUs })));
+  .flatMap((c) => c.sparse.map((s) => ({ name: s.name, slow: s.paired })));
 const worst16 = slowdowns16.filter((s) => !s.name.includes('every tile')).reduce((w, s) => (s.slow > w.slow ? s : w));
 const everyTile16 = slowdowns16.find((s) => s.name.includes('every tile'));
 const i = info();
@@ -273,9 +331,9 @@ const markdown = [
   '',
   `### SwiGLU FFN block x + down(silu(gate(x)) * up(x)), ${shape}, random weights (seed 1)`,
   '',
-  `Threshold mode: one cutoff on |silu(gate)| per layer, calibrated on 256 Gaussian rows to the density named; timed on 16 other Gaussian rows. Dense: the same Mlp's predict.`,
+  `Threshold mode: one cutoff on |silu(gate)| per layer, calibrated on 256 Gaussian rows to the density named; timed on 16 other Gaussian rows. Dense: the same Mlp's predict. ${ortNote}. Chart: [sparse-modes.svg](sparse-modes.svg).`,
   '',
-  table(swCells, swModels),
+  sweepTable(swCells, swModels),
   '',
   `Calibration densities: ${swModels.map((s) => `${s.name}: observed ${pct(s.stats.layers[0].density)}, cutoff ${s.stats.layers[0].threshold.toPrecision(3)}, rel. RMS error on the calibration rows ${s.stats.output.relativeRms.toExponential(2)}`).join('; ')}`,
   '',
@@ -291,14 +349,46 @@ const markdown = [
   '',
   `- ${verdict(swSpeed >= TARGET_SWIGLU)}: SwiGLU FFN, batch 1, threshold mode at 50% density: whole FFN ${ratio(swSpeed)} faster than dense (target >= ${TARGET_SWIGLU}x; ceiling 1.5x while the gate stays dense); rel. RMS error ${sw1.rms.toExponential(2)}`,
   `- ${verdict(prSpeed >= TARGET_PREDICTOR && recall >= TARGET_RECALL)}: trained ReLU model, predictor choosing 10% of the units before W_up, batch 1: whole FFN ${ratio(prSpeed)} faster than dense (target >= ${TARGET_PREDICTOR}x), recall ${pct(recall)} (target >= ${pct(TARGET_RECALL)})`,
-  `- ${verdict(worst16.slow <= TARGET_BATCH16_SLOWDOWN)}: batch 16, never slower than dense by more than 5%: worst ${worst16.name} at ${worst16.slow.toFixed(3)} x dense time (automatic fallback: denseFromRows ${denseFromRows}; without it, every tile predicting: ${everyTile16.slow.toFixed(3)} x)`,
+  `- ${verdict(worst16.slow <= TARGET_BATCH16_SLOWDOWN)}: batch 16, never slower than dense by more than 5%: worst ${worst16.name} at ${worst16.slow.toFixed(3)} x dense time (the median over the ${PASSES} passes of each pass's ratio to dense; automatic fallback: denseFromRows ${denseFromRows}; without it, every tile predicting: ${everyTile16.slow.toFixed(3)} x)`,
   `- ${verdict(prInt8Speed >= TARGET_PREDICTOR_INT8)}: the same predictor with int8 weights, batch 1: whole FFN ${ratio(prInt8Speed)} faster than dense float32 (target >= ${TARGET_PREDICTOR_INT8}x)`,
   '',
 ].join('\n');
 console.log(markdown);
+// The SwiGLU sweep as a chart: speedup vs the density kept on the calibration rows.
+function swigluSvg() {
+  const COLORS = ['#d95f02', '#7570b3', '#1b9e77'];
+  const series = BATCHES.map((b, k) => {
+    const cell = swCells.find((c) => c.batch === b);
+    return {
+      label: `over dense mlpkit, batch ${b}`,
+      color: COLORS[k],
+      square: b !== 1,
+      annotate: b === 1,
+      points: cell.sparse.map((s, i) => ({ x: swModels[i].stats.layers[0].density, y: cell.denseUs / s.us })),
+    };
+  });
+  const cell1 = swCells.find((c) => c.batch === 1);
+  if (cell1.peerUs !== null) {
+    series.push({ label: 'over onnxruntime dense, batch 1', color: '#1b6ac9', points: cell1.sparse.map((s, i) => ({ x: swModels[i].stats.layers[0].density, y: cell1.peerUs / s.us })) });
+  }
+  return speedupChart({
+    title: `SwiGLU FFN ${shape}, threshold mode: speedup vs density (log-log)`,
+    subtitle: `${cpus()[0]?.model?.trim()}, ${availableParallelism()} cores; mlpkit ${i.threads} threads (${i.isa}); ${budgetMs / 1000} s per cell; ${new Date().toISOString().slice(0, 10)}`,
+    series,
+    curves: [
+      { label: 'ideal 1/density', color: '#777', dash: '6 4', fn: (d) => 1 / d },
+      { label: 'ceiling, gate dense: 3 / (1 + 2 density)', color: '#d95f02', dash: '3 3', fn: (d) => 3 / (1 + 2 * d) },
+    ],
+    ticks: [{ x: 0.5, y: TARGET_SWIGLU, color: '#c00', label: `target ${TARGET_SWIGLU}x at 50%` }],
+    ticksLabel: `issue #5 target: ${TARGET_SWIGLU}x at 50%, batch 1`,
+    notes: ['units kept on |silu(gate)| > cutoff;', 'the gate stays dense (it chooses);', 'density on the calibration rows'],
+  });
+}
+
 if (!small || args.write) {
   const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'sparse-modes.md'), markdown);
-  progress(`wrote ${join('bench', 'results', 'sparse-modes.md')}`);
+  writeFileSync(join(dir, 'sparse-modes.svg'), swigluSvg());
+  progress(`wrote ${join('bench', 'results', 'sparse-modes.md')} and sparse-modes.svg`);
 }

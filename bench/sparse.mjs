@@ -35,8 +35,9 @@ import { Mlp, info } from '../dist/index.js';
 import { CheckError, expectClose, relativeError } from './support/check.mjs';
 import { randomFloats } from './support/data.mjs';
 import { mlpToOnnx } from './support/onnx-model.mjs';
+import { speedupChart } from './support/speedup-chart.mjs';
 import { formatTime } from './support/report.mjs';
-import { budgetFromSeconds, medianUs, medianUsAsync } from './support/timing.mjs';
+import { budgetFromSeconds, interleavedMedians, medianUs } from './support/timing.mjs';
 
 const USAGE = `Usage: node bench/sparse.mjs [--seconds S] [--small] [--write]
   --seconds S   time budget per timed cell in seconds (default 1, or 0.2 with --small); each cell runs >= 5 rounds
@@ -218,18 +219,10 @@ const checks = { ortMax: 0, ortCount: 0, bitwise: 0, cells: 0, denseDiffMax: 0, 
 const results = []; // { batch, density, observed, union, sparseUs, denseUs, upUs, ortUs }
 const downAlone = new Map(); // batch -> { us, denseUs, upUs }: the dense down projection timed on its own
 
-const median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
-
-/** Median us per call of each contender, timed in PASSES alternating passes (see PASSES). */
+/** Median us per call of each contender, by key, timed in PASSES alternating passes (see PASSES). */
 async function timeInterleaved(contenders) {
-  const per = new Map(contenders.map((c) => [c.key, []]));
-  for (let pass = 0; pass < PASSES; pass++) {
-    for (const c of contenders) {
-      const options = { warmup: pass === 0 };
-      per.get(c.key).push(c.isAsync ? await medianUsAsync(c.run, budgetMs / PASSES, options) : medianUs(c.run, budgetMs / PASSES, options));
-    }
-  }
-  return Object.fromEntries([...per].map(([key, v]) => [key, median(v)]));
+  const times = await interleavedMedians(contenders, budgetMs, PASSES);
+  return Object.fromEntries(contenders.map((c, i) => [c.key, times[i]]));
 }
 
 async function measureCell(batch, density) {
@@ -538,126 +531,35 @@ console.log(markdown);
 
 // ---- chart -------------------------------------------------------------------------------------
 
-function escapeXml(s) {
-  return String(s).replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]);
-}
-
 function sparseSvg(subtitle) {
-  const W = 860;
-  const H = 520;
-  const m = { left: 70, right: 250, top: 66, bottom: 56 };
-  const pw = W - m.left - m.right;
-  const ph = H - m.top - m.bottom;
-  const f = (v) => v.toFixed(1);
   const b1 = results.filter((c) => c.batch === 1);
   const upShare1 = b1.map((c) => derive(c).upShare).sort((a, b) => a - b)[b1.length >> 1];
-  // x: density, log, 1% .. 100%; y: speedup, log2, 0.5 .. max (at least 64).
-  const xMin = Math.log10(0.01);
-  const xMax = 0;
-  const values = results.flatMap((c) => {
-    const d = derive(c);
-    return [d.speedup, d.downSpeedup, d.ideal].filter((v) => v !== undefined && Number.isFinite(v) && v > 0);
+  const COLORS = { ideal: '#777', whole: '#d95f02', down: '#1b6ac9', b4: '#7570b3', b16: '#1b9e77', target: '#c00' };
+  const points = (cells, pick, label) => cells
+    .map((c) => ({ c, y: pick(c) }))
+    .filter(({ y }) => y !== undefined && Number.isFinite(y) && y > 0)
+    .map(({ c, y }) => ({ x: c.observed, y, tip: `${label}: ${ratio(y)} at ${pct(c.observed)} active (batch ${c.batch})` }));
+  const at = (b) => results.filter((c) => c.batch === b);
+  return speedupChart({
+    title: `Exact ReLU sparsity, FFN ${shape}: speedup over dense vs density (log-log)`,
+    subtitle,
+    series: [
+      { label: 'down projection, batch 1', color: COLORS.down, annotate: true, points: points(b1, (c) => derive(c).downSpeedup, 'down projection, batch 1') },
+      { label: 'whole FFN, batch 1', color: COLORS.whole, annotate: true, points: points(b1, (c) => derive(c).speedup, 'whole FFN, batch 1') },
+      { label: 'whole FFN, batch 4', color: COLORS.b4, square: true, points: points(at(4), (c) => derive(c).speedup, 'whole FFN, batch 4') },
+      { label: 'whole FFN, batch 16', color: COLORS.b16, square: true, points: points(at(16), (c) => derive(c).speedup, 'whole FFN, batch 16') },
+    ],
+    curves: [
+      { label: 'ideal 1/density (down proj.)', color: COLORS.ideal, dash: '6 4', fn: (d) => 1 / d },
+      { label: `whole-FFN ceiling (up share ${(upShare1 * 100).toFixed(0)}%)`, color: COLORS.whole, dash: '3 3', fn: (d) => 1 / (upShare1 + d * (1 - upShare1)) },
+    ],
+    ticks: [
+      { x: TARGET_DENSITY, y: TARGET_DOWN, color: COLORS.target, label: `target ${TARGET_DOWN}x (down projection)` },
+      { x: TARGET_DENSITY, y: TARGET_WHOLE, color: COLORS.target, label: `target ${TARGET_WHOLE}x (whole FFN)` },
+    ],
+    ticksLabel: `issue #5 targets (10%): ${TARGET_DOWN}x, ${TARGET_WHOLE}x`,
+    notes: ['down projection = FFN - up projection', '(the up projection timed alone)', 'points at the observed density;', 'dense = leaky_relu alpha 0, same weights'],
   });
-  const yLo = Math.min(-1, Math.floor(Math.log2(Math.min(...values))));
-  const yHi = Math.max(6, Math.ceil(Math.log2(Math.max(...values))));
-  const sx = (d) => m.left + ((Math.log10(d) - xMin) / (xMax - xMin)) * pw;
-  const sy = (v) => m.top + ph - ((Math.log2(v) - yLo) / (yHi - yLo)) * ph;
-  const clampY = (v) => Math.min(Math.max(v, 2 ** yLo), 2 ** yHi);
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${f(W / 2)}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(`Exact ReLU sparsity, FFN ${shape}: speedup over dense vs density (log-log)`)}</text>`,
-    `<text x="${f(W / 2)}" y="40" text-anchor="middle" fill="#444">${escapeXml(subtitle)}</text>`,
-    `<defs><clipPath id="plot"><rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}"/></clipPath></defs>`,
-  ];
-  // grid
-  for (const d of [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]) {
-    const x = sx(d);
-    out.push(`<line x1="${f(x)}" x2="${f(x)}" y1="${m.top}" y2="${m.top + ph}" stroke="#ddd"/>`);
-    out.push(`<text x="${f(x)}" y="${m.top + ph + 16}" text-anchor="middle">${d * 100}%</text>`);
-  }
-  for (let e = yLo; e <= yHi; e++) {
-    const y = sy(2 ** e);
-    out.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${f(y)}" y2="${f(y)}" stroke="${e === 0 ? '#999' : '#ddd'}"/>`);
-    out.push(`<text x="${m.left - 6}" y="${f(y + 4)}" text-anchor="end">${2 ** e >= 1 ? 2 ** e : 2 ** e}x</text>`);
-  }
-  out.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="black"/>`);
-  out.push(`<text x="${f(m.left + pw / 2)}" y="${H - 14}" text-anchor="middle">active hidden units (density, log scale)</text>`);
-  out.push(`<text transform="translate(18 ${f(m.top + ph / 2)}) rotate(-90)" text-anchor="middle">speedup over dense float32 (log scale)</text>`);
-
-  const curve = (fn, color, dash, width = 1.5) => {
-    const pts = [];
-    for (let k = 0; k <= 100; k++) {
-      const d = 10 ** (xMin + (k / 100) * (xMax - xMin));
-      pts.push(`${f(sx(d))},${f(sy(clampY(fn(d))))}`);
-    }
-    return `<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="${width}"${dash ? ` stroke-dasharray="${dash}"` : ''} clip-path="url(#plot)"/>`;
-  };
-  const series = (cells, pick, color, { width = 2, marker = 'circle', label = '', annotate = false, dash = '' } = {}) => {
-    const pts = cells
-      .map((c) => ({ c, v: pick(c) }))
-      .filter((p) => p.v !== undefined && Number.isFinite(p.v) && p.v > 0)
-      .map((p) => ({ ...p, x: sx(p.c.observed), y: sy(clampY(p.v)) }));
-    const parts = [];
-    if (pts.length > 1) {
-      parts.push(`<polyline points="${pts.map((p) => `${f(p.x)},${f(p.y)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="${width}"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`);
-    }
-    for (const p of pts) {
-      const tip = `<title>${escapeXml(`${label}: ${ratio(p.v)} at ${pct(p.c.observed)} active (batch ${p.c.batch})`)}</title>`;
-      parts.push(
-        marker === 'circle'
-          ? `<circle cx="${f(p.x)}" cy="${f(p.y)}" r="3.5" fill="${color}">${tip}</circle>`
-          : `<rect x="${f(p.x - 3)}" y="${f(p.y - 3)}" width="6" height="6" fill="${color}">${tip}</rect>`,
-      );
-      if (annotate && p.c.observed < 0.9) parts.push(`<text x="${f(p.x + 5)}" y="${f(p.y - 6)}" fill="${color}" font-size="10">${ratio(p.v)}</text>`);
-    }
-    return parts.join('\n');
-  };
-  const COLORS = { ideal: '#777', ceiling: '#d95f02', whole: '#d95f02', down: '#1b6ac9', b4: '#7570b3', b16: '#1b9e77', target: '#c00' };
-  out.push(curve((d) => 1 / d, COLORS.ideal, '6 4'));
-  out.push(curve((d) => 1 / (upShare1 + d * (1 - upShare1)), COLORS.ceiling, '3 3'));
-  for (const [b, color] of [[4, COLORS.b4], [16, COLORS.b16]]) {
-    out.push(series(results.filter((c) => c.batch === b), (c) => derive(c).speedup, color, { width: 1.2, marker: 'square', label: `whole FFN, batch ${b}` }));
-  }
-  out.push(series(b1, (c) => derive(c).downSpeedup, COLORS.down, { label: 'down projection, batch 1', annotate: true }));
-  out.push(series(b1, (c) => derive(c).speedup, COLORS.whole, { label: 'whole FFN, batch 1', annotate: true }));
-  // issue #5 targets at 10%
-  // issue #5 targets at 10%: ticks only (values in the legend; text here would cross the curves)
-  for (const [v, text] of [[TARGET_DOWN, `target ${TARGET_DOWN}x (down projection)`], [TARGET_WHOLE, `target ${TARGET_WHOLE}x (whole FFN)`]]) {
-    const x = sx(TARGET_DENSITY);
-    const y = sy(v);
-    out.push(`<line x1="${f(x - 9)}" x2="${f(x + 9)}" y1="${f(y)}" y2="${f(y)}" stroke="${COLORS.target}" stroke-width="2"><title>${escapeXml(text)}</title></line>`);
-  }
-  // legend
-  const lx = m.left + pw + 16;
-  let ly = m.top + 8;
-  const legend = (draw, text) => {
-    out.push(draw(lx, ly));
-    out.push(`<text x="${lx + 30}" y="${ly + 4}">${escapeXml(text)}</text>`);
-    ly += 20;
-  };
-  const lineKey = (color, dash, width = 2) => (x, y) => `<line x1="${x}" x2="${x + 24}" y1="${y}" y2="${y}" stroke="${color}" stroke-width="${width}"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`;
-  const dotKey = (color, square) => (x, y) =>
-    `${lineKey(color, '', square ? 1.2 : 2)(x, y)}${square ? `<rect x="${x + 9}" y="${y - 3}" width="6" height="6" fill="${color}"/>` : `<circle cx="${x + 12}" cy="${y}" r="3.5" fill="${color}"/>`}`;
-  legend(dotKey(COLORS.down), 'down projection, batch 1');
-  legend(dotKey(COLORS.whole), 'whole FFN, batch 1');
-  legend(dotKey(COLORS.b4, true), 'whole FFN, batch 4');
-  legend(dotKey(COLORS.b16, true), 'whole FFN, batch 16');
-  legend(lineKey(COLORS.ideal, '6 4', 1.5), 'ideal 1/density (down proj.)');
-  legend(lineKey(COLORS.ceiling, '3 3', 1.5), `whole-FFN ceiling (up share ${(upShare1 * 100).toFixed(0)}%)`);
-  legend((x, y) => `<line x1="${x + 3}" x2="${x + 21}" y1="${y}" y2="${y}" stroke="${COLORS.target}" stroke-width="2"/>`, `issue #5 targets (10%): ${TARGET_DOWN}x, ${TARGET_WHOLE}x`);
-  ly += 10;
-  for (const note of [
-    'down projection = FFN - up projection',
-    '(the up projection timed alone)',
-    'points at the observed density;',
-    'dense = leaky_relu alpha 0, same weights',
-  ]) {
-    out.push(`<text x="${lx}" y="${ly}" fill="#444" font-size="10">${escapeXml(note)}</text>`);
-    ly += 14;
-  }
-  out.push('</svg>');
-  return `${out.join('\n')}\n`;
 }
 
 if (!small || args.write) {

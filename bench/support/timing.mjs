@@ -52,3 +52,32 @@ export function budgetFromSeconds(raw) {
   if (!Number.isFinite(seconds) || seconds <= 0) throw new RangeError(`--seconds must be a positive number, got '${raw}'`);
   return seconds * 1000;
 }
+
+/**
+ * Microseconds per call of each contender ({ run, isAsync }), timed in `passes` passes that
+ * alternate between them (budgetMs / passes each per pass; the machine's load drifts over a
+ * run, and alternating spreads the drift over all of them): per contender, each pass's median.
+ */
+export async function interleavedPasses(contenders, budgetMs, passes) {
+  const per = contenders.map(() => []);
+  for (let pass = 0; pass < passes; pass++) {
+    for (const [i, c] of contenders.entries()) {
+      const options = { warmup: pass === 0 };
+      per[i].push(c.isAsync ? await medianUsAsync(c.run, budgetMs / passes, options) : medianUs(c.run, budgetMs / passes, options));
+    }
+  }
+  return per;
+}
+
+/** interleavedPasses, then the median of each contender's pass medians. */
+export async function interleavedMedians(contenders, budgetMs, passes) {
+  return (await interleavedPasses(contenders, budgetMs, passes)).map(medianOf);
+}
+
+/**
+ * The median over passes of a's time over b's in the same pass (from interleavedPasses): the
+ * two measured seconds apart, so a drift in the machine's load cancels out of each ratio.
+ */
+export function pairedRatio(a, b) {
+  return medianOf(a.map((t, i) => t / b[i]));
+}
