@@ -53,7 +53,7 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
 }
 
 void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) {
-  const std::size_t steps = l.kq / 8, per_group = l.group / 8, np = l.blocks * kLanes;
+  const std::size_t steps = l.kq / 8, per_group = l.group / 8;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
   const __m256i nibble = _mm256_set1_epi8(0x0f);
   __m256 sum[2];
@@ -70,9 +70,9 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
     const __m256 xsum = _mm256_set1_ps(static_cast<float>(x.xsum[g]));
     for (int h = 0; h < 2; ++h) {
       // acc - zero * xsum, exact in float (integers below 2^24; see qkernels_vnni.cpp).
-      const __m256 zero = _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + g * np + b * kLanes + h * 8)));
+      const __m256 zero = _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + l.at(b, g) + h * 8)));
       const __m256 exact = _mm256_fnmadd_ps(zero, xsum, _mm256_cvtepi32_ps(acc[h]));
-      const __m256 scale = _mm256_load_ps(l.scales.data() + g * np + b * kLanes + h * 8);
+      const __m256 scale = _mm256_load_ps(l.scales.data() + l.at(b, g) + h * 8);
       const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(x.sx), scale), exact);
       sum[h] = g == 0 ? t : _mm256_add_ps(sum[h], t);
     }
@@ -97,13 +97,13 @@ void wfloat_int8(const QuantLayer& l, std::size_t b, const float* x, float* y) {
 }
 
 void wfloat_int4(const QuantLayer& l, std::size_t b, const float* x, float* y) {
-  const std::size_t pairs = l.group / 2, np = l.blocks * kLanes;
+  const std::size_t pairs = l.group / 2;
   const std::uint8_t* w = l.w.data() + b * (l.kq / 2) * kLanes;
   const __m256i nibble = _mm256_set1_epi32(0x0f);
   __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (std::size_t g = 0; g < l.groups; ++g) {
     for (int h = 0; h < 2; ++h) {
-      const __m256i zero = _mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + g * np + b * kLanes + h * 8));
+      const __m256i zero = _mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + l.at(b, g) + h * 8));
       __m256 part = _mm256_setzero_ps();
       for (std::size_t t = g * pairs; t < (g + 1) * pairs; ++t) {
         const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + t * kLanes + h * 8)));
@@ -112,7 +112,7 @@ void wfloat_int4(const QuantLayer& l, std::size_t b, const float* x, float* y) {
         part = _mm256_fmadd_ps(_mm256_set1_ps(x[2 * t]), lo, part);
         part = _mm256_fmadd_ps(_mm256_set1_ps(x[2 * t + 1]), hi, part);
       }
-      const __m256 scale = _mm256_load_ps(l.scales.data() + g * np + b * kLanes + h * 8);
+      const __m256 scale = _mm256_load_ps(l.scales.data() + l.at(b, g) + h * 8);
       sum[h] = _mm256_fmadd_ps(scale, part, sum[h]);
     }
   }

@@ -82,7 +82,7 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
 
 // One row at a time: two rows' accumulators and activations would not fit the 32 registers.
 void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) {
-  const std::size_t steps = l.kq / 8, per_group = l.group / 8, np = l.blocks * kLanes;
+  const std::size_t steps = l.kq / 8, per_group = l.group / 8;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
   const uint8x16_t nibble = vdupq_n_u8(0x0f);
   for (std::size_t g = 0; g < l.groups; ++g) {
@@ -113,9 +113,9 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
     const int32x4_t xsum = vdupq_n_s32(x.xsum[g]);
     const float32x4_t sx = vdupq_n_f32(x.sx);
     for (int i = 0; i < 4; ++i) {
-      const int32x4_t zero = vld1q_s32(l.zeros.data() + g * np + b * kLanes + 4 * i);
+      const int32x4_t zero = vld1q_s32(l.zeros.data() + l.at(b, g) + 4 * i);
       const int32x4_t exact = vmlsq_s32(halves(acc[2 * i], acc[2 * i + 1]), zero, xsum);
-      const float32x4_t s = vmulq_f32(sx, vld1q_f32(l.scales.data() + g * np + b * kLanes + 4 * i));
+      const float32x4_t s = vmulq_f32(sx, vld1q_f32(l.scales.data() + l.at(b, g) + 4 * i));
       const float32x4_t t = vmulq_f32(s, vcvtq_f32_s32(exact));
       // The running sum lives in y: a group is at least 32 inputs, so the reload is cheap.
       vst1q_f32(y + 4 * i, g == 0 ? t : vaddq_f32(vld1q_f32(y + 4 * i), t));
@@ -195,11 +195,11 @@ inline void wfloat_int4_pair(float32x4_t (&acc)[R][4], const std::uint8_t* w, co
 
 template <std::size_t R>
 void wfloat_int4(const QuantLayer& l, std::size_t b, const float* const* x, float* y, std::size_t ldy) {
-  const std::size_t pairs = l.group / 2, np = l.blocks * kLanes;
+  const std::size_t pairs = l.group / 2;
   const std::uint8_t* w = l.w.data() + b * (l.kq / 2) * kLanes;
   for (std::size_t g = 0; g < l.groups; ++g) {
     float32x4_t zero[4];
-    for (int i = 0; i < 4; ++i) zero[i] = vcvtq_f32_s32(vld1q_s32(l.zeros.data() + g * np + b * kLanes + 4 * i));
+    for (int i = 0; i < 4; ++i) zero[i] = vcvtq_f32_s32(vld1q_s32(l.zeros.data() + l.at(b, g) + 4 * i));
     float32x4_t part[R][4];
     for (std::size_t r = 0; r < R; ++r)
       for (int i = 0; i < 4; ++i) part[r][i] = vdupq_n_f32(0);
@@ -211,7 +211,7 @@ void wfloat_int4(const QuantLayer& l, std::size_t b, const float* const* x, floa
       wfloat_int4_pair<2>(part, w + (t + 1) * kLanes, zero, xv);
     }
     for (int i = 0; i < 4; ++i) {
-      const float32x4_t scale = vld1q_f32(l.scales.data() + g * np + b * kLanes + 4 * i);
+      const float32x4_t scale = vld1q_f32(l.scales.data() + l.at(b, g) + 4 * i);
       for (std::size_t r = 0; r < R; ++r) {
         float* out = y + r * ldy + 4 * i;
         vst1q_f32(out, g == 0 ? vmulq_f32(scale, part[r][i]) : vfmaq_f32(vld1q_f32(out), scale, part[r][i]));

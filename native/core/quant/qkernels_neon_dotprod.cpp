@@ -82,7 +82,7 @@ inline void int4_step(int32x4_t (&acc)[R][4], const std::uint8_t* w, const int8x
 
 template <std::size_t R>
 void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
-  const std::size_t steps = l.kq / 8, per_group = l.group / 8, np = l.blocks * kLanes;
+  const std::size_t steps = l.kq / 8, per_group = l.group / 8;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
   for (std::size_t g = 0; g < l.groups; ++g) {
     int32x4_t acc[R][4];
@@ -96,7 +96,7 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
       int4_step<2>(acc, w + (t + 1) * 64, xv);
     }
     for (int i = 0; i < 4; ++i) {
-      const std::size_t at = g * np + b * kLanes + 4 * i;
+      const std::size_t at = l.at(b, g) + 4 * i;
       const int32x4_t zero = vld1q_s32(l.zeros.data() + at);
       const float32x4_t scale = vld1q_f32(l.scales.data() + at);
       for (std::size_t r = 0; r < R; ++r) {

@@ -24,17 +24,15 @@ inline int weight_at(const QuantLayer& l, std::size_t b, std::size_t o, std::siz
 
 void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
                 std::size_t ldy) {
-  const std::size_t np = l.blocks * kLanes;
   for (std::size_t r = 0; r < count; ++r) {
     const QuantRow& x = rows[r];
     for (std::size_t o = 0; o < kLanes; ++o) {
-      const std::size_t j = b * kLanes + o;
       float sum = 0;
       for (std::size_t g = 0; g < l.groups; ++g) {
         std::int32_t acc = 0;
         for (std::size_t p = g * l.group; p < (g + 1) * l.group; ++p) acc += x.xq[p] * weight_at(l, b, o, p);
-        if (l.format == Format::Int4) acc -= l.zeros[g * np + j] * x.xsum[g];
-        const float t = (x.sx * l.scales[g * np + j]) * static_cast<float>(acc);
+        if (l.format == Format::Int4) acc -= l.zeros[l.at(b, g) + o] * x.xsum[g];
+        const float t = (x.sx * l.scales[l.at(b, g) + o]) * static_cast<float>(acc);
         sum = g == 0 ? t : sum + t;
       }
       y[r * ldy + o] = sum;
@@ -44,18 +42,16 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
 
 void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std::size_t count, float* y,
                   std::size_t ldy) {
-  const std::size_t np = l.blocks * kLanes;
   for (std::size_t r = 0; r < count; ++r) {
     for (std::size_t o = 0; o < kLanes; ++o) {
-      const std::size_t j = b * kLanes + o;
       float sum = 0;
       for (std::size_t g = 0; g < l.groups; ++g) {
-        const int z = l.format == Format::Int4 ? l.zeros[g * np + j] : 0;
+        const int z = l.format == Format::Int4 ? l.zeros[l.at(b, g) + o] : 0;
         float part = 0;
         for (std::size_t p = g * l.group; p < (g + 1) * l.group; ++p) {
           part += x[r][p] * static_cast<float>(weight_at(l, b, o, p) - z);
         }
-        sum += l.scales[g * np + j] * part;
+        sum += l.scales[l.at(b, g) + o] * part;
       }
       y[r * ldy + o] = sum;
     }

@@ -49,7 +49,7 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
 
 template <std::size_t R>
 void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
-  const std::size_t steps = l.kq / 8, per_group = l.group / 8, np = l.blocks * kLanes;
+  const std::size_t steps = l.kq / 8, per_group = l.group / 8;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
   const __m512i nibble = _mm512_set1_epi8(0x0f);
   __m512 sum[R];
@@ -68,8 +68,8 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
     // acc - zero * xsum in float: every value involved is an integer below 2^24 in magnitude
     // (|acc|, |zero * xsum| <= 15 * 127 * 128), so the conversion and the fused multiply-subtract
     // are exact, equal to the int32 result, and cheaper than a 32-bit integer multiply.
-    const __m512 zero = _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + g * np + b * kLanes));
-    const __m512 scale = _mm512_load_ps(l.scales.data() + g * np + b * kLanes);
+    const __m512 zero = _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + l.at(b, g)));
+    const __m512 scale = _mm512_load_ps(l.scales.data() + l.at(b, g));
     for (std::size_t r = 0; r < R; ++r) {
       const __m512 exact = _mm512_fnmadd_ps(zero, _mm512_set1_ps(static_cast<float>(x[r].xsum[g])), _mm512_cvtepi32_ps(acc[r]));
       const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale), exact);
@@ -106,13 +106,13 @@ void wfloat_int8(const QuantLayer& l, std::size_t b, const float* const* x, floa
 
 template <std::size_t R>
 void wfloat_int4(const QuantLayer& l, std::size_t b, const float* const* x, float* y, std::size_t ldy) {
-  const std::size_t pairs = l.group / 2, np = l.blocks * kLanes;
+  const std::size_t pairs = l.group / 2;
   const std::uint8_t* w = l.w.data() + b * (l.kq / 2) * kLanes;
   const __m512i nibble = _mm512_set1_epi32(0x0f);
   __m512 sum[R];
   for (std::size_t r = 0; r < R; ++r) sum[r] = _mm512_setzero_ps();
   for (std::size_t g = 0; g < l.groups; ++g) {
-    const __m512i zero = _mm512_load_si512(l.zeros.data() + g * np + b * kLanes);
+    const __m512i zero = _mm512_load_si512(l.zeros.data() + l.at(b, g));
     // Four accumulators per row (two byte-rows per step; a group has an even number of them).
     __m512 part[R][4];
     for (std::size_t r = 0; r < R; ++r)
@@ -127,7 +127,7 @@ void wfloat_int4(const QuantLayer& l, std::size_t b, const float* const* x, floa
       for (std::size_t r = 0; r < R; ++r)
         for (int i = 0; i < 4; ++i) part[r][i] = _mm512_fmadd_ps(_mm512_set1_ps(x[r][2 * t + i]), wv[i], part[r][i]);
     }
-    const __m512 scale = _mm512_load_ps(l.scales.data() + g * np + b * kLanes);
+    const __m512 scale = _mm512_load_ps(l.scales.data() + l.at(b, g));
     for (std::size_t r = 0; r < R; ++r) {
       const __m512 total = _mm512_add_ps(_mm512_add_ps(part[r][0], part[r][1]), _mm512_add_ps(part[r][2], part[r][3]));
       sum[r] = _mm512_fmadd_ps(scale, total, sum[r]);

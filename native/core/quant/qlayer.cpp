@@ -44,11 +44,11 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     for (std::size_t g = 0; g < G; ++g) {
       const float sc = s.scales[j * G + g];
       if (!(sc >= 0) || !std::isfinite(sc)) throw std::invalid_argument("scales must be finite and >= 0");
-      l.scales[g * np + j] = sc;
+      l.scales[l.at(j / kLanes, g) + j % kLanes] = sc;
       if (s.format == Format::Int4) {
         const int z = s.symmetric ? 8 : (s.zeros ? s.zeros[j * G + g] : 0);
         if (z < 0 || z > 15) throw std::invalid_argument("int4 zero points must be in [0, 15]");
-        l.zeros[g * np + j] = z;
+        l.zeros[l.at(j / kLanes, g) + j % kLanes] = z;
       }
     }
   }
