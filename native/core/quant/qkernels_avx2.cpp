@@ -58,20 +58,25 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
   const __m256i nibble = _mm256_set1_epi8(0x0f);
   __m256 sum[2];
   for (std::size_t g = 0; g < l.groups; ++g) {
+    // Low and high nibbles in chains of their own (exact integer sums, added after).
     __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i high[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
       const __m256i x0 = bcast4(x.xq + 8 * t), x1 = bcast4(x.xq + 8 * t + 4);
       for (int h = 0; h < 2; ++h) {
         const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + t * 64 + h * 32));
         acc[h] = dot4(acc[h], _mm256_and_si256(v, nibble), x0);
-        acc[h] = dot4(acc[h], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble), x1);
+        high[h] = dot4(high[h], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble), x1);
       }
     }
     const __m256 xsum = _mm256_set1_ps(static_cast<float>(x.xsum[g]));
     for (int h = 0; h < 2; ++h) {
-      // acc - zero * xsum, exact in float (integers below 2^24; see qkernels_vnni.cpp).
-      const __m256 zero = _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + l.at(b, g) + h * 8)));
-      const __m256 exact = _mm256_fnmadd_ps(zero, xsum, _mm256_cvtepi32_ps(acc[h]));
+      // acc - zero * xsum, exact in float (integers below 2^24; see qkernels_vnni.cpp); a
+      // symmetric layer's zero point is 8 in every lane, not read.
+      const __m256 sums = _mm256_cvtepi32_ps(_mm256_add_epi32(acc[h], high[h]));
+      const __m256 exact = l.symmetric
+          ? _mm256_sub_ps(sums, _mm256_mul_ps(_mm256_set1_ps(8.0f), xsum))
+          : _mm256_fnmadd_ps(_mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + l.at(b, g) + h * 8))), xsum, sums);
       const __m256 scale = _mm256_load_ps(l.scales.data() + l.at(b, g) + h * 8);
       const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(x.sx), scale), exact);
       sum[h] = g == 0 ? t : _mm256_add_ps(sum[h], t);

@@ -54,24 +54,29 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
   const __m512i nibble = _mm512_set1_epi8(0x0f);
   __m512 sum[R];
   for (std::size_t g = 0; g < l.groups; ++g) {
-    __m512i acc[R];
-    for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+    // The low and the high nibbles in chains of their own, added after (exact integer sums):
+    // one chain through both waited on vpdpbusd's latency twice a step.
+    __m512i acc[R], high[R];
+    for (std::size_t r = 0; r < R; ++r) acc[r] = high[r] = _mm512_setzero_si512();
     for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
       const __m512i v = _mm512_load_si512(w + t * 64);
       const __m512i lo = _mm512_and_si512(v, nibble);
       const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
       for (std::size_t r = 0; r < R; ++r) {
         acc[r] = _mm512_dpbusd_epi32(acc[r], lo, bcast4(x[r].xq + 8 * t));
-        acc[r] = _mm512_dpbusd_epi32(acc[r], hi, bcast4(x[r].xq + 8 * t + 4));
+        high[r] = _mm512_dpbusd_epi32(high[r], hi, bcast4(x[r].xq + 8 * t + 4));
       }
     }
     // acc - zero * xsum in float: every value involved is an integer below 2^24 in magnitude
-    // (|acc|, |zero * xsum| <= 15 * 127 * 128), so the conversion and the fused multiply-subtract
-    // are exact, equal to the int32 result, and cheaper than a 32-bit integer multiply.
-    const __m512 zero = _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + l.at(b, g)));
+    // (|acc|, |zero * xsum| <= 15 * 127 * 128), so the conversion and the subtraction are exact,
+    // equal to the int32 result, and cheaper than a 32-bit integer multiply. Symmetric layers'
+    // zero point is 8 in every lane: one broadcast 8 * xsum per row, no zero points read.
+    const __m512 zero = l.symmetric ? _mm512_set1_ps(8.0f) : _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + l.at(b, g)));
     const __m512 scale = _mm512_load_ps(l.scales.data() + l.at(b, g));
     for (std::size_t r = 0; r < R; ++r) {
-      const __m512 exact = _mm512_fnmadd_ps(zero, _mm512_set1_ps(static_cast<float>(x[r].xsum[g])), _mm512_cvtepi32_ps(acc[r]));
+      const __m512 sums = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r], high[r]));
+      const __m512 xsum = _mm512_set1_ps(static_cast<float>(x[r].xsum[g]));
+      const __m512 exact = l.symmetric ? _mm512_sub_ps(sums, _mm512_mul_ps(zero, xsum)) : _mm512_fnmadd_ps(zero, xsum, sums);
       const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale), exact);
       sum[r] = g == 0 ? t : _mm512_add_ps(sum[r], t);
     }

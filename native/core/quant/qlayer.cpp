@@ -32,6 +32,7 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
       throw std::invalid_argument("int4 groupSize must be 32, 64 or 128, got " + std::to_string(s.group));
     }
     l.group = s.group;
+    l.symmetric = s.symmetric;
     l.kq = round_up(l.k, l.group);
     l.groups = l.kq / l.group;
   }

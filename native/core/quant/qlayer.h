@@ -55,6 +55,7 @@ struct QuantLayer {
   std::size_t groups = 0;            // per output
   std::size_t kq = 0;                // inputs as stored: a multiple of 4 (int8) or of the group (int4)
   std::size_t blocks = 0;            // ceil(n / 16)
+  bool symmetric = true;             // int4: every zero point is 8 (the kernels may fold it)
   AlignedVector<std::uint8_t> w;     // blocks of 16 outputs (see above)
   AlignedVector<float> scales;       // [blocks][groups][16] (at(b, g)), 0 past n
   AlignedVector<std::int32_t> zeros; // the same layout: int4 zero points (8 when symmetric)
