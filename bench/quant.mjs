@@ -29,6 +29,7 @@ import { CheckError, expectClose, relativeError } from './support/check.mjs';
 import {
   dequantize, gemmOnnx, linearF64, linearOrtInt8, linearW8A8, matMulIntegerOnnx, matMulNBitsOnnx, quantizeLinear, weightBytes,
 } from './support/onnx-quant.mjs';
+import { loadOrt, ortSessionOptions } from './support/ort.mjs';
 import { formatTime } from './support/report.mjs';
 import { budgetFromSeconds, medianUs, medianUsAsync } from './support/timing.mjs';
 
@@ -263,15 +264,8 @@ const disposeQuietly = (m) => {
 
 // ---- onnxruntime ---------------------------------------------------------------------------------
 
-let ort = null;
-let ortReason = '';
-try {
-  const mod = await import('onnxruntime-node');
-  ort = mod.default ?? mod;
-} catch (err) {
-  ortReason = `onnxruntime-node did not load: ${err.message}`;
-}
-const sessionOptions = { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] };
+const { ort, reason: ortReason } = await loadOrt();
+const sessionOptions = ortSessionOptions(THREADS);
 
 async function ortSession(bytes) {
   return ort.InferenceSession.create(bytes, sessionOptions);

@@ -23,6 +23,7 @@ import { Mlp, SparseMlp, info, readSafetensors, writeSafetensors } from '../dist
 import { expectClose, relativeError } from './support/check.mjs';
 import { randomFloats } from './support/data.mjs';
 import { mlpToOnnx } from './support/onnx-model.mjs';
+import { loadOrt, ortSessionOptions } from './support/ort.mjs';
 import { speedupChart } from './support/speedup-chart.mjs';
 import { budgetFromSeconds, interleavedPasses, pairedRatio } from './support/timing.mjs';
 
@@ -162,23 +163,12 @@ for (const d of swDensities) {
   swModels.push({ name: `threshold ${pct(d)}`, model, density: d, stats: model.stats });
 }
 // onnxruntime-node running the dense block (Gemm gate, Sigmoid, Mul, Gemm up, Mul, Gemm down, Add).
-let ort = null;
-let ortNote = '';
-try {
-  const mod = await import('onnxruntime-node');
-  ort = mod.default ?? mod;
-} catch (err) {
-  ortNote = `onnxruntime-node not loaded: ${err instanceof Error ? err.message : err}`;
-  progress(ortNote);
-}
+const { ort, reason: ortReason } = await loadOrt();
+let ortNote = ortReason;
+if (!ort) progress(ortNote);
 let swPeer = null;
 if (ort) {
-  const session = await ort.InferenceSession.create(mlpToOnnx(swiglu.spec, swiglu.getLayers()), {
-    intraOpNumThreads: availableParallelism(),
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    executionProviders: ['cpu'],
-  });
+  const session = await ort.InferenceSession.create(mlpToOnnx(swiglu.spec, swiglu.getLayers()), ortSessionOptions(availableParallelism()));
   swPeer = {
     name: 'onnxruntime dense',
     session,

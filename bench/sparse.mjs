@@ -35,6 +35,7 @@ import { Mlp, info } from '../dist/index.js';
 import { CheckError, expectClose, relativeError } from './support/check.mjs';
 import { randomFloats } from './support/data.mjs';
 import { mlpToOnnx } from './support/onnx-model.mjs';
+import { loadOrt, ortSessionOptions } from './support/ort.mjs';
 import { speedupChart } from './support/speedup-chart.mjs';
 import { formatTime } from './support/report.mjs';
 import { budgetFromSeconds, interleavedPasses, medianUs, pairedRatio } from './support/timing.mjs';
@@ -119,21 +120,9 @@ const machine = `${cpu}, ${availableParallelism()} cores, ${Math.round(totalmem(
 
 // ---- onnxruntime -------------------------------------------------------------------------------
 
-let ort = null;
-let ortReason = '';
-try {
-  const mod = await import('onnxruntime-node');
-  ort = mod.default ?? mod;
-} catch (err) {
-  ortReason = err instanceof Error ? err.message : String(err);
-  progress(`onnxruntime-node not loaded: ${ortReason}`);
-}
-const ORT_OPTIONS = {
-  intraOpNumThreads: availableParallelism(),
-  interOpNumThreads: 1,
-  graphOptimizationLevel: 'all',
-  executionProviders: ['cpu'],
-};
+let { ort, reason: ortReason } = await loadOrt();
+if (!ort) progress(ortReason);
+const ORT_OPTIONS = ortSessionOptions(availableParallelism());
 const ortVersion = ort ? (ort.env?.versions?.node ?? ort.env?.versions?.common ?? '?') : null;
 
 // ---- models ------------------------------------------------------------------------------------
@@ -275,7 +264,7 @@ async function measureCell(batch, density) {
 
   let session = null;
   let ortRun = null;
-  let ortSkip = ort ? '' : `onnxruntime-node not loaded: ${ortReason}`;
+  let ortSkip = ort ? '' : ortReason;
   if (ort) {
     try {
       patchOnnxBias(b1);
