@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <string>
+#include <utility>
 
 namespace mlpkit::addon {
 
@@ -50,5 +51,16 @@ auto Guard(Napi::Env env, const char* what, Body&& body) -> decltype(body()) {
 // A promise already rejected with `error`: how a promise-returning method reports bad arguments
 // (it rejects rather than throws).
 Napi::Promise Rejected(Napi::Env env, const Napi::Error& error);
+
+// Guard for a promise-returning method: body returns the promise of the job it queued; any error
+// before that (bad arguments, a disposed model) comes back as a rejected promise, not a throw.
+template <class Body>
+Napi::Value GuardAsync(Napi::Env env, const char* what, Body&& body) {
+  try {
+    return Guard(env, what, std::forward<Body>(body));
+  } catch (const Napi::Error& e) {
+    return Rejected(env, e);
+  }
+}
 
 }  // namespace mlpkit::addon

@@ -235,15 +235,11 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::TrainStepAsync(const Napi::CallbackInfo& info) {
   constexpr const char* what = "trainStepAsync";
   Napi::Env env = info.Env();
-  try {
-    return Guard(env, what, [&]() -> Napi::Value {
-      const auto& model = Live(env, what);
-      const TrainArgs a = ReadTrainArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<TrainJob>(model, a), "mlpkit:trainStepAsync");
-    });
-  } catch (const Napi::Error& e) {
-    return Rejected(env, e);
-  }
+  return GuardAsync(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    const TrainArgs a = ReadTrainArgs(info, inputs_, outputs_, what);
+    return Job::Queue(env, std::make_unique<TrainJob>(model, a), "mlpkit:trainStepAsync");
+  });
 }
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {

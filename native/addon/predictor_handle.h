@@ -65,16 +65,11 @@ class PredictorHandle {
   Napi::Value PredictAsync(const Napi::CallbackInfo& info, const char* resource) {
     constexpr const char* what = "predictAsync";
     Napi::Env env = info.Env();
-    try {
-      return Guard(env, what, [&]() -> Napi::Value {
-        const auto& model = Live(env, what);
-        const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
-        return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), resource);
-      });
-    } catch (const Napi::Error& e) {
-      // A promise-returning method reports bad arguments by rejecting, not by throwing.
-      return Rejected(env, e);
-    }
+    return GuardAsync(env, what, [&]() -> Napi::Value {
+      const auto& model = Live(env, what);
+      const PredictArgs a = ReadPredictArgs(info, inputs_, outputs_, what);
+      return Job::Queue(env, std::make_unique<PredictJob>(model, a.x, a.batch, a.out, what), resource);
+    });
   }
 
  private:

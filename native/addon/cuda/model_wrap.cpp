@@ -200,15 +200,11 @@ Napi::Value CudaModelWrap::TrainStep(const Napi::CallbackInfo& info) {
 Napi::Value CudaModelWrap::TrainStepAsync(const Napi::CallbackInfo& info) {
   constexpr const char* what = "trainStepAsync";
   Napi::Env env = info.Env();
-  try {
-    return Guard(env, what, [&]() -> Napi::Value {
-      const auto& model = Live(env, what);
-      const TrainArgs a = ReadTrainArgs(info, inputs_, outputs_, what);
-      return Job::Queue(env, std::make_unique<TrainJobT<cuda::CudaModel>>(model, a), "mlpkit:cuda:trainStepAsync");
-    });
-  } catch (const Napi::Error& e) {
-    return Rejected(env, e);
-  }
+  return GuardAsync(env, what, [&]() -> Napi::Value {
+    const auto& model = Live(env, what);
+    const TrainArgs a = ReadTrainArgs(info, inputs_, outputs_, what);
+    return Job::Queue(env, std::make_unique<TrainJobT<cuda::CudaModel>>(model, a), "mlpkit:cuda:trainStepAsync");
+  });
 }
 
 Napi::Value CudaModelWrap::Dispose(const Napi::CallbackInfo& info) {
