@@ -15,6 +15,7 @@
 //
 //   node bench/serve.mjs [--seconds S] [--only latency,overload,wide] [--no-write]
 
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -24,7 +25,7 @@ import { Mlp, info } from '../dist/index.js';
 import { groupedBarChartSvg } from './support/bar-chart.mjs';
 import { startServer } from './support/child-server.mjs';
 import { randomFloats } from './support/data.mjs';
-import { load, summarize } from './support/load.mjs';
+import { load, loadGenerator, summarize } from './support/load.mjs';
 import { formatRate } from './support/report.mjs';
 import { budgetFromSeconds } from './support/timing.mjs';
 
@@ -56,6 +57,14 @@ const CONCURRENCY = [1, 16, 64, 256];
 const OVERLOAD_CONNECTIONS = 1024;
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const progress = (text) => process.stderr.write(`${text}\n`);
+/** "wrk 4.1.0": wrk -v prints its version and usage, and exits 1. */
+function wrkVersion() {
+  try {
+    return execFileSync('wrk', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].split(' [')[0];
+  } catch (err) {
+    return String(err.stdout ?? 'wrk').split('\n')[0].split(' [')[0].trim() || 'wrk';
+  }
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'mlpkit-serve-bench-'));
 const cli = join(repoRoot, 'dist', 'cli', 'main.js');
@@ -80,6 +89,9 @@ function targets(model, serveFlags = []) {
     { key: 'batching', label: 'mlpkit serve (batching)', color: '#08519c', args: serve([]), path: '/v1/models/demo/predict' },
     { key: 'nobatch', label: 'mlpkit serve (no batching)', color: '#6baed6', args: serve(['--no-batching']), path: '/v1/models/demo/predict' },
     { key: 'ort', label: 'onnxruntime-node (run per request)', color: '#d94801', args: [support('ort-server.mjs'), '--model', model.path, '--threads', '1'], path: '' },
+    // Both cores: two processes of each server sharing the port (node:cluster).
+    { key: 'batching2', label: 'mlpkit serve --workers 2 (batching)', color: '#41ab5d', args: serve(['--workers', '2']), path: '/v1/models/demo/predict', workers: 2 },
+    { key: 'ort2', label: 'onnxruntime-node, 2 processes', color: '#fdae6b', args: [support('ort-server.mjs'), '--model', model.path, '--threads', '1', '--workers', '2'], path: '', workers: 2 },
     { key: 'constant', label: 'node:http constant (floor)', color: '#969696', args: [support('constant-server.mjs'), '--response', model.answer], path: '' },
   ];
 }
@@ -162,7 +174,7 @@ async function overloadRun(serveFlags) {
     const rssBefore = server.rssBytes();
     progress(`  overload ${serveFlags.join(' ') || '(defaults)'}: before, 16 connections: ${formatRate(before.rps)} req/s, p99 ${us(before.p99Us)}, RSS ${mib(rssBefore)}`);
     const from = rss.length;
-    const during = summarize(await load({ url, connections: OVERLOAD_CONNECTIONS, seconds: 2 * seconds, body }));
+    const during = summarize(await load({ url, connections: OVERLOAD_CONNECTIONS, seconds: 2 * seconds, body, countStatuses: true }));
     const samples = rss.slice(from).filter((v) => v !== null);
     const peak = samples.length ? Math.max(...samples) : null;
     progress(`  overload: ${OVERLOAD_CONNECTIONS} connections: ${formatRate(during.rps)} req/s, answers ${statusText(during.statuses)}, ` +
@@ -214,6 +226,21 @@ function targetRows(results, overloads) {
     rows.push(['64 connections: throughput >= 3x the onnxruntime server, at <= its p99',
       `${ratio.toFixed(2)}x (${formatRate(mine64.rps)} vs ${formatRate(ort64.rps)} req/s); p99 ${us(mine64.p99Us)} vs ${us(ort64.p99Us)}`,
       ratio >= 3 && mine64.p99Us <= ort64.p99Us ? 'PASS' : 'FAIL']);
+  }
+  const floor64 = get('constant', 64);
+  if (floor64 && ort64) {
+    rows.push(['(bound) the bare node:http constant server vs the onnxruntime server, 64 connections',
+      `${(floor64.rps / ort64.rps).toFixed(2)}x: no node:http server on one core can pass this`, 'info']);
+  }
+  const both64 = get('batching2', 64);
+  const ortBoth64 = get('ort2', 64);
+  if (both64 && ortBoth64) {
+    rows.push(['64 connections, both cores: mlpkit serve --workers 2 vs onnxruntime in 2 processes',
+      `${(both64.rps / ortBoth64.rps).toFixed(2)}x (${formatRate(both64.rps)} vs ${formatRate(ortBoth64.rps)} req/s); p99 ${us(both64.p99Us)} vs ${us(ortBoth64.p99Us)}`, 'info']);
+  }
+  if (both64 && ort64) {
+    rows.push(['64 connections: mlpkit serve --workers 2 vs the one-process onnxruntime server (unequal cores)',
+      `${(both64.rps / ort64.rps).toFixed(2)}x; p99 ${us(both64.p99Us)} vs ${us(ort64.p99Us)}`, 'info']);
   }
   const mine1 = get('batching', 1);
   const floor1 = get('constant', 1);
@@ -274,13 +301,17 @@ function chart(results, wideResults, subtitle) {
 
 const started = performance.now();
 const i = info();
+const generator = loadGenerator();
+const generatorLine = generator === 'wrk'
+  ? `- load generator: ${wrkVersion()}, one thread (its own process); latency = wrk's time per answer, every answer`
+  : '- load generator: autocannon (wrk is not installed: `apt-get install wrk`), in the bench process; autocannon costs about as much CPU per request as the servers, so on 2 cores it caps every server near the same rate; latency = its time per response, 2xx only';
 const machine = `${cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`;
 const loadAtStart = loadavg()[0];
 progress(`mlpkit ${i.version}, ${i.backend} (${i.isa}), Node ${process.versions.node}; ${machine}; load average ${loadAtStart.toFixed(2)}`);
 let latency = null;
 const overloads = [];
 let wideRun = null;
-const WIDE_TARGETS = targets(wide).filter((t) => t.key !== 'constant');
+const WIDE_TARGETS = targets(wide).filter((t) => t.key !== 'constant' && !t.workers);
 try {
   if (only.has('latency')) {
     progress('latency and throughput, demo model:');
@@ -309,9 +340,9 @@ const md = [
   `- command: \`node bench/serve.mjs --seconds ${seconds}${only.size < PARTS.length ? ` --only ${[...only].join(',')}` : ''}\` (${elapsed} s in all)`,
   `- date: ${new Date().toISOString()}; machine: ${machine}; load average ${loadAtStart.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end`,
   `- mlpkit ${i.version} (${i.backend}, ${i.isa}), Node ${process.versions.node}; one row per JSON request`,
-  '- each server in its own process with one thread (mlpkit --threads 1, onnxruntime intraOpNumThreads 1); autocannon 9 in the bench',
-  `  process; keep-alive connections; per cell two runs of ${seconds / 2} s in opposite server orders, pooled, after a 1 s warm-up;`,
-  "  latency = autocannon's time per response, 2xx only",
+  '- each server in its own process with one thread (mlpkit --threads 1, onnxruntime intraOpNumThreads 1), or two such processes',
+  '  sharing the port (`--workers 2` rows); keep-alive connections; per cell two runs of ' + `${seconds / 2} s in opposite server orders, pooled, after a 1 s warm-up`,
+  generatorLine,
   '',
 ];
 if (latency) {
