@@ -141,16 +141,36 @@ describe('int8 weights (per output channel)', () => {
 });
 
 describe('int4 weights (groups along the inputs, two per byte)', () => {
-  it('symmetric by hand: scale = max|w| / 7, u = q + 8, low nibble first', () => {
+  it('symmetric by hand: scale = max|w| / 7 when it codes the group exactly, u = q + 8, low nibble first', () => {
     const w = new Float32Array(32);
-    w.set([7, -7, 2.5, -3.5, 0.5, 1.5, -0.5, 6.5]);
+    w.set([7, -7, 3, -4, 0, 1, -1, 6]);
     const l = bare(w, 32, 1, { format: 'int4' });
     expect(l.groupSize).toBe(32);
     expect([...l.scales]).toEqual([1]);
     expect(l.zeros).toBeNull();
-    expect(nibbles(l).slice(0, 8)).toEqual([15, 1, 10, 4, 8, 10, 8, 14]);
+    expect(nibbles(l).slice(0, 8)).toEqual([15, 1, 11, 4, 8, 9, 7, 14]);
     expect(nibbles(l).slice(8)).toEqual(new Array(24).fill(8));
-    expect([...l.weights.subarray(0, 4)]).toEqual([0x1f, 0x4a, 0xa8, 0xe8]);
+    expect([...l.weights.subarray(0, 4)]).toEqual([0x1f, 0x4b, 0x98, 0xe7]);
+  });
+
+  it('symmetric scale search: a smaller scale wins when it lowers the squared error, ties keep max|w| / 7', () => {
+    // Half-way values cost 0.25 each at scale 1 (1.5 in all); max|w| / 7.5 clips 7 and -7 to
+    // +-7 steps of 0.933 but rounds the rest closer (1.09 in all), and beats 8, 8.5 and 9.
+    const w = new Float32Array(32);
+    w.set([7, -7, 2.5, -3.5, 0.5, 1.5, -0.5, 6.5]);
+    const l = bare(w, 32, 1, { format: 'int4' });
+    const s = Math.fround(7 / 7.5);
+    expect([...l.scales]).toEqual([s]);
+    const q = (v: number) => Math.min(7, Math.max(-8, roundHalfEven(Math.fround(v / s))));
+    expect(nibbles(l).slice(0, 8)).toEqual([...w.subarray(0, 8)].map((v) => q(v) + 8));
+    const error = (scale: number) => [...w].reduce((e, v) => e + (v - scale * Math.min(7, Math.max(-8, roundHalfEven(Math.fround(v / scale))))) ** 2, 0);
+    for (const d of [7, 8, 8.5, 9]) expect(error(s)).toBeLessThan(error(Math.fround(7 / d)));
+    // A negative extreme can land on -8: -8 at scale 1 is exact, where max|w| / 7 is not.
+    const neg = new Float32Array(32);
+    neg.set([-8, 3, 1]);
+    const n = bare(neg, 32, 1, { format: 'int4' });
+    expect([...n.scales]).toEqual([1]);
+    expect(nibbles(n).slice(0, 3)).toEqual([0, 11, 9]);
   });
 
   it('asymmetric by hand: mixed, all-positive, all-negative and zero groups, and the clamp at 15', () => {
@@ -164,11 +184,14 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
       ...g([0, 15, 7.5, 8.5]), // all >= 0: lo 0, zero 0
       ...g([-15, -7.5, -2.5]), // all <= 0: hi 0, zero 15
       ...g([]), // zeros: scale 0, zero 0, u 0
-      ...g([-1.5, 13.5]), // zero = rhe(1.5) = 2; u(13.5) = 14 + 2 = 16 -> clamped to 15
+      // The plain rule (scale 1, zero rhe(1.5) = 2) clamps u(13.5) = 16 to 15: squared error 0.5.
+      // The search does better with the range shrunk by 0.95 and the zero anchored at hi:
+      // scale 0.95, zero 15 - rhe(13.5 / 0.95) = 1; u(-1.5) = -1 clamps to 0: error 0.34.
+      ...g([-1.5, 13.5]),
     ];
     const l = bare(w, 160, 1, { format: 'int4', groupSize: 32, symmetric: false });
-    expect([...l.scales]).toEqual([1, 1, 1, 0, 1]);
-    expect([...l.zeros!]).toEqual([1, 0, 15, 0, 2]);
+    expect([...l.scales]).toEqual([1, 1, 1, 0, Math.fround(0.95)]);
+    expect([...l.zeros!]).toEqual([1, 0, 15, 0, 1]);
     const u = nibbles(l);
     expect(u.slice(0, 5)).toEqual([0, 15, 5, 7, 1]);
     expect(u.slice(5, 32)).toEqual(new Array(27).fill(1)); // w = 0 -> u = zero
@@ -176,8 +199,8 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
     expect(u.slice(64, 67)).toEqual([0, 7, 13]);
     expect(u.slice(96, 128)).toEqual(new Array(32).fill(0));
     expect(u.slice(128, 130)).toEqual([0, 15]);
-    // Dequantised: the clamped 13.5 comes back as 13; everything else within half a step.
-    expect([...dequantizeLayer(l).subarray(128, 130)]).toEqual([-2, 13]);
+    // Dequantised: the clamped -1.5 comes back as -0.95, 13.5 as 14 steps of 0.95.
+    expect([...dequantizeLayer(l).subarray(128, 130)]).toEqual([Math.fround(-0.95), Math.fround(Math.fround(0.95) * 14)]);
   });
 
   it('a symmetric zero group stores u = 8 and scale 0', () => {
@@ -186,11 +209,11 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
     expect(nibbles(l)).toEqual(new Array(64).fill(8));
   });
 
-  it('keeps every code in range on random groups: sym u in [1, 15] (q = -8 is never needed), asym u in [0, 15]', () => {
+  it('keeps every code in range on random groups: u and zero points in [0, 15]', () => {
     for (const symmetric of [true, false]) {
       const l = bare(gaussian(16 * 256, 3), 256, 16, { format: 'int4', groupSize: 32, symmetric });
       const u = nibbles(l);
-      expect(Math.min(...u)).toBeGreaterThanOrEqual(symmetric ? 1 : 0);
+      expect(Math.min(...u)).toBeGreaterThanOrEqual(0);
       expect(Math.max(...u)).toBeLessThanOrEqual(15);
       if (l.zeros) expect(Math.max(...l.zeros)).toBeLessThanOrEqual(15);
     }
@@ -249,7 +272,8 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
     const d = dequantizeLayer(l);
     for (let g = 0; g < 4; g++) {
       expect(Math.abs(d[g * 32 + g] - w[g * 32 + g])).toBeLessThanOrEqual(l.scales[g] / 2);
-      expect(l.scales[g]).toBe(Math.fround(100 / 7));
+      // +100 needs max|w| / 7; -100 is exact at max|w| / 8, as q = -8.
+      expect(l.scales[g]).toBe(Math.fround(100 / (g % 2 ? 8 : 7)));
     }
   });
 });
@@ -378,11 +402,11 @@ describe('W8A8 reference arithmetic', () => {
 describe('accuracy on random Gaussian layers', () => {
   // W ~ N(0, 1/k), x ~ N(0, 1). The error of a dot product of many independent terms is the
   // weights' relative quantisation error, so relative RMS output error is the rounding noise
-  // of the format: int8 ~0.75% (step max|w|/127 ~ 3.1 sigma / 127), int4 g32 ~9.6% symmetric
-  // (step ~2.1 sigma / 7). The issue's "int4 g32 <= 5%" holds only for the RMS error relative to
-  // the output scale max|y| (~2.3%), which is asserted too; relative to RMS(y) no 16-level code
-  // gets there for Gaussian weights (the optimal 16-level quantiser of a Gaussian, Lloyd-Max,
-  // leaves 9.7%).
+  // of the format: int8 ~0.75% (step max|w|/127 ~ 3.1 sigma / 127), int4 g32 ~8.7% symmetric
+  // with the scale search (9.6% with max|w| / 7 alone). The issue's "int4 g32 <= 5%" holds only
+  // for the RMS error relative to the output scale max|y| (~2.3%), which is asserted too;
+  // relative to RMS(y) no 4-bit code gets there for Gaussian weights (rate-distortion bound
+  // 2^-4 = 6.25%; docs/QUANTIZATION.md).
   const k = 512;
   const n = 128;
   const batch = 64;
@@ -418,7 +442,8 @@ describe('accuracy on random Gaussian layers', () => {
   it('int4 g32: RMS error <= 5% of the output scale (<= 11% of the RMS output); groups 64 and 128 are coarser', () => {
     const g32 = run({ format: 'int4', groupSize: 32 }, 'float');
     expect(g32.rmsOfScale).toBeLessThanOrEqual(0.05);
-    expect(g32.relativeRms).toBeLessThanOrEqual(0.11);
+    // 8.67% measured; the range rule alone gave 9.56%, so a search that stopped helping fails.
+    expect(g32.relativeRms).toBeLessThanOrEqual(0.09);
     const asym = run({ format: 'int4', groupSize: 32, symmetric: false }, 'float');
     expect(asym.relativeRms).toBeLessThan(g32.relativeRms); // the zero point buys a level
     const g64 = run({ format: 'int4', groupSize: 64 }, 'float');

@@ -66,6 +66,54 @@ function quantizeInt8(weight, bias, n, k) {
   return { inputs: k, outputs: n, format: 'int8', groupSize: k, symmetric: true, weights: q, scales, zeros: null, bias };
 }
 
+// int4 scales by search (lib/quant/quantize.ts): the candidates below, scored by the group's
+// squared rounding error in float64 (rounded as w * (1 / s), Math.round); the least wins, ties
+// keep the earlier one.
+function squaredError(weight, row, p0, p1, s, z, qmin, qmax) {
+  const inv = 1 / s;
+  let e = 0;
+  for (let p = p0; p < p1; p++) {
+    const w = weight[row + p];
+    const d = w - s * (clamp(Math.round(w * inv) + z, qmin, qmax) - z);
+    e += d * d;
+  }
+  return e;
+}
+
+function searchSymmetric(weight, row, p0, p1) {
+  let amax = 0;
+  for (let p = p0; p < p1; p++) amax = Math.max(amax, Math.abs(weight[row + p]));
+  let best = 0;
+  let bestError = Infinity;
+  for (const d of [7, 7.5, 8, 8.5, 9]) {
+    const s = f32(amax / d);
+    if (s === 0) break;
+    const e = squaredError(weight, row, p0, p1, s, 0, -8, 7);
+    if (e < bestError) [best, bestError] = [s, e];
+  }
+  return best;
+}
+
+function searchAsymmetric(weight, row, p0, p1) {
+  let lo = 0;
+  let hi = 0;
+  for (let p = p0; p < p1; p++) {
+    lo = Math.min(lo, weight[row + p]);
+    hi = Math.max(hi, weight[row + p]);
+  }
+  let best = { scale: 0, zero: 0 };
+  let bestError = Infinity;
+  for (const f of [1, 0.95, 0.9, 0.85, 0.8]) {
+    const s = f32(((hi - lo) * f) / 15);
+    if (s === 0) break;
+    for (const z of [clamp(roundHalfEven(f32(-lo / s)), 0, 15), clamp(15 - roundHalfEven(f32(hi / s)), 0, 15)]) {
+      const e = squaredError(weight, row, p0, p1, s, z, 0, 15);
+      if (e < bestError) [best, bestError] = [{ scale: s, zero: z }, e];
+    }
+  }
+  return best;
+}
+
 function quantizeInt4(weight, bias, n, k, groupSize, symmetric) {
   if (![32, 64, 128].includes(groupSize)) throw new RangeError(`quantizeLinear: int4 group size must be 32, 64 or 128, got ${groupSize}`);
   const groups = Math.ceil(k / groupSize);
@@ -83,23 +131,14 @@ function quantizeInt4(weight, bias, n, k, groupSize, symmetric) {
       let scale;
       let zero;
       if (symmetric) {
-        let amax = 0;
-        for (let p = p0; p < p1; p++) amax = Math.max(amax, Math.abs(weight[row + p]));
-        scale = f32(amax / 7);
+        scale = searchSymmetric(weight, row, p0, p1);
         zero = 8;
         for (let p = p0; p < p0 + groupSize; p++) {
           const w = p < k ? weight[row + p] : 0; // the padding of the last group is zero weights
           u[p] = scale === 0 ? 8 : clamp(roundHalfEven(f32(w / scale)), -8, 7) + 8;
         }
       } else {
-        let lo = 0;
-        let hi = 0;
-        for (let p = p0; p < p1; p++) {
-          lo = Math.min(lo, weight[row + p]);
-          hi = Math.max(hi, weight[row + p]);
-        }
-        scale = f32((hi - lo) / 15);
-        zero = scale === 0 ? 0 : clamp(roundHalfEven(f32(-lo / scale)), 0, 15);
+        ({ scale, zero } = searchAsymmetric(weight, row, p0, p1));
         for (let p = p0; p < p0 + groupSize; p++) {
           const w = p < k ? weight[row + p] : 0;
           u[p] = scale === 0 ? 0 : clamp(roundHalfEven(f32(w / scale)) + zero, 0, 15);
