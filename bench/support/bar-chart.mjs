@@ -78,9 +78,14 @@ function panelSvg(panel, series, x0, y0, width, height, yLabel) {
  */
 export function groupedBarChartSvg({ title, subtitle = '', yLabel = '', series, panels, columns = 2, panelWidth = 480, panelHeight = 300 }) {
   const rows = Math.ceil(panels.length / columns);
-  const legendHeight = 26;
-  const top = 52 + legendHeight;
   const width = Math.max(1, Math.min(columns, panels.length)) * panelWidth + 20;
+  // Legend: one swatch per series, centred, on as many lines as the width needs.
+  // ~6.5 px per character at 11 px: long labels must not run into the next swatch.
+  const itemWidth = Math.max(150, 30 + 6.5 * Math.max(...series.map((s) => String(s.label).length)));
+  const perLine = Math.max(1, Math.min(series.length, Math.floor((width - 20) / itemWidth)));
+  const legendLines = Math.ceil(series.length / perLine);
+  const legendHeight = 26 + 18 * (legendLines - 1);
+  const top = 52 + legendHeight;
   const height = top + rows * panelHeight + 10;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
@@ -88,15 +93,14 @@ export function groupedBarChartSvg({ title, subtitle = '', yLabel = '', series, 
     `<text x="${f(width / 2)}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(title)}</text>`,
     `<text x="${f(width / 2)}" y="40" text-anchor="middle" fill="#444">${escapeXml(subtitle)}</text>`,
   ];
-  // Legend: one swatch per series, centred on one line.
-  // ~6.5 px per character at 11 px: long labels must not run into the next swatch.
-  const itemWidth = Math.max(150, 30 + 6.5 * Math.max(...series.map((s) => String(s.label).length)));
-  let lx = (width - itemWidth * series.length) / 2;
-  for (const s of series) {
-    out.push(`<rect x="${f(lx)}" y="${52}" width="12" height="12" fill="${s.color}"/>`);
-    out.push(`<text x="${f(lx + 17)}" y="${62}">${escapeXml(s.label)}</text>`);
-    lx += itemWidth;
-  }
+  series.forEach((s, i) => {
+    const line = Math.floor(i / perLine);
+    const onLine = Math.min(perLine, series.length - line * perLine);
+    const lx = (width - itemWidth * onLine) / 2 + (i % perLine) * itemWidth;
+    const ly = 52 + 18 * line;
+    out.push(`<rect x="${f(lx)}" y="${ly}" width="12" height="12" fill="${s.color}"/>`);
+    out.push(`<text x="${f(lx + 17)}" y="${ly + 10}">${escapeXml(s.label)}</text>`);
+  });
   panels.forEach((panel, i) => {
     const px = 10 + (i % columns) * panelWidth;
     const py = top + Math.floor(i / columns) * panelHeight;
