@@ -2,10 +2,10 @@
 // it is installed (apt-get install wrk) and from autocannon otherwise.
 //
 // Why wrk first: on a 2-core machine the load generator shares the cores with the server it
-// measures. autocannon is JavaScript and spends about as much CPU per request as a node:http
-// server does, so at 16-64 connections it, not the server, set the pace: the bare constant
-// server and onnxruntime's came out 1.5x apart under autocannon and 2.6x apart under wrk, which
-// costs a few microseconds per request. Every run records which generator it used.
+// measures. autocannon spends ~30 us of CPU per request here, as much as a node:http server,
+// so at 16-64 connections it, not the server, set the pace: the bare constant server and
+// onnxruntime's came out 1.5x apart under autocannon and 2.6x apart under wrk (~15 us per
+// request, most of it the kernel's loopback TCP). The bench reports which generator it used.
 //
 // Latencies are kept as weighted microsecond values (from wrk, 1000 quantiles of its own
 // histogram; from autocannon, every response time from its 'response' event, since its
