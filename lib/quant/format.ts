@@ -14,12 +14,15 @@
 // int4 (groups of 32, 64 or 128 along k), two weights per byte:
 //   byte b of a row holds value 2b in its low nibble and value 2b + 1 in its high nibble; a
 //   nibble u is in [0, 15]. Stored as Uint8Array [n * kPadded / 2], row-major.
-//   symmetric:  scale = f32(max |w| / 7) over the group; u = clamp(roundHalfEven(f32(w / scale)), -8, 7) + 8;
-//               w ~= scale * (u - 8). A group of zeros has scale 0 and u = 8.
-//   asymmetric: lo = min(min w, 0), hi = max(max w, 0), scale = f32((hi - lo) / 15),
-//               zero = clamp(roundHalfEven(f32(-lo / scale)), 0, 15),
-//               u = clamp(roundHalfEven(f32(w / scale)) + zero, 0, 15); w ~= scale * (u - zero).
+//   symmetric:  u = clamp(roundHalfEven(f32(w / scale)), -8, 7) + 8; w ~= scale * (u - 8).
+//               A group of zeros has scale 0 and u = 8.
+//   asymmetric: u = clamp(roundHalfEven(f32(w / scale)) + zero, 0, 15); w ~= scale * (u - zero).
 //               A group of zeros has scale 0, zero 0 and u = 0.
+//   The quantiser chooses scale (and zero) per group by error search (lib/quant/quantize.ts):
+//   symmetric scale = f32(max |w| / d), d in 7 ... 9; asymmetric, with lo = min(min w, 0) and
+//   hi = max(max w, 0), scale = f32((hi - lo) * f / 15), f in 1 ... 0.8, and
+//   zero = clamp(roundHalfEven(f32(-lo / scale)), 0, 15) or clamp(15 - roundHalfEven(f32(hi / scale)), 0, 15).
+//   Any finite scale >= 0 and zero in [0, 15] is valid: the codes above are what the ABI fixes.
 // Scales: Float32Array [n * groups] (groups = kPadded / groupSize), row-major. Zero points
 // (asymmetric int4 only): Uint8Array [n * groups].
 //
@@ -39,9 +42,9 @@
 // reference, lib/quant/quantize.ts and lib/quant/reference.ts; loaders enforce them):
 //   - f32(expr) evaluates expr exactly and rounds once to float32 (roundTiesToEven). For one
 //     operation on float32 operands that is the IEEE float32 operation (Math.fround(a / b) in
-//     JS). The one compound expression, the asymmetric f32((hi - lo) / 15), computes hi - lo in
-//     float64 (lo <= 0 <= hi, so it cannot overflow there as a float32 subtraction could), then
-//     divides and rounds once. Only lib/quant/quantize.ts quantises weights.
+//     JS). The one compound expression, the asymmetric f32((hi - lo) * f / 15), computes it in
+//     float64 (lo <= 0 <= hi, so hi - lo cannot overflow there as a float32 subtraction could),
+//     then rounds once. Only lib/quant/quantize.ts quantises weights.
 //   - A scale of 0 means q = 0 for the whole group: also when the group is not all zeros but its
 //     max |w| / 7 (or / 127, or (hi - lo) / 15) underflows to 0 (|w| of a few denormal ulps).
 //     Symmetric int4 then stores u = 8, asymmetric u = 0 and zero = 0. Likewise sx = 0 means

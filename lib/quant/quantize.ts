@@ -93,7 +93,7 @@ function quantizeInt8(w: Float32Array, k: number, n: number): { weights: Int8Arr
 // scale that maps max|w| to 7 spends most of the 16 levels on the rare tails. Each candidate is
 // scored by its squared rounding error over the group (float64), the least wins, and a tie keeps
 // the earlier candidate, so the plain range rule (the first) stands whenever nothing beats it.
-// Relative RMS error on Gaussian weights, g32: symmetric 9.7% -> 8.7%, asymmetric 8.1% -> 7.9%
+// Relative RMS error on Gaussian weights, g32: symmetric 9.6% -> 8.7%, asymmetric 8.1% -> 7.9%
 // (docs/QUANTIZATION.md).
 
 /** Symmetric candidates: s = f32(max|w| / d). d > 7 clips the largest |w| to 7 (or to -8). */
