@@ -3,8 +3,9 @@
 //   - onnxruntime-node behind a minimal node:http server, one session.run per request
 //     (bench/support/ort-server.mjs: same model, same JSON format, same decoder and encoder),
 //   - a bare node:http server answering a constant body of the same size (the latency floor),
-// each in its own process, loaded by autocannon from this one with 1, 16, 64 and 256 keep-alive
-// connections posting one row as JSON. Then overload runs: 1024 connections against mlpkit
+//   - mlpkit serve --workers 2 and the onnxruntime server in 2 processes (both cores),
+// each in its own process(es), loaded by wrk (or autocannon where wrk is not installed:
+// bench/support/load.mjs) with 1, 16, 64 and 256 keep-alive connections posting one row as JSON. Then overload runs: 1024 connections against mlpkit
 // serve with its default queue bound and with a bound below the connection count, watching its
 // memory, the 503s and timeouts, with runs at 16 connections before and after to see it
 // recover. Last, a wider model (512-2048-2048-16, where one row costs ~1 ms of weights to read)
