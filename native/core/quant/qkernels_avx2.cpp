@@ -52,6 +52,13 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
   }
 }
 
+// As in qkernels_vnni.cpp: a single-row pass streams the weights once, and prefetching them
+// 4 KiB ahead (the scales as far ahead in groups) keeps more lines in flight than the hardware
+// prefetchers do. 4096 -> 16384 int4 g32 W4A8 at batch 1 ran 1.31x faster with it on Zen 4
+// under MLPKIT_ISA=avx2 (median of 8 paired runs, all 8 faster, 2 threads).
+constexpr std::size_t kPrefetchBytes = 4096;
+
+template <bool Prefetch>
 void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) {
   const std::size_t steps = l.kq / 8, per_group = l.group / 8;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
@@ -61,7 +68,11 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
     // Low and high nibbles in chains of their own (exact integer sums, added after).
     __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     __m256i high[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    if constexpr (Prefetch) {
+      _mm_prefetch(reinterpret_cast<const char*>(l.scales.data() + l.at(b, g)) + kPrefetchBytes / per_group, _MM_HINT_T0);
+    }
     for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
+      if constexpr (Prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + t * 64) + kPrefetchBytes, _MM_HINT_T0);
       const __m256i x0 = bcast4(x.xq + 8 * t), x1 = bcast4(x.xq + 8 * t + 4);
       for (int h = 0; h < 2; ++h) {
         const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + t * 64 + h * 32));
@@ -130,8 +141,10 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
   for (std::size_t r = 0; r < count; ++r) {
     if (l.format == Format::Int8) {
       w8a8_int8(l, b, rows[r], y + r * ldy);
+    } else if (count == 1) {
+      w8a8_int4<true>(l, b, rows[r], y + r * ldy);
     } else {
-      w8a8_int4(l, b, rows[r], y + r * ldy);
+      w8a8_int4<false>(l, b, rows[r], y + r * ldy);  // later rows find the block in cache
     }
   }
 }
