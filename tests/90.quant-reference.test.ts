@@ -62,6 +62,9 @@ describe('roundHalfEven', () => {
       [126.5, 126], [127.5, 128], [-127.5, -128], [0.49999997, 0], [Math.fround(2.5000002), 3],
       [-0, 0], [1e-45, 0], [-1e-45, 0], [2 ** 52 - 0.5, 2 ** 52], [2 ** 52 + 1, 2 ** 52 + 1],
       [3.4e38, 3.4e38], [-3.4e38, -3.4e38], [Infinity, Infinity], [-Infinity, -Infinity],
+      // Either side of 2^51, where the fast path (adding 1.5 * 2^52) hands over to Math.round.
+      [2 ** 51 - 0.5, 2 ** 51], [-(2 ** 51) + 0.5, -(2 ** 51)], [2 ** 51 - 1.5, 2 ** 51 - 2],
+      [2 ** 51 + 0.5, 2 ** 51], [2 ** 51 + 1.5, 2 ** 51 + 2], [-(2 ** 51) - 1.5, -(2 ** 51) - 2],
     ];
     for (const [v, want] of cases) {
       expect(Object.is(roundHalfEven(v), want), `roundHalfEven(${v}) = ${roundHalfEven(v)}, want ${want}`).toBe(true);

@@ -67,14 +67,15 @@ function quantizeInt8(weight, bias, n, k) {
 }
 
 // int4 scales by search (lib/quant/quantize.ts): the candidates below, scored by the group's
-// squared rounding error in float64 (rounded as w * (1 / s), Math.round); the least wins, ties
-// keep the earlier one.
+// squared rounding error in float64 (w * (1 / s) rounded half to even by adding and subtracting
+// 1.5 * 2^52); the least wins, ties keep the earlier one.
+const SHIFT = 6755399441055744;
 function squaredError(weight, row, p0, p1, s, z, qmin, qmax) {
   const inv = 1 / s;
   let e = 0;
   for (let p = p0; p < p1; p++) {
     const w = weight[row + p];
-    const d = w - s * (clamp(Math.round(w * inv) + z, qmin, qmax) - z);
+    const d = w - s * (clamp(w * inv + SHIFT - SHIFT + z, qmin, qmax) - z);
     e += d * d;
   }
   return e;

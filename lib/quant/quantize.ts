@@ -10,7 +10,7 @@ import { expectAllFinite, expectFloat32Array, expectInteger, expectNumber } from
 import { packNibbles, unpackCodes } from './codes.js';
 import { groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
 import { activationCode, normalizeLayerFormat, type LayerFormat, type LayerFormatOptions } from './options.js';
-import { clamp, roundHalfEven } from './rounding.js';
+import { ROUNDING_SHIFT, clamp, roundHalfEven } from './rounding.js';
 
 const f32 = Math.fround;
 
@@ -106,13 +106,14 @@ const RANGE_FACTORS = [1, 0.95, 0.9, 0.85, 0.8];
  * any value >= limit once it reaches limit (the candidate has lost: most stop early).
  */
 function groupError(w: Float32Array, base: number, p0: number, p1: number, s: number, z: number, qmin: number, qmax: number, limit: number): number {
-  // Only a score: rounding by multiplication and Math.round (ties up) is 3x cheaper than the
-  // exact float32 rule, and differs from it only on ties, where either code costs the same.
+  // Only a score, so cheaper than the exact float32 rule: a multiplication instead of the
+  // division, and rounding by adding and subtracting 1.5 * 2^52 (ties to even, |x| < 2^51),
+  // which here is 3x faster than Math.round. The codes that win are recomputed by the rule.
   const inv = 1 / s;
   let e = 0;
   for (let p = p0; p < p1 && e < limit; p++) {
     const v = w[base + p];
-    const d = v - s * (clamp(Math.round(v * inv) + z, qmin, qmax) - z);
+    const d = v - s * (clamp(v * inv + ROUNDING_SHIFT - ROUNDING_SHIFT + z, qmin, qmax) - z);
     e += d * d;
   }
   return e;
