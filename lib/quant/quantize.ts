@@ -119,17 +119,16 @@ function groupError(w: Float32Array, base: number, p0: number, p1: number, s: nu
   return e;
 }
 
-/** The symmetric scale of group [p0, p1) of the row at `base`: 0 for an all-zero group. */
-function symmetricScale(w: Float32Array, base: number, p0: number, p1: number): number {
-  let amax = 0;
-  for (let p = p0; p < p1; p++) amax = Math.max(amax, Math.abs(w[base + p]));
+/** The symmetric scale of group [p0, p1) of row j: 0 for an all-zero group. */
+function symmetricScale(w: Float32Array, k: number, j: number, p0: number, p1: number): number {
+  const amax = maxAbs(w, k, j, p0, p1);
   let best = f32(amax / SYMMETRIC_DIVISORS[0]);
   if (best === 0) return 0;
-  let bestError = groupError(w, base, p0, p1, best, 0, -8, 7, Infinity);
+  let bestError = groupError(w, j * k, p0, p1, best, 0, -8, 7, Infinity);
   for (let i = 1; i < SYMMETRIC_DIVISORS.length; i++) {
     const s = f32(amax / SYMMETRIC_DIVISORS[i]);
     if (s === 0) break; // a denormal range: nothing smaller can help
-    const e = groupError(w, base, p0, p1, s, 0, -8, 7, bestError);
+    const e = groupError(w, j * k, p0, p1, s, 0, -8, 7, bestError);
     if (e < bestError) {
       best = s;
       bestError = e;
@@ -147,28 +146,29 @@ function asymmetricScale(w: Float32Array, base: number, p0: number, p1: number):
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
-  let best = { scale: 0, zero: 0 };
+  let bestScale = 0;
+  let bestZero = 0;
   let bestError = Infinity;
   for (const f of RANGE_FACTORS) {
     // hi - lo in float64, rounded once at the end (format.ts): a float32 subtraction would
     // overflow to Infinity for groups spanning more than FLT_MAX.
     const s = f32(((hi - lo) * f) / 15);
-    if (s === 0) {
-      if (f === RANGE_FACTORS[0]) return best; // an all-zero (or denormal) group: scale 0, zero 0
-      break;
-    }
+    if (s === 0) break; // an all-zero (or denormal) range: scale 0, zero 0, or nothing smaller helps
     // Anchored at lo (the plain rule), then at hi: a shrunk range clips one end or the other.
     const fromLo = clamp(roundHalfEven(f32(-lo / s)), 0, 15);
     const fromHi = clamp(15 - roundHalfEven(f32(hi / s)), 0, 15);
-    for (const z of fromHi === fromLo ? [fromLo] : [fromLo, fromHi]) {
+    for (let anchor = 0; anchor < 2; anchor++) {
+      const z = anchor === 0 ? fromLo : fromHi;
+      if (anchor === 1 && z === fromLo) break;
       const e = groupError(w, base, p0, p1, s, z, 0, 15, bestError);
       if (e < bestError) {
-        best = { scale: s, zero: z };
+        bestScale = s;
+        bestZero = z;
         bestError = e;
       }
     }
   }
-  return best;
+  return { scale: bestScale, zero: bestZero };
 }
 
 function quantizeInt4(
@@ -189,7 +189,7 @@ function quantizeInt4(
       const p1 = Math.min(p0 + groupSize, k); // real inputs; [p1, p0 + groupSize) is padding (w = 0)
       const at = j * groups + g;
       if (symmetric) {
-        const scale = symmetricScale(w, j * k, p0, p1);
+        const scale = symmetricScale(w, k, j, p0, p1);
         scales[at] = scale;
         for (let p = p0; p < p0 + groupSize; p++) {
           const v = p < p1 ? w[j * k + p] : 0;
