@@ -22,6 +22,7 @@
 #include "core/loss.h"
 #include "core/model.h"
 #include "core/optimizer.h"
+#include "core/parallel.h"
 #include "core/sequencer.h"
 
 using namespace mlpkit;
@@ -499,6 +500,59 @@ void test_sequencer() {
   }
 }
 
+// The thread pool: every task of every job runs exactly once, whatever the count and however
+// late a helper wakes; a task's exception reaches the caller after the others ran; callers on
+// several threads at once (one gets the pool, the rest run inline) never deadlock.
+void test_parallel_for() {
+  set_thread_count(4);
+  bool exact = true;
+  for (std::size_t count : {2u, 3u, 17u, 64u, 1000u}) {
+    for (int rep = 0; rep < 200; ++rep) {
+      std::vector<std::atomic<int>> hits(count);
+      for (auto& h : hits) h = 0;
+      parallel_for(count, [&](std::size_t i) { hits[i].fetch_add(1); });
+      for (auto& h : hits) exact = exact && h.load() == 1;
+    }
+  }
+  check(exact, "1000 jobs of 2..1000 tasks: each task ran exactly once");
+  {
+    // The first task stalls its claimer; the call returns only once that task is done.
+    std::atomic<bool> slow_done{false};
+    parallel_for(8, [&](std::size_t i) {
+      if (i == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        slow_done = true;
+      }
+    });
+    check(slow_done.load(), "the call waits for a task a helper claimed");
+  }
+  {
+    std::atomic<int> ran{0};
+    bool thrown = false;
+    try {
+      parallel_for(50, [&](std::size_t i) {
+        ran.fetch_add(1);
+        if (i == 7) throw std::runtime_error("task 7");
+      });
+    } catch (const std::runtime_error& e) {
+      thrown = std::string(e.what()) == "task 7";
+    }
+    check(thrown && ran.load() == 50, "a task's exception is rethrown after all 50 tasks ran");
+  }
+  {
+    std::atomic<long> total{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t) {
+      callers.emplace_back([&] {
+        for (int rep = 0; rep < 300; ++rep) parallel_for(10, [&](std::size_t i) { total.fetch_add(static_cast<long>(i)); });
+      });
+    }
+    for (auto& c : callers) c.join();
+    check(total.load() == 4L * 300 * 45, "4 threads x 300 concurrent calls: every task ran once");
+  }
+  set_thread_count(std::thread::hardware_concurrency() == 0 ? 1 : static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 }  // namespace
 
 int main() {
@@ -516,6 +570,7 @@ int main() {
   run("errors leave the model unchanged", test_errors_leave_state_alone);
   run("train step = loss grad + update", test_train_step_runs_both_halves);
   run("sequencer: calls in issue order", test_sequencer);
+  run("thread pool: each task once, errors, concurrent callers", test_parallel_for);
   std::printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }
