@@ -31,7 +31,7 @@ import {
 } from './support/onnx-quant.mjs';
 import { loadOrt, ortSessionOptions } from './support/ort.mjs';
 import { formatTime } from './support/report.mjs';
-import { budgetFromSeconds, medianUs, medianUsAsync } from './support/timing.mjs';
+import { budgetFromSeconds, interleavedPasses, medianOf, medianUs, pairedRatio } from './support/timing.mjs';
 
 const { Mlp, info } = mlpkit;
 
@@ -72,6 +72,11 @@ const THREADS = availableParallelism();
 
 const LAYER = small ? { k: 512, n: 2048 } : { k: 4096, n: 16384 };
 const BATCHES = [1, 8, 64, 256];
+const PASSES = 5; // interleaved timing passes per batch (see speedSection)
+// Idle time before each row's turn in a pass: onnxruntime's intra-op pool spins for ~40 ms of
+// CPU after every run (its default allow_spinning; measured with process.cpuUsage over a sleep),
+// and a row timed inside that window ran at up to 1/3 of its speed on the 2 cores.
+const SETTLE_MS = 100;
 const WEIGHT_STD = 0.02;
 const CHECK_ROWS = 3; // rows of the pre-timing agreement check (a float64 JS reference of 4096 x 16384 is slow)
 // Gaussian layers of the accuracy section [inputs, outputs]: 1000 is not a multiple of any int4
@@ -547,12 +552,17 @@ async function speedSection() {
   const scanAt = new Map();
   for (const bytes of new Set(rows.map((r) => r.bytes))) scanAt.set(bytes, await scanBandwidth(bytes, THREADS));
 
-  // Timing, batch by batch, rows back to back.
-  const cells = new Map(); // `${key}:${batch}` -> { us } | { skip }
+  // Timing, batch by batch: every row once (a row on a slow fallback is skipped), then all of a
+  // batch's rows in interleaved passes. This VM's read bandwidth drifts by 1.5x within a minute
+  // (a float32 batch-1 call took 5.2 ms in one pass and 8-9 ms in the next), so rows timed one
+  // after another compared times from different machines; interleaved, each ratio column is
+  // the median over passes of the two rows' times in the same pass.
+  const cells = new Map(); // `${key}:${batch}` -> { us, passes } | { skip }
   for (const batch of BATCHES) {
     const x = gaussian(batch * k, 100 + batch);
     const out = new Float32Array(batch * n);
-    let f32Us;
+    let f32Ms;
+    const timed = [];
     for (const r of rows) {
       const h = handles.get(r.key);
       const cell = `${r.key}:${batch}`;
@@ -570,17 +580,22 @@ async function speedSection() {
       const t0 = performance.now();
       await run();
       const firstMs = performance.now() - t0;
-      const limitMs = f32Us === undefined ? 10000 : Math.max(2000, (f32Us / 1000) * 50);
+      if (r.key === 'f32') f32Ms = firstMs;
+      const limitMs = f32Ms === undefined ? 10000 : Math.max(2000, f32Ms * 50);
       if (r.engine === 'mlpkit' && r.key !== 'f32' && firstMs > limitMs) {
         cells.set(cell, { skip: `${r.label} took ${(firstMs / 1000).toFixed(1)} s per call at batch ${batch} (${h.backend}): no fast kernel yet, not timed` });
         progress(`  batch ${batch} ${r.label}: skipped, ${(firstMs / 1000).toFixed(1)} s for one call`);
         continue;
       }
-      const us = h.async ? await medianUsAsync(run, budgetMs, { warmup: false }) : medianUs(run, budgetMs, { warmup: false });
-      if (r.key === 'f32') f32Us = us;
-      cells.set(cell, { us });
-      progress(`  batch ${batch} ${r.label}: ${formatTime(us)}`);
+      timed.push({ r, contender: { run, isAsync: Boolean(h.async) } });
     }
+    progress(`  batch ${batch}: ${timed.length} rows in ${PASSES} interleaved passes ...`);
+    const passes = await interleavedPasses(timed.map((t) => t.contender), budgetMs, PASSES, { warmup: false, minRounds: 2, settleMs: SETTLE_MS });
+    timed.forEach(({ r }, i) => {
+      const us = medianOf(passes[i]);
+      cells.set(`${r.key}:${batch}`, { us, passes: passes[i] });
+      progress(`  batch ${batch} ${r.label}: ${formatTime(us)} (passes: ${passes[i].map(formatTime).join(', ')})`);
+    });
   }
   // Stability: the float32 batch-1 cell once more, after everything else. Other work on the
   // shared cores shows up as a difference between the two.
@@ -842,6 +857,16 @@ async function classifierSection() {
 
 // ---- report ------------------------------------------------------------------------------------------
 
+/**
+ * How many times faster the row `fastKey` ran than `slowKey` at `batch`: the median over the
+ * interleaved passes of the two rows' time ratio within a pass; undefined when either was not timed.
+ */
+function speedup(cells, slowKey, fastKey, batch) {
+  const a = cells.get(`${slowKey}:${batch}`)?.passes;
+  const b = cells.get(`${fastKey}:${batch}`)?.passes;
+  return a && b ? pairedRatio(a, b) : undefined;
+}
+
 function speedMarkdown(s) {
   const { rows, cells, bandwidth } = s;
   const byKey = new Map(rows.map((r) => [r.key, r]));
@@ -860,7 +885,7 @@ function speedMarkdown(s) {
     '|---:|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const batch of BATCHES) {
-    const base = us('f32', batch);
+    const vsF32 = (key) => speedup(cells, 'f32', key, batch);
     for (const r of rows) {
       const t = us(r.key, batch);
       if (t === undefined) {
@@ -868,11 +893,11 @@ function speedMarkdown(s) {
         continue;
       }
       const bw = batch === 1 ? gbps(r.bytes, t) : undefined;
-      const cp = r.counterpart ? us(r.counterpart, batch) : undefined;
-      const vsOrt = r.counterpart ? (cp === undefined ? '-' : `${ratio(cp / t)} (vs ${byKey.get(r.counterpart).label.replace('onnxruntime ', '')})`) : '';
+      const cp = r.counterpart ? speedup(cells, r.counterpart, r.key, batch) : undefined;
+      const vsOrt = r.counterpart ? (cp === undefined ? '-' : `${ratio(cp)} (vs ${byKey.get(r.counterpart).label.replace('onnxruntime ', '')})`) : '';
       lines.push(
         `| ${batch} | ${r.label} | ${mb(r.bytes)} | ${formatTime(t)} | ${bw === undefined ? '' : bw.toFixed(1)} | ${bw === undefined ? '' : `${((bw / bandwidth.referenceFor(r.bytes)) * 100).toFixed(0)}%`} |` +
-          ` ${r.key === 'f32' ? 'baseline' : base === undefined ? '-' : ratio(base / t)} | ${vsOrt} |`,
+          ` ${r.key === 'f32' ? 'baseline' : vsF32(r.key) === undefined ? '-' : ratio(vsF32(r.key))} | ${vsOrt} |`,
       );
     }
   }
@@ -881,7 +906,8 @@ function speedMarkdown(s) {
   lines.push(
     '',
     'weight bytes: quantised values + scales (+ zero points) read per call, the bias and x not counted; onnxruntime rows count the same bytes (its prepacked layout may differ a little).',
-    'vs mlpkit f32: mlpkit float32 time over the row\'s (above 1: the row is faster). vs onnxruntime: the time of the onnxruntime operator that computes the same thing over the mlpkit row\'s (above 1: mlpkit is faster);',
+    'vs mlpkit f32: mlpkit float32 time over the row\'s (above 1: the row is faster). vs onnxruntime: the time of the onnxruntime operator that computes the same thing over the mlpkit row\'s (above 1: mlpkit is faster).' +
+      ' Both are medians over the interleaved passes of the ratio within a pass, so they can differ a little from the ratio of the two time columns;',
     'weight-only int8 has no onnxruntime counterpart with float activations, so it is set against MatMulInteger too.',
     '',
     '#### Speedup over mlpkit float32 at the same batch',
@@ -891,9 +917,8 @@ function speedMarkdown(s) {
   );
   for (const r of rows) {
     lines.push(`| ${r.label} | ${BATCHES.map((b) => {
-      const t = us(r.key, b);
-      const base = us('f32', b);
-      return t === undefined || base === undefined ? '-' : ratio(base / t);
+      const v = speedup(cells, 'f32', r.key, b);
+      return v === undefined ? '-' : ratio(v);
     }).join(' | ')} |`);
   }
   if (s.accuracyOfRow.size) {
@@ -949,12 +974,12 @@ function evaluateTargets(s, gl) {
   const push = (what, target, measured, pass) => targets.push({ what, target, measured, result: pass === undefined ? 'N/A' : pass ? 'PASS' : 'FAIL' });
   const fastest = (keys, batch) => keys.map((key) => ({ key, t: us(key, batch) })).filter((e) => e.t !== undefined).sort((a, b) => a.t - b.t)[0];
   const label = (key) => s.rows.find((r) => r.key === key).label;
-  const f32b1 = us('f32', 1);
   const layer = `${LAYER.k} -> ${LAYER.n}`;
   if (s) {
     const i8 = fastest(['int8', 'w8a8'], 1);
+    const i8f = i8 && speedup(s.cells, 'f32', i8.key, 1);
     push(`${layer}, batch 1, int8 weights (the faster of weight-only and W8A8)`, '>= 3.3x mlpkit float32',
-      i8 && f32b1 ? `${ratio(f32b1 / i8.t)} (${label(i8.key)})` : 'not measured', i8 && f32b1 ? f32b1 / i8.t >= 3.3 : undefined);
+      i8f ? `${ratio(i8f)} (${label(i8.key)})` : 'not measured', i8f ? i8f >= 3.3 : undefined);
     const i8row = i8 && s.rows.find((r) => r.key === i8.key);
     const bw = i8 ? gbps(i8row.bytes, i8.t) : undefined;
     const ref = i8row ? s.bandwidth.referenceFor(i8row.bytes) : undefined;
@@ -963,18 +988,19 @@ function evaluateTargets(s, gl) {
       bw === undefined ? 'not measured' : `${bw.toFixed(1)} GB/s = ${((bw / ref) * 100).toFixed(0)}% (${((bw / s.bandwidth.dram) * 100).toFixed(0)}% of DRAM)`,
       bw === undefined ? undefined : bw >= 0.8 * ref);
     const i4 = fastest(['int4-g32', 'w4a8-g32'], 1);
+    const i4f = i4 && speedup(s.cells, 'f32', i4.key, 1);
     push(`${layer}, batch 1, int4 g32 (the faster of weight-only and W4A8)`, '>= 5.5x mlpkit float32',
-      i4 && f32b1 ? `${ratio(f32b1 / i4.t)} (${label(i4.key)})` : 'not measured', i4 && f32b1 ? f32b1 / i4.t >= 5.5 : undefined);
-    const w8 = us('w8a8', 64);
-    const f64 = us('f32', 64);
-    push(`${layer}, batch 64, int8 W8A8`, '>= 1.8x mlpkit float32', w8 && f64 ? ratio(f64 / w8) : 'not measured', w8 && f64 ? f64 / w8 >= 1.8 : undefined);
-    const ortI8 = us('ort-int8', 1);
+      i4f ? `${ratio(i4f)} (${label(i4.key)})` : 'not measured', i4f ? i4f >= 5.5 : undefined);
+    const w8 = speedup(s.cells, 'f32', 'w8a8', 64);
+    push(`${layer}, batch 64, int8 W8A8`, '>= 1.8x mlpkit float32', w8 ? ratio(w8) : 'not measured', w8 ? w8 >= 1.8 : undefined);
+    const ortI8 = i8 && speedup(s.cells, 'ort-int8', i8.key, 1);
     push(`${layer}, batch 1, int8: fastest mlpkit int8 row vs onnxruntime MatMulInteger`, '>= 1.2x',
-      i8 && ortI8 ? `${ratio(ortI8 / i8.t)} (${label(i8.key)})` : 'not measured', i8 && ortI8 ? ortI8 / i8.t >= 1.2 : undefined);
+      ortI8 ? `${ratio(ortI8)} (${label(i8.key)})` : 'not measured', ortI8 ? ortI8 >= 1.2 : undefined);
     const ortI4 = fastest([nbitsKey(32, 0), nbitsKey(32, 4)], 1);
+    const vsNbits = i4 && ortI4 && speedup(s.cells, ortI4.key, i4.key, 1);
     push(`${layer}, batch 1, int4 g32: fastest mlpkit int4 g32 row vs fastest onnxruntime MatMulNBits g32`, '>= 1.2x',
-      i4 && ortI4 ? `${ratio(ortI4.t / i4.t)} (${label(i4.key)} vs ${label(ortI4.key).replace('onnxruntime ', '')})` : 'not measured',
-      i4 && ortI4 ? ortI4.t / i4.t >= 1.2 : undefined);
+      vsNbits ? `${ratio(vsNbits)} (${label(i4.key)} vs ${label(ortI4.key).replace('onnxruntime ', '')})` : 'not measured',
+      vsNbits ? vsNbits >= 1.2 : undefined);
   }
   if (gl) {
     const worst = (key) => {
@@ -1072,16 +1098,11 @@ const tickLabel = (e) => (e >= 0 ? `${2 ** e}x` : `1/${2 ** -e}x`);
 /** Two panels (mlpkit, onnxruntime), batch groups, one bar per row: speedup over mlpkit float32. */
 function speedupSvg(s, subtitle) {
   const f = (v) => v.toFixed(1);
-  const us = (key, batch) => s.cells.get(`${key}:${batch}`)?.us;
   const panels = [
     { title: 'mlpkit (dashed: mlpkit float32 = 1x)', rows: s.rows.filter((r) => r.engine === 'mlpkit') },
     { title: 'onnxruntime-node, on the same weights (dashed: mlpkit float32 = 1x)', rows: s.rows.filter((r) => r.engine === 'ort') },
   ];
-  const value = (key, batch) => {
-    const t = us(key, batch);
-    const base = us('f32', batch);
-    return t === undefined || base === undefined ? null : base / t;
-  };
+  const value = (key, batch) => speedup(s.cells, 'f32', key, batch) ?? null;
   const all = panels.flatMap((p) => p.rows.flatMap((r) => BATCHES.map((b) => value(r.key, b)))).filter((v) => v !== null && v > 0);
   // One log2 axis for both panels, whole powers of two, 1x always inside.
   const e0 = Math.min(-1, Math.floor(Math.log2(Math.min(1, ...all))));
@@ -1117,7 +1138,7 @@ function speedupSvg(s, subtitle) {
         const top = sy(v);
         out.push(
           `<rect x="${f(bx)}" y="${f(top)}" width="${f(barWidth - 1)}" height="${f(floor - top)}" fill="${PALETTE[r.key] ?? '#333'}">` +
-            `<title>${escapeXml(`${r.label}, batch ${batch}: ${ratio(v)} (${formatTime(us(r.key, batch))} per call)`)}</title></rect>`,
+            `<title>${escapeXml(`${r.label}, batch ${batch}: ${ratio(v)} (${formatTime(s.cells.get(`${r.key}:${batch}`).us)} per call)`)}</title></rect>`,
         );
         out.push(`<text x="${cx}" y="${f(top - 3)}" font-size="8" text-anchor="middle" fill="#333">${v >= 10 ? v.toFixed(0) : v.toFixed(1)}</text>`);
       });
@@ -1177,7 +1198,9 @@ function header() {
         (i.native.available ? `, native isas ${i.native.isas.join('/')}${i.native.compiler ? ` (${i.native.compiler})` : ''}` : `, native unavailable: ${i.native.error}`),
       `- mlpkit quantisation API: ${quantApi.summary}`,
       `- onnxruntime-node: ${ort ? `${ortVersion}, cpu EP, intraOpNumThreads ${THREADS}, interOpNumThreads 1, graphOptimizationLevel all, output tensors preallocated` : `NOT LOADED (${ortReason})`}`,
-      `- timing: median over rounds of >= 2 ms of back-to-back calls, ${seconds} s budget and >= 5 rounds per cell (bench/support/timing.mjs); onnxruntime's run awaited one at a time`,
+      `- timing: each batch's rows in ${PASSES} interleaved passes (bench/support/timing.mjs), ${seconds} s budget per row split over the passes, each pass the median of >= 2 rounds of >= 2 ms of back-to-back calls;` +
+        ' a row\'s time is the median of its pass times, and a ratio between two rows the median over passes of their time ratio within the pass (this VM\'s read bandwidth drifts by up to 1.5x within a minute);' +
+        ' onnxruntime\'s run awaited one at a time',
       '- onnxruntime int8 is DynamicQuantizeLinear (asymmetric uint8, one scale and zero point for the whole x tensor) + MatMulInteger, where mlpkit W8A8 quantises x symmetric int8 per row:' +
         ' the two are different quantisations of the same int8 weights and agree only loosely (checked within 5%); MatMulNBits accuracy_level 4 quantises x to int8 per block inside the operator (checked within 5%), accuracy_level 0 keeps x float (checked within 1e-4 of the dequantised weights)',
     ],

@@ -7,17 +7,20 @@ const ROUND_MS = 2;
 const MIN_ROUNDS = 5;
 const MAX_ROUNDS = 2000;
 
-function medianOf(values) {
+export function medianOf(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[sorted.length >> 1];
 }
 
-/** Median microseconds per call of a synchronous `fn`, after one warm-up call unless told not to. */
-export function medianUs(fn, budgetMs, { warmup = true } = {}) {
+/**
+ * Median microseconds per call of a synchronous `fn`, after one warm-up call unless told not to,
+ * over at least `minRounds` rounds.
+ */
+export function medianUs(fn, budgetMs, { warmup = true, minRounds = MIN_ROUNDS } = {}) {
   if (warmup) fn();
   const times = [];
   const start = performance.now();
-  while ((performance.now() - start < budgetMs || times.length < MIN_ROUNDS) && times.length < MAX_ROUNDS) {
+  while ((performance.now() - start < budgetMs || times.length < minRounds) && times.length < MAX_ROUNDS) {
     const t0 = performance.now();
     let reps = 0;
     do {
@@ -30,11 +33,11 @@ export function medianUs(fn, budgetMs, { warmup = true } = {}) {
 }
 
 /** The same for an async `fn`: each call is awaited before the next starts (latency, not overlap). */
-export async function medianUsAsync(fn, budgetMs, { warmup = true } = {}) {
+export async function medianUsAsync(fn, budgetMs, { warmup = true, minRounds = MIN_ROUNDS } = {}) {
   if (warmup) await fn();
   const times = [];
   const start = performance.now();
-  while ((performance.now() - start < budgetMs || times.length < MIN_ROUNDS) && times.length < MAX_ROUNDS) {
+  while ((performance.now() - start < budgetMs || times.length < minRounds) && times.length < MAX_ROUNDS) {
     const t0 = performance.now();
     let reps = 0;
     do {
@@ -57,12 +60,17 @@ export function budgetFromSeconds(raw) {
  * Microseconds per call of each contender ({ run, isAsync }), timed in `passes` passes that
  * alternate between them (budgetMs / passes each per pass; the machine's load drifts over a
  * run, and alternating spreads the drift over all of them): per contender, each pass's median.
+ * Each pass times at least `minRounds` rounds (calls of 100 ms and more would otherwise spend
+ * MIN_ROUNDS of them per pass, far over the budget). `settleMs` idles between contenders: a
+ * thread pool that spins after its call (onnxruntime's does) would otherwise take a core from
+ * the next contender (measured: mlpkit float32 at 2x its time right after onnxruntime).
  */
-export async function interleavedPasses(contenders, budgetMs, passes) {
+export async function interleavedPasses(contenders, budgetMs, passes, { warmup = true, minRounds = MIN_ROUNDS, settleMs = 0 } = {}) {
   const per = contenders.map(() => []);
   for (let pass = 0; pass < passes; pass++) {
     for (const [i, c] of contenders.entries()) {
-      const options = { warmup: pass === 0 };
+      if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
+      const options = { warmup: warmup && pass === 0, minRounds };
       per[i].push(c.isAsync ? await medianUsAsync(c.run, budgetMs / passes, options) : medianUs(c.run, budgetMs / passes, options));
     }
   }
