@@ -14,7 +14,7 @@ import {
 import { Rng } from '../lib/init.js';
 import { paddedInputs } from '../lib/quant/format.js';
 import { referenceQmatmul, quantizeInputRow } from '../lib/quant/reference.js';
-import { roundHalfEven } from '../lib/quant/rounding.js';
+import { roundHalfEven, roundToBf16 } from '../lib/quant/rounding.js';
 import { randomArray } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mlpkit-quant-'));
@@ -83,6 +83,40 @@ describe('roundHalfEven', () => {
       const base = Math.floor((rng.uniform() - 0.5) * 600) + (i % 3 === 0 ? 0.5 : rng.uniform());
       const v = Math.fround(base * (i % 7 === 0 ? 1e6 : 1));
       expect(roundHalfEven(v)).toBe(byHand(v));
+    }
+  });
+});
+
+describe('roundToBf16', () => {
+  const bits = (v: number) => new Uint32Array(Float32Array.of(v).buffer)[0];
+  const fromBits = (u: number) => new Float32Array(Uint32Array.of(u).buffer)[0];
+
+  it('rounds float32 to the nearest bfloat16, ties to even, carrying into the exponent', () => {
+    const cases: [number, number][] = [
+      [1, 1], [0, 0], [-0, -0], [1 + 2 ** -8, 1], [1 + 3 * 2 ** -8, 1 + 2 ** -6], // ties: to even
+      [1 + 2 ** -8 + 2 ** -20, 1 + 2 ** -7], [1 + 2 ** -9, 1], [-(1 + 3 * 2 ** -8), -(1 + 2 ** -6)],
+      [2 - 2 ** -23, 2], // all kept mantissa bits set: the carry reaches the exponent
+      [Math.fround(0.95), 0.94921875], [Math.fround(7 / 7.5), 0.93359375],
+      [2 ** -149, 0], [2 ** -133, 2 ** -133], // denormals keep their top 7 bits
+      [3.4028234663852886e38, Infinity], // past the largest bfloat16 (0x7f7f0000)
+      [Infinity, Infinity], [-Infinity, -Infinity],
+    ];
+    for (const [v, want] of cases) {
+      expect(Object.is(roundToBf16(v), want), `roundToBf16(${v}) = ${roundToBf16(v)}, want ${want}`).toBe(true);
+    }
+    expect(Number.isNaN(roundToBf16(NaN))).toBe(true);
+  });
+
+  it('matches a bit-level statement of the rule on 100k float32 values, ties included', () => {
+    const rng = new Rng(6);
+    for (let i = 0; i < 100_000; i++) {
+      const u = ((rng.uniform() * 0x7f000000) >>> 0) | (i % 5 === 0 ? 0x8000 : 0) | (i % 2 ? 0x80000000 : 0);
+      const v = fromBits(u >>> 0);
+      const low = u & 0xffff;
+      const keep = (u >>> 16) + (low > 0x8000 || (low === 0x8000 && ((u >>> 16) & 1) === 1) ? 1 : 0);
+      const want = fromBits((keep * 65536) >>> 0);
+      expect(Object.is(roundToBf16(v), want)).toBe(true);
+      expect(bits(roundToBf16(v)) & 0xffff).toBe(0);
     }
   });
 });
@@ -162,12 +196,12 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
     const w = new Float32Array(32);
     w.set([7, -7, 2.5, -3.5, 0.5, 1.5, -0.5, 6.5]);
     const l = bare(w, 32, 1, { format: 'int4' });
-    const s = Math.fround(7 / 7.5);
+    const s = roundToBf16(7 / 7.5);
     expect([...l.scales]).toEqual([s]);
     const q = (v: number) => Math.min(7, Math.max(-8, roundHalfEven(Math.fround(v / s))));
     expect(nibbles(l).slice(0, 8)).toEqual([...w.subarray(0, 8)].map((v) => q(v) + 8));
     const error = (scale: number) => [...w].reduce((e, v) => e + (v - scale * Math.min(7, Math.max(-8, roundHalfEven(Math.fround(v / scale))))) ** 2, 0);
-    for (const d of [7, 8, 8.5, 9]) expect(error(s)).toBeLessThan(error(Math.fround(7 / d)));
+    for (const d of [7, 8, 8.5, 9]) expect(error(s)).toBeLessThan(error(roundToBf16(7 / d)));
     // A negative extreme can land on -8: -8 at scale 1 is exact, where max|w| / 7 is not.
     const neg = new Float32Array(32);
     neg.set([-8, 3, 1]);
@@ -189,11 +223,11 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
       ...g([]), // zeros: scale 0, zero 0, u 0
       // The plain rule (scale 1, zero rhe(1.5) = 2) clamps u(13.5) = 16 to 15: squared error 0.5.
       // The search does better with the range shrunk by 0.95 and the zero anchored at hi:
-      // scale 0.95, zero 15 - rhe(13.5 / 0.95) = 1; u(-1.5) = -1 clamps to 0: error 0.34.
+      // scale bf16(0.95) = 0.9492, zero 15 - rhe(13.5 / 0.9492) = 1; u(-1.5) = -1 clamps to 0.
       ...g([-1.5, 13.5]),
     ];
     const l = bare(w, 160, 1, { format: 'int4', groupSize: 32, symmetric: false });
-    expect([...l.scales]).toEqual([1, 1, 1, 0, Math.fround(0.95)]);
+    expect([...l.scales]).toEqual([1, 1, 1, 0, roundToBf16(0.95)]);
     expect([...l.zeros!]).toEqual([1, 0, 15, 0, 1]);
     const u = nibbles(l);
     expect(u.slice(0, 5)).toEqual([0, 15, 5, 7, 1]);
@@ -202,8 +236,21 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
     expect(u.slice(64, 67)).toEqual([0, 7, 13]);
     expect(u.slice(96, 128)).toEqual(new Array(32).fill(0));
     expect(u.slice(128, 130)).toEqual([0, 15]);
-    // Dequantised: the clamped -1.5 comes back as -0.95, 13.5 as 14 steps of 0.95.
-    expect([...dequantizeLayer(l).subarray(128, 130)]).toEqual([Math.fround(-0.95), Math.fround(Math.fround(0.95) * 14)]);
+    // Dequantised: the clamped -1.5 comes back as one step below 0, 13.5 as 14 steps.
+    const step = roundToBf16(0.95);
+    expect([...dequantizeLayer(l).subarray(128, 130)]).toEqual([-step, Math.fround(step * 14)]);
+  });
+
+  it('every int4 scale is a bfloat16 value (native keeps them in 2 bytes); int8 scales are not rounded', () => {
+    const lowBits = (a: Float32Array) => new Uint32Array(Float32Array.from(a).buffer).reduce((m, u) => m | (u & 0xffff), 0);
+    const w = gaussian(40 * 300, 21, 0.05);
+    for (const symmetric of [true, false]) {
+      for (const groupSize of [32, 64, 128]) {
+        const l = bare(w, 300, 40, { format: 'int4', groupSize, symmetric });
+        expect(lowBits(l.scales), `int4 g${groupSize} ${symmetric ? 'sym' : 'asym'}`).toBe(0);
+      }
+    }
+    expect(lowBits(bare(w, 300, 40, { format: 'int8' }).scales)).not.toBe(0);
   });
 
   it('a symmetric zero group stores u = 8 and scale 0', () => {
@@ -253,8 +300,8 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
     big.set([FLT_MAX, -FLT_MAX, 1e38, -3e37]);
     const asym = bare(big, 32, 1, { format: 'int4', symmetric: false });
     // hi - lo = 2 FLT_MAX overflows float32 but not the float64 subtraction format.ts asks for.
-    expect(asym.scales[0]).toBe(Math.fround((2 * FLT_MAX) / 15));
-    expect(asym.zeros![0]).toBe(8); // rhe(f32(FLT_MAX / scale)) = rhe(7.5) = 8
+    expect(asym.scales[0]).toBe(roundToBf16((2 * FLT_MAX) / 15));
+    expect(asym.zeros![0]).toBe(7); // rhe(f32(FLT_MAX / scale)) = rhe(7.47) = 7 (the scale is rounded up to bfloat16)
     const sym = bare(big, 32, 1, { format: 'int4' });
     expect(Number.isFinite(sym.scales[0])).toBe(true);
     expect(nibbles(sym).slice(0, 4)).toEqual([15, 1, 10, 7]); // +-7, rhe(2.06) = 2, rhe(-0.62) = -1
@@ -276,7 +323,7 @@ describe('int4 weights (groups along the inputs, two per byte)', () => {
     for (let g = 0; g < 4; g++) {
       expect(Math.abs(d[g * 32 + g] - w[g * 32 + g])).toBeLessThanOrEqual(l.scales[g] / 2);
       // +100 needs max|w| / 7; -100 is exact at max|w| / 8, as q = -8.
-      expect(l.scales[g]).toBe(Math.fround(100 / (g % 2 ? 8 : 7)));
+      expect(l.scales[g]).toBe(roundToBf16(100 / (g % 2 ? 8 : 7)));
     }
   });
 });

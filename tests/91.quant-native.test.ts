@@ -78,6 +78,22 @@ describe.runIf(nativeQuant)('quantised layers: native vs reference', () => {
     }
   });
 
+  it.each(FORMATS.filter(([name]) => name.startsWith('int4')))('%s: scales that are not bfloat16 values (files from before the quantiser rounded them) run on float32 scales, bit for bit', (name, format) => {
+    // quantizeLayer makes every int4 scale a bfloat16 value, which native keeps in 2 bytes
+    // (native/core/quant/qlayer.h); any other finite scale must still work, on float32 scales.
+    for (const k of [17, 1000]) {
+      const layer = layerFor(k, format, k + 3);
+      const scales = layer.scales.map((v) => (v === 0 ? 0 : Math.fround(v * (1 + 2 ** -20))));
+      expect(scales.some((v, i) => v !== layer.scales[i])).toBe(true);
+      const legacy = { ...layer, scales };
+      const x = inputs(k, k + 5);
+      for (const batch of [1, 3, 64]) {
+        const xb = x.subarray(0, batch * k);
+        expectSameBits(run(xb, legacy, 'int8', 'native'), run(xb, legacy, 'int8', 'reference'), `${name} k ${k} batch ${batch} float32 scales`);
+      }
+    }
+  });
+
   it.each(FORMATS)('%s: relu and leaky_relu epilogues (exact after an exact pre-activation)', (name, format) => {
     for (const activation of ['relu', 'leaky_relu'] as const) {
       const layer = layerFor(65, format, 7, true, activation);

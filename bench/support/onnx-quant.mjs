@@ -40,6 +40,18 @@ export function roundHalfEven(v) {
 
 const clamp = (v, lo, hi) => (v < lo ? lo : v > hi ? hi : v);
 
+const bfView = new DataView(new ArrayBuffer(4));
+/** f32(v) rounded to bfloat16, to nearest, ties to even, as a number (format.ts / rounding.ts roundToBf16). */
+export function bf16(v) {
+  bfView.setFloat32(0, v);
+  const bits = bfView.getUint32(0);
+  const low = bits & 0xffff;
+  let high = bits >>> 16;
+  if ((high & 0x7f80) !== 0x7f80 && (low > 0x8000 || (low === 0x8000 && (high & 1) === 1))) high += 1;
+  bfView.setUint32(0, high * 65536);
+  return bfView.getFloat32(0);
+}
+
 /**
  * quantizeLinear(weight [n*k] row-major, bias | null, n, k, { format, groupSize, symmetric })
  * -> a QuantLayer (format.ts) without the activation fields.
@@ -66,7 +78,8 @@ function quantizeInt8(weight, bias, n, k) {
   return { inputs: k, outputs: n, format: 'int8', groupSize: k, symmetric: true, weights: q, scales, zeros: null, bias };
 }
 
-// int4 scales by search (lib/quant/quantize.ts): the candidates below, scored by the group's
+// int4 scales by search (lib/quant/quantize.ts): the candidates below (each rounded to
+// bfloat16), scored by the group's
 // squared rounding error in float64 (w * (1 / s) rounded half to even by adding and subtracting
 // 1.5 * 2^52); the least wins, ties keep the earlier one.
 const SHIFT = 6755399441055744;
@@ -87,7 +100,7 @@ function searchSymmetric(weight, row, p0, p1) {
   let best = 0;
   let bestError = Infinity;
   for (const d of [7, 7.5, 8, 8.5, 9]) {
-    const s = f32(amax / d);
+    const s = bf16(amax / d);
     if (s === 0) break;
     const e = squaredError(weight, row, p0, p1, s, 0, -8, 7);
     if (e < bestError) [best, bestError] = [s, e];
@@ -105,7 +118,7 @@ function searchAsymmetric(weight, row, p0, p1) {
   let best = { scale: 0, zero: 0 };
   let bestError = Infinity;
   for (const f of [1, 0.95, 0.9, 0.85, 0.8]) {
-    const s = f32(((hi - lo) * f) / 15);
+    const s = bf16(((hi - lo) * f) / 15);
     if (s === 0) break;
     for (const z of [clamp(roundHalfEven(f32(-lo / s)), 0, 15), clamp(15 - roundHalfEven(f32(hi / s)), 0, 15)]) {
       const e = squaredError(weight, row, p0, p1, s, z, 0, 15);

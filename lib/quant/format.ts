@@ -19,10 +19,12 @@
 //   asymmetric: u = clamp(roundHalfEven(f32(w / scale)) + zero, 0, 15); w ~= scale * (u - zero).
 //               A group of zeros has scale 0, zero 0 and u = 0.
 //   The quantiser chooses scale (and zero) per group by error search (lib/quant/quantize.ts):
-//   symmetric scale = f32(max |w| / d), d in 7 ... 9; asymmetric, with lo = min(min w, 0) and
-//   hi = max(max w, 0), scale = f32((hi - lo) * f / 15), f in 1 ... 0.8, and
-//   zero = clamp(roundHalfEven(f32(-lo / scale)), 0, 15) or clamp(15 - roundHalfEven(f32(hi / scale)), 0, 15).
+//   symmetric scale = bf16(max |w| / d), d in 7 ... 9; asymmetric, with lo = min(min w, 0) and
+//   hi = max(max w, 0), scale = bf16((hi - lo) * f / 15), f in 1 ... 0.8, and
+//   zero = clamp(roundHalfEven(f32(-lo / scale)), 0, 15) or clamp(15 - roundHalfEven(f32(hi / scale)), 0, 15),
+//   where bf16 rounds the float32 value to bfloat16 (roundToBf16: still stored as float32).
 //   Any finite scale >= 0 and zero in [0, 15] is valid: the codes above are what the ABI fixes.
+//   (Layers whose scales are all bfloat16 values run with 2-byte scales natively, exactly.)
 // Scales: Float32Array [n * groups] (groups = kPadded / groupSize), row-major. Zero points
 // (asymmetric int4 only): Uint8Array [n * groups].
 //

@@ -28,3 +28,22 @@ export function roundHalfEven(v: number): number {
 export function clamp(v: number, lo: number, hi: number): number {
   return v < lo ? lo : v > hi ? hi : v;
 }
+
+const bf16Float = new Float32Array(1);
+const bf16Bits = new Uint32Array(bf16Float.buffer);
+
+/**
+ * The float32 value of v (rounded to float32 first) rounded to bfloat16, the float32 values whose
+ * low 16 bits are zero: to nearest, ties to even. int4 scales are rounded so (quantize.ts), which
+ * lets the native kernels keep them in 2 bytes exactly (native/core/quant/qlayer.h). Values that
+ * would round past the largest finite bfloat16 stay +-Infinity; NaN stays NaN.
+ */
+export function roundToBf16(v: number): number {
+  bf16Float[0] = v;
+  const u = bf16Bits[0];
+  if ((u & 0x7f800000) === 0x7f800000) return bf16Float[0]; // Infinity, NaN
+  // Adding 0x7fff plus the lowest kept bit rounds the kept half to nearest, ties to even; a
+  // carry out of the mantissa moves to the next binade (or to Infinity), as rounding should.
+  bf16Bits[0] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
+  return bf16Float[0];
+}

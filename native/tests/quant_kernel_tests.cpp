@@ -97,6 +97,9 @@ struct Case {
   std::vector<std::uint8_t> w4;    // n * kq / 2
   std::vector<float> scales;       // n * groups
   std::vector<std::uint8_t> zeros; // n * groups
+  // int4: scales rounded to bfloat16 values, which repack keeps in 2 bytes (qlayer.h); half of
+  // the int4 cases, so both scale layouts meet every kind of values.
+  bool bf16 = false;
   // W8A8 rows as the model's quantiser leaves them: xq zero past k, xu = xq + 128, xsum per group.
   std::vector<std::int8_t> xq;
   std::vector<std::uint8_t> xu;
@@ -155,6 +158,15 @@ Case make_case(q::Format format, std::size_t group, bool symmetric, std::size_t 
   }
   c.scales.resize(n * c.groups);
   for (auto& s : c.scales) s = r.range(0, 15) == 0 ? 0.0f : static_cast<float>(std::ldexp(0.5 + r.uniform(), -r.range(2, 9)));
+  c.bf16 = format == q::Format::Int4 && seed % 2 == 0;
+  if (c.bf16) {
+    for (auto& s : c.scales) {
+      std::uint32_t u;
+      std::memcpy(&u, &s, 4);
+      u &= 0xffff0000u;
+      std::memcpy(&s, &u, 4);
+    }
+  }
   if (format == q::Format::Int8) {
     c.w8.resize(n * k);
     for (std::size_t j = 0; j < n; ++j)
@@ -285,6 +297,20 @@ void run_blocks(const Case& c, const q::QuantLayer& l, Stat& s, const char* tabl
 void test_case(std::vector<Table>& tables, const Case& c) {
   const q::QuantLayer blocked = q::repack(c.source(), false);
   const q::QuantLayer input_major = q::repack(c.source(), true);
+  // bfloat16 layout exactly when every scale is a bfloat16 value (a case may be so by chance:
+  // one group whose scale is 0), and never for the weight-only layout.
+  bool all_bf16 = c.format == q::Format::Int4;
+  for (const float sc : c.scales) {
+    std::uint32_t u;
+    std::memcpy(&u, &sc, 4);
+    all_bf16 = all_bf16 && (u & 0xffffu) == 0;
+  }
+  if (c.bf16 && !all_bf16) std::printf("  FAIL test setup: scales not rounded to bfloat16\n");
+  if (blocked.bf16_scales != all_bf16 || input_major.bf16_scales || (c.bf16 && !all_bf16)) {
+    std::printf("  FAIL repack kept %s scales for a case with%s only bfloat16 scales (k=%zu n=%zu)\n",
+                blocked.bf16_scales ? "bfloat16" : "float32", all_bf16 ? "" : "out", c.k, c.n);
+    ++tables[0].w8a8.failures;
+  }
   std::vector<float> want(kRows * c.n);
   std::vector<double> ref(kRows * c.n), mag(kRows * c.n);
   for (std::size_t i = 0; i < kRows; ++i)

@@ -58,7 +58,18 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
 // under MLPKIT_ISA=avx2 (median of 8 paired runs, all 8 faster, 2 threads).
 constexpr std::size_t kPrefetchBytes = 4096;
 
-template <bool Prefetch>
+// Eight scales of block b, group g, from lane 8h: float32, or bfloat16 widened exactly (qlayer.h).
+template <bool Bf16>
+inline __m256 group_scales(const QuantLayer& l, std::size_t b, std::size_t g, int h) {
+  if constexpr (Bf16) {
+    const __m128i half = _mm_load_si128(reinterpret_cast<const __m128i*>(l.scales16.data() + l.at(b, g) + h * 8));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16));
+  } else {
+    return _mm256_load_ps(l.scales.data() + l.at(b, g) + h * 8);
+  }
+}
+
+template <bool Prefetch, bool Bf16>
 void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) {
   const std::size_t steps = l.kq / 8, per_group = l.group / 8;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
@@ -69,7 +80,8 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
     __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     __m256i high[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     if constexpr (Prefetch) {
-      _mm_prefetch(reinterpret_cast<const char*>(l.scales.data() + l.at(b, g)) + kPrefetchBytes / per_group, _MM_HINT_T0);
+      const char* scales = Bf16 ? reinterpret_cast<const char*>(l.scales16.data() + l.at(b, g)) : reinterpret_cast<const char*>(l.scales.data() + l.at(b, g));
+      _mm_prefetch(scales + kPrefetchBytes / per_group / (Bf16 ? 2 : 1), _MM_HINT_T0);
     }
     for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
       if constexpr (Prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + t * 64) + kPrefetchBytes, _MM_HINT_T0);
@@ -88,7 +100,7 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
       const __m256 exact = l.symmetric
           ? _mm256_sub_ps(sums, _mm256_mul_ps(_mm256_set1_ps(8.0f), xsum))
           : _mm256_fnmadd_ps(_mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + l.at(b, g) + h * 8))), xsum, sums);
-      const __m256 scale = _mm256_load_ps(l.scales.data() + l.at(b, g) + h * 8);
+      const __m256 scale = group_scales<Bf16>(l, b, g, h);
       const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(x.sx), scale), exact);
       sum[h] = g == 0 ? t : _mm256_add_ps(sum[h], t);
     }
@@ -142,9 +154,15 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
     if (l.format == Format::Int8) {
       w8a8_int8(l, b, rows[r], y + r * ldy);
     } else if (count == 1) {
-      w8a8_int4<true>(l, b, rows[r], y + r * ldy);
+      if (l.bf16_scales) {
+        w8a8_int4<true, true>(l, b, rows[r], y + r * ldy);
+      } else {
+        w8a8_int4<true, false>(l, b, rows[r], y + r * ldy);
+      }
+    } else if (l.bf16_scales) {
+      w8a8_int4<false, true>(l, b, rows[r], y + r * ldy);  // later rows find the block in cache
     } else {
-      w8a8_int4<false>(l, b, rows[r], y + r * ldy);  // later rows find the block in cache
+      w8a8_int4<false, false>(l, b, rows[r], y + r * ldy);
     }
   }
 }

@@ -115,7 +115,7 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
     for (int i = 0; i < 4; ++i) {
       const int32x4_t zero = vld1q_s32(l.zeros.data() + l.at(b, g) + 4 * i);
       const int32x4_t exact = vmlsq_s32(halves(acc[2 * i], acc[2 * i + 1]), zero, xsum);
-      const float32x4_t s = vmulq_f32(sx, vld1q_f32(l.scales.data() + l.at(b, g) + 4 * i));
+      const float32x4_t s = vmulq_f32(sx, load_scales4(l, l.at(b, g) + 4 * i));
       const float32x4_t t = vmulq_f32(s, vcvtq_f32_s32(exact));
       // The running sum lives in y: a group is at least 32 inputs, so the reload is cheap.
       vst1q_f32(y + 4 * i, g == 0 ? t : vaddq_f32(vld1q_f32(y + 4 * i), t));

@@ -98,7 +98,7 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
     for (int i = 0; i < 4; ++i) {
       const std::size_t at = l.at(b, g) + 4 * i;
       const int32x4_t zero = vld1q_s32(l.zeros.data() + at);
-      const float32x4_t scale = vld1q_f32(l.scales.data() + at);
+      const float32x4_t scale = load_scales4(l, at);
       for (std::size_t r = 0; r < R; ++r) {
         // acc - zero * xsum in int32, exact (|zero * xsum| <= 15 * 127 * 128), as the scalar kernel.
         const int32x4_t exact = vmlsq_s32(acc[r][i], zero, vdupq_n_s32(x[r].xsum[g]));

@@ -29,3 +29,10 @@ inline int8x16_t bcast4(const std::int8_t* p) {
   std::memcpy(&v, p, 4);
   return vreinterpretq_s8_s32(vdupq_n_s32(v));
 }
+
+// Four scales of the layout from index i, as floats: float32, or bfloat16 widened exactly
+// (qlayer.h). A branch per group: the same way every time, so predicted.
+inline float32x4_t load_scales4(const QuantLayer& l, std::size_t i) {
+  if (l.bf16_scales) return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(l.scales16.data() + i), 16));
+  return vld1q_f32(l.scales.data() + i);
+}

@@ -32,7 +32,7 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
         std::int32_t acc = 0;
         for (std::size_t p = g * l.group; p < (g + 1) * l.group; ++p) acc += x.xq[p] * weight_at(l, b, o, p);
         if (l.format == Format::Int4) acc -= l.zeros[l.at(b, g) + o] * x.xsum[g];
-        const float t = (x.sx * l.scales[l.at(b, g) + o]) * static_cast<float>(acc);
+        const float t = (x.sx * l.scale(l.at(b, g) + o)) * static_cast<float>(acc);
         sum = g == 0 ? t : sum + t;
       }
       y[r * ldy + o] = sum;
@@ -51,7 +51,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
         for (std::size_t p = g * l.group; p < (g + 1) * l.group; ++p) {
           part += x[r][p] * static_cast<float>(weight_at(l, b, o, p) - z);
         }
-        sum += l.scales[l.at(b, g) + o] * part;
+        sum += l.scale(l.at(b, g) + o) * part;
       }
       y[r * ldy + o] = sum;
     }

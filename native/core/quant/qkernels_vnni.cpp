@@ -61,7 +61,27 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
   }
 }
 
-template <std::size_t R>
+// Block b's 16 scales of group g: float32, or bfloat16 widened to float32 exactly (qlayer.h).
+template <bool Bf16>
+inline __m512 group_scales(const QuantLayer& l, std::size_t b, std::size_t g) {
+  if constexpr (Bf16) {
+    const __m256i half = _mm256_load_si256(reinterpret_cast<const __m256i*>(l.scales16.data() + l.at(b, g)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
+  } else {
+    return _mm512_load_ps(l.scales.data() + l.at(b, g));
+  }
+}
+
+template <bool Bf16>
+inline const void* group_scales_address(const QuantLayer& l, std::size_t b, std::size_t g) {
+  if constexpr (Bf16) {
+    return l.scales16.data() + l.at(b, g);
+  } else {
+    return l.scales.data() + l.at(b, g);
+  }
+}
+
+template <std::size_t R, bool Bf16>
 void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
   const std::size_t steps = l.kq / 8, per_group = l.group / 8;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
@@ -72,7 +92,8 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
     // one chain through both waited on vpdpbusd's latency twice a step.
     __m512i acc[R], high[R];
     for (std::size_t r = 0; r < R; ++r) acc[r] = high[r] = _mm512_setzero_si512();
-    if constexpr (R == 1) prefetch(l.scales.data() + l.at(b, g), kPrefetchBytes / per_group);
+    // The scales are a stream of their own: prefetched as many groups ahead as the weights.
+    if constexpr (R == 1) prefetch(group_scales_address<Bf16>(l, b, g), kPrefetchBytes / per_group / (Bf16 ? 2 : 1));
     for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
       if constexpr (R == 1) prefetch(w + t * 64, kPrefetchBytes);
       const __m512i v = _mm512_load_si512(w + t * 64);
@@ -88,7 +109,7 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
     // equal to the int32 result, and cheaper than a 32-bit integer multiply. Symmetric layers'
     // zero point is 8 in every lane: one broadcast 8 * xsum per row, no zero points read.
     const __m512 zero = l.symmetric ? _mm512_set1_ps(8.0f) : _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + l.at(b, g)));
-    const __m512 scale = _mm512_load_ps(l.scales.data() + l.at(b, g));
+    const __m512 scale = group_scales<Bf16>(l, b, g);
     for (std::size_t r = 0; r < R; ++r) {
       const __m512 sums = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r], high[r]));
       const __m512 xsum = _mm512_set1_ps(static_cast<float>(x[r].xsum[g]));
@@ -176,11 +197,16 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
             [&](const QuantRow* x, float* o) { w8a8_int8<2>(l, b, x, o, ldy); },
             [&](const QuantRow* x, float* o) { w8a8_int8<3>(l, b, x, o, ldy); },
             [&](const QuantRow* x, float* o) { w8a8_int8<4>(l, b, x, o, ldy); });
+  } else if (l.bf16_scales) {
+    by_rows(count, rows, y, ldy, [&](const QuantRow* x, float* o) { w8a8_int4<1, true>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<2, true>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<3, true>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<4, true>(l, b, x, o, ldy); });
   } else {
-    by_rows(count, rows, y, ldy, [&](const QuantRow* x, float* o) { w8a8_int4<1>(l, b, x, o, ldy); },
-            [&](const QuantRow* x, float* o) { w8a8_int4<2>(l, b, x, o, ldy); },
-            [&](const QuantRow* x, float* o) { w8a8_int4<3>(l, b, x, o, ldy); },
-            [&](const QuantRow* x, float* o) { w8a8_int4<4>(l, b, x, o, ldy); });
+    by_rows(count, rows, y, ldy, [&](const QuantRow* x, float* o) { w8a8_int4<1, false>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<2, false>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<3, false>(l, b, x, o, ldy); },
+            [&](const QuantRow* x, float* o) { w8a8_int4<4, false>(l, b, x, o, ldy); });
   }
 }
 

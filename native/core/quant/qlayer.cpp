@@ -1,6 +1,8 @@
 #include "core/quant/qlayer.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -9,7 +11,21 @@ namespace {
 
 std::size_t round_up(std::size_t a, std::size_t m) { return (a + m - 1) / m * m; }
 
+std::uint32_t bits_of(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
 }  // namespace
+
+float QuantLayer::scale(std::size_t i) const {
+  if (!bf16_scales) return scales[i];
+  const std::uint32_t u = static_cast<std::uint32_t>(scales16[i]) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 QuantLayer repack(const QuantLayerSource& s, bool input_major) {
   if (s.inputs == 0 || s.outputs == 0) throw std::invalid_argument("a quantised layer needs inputs and outputs > 0");
@@ -51,6 +67,16 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
         if (z < 0 || z > 15) throw std::invalid_argument("int4 zero points must be in [0, 15]");
         l.zeros[l.at(j / kLanes, g) + j % kLanes] = z;
       }
+    }
+  }
+  if (s.format == Format::Int4 && !input_major) {
+    bool exact = true;
+    for (const float sc : l.scales) exact = exact && (bits_of(sc) & 0xffffu) == 0;
+    if (exact) {
+      l.bf16_scales = true;
+      l.scales16.resize(l.scales.size());
+      for (std::size_t i = 0; i < l.scales.size(); ++i) l.scales16[i] = static_cast<std::uint16_t>(bits_of(l.scales[i]) >> 16);
+      l.scales = AlignedVector<float>();
     }
   }
   if (s.format == Format::Int8) {

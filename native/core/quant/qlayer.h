@@ -57,7 +57,14 @@ struct QuantLayer {
   std::size_t blocks = 0;            // ceil(n / 16)
   bool symmetric = true;             // int4: every zero point is 8 (the kernels may fold it)
   AlignedVector<std::uint8_t> w;     // blocks of 16 outputs (see above)
-  AlignedVector<float> scales;       // [blocks][groups][16] (at(b, g)), 0 past n
+  AlignedVector<float> scales;       // [blocks][groups][16] (at(b, g)), 0 past n; empty if bf16_scales
+  // int4 layers in the W8A8 layout whose every scale is a bfloat16 value (the high 16 bits of
+  // its float32, the low 16 zero), which is what lib/quant/quantize.ts makes, keep those 16 bits
+  // in scales16 instead (same layout): exact, and a g32 layer then reads 18 bytes per 32
+  // weights, not 20 (batch 1 is bound by those bytes). Other layers, such as files written
+  // before the quantiser rounded its scales, keep float32.
+  bool bf16_scales = false;
+  AlignedVector<std::uint16_t> scales16;
   AlignedVector<std::int32_t> zeros; // the same layout: int4 zero points (8 when symmetric)
   AlignedVector<std::int32_t> wsum;  // int8: [blocks * 16] sum of each output's weights
   AlignedVector<float> bias;         // [blocks * 16], 0 when absent
@@ -67,8 +74,13 @@ struct QuantLayer {
   // Where block b's 16 scales (and zero points) of group g start.
   std::size_t at(std::size_t b, std::size_t g) const { return (b * groups + g) * kLanes; }
 
-  // Bytes a predict reads for this layer.
-  std::size_t bytes_read() const { return w.size() + scales.size() * 4 + (format == Format::Int4 ? zeros.size() : 0); }
+  // Scale i of the layout as a float, from whichever array holds it.
+  float scale(std::size_t i) const;
+
+  // Bytes the repacked layer holds.
+  std::size_t bytes() const {
+    return w.size() + scales.size() * 4 + scales16.size() * 2 + (zeros.size() + wsum.size() + bias.size()) * 4;
+  }
 };
 
 // Throws std::invalid_argument for a source the format does not allow.

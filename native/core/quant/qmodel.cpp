@@ -108,7 +108,7 @@ std::size_t QuantModel::live_count() { return g_live_quant_models.load(std::memo
 
 std::size_t QuantModel::bytes() const {
   std::size_t total = 0;
-  for (const QuantLayer& l : layers_) total += l.bytes_read() + l.bias.size() * 4;
+  for (const QuantLayer& l : layers_) total += l.bytes();
   return total;
 }
 
