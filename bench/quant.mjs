@@ -27,7 +27,7 @@ import { renderScene } from '../examples/support/scene.mjs';
 import { psnr8, toBytes } from '../examples/support/image-utils.mjs';
 import { CheckError, expectClose, relativeError } from './support/check.mjs';
 import {
-  dequantize, gemmOnnx, linearF64, linearOrtInt8, linearW8A8, matMulIntegerOnnx, matMulNBitsOnnx, quantizeLinear, weightBytes,
+  dequantize, gemmOnnx, linearF64, linearOrtInt8, linearW8A8, matMulIntegerOnnx, matMulNBitsOnnx, nativeWeightBytes, quantizeLinear, weightBytes,
 } from './support/onnx-quant.mjs';
 import { loadOrt, ortSessionOptions } from './support/ort.mjs';
 import { formatTime } from './support/report.mjs';
@@ -360,7 +360,7 @@ function speedRows(twins) {
       engine: 'mlpkit',
       label: `mlpkit ${f.label}`,
       format: f,
-      bytes: weightBytes(twins.get(twinKey(f))),
+      bytes: nativeWeightBytes(twins.get(twinKey(f)), f.activations),
       counterpart: f.weights === 'int8' ? 'ort-int8' : nbitsKey(f.groupSize, f.activations === 'int8' ? 4 : 0),
     })),
     { key: 'ort-f32', engine: 'ort', label: 'onnxruntime Gemm float32', bytes: LAYER.n * LAYER.k * 4 },
@@ -905,7 +905,8 @@ function speedMarkdown(s) {
   if (skips.length) lines.push('', `'-': ${skips.join('; ')}.`);
   lines.push(
     '',
-    'weight bytes: quantised values + scales (+ zero points) read per call, the bias and x not counted; onnxruntime rows count the same bytes (its prepacked layout may differ a little).',
+    'weight bytes: quantised values + scales (+ zero points) read per call, the bias and x not counted. mlpkit rows count what its native layout reads (native/core/quant/qlayer.h: int4 W8A8 layers keep their bfloat16-valued scales in 2 bytes; zero points are 4-byte lanes, read by weight-only int4 rows);' +
+      ' onnxruntime rows count the format\'s bytes, float32 scales (its prepacked layout may differ a little).',
     'vs mlpkit f32: mlpkit float32 time over the row\'s (above 1: the row is faster). vs onnxruntime: the time of the onnxruntime operator that computes the same thing over the mlpkit row\'s (above 1: mlpkit is faster).' +
       ' Both are medians over the interleaved passes of the ratio within a pass, so they can differ a little from the ratio of the two time columns;',
     'weight-only int8 has no onnxruntime counterpart with float activations, so it is set against MatMulInteger too.',

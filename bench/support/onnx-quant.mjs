@@ -175,6 +175,22 @@ export function weightBytes(layer) {
   return layer.weights.byteLength + layer.scales.byteLength + (layer.zeros?.byteLength ?? 0);
 }
 
+const isBf16Value = (v) => bf16(v) === v;
+
+/**
+ * Bytes mlpkit's native kernels read per call for this layer's weights, in the layout they
+ * repack it into (native/core/quant/qlayer.h): an int4 W8A8 layer whose scales are all bfloat16
+ * values keeps them in 2 bytes; zero points are 4-byte lanes, read by asymmetric W8A8 layers
+ * and by every weight-only int4 layer; int8 W8A8 also reads a 4-byte weight sum per output.
+ */
+export function nativeWeightBytes(layer, activations) {
+  const w8a8 = activations === 'int8';
+  if (layer.format === 'int8') return layer.weights.byteLength + layer.scales.length * 4 + (w8a8 ? layer.outputs * 4 : 0);
+  const bf16Scales = w8a8 && layer.scales.every(isBf16Value);
+  const zeros = !w8a8 || !layer.symmetric ? layer.scales.length * 4 : 0;
+  return layer.weights.byteLength + layer.scales.length * (bf16Scales ? 2 : 4) + zeros;
+}
+
 /** The integer code of weight (j, p), zero point removed: int8 q, int4 u - 8 or u - zero. */
 function codeReader(layer) {
   const { inputs: k, weights } = layer;
