@@ -257,7 +257,7 @@ struct Stat {
 };
 struct Table {
   const q::QuantKernels* k;
-  Stat w8a8, wfloat;
+  Stat w8a8, wfloat, pair;
 };
 
 long long g_printed = 0;
@@ -288,6 +288,30 @@ void run_blocks(const Case& c, const q::QuantLayer& l, Stat& s, const char* tabl
         for (std::size_t o = 0; o < q::kLanes && b * q::kLanes + o < c.n; ++o) {
           ++s.values;
           check(r0 + i, b * q::kLanes + o, y[i * kLdy + o]);
+        }
+      }
+    }
+  }
+}
+
+// The same for a table's int8 pair kernel: blocks b and b + 1 per call, 32 lanes of each row,
+// sentinels after them (kPairLdy).
+constexpr std::size_t kPairLdy = 2 * q::kLanes + 3;
+template <class Check>
+void run_pairs(const Case& c, const q::QuantLayer& l, const q::QuantKernels& k, Stat& s, Check check) {
+  std::vector<float> y(c.count * kPairLdy);
+  for (std::size_t r0 = 0; r0 < kRows; r0 += c.count) {
+    const std::size_t rows = std::min(c.count, kRows - r0);
+    for (std::size_t b = 0; b + 1 < l.blocks; b += 2) {
+      std::fill(y.begin(), y.end(), sentinel());
+      k.w8a8_int8_pair(l, b, c.rows.data() + r0, rows, y.data(), kPairLdy);
+      for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t o = 2 * q::kLanes; o < kPairLdy; ++o) {
+          if (bits(y[i * kPairLdy + o]) != kSentinel) fail(s, "pair", c, "wrote past lane 32 (%g, %g)", y[i * kPairLdy + o], 0, r0 + i, o);
+        }
+        for (std::size_t o = 0; o < 2 * q::kLanes && b * q::kLanes + o < c.n; ++o) {
+          ++s.values;
+          check(r0 + i, b * q::kLanes + o, y[i * kPairLdy + o]);
         }
       }
     }
@@ -333,6 +357,13 @@ void test_case(std::vector<Table>& tables, const Case& c) {
           const float w = want[i * c.n + j];
           if (!same(got, w)) fail(t.w8a8, t.k->isa, c, "got %.9g, format.ts %.9g (W8A8 must match bit for bit)", got, w, i, j);
         });
+    if (t.k->w8a8_int8_pair && c.format == q::Format::Int8 && blocked.blocks >= 2) {
+      ++t.pair.cases;
+      run_pairs(c, blocked, *t.k, t.pair, [&](std::size_t i, std::size_t j, float got) {
+        const float w = want[i * c.n + j];
+        if (!same(got, w)) fail(t.pair, t.k->isa, c, "pair kernel got %.9g, format.ts %.9g (bit for bit)", got, w, i, j);
+      });
+    }
     if (!c.weight_only) continue;
     ++t.wfloat.cases;
     run_blocks(
@@ -407,7 +438,7 @@ int main() {
       test_case(tables, c);
     };
     for (std::size_t k : {1, 3, 4, 5, 17, 64, 67, 255})
-      for (std::size_t n : {1, 17, 40})
+      for (std::size_t n : {1, 17, 40, 65})
         for (Values v : {Values::Random, Values::High}) run(make_case(q::Format::Int8, 0, true, k, n, v, seed++));
     for (std::size_t group : {32, 64, 128})
       for (bool symmetric : {true, false})
@@ -416,7 +447,7 @@ int main() {
             for (Values v : {Values::Random, Values::High, Values::Low})
               run(make_case(q::Format::Int4, group, symmetric, k, n, v, seed++));
     // The widest int8 row W8A8 takes, every product +127 * 127 in row 0 (-127 * 127 in row 3).
-    Case wide = make_case(q::Format::Int8, 0, true, kMaxW8A8Int8Inputs, 16, Values::High, seed++);
+    Case wide = make_case(q::Format::Int8, 0, true, kMaxW8A8Int8Inputs, 32, Values::High, seed++);
     wide.count = 4;
     wide.weight_only = false;
     test_case(tables, wide);
@@ -426,8 +457,9 @@ int main() {
   for (const Table& t : tables) {
     print_stat(t.k->isa, "w8a8_block: bit for bit with format.ts", t.w8a8);
     print_stat(t.k->isa, "wfloat_block: within the float32 bound", t.wfloat);
-    failed += t.w8a8.failures + t.wfloat.failures;
-    checked += t.w8a8.values + t.wfloat.values;
+    if (t.k->w8a8_int8_pair) print_stat(t.k->isa, "w8a8_int8_pair: bit for bit with format.ts", t.pair);
+    failed += t.w8a8.failures + t.wfloat.failures + t.pair.failures;
+    checked += t.w8a8.values + t.wfloat.values + t.pair.values;
   }
   std::printf("quant_kernel_tests: %s (%zu tables, %lld values checked)\n", failed ? "FAILED" : "all passed", tables.size(),
               checked);

@@ -178,7 +178,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kAvx2 = {"avx2", w8a8_block, wfloat_block};
+constexpr QuantKernels kAvx2 = {"avx2", w8a8_block, wfloat_block, nullptr};
 
 }  // namespace
 

@@ -238,7 +238,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kNeon = {"neon", w8a8_block, wfloat_block};
+constexpr QuantKernels kNeon = {"neon", w8a8_block, wfloat_block, nullptr};
 
 }  // namespace
 

@@ -58,7 +58,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kScalar = {"scalar", w8a8_block, wfloat_block};
+constexpr QuantKernels kScalar = {"scalar", w8a8_block, wfloat_block, nullptr};
 
 }  // namespace
 

@@ -18,7 +18,7 @@ namespace {
 
 // Work below this many multiply-adds stays on the calling thread.
 constexpr std::size_t kParallelMacs = std::size_t(1) << 20;
-constexpr std::size_t kRowsPerPass = 4;
+constexpr std::size_t kRowsPerPass = 8;  // the pair kernel's 16 accumulators
 constexpr std::size_t kMaxW8A8Int8Inputs = (std::size_t(1) << 31) / (127 * 127);  // 133144
 
 // Round half to even for |v| < 2^22, in the default rounding mode, as std::nearbyint: adding
@@ -127,27 +127,34 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
   std::unique_ptr<QuantizedRows> q;
   if (mode_ == ActMode::Int8) q = std::make_unique<QuantizedRows>(l, in, batch);
 
+  // Batched int8 W8A8 goes two blocks at a time where the ISA has a kernel for it (qkernels.h).
+  const bool pairs = mode_ == ActMode::Int8 && l.format == Format::Int8 && k.w8a8_int8_pair != nullptr && batch >= 2;
   auto run_blocks = [&](std::size_t b0, std::size_t b1) {
-    alignas(64) float y[kRowsPerPass * kLanes];
+    alignas(64) float y[kRowsPerPass * 2 * kLanes];
     const float* rows[kRowsPerPass];
     // Blocks outside, rows inside: a block's weights (16 outputs, 16 * kq bytes) stay in cache
     // while every row of the batch passes over them.
-    for (std::size_t b = b0; b < b1; ++b) {
+    for (std::size_t b = b0; b < b1;) {
+      const std::size_t nb = pairs && b + 1 < b1 ? 2 : 1;
+      const std::size_t ldy = nb * kLanes;
       for (std::size_t r0 = 0; r0 < batch; r0 += kRowsPerPass) {
         const std::size_t count = std::min(kRowsPerPass, batch - r0);
         for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
-        if (mode_ == ActMode::Int8) {
-          k.w8a8_block(l, b, q->rows.data() + r0, count, y, kLanes);
+        if (nb == 2) {
+          k.w8a8_int8_pair(l, b, q->rows.data() + r0, count, y, ldy);
+        } else if (mode_ == ActMode::Int8) {
+          k.w8a8_block(l, b, q->rows.data() + r0, count, y, ldy);
         } else {
-          k.wfloat_block(l, b, rows, count, y, kLanes);
+          k.wfloat_block(l, b, rows, count, y, ldy);
         }
-        const std::size_t valid = std::min(kLanes, l.n - b * kLanes);
+        const std::size_t valid = std::min(ldy, l.n - b * kLanes);
         for (std::size_t r = 0; r < count; ++r) {
           float* dst = out + (r0 + r) * l.n + b * kLanes;
-          for (std::size_t o = 0; o < valid; ++o) dst[o] = y[r * kLanes + o] + l.bias[b * kLanes + o];
+          for (std::size_t o = 0; o < valid; ++o) dst[o] = y[r * ldy + o] + l.bias[b * kLanes + o];
           activation_forward(l.activation, l.alpha, dst, dst, valid);
         }
       }
+      b += nb;
     }
   };
   const std::size_t macs = l.kq * np * batch;
