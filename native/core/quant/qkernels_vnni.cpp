@@ -63,7 +63,14 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
   for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
   for (std::size_t t = 0; t < steps; ++t) {
     const __m512i wv = _mm512_load_si512(w + t * 64);
-    for (std::size_t r = 0; r < R; ++r) acc[r] = dpbusd(acc[r], bcast4(x[r].xu + 4 * t), wv);
+    for (std::size_t r = 0; r < R; ++r) {
+      // Single-row passes (batch 1, bandwidth-bound) keep the intrinsic, as in w8a8_int4.
+      if constexpr (R == 1) {
+        acc[r] = _mm512_dpbusd_epi32(acc[r], bcast4(x[r].xu + 4 * t), wv);
+      } else {
+        acc[r] = dpbusd(acc[r], bcast4(x[r].xu + 4 * t), wv);
+      }
+    }
   }
   const __m512i bias128 = _mm512_slli_epi32(_mm512_load_si512(l.wsum.data() + b * kLanes), 7);
   const __m512 scale = _mm512_load_ps(l.scales.data() + b * kLanes);
