@@ -304,7 +304,7 @@ void run_pairs(const Case& c, const q::QuantLayer& l, const q::QuantKernels& k, 
     const std::size_t rows = std::min(c.count, kRows - r0);
     for (std::size_t b = 0; b + 1 < l.blocks; b += 2) {
       std::fill(y.begin(), y.end(), sentinel());
-      k.w8a8_int8_pair(l, b, c.rows.data() + r0, rows, y.data(), kPairLdy);
+      k.w8a8_pair(l, b, c.rows.data() + r0, rows, y.data(), kPairLdy);
       for (std::size_t i = 0; i < rows; ++i) {
         for (std::size_t o = 2 * q::kLanes; o < kPairLdy; ++o) {
           if (bits(y[i * kPairLdy + o]) != kSentinel) fail(s, "pair", c, "wrote past lane 32 (%g, %g)", y[i * kPairLdy + o], 0, r0 + i, o);
@@ -357,7 +357,7 @@ void test_case(std::vector<Table>& tables, const Case& c) {
           const float w = want[i * c.n + j];
           if (!same(got, w)) fail(t.w8a8, t.k->isa, c, "got %.9g, format.ts %.9g (W8A8 must match bit for bit)", got, w, i, j);
         });
-    if (t.k->w8a8_int8_pair && c.format == q::Format::Int8 && blocked.blocks >= 2) {
+    if (t.k->w8a8_pair && blocked.blocks >= 2) {
       ++t.pair.cases;
       run_pairs(c, blocked, *t.k, t.pair, [&](std::size_t i, std::size_t j, float got) {
         const float w = want[i * c.n + j];
@@ -457,7 +457,7 @@ int main() {
   for (const Table& t : tables) {
     print_stat(t.k->isa, "w8a8_block: bit for bit with format.ts", t.w8a8);
     print_stat(t.k->isa, "wfloat_block: within the float32 bound", t.wfloat);
-    if (t.k->w8a8_int8_pair) print_stat(t.k->isa, "w8a8_int8_pair: bit for bit with format.ts", t.pair);
+    if (t.k->w8a8_pair) print_stat(t.k->isa, "w8a8_pair: bit for bit with format.ts", t.pair);
     failed += t.w8a8.failures + t.wfloat.failures + t.pair.failures;
     checked += t.w8a8.values + t.wfloat.values + t.pair.values;
   }

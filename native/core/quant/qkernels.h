@@ -25,10 +25,10 @@ struct QuantKernels {
   // Weight-only: y[o] = sum_p x_p * dequant(w)_op for block b, before bias and activation.
   void (*wfloat_block)(const QuantLayer& l, std::size_t b, const float* const* x, std::size_t count, float* y,
                        std::size_t ldy);
-  // Optional (null where an ISA has none): W8A8 of an int8 layer's blocks b and b + 1 at once,
-  // y[r * ldy + o] for o < 32. Where the products are compute-bound (batched), one broadcast
-  // of an input word then feeds two blocks' weights.
-  void (*w8a8_int8_pair)(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
+  // Optional (null where an ISA has none): W8A8 of blocks b and b + 1 at once, int8 or int4,
+  // y[r * ldy + o] for o < 32, the same bits as two w8a8_block calls. Where the products are
+  // compute-bound (batched), one broadcast of an input word then feeds two blocks' weights.
+  void (*w8a8_pair)(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
                          std::size_t ldy);
 };
 

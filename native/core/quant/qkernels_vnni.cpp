@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "core/quant/qkernels.h"
 
@@ -180,6 +181,55 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
   for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, sum[r]);
 }
 
+// Blocks b and b + 1 of an int4 layer against R rows, the batched W4A8 counterpart of
+// w8a8_int8_pair: each pair of broadcast input words feeds both blocks. The low and high nibbles
+// share one accumulator here (exact integer sums, as in w8a8_int4): with 2R chains no chain
+// waits on vpdpbusd's latency, and 4R accumulators would not fit the 32 registers.
+template <std::size_t R, bool Bf16>
+void w8a8_int4_pair(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
+  const std::size_t steps = l.kq / 8, per_group = l.group / 8;
+  const std::uint8_t* w0 = l.w.data() + b * steps * 64;
+  const std::uint8_t* w1 = w0 + steps * 64;
+  const __m512i nibble = _mm512_set1_epi8(0x0f);
+  __m512 sum0[R], sum1[R];
+  for (std::size_t g = 0; g < l.groups; ++g) {
+    __m512i acc0[R], acc1[R];
+    for (std::size_t r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_si512();
+    for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
+      const __m512i v0 = _mm512_load_si512(w0 + t * 64);
+      const __m512i v1 = _mm512_load_si512(w1 + t * 64);
+      const __m512i lo0 = _mm512_and_si512(v0, nibble), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nibble);
+      const __m512i lo1 = _mm512_and_si512(v1, nibble), hi1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nibble);
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512i xl = bcast4(x[r].xq + 8 * t), xh = bcast4(x[r].xq + 8 * t + 4);
+        acc0[r] = dpbusd(acc0[r], lo0, xl);
+        acc1[r] = dpbusd(acc1[r], lo1, xl);
+        acc0[r] = dpbusd(acc0[r], hi0, xh);
+        acc1[r] = dpbusd(acc1[r], hi1, xh);
+      }
+    }
+    // The epilogue of w8a8_int4, per block: the same float operations in the same order.
+    for (int half = 0; half < 2; ++half) {
+      const std::size_t bb = b + half;
+      const __m512 zero = l.symmetric ? _mm512_set1_ps(8.0f) : _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + l.at(bb, g)));
+      const __m512 scale = group_scales<Bf16>(l, bb, g);
+      __m512* sum = half == 0 ? sum0 : sum1;
+      const __m512i* acc = half == 0 ? acc0 : acc1;
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512 sums = _mm512_cvtepi32_ps(acc[r]);
+        const __m512 xsum = _mm512_set1_ps(static_cast<float>(x[r].xsum[g]));
+        const __m512 exact = l.symmetric ? _mm512_sub_ps(sums, _mm512_mul_ps(zero, xsum)) : _mm512_fnmadd_ps(zero, xsum, sums);
+        const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale), exact);
+        sum[r] = g == 0 ? t : _mm512_add_ps(sum[r], t);
+      }
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) {
+    _mm512_storeu_ps(y + r * ldy, sum0[r]);
+    _mm512_storeu_ps(y + r * ldy + kLanes, sum1[r]);
+  }
+}
+
 // Weight-only kernels read the input-major layout (qlayer.h): 16 bytes per input (int8) or per
 // pair of inputs (int4), widened to 16 int32 lanes in one instruction.
 template <std::size_t R>
@@ -269,19 +319,24 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
   }
 }
 
-void w8a8_int8_pair_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
-                          std::size_t ldy) {
+// Rows in passes of up to N through fn(row offset, std::integral_constant<count>).
+template <std::size_t N, class Fn>
+void in_passes_of(std::size_t count, Fn fn) {
   std::size_t r = 0;
-  for (; r + 8 <= count; r += 8) w8a8_int8_pair<8>(l, b, rows + r, y + r * ldy, ldy);
-  switch (count - r) {
-    case 7: w8a8_int8_pair<7>(l, b, rows + r, y + r * ldy, ldy); break;
-    case 6: w8a8_int8_pair<6>(l, b, rows + r, y + r * ldy, ldy); break;
-    case 5: w8a8_int8_pair<5>(l, b, rows + r, y + r * ldy, ldy); break;
-    case 4: w8a8_int8_pair<4>(l, b, rows + r, y + r * ldy, ldy); break;
-    case 3: w8a8_int8_pair<3>(l, b, rows + r, y + r * ldy, ldy); break;
-    case 2: w8a8_int8_pair<2>(l, b, rows + r, y + r * ldy, ldy); break;
-    case 1: w8a8_int8_pair<1>(l, b, rows + r, y + r * ldy, ldy); break;
-    default: break;
+  for (; r + N <= count; r += N) fn(r, std::integral_constant<std::size_t, N>{});
+  if constexpr (N > 1) {
+    if (count - r > 0) in_passes_of<N - 1>(count - r, [&](std::size_t r2, auto n) { fn(r + r2, n); });
+  }
+}
+
+void w8a8_pair_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
+                     std::size_t ldy) {
+  if (l.format == Format::Int8) {
+    in_passes_of<8>(count, [&](std::size_t r, auto n) { w8a8_int8_pair<decltype(n)::value>(l, b, rows + r, y + r * ldy, ldy); });
+  } else if (l.bf16_scales) {
+    in_passes_of<4>(count, [&](std::size_t r, auto n) { w8a8_int4_pair<decltype(n)::value, true>(l, b, rows + r, y + r * ldy, ldy); });
+  } else {
+    in_passes_of<4>(count, [&](std::size_t r, auto n) { w8a8_int4_pair<decltype(n)::value, false>(l, b, rows + r, y + r * ldy, ldy); });
   }
 }
 
@@ -300,7 +355,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kVnni = {"avx512vnni", w8a8_block, wfloat_block, w8a8_int8_pair_block};
+constexpr QuantKernels kVnni = {"avx512vnni", w8a8_block, wfloat_block, w8a8_pair_block};
 
 }  // namespace
 

@@ -127,8 +127,8 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
   std::unique_ptr<QuantizedRows> q;
   if (mode_ == ActMode::Int8) q = std::make_unique<QuantizedRows>(l, in, batch);
 
-  // Batched int8 W8A8 goes two blocks at a time where the ISA has a kernel for it (qkernels.h).
-  const bool pairs = mode_ == ActMode::Int8 && l.format == Format::Int8 && k.w8a8_int8_pair != nullptr && batch >= 2;
+  // Batched W8A8 goes two blocks at a time where the ISA has a kernel for it (qkernels.h).
+  const bool pairs = mode_ == ActMode::Int8 && k.w8a8_pair != nullptr && batch >= 2;
   auto run_blocks = [&](std::size_t b0, std::size_t b1) {
     alignas(64) float y[kRowsPerPass * 2 * kLanes];
     const float* rows[kRowsPerPass];
@@ -141,7 +141,7 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
         const std::size_t count = std::min(kRowsPerPass, batch - r0);
         for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
         if (nb == 2) {
-          k.w8a8_int8_pair(l, b, q->rows.data() + r0, count, y, ldy);
+          k.w8a8_pair(l, b, q->rows.data() + r0, count, y, ldy);
         } else if (mode_ == ActMode::Int8) {
           k.w8a8_block(l, b, q->rows.data() + r0, count, y, ldy);
         } else {
