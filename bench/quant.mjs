@@ -959,10 +959,11 @@ function speedMarkdown(s) {
         continue;
       }
       const bw = batch === 1 ? gbps(r.bytes, t) : undefined;
+      const frac = batch === 1 ? bandwidth.fractionFor(r) : undefined;
       const cp = r.counterpart ? speedup(cells, r.counterpart, r.key, batch) : undefined;
       const vsOrt = r.counterpart ? (cp === undefined ? '-' : `${ratio(cp)} (vs ${byKey.get(r.counterpart).label.replace('onnxruntime ', '')})`) : '';
       lines.push(
-        `| ${batch} | ${r.label} | ${mb(r.bytes)} | ${formatTime(t)} | ${bw === undefined ? '' : bw.toFixed(1)} | ${bw === undefined || bandwidth.fractionFor(r) === undefined ? '' : `${(bandwidth.fractionFor(r) * 100).toFixed(0)}%`} |` +
+        `| ${batch} | ${r.label} | ${mb(r.bytes)} | ${formatTime(t)} | ${bw === undefined ? '' : bw.toFixed(1)} | ${frac === undefined ? '' : `${(frac * 100).toFixed(0)}%`} |` +
           ` ${r.key === 'f32' ? 'baseline' : vsF32(r.key) === undefined ? '-' : ratio(vsF32(r.key))} | ${vsOrt} |`,
       );
     }

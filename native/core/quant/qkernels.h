@@ -29,7 +29,7 @@ struct QuantKernels {
   // y[r * ldy + o] for o < 32, the same bits as two w8a8_block calls. Where the products are
   // compute-bound (batched), one broadcast of an input word then feeds two blocks' weights.
   void (*w8a8_pair)(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
-                         std::size_t ldy);
+                    std::size_t ldy);
 };
 
 const QuantKernels& quant_scalar_kernels();

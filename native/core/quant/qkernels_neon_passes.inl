@@ -3,25 +3,7 @@
 // compiled with its own flags, and the linker can never merge the ARMv8.0 file's copy with the
 // one built for sdot.
 
-// f(first, std::integral_constant<R>) over rows [0, count) in passes of at most Max rows, so each
-// pass is a kernel instantiated for its row count, with its accumulators in registers.
-template <std::size_t R, class F>
-void last_pass(std::size_t first, std::size_t left, F& f) {
-  if constexpr (R > 0) {
-    if (left == R) {
-      f(first, std::integral_constant<std::size_t, R>{});
-    } else {
-      last_pass<R - 1>(first, left, f);
-    }
-  }
-}
-
-template <std::size_t Max, class F>
-void in_passes(std::size_t count, F f) {
-  std::size_t r = 0;
-  for (; r + Max <= count; r += Max) f(r, std::integral_constant<std::size_t, Max>{});
-  last_pass<Max - 1>(r, count - r, f);
-}
+#include "core/quant/qkernels_passes.inl"
 
 // 4 activation bytes repeated across the register: each output's 4 bytes meet the same inputs.
 inline int8x16_t bcast4(const std::int8_t* p) {

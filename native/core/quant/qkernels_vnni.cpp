@@ -21,6 +21,8 @@
 namespace mlpkit::quant {
 namespace {
 
+#include "core/quant/qkernels_passes.inl"
+
 constexpr std::size_t kRows = 4;  // input rows per pass over a block's weights
 
 // int4 weights are prefetched this far ahead of the step being read (scales as far ahead in
@@ -56,6 +58,20 @@ inline __m512i bcast4(const void* p) {
   return _mm512_set1_epi32(v);
 }
 
+// Block b's int8 W8A8 outputs of R rows from their sums of xu * w: the compensation 128 * sum(w)
+// taken off (exact int32), then (sx * scale) * exact, in format.ts's order.
+template <std::size_t R>
+inline void store_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, const __m512i (&acc)[R], float* y,
+                       std::size_t ldy) {
+  const __m512i bias128 = _mm512_slli_epi32(_mm512_load_si512(l.wsum.data() + b * kLanes), 7);
+  const __m512 scale = _mm512_load_ps(l.scales.data() + b * kLanes);
+  for (std::size_t r = 0; r < R; ++r) {
+    const __m512i exact = _mm512_sub_epi32(acc[r], bias128);
+    const __m512 s = _mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale);
+    _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(s, _mm512_cvtepi32_ps(exact)));
+  }
+}
+
 template <std::size_t R>
 void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
   const std::size_t steps = l.kq / 4;
@@ -73,13 +89,7 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
       }
     }
   }
-  const __m512i bias128 = _mm512_slli_epi32(_mm512_load_si512(l.wsum.data() + b * kLanes), 7);
-  const __m512 scale = _mm512_load_ps(l.scales.data() + b * kLanes);
-  for (std::size_t r = 0; r < R; ++r) {
-    const __m512i exact = _mm512_sub_epi32(acc[r], bias128);
-    const __m512 s = _mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale);
-    _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(s, _mm512_cvtepi32_ps(exact)));
-  }
+  store_int8<R>(l, b, x, acc, y, ldy);
 }
 
 // Blocks b and b + 1 of an int8 layer against R rows: 2R accumulators, and each broadcast
@@ -101,16 +111,8 @@ void w8a8_int8_pair(const QuantLayer& l, std::size_t b, const QuantRow* x, float
       acc1[r] = dpbusd(acc1[r], xv, v1);
     }
   }
-  for (int half = 0; half < 2; ++half) {
-    const std::size_t bb = b + half;
-    const __m512i bias128 = _mm512_slli_epi32(_mm512_load_si512(l.wsum.data() + bb * kLanes), 7);
-    const __m512 scale = _mm512_load_ps(l.scales.data() + bb * kLanes);
-    for (std::size_t r = 0; r < R; ++r) {
-      const __m512i exact = _mm512_sub_epi32(half == 0 ? acc0[r] : acc1[r], bias128);
-      const __m512 s = _mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale);
-      _mm512_storeu_ps(y + r * ldy + half * kLanes, _mm512_mul_ps(s, _mm512_cvtepi32_ps(exact)));
-    }
-  }
+  store_int8<R>(l, b, x, acc0, y, ldy);
+  store_int8<R>(l, b + 1, x, acc1, y + kLanes, ldy);
 }
 
 // Block b's 16 scales of group g: float32, or bfloat16 widened to float32 exactly (qlayer.h).
@@ -130,6 +132,26 @@ inline const void* group_scales_address(const QuantLayer& l, std::size_t b, std:
     return l.scales16.data() + l.at(b, g);
   } else {
     return l.scales.data() + l.at(b, g);
+  }
+}
+
+// Group g's term of block b's W4A8 outputs, added to sum (set at g = 0), from the group's exact
+// integer sums isum of xq * code. isum - zero * xsum in float: every value involved is an
+// integer below 2^24 in magnitude (|isum|, |zero * xsum| <= 15 * 127 * 128), so the conversion
+// and the subtraction are exact, equal to the int32 result, and cheaper than a 32-bit integer
+// multiply. Symmetric layers' zero point is 8 in every lane: one broadcast 8 * xsum per row, no
+// zero points read. Then (sx * scale) * exact, in format.ts's order.
+template <std::size_t R, bool Bf16>
+inline void add_int4_group(const QuantLayer& l, std::size_t b, std::size_t g, const QuantRow* x, const __m512i (&isum)[R],
+                           __m512 (&sum)[R]) {
+  const __m512 zero = l.symmetric ? _mm512_set1_ps(8.0f) : _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + l.at(b, g)));
+  const __m512 scale = group_scales<Bf16>(l, b, g);
+  for (std::size_t r = 0; r < R; ++r) {
+    const __m512 sums = _mm512_cvtepi32_ps(isum[r]);
+    const __m512 xsum = _mm512_set1_ps(static_cast<float>(x[r].xsum[g]));
+    const __m512 exact = l.symmetric ? _mm512_sub_ps(sums, _mm512_mul_ps(zero, xsum)) : _mm512_fnmadd_ps(zero, xsum, sums);
+    const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale), exact);
+    sum[r] = g == 0 ? t : _mm512_add_ps(sum[r], t);
   }
 }
 
@@ -164,19 +186,9 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
         }
       }
     }
-    // acc - zero * xsum in float: every value involved is an integer below 2^24 in magnitude
-    // (|acc|, |zero * xsum| <= 15 * 127 * 128), so the conversion and the subtraction are exact,
-    // equal to the int32 result, and cheaper than a 32-bit integer multiply. Symmetric layers'
-    // zero point is 8 in every lane: one broadcast 8 * xsum per row, no zero points read.
-    const __m512 zero = l.symmetric ? _mm512_set1_ps(8.0f) : _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + l.at(b, g)));
-    const __m512 scale = group_scales<Bf16>(l, b, g);
-    for (std::size_t r = 0; r < R; ++r) {
-      const __m512 sums = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r], high[r]));
-      const __m512 xsum = _mm512_set1_ps(static_cast<float>(x[r].xsum[g]));
-      const __m512 exact = l.symmetric ? _mm512_sub_ps(sums, _mm512_mul_ps(zero, xsum)) : _mm512_fnmadd_ps(zero, xsum, sums);
-      const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale), exact);
-      sum[r] = g == 0 ? t : _mm512_add_ps(sum[r], t);
-    }
+    __m512i total[R];
+    for (std::size_t r = 0; r < R; ++r) total[r] = _mm512_add_epi32(acc[r], high[r]);
+    add_int4_group<R, Bf16>(l, b, g, x, total, sum);
   }
   for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, sum[r]);
 }
@@ -208,21 +220,8 @@ void w8a8_int4_pair(const QuantLayer& l, std::size_t b, const QuantRow* x, float
         acc1[r] = dpbusd(acc1[r], hi1, xh);
       }
     }
-    // The epilogue of w8a8_int4, per block: the same float operations in the same order.
-    for (int half = 0; half < 2; ++half) {
-      const std::size_t bb = b + half;
-      const __m512 zero = l.symmetric ? _mm512_set1_ps(8.0f) : _mm512_cvtepi32_ps(_mm512_load_si512(l.zeros.data() + l.at(bb, g)));
-      const __m512 scale = group_scales<Bf16>(l, bb, g);
-      __m512* sum = half == 0 ? sum0 : sum1;
-      const __m512i* acc = half == 0 ? acc0 : acc1;
-      for (std::size_t r = 0; r < R; ++r) {
-        const __m512 sums = _mm512_cvtepi32_ps(acc[r]);
-        const __m512 xsum = _mm512_set1_ps(static_cast<float>(x[r].xsum[g]));
-        const __m512 exact = l.symmetric ? _mm512_sub_ps(sums, _mm512_mul_ps(zero, xsum)) : _mm512_fnmadd_ps(zero, xsum, sums);
-        const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[r].sx), scale), exact);
-        sum[r] = g == 0 ? t : _mm512_add_ps(sum[r], t);
-      }
-    }
+    add_int4_group<R, Bf16>(l, b, g, x, acc0, sum0);
+    add_int4_group<R, Bf16>(l, b + 1, g, x, acc1, sum1);
   }
   for (std::size_t r = 0; r < R; ++r) {
     _mm512_storeu_ps(y + r * ldy, sum0[r]);
@@ -319,24 +318,14 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
   }
 }
 
-// Rows in passes of up to N through fn(row offset, std::integral_constant<count>).
-template <std::size_t N, class Fn>
-void in_passes_of(std::size_t count, Fn fn) {
-  std::size_t r = 0;
-  for (; r + N <= count; r += N) fn(r, std::integral_constant<std::size_t, N>{});
-  if constexpr (N > 1) {
-    if (count - r > 0) in_passes_of<N - 1>(count - r, [&](std::size_t r2, auto n) { fn(r + r2, n); });
-  }
-}
-
 void w8a8_pair_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
                      std::size_t ldy) {
   if (l.format == Format::Int8) {
-    in_passes_of<8>(count, [&](std::size_t r, auto n) { w8a8_int8_pair<decltype(n)::value>(l, b, rows + r, y + r * ldy, ldy); });
+    in_passes<8>(count, [&](std::size_t r, auto n) { w8a8_int8_pair<decltype(n)::value>(l, b, rows + r, y + r * ldy, ldy); });
   } else if (l.bf16_scales) {
-    in_passes_of<4>(count, [&](std::size_t r, auto n) { w8a8_int4_pair<decltype(n)::value, true>(l, b, rows + r, y + r * ldy, ldy); });
+    in_passes<4>(count, [&](std::size_t r, auto n) { w8a8_int4_pair<decltype(n)::value, true>(l, b, rows + r, y + r * ldy, ldy); });
   } else {
-    in_passes_of<4>(count, [&](std::size_t r, auto n) { w8a8_int4_pair<decltype(n)::value, false>(l, b, rows + r, y + r * ldy, ldy); });
+    in_passes<4>(count, [&](std::size_t r, auto n) { w8a8_int4_pair<decltype(n)::value, false>(l, b, rows + r, y + r * ldy, ldy); });
   }
 }
 
