@@ -6,6 +6,8 @@
 // range: a NaN would only come back as a NaN (or a 0 after ReLU) with no hint of the mistake.
 
 import { HttpError, badRequest } from './errors.js';
+import { allocFloats } from './float-slab.js';
+import { readCanonicalRows } from './json-rows.js';
 
 export interface DecodedInput {
   x: Float32Array;
@@ -21,17 +23,24 @@ function featureCountError(model: string, width: number, got: number, where: str
     `model '${model}' takes ${width} inputs per row but ${where} holds ${got}`);
 }
 
-function numberAt(v: unknown, where: string): number {
+/** v as a float32; `where` names it in the error (a function: the name costs more than the check). */
+function numberAt(v: unknown, where: () => string): number {
   if (typeof v !== 'number') {
     const what = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `the string ${JSON.stringify(v.length > 20 ? v.slice(0, 20) + '...' : v)}` : `a ${typeof v}`;
-    throw badRequest('invalid_number', `${where} is ${what}; every input must be a number`);
+    throw badRequest('invalid_number', `${where()} is ${what}; every input must be a number`);
   }
   const f = Math.fround(v);
-  if (!Number.isFinite(f)) throw badRequest('non_finite', `${where} is ${v}, which is not a finite float32`);
+  if (!Number.isFinite(f)) throw badRequest('non_finite', `${where()} is ${v}, which is not a finite float32`);
   return f;
 }
 
-export function decodeJson(text: string, model: string, width: number): DecodedInput {
+/** A JSON body (bytes, or text already decoded) as rows of `width` float32s. */
+export function decodeJson(bytes: Uint8Array | string, model: string, width: number): DecodedInput {
+  if (typeof bytes !== 'string') {
+    const fast = readCanonicalRows(bytes, width);
+    if (fast) return fast;
+  }
+  const text = typeof bytes === 'string' ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -47,12 +56,12 @@ export function decodeJson(text: string, model: string, width: number): DecodedI
 
   if (Array.isArray(inputs[0])) {
     const rows = inputs.length;
-    const x = new Float32Array(rows * width);
+    const x = allocFloats(rows * width);
     for (let r = 0; r < rows; r++) {
       const row = inputs[r] as unknown;
       if (!Array.isArray(row)) throw badRequest('invalid_request', `inputs[${r}] is not an array; every row must be an array of numbers`);
       if (row.length !== width) throw featureCountError(model, width, row.length, `inputs[${r}]`);
-      for (let c = 0; c < width; c++) x[r * width + c] = numberAt(row[c], `inputs[${r}][${c}]`);
+      for (let c = 0; c < width; c++) x[r * width + c] = numberAt(row[c], () => `inputs[${r}][${c}]`);
     }
     return { x, rows, flat: false };
   }
@@ -74,8 +83,8 @@ export function decodeJson(text: string, model: string, width: number): DecodedI
       throw badRequest('invalid_request', `"shape" [${rows}, ${width}] needs ${rows * width} values but "inputs" holds ${inputs.length}`);
     }
   }
-  const x = new Float32Array(rows * width);
-  for (let i = 0; i < x.length; i++) x[i] = numberAt(inputs[i], `inputs[${i}]`);
+  const x = allocFloats(rows * width);
+  for (let i = 0; i < x.length; i++) x[i] = numberAt(inputs[i], () => `inputs[${i}]`);
   return { x, rows, flat: true };
 }
 
@@ -88,8 +97,8 @@ export function decodeBinary(body: Buffer, model: string, width: number): Decode
   }
   // A copy: the body may sit at any offset of memory Node reuses, and the rows may wait in the
   // queue or sit on the thread pool for a while.
-  const x = new Float32Array(body.length / 4);
-  new Uint8Array(x.buffer).set(body);
+  const x = allocFloats(body.length / 4);
+  new Uint8Array(x.buffer, x.byteOffset, x.byteLength).set(body);
   for (let i = 0; i < x.length; i++) {
     if (!Number.isFinite(x[i])) {
       throw badRequest('non_finite', `value ${i % width} of row ${Math.floor(i / width)} is ${x[i]}; every input must be a finite number`);

@@ -91,7 +91,7 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
       // take the process down, so every error is answered.
       try {
         const width = served.model.inputs;
-        const input = binary ? decodeBinary(body!, served.name, width) : decodeJson(body!.toString('utf8'), served.name, width);
+        const input = binary ? decodeBinary(body!, served.name, width) : decodeJson(body!, served.name, width);
         const accepted = served.batcher.submit(input.x, input.rows, (err, y) => {
           try {
             if (err) return failed(req, res, err);

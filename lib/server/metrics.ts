@@ -14,23 +14,52 @@ function keyOf(labels: Labels): string {
   return Object.values(labels).join('\u0000');
 }
 
+/**
+ * Series by label values. A request's labels are the server's own few objects, made once: a
+ * lookup by object identity comes first and skips building the key string (the key join and its
+ * string hash cost about as much as the rest of counting a request). Label objects must not be
+ * changed after their first use; fresh objects work too, found by key and forgotten with them.
+ */
+class SeriesMap<S extends { labels: Labels }> {
+  private readonly byKey = new Map<string, S>();
+  private readonly byObject = new WeakMap<Labels, S>();
+
+  get(labels: Labels): S | undefined {
+    let s = this.byObject.get(labels);
+    if (s === undefined) {
+      s = this.byKey.get(keyOf(labels));
+      if (s !== undefined) this.byObject.set(labels, s);
+    }
+    return s;
+  }
+
+  add(s: S): S {
+    this.byKey.set(keyOf(s.labels), s);
+    this.byObject.set(s.labels, s);
+    return s;
+  }
+
+  values(): IterableIterator<S> {
+    return this.byKey.values();
+  }
+}
+
 function formatValue(v: number): string {
   return Number.isFinite(v) ? String(v) : v > 0 ? '+Inf' : v < 0 ? '-Inf' : 'NaN';
 }
 
 export class Counter {
-  private readonly series = new Map<string, { labels: Labels; value: number }>();
+  private readonly series = new SeriesMap<{ labels: Labels; value: number }>();
   constructor(readonly name: string, readonly help: string) {}
 
   inc(labels: Labels, by = 1): void {
-    const key = keyOf(labels);
-    const s = this.series.get(key);
+    const s = this.series.get(labels);
     if (s) s.value += by;
-    else this.series.set(key, { labels, value: by });
+    else this.series.add({ labels, value: by });
   }
 
   get(labels: Labels): number {
-    return this.series.get(keyOf(labels))?.value ?? 0;
+    return this.series.get(labels)?.value ?? 0;
   }
 
   render(): string[] {
@@ -47,16 +76,12 @@ interface HistogramSeries {
 }
 
 export class Histogram {
-  private readonly series = new Map<string, HistogramSeries>();
+  private readonly series = new SeriesMap<HistogramSeries>();
   constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
 
   observe(labels: Labels, value: number): void {
-    const key = keyOf(labels);
-    let s = this.series.get(key);
-    if (!s) {
-      s = { labels, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
-      this.series.set(key, s);
-    }
+    const s = this.series.get(labels) ??
+      this.series.add({ labels, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 });
     let i = 0;
     while (i < this.buckets.length && value > this.buckets[i]) i++;
     s.counts[i]++;
@@ -66,7 +91,7 @@ export class Histogram {
 
   /** Observations so far in one series: count, sum, and per upper bound the cumulative count. */
   snapshot(labels: Labels): { count: number; sum: number; buckets: Map<number, number> } {
-    const s = this.series.get(keyOf(labels));
+    const s = this.series.get(labels);
     const buckets = new Map<number, number>();
     let cumulative = 0;
     this.buckets.forEach((b, i) => {
