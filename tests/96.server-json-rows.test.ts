@@ -34,7 +34,7 @@ function spellings(v: number): string[] {
 }
 
 /**
- * Whether the fast reader may leave this number to JSON.parse: past float32's range, over 19
+ * Whether the fast reader may leave this number to JSON.parse: past float32's range, over 18
  * significant digits, or a power of ten past 10^±22 once the fraction digits are counted in.
  * (It may also for a decimal within ~1e-15 of a float32 rounding boundary: about one value in
  * 10^7, which these fixed-seed runs do not meet.)
@@ -46,7 +46,7 @@ function mayFallBack(text: string): boolean {
   const digits = (whole + fraction).replace(/^0+/, '');
   if (digits.replace(/0/g, '') === '') return false; // zero: always read
   const scale = Number(exponent) - fraction.length;
-  return digits.length > 19 || scale > 22 || scale < -22;
+  return digits.length > 18 || scale > 22 || scale < -22;
 }
 
 describe('readCanonicalRows', () => {

@@ -6,7 +6,7 @@
 // than the model's predict, and the server's throughput is set by its per-request CPU.
 //
 // This reader accepts only that one shape with numbers it can convert exactly; anything else
-// (another key, a "shape", a string, a number of 20+ digits, bad JSON, a row of the wrong
+// (another key, a "shape", a string, a number of 19+ digits, bad JSON, a row of the wrong
 // width) returns null, and the caller parses the body the general way, which also words the
 // error. So the fast path never changes an answer: each value is fround() of the double JSON.parse
 // would give, or the body is left to JSON.parse.
@@ -22,20 +22,17 @@ export interface CanonicalRows {
 const POW10 = Array.from({ length: 23 }, (_, i) => Number(`1e${i}`));
 
 // A mantissa of up to 15 digits is exact, and one multiply or divide by an exact power of ten
-// rounds it correctly: the double JSON.parse gives. Digits 16 to 19 each add two roundings
-// (times 10, plus the digit) and the scaling one more: at most 9 * 2^-53 relative error, bounded
-// here by 2^-49 so the rounding of the bound's own arithmetic cannot matter.
+// rounds it correctly: the double JSON.parse gives. With 16 to 18 digits, joining the two halves
+// rounds twice and the scaling once more: at most 3 * 2^-53 relative error, bounded here by
+// 2^-49 so the rounding of the bound's own arithmetic cannot matter.
 const REL_ERROR = 2 ** -49;
-const MAX_DIGITS = 19;
+const MAX_DIGITS = 18;
 
 import { allocFloats } from './float-slab.js';
 
 // Reused between calls: a body's values are read here before its row count is known.
 let scratch = new Float32Array(256);
 
-// Filled by readNumber: the float32 value, and the index after the number.
-let numberValue = 0;
-let numberEnd = 0;
 // Filled by readRow: the index after the row's ']'.
 let rowEnd = 0;
 
@@ -55,46 +52,56 @@ function skipSpace(b: Uint8Array, i: number): number {
 }
 
 /**
- * A JSON number at b[i]; false when there is none, or when it is outside what this reader
- * converts exactly (more than 19 significant digits, a power of ten past 10^22 either way, a value
- * past float32's range, or one within rounding error of a float32 rounding boundary).
+ * Reads the JSON number at b[i] into out[at] and returns the index after it; -1 when there is
+ * none, or when it is outside what this reader converts exactly (over 18 significant digits, a
+ * power of ten past 10^22 either way, a value past float32's range, or one within rounding error
+ * of a float32 rounding boundary).
  */
-function readNumber(b: Uint8Array, i: number): boolean {
+function readNumber(b: Uint8Array, i: number, out: Float32Array, at: number): number {
   const n = b.length;
   let negative = false;
   if (i < n && b[i] === Ch.Minus) {
     negative = true;
     i++;
   }
-  if (i >= n) return false;
-  let mantissa = 0;
+  // The significant digits go into two int32 halves, the first 9 and the next 9: integer
+  // steps, where one double multiply-add per digit would be a chain of 17 slow steps.
+  let high = 0;
+  let low = 0;
+  let lowDigits = 0;
   let digits = 0; // significant digits so far (leading zeros do not count)
-  let scale = 0; // the value is mantissa * 10^scale
-  let c = b[i];
+  let scale = 0; // the value is (high * 10^lowDigits + low) * 10^scale
+  let c = i < n ? b[i] : 0;
   if (c === Ch.Zero) {
-    i++;
+    c = ++i < n ? b[i] : 0;
   } else if (c > Ch.Zero && c <= Ch.Nine) {
     do {
-      mantissa = mantissa * 10 + (c - Ch.Zero);
+      if (digits < 9) high = high * 10 + (c - Ch.Zero);
+      else if (digits < MAX_DIGITS) {
+        low = low * 10 + (c - Ch.Zero);
+        lowDigits++;
+      }
       digits++;
-      i++;
-      c = i < n ? b[i] : 0;
+      c = ++i < n ? b[i] : 0;
     } while (c >= Ch.Zero && c <= Ch.Nine);
   } else {
-    return false;
+    return -1;
   }
-  if (i < n && b[i] === Ch.Dot) {
-    i++;
-    const start = i;
+  if (c === Ch.Dot) {
+    const start = ++i;
     while (i < n && (c = b[i]) >= Ch.Zero && c <= Ch.Nine) {
-      if (mantissa !== 0 || c !== Ch.Zero) {
-        mantissa = mantissa * 10 + (c - Ch.Zero);
+      if (digits > 0 || c !== Ch.Zero) {
+        if (digits < 9) high = high * 10 + (c - Ch.Zero);
+        else if (digits < MAX_DIGITS) {
+          low = low * 10 + (c - Ch.Zero);
+          lowDigits++;
+        }
         digits++;
       }
       scale--;
       i++;
     }
-    if (i === start) return false;
+    if (i === start) return -1;
   }
   if (i < n && (b[i] === Ch.LowerE || b[i] === Ch.UpperE)) {
     i++;
@@ -106,30 +113,28 @@ function readNumber(b: Uint8Array, i: number): boolean {
       if (exponent < 10_000) exponent = exponent * 10 + (c - Ch.Zero);
       i++;
     }
-    if (i === start) return false;
+    if (i === start) return -1;
     scale += expNegative ? -exponent : exponent;
   }
-  if (digits > MAX_DIGITS) return false;
-  let value: number;
-  if (mantissa === 0) {
-    value = 0;
-  } else {
-    if (scale > 22 || scale < -22) return false;
+  if (digits > MAX_DIGITS) return -1;
+  let value = 0;
+  if (digits > 0) {
+    if (scale > 22 || scale < -22) return -1;
+    const mantissa = lowDigits === 0 ? high : high * POW10[lowDigits] + low;
     value = scale >= 0 ? mantissa * POW10[scale] : mantissa / POW10[-scale];
     if (digits > 15) {
       // The double may be a few ulps off the one JSON.parse gives; the float32 is still the
       // same unless a float32 rounding boundary lies within that error.
       const err = value * REL_ERROR;
-      const low = Math.fround(value - err);
-      if (low !== Math.fround(value + err)) return false;
-      value = low;
+      const below = Math.fround(value - err);
+      if (below !== Math.fround(value + err)) return -1;
+      value = below;
     }
   }
   value = Math.fround(negative ? -value : value);
-  if (value === Infinity || value === -Infinity) return false;
-  numberValue = value;
-  numberEnd = i;
-  return true;
+  if (value === Infinity || value === -Infinity) return -1;
+  out[at] = value;
+  return i;
 }
 
 /** Values of one JSON array of numbers starting at b[i] ('['), stored from scratch[at]; -1 if not that. */
@@ -138,10 +143,10 @@ function readRow(b: Uint8Array, i: number, at: number): number {
   i = skipSpace(b, i + 1);
   if (b[i] === Ch.CloseBracket) return -1; // an empty row: the general path words the error
   for (;;) {
-    if (!readNumber(b, i)) return -1;
     if (at >= scratch.length) grow(at + 1);
-    scratch[at++] = numberValue;
-    i = skipSpace(b, numberEnd);
+    i = readNumber(b, i, scratch, at++);
+    if (i < 0) return -1;
+    i = skipSpace(b, i);
     const c = b[i];
     if (c === Ch.CloseBracket) {
       rowEnd = i + 1;
@@ -151,6 +156,7 @@ function readRow(b: Uint8Array, i: number, at: number): number {
     i = skipSpace(b, i + 1);
   }
 }
+
 function grow(needed: number): void {
   const next = new Float32Array(Math.max(needed, scratch.length * 2));
   next.set(scratch);
