@@ -58,7 +58,7 @@ async function serve() {
     req.on('end', async () => {
       let input;
       try {
-        input = decodeJson(Buffer.concat(chunks).toString('utf8'), 'demo', inputs);
+        input = decodeJson(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), 'demo', inputs);
       } catch (err) {
         return fail(res, err.status ?? 400, err.code ?? 'bad_request', err.message);
       }
