@@ -11,6 +11,8 @@
 // error. So the fast path never changes an answer: each value is fround() of the double JSON.parse
 // would give, or the body is left to JSON.parse.
 
+import { allocFloats } from './float-slab.js';
+
 export interface CanonicalRows {
   x: Float32Array;
   rows: number;
@@ -28,9 +30,8 @@ const POW10 = Array.from({ length: 23 }, (_, i) => Number(`1e${i}`));
 const REL_ERROR = 2 ** -49;
 const MAX_DIGITS = 18;
 
-import { allocFloats } from './float-slab.js';
-
-// Reused between calls: a body's values are read here before its row count is known.
+// Reused between calls: a body's values are read here before its row count is known. It keeps
+// the size of the largest body seen (at most the server's body limit / 2 values).
 let scratch = new Float32Array(256);
 
 // Filled by readRow: the index after the row's ']'.
