@@ -109,39 +109,59 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
   _mm256_storeu_ps(y + 8, sum[1]);
 }
 
+// Weight-only kernels keep four accumulator chains per half (inputs p..p+3; kq is a multiple of
+// 4): with one, every FMA waited for the previous one's 4-cycle latency.
 void wfloat_int8(const QuantLayer& l, std::size_t b, const float* x, float* y) {
   const std::uint8_t* w = l.w.data() + b * l.kq * kLanes;
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (std::size_t p = 0; p < l.kq; ++p) {
-    const __m256 xv = _mm256_set1_ps(x[p]);
-    for (int h = 0; h < 2; ++h) {
-      const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + p * kLanes + h * 8));
-      acc[h] = _mm256_fmadd_ps(xv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), acc[h]);
+  __m256 acc[2][4];
+  for (int h = 0; h < 2; ++h)
+    for (int i = 0; i < 4; ++i) acc[h][i] = _mm256_setzero_ps();
+  for (std::size_t p = 0; p < l.kq; p += 4) {
+    for (int i = 0; i < 4; ++i) {
+      const __m256 xv = _mm256_set1_ps(x[p + i]);
+      for (int h = 0; h < 2; ++h) {
+        const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + (p + i) * kLanes + h * 8));
+        acc[h][i] = _mm256_fmadd_ps(xv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), acc[h][i]);
+      }
     }
   }
   for (int h = 0; h < 2; ++h) {
-    _mm256_storeu_ps(y + h * 8, _mm256_mul_ps(_mm256_load_ps(l.scales.data() + b * kLanes + h * 8), acc[h]));
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(acc[h][0], acc[h][1]), _mm256_add_ps(acc[h][2], acc[h][3]));
+    _mm256_storeu_ps(y + h * 8, _mm256_mul_ps(_mm256_load_ps(l.scales.data() + b * kLanes + h * 8), sum));
   }
 }
 
+// A symmetric layer's zero points are all 8: not read (4 bytes per output and group, a sixth of a
+// g32 layer's bytes). Low and high nibbles of both halves accumulate in four chains. Single-row
+// calls prefetch as w8a8_int4 does.
+template <bool Prefetch, bool Symmetric>
 void wfloat_int4(const QuantLayer& l, std::size_t b, const float* x, float* y) {
   const std::size_t pairs = l.group / 2;
   const std::uint8_t* w = l.w.data() + b * (l.kq / 2) * kLanes;
   const __m256i nibble = _mm256_set1_epi32(0x0f);
   __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (std::size_t g = 0; g < l.groups; ++g) {
+    if constexpr (Prefetch) _mm_prefetch(reinterpret_cast<const char*>(l.scales.data() + l.at(b, g)) + kPrefetchBytes / (pairs / 2), _MM_HINT_T0);
+    __m256i zero[2];
     for (int h = 0; h < 2; ++h) {
-      const __m256i zero = _mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + l.at(b, g) + h * 8));
-      __m256 part = _mm256_setzero_ps();
-      for (std::size_t t = g * pairs; t < (g + 1) * pairs; ++t) {
+      zero[h] = Symmetric ? _mm256_set1_epi32(8) : _mm256_load_si256(reinterpret_cast<const __m256i*>(l.zeros.data() + l.at(b, g) + h * 8));
+    }
+    __m256 lo_part[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 hi_part[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (std::size_t t = g * pairs; t < (g + 1) * pairs; ++t) {
+      if constexpr (Prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + t * kLanes) + kPrefetchBytes, _MM_HINT_T0);
+      const __m256 x0 = _mm256_set1_ps(x[2 * t]), x1 = _mm256_set1_ps(x[2 * t + 1]);
+      for (int h = 0; h < 2; ++h) {
         const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + t * kLanes + h * 8)));
-        const __m256 lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, nibble), zero));
-        const __m256 hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), zero));
-        part = _mm256_fmadd_ps(_mm256_set1_ps(x[2 * t]), lo, part);
-        part = _mm256_fmadd_ps(_mm256_set1_ps(x[2 * t + 1]), hi, part);
+        const __m256 lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, nibble), zero[h]));
+        const __m256 hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), zero[h]));
+        lo_part[h] = _mm256_fmadd_ps(x0, lo, lo_part[h]);
+        hi_part[h] = _mm256_fmadd_ps(x1, hi, hi_part[h]);
       }
+    }
+    for (int h = 0; h < 2; ++h) {
       const __m256 scale = _mm256_load_ps(l.scales.data() + l.at(b, g) + h * 8);
-      sum[h] = _mm256_fmadd_ps(scale, part, sum[h]);
+      sum[h] = _mm256_fmadd_ps(scale, _mm256_add_ps(lo_part[h], hi_part[h]), sum[h]);
     }
   }
   _mm256_storeu_ps(y, sum[0]);
@@ -172,8 +192,12 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   for (std::size_t r = 0; r < count; ++r) {
     if (l.format == Format::Int8) {
       wfloat_int8(l, b, x[r], y + r * ldy);
+    } else if (l.symmetric) {
+      if (count == 1) wfloat_int4<true, true>(l, b, x[r], y + r * ldy);
+      else wfloat_int4<false, true>(l, b, x[r], y + r * ldy);
     } else {
-      wfloat_int4(l, b, x[r], y + r * ldy);
+      if (count == 1) wfloat_int4<true, false>(l, b, x[r], y + r * ldy);
+      else wfloat_int4<false, false>(l, b, x[r], y + r * ldy);
     }
   }
 }
