@@ -972,7 +972,7 @@ function speedMarkdown(s) {
   if (skips.length) lines.push('', `'-': ${skips.join('; ')}.`);
   lines.push(
     '',
-    'weight bytes: quantised values + scales (+ zero points) read per call, the bias and x not counted. mlpkit rows count what its native layout reads (native/core/quant/qlayer.h: int4 W8A8 layers keep their bfloat16-valued scales in 2 bytes; zero points are 4-byte lanes, read by weight-only int4 rows);' +
+    'weight bytes: quantised values + scales (+ zero points) read per call, the bias and x not counted. mlpkit rows count what its native layout reads (native/core/quant/qlayer.h: int4 W8A8 layers keep their bfloat16-valued scales in 2 bytes; zero points are 4-byte lanes, read for asymmetric layers only);' +
       ' onnxruntime rows count the format\'s bytes, float32 scales (its prepacked layout may differ a little).',
     'vs mlpkit f32: mlpkit float32 time over the row\'s (above 1: the row is faster). vs onnxruntime: the time of the onnxruntime operator that computes the same thing over the mlpkit row\'s (above 1: mlpkit is faster).' +
       ' Both are medians over the interleaved passes of the ratio within a pass, so they can differ a little from the ratio of the two time columns;',

@@ -187,7 +187,8 @@ export function nativeWeightBytes(layer, activations) {
   const w8a8 = activations === 'int8';
   if (layer.format === 'int8') return layer.weights.byteLength + layer.scales.length * 4 + (w8a8 ? layer.outputs * 4 : 0);
   const bf16Scales = w8a8 && layer.scales.every(isBf16Value);
-  const zeros = !w8a8 || !layer.symmetric ? layer.scales.length * 4 : 0;
+  // Zero points are 4-byte lanes; symmetric layers' (all 8) are not read by the x86 kernels.
+  const zeros = layer.symmetric ? 0 : layer.scales.length * 4;
   return layer.weights.byteLength + layer.scales.length * (bf16Scales ? 2 : 4) + zeros;
 }
 
