@@ -14,11 +14,11 @@
 //
 // Prints markdown to stdout (progress to stderr) and writes bench/results/serve.md and serve.svg.
 //
-// The issue's 64-connection target is then measured once more as paired rounds: mlpkit, the
-// onnxruntime server and the constant server loaded one after another, round after round in
-// rotating order, the ratio taken per round and its median reported. Why: this shared VM's speed
-// drifts by 1.5x within a minute, so two servers timed a minute apart (the table above) can
-// differ by that much for no reason of their own.
+// The issue's 64-connection target is then measured once more as paired rounds: mlpkit (one
+// process and --workers 2), the onnxruntime server and the constant server loaded one after
+// another, round after round in rotating order, the ratio taken per round and its median
+// reported. Why: this shared VM's speed drifts by 1.5x within a minute, so two servers timed a
+// minute apart (the table above) can differ by that much for no reason of their own.
 //
 //   node bench/serve.mjs [--seconds S] [--rounds N] [--only latency,overload,wide,paired] [--no-write]
 
@@ -142,10 +142,6 @@ const mib = (b) => (b === null ? '-' : `${(b / 2 ** 20).toFixed(0)} MiB`);
 const statusText = (s) => Object.entries(s).map(([code, count]) => `${code}: ${count}`).join(', ') || 'none';
 
 /**
- * Every server of `list` started at once, then per connection count two rounds of half the time
- * each, in opposite orders, pooled: on a shared machine the noise then falls on all of them.
- */
-/**
  * Starts each server of `list` (into `running`, for the caller to stop), checks its answer, and
  * warms it up; returns the ones that run. A server that fails to start is noted and left out.
  */
@@ -165,6 +161,10 @@ async function startAll(model, list, running, notes) {
   return live;
 }
 
+/**
+ * Every server of `list` started at once, then per connection count two rounds of half the time
+ * each, in opposite orders, pooled: on a shared machine the noise then falls on all of them.
+ */
 async function latencyRuns(model, list, concurrency) {
   const results = new Map(); // `${key}:${connections}` -> summarize() of the pooled runs
   const notes = [];
@@ -284,6 +284,8 @@ function overloadTable(o) {
 }
 
 const median = (sorted) => (sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2);
+/** "2.42x (rounds 2.15-2.92x)" from sorted per-round ratios. */
+const ratiosText = (sorted) => `${median(sorted).toFixed(2)}x (rounds ${sorted[0].toFixed(2)}-${sorted.at(-1).toFixed(2)}x)`;
 
 function targetRows(results, overloads, paired) {
   const get = (key, c) => results?.get(`${key}:${c}`);
@@ -293,17 +295,17 @@ function targetRows(results, overloads, paired) {
   if (mine && ort && mine.ratios.length) {
     const ratio = median(mine.ratios);
     rows.push([`64 connections: throughput >= 3x the onnxruntime server, at <= its p99 (median of ${mine.ratios.length} paired rounds)`,
-      `${ratio.toFixed(2)}x (rounds ${mine.ratios[0].toFixed(2)}-${mine.ratios.at(-1).toFixed(2)}x); p99 ${us(mine.pooled.p99Us)} vs ${us(ort.pooled.p99Us)}`,
+      `${ratiosText(mine.ratios)}; p99 ${us(mine.pooled.p99Us)} vs ${us(ort.pooled.p99Us)}`,
       ratio >= 3 && mine.pooled.p99Us <= ort.pooled.p99Us ? 'PASS' : 'FAIL']);
     const floor = paired.get('constant');
     if (floor?.ratios.length) {
       rows.push(['(bound) the bare node:http constant server vs the onnxruntime server, same rounds',
-        `${median(floor.ratios).toFixed(2)}x (rounds ${floor.ratios[0].toFixed(2)}-${floor.ratios.at(-1).toFixed(2)}x): a node:http server doing nothing`, 'info']);
+        `${ratiosText(floor.ratios)}: a node:http server doing nothing`, 'info']);
     }
     const both = paired.get('batching2');
     if (both?.ratios.length) {
       rows.push(['mlpkit serve --workers 2 (both cores) vs the one-process onnxruntime server, same rounds',
-        `${median(both.ratios).toFixed(2)}x (rounds ${both.ratios[0].toFixed(2)}-${both.ratios.at(-1).toFixed(2)}x); p99 ${us(both.pooled.p99Us)} vs ${us(ort.pooled.p99Us)}`, 'info']);
+        `${ratiosText(both.ratios)}; p99 ${us(both.pooled.p99Us)} vs ${us(ort.pooled.p99Us)}`, 'info']);
     }
   }
   const mine64 = get('batching', 64);
