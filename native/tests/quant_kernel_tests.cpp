@@ -12,7 +12,8 @@
 // Values: random codes; every product +-127 x +-127 with one sign (the int16 pair sums of the
 // ARMv8.0 and AVX2 kernels at their limit); nibbles 15 against zero point 0 and 0 against 15; an
 // int8 row of 133144 inputs, the most W8A8 allows, summing to 4071 below 2^31; zero rows (sx = 0)
-// and non-finite rows (sx = NaN, codes 0), as the model's quantiser leaves them.
+// and non-finite rows (sx = NaN, codes 0), as the model's quantiser leaves them. quantize_row,
+// W8A8's input quantisation, bit for bit against format.ts's rule on rows of every kind.
 //
 // MLPKIT_EXPECT_QUANT_TABLE=<name> fails the run unless quant_kernels() chose that table
 // (scripts/test-neon.sh: the sdot table on a dotprod CPU, the ARMv8.0 one on a core without).
@@ -257,7 +258,7 @@ struct Stat {
 };
 struct Table {
   const q::QuantKernels* k;
-  Stat w8a8, wfloat, pair;
+  Stat w8a8, wfloat, pair, quantize;
 };
 
 long long g_printed = 0;
@@ -304,7 +305,7 @@ void run_pairs(const Case& c, const q::QuantLayer& l, const q::QuantKernels& k, 
     const std::size_t rows = std::min(c.count, kRows - r0);
     for (std::size_t b = 0; b + 1 < l.blocks; b += 2) {
       std::fill(y.begin(), y.end(), sentinel());
-      k.w8a8_pair(l, b, c.rows.data() + r0, rows, y.data(), kPairLdy);
+      k.w8a8_pair(l, b, c.rows.data() + r0, rows, y.data(), kPairLdy, l.w.data(), l.w.size() / 64);
       for (std::size_t i = 0; i < rows; ++i) {
         for (std::size_t o = 2 * q::kLanes; o < kPairLdy; ++o) {
           if (bits(y[i * kPairLdy + o]) != kSentinel) fail(s, "pair", c, "wrote past lane 32 (%g, %g)", y[i * kPairLdy + o], 0, r0 + i, o);
@@ -376,6 +377,79 @@ void test_case(std::vector<Table>& tables, const Case& c) {
   }
 }
 
+// W8A8's input quantisation of one row as format.ts states it: amax over finite values (a NaN or
+// infinity anywhere makes sx NaN and the codes 0), sx = amax / 127, q = clamp(round half to even
+// (x / sx), -127, 127), and each group's sum of q.
+float quantize_reference(const q::QuantLayer& l, const float* x, std::int8_t* qv, std::int32_t* sums) {
+  float amax = 0;
+  for (std::size_t p = 0; p < l.k; ++p) {
+    if (!std::isfinite(x[p])) return std::numeric_limits<float>::quiet_NaN();
+    amax = std::max(amax, std::fabs(x[p]));
+  }
+  const float sx = amax / 127.0f;
+  if (sx == 0) return sx;
+  for (std::size_t p = 0; p < l.k; ++p) {
+    volatile float ratio = x[p] / sx;
+    const float v = std::min(127.0f, std::max(-127.0f, std::nearbyint(ratio)));
+    qv[p] = static_cast<std::int8_t>(v);
+    sums[p / l.group] += static_cast<int>(v);
+  }
+  return sx;
+}
+
+// quantize_row of every table against quantize_reference: row lengths around the vector widths
+// and groups, random values of wide magnitude, values exactly halfway between two codes (sx = 1),
+// the largest finite float, subnormals, -0, zero rows, and NaN or an infinity at the first, a
+// middle and the last position (the tail past the last whole vector included).
+void test_quantize_row(std::vector<Table>& tables) {
+  Rng r(77);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (std::size_t k : {1, 3, 15, 16, 17, 31, 33, 63, 65, 100, 1000, 4099})
+    for (std::size_t group : {0, 32, 128})
+      for (int kind = 0; kind < 9; ++kind) {
+        q::QuantLayer l;
+        l.k = k;
+        l.group = group ? group : (k + 3) / 4 * 4;
+        l.kq = (k + l.group - 1) / l.group * l.group;
+        l.groups = l.kq / l.group;
+        std::vector<float> x(k);
+        for (std::size_t p = 0; p < k; ++p) {
+          switch (kind) {
+            case 0: x[p] = static_cast<float>((r.uniform() - 0.5) * 8); break;
+            case 1: x[p] = static_cast<float>(std::ldexp(r.uniform() + 0.5, r.range(-30, 30)) * r.sign()); break;
+            // One value is 127, so sx = 1 exactly and every other value k + 0.5 is a tie.
+            case 2: x[p] = p == k / 2 ? 127.0f : static_cast<float>(r.range(-127, 126)) + 0.5f; break;
+            case 3: x[p] = p % 3 == 0 ? std::numeric_limits<float>::max() * r.sign() : static_cast<float>(r.uniform()) * 1e30f; break;
+            case 4: x[p] = p % 2 ? -0.0f : std::numeric_limits<float>::denorm_min() * static_cast<float>(r.range(0, 1000)); break;
+            case 5: x[p] = p % 2 ? -0.0f : 0.0f; break;
+            default: x[p] = static_cast<float>(r.uniform() - 0.5); break;
+          }
+        }
+        // Kinds 6-8: NaN, +inf, -inf at the first, middle or last position by turns.
+        if (kind >= 6) x[(kind == 6 ? 0 : kind == 7 ? k / 2 : k - 1)] = kind == 6 ? nan : kind == 7 ? inf : -inf;
+        std::vector<std::int8_t> want_q(l.kq, 0);
+        std::vector<std::int32_t> want_s(l.groups, 0);
+        const float want_sx = quantize_reference(l, x.data(), want_q.data(), want_s.data());
+        for (Table& t : tables) {
+          std::vector<std::int8_t> got_q(l.kq, 0);
+          std::vector<std::uint8_t> got_u(l.kq, 128);
+          std::vector<std::int32_t> got_s(l.groups, 0);
+          const float got_sx = t.k->quantize_row(l, x.data(), got_q.data(), got_u.data(), got_s.data());
+          ++t.quantize.cases;
+          t.quantize.values += static_cast<long long>(l.kq);
+          bool ok = same(got_sx, want_sx) && got_s == want_s && got_q == want_q;
+          for (std::size_t p = 0; ok && p < l.kq; ++p) ok = got_u[p] == static_cast<std::uint8_t>(got_q[p] + 128);
+          if (!ok) {
+            ++t.quantize.failures;
+            if (g_printed++ < 20) {
+              std::printf("FAIL [%s] quantize_row k=%zu group=%zu kind=%d: sx %.9g, want %.9g\n", t.k->isa, k, l.group, kind,
+                          got_sx, want_sx);
+            }
+          }
+        }
+      }
+}
+
 // The table quant_kernels() chose and every table below it that this CPU runs, widest first.
 std::vector<Table> tables_from_chosen(int* setup_failures) {
   std::vector<const q::QuantKernels*> all;
@@ -389,7 +463,7 @@ std::vector<Table> tables_from_chosen(int* setup_failures) {
   all.push_back(&q::quant_scalar_kernels());
   std::vector<Table> tables;
   for (const q::QuantKernels* k : all) {
-    if (k == &q::quant_kernels() || !tables.empty()) tables.push_back(Table{k, {}, {}});
+    if (k == &q::quant_kernels() || !tables.empty()) tables.push_back(Table{k, {}, {}, {}, {}});
   }
   if (tables.empty()) {
     std::printf("FAIL quant_kernels() (%s) is none of this machine's tables\n", q::quant_kernels().isa);
@@ -451,6 +525,7 @@ int main() {
     wide.count = 4;
     wide.weight_only = false;
     test_case(tables, wide);
+    test_quantize_row(tables);
   }
 
   long long failed = setup_failures, checked = 0;
@@ -458,8 +533,9 @@ int main() {
     print_stat(t.k->isa, "w8a8_block: bit for bit with format.ts", t.w8a8);
     print_stat(t.k->isa, "wfloat_block: within the float32 bound", t.wfloat);
     if (t.k->w8a8_pair) print_stat(t.k->isa, "w8a8_pair: bit for bit with format.ts", t.pair);
-    failed += t.w8a8.failures + t.wfloat.failures + t.pair.failures;
-    checked += t.w8a8.values + t.wfloat.values + t.pair.values;
+    print_stat(t.k->isa, "quantize_row: bit for bit with format.ts", t.quantize);
+    failed += t.w8a8.failures + t.wfloat.failures + t.pair.failures + t.quantize.failures;
+    checked += t.w8a8.values + t.wfloat.values + t.pair.values + t.quantize.values;
   }
   std::printf("quant_kernel_tests: %s (%zu tables, %lld values checked)\n", failed ? "FAILED" : "all passed", tables.size(),
               checked);

@@ -28,8 +28,12 @@ struct QuantKernels {
   // Optional (null where an ISA has none): W8A8 of blocks b and b + 1 at once, int8 or int4,
   // y[r * ldy + o] for o < 32, the same bits as two w8a8_block calls. Where the products are
   // compute-bound (batched), one broadcast of an input word then feeds two blocks' weights.
+  // Meanwhile it prefetches `prefetch_lines` 64-byte lines from `prefetch` into L2 (the caller's
+  // next blocks: see qmodel.cpp), spread over its steps; prefetch_lines may be 0.
   void (*w8a8_pair)(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
-                    std::size_t ldy);
+                    std::size_t ldy, const std::uint8_t* prefetch, std::size_t prefetch_lines);
+  // W8A8's input quantisation of one row (qkernels_quantize_row.inl): the same bits on every ISA.
+  float (*quantize_row)(const QuantLayer& l, const float* x, std::int8_t* q, std::uint8_t* u, std::int32_t* s);
 };
 
 const QuantKernels& quant_scalar_kernels();

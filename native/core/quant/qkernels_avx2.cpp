@@ -17,10 +17,15 @@
 
 #include <cstring>
 
+#include <algorithm>
+#include <limits>
+
 #include "core/quant/qkernels.h"
 
 namespace mlpkit::quant {
 namespace {
+
+#include "core/quant/qkernels_quantize_row.inl"
 
 inline __m256i bcast4(const void* p) {
   std::int32_t v;
@@ -202,7 +207,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kAvx2 = {"avx2", w8a8_block, wfloat_block, nullptr};
+constexpr QuantKernels kAvx2 = {"avx2", w8a8_block, wfloat_block, nullptr, quantize_row};
 
 }  // namespace
 

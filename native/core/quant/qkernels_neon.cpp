@@ -18,12 +18,16 @@
 #include <cstring>
 #include <type_traits>
 
+#include <algorithm>
+#include <limits>
+
 #include "core/quant/qkernels.h"
 
 namespace mlpkit::quant {
 namespace {
 
 #include "core/quant/qkernels_neon_passes.inl"
+#include "core/quant/qkernels_quantize_row.inl"
 
 // The exact sums of 4 outputs from their two half-sum accumulators.
 inline int32x4_t halves(int32x4_t a, int32x4_t b) { return vpaddq_s32(a, b); }
@@ -238,7 +242,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kNeon = {"neon", w8a8_block, wfloat_block, nullptr};
+constexpr QuantKernels kNeon = {"neon", w8a8_block, wfloat_block, nullptr, quantize_row};
 
 }  // namespace
 

@@ -123,7 +123,8 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
 }  // namespace
 
 const QuantKernels* quant_neon_dotprod_kernels() {
-  static const QuantKernels table = {"neon-dotprod", w8a8_block, quant_neon_kernels().wfloat_block, nullptr};
+  static const QuantKernels table = {"neon-dotprod", w8a8_block, quant_neon_kernels().wfloat_block, nullptr,
+                                      quant_neon_kernels().quantize_row};
   return &table;
 }
 

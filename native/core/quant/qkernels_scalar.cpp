@@ -1,9 +1,15 @@
 // Portable quantised kernels over the block layout of qlayer.h: the baseline every CPU runs and
 // the exact statement of the W8A8 arithmetic of lib/quant/format.ts that the SIMD kernels match.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
 #include "core/quant/qkernels.h"
 
 namespace mlpkit::quant {
 namespace {
+
+#include "core/quant/qkernels_quantize_row.inl"
 
 // Weight of output o of block b at input p, as an integer: int8 q, or int4 nibble u (unsigned).
 inline int weight_at(const QuantLayer& l, std::size_t b, std::size_t o, std::size_t p) {
@@ -58,7 +64,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kScalar = {"scalar", w8a8_block, wfloat_block, nullptr};
+constexpr QuantKernels kScalar = {"scalar", w8a8_block, wfloat_block, nullptr, quantize_row};
 
 }  // namespace
 

@@ -15,6 +15,10 @@
 
 #include <cstring>
 #include <type_traits>
+#include <utility>
+
+#include <algorithm>
+#include <limits>
 
 #include "core/quant/qkernels.h"
 
@@ -22,6 +26,7 @@ namespace mlpkit::quant {
 namespace {
 
 #include "core/quant/qkernels_passes.inl"
+#include "core/quant/qkernels_quantize_row.inl"
 
 constexpr std::size_t kRows = 4;  // input rows per pass over a block's weights
 
@@ -96,13 +101,15 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
 // input word feeds both blocks (one broadcast per vpdpbusd in w8a8_int8 held batched layers at
 // ~0.5 of this core's vpdpbusd rate).
 template <std::size_t R>
-void w8a8_int8_pair(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
+void w8a8_int8_pair(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy,
+                    const std::uint8_t* pf, std::size_t pf_lines) {
   const std::size_t steps = l.kq / 4;
   const std::uint8_t* w0 = l.w.data() + b * steps * 64;
   const std::uint8_t* w1 = w0 + steps * 64;
   __m512i acc0[R], acc1[R];
   for (std::size_t r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_si512();
   for (std::size_t t = 0; t < steps; ++t) {
+    if (t < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + t * 64), _MM_HINT_T1);
     const __m512i v0 = _mm512_load_si512(w0 + t * 64);
     const __m512i v1 = _mm512_load_si512(w1 + t * 64);
     for (std::size_t r = 0; r < R; ++r) {
@@ -198,7 +205,8 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
 // share one accumulator here (exact integer sums, as in w8a8_int4): with 2R chains no chain
 // waits on vpdpbusd's latency, and 4R accumulators would not fit the 32 registers.
 template <std::size_t R, bool Bf16>
-void w8a8_int4_pair(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
+void w8a8_int4_pair(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy,
+                    const std::uint8_t* pf, std::size_t pf_lines) {
   const std::size_t steps = l.kq / 8, per_group = l.group / 8;
   const std::uint8_t* w0 = l.w.data() + b * steps * 64;
   const std::uint8_t* w1 = w0 + steps * 64;
@@ -208,6 +216,7 @@ void w8a8_int4_pair(const QuantLayer& l, std::size_t b, const QuantRow* x, float
     __m512i acc0[R], acc1[R];
     for (std::size_t r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_si512();
     for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
+      if (t < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + t * 64), _MM_HINT_T1);
       const __m512i v0 = _mm512_load_si512(w0 + t * 64);
       const __m512i v1 = _mm512_load_si512(w1 + t * 64);
       const __m512i lo0 = _mm512_and_si512(v0, nibble), hi0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nibble);
@@ -334,13 +343,29 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
 }
 
 void w8a8_pair_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::size_t count, float* y,
-                     std::size_t ldy) {
+                     std::size_t ldy, const std::uint8_t* pf, std::size_t pf_lines) {
+  // The int4 kernel takes 4 rows a pass: the lines to prefetch are shared out over the passes.
+  const std::size_t per_pass = l.format == Format::Int8 ? 8 : 4;
+  const std::size_t lines = (pf_lines + (count + per_pass - 1) / per_pass - 1) / ((count + per_pass - 1) / per_pass);
+  auto share = [&](std::size_t r) {
+    const std::size_t first = std::min(pf_lines, r / per_pass * lines);
+    return std::make_pair(pf + first * 64, std::min(lines, pf_lines - first));
+  };
   if (l.format == Format::Int8) {
-    in_passes<8>(count, [&](std::size_t r, auto n) { w8a8_int8_pair<decltype(n)::value>(l, b, rows + r, y + r * ldy, ldy); });
+    in_passes<8>(count, [&](std::size_t r, auto n) {
+      const auto [p, np] = share(r);
+      w8a8_int8_pair<decltype(n)::value>(l, b, rows + r, y + r * ldy, ldy, p, np);
+    });
   } else if (l.bf16_scales) {
-    in_passes<4>(count, [&](std::size_t r, auto n) { w8a8_int4_pair<decltype(n)::value, true>(l, b, rows + r, y + r * ldy, ldy); });
+    in_passes<4>(count, [&](std::size_t r, auto n) {
+      const auto [p, np] = share(r);
+      w8a8_int4_pair<decltype(n)::value, true>(l, b, rows + r, y + r * ldy, ldy, p, np);
+    });
   } else {
-    in_passes<4>(count, [&](std::size_t r, auto n) { w8a8_int4_pair<decltype(n)::value, false>(l, b, rows + r, y + r * ldy, ldy); });
+    in_passes<4>(count, [&](std::size_t r, auto n) {
+      const auto [p, np] = share(r);
+      w8a8_int4_pair<decltype(n)::value, false>(l, b, rows + r, y + r * ldy, ldy, p, np);
+    });
   }
 }
 
@@ -364,7 +389,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kVnni = {"avx512vnni", w8a8_block, wfloat_block, w8a8_pair_block};
+constexpr QuantKernels kVnni = {"avx512vnni", w8a8_block, wfloat_block, w8a8_pair_block, quantize_row};
 
 }  // namespace
 
