@@ -346,7 +346,8 @@ void w8a8_pair_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, s
                      std::size_t ldy, const std::uint8_t* pf, std::size_t pf_lines) {
   // The int4 kernel takes 4 rows a pass: the lines to prefetch are shared out over the passes.
   const std::size_t per_pass = l.format == Format::Int8 ? 8 : 4;
-  const std::size_t lines = (pf_lines + (count + per_pass - 1) / per_pass - 1) / ((count + per_pass - 1) / per_pass);
+  const std::size_t passes = std::max<std::size_t>(1, (count + per_pass - 1) / per_pass);
+  const std::size_t lines = (pf_lines + passes - 1) / passes;
   auto share = [&](std::size_t r) {
     const std::size_t first = std::min(pf_lines, r / per_pass * lines);
     return std::make_pair(pf + first * 64, std::min(lines, pf_lines - first));
