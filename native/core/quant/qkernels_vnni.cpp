@@ -77,21 +77,37 @@ inline void store_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, co
   }
 }
 
+// A single row against a block of int8 weights, in four accumulator chains (steps t mod 4),
+// added after: exact integer sums, so the same bits. With one chain every vpdpbusd waited out
+// the previous one's latency: where the weights come from memory (a big layer at batch 1) that
+// is hidden behind the reads, but a layer in L2 or L3 (1024 -> 1024, 1 MB) ran at a quarter of
+// the core's vpdpbusd rate. Single-row passes keep the intrinsic, as in w8a8_int4.
+inline __m512i int8_row_sums(const std::uint8_t* w, const std::uint8_t* xu, std::size_t steps) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  std::size_t t = 0;
+  for (; t + 4 <= steps; t += 4) {
+    a0 = _mm512_dpbusd_epi32(a0, bcast4(xu + 4 * t), _mm512_load_si512(w + t * 64));
+    a1 = _mm512_dpbusd_epi32(a1, bcast4(xu + 4 * t + 4), _mm512_load_si512(w + t * 64 + 64));
+    a2 = _mm512_dpbusd_epi32(a2, bcast4(xu + 4 * t + 8), _mm512_load_si512(w + t * 64 + 128));
+    a3 = _mm512_dpbusd_epi32(a3, bcast4(xu + 4 * t + 12), _mm512_load_si512(w + t * 64 + 192));
+  }
+  for (; t < steps; ++t) a0 = _mm512_dpbusd_epi32(a0, bcast4(xu + 4 * t), _mm512_load_si512(w + t * 64));
+  return _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+}
+
 template <std::size_t R>
 void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, std::size_t ldy) {
   const std::size_t steps = l.kq / 4;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
   __m512i acc[R];
-  for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
-  for (std::size_t t = 0; t < steps; ++t) {
-    const __m512i wv = _mm512_load_si512(w + t * 64);
-    for (std::size_t r = 0; r < R; ++r) {
-      // Single-row passes (batch 1, bandwidth-bound) keep the intrinsic, as in w8a8_int4.
-      if constexpr (R == 1) {
-        acc[r] = _mm512_dpbusd_epi32(acc[r], bcast4(x[r].xu + 4 * t), wv);
-      } else {
-        acc[r] = dpbusd(acc[r], bcast4(x[r].xu + 4 * t), wv);
-      }
+  if constexpr (R == 1) {
+    acc[0] = int8_row_sums(w, x[0].xu, steps);
+  } else {
+    // R rows are R chains already.
+    for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+    for (std::size_t t = 0; t < steps; ++t) {
+      const __m512i wv = _mm512_load_si512(w + t * 64);
+      for (std::size_t r = 0; r < R; ++r) acc[r] = dpbusd(acc[r], bcast4(x[r].xu + 4 * t), wv);
     }
   }
   store_int8<R>(l, b, x, acc, y, ldy);
@@ -175,26 +191,35 @@ void w8a8_int4(const QuantLayer& l, std::size_t b, const QuantRow* x, float* y, 
     for (std::size_t r = 0; r < R; ++r) acc[r] = high[r] = _mm512_setzero_si512();
     // The scales are a stream of their own: prefetched as many groups ahead as the weights.
     if constexpr (R == 1) prefetch(group_scales_address<Bf16>(l, b, g), kPrefetchBytes / per_group / (Bf16 ? 2 : 1));
-    for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
-      if constexpr (R == 1) prefetch(w + t * 64, kPrefetchBytes);
-      const __m512i v = _mm512_load_si512(w + t * 64);
-      const __m512i lo = _mm512_and_si512(v, nibble);
-      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-      for (std::size_t r = 0; r < R; ++r) {
-        // (Single-row passes keep the intrinsic: its two chains compile without copies, and
-        // the asm form measured ~5-10% slower at batch 1, where the scheduling around the
-        // prefetches matters more than the instruction count.)
-        if constexpr (R == 1) {
-          acc[r] = _mm512_dpbusd_epi32(acc[r], lo, bcast4(x[r].xq + 8 * t));
-          high[r] = _mm512_dpbusd_epi32(high[r], hi, bcast4(x[r].xq + 8 * t + 4));
-        } else {
+    __m512i total[R];
+    if constexpr (R == 1) {
+      // A single row: four chains (low and high nibbles of even and odd steps; a group has 4,
+      // 8 or 16 steps), for the reason of int8_row_sums. (The intrinsic: the asm form measured
+      // ~5-10% slower at batch 1, where the scheduling around the prefetches matters more than
+      // the instruction count.)
+      __m512i lo1 = acc[0], hi1 = high[0];
+      for (std::size_t t = g * per_group; t < (g + 1) * per_group; t += 2) {
+        prefetch(w + t * 64, kPrefetchBytes);
+        prefetch(w + t * 64 + 64, kPrefetchBytes);
+        const __m512i v0 = _mm512_load_si512(w + t * 64), v1 = _mm512_load_si512(w + t * 64 + 64);
+        acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_and_si512(v0, nibble), bcast4(x[0].xq + 8 * t));
+        high[0] = _mm512_dpbusd_epi32(high[0], _mm512_and_si512(_mm512_srli_epi16(v0, 4), nibble), bcast4(x[0].xq + 8 * t + 4));
+        lo1 = _mm512_dpbusd_epi32(lo1, _mm512_and_si512(v1, nibble), bcast4(x[0].xq + 8 * t + 8));
+        hi1 = _mm512_dpbusd_epi32(hi1, _mm512_and_si512(_mm512_srli_epi16(v1, 4), nibble), bcast4(x[0].xq + 8 * t + 12));
+      }
+      total[0] = _mm512_add_epi32(_mm512_add_epi32(acc[0], high[0]), _mm512_add_epi32(lo1, hi1));
+    } else {
+      for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
+        const __m512i v = _mm512_load_si512(w + t * 64);
+        const __m512i lo = _mm512_and_si512(v, nibble);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        for (std::size_t r = 0; r < R; ++r) {
           acc[r] = dpbusd(acc[r], lo, bcast4(x[r].xq + 8 * t));
           high[r] = dpbusd(high[r], hi, bcast4(x[r].xq + 8 * t + 4));
         }
       }
+      for (std::size_t r = 0; r < R; ++r) total[r] = _mm512_add_epi32(acc[r], high[r]);
     }
-    __m512i total[R];
-    for (std::size_t r = 0; r < R; ++r) total[r] = _mm512_add_epi32(acc[r], high[r]);
     add_int4_group<R, Bf16>(l, b, g, x, total, sum);
   }
   for (std::size_t r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, sum[r]);
