@@ -3,7 +3,7 @@
 //
 //   node bench/quant-layer.mjs [--inputs 4096] [--outputs 16384] [--batch 64]
 //                              [--weights int8|int4|float32] [--group-size 32] [--activations int8|float]
-//                              [--rounds 15]
+//                              [--rounds 15] [--threads N]
 //
 // Prints the median time per call over rounds of back-to-back calls and the multiply-adds per
 // second. To compare two builds, alternate them in separate processes and compare medians
@@ -11,7 +11,7 @@
 // within a minute, so one run of each says little.
 
 import { parseArgs } from 'node:util';
-import { Mlp, info } from '../dist/index.js';
+import { Mlp, info, setThreads } from '../dist/index.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -22,12 +22,13 @@ const { values: args } = parseArgs({
     'group-size': { type: 'string', default: '32' },
     activations: { type: 'string', default: 'int8' },
     rounds: { type: 'string', default: '15' },
+    threads: { type: 'string' },
     help: { type: 'boolean' },
   },
 });
 if (args.help) {
   console.log('Usage: node bench/quant-layer.mjs [--inputs N] [--outputs N] [--batch N] [--weights int8|int4|float32] ' +
-    '[--group-size 32|64|128] [--activations int8|float] [--rounds N]');
+    '[--group-size 32|64|128] [--activations int8|float] [--rounds N] [--threads N]');
   process.exit(0);
 }
 const positive = (name) => {
@@ -38,6 +39,7 @@ const positive = (name) => {
 const [k, n, batch, rounds] = ['inputs', 'outputs', 'batch', 'rounds'].map(positive);
 if (!['int8', 'int4', 'float32'].includes(args.weights)) throw new RangeError(`--weights must be int8, int4 or float32, got '${args.weights}'`);
 
+if (args.threads !== undefined) setThreads(positive('threads'));
 const net = new Mlp({ inputs: k, layers: [{ units: n }], seed: 1 }, { backend: 'native' });
 const model = args.weights === 'float32'
   ? net
