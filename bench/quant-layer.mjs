@@ -66,7 +66,7 @@ for (let r = 0; r < rounds; r++) {
 times.sort((a, b) => a - b);
 const ms = times[times.length >> 1];
 const format = args.weights === 'float32' ? 'float32' :
-  `${args.weights}${args.weights === 'int4' ? ` g${args['group-size']}` : ''} ${args.activations === 'int8' ? 'W8A8' : 'weight-only'}`;
+  `${args.weights}${args.weights === 'int4' ? ` g${args['group-size']}` : ''} ${args.activations === 'int8' ? (args.weights === 'int4' ? 'W4A8' : 'W8A8') : 'weight-only'}`;
 const { isa, threads } = info();
 const time = (v) => (v < 1 ? `${(v * 1000).toFixed(1)} us` : `${v.toFixed(2)} ms`);
 console.log(`${k} -> ${n}, batch ${batch}, ${format} (${isa}, ${threads} threads): ${time(ms)} per call ` +
