@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -22,39 +21,81 @@ constexpr std::size_t kRowsPerPass = 8;  // the pair kernel's 16 accumulators
 constexpr std::size_t kMaxW8A8Int8Inputs = (std::size_t(1) << 31) / (127 * 127);  // 133144
 
 // W8A8's inputs quantised per row (the ISA's quantize_row, exactly lib/quant/format.ts), once
-// per row and layer before the layer's kernels. Batches of many values are split over the thread
-// pool by rows: a batch-64 4096-wide layer has 262144 inputs to quantise, ~5% of the layer's
-// time on one core.
-struct QuantizedRows {
+// per row and layer before the layer's kernels, into s's buffers. Batches of many values are
+// split over the thread pool by rows: a batch-64 4096-wide layer has 262144 inputs to quantise,
+// ~5% of the layer's time on one core.
+void quantize_rows(const QuantLayer& l, const float* x, std::size_t batch, QuantScratch& s);
+
+// Buffers over this size are not kept between calls (see QuantScratch).
+constexpr std::size_t kKeepBytes = std::size_t(1) << 20;
+
+template <class V>
+void release_if_large(V& v) {
+  if (v.capacity() * sizeof(typename V::value_type) > kKeepBytes) V().swap(v);
+}
+
+std::atomic<std::size_t> g_live_quant_models{0};
+}  // namespace
+
+// One thread's working buffers for predict, kept between its calls: at batch 1 a 5-layer model
+// of 64-wide layers spent ~40% of its time in malloc and free, five buffers per layer. Buffers
+// grown past kKeepBytes (a big batch) are released when the call ends, so a thread keeps at
+// most a few MiB. Per thread (thread_local): predicts run at once on any number of threads,
+// and the pool's workers only read the caller's buffers.
+struct QuantScratch {
   AlignedVector<std::int8_t> xq;
   AlignedVector<std::uint8_t> xu;
   std::vector<std::int32_t> xsum;
   std::vector<QuantRow> rows;
+  AlignedVector<float> padded, enc, ping[2];
 
-  QuantizedRows(const QuantLayer& l, const float* x, std::size_t batch)
-      : xq(batch * l.kq, 0), xu(batch * l.kq, 128), xsum(batch * l.groups, 0), rows(batch) {
-    const QuantKernels& k = quant_kernels();
-    auto one = [&](std::size_t r) {
-      std::int8_t* q = xq.data() + r * l.kq;
-      std::uint8_t* u = xu.data() + r * l.kq;
-      std::int32_t* s = xsum.data() + r * l.groups;
-      rows[r] = QuantRow{q, u, s, k.quantize_row(l, x + r * l.k, q, u, s)};
-    };
-    constexpr std::size_t kParallelValues = std::size_t(1) << 16;
-    if (thread_count() > 1 && batch > 1 && batch * l.k >= kParallelValues) {
-      const std::size_t parts = std::min<std::size_t>(batch, 4 * static_cast<std::size_t>(thread_count()));
-      const std::size_t per = (batch + parts - 1) / parts;
-      parallel_for((batch + per - 1) / per, [&](std::size_t i) {
-        for (std::size_t r = i * per; r < std::min(batch, (i + 1) * per); ++r) one(r);
-      });
-    } else {
-      for (std::size_t r = 0; r < batch; ++r) one(r);
-    }
+  void trim() {
+    release_if_large(xq);
+    release_if_large(xu);
+    release_if_large(xsum);
+    release_if_large(rows);
+    release_if_large(padded);
+    release_if_large(enc);
+    release_if_large(ping[0]);
+    release_if_large(ping[1]);
   }
 };
 
-std::atomic<std::size_t> g_live_quant_models{0};
+namespace {
+
+QuantScratch& thread_scratch() {
+  thread_local QuantScratch s;
+  return s;
+}
+
+void quantize_rows(const QuantLayer& l, const float* x, std::size_t batch, QuantScratch& s) {
+  // assign() reuses the capacity: the padding past k must read 0 (xq), 128 (xu), and whole
+  // rows that are zero or not finite keep these values too.
+  s.xq.assign(batch * l.kq, 0);
+  s.xu.assign(batch * l.kq, 128);
+  s.xsum.assign(batch * l.groups, 0);
+  s.rows.resize(batch);
+  const QuantKernels& k = quant_kernels();
+  auto one = [&](std::size_t r) {
+    std::int8_t* q = s.xq.data() + r * l.kq;
+    std::uint8_t* u = s.xu.data() + r * l.kq;
+    std::int32_t* sum = s.xsum.data() + r * l.groups;
+    s.rows[r] = QuantRow{q, u, sum, k.quantize_row(l, x + r * l.k, q, u, sum)};
+  };
+  constexpr std::size_t kParallelValues = std::size_t(1) << 16;
+  if (thread_count() > 1 && batch > 1 && batch * l.k >= kParallelValues) {
+    const std::size_t parts = std::min<std::size_t>(batch, 4 * static_cast<std::size_t>(thread_count()));
+    const std::size_t per = (batch + parts - 1) / parts;
+    parallel_for((batch + per - 1) / per, [&](std::size_t i) {
+      for (std::size_t r = i * per; r < std::min(batch, (i + 1) * per); ++r) one(r);
+    });
+  } else {
+    for (std::size_t r = 0; r < batch; ++r) one(r);
+  }
+}
+
 }  // namespace
+
 
 QuantModel::QuantModel(const EncodingSpec& encoding, const std::vector<QuantLayerSource>& layers, ActMode mode)
     : encoding_(encoding), mode_(mode) {
@@ -90,11 +131,11 @@ std::size_t QuantModel::bytes() const {
   return total;
 }
 
-void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t batch, float* out) const {
+void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t batch, float* out, QuantScratch& s) const {
   const QuantKernels& k = quant_kernels();
   const std::size_t np = l.blocks * kLanes;
   // Inputs padded with zeros to kq (the kernels read whole steps).
-  AlignedVector<float> padded;
+  AlignedVector<float>& padded = s.padded;
   const float* x = in;
   if (l.kq != l.k && mode_ == ActMode::Float) {
     padded.assign(batch * l.kq, 0.0f);
@@ -102,8 +143,8 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
     x = padded.data();
   }
   const std::size_t ldx = mode_ == ActMode::Float && l.kq != l.k ? l.kq : l.k;
-  std::unique_ptr<QuantizedRows> q;
-  if (mode_ == ActMode::Int8) q = std::make_unique<QuantizedRows>(l, in, batch);
+  if (mode_ == ActMode::Int8) quantize_rows(l, in, batch, s);
+  const QuantRow* const qrows = s.rows.data();
 
   // Batched W8A8 goes two blocks at a time where the ISA has a kernel for it (qkernels.h).
   const bool pairs = mode_ == ActMode::Int8 && k.w8a8_pair != nullptr && batch >= 2;
@@ -131,10 +172,10 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
         for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
         if (nb == 2) {
           const std::size_t first = std::min(next_lines, r0 / kRowsPerPass * share);
-          k.w8a8_pair(l, b, q->rows.data() + r0, count, y, ldy, l.w.data() + (b + nb) * block_bytes + first * 64,
+          k.w8a8_pair(l, b, qrows + r0, count, y, ldy, l.w.data() + (b + nb) * block_bytes + first * 64,
                       std::min(share, next_lines - first));
         } else if (mode_ == ActMode::Int8) {
-          k.w8a8_block(l, b, q->rows.data() + r0, count, y, ldy);
+          k.w8a8_block(l, b, qrows + r0, count, y, ldy);
         } else {
           k.wfloat_block(l, b, rows, count, y, ldy);
         }
@@ -160,25 +201,25 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
 }
 
 void QuantModel::predict(const float* x, std::size_t batch, float* out) const {
+  QuantScratch& s = thread_scratch();
   const bool identity = encoding_.type == Encoding::Identity;
-  AlignedVector<float> enc;
   const float* in = x;
   if (!identity) {
-    enc.resize(batch * encoding_.width());
-    encode_forward(encoding_, x, batch, enc.data());
-    in = enc.data();
+    s.enc.resize(batch * encoding_.width());
+    encode_forward(encoding_, x, batch, s.enc.data());
+    in = s.enc.data();
   }
-  AlignedVector<float> ping[2];
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const QuantLayer& l = layers_[i];
     float* dst = out;
     if (i + 1 < layers_.size()) {
-      ping[i & 1].resize(batch * l.n);
-      dst = ping[i & 1].data();
+      s.ping[i & 1].resize(batch * l.n);
+      dst = s.ping[i & 1].data();
     }
-    run_layer(l, in, batch, dst);
+    run_layer(l, in, batch, dst, s);
     in = dst;
   }
+  s.trim();
 }
 
 }  // namespace mlpkit::quant

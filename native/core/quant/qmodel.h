@@ -12,6 +12,8 @@
 
 namespace mlpkit::quant {
 
+struct QuantScratch;  // one thread's working buffers (qmodel.cpp)
+
 class QuantModel final : public Predictor {
  public:
   // Throws std::invalid_argument for layers that do not chain or break the format.
@@ -31,7 +33,7 @@ class QuantModel final : public Predictor {
   void predict(const float* x, std::size_t batch, float* out) const override;
 
  private:
-  void run_layer(const QuantLayer& l, const float* in, std::size_t batch, float* out) const;
+  void run_layer(const QuantLayer& l, const float* in, std::size_t batch, float* out, QuantScratch& s) const;
 
   EncodingSpec encoding_;
   std::vector<QuantLayer> layers_;
