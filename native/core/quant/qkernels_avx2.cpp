@@ -15,9 +15,8 @@
 #endif
 #include <immintrin.h>
 
-#include <cstring>
-
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "core/quant/qkernels.h"

@@ -15,11 +15,10 @@
 #if defined(__aarch64__) || defined(_M_ARM64)
 #include <arm_neon.h>
 
-#include <cstring>
-#include <type_traits>
-
 #include <algorithm>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "core/quant/qkernels.h"
 

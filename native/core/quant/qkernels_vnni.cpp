@@ -13,12 +13,11 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <utility>
-
-#include <algorithm>
-#include <limits>
 
 #include "core/quant/qkernels.h"
 
