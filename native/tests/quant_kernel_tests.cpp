@@ -431,9 +431,10 @@ void test_quantize_row(std::vector<Table>& tables) {
         std::vector<std::int32_t> want_s(l.groups, 0);
         const float want_sx = quantize_reference(l, x.data(), want_q.data(), want_s.data());
         for (Table& t : tables) {
-          std::vector<std::int8_t> got_q(l.kq, 0);
-          std::vector<std::uint8_t> got_u(l.kq, 128);
-          std::vector<std::int32_t> got_s(l.groups, 0);
+          // Filled with junk: quantize_row must write every code and sum, padding included.
+          std::vector<std::int8_t> got_q(l.kq, 0x5a);
+          std::vector<std::uint8_t> got_u(l.kq, 0xa5);
+          std::vector<std::int32_t> got_s(l.groups, -12345);
           const float got_sx = t.k->quantize_row(l, x.data(), got_q.data(), got_u.data(), got_s.data());
           ++t.quantize.cases;
           t.quantize.values += static_cast<long long>(l.kq);

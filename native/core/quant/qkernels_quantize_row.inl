@@ -37,15 +37,15 @@ inline float round_half_even_small(float v) {
 
 // Quantises x[0, l.k) into q (int8), u (q + 128) and s (the sum of q over each group), and
 // returns the row's scale sx; NaN when the row is not finite (format.ts: the row's outputs are
-// NaN). q, u and s must hold 0, 128 and 0 already (the padding past l.k, and the whole row when
-// it is all zeros or not finite, keep them).
+// NaN). Writes all of q and u up to l.kq and all l.groups sums: the padding past l.k, and the
+// whole row when it is all zeros or not finite, get code 0 (u = 128; sums 0).
 float quantize_row(const QuantLayer& l, const float* x, std::int8_t* q, std::uint8_t* u, std::int32_t* s) {
   float amax = 0;
-  if (!row_absmax(x, l.k, amax)) return std::numeric_limits<float>::quiet_NaN();
-  const float sx = amax / 127.0f;
-  if (!(sx > 0)) return sx;
+  const bool finite = row_absmax(x, l.k, amax);
+  const float sx = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+  const std::size_t coded = finite && sx > 0 ? l.k : 0;  // inputs that get a code of their own
   for (std::size_t g = 0; g < l.groups; ++g) {
-    const std::size_t p1 = std::min(l.k, (g + 1) * l.group);
+    const std::size_t p1 = std::min(coded, (g + 1) * l.group);
     std::int32_t sum = 0;
     for (std::size_t p = g * l.group; p < p1; ++p) {
       // |x[p] / sx| <= 127 (plus rounding), well inside round_half_even_small's range.
@@ -57,5 +57,7 @@ float quantize_row(const QuantLayer& l, const float* x, std::int8_t* q, std::uin
     }
     s[g] = sum;
   }
+  std::memset(q + coded, 0, l.kq - coded);
+  std::memset(u + coded, 128, l.kq - coded);
   return sx;
 }

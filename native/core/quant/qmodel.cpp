@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdint>
-#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -19,12 +17,6 @@ namespace {
 constexpr std::size_t kParallelMacs = std::size_t(1) << 20;
 constexpr std::size_t kRowsPerPass = 8;  // the pair kernel's 16 accumulators
 constexpr std::size_t kMaxW8A8Int8Inputs = (std::size_t(1) << 31) / (127 * 127);  // 133144
-
-// W8A8's inputs quantised per row (the ISA's quantize_row, exactly lib/quant/format.ts), once
-// per row and layer before the layer's kernels, into s's buffers. Batches of many values are
-// split over the thread pool by rows: a batch-64 4096-wide layer has 262144 inputs to quantise,
-// ~5% of the layer's time on one core.
-void quantize_rows(const QuantLayer& l, const float* x, std::size_t batch, QuantScratch& s);
 
 // Buffers over this size are not kept between calls (see QuantScratch).
 constexpr std::size_t kKeepBytes = std::size_t(1) << 20;
@@ -68,12 +60,15 @@ QuantScratch& thread_scratch() {
   return s;
 }
 
+// W8A8's inputs quantised per row (the ISA's quantize_row, exactly lib/quant/format.ts), once
+// per row and layer before the layer's kernels, into s's buffers. quantize_row writes every
+// byte of a row, padding included, so the buffers need no clearing first. Batches of many
+// values are split over the thread pool by rows: a batch-64 4096-wide layer has 262144 inputs
+// to quantise, ~5% of the layer's time on one core.
 void quantize_rows(const QuantLayer& l, const float* x, std::size_t batch, QuantScratch& s) {
-  // assign() reuses the capacity: the padding past k must read 0 (xq), 128 (xu), and whole
-  // rows that are zero or not finite keep these values too.
-  s.xq.assign(batch * l.kq, 0);
-  s.xu.assign(batch * l.kq, 128);
-  s.xsum.assign(batch * l.groups, 0);
+  s.xq.resize(batch * l.kq);
+  s.xu.resize(batch * l.kq);
+  s.xsum.resize(batch * l.groups);
   s.rows.resize(batch);
   const QuantKernels& k = quant_kernels();
   auto one = [&](std::size_t r) {
@@ -95,7 +90,6 @@ void quantize_rows(const QuantLayer& l, const float* x, std::size_t batch, Quant
 }
 
 }  // namespace
-
 
 QuantModel::QuantModel(const EncodingSpec& encoding, const std::vector<QuantLayerSource>& layers, ActMode mode)
     : encoding_(encoding), mode_(mode) {
