@@ -112,6 +112,24 @@ describe.runIf(hasNative())('native vs reference', () => {
     nat.dispose();
   });
 
+  it('a wide layer at a batch past the layer-by-layer scratch budget (run in chunks of rows): the same bits as smaller batches, and as the reference', () => {
+    // 40 -> 16384 holds 2.6 MB of weights (over the 2 MB "wide" mark) and 16384-wide activations,
+    // so 700 rows pass the 16M-float scratch of the layer-by-layer path: it runs as 3 chunks.
+    const spec: MlpSpec = { inputs: 40, layers: [{ units: 16384, activation: 'relu' }, { units: 8 }], seed: 11 };
+    const { ref, nat } = pair(spec);
+    const rows = 700;
+    const x = randomArray(rows * 40, 12);
+    const whole = nat.predict(x);
+    const pieces = [[0, 300], [300, 640], [640, 699], [699, 700]].map(([a, b]) => Array.from(nat.predict(x.subarray(a * 40, b * 40))));
+    expect(Array.from(whole)).toEqual(pieces.flat());
+    // The reference sums in float64; the 16384-term sums of the output layer stay within 1e-5 of
+    // the output scale in float32 (random-sign terms: the error grows like sqrt(16384) ulps).
+    const head = 24;
+    expectClose(whole.subarray(0, head * 8), ref.predict(x.subarray(0, head * 40)), TOL, 'chunked wide predict');
+    ref.dispose();
+    nat.dispose();
+  });
+
   it('backward from a caller-given output gradient', () => {
     const { ref, nat } = pair({ inputs: 5, layers: [{ units: 9, activation: 'silu' }, { units: 2 }], seed: 3 });
     const x = randomArray(4 * 5, 1);
