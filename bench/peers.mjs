@@ -8,13 +8,14 @@
 //   npm run bench [-- --seconds 0.2 --only A,C]
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Mlp, info } from '../dist/index.js';
 import { createAdapters, loadAdapters } from './support/backends.mjs';
 import { CheckError, expectClose } from './support/check.mjs';
+import { cpuName } from './support/cpu.mjs';
 import { randomFloats, randomLabels } from './support/data.mjs';
 import { cellKey, evaluateTargets, formatTime, resultsSvg, shapeTable, targetsTable } from './support/report.mjs';
 import { budgetFromSeconds, medianUs, medianUsAsync } from './support/timing.mjs';
@@ -196,7 +197,7 @@ async function runShape(key, adapters) {
 
 function header(adapters) {
   const i = info();
-  const cpu = cpus()[0]?.model?.trim() ?? 'unknown CPU';
+  const cpu = cpuName();
   const machine = `${cpu}, ${availableParallelism()} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${process.platform}-${process.arch}, node ${process.versions.node}`;
   const lines = [
     '# mlpkit vs peers',

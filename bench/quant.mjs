@@ -18,7 +18,7 @@
 import { execFileSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -29,6 +29,7 @@ import { CheckError, expectClose, relativeError } from './support/check.mjs';
 import {
   dequantize, gemmOnnx, linearF64, linearOrtInt8, linearW8A8, matMulIntegerOnnx, matMulNBitsOnnx, nativeWeightBytes, quantizeLinear, weightBytes,
 } from './support/onnx-quant.mjs';
+import { cpuName } from './support/cpu.mjs';
 import { loadOrt, ortSessionOptions } from './support/ort.mjs';
 import { formatTime } from './support/report.mjs';
 import { budgetFromSeconds, interleavedPasses, medianOf, medianUs, pairedRatio } from './support/timing.mjs';
@@ -1252,7 +1253,7 @@ function treeState() {
 
 function header() {
   const i = info();
-  const cpu = cpus()[0]?.model?.trim() ?? 'unknown CPU';
+  const cpu = cpuName();
   const machine = `${cpu}, ${THREADS} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${process.platform}-${process.arch}, node ${process.versions.node}`;
   const ortVersion = ort ? (ort.env?.versions?.node ?? ort.env?.versions?.common ?? '?') : null;
   return {

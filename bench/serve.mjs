@@ -24,13 +24,14 @@
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Mlp, info } from '../dist/index.js';
 import { groupedBarChartSvg } from './support/bar-chart.mjs';
 import { startServer } from './support/child-server.mjs';
+import { cpuName } from './support/cpu.mjs';
 import { randomFloats } from './support/data.mjs';
 import { load, loadGenerator, summarize } from './support/load.mjs';
 import { formatRate } from './support/report.mjs';
@@ -384,7 +385,7 @@ const generator = loadGenerator();
 const generatorLine = generator === 'wrk'
   ? `- load generator: ${wrkVersion()}, one thread (its own process); latency = wrk's time per answer, every answer`
   : '- load generator: autocannon (wrk is not installed: `apt-get install wrk`), in the bench process; autocannon costs about as much CPU per request as the servers, so on 2 cores it caps every server near the same rate; latency = its time per response, 2xx only';
-const machine = `${cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`;
+const machine = `${cpuName()}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`;
 const loadAtStart = loadavg()[0];
 progress(`mlpkit ${i.version}, ${i.backend} (${i.isa}), Node ${process.versions.node}; ${machine}; load average ${loadAtStart.toFixed(2)}`);
 let latency = null;

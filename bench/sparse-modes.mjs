@@ -15,12 +15,13 @@
 //   node bench/sparse-modes.mjs [--seconds S] [--train-seconds S] [--small] [--write]
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Mlp, SparseMlp, info, readSafetensors, writeSafetensors } from '../dist/index.js';
 import { expectClose, relativeError } from './support/check.mjs';
+import { cpuName } from './support/cpu.mjs';
 import { randomFloats } from './support/data.mjs';
 import { mlpToOnnx } from './support/onnx-model.mjs';
 import { loadOrt, ortSessionOptions } from './support/ort.mjs';
@@ -315,7 +316,7 @@ const markdown = [
   `# Approximate activation sparsity: SwiGLU threshold mode and a trained ReLU FFN with a predictor (issue #5)`,
   '',
   `- date: ${new Date().toISOString()}; command: node bench/sparse-modes.mjs${small ? ' --small' : ''} --seconds ${budgetMs / 1000} --train-seconds ${trainMs / 1000}; run took ${elapsed.toFixed(0)} s`,
-  `- machine: ${cpus()[0]?.model?.trim()}, ${availableParallelism()} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; mlpkit ${i.version}, isa ${i.isa}, ${i.threads} threads`,
+  `- machine: ${cpuName()}, ${availableParallelism()} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; mlpkit ${i.version}, isa ${i.isa}, ${i.threads} threads`,
   `- 1-minute load average: ${loadAtStart.toFixed(2)} at start, ${loadavg()[0].toFixed(2)} at end (other work on the 2 cores skews the numbers)`,
   `- timing: median over rounds of >= 2 ms of back-to-back predict(x, out), ${budgetMs / 1000} s per contender and cell in ${PASSES} alternating passes, median of the pass medians; rel. RMS error: ||sparse - dense|| / ||dense|| over the batch's outputs`,
   '',
@@ -363,7 +364,7 @@ function swigluSvg() {
   }
   return speedupChart({
     title: `SwiGLU FFN ${shape}, threshold mode: speedup vs density (log-log)`,
-    subtitle: `${cpus()[0]?.model?.trim()}, ${availableParallelism()} cores; mlpkit ${i.threads} threads (${i.isa}); ${budgetMs / 1000} s per cell; ${new Date().toISOString().slice(0, 10)}`,
+    subtitle: `${cpuName()}, ${availableParallelism()} cores; mlpkit ${i.threads} threads (${i.isa}); ${budgetMs / 1000} s per cell; ${new Date().toISOString().slice(0, 10)}`,
     series,
     curves: [
       { label: 'ideal 1/density', color: '#777', dash: '6 4', fn: (d) => 1 / d },

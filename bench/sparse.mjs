@@ -27,12 +27,13 @@
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Mlp, info } from '../dist/index.js';
 import { CheckError, expectClose, relativeError } from './support/check.mjs';
+import { cpuName } from './support/cpu.mjs';
 import { randomFloats } from './support/data.mjs';
 import { mlpToOnnx } from './support/onnx-model.mjs';
 import { loadOrt, ortSessionOptions } from './support/ort.mjs';
@@ -115,7 +116,7 @@ if (!i0.native.available) {
   console.error(`native addon did not load (${i0.native.error}): the sparse path is native only, nothing to measure`);
   process.exit(1);
 }
-const cpu = cpus()[0]?.model?.trim() ?? 'unknown CPU';
+const cpu = cpuName();
 const machine = `${cpu}, ${availableParallelism()} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${process.platform}-${process.arch}, node ${process.versions.node}`;
 
 // ---- onnxruntime -------------------------------------------------------------------------------
