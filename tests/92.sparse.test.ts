@@ -91,6 +91,35 @@ describe.runIf(nativeSparse)('native sparse model', () => {
     }
   });
 
+  it('a model with a layer over 2 MB runs whole tiles in groups of up to 64 rows: each tile gives what it gives alone', async () => {
+    // 64 -> 8192 holds 2.1 MB of weights. Batch 100: six whole tiles, run as two groups of 48
+    // rows, then the 4-row tile. Each 16-row tile predicted on its own (and the last 4 rows)
+    // must give the same outputs as inside the batch: exact and threshold modes the same bits,
+    // the predictor (denseFromRows 5) the dense model's outputs for the whole tiles and the
+    // predicted units for the 4-row tile, as for tiles of 16.
+    const dense = net(64, [8192], 9, 'native', 5);
+    const x = randomArray(64 * 100, 21);
+    const want = dense.predict(x);
+    const modes: SparsifyOptions[] = [
+      { mode: 'exact' },
+      { mode: 'threshold', targetDensity: 0.2, calibration: x },
+      { mode: 'predictor', targetDensity: 0.1, calibration: x, epochs: 1, rank: 16, denseFromRows: 5 },
+    ];
+    const tiles = [[0, 16], [16, 32], [32, 48], [48, 64], [64, 80], [80, 96], [96, 100]];
+    for (const options of modes) {
+      const sparse = await dense.sparsify({ ...options, backend: 'native' });
+      const all = sparse.predict(x);
+      const pieces = tiles.map(([a, b]) => Array.from(sparse.predict(x.subarray(a * 64, b * 64))));
+      expect(Array.from(all), options.mode).toEqual(pieces.flat());
+      if (options.mode === 'predictor') {
+        expectClose(all.subarray(0, 96 * 9), want.subarray(0, 96 * 9), 1e-5, 'predictor: whole tiles run exactly');
+      }
+      expect(Array.from(await sparse.predictAsync(x))).toEqual(Array.from(all));
+      sparse.dispose();
+    }
+    dense.dispose();
+  });
+
   it('predictor mode: a tile of denseFromRows rows or more computes the layer exactly, on both backends', async () => {
     const dense = net(33, [200, 120], 7, 'native', 3);
     const x = randomArray(33 * 37, 9);
