@@ -5,7 +5,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "core/cpu/kernels.h"
 #include "core/parallel.h"
@@ -611,25 +610,24 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
   // The batch's whole tiles in groups of at most kGroupRows rows (a multiple of kTileRows; the
   // groups of a batch as equal as whole tiles allow), then its last, shorter tile on its own:
   // the cut depends on the batch alone, so no result depends on the thread count.
+  // (Weight bytes as floats: a group that falls back reads the float panel copy, int8 or not.)
   std::size_t widest = 0;
-  for (const Layer& l : layers_) widest = std::max(widest, l.k * l.rows * (l.int8 ? 1 : sizeof(float)));
+  for (const Layer& l : layers_) widest = std::max(widest, l.k * l.rows * sizeof(float));
   const bool grouped = widest > kGroupLayerBytes;
   const std::size_t whole = batch / kTileRows;
-  const std::size_t per_group = grouped ? kGroupRows / kTileRows : 1;
-  const std::size_t groups = ceil_div(whole, per_group);
-  struct Span {
-    std::size_t r0, rows;
+  const std::size_t groups = ceil_div(whole, grouped ? kGroupRows / kTileRows : 1);
+  const std::size_t spans = groups + (batch % kTileRows != 0 ? 1 : 0);
+  // Span i: group i's rows, or past the groups the last, shorter tile.
+  auto span_rows = [&](std::size_t i, std::size_t& r0) -> std::size_t {
+    if (i == groups) {
+      r0 = whole * kTileRows;
+      return batch - r0;
+    }
+    const std::size_t t0 = i * whole / groups, t1 = (i + 1) * whole / groups;
+    r0 = t0 * kTileRows;
+    return (t1 - t0) * kTileRows;
   };
-  std::vector<Span> spans;
-  spans.reserve(groups + 1);
-  for (std::size_t g = 0, t0 = 0; g < groups; ++g) {
-    const std::size_t t1 = (g + 1) * whole / groups;
-    spans.push_back({t0 * kTileRows, (t1 - t0) * kTileRows});
-    t0 = t1;
-  }
-  if (batch % kTileRows != 0) spans.push_back({whole * kTileRows, batch % kTileRows});
-  std::size_t tallest = 0;
-  for (const Span& sp : spans) tallest = std::max(tallest, sp.rows);
+  const std::size_t tallest = std::min(batch, grouped ? kGroupRows : kTileRows);
 
   const std::size_t enc_w = encoding_.type == Encoding::Identity ? 0 : encoding_.width();
   auto make_scratch = [&](Scratch& s, std::size_t rows) {
@@ -649,19 +647,24 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
   const std::size_t out_w = outputs(), in_w = inputs();
   const int threads = thread_count();
   // Groups are shared out whole only when there are enough of them to balance the pool.
-  if (spans.size() == 1 || threads == 1 || (grouped && spans.size() < 2 * static_cast<std::size_t>(threads))) {
+  if (spans == 1 || threads == 1 || (grouped && spans < 2 * static_cast<std::size_t>(threads))) {
     // One span at a time, the pool working inside each layer.
     thread_local Scratch kept;
     make_scratch(kept, tallest);
-    for (const Span& sp : spans) run_tile(x + sp.r0 * in_w, sp.rows, out + sp.r0 * out_w, true, kept);
+    for (std::size_t i = 0; i < spans; ++i) {
+      std::size_t r0 = 0;
+      const std::size_t rows = span_rows(i, r0);
+      run_tile(x + r0 * in_w, rows, out + r0 * out_w, true, kept);
+    }
     return;
   }
   // Many spans: one per task, each on one thread.
-  parallel_for(spans.size(), [&](std::size_t i) {
+  parallel_for(spans, [&](std::size_t i) {
     thread_local Scratch kept;
     make_scratch(kept, tallest);
-    const Span& sp = spans[i];
-    run_tile(x + sp.r0 * in_w, sp.rows, out + sp.r0 * out_w, false, kept);
+    std::size_t r0 = 0;
+    const std::size_t rows = span_rows(i, r0);
+    run_tile(x + r0 * in_w, rows, out + r0 * out_w, false, kept);
   });
 }
 
