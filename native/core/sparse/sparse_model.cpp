@@ -270,6 +270,8 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
     width = s.outputs;
   }
   max_width_ = std::max(max_width_, encoding_.width());
+  // As floats: a group that falls back to the GEMM reads the float panel copy, int8 or not.
+  for (const Layer& l : layers_) widest_layer_bytes_ = std::max(widest_layer_bytes_, l.k * l.rows * sizeof(float));
 }
 
 std::size_t SparseModel::bytes() const {
@@ -610,10 +612,7 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
   // The batch's whole tiles in groups of at most kGroupRows rows (a multiple of kTileRows; the
   // groups of a batch as equal as whole tiles allow), then its last, shorter tile on its own:
   // the cut depends on the batch alone, so no result depends on the thread count.
-  // (Weight bytes as floats: a group that falls back reads the float panel copy, int8 or not.)
-  std::size_t widest = 0;
-  for (const Layer& l : layers_) widest = std::max(widest, l.k * l.rows * sizeof(float));
-  const bool grouped = widest > kGroupLayerBytes;
+  const bool grouped = widest_layer_bytes_ > kGroupLayerBytes;
   const std::size_t whole = batch / kTileRows;
   const std::size_t groups = ceil_div(whole, grouped ? kGroupRows / kTileRows : 1);
   const std::size_t spans = groups + (batch % kTileRows != 0 ? 1 : 0);

@@ -109,6 +109,7 @@ class SparseModel final : public Predictor {
   EncodingSpec encoding_;
   std::vector<Layer> layers_;
   std::size_t max_width_ = 0, max_rank_ = 0;
+  std::size_t widest_layer_bytes_ = 0;  // the largest layer's weights as floats (predict's grouping rule)
 };
 
 }  // namespace mlpkit::sparse
