@@ -29,15 +29,19 @@ namespace {
 
 constexpr std::size_t kRows = 4;  // input rows per pass over a block's weights
 
-// int4 weights are prefetched this far ahead of the step being read (scales as far ahead in
-// groups) by single-row passes. At batch 1 a layer is one pass over its weights, and the
-// hardware prefetchers, which stop at each 4 KiB page, keep too few lines in flight for one
-// core. 4096 -> 16384 int4 W4A8 layers ran faster with it: g32 (42 MB) 1.11x and 1.18x in two
-// runs, g128 1.25x (medians of paired runs, 2 threads, Zen 4); 2 and 8 KiB measured as 4 KiB.
-// Passes of several rows re-read a block's weights from cache, and the int8 kernel at batch 1
-// was no faster with it (0.84x; unchanged code measures 0.95-1.05x in the same A/B): neither
-// prefetches.
-constexpr std::size_t kPrefetchBytes = 4096;
+// Single-row passes over int4 weights, and over int8 weights with float activations, prefetch
+// the weights this far ahead of the step being read (scales as far ahead in groups). At batch 1
+// a layer is one pass over its weights, and the hardware prefetchers, which stop at each 4 KiB
+// page, keep too few lines in flight for a core that also spends its cycles unpacking the
+// weights. 4096 -> 16384 layers, medians of paired runs, 2 threads. Zen 4, 4 KiB against none:
+// int4 W4A8 g32 (42 MB) 1.11x and 1.18x in two runs, g128 1.25x (2 and 8 KiB measured as 4).
+// Zen 5 (2-2.5x Zen 4's memory bandwidth), 8 KiB against 4 KiB: int4 W4A8 g32/g64/g128
+// 1.08-1.17x, int4 weight-only 1.01-1.04x, int8 weight-only 1.19-1.35x (where 4 KiB measured as
+// none); 12 and 16 KiB about as 8, 24 KiB slower. The int8 W8A8 kernel, a bare stream of loads
+// and vpdpbusd, was no faster with it on either (Zen 4 4 KiB 0.84x, unchanged code 0.95-1.05x in
+// the same A/B; Zen 5 4, 8 and 16 KiB 0.97-1.07x): it does not prefetch. Passes of several rows
+// re-read a block's weights from cache and do not either.
+constexpr std::size_t kPrefetchBytes = 8192;
 
 inline void prefetch(const void* p, std::size_t ahead) {
   _mm_prefetch(static_cast<const char*>(p) + ahead, _MM_HINT_T0);  // never faults, even past the end
