@@ -29,18 +29,23 @@ namespace {
 
 constexpr std::size_t kRows = 4;  // input rows per pass over a block's weights
 
-// Single-row passes over int4 weights, and over int8 weights with float activations, prefetch
-// the weights this far ahead of the step being read (scales as far ahead in groups). At batch 1
-// a layer is one pass over its weights, and the hardware prefetchers, which stop at each 4 KiB
+// Passes over a block's weights prefetch them this far ahead of the step being read (scales as
+// far ahead in groups): single-row W8A8 int4 passes, and every weight-only pass. At batch 1 a
+// layer is one pass over its weights, and the hardware prefetchers, which stop at each 4 KiB
 // page, keep too few lines in flight for a core that also spends its cycles unpacking the
 // weights. 4096 -> 16384 layers, medians of paired runs, 2 threads. Zen 4, 4 KiB against none:
 // int4 W4A8 g32 (42 MB) 1.11x and 1.18x in two runs, g128 1.25x (2 and 8 KiB measured as 4).
-// Zen 5 (2-2.5x Zen 4's memory bandwidth), 8 KiB against 4 KiB: int4 W4A8 g32/g64/g128
-// 1.08-1.17x, int4 weight-only 1.01-1.04x, int8 weight-only 1.19-1.35x (where 4 KiB measured as
-// none); 12 and 16 KiB about as 8, 24 KiB slower. The int8 W8A8 kernel, a bare stream of loads
-// and vpdpbusd, was no faster with it on either (Zen 4 4 KiB 0.84x, unchanged code 0.95-1.05x in
-// the same A/B; Zen 5 4, 8 and 16 KiB 0.97-1.07x): it does not prefetch. Passes of several rows
-// re-read a block's weights from cache and do not either.
+// Zen 5 (2-2.5x Zen 4's memory bandwidth), 8 KiB against 4 KiB at batch 1: int4 W4A8
+// g32/g64/g128 1.08-1.17x, int4 weight-only 1.01-1.04x, int8 weight-only 1.19-1.35x (where 4 KiB
+// measured as none); 12 and 16 KiB about as 8, 24 KiB slower. The int8 W8A8 kernel, a bare
+// stream of loads and vpdpbusd, was no faster with it on either (Zen 4 4 KiB 0.84x, unchanged code
+// 0.95-1.05x in the same A/B; Zen 5 4, 8 and 16 KiB 0.97-1.07x): it does not prefetch, and
+// batched W8A8 goes through w8a8_pair, which prefetches the next blocks itself.
+// Weight-only passes of several rows: the first pass over a block reads it from memory too, at a
+// pace the hardware prefetchers did not keep up with either (Zen 5, prefetching in every pass
+// against single-row passes only: int8 batch 2 / 4 / 8 / 16 / 32 / 64 1.67x / 1.74x / 1.40x /
+// 1.22x / 1.11x / 1.05x, int4 g32 batch 2 / 4 / 8 / 16 / 64 1.63x / 1.39x / 1.19x / 1.09x / 1.00x);
+// the later passes find the lines in cache, where a prefetch costs next to nothing.
 constexpr std::size_t kPrefetchBytes = 8192;
 
 inline void prefetch(const void* p, std::size_t ahead) {
@@ -277,7 +282,7 @@ void wfloat_int8(const QuantLayer& l, std::size_t b, const float* const* x, floa
   for (std::size_t r = 0; r < R; ++r)
     for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_setzero_ps();
   for (std::size_t p = 0; p < l.kq; p += 4) {
-    if constexpr (R == 1) prefetch(w + p * kLanes, kPrefetchBytes);
+    prefetch(w + p * kLanes, kPrefetchBytes);
     __m512 wv[4];
     for (int i = 0; i < 4; ++i) {
       wv[i] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + (p + i) * kLanes))));
@@ -313,9 +318,9 @@ void wfloat_int4(const QuantLayer& l, std::size_t b, const float* const* x, floa
     __m512 part[R][4];
     for (std::size_t r = 0; r < R; ++r)
       for (int i = 0; i < 4; ++i) part[r][i] = _mm512_setzero_ps();
-    if constexpr (R == 1) prefetch(l.scales.data() + l.at(b, g), kPrefetchBytes / (pairs / 2));
+    prefetch(l.scales.data() + l.at(b, g), kPrefetchBytes / (pairs / 2));
     for (std::size_t t = g * pairs; t < (g + 1) * pairs; t += 2) {
-      if constexpr (R == 1) prefetch(w + t * kLanes, kPrefetchBytes);
+      prefetch(w + t * kLanes, kPrefetchBytes);
       __m512 wv[4];
       for (int j = 0; j < 2; ++j) {
         const __m512i v = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(w + (t + j) * kLanes)));
