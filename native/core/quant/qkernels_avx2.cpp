@@ -62,7 +62,8 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
 // under MLPKIT_ISA=avx2, 2 threads: int4 g32 W4A8 at batch 1 1.31x on Zen 4 (median of 8 paired
 // runs, all 8 faster). Zen 5, medians of in-process paired runs: int8 weight-only batch 1 1.23x;
 // prefetching in the first row's pass of a batch, not only at batch 1, int8 / int4 weight-only
-// batch 2 1.12x / 1.07x, batch 4 1.07x / 1.04x, batch 8 1.03x / 1.02x. (8 KiB against 4 KiB on
+// batch 2 1.12x / 1.07x, batch 4 1.07x / 1.04x, batch 8 1.03x / 1.02x; int4 g32 W4A8 batch 4 / 8
+// about 1.12x / 1.15x (medians of 6 alternated processes, noisy). (8 KiB against 4 KiB on
 // Zen 5: int8 weight-only 1.06x, int4 1.00x.) The int8 W8A8 kernel does not prefetch (see
 // qkernels_vnni.cpp).
 constexpr std::size_t kPrefetchBytes = 4096;

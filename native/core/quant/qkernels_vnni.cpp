@@ -38,9 +38,10 @@ constexpr std::size_t kRows = 4;  // input rows per pass over a block's weights
 // Zen 5 (2-2.5x Zen 4's memory bandwidth), 8 KiB against 4 KiB at batch 1: int4 W4A8
 // g32/g64/g128 1.08-1.17x, int4 weight-only 1.01-1.04x, int8 weight-only 1.19-1.35x (where 4 KiB
 // measured as none); 12 and 16 KiB about as 8, 24 KiB slower. The int8 W8A8 kernel, a bare
-// stream of loads and vpdpbusd, was no faster with it on either (Zen 4 4 KiB 0.84x, unchanged code
-// 0.95-1.05x in the same A/B; Zen 5 4, 8 and 16 KiB 0.97-1.07x): it does not prefetch, and
-// batched W8A8 goes through w8a8_pair, which prefetches the next blocks itself.
+// stream of loads and vpdpbusd, lost with it on Zen 4 (4 KiB 0.84x, unchanged code 0.95-1.05x in
+// the same A/B) and gained 0.97-1.11x on Zen 5 (4, 8 and 16 KiB, varying from run to run): it
+// does not prefetch, and batched W8A8 goes through w8a8_pair, which prefetches the next blocks
+// itself.
 // Weight-only passes of several rows: the first pass over a block reads it from memory too, at a
 // pace the hardware prefetchers did not keep up with either (Zen 5, prefetching in every pass
 // against single-row passes only: int8 batch 2 / 4 / 8 / 16 / 32 / 64 1.67x / 1.74x / 1.40x /
