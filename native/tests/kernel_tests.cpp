@@ -576,10 +576,12 @@ void test_gemm(std::vector<Table>& tables) {
     for (std::size_t n : kSizes)
       for (std::size_t k : kSizes) test_gemm_shape(tables, m, n, k, seed++);
   // Long reductions, past any blocking of k (a pass of kc rows of B at a time must not change
-  // the chain, the bias or where the epilogue is applied).
+  // the chain, the bias or where the epilogue is applied): gemm blocks reductions over 1024 in
+  // passes of 512 (1537: three whole passes and one of a single step), except for rows that
+  // fit one register tile (m = 1), which run in one pass and must give the same bits.
   for (std::size_t m : {1, 17, 65})
     for (std::size_t n : {1, 17, 65})
-      for (std::size_t k : {513, 777}) test_gemm_shape(tables, m, n, k, seed++);
+      for (std::size_t k : {513, 777, 1025, 1537}) test_gemm_shape(tables, m, n, k, seed++);
 }
 
 // ---- element-wise entries ----------------------------------------------------------------------

@@ -127,15 +127,20 @@ void gemm_columns(const Gemm& g, std::size_t c0, std::size_t cols) {
   if (i0 < g.m) pick_tile(g.m - i0, nv, tail != W, std::make_integer_sequence<int, V::MR>{})(g, i0, c0, tail);
 }
 
-// Reduction steps per pass: a column group's slice of B (kc x NV*W floats) then stays in L1
-// while every row block of A streams past it. Passes after the first accumulate into C, which
-// keeps each output's one chain over p in order, so the blocking never changes a result.
+// Reduction steps per pass: a column group's slice of B (kc x NV*W floats, 128 KB at 512 x 64)
+// then stays in L2 while every row block of A streams past it. Passes after the first accumulate
+// into C, which keeps each output's one chain over p in order, so the blocking never changes a
+// result. The slices were 128 steps (32 KB, for L1) until Zen 5 measurements showed every pass
+// boundary costing more than L2's extra latency: a tile's stream of B loads ends and restarts.
+// 2 threads, Zen 5, medians of paired in-process runs, 512 against 128: predict of 8-192 rows
+// through 4096 -> 16384, 2048 -> 8192, 1024 -> 4096 and 1024 -> 1024 layers 1.06-1.5x (most
+// 1.1-1.17x; 256 steps measured 0.92x of 512, 1024 1.06x for up to 16 rows), training steps of
+// 512-2048-2048-16, 1024-4096-4096-16 and 64-256-256-16 MLPs 1.01-1.02x.
 // Rows that fit one register tile (a predict of up to MR rows) have no other row block to share
-// a slice with: they run the whole reduction in one pass, since every pass ends the tile's
-// stream of B loads and starts it again. 2 threads, Zen 5, medians of paired in-process runs,
-// batch 1 / 4 / 6: 4096 -> 16384 (weights from memory) 1.05x / 1.07x / 1.20x, 2048 -> 8192
-// 1.10x / 1.08x / 1.33x, 1024 -> 1024 (in cache) 1.11x / 1.24x / 1.29x.
-constexpr std::size_t kKc = 128;
+// a slice with: they run the whole reduction in one pass. Against 128-step passes, batch 1 / 4 /
+// 6: 4096 -> 16384 (weights from memory) 1.05x / 1.07x / 1.20x, 2048 -> 8192 1.10x / 1.08x /
+// 1.33x, 1024 -> 1024 (in cache) 1.11x / 1.24x / 1.29x.
+constexpr std::size_t kKc = 512;
 
 void gemm(const Gemm& g) {
   if (g.m == 0 || g.n == 0) return;
@@ -230,16 +235,18 @@ SparseFn pick_sparse(std::size_t rows, std::size_t nv, bool tail, std::integer_s
 void gemm_sparse(const Gemm& g, const std::uint32_t* idx, std::size_t count) {
   if (g.m == 0 || g.n == 0) return;
   constexpr std::size_t group = V::NV * W;
-  // Passes of kKc listed inputs, as in gemm: the group's kKc rows of B stay in L1 while every
+  // Passes of kSparseKc listed inputs: the group's kSparseKc rows of B stay in L1 while every
   // row block of A goes past them (one pass over the whole list re-read them from L2 for each
-  // block of V::MR rows). Passes after the first continue each output's chain from C.
-  const std::size_t passes = count == 0 ? 1 : (count + kKc - 1) / kKc;
+  // block of V::MR rows). Passes after the first continue each output's chain from C. (128, as
+  // gemm's were before; not measured at 512.)
+  constexpr std::size_t kSparseKc = 128;
+  const std::size_t passes = count == 0 ? 1 : (count + kSparseKc - 1) / kSparseKc;
   for (std::size_t c0 = 0; c0 < g.n; c0 += group) {
     const std::size_t cols = min_size(group, g.n - c0);
     const std::size_t nv = (cols + W - 1) / W;
     const std::size_t tail = cols - (nv - 1) * W;
     for (std::size_t pass = 0; pass < passes; ++pass) {
-      const std::size_t first = pass * kKc, n = min_size(kKc, count - min_size(first, count));
+      const std::size_t first = pass * kSparseKc, n = min_size(kSparseKc, count - min_size(first, count));
       Gemm part = g;
       if (pass > 0) {
         part.accumulate = true;
