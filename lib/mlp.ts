@@ -5,10 +5,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { MODEL_BACKEND_CHOICES, selectModelBackend, type ModelBackendChoice } from './backend/index.js';
 import { PRECISIONS, type BackendModel, type BackendName, type LossName, type PrecisionName } from './backend/types.js';
-import { disposedError } from './errors.js';
+import { disposedError, rangeError } from './errors.js';
 import { initParameters } from './init.js';
 import { readSafetensors, writeSafetensors } from './io/safetensors.js';
-import { modelToTensors, tensorsToModel, type ForeignModelOptions } from './io/model-file.js';
+import { modelToTensors, rejectUnknownLoadOptions, tensorsToModel, type ForeignModelOptions } from './io/model-file.js';
 import { QuantizedMlp } from './quant/model.js';
 import type { QuantizeOptions } from './quant/options.js';
 import { SparseMlp } from './sparse/model.js';
@@ -17,7 +17,7 @@ import { normalizeSpec, parameterLayout, toModelConfig, type LayerSlot, type Mlp
 import { Trainer, type TrainerOptions } from './train/trainer.js';
 import { checkTarget, normalizeLoss } from './train/loss-options.js';
 import {
-  allocFloat32, expectAllFinite, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath,
+  allocFloat32, expectAllFinite, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath, rejectUnknownKeys,
 } from './validate.js';
 import { VERSION } from './version.js';
 
@@ -64,6 +64,11 @@ export interface Gradients {
 
 export type LoadOptions = ForeignModelOptions & { backend?: ModelBackendChoice; precision?: PrecisionName };
 
+/** Load options are an object of known names (checked before a file is read). */
+function checkLoadOptions(options: unknown): void {
+  rejectUnknownLoadOptions(expectObject('options', options), ['backend', 'precision']);
+}
+
 export class Mlp {
   /** The spec with every default filled in (plain JSON). */
   readonly spec: NormalizedSpec;
@@ -78,7 +83,7 @@ export class Mlp {
 
   constructor(spec: MlpSpec, options: MlpOptions = {}) {
     this.spec = normalizeSpec(spec);
-    expectObject('options', options);
+    rejectUnknownKeys('options', expectObject('options', options), ['backend', 'precision', 'parameters']);
     const choice = options.backend === undefined ? 'auto' : expectOneOf('options.backend', options.backend, MODEL_BACKEND_CHOICES);
     const precision = options.precision === undefined ? 'fp32' : expectOneOf('options.precision', options.precision, PRECISIONS);
     const { slots, count } = parameterLayout(this.spec);
@@ -116,8 +121,9 @@ export class Mlp {
   }
 
   /**
-   * predict off the event loop (native: on the libuv thread pool). x and out are read and
-   * written in place while the promise is pending: do not modify them until it settles.
+   * predict off the event loop (native: on the libuv thread pool). x is copied when the call is
+   * made, so it may be changed or reused at once; the result is written into `out` (or the
+   * returned array) by the time the promise resolves: do not read or write `out` before then.
    */
   async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
     const model = this.handle('predictAsync');
@@ -170,9 +176,14 @@ export class Mlp {
     const input = new Float32Array(batch * this.inputs);
     let loss: number | undefined;
     if ('gradOutput' in req) {
+      for (const key of ['loss', 'target', 'delta']) {
+        if (key in req) throw rangeError(`request.${key} does not apply with request.gradOutput (pass either { gradOutput } or { loss, target, delta? })`);
+      }
+      rejectUnknownKeys('request', req, ['gradOutput']);
       const g = expectOutputBuffer('request.gradOutput', req.gradOutput, batch * this.outputs);
       model.backward(x, batch, g, input);
     } else {
+      rejectUnknownKeys('request', req, ['loss', 'target', 'delta']);
       const spec = normalizeLoss(req.loss, req.delta, 'request.loss');
       const target = checkTarget(spec.name, req.target, batch, this.outputs, 'request.target');
       loss = model.lossGrad(x, batch, spec.code, spec.param, target, input);
@@ -229,18 +240,20 @@ export class Mlp {
    * the dense model it was made from: its sparsity settings and predictors are ignored.
    */
   static fromSafetensors(bytes: Uint8Array, options: LoadOptions = {}): Mlp {
-    expectObject('options', options);
+    checkLoadOptions(options);
     const { spec, params } = tensorsToModel(readSafetensors(bytes), options);
     return new Mlp(spec, { backend: options.backend, precision: options.precision, parameters: params });
   }
 
   static async load(path: string, options: LoadOptions = {}): Promise<Mlp> {
     expectPath('path', path);
+    checkLoadOptions(options);
     return Mlp.fromSafetensors(await readFile(path), options);
   }
 
   static loadSync(path: string, options: LoadOptions = {}): Mlp {
     expectPath('path', path);
+    checkLoadOptions(options);
     return Mlp.fromSafetensors(readFileSync(path), options);
   }
 

@@ -3,7 +3,7 @@
 
 import { ACTIVATIONS, ENCODINGS, type ActivationName, type ModelConfig } from './backend/types.js';
 import { describe, rangeError, typeError } from './errors.js';
-import { expectBoolean, expectInteger, expectNumber, expectObject, expectOneOf, isArray } from './validate.js';
+import { expectBoolean, expectInteger, expectNumber, expectObject, expectOneOf, isArray, rejectUnknownKeys } from './validate.js';
 
 export type { ActivationName } from './backend/types.js';
 
@@ -73,18 +73,39 @@ const MAX_LAYERS = 1024;
  */
 export const MAX_PARAMETERS = 2 ** 31 - 1;
 
-export function normalizeEncoding(value: unknown, name = 'spec.encoding'): NormalizedSpec['encoding'] {
+/** The names each part of a spec takes (anything else is a RangeError, see normalizeSpec). */
+export const SPEC_KEYS = ['inputs', 'layers', 'encoding', 'init', 'seed'] as const;
+export const LAYER_KEYS = ['units', 'activation', 'bias', 'alpha', 'gated', 'residual'] as const;
+export const ENCODING_KEYS = { identity: ['type'], frequency: ['type', 'octaves', 'includeInput'] } as const;
+
+export interface NormalizeSpecOptions {
+  /**
+   * Ignore names the spec does not define instead of rejecting them. Only for specs read from a
+   * file's metadata, whose extra fields are a question of the file format (what a later version
+   * may add), not a caller's typo.
+   */
+  allowUnknownKeys?: boolean;
+}
+
+export function normalizeEncoding(value: unknown, name = 'spec.encoding', options: NormalizeSpecOptions = {}): NormalizedSpec['encoding'] {
   if (value === undefined || value === 'identity') return { type: 'identity' };
   const enc = expectObject(name, value);
   const type = expectOneOf(`${name}.type`, enc.type, ENCODINGS);
+  if (!options.allowUnknownKeys) rejectUnknownKeys(name, enc, ENCODING_KEYS[type], `encoding type '${type}'`);
   if (type === 'identity') return { type: 'identity' };
   const octaves = expectInteger(`${name}.octaves`, enc.octaves, 1, 24);
   const includeInput = enc.includeInput === undefined ? true : expectBoolean(`${name}.includeInput`, enc.includeInput);
   return { type: 'frequency', octaves, includeInput };
 }
 
-export function normalizeSpec(value: unknown): NormalizedSpec {
+/**
+ * The spec checked, with every default filled in. Names it does not define (at the top level,
+ * in a layer or in the encoding) are a RangeError naming them, unless options.allowUnknownKeys.
+ */
+export function normalizeSpec(value: unknown, options: NormalizeSpecOptions = {}): NormalizedSpec {
+  const strict = !options.allowUnknownKeys;
   const spec = expectObject('spec', value);
+  if (strict) rejectUnknownKeys('spec', spec, SPEC_KEYS);
   const inputs = expectInteger('spec.inputs', spec.inputs, 1, MAX_WIDTH);
   const rawLayers = spec.layers;
   if (!isArray(rawLayers)) {
@@ -98,6 +119,7 @@ export function normalizeSpec(value: unknown): NormalizedSpec {
     const raw = rawLayers[i];
     const name = `spec.layers[${i}]`;
     const layer = expectObject(name, raw);
+    if (strict) rejectUnknownKeys(name, layer, LAYER_KEYS);
     const units = expectInteger(`${name}.units`, layer.units, 1, MAX_WIDTH);
     const activation =
       layer.activation === undefined ? 'none' : expectOneOf(`${name}.activation`, layer.activation, ACTIVATIONS);
@@ -107,7 +129,7 @@ export function normalizeSpec(value: unknown): NormalizedSpec {
     const residual = layer.residual === undefined ? false : expectBoolean(`${name}.residual`, layer.residual);
     return { units, activation, bias, alpha, gated, residual };
   });
-  const encoding = normalizeEncoding(spec.encoding);
+  const encoding = normalizeEncoding(spec.encoding, 'spec.encoding', options);
   layers.forEach((layer, i) => {
     if (!layer.residual) return;
     if (i === 0) throw rangeError('spec.layers[0].residual: a residual layer adds the input of the layer before it, and layer 0 has none');

@@ -30,6 +30,21 @@ export function expectObject(name: string, value: unknown): Record<string, unkno
   return value as Record<string, unknown>;
 }
 
+/**
+ * Rejects option names that `known` does not list: a misspelt `batchsize: 8` would otherwise be
+ * ignored and the default used without a word. `name` is the object's path in messages
+ * (`options.optimizer`, `spec.layers[0]`); `context`, when given, says why the list is what it
+ * is (e.g. "optimizer type 'sgd'" where the names depend on a type).
+ */
+export function rejectUnknownKeys(name: string, options: Record<string, unknown>, known: readonly string[], context?: string): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      const shown = key.length > 40 ? `${key.slice(0, 40)}... (${key.length} characters)` : key;
+      throw rangeError(`Unknown option ${name}.${shown}${context ? ` for ${context}` : ''} (expected some of ${known.join(', ')})`);
+    }
+  }
+}
+
 export function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number') throw typeError(`Expected an integer for ${name} but received ${describe(value)}`);
   if (!Number.isInteger(value) || value < min || value > max) {

@@ -310,7 +310,7 @@ describe('overload and shutdown', () => {
   it('rejects bad options with the argument named', () => {
     expect(() => createServer({ models: {} })).toThrow(/at least one model/);
     expect(() => createServer({ models: { 'a/b': net } })).toThrow(/URL-safe/);
-    expect(() => createServer({ models: { m: {} as ServableModel } })).toThrow(/Expected an Mlp or QuantizedMlp for options.models.m/);
+    expect(() => createServer({ models: { m: {} as ServableModel } })).toThrow(/Expected an Mlp, QuantizedMlp or SparseMlp for options.models.m/);
     expect(() => createServer({ models: { m: net }, maxBatchRows: 0 })).toThrow(/options.maxBatchRows/);
     expect(() => createServer({ models: { m: net }, headersTimeoutMs: 5000, requestTimeoutMs: 1000 })).toThrow(/requestTimeoutMs/);
   });

@@ -19,9 +19,33 @@ export const MODEL_BACKEND_CHOICES: readonly ModelBackendChoice[] = ['auto', 'na
 let nativeBackend: Backend | null = null;
 let warned = false;
 
+let warnedEnv = false;
+let warnedIsa = false;
+
 function envChoice(): ModelBackendChoice {
   const raw = (process.env.MLPKIT_BACKEND ?? 'auto').trim().toLowerCase();
-  return raw === 'native' || raw === 'reference' || raw === 'cuda' ? raw : 'auto';
+  if (raw === 'native' || raw === 'reference' || raw === 'cuda' || raw === 'auto') return raw;
+  // A typo here would otherwise pick a backend quietly: say so once, and go on with 'auto'.
+  if (!warnedEnv && raw !== '') {
+    warnedEnv = true;
+    process.emitWarning(`MLPKIT_BACKEND='${process.env.MLPKIT_BACKEND}' is not one of ${MODEL_BACKEND_CHOICES.join(', ')}; using 'auto'`, {
+      code: 'MLPKIT_UNKNOWN_ENV',
+    });
+  }
+  return 'auto';
+}
+
+/** MLPKIT_ISA names a kernel set to force (native/core/cpu/dispatch.cpp); one this CPU cannot run is ignored there. */
+function checkIsaEnv(backend: Backend): void {
+  const want = process.env.MLPKIT_ISA;
+  if (warnedIsa || want === undefined || want === '') return;
+  const { isa, isas } = backend.info();
+  if (isas && !isas.includes(want)) {
+    warnedIsa = true;
+    process.emitWarning(`MLPKIT_ISA='${want}' is not one of the kernel sets this CPU runs (${isas.join(', ')}); using ${isa}`, {
+      code: 'MLPKIT_UNKNOWN_ENV',
+    });
+  }
 }
 
 function cudaUnavailable(): Error {
@@ -48,7 +72,10 @@ function unavailable(): Error {
 function getNative(): Backend | null {
   if (nativeBackend) return nativeBackend;
   const mod = loadNative();
-  if (mod) nativeBackend = createNativeBackend(mod);
+  if (mod) {
+    nativeBackend = createNativeBackend(mod);
+    checkIsaEnv(nativeBackend);
+  }
   return nativeBackend;
 }
 

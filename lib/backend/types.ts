@@ -72,7 +72,11 @@ export interface BackendModel {
 
   /** out[batch x outputs] = net(x[batch x inputs]). Sync, no allocation of the output. */
   predict(x: Float32Array, batch: number, out: Float32Array): void;
-  /** Same on a worker thread; x and out must stay untouched until the promise settles. */
+  /**
+   * Same off the event loop (native: on a worker thread). x is copied when the call is made and
+   * may be reused at once; out is written when the call is done, after checking it is still
+   * whole: it holds the result once the promise resolves, not before.
+   */
   predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void>;
 
   /** Copy the flat parameters out / in. */
@@ -127,7 +131,7 @@ export interface BackendModel {
     hyper: Float64Array,
     clipNorm: number,
   ): number;
-  /** Same on a worker thread. */
+  /** Same on a worker thread; x and target are copied when the call is made and may be reused at once. */
   trainStepAsync(
     x: Float32Array,
     batch: number,
@@ -159,6 +163,7 @@ export interface QuantModelConfig {
 export interface BackendQuantModel {
   /** out[batch x outputs] = net(x[batch x inputs]). Same rules as BackendModel.predict. */
   predict(x: Float32Array, batch: number, out: Float32Array): void;
+  /** Same rules as BackendModel.predictAsync: x copied at the call, out holds the result once it resolves. */
   predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void>;
   dispose(): void;
 }
@@ -213,6 +218,10 @@ export interface SparseLayer {
 export interface BackendSparseModel {
   /** out[batch x outputs] = net(x[batch x inputs]). Same rules as BackendModel.predict. */
   predict(x: Float32Array, batch: number, out: Float32Array): void;
+  /**
+   * Same rules as BackendModel.predictAsync: x may be reused at once, out holds the result once
+   * it resolves (the reference backend computes it during the call itself).
+   */
   predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void>;
   dispose(): void;
 }

@@ -4,9 +4,9 @@
 // activations given by the caller. Weights are [out, in] like nn.Linear either way.
 
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
-import { FileFormatError, describe, typeError } from '../errors.js';
+import { FileFormatError, describe, rangeError, typeError } from '../errors.js';
 import { encodedWidth, normalizeEncoding, normalizeSpec, parameterLayout, type EncodingSpec, type NormalizedSpec } from '../spec.js';
-import { allocFloat32, expectNumber, expectOneOf, isArray } from '../validate.js';
+import { allocFloat32, expectNumber, expectOneOf, isArray, rejectUnknownKeys } from '../validate.js';
 import { clip, parseFileJson, preview, type SafetensorsFile, type TensorInput } from './safetensors.js';
 
 export const SPEC_METADATA_KEY = 'mlpkit.spec';
@@ -35,6 +35,17 @@ export interface ForeignModelOptions {
   encoding?: EncodingSpec;
   /** Negative slope for leaky_relu layers. Default 0.01. */
   alpha?: number;
+}
+
+/** The names ForeignModelOptions takes. */
+export const FOREIGN_MODEL_OPTION_KEYS = ['activation', 'outputActivation', 'activations', 'encoding', 'alpha'] as const;
+
+/**
+ * Rejects names a load options object does not take: ForeignModelOptions' and `also` (the
+ * loader's own, such as backend). Checked before the file is read, whatever the file holds.
+ */
+export function rejectUnknownLoadOptions(options: Record<string, unknown>, also: readonly string[], name = 'options'): void {
+  rejectUnknownKeys(name, options, [...FOREIGN_MODEL_OPTION_KEYS, ...also]);
 }
 
 export function modelToTensors(
@@ -122,7 +133,8 @@ function activationsFor(count: number, opts: ForeignModelOptions): ActivationNam
     }
     const length = list.length;
     if (length !== count) {
-      throw new FileFormatError(`safetensors: the file has ${count} linear layers but options.activations lists ${length}`);
+      // The caller's list does not fit the file: an argument error, not a corrupt file.
+      throw rangeError(`Expected options.activations to list one activation per linear layer: the file has ${count} linear layers but options.activations lists ${length}`);
     }
     return Array.from({ length }, (_, i) => expectOneOf(`options.activations[${i}]`, list[i], ACTIVATIONS));
   }
@@ -158,7 +170,9 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
   if (stored !== undefined) {
     const parsed = parseFileJson(stored, `metadata '${SPEC_METADATA_KEY}'`);
     try {
-      spec = normalizeSpec(parsed);
+      // Fields this version does not know are the file's business (a later version may add
+      // some), not a caller's typo: they are ignored, as they always were.
+      spec = normalizeSpec(parsed, { allowUnknownKeys: true });
     } catch (err) {
       throw new FileFormatError(`safetensors: metadata '${SPEC_METADATA_KEY}' is not a valid spec: ${(err as Error).message}`);
     }
@@ -177,8 +191,13 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
     }
     const in0 = first.shape[1];
     const perInput = encoding.type === 'identity' ? 1 : (encoding.includeInput ? 1 : 0) + 2 * encoding.octaves;
-    if (in0 % perInput !== 0 || in0 === 0) {
-      throw new FileFormatError(`safetensors: tensor '${clip(firstKey)}' takes ${in0} inputs, which is not a multiple of the ${perInput} features the encoding makes per input`);
+    if (in0 === 0) {
+      throw new FileFormatError(`safetensors: tensor '${clip(firstKey)}' takes 0 inputs, expected at least 1`);
+    }
+    if (in0 % perInput !== 0) {
+      // Only an encoding that makes several features per input gets here: the caller's
+      // options.encoding does not fit the file.
+      throw rangeError(`Expected options.encoding to fit the file: tensor '${clip(firstKey)}' takes ${in0} inputs, which is not a multiple of the ${perInput} features options.encoding makes per input`);
     }
     try {
       spec = normalizeSpec({

@@ -5,7 +5,7 @@
 
 import { types } from 'node:util';
 import { FileFormatError, describe, outOfMemoryError, plainBytes, rangeError, typeError, typedArrayLength } from '../errors.js';
-import { MAX_ARRAY_LENGTH, expectObject, isArray } from '../validate.js';
+import { MAX_ARRAY_LENGTH, expectObject, isArray, rejectUnknownKeys } from '../validate.js';
 
 export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -266,6 +266,8 @@ function checkTensorInput(name: string, value: unknown): Checked {
   const where = `writeSafetensors: tensor '${clip(name)}'`;
   if (name === '__metadata__') throw rangeError(`${where}: the name '__metadata__' is reserved for the metadata`);
   const t = expectObject(`tensors['${clip(name)}']`, value);
+  // A misspelt `dtpye: 'I8'` would otherwise write the data's default dtype.
+  rejectUnknownKeys(`tensors['${clip(name)}']`, t, ['shape', 'data', 'dtype']);
   const data = t.data;
   if (!(types.isFloat32Array(data) || types.isFloat64Array(data) || types.isInt32Array(data) || types.isInt8Array(data) || types.isUint8Array(data))) {
     throw typeError(`${where}: data must be a Float32Array, Float64Array, Int32Array, Int8Array or Uint8Array but received ${describe(data)}`);

@@ -31,6 +31,10 @@ export interface QuantLayerStats extends QuantErrorStats {
   weightOnly: QuantErrorStats;
   /** The layer's error with int8 inputs; null when int8 activations were not asked for. */
   w8a8: QuantErrorStats | null;
+  /** The layer scales its inputs per column (per-input equalisation; lib/quant/format.ts). */
+  equalized: boolean;
+  /** The error of the other candidate (equalised or not) that calibration measured and turned down; null when there was none. */
+  rejected: QuantErrorStats | null;
 }
 
 export interface QuantStats {
@@ -128,32 +132,46 @@ export function encodeCalibration(spec: NormalizedSpec, x: Float32Array): Float3
   return Float32Array.from(enc);
 }
 
+/** One candidate layer measured on its inputs, with the activations choice made for it. */
+function measure(layer: QuantLayer, requested: QuantActivations, input: Float32Array, reference: Float32Array, quantBackend: QuantBackend) {
+  const weightOnly = errorStats(quantLayerOutputs(quantBackend, layer, 0, input), reference);
+  let w8a8: QuantErrorStats | null = null;
+  let activations: QuantActivations = 'float';
+  if (requested === 'int8') {
+    w8a8 = errorStats(quantLayerOutputs(quantBackend, layer, 1, input), reference);
+    const keep = w8a8.relativeRms <= W8A8_ERROR_RATIO * weightOnly.relativeRms || w8a8.relativeRms <= W8A8_ERROR_FLOOR;
+    activations = keep ? 'int8' : 'float';
+  }
+  const chosen = activations === 'int8' ? w8a8! : weightOnly;
+  return { activations, relativeRms: chosen.relativeRms, relativeMax: chosen.relativeMax, weightOnly, w8a8, equalized: !!layer.inputScales };
+}
+
 /**
- * Per layer: its errors with float and (when asked) int8 inputs, and the choice between them.
- * floatBackend runs the float layers (the float model's backend), quantBackend the quantised.
+ * Per layer: each candidate quantisation (the plain one first, maybe an equalised one) with its
+ * errors with float and (when asked) int8 inputs and the choice between them; the candidate
+ * with the least error wins (the first on a tie). floatBackend runs the float layers (the float
+ * model's backend), quantBackend the quantised.
  */
 export function calibrateLayers(
   spec: NormalizedSpec,
   floatLayers: FloatLayer[],
-  quantLayers: QuantLayer[],
+  candidates: QuantLayer[][],
   requested: QuantActivations,
   calibration: Float32Array,
   floatBackend: 'native' | 'reference',
   quantBackend: QuantBackend,
-): QuantLayerStats[] {
+): { layers: QuantLayer[]; stats: QuantLayerStats[] } {
   let input = encodeCalibration(spec, calibration);
-  return quantLayers.map((layer, i) => {
+  const layers: QuantLayer[] = [];
+  const stats = candidates.map((options, i) => {
     const reference = floatLayerOutputs(floatBackend, floatLayers[i], spec.layers[i], input);
-    const weightOnly = errorStats(quantLayerOutputs(quantBackend, layer, 0, input), reference);
-    let w8a8: QuantErrorStats | null = null;
-    let activations: QuantActivations = 'float';
-    if (requested === 'int8') {
-      w8a8 = errorStats(quantLayerOutputs(quantBackend, layer, 1, input), reference);
-      const keep = w8a8.relativeRms <= W8A8_ERROR_RATIO * weightOnly.relativeRms || w8a8.relativeRms <= W8A8_ERROR_FLOOR;
-      activations = keep ? 'int8' : 'float';
-    }
+    const measured = options.map((layer) => measure(layer, requested, input, reference, quantBackend));
+    let best = 0;
+    for (let c = 1; c < measured.length; c++) if (measured[c].relativeRms < measured[best].relativeRms) best = c;
+    layers.push(options[best]);
     input = reference;
-    const chosen = activations === 'int8' ? w8a8! : weightOnly;
-    return { activations, relativeRms: chosen.relativeRms, relativeMax: chosen.relativeMax, weightOnly, w8a8 };
+    const other = measured.find((_, c) => c !== best);
+    return { ...measured[best], rejected: other ? { relativeRms: other.relativeRms, relativeMax: other.relativeMax } : null };
   });
+  return { layers, stats };
 }

@@ -15,7 +15,7 @@ export const MAX_QUANT_WIDTH = 1 << 20;
 
 /** A value problem in one field of a layer; the caller names the layer (or tensor) in front. */
 export interface LayerProblem {
-  field: 'weights' | 'scales' | 'zeros';
+  field: 'weights' | 'scales' | 'zeros' | 'inputScales';
   message: string;
 }
 
@@ -27,6 +27,12 @@ export interface LayerProblem {
 export function layerValueProblem(layer: QuantLayer): LayerProblem | null {
   const n = layer.outputs;
   const groups = groupsPerRow(layer);
+  if (layer.inputScales) {
+    for (let p = 0; p < layer.inputScales.length; p++) {
+      const s = layer.inputScales[p];
+      if (!(s > 0 && s < Infinity)) return { field: 'inputScales', message: `input scale [${p}] is ${s}; input scales must be finite and > 0` };
+    }
+  }
   for (let i = 0; i < layer.scales.length; i++) {
     const s = layer.scales[i];
     if (!(s >= 0 && s < Infinity)) {
@@ -84,6 +90,7 @@ export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
   const layer = {
     inputs: o.inputs, outputs: o.outputs, format: o.format, groupSize: o.groupSize, symmetric: o.symmetric,
     weights: o.weights, scales: o.scales, zeros: o.zeros, bias: o.bias, activation: o.activation, alpha: o.alpha,
+    inputScales: o.inputScales ?? null,
   } as QuantLayer;
   for (const key of ['inputs', 'outputs'] as const) {
     const v = layer[key];
@@ -115,6 +122,7 @@ export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
     throw typeError(`Expected null for ${name}.zeros (zero points belong to asymmetric int4 only) but received ${describe(layer.zeros)}`);
   }
   if (layer.bias !== null) expectCount(`${name}.bias`, layer.bias, 'Float32Array', n, 'outputs');
+  if (layer.inputScales !== null) expectCount(`${name}.inputScales`, layer.inputScales, 'Float32Array', k, 'inputs');
   if (typeof layer.activation !== 'number' || !Number.isInteger(layer.activation) || layer.activation < 0 || layer.activation >= ACTIVATIONS.length) {
     throw rangeError(`Expected an activation index between 0 and ${ACTIVATIONS.length - 1} for ${name}.activation but received ${describe(layer.activation)}`);
   }

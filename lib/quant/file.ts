@@ -5,12 +5,14 @@
 //   layers.<i>.scales   F32 [outputs, groups]
 //   layers.<i>.zeros    U8 [outputs, groups], asymmetric int4 only
 //   layers.<i>.bias     F32 [outputs], layers with a bias only
+//   layers.<i>.input_scales  F32 [inputs], equalised layers only (format.ts: input scales)
 //   metadata 'mlpkit.quant' = JSON {
 //     version: 1, inputs, encoding: { type: 'identity' } | { type: 'frequency', octaves, includeInput },
 //     activations: 'float' | 'int8',                      (what was asked for the whole model)
 //     layers: [{ inputs, outputs, format: 'int8' | 'int4', groupSize, symmetric,
 //                activation: <name>, alpha, bias: boolean,
-//                activations: 'float' | 'int8' }]          (what this layer runs; optional, default above)
+//                activations: 'float' | 'int8',           (what this layer runs; optional, default above)
+//                inputScales: boolean }]                  (optional, default false)
 //   }
 //   plus 'mlpkit.version' and format: 'pt', as float model files have.
 //
@@ -60,6 +62,7 @@ export function quantToTensors(
     tensors[`layers.${i}.scales`] = { shape: [l.outputs, groups], data: l.scales, dtype: 'F32' };
     if (l.zeros) tensors[`layers.${i}.zeros`] = { shape: [l.outputs, groups], data: l.zeros, dtype: 'U8' };
     if (l.bias) tensors[`layers.${i}.bias`] = { shape: [l.outputs], data: l.bias, dtype: 'F32' };
+    if (l.inputScales) tensors[`layers.${i}.input_scales`] = { shape: [l.inputs], data: l.inputScales, dtype: 'F32' };
     return {
       inputs: l.inputs,
       outputs: l.outputs,
@@ -70,6 +73,8 @@ export function quantToTensors(
       alpha: l.alpha,
       bias: l.bias !== null,
       activations: model.layerActivations[i],
+      // Written only when set: files of unequalised models stay readable by earlier versions.
+      ...(l.inputScales ? { inputScales: true } : {}),
     };
   });
   const meta = { version: QUANT_FILE_VERSION, inputs: model.inputs, encoding: model.encoding, activations: model.activations, layers };
@@ -102,6 +107,7 @@ interface LayerMeta {
   alpha: number;
   bias: boolean;
   activations: QuantActivations;
+  inputScales: boolean;
 }
 
 function parseLayerMeta(raw: unknown, i: number, expectedInputs: number, modelActivations: QuantActivations): LayerMeta {
@@ -124,7 +130,8 @@ function parseLayerMeta(raw: unknown, i: number, expectedInputs: number, modelAc
   if (activations === 'int8' && format === 'int8' && inputs > MAX_W8A8_INT8_INPUTS) {
     fail(`metadata '${QUANT_METADATA_KEY}': layers[${i}] runs int8 activations with int8 weights on ${inputs} inputs, more than the ${MAX_W8A8_INT8_INPUTS} an int32 accumulator allows`);
   }
-  return { inputs, outputs, format, groupSize, symmetric, activation, alpha, bias, activations };
+  const inputScales = o.inputScales === undefined ? false : field(where, o, 'inputScales', 'a boolean', isBoolean);
+  return { inputs, outputs, format, groupSize, symmetric, activation, alpha, bias, activations, inputScales };
 }
 
 function expectTensor(file: SafetensorsFile, name: string, dtype: Dtype, shape: number[], bytesPer: number): Tensor {
@@ -136,7 +143,7 @@ function expectTensor(file: SafetensorsFile, name: string, dtype: Dtype, shape: 
   return t;
 }
 
-const TENSOR_OF_FIELD = { weights: 'qweight', scales: 'scales', zeros: 'zeros' } as const;
+const TENSOR_OF_FIELD = { weights: 'qweight', scales: 'scales', zeros: 'zeros', inputScales: 'input_scales' } as const;
 
 /** The quantised model a file holds, every tensor checked against the metadata. */
 export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
@@ -153,7 +160,8 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
   const inputs = field('', meta, 'inputs', `an integer in [1, ${MAX_QUANT_WIDTH}]`, integerIn(1, MAX_QUANT_WIDTH));
   let encoding: NormalizedSpec['encoding'];
   try {
-    encoding = normalizeEncoding(meta.encoding, 'encoding');
+    // Fields this version does not know are the file format's business: ignored, as they always were.
+    encoding = normalizeEncoding(meta.encoding, 'encoding', { allowUnknownKeys: true });
   } catch (err) {
     fail(`metadata '${QUANT_METADATA_KEY}': ${(err as Error).message}`);
   }
@@ -178,6 +186,7 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
     const scales = expectTensor(file, name('scales'), 'F32', [n, groups], 4);
     const zeros = m.format === 'int4' && !m.symmetric ? expectTensor(file, name('zeros'), 'U8', [n, groups], 1) : null;
     const bias = m.bias ? expectTensor(file, name('bias'), 'F32', [n], 4) : null;
+    const inputScales = m.inputScales ? expectTensor(file, name('input_scales'), 'F32', [m.inputs], 4) : null;
     const layer: QuantLayer = {
       inputs: m.inputs,
       outputs: n,
@@ -189,6 +198,7 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
       scales: scales.data as Float32Array,
       zeros: zeros ? (zeros.data as Uint8Array) : null,
       bias: bias ? (bias.data as Float32Array) : null,
+      inputScales: inputScales ? (inputScales.data as Float32Array) : null,
       activation: m.activation,
       alpha: m.alpha,
     };

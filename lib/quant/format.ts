@@ -71,6 +71,16 @@
 //     x . dequant(W) + b in float64 and rounds once per output; native accumulates in float32.
 //   - Between layers (and after the input encoding) values are float32: each layer reads the
 //     float32 outputs of the previous layer's activation.
+//
+// Input scales (optional, any format and activations): Float32Array [k], each finite and > 0.
+// A layer with them reads x'_p = f32(x_p * inputScales_p) in place of x_p, and everything above
+// applies to x' (W8A8 quantises x', weight-only multiplies x' by dequant(W)). The quantiser
+// stores W'_jp = W_jp / inputScales_p, so W' x' = W x up to rounding: per-input equalisation,
+// for layers whose input columns differ in scale by orders of magnitude (a first layer with the
+// input standardisation folded in: a feature in metres next to one in millions), where one
+// scale per output row would round every weight of the small columns to 0. The quantiser
+// picks powers of two (lib/quant/quantize.ts: equalizationScales), so the division and the
+// multiplication are exact for normal floats.
 
 export const QUANT_FORMATS = ['int8', 'int4'] as const;
 export type QuantFormat = (typeof QUANT_FORMATS)[number];
@@ -96,6 +106,8 @@ export interface QuantLayer {
   /** Asymmetric int4 only: [n * groups], each in [0, 15]. Otherwise null. */
   zeros: Uint8Array | null;
   bias: Float32Array | null;
+  /** Optional [inputs]: the layer reads f32(x_p * inputScales_p) (see above). Absent or null: none. */
+  inputScales?: Float32Array | null;
   activation: number; // index into ACTIVATIONS (lib/backend/types.ts)
   alpha: number; // leaky_relu slope
 }
@@ -110,7 +122,8 @@ export function groupsPerRow(layer: Pick<QuantLayer, 'inputs' | 'groupSize'>): n
 
 /** Bytes of weights + scales + zero points + bias: what the layer costs to store and to read. */
 export function layerBytes(layer: QuantLayer): number {
-  return layer.weights.byteLength + layer.scales.byteLength + (layer.zeros?.byteLength ?? 0) + (layer.bias?.byteLength ?? 0);
+  return layer.weights.byteLength + layer.scales.byteLength + (layer.zeros?.byteLength ?? 0) + (layer.bias?.byteLength ?? 0) +
+    (layer.inputScales?.byteLength ?? 0);
 }
 
 /** A deep copy: a model keeps layers that the caller can no longer change under it. */
@@ -121,5 +134,6 @@ export function copyLayer(layer: QuantLayer): QuantLayer {
     scales: layer.scales.slice(),
     zeros: layer.zeros ? layer.zeros.slice() : null,
     bias: layer.bias ? layer.bias.slice() : null,
+    inputScales: layer.inputScales ? layer.inputScales.slice() : null,
   };
 }

@@ -12,14 +12,14 @@ import { ACTIVATIONS, ENCODINGS, type ActivationName, type BackendQuantModel, ty
 import { disposedError, rangeError, typeError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
-import { allocFloat32, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
+import { allocFloat32, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath, rejectUnknownKeys } from '../validate.js';
 import { VERSION } from '../version.js';
 import { selectQuantBackend } from './backend.js';
 import { calibrateLayers, errorStats, type QuantStats } from './calibrate.js';
 import { quantToTensors, tensorsToQuant, type QuantModelDescription } from './file.js';
 import { QUANT_ACTIVATIONS, copyLayer, layerBytes, type QuantActivations, type QuantFormat, type QuantLayer } from './format.js';
 import { normalizeQuantizeOptions, type QuantizeOptions } from './options.js';
-import { quantizeChecked } from './quantize.js';
+import { equalizationScales, lostInput, quantizeChecked } from './quantize.js';
 import { checkW8A8Width } from './reference.js';
 
 /** What one layer is and costs (read-only copies; the weights stay inside the model). */
@@ -34,7 +34,9 @@ export interface QuantLayerInfo {
   activations: QuantActivations;
   activation: ActivationName;
   bias: boolean;
-  /** Weights + scales + zero points + bias. */
+  /** The layer scales its inputs per column before the matmul (per-input equalisation; docs/QUANTIZATION.md). */
+  equalized: boolean;
+  /** Weights + scales + zero points + bias (+ input scales). */
   bytes: number;
 }
 
@@ -63,6 +65,7 @@ function construct(description: QuantModelDescription, backend: BackendChoice): 
 
 function normalizeLoadOptions(value: unknown): BackendChoice {
   const o = expectObject('options', value);
+  rejectUnknownKeys('options', o, ['backend']);
   return o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
 }
 
@@ -109,6 +112,7 @@ export class QuantizedMlp {
       format: l.format,
       groupSize: l.groupSize,
       symmetric: l.symmetric,
+      equalized: !!l.inputScales,
       activations: layerActivations[i],
       activation: ACTIVATIONS[l.activation],
       bias: l.bias !== null,
@@ -152,9 +156,25 @@ export class QuantizedMlp {
     });
     const floatLayers = net.getLayers();
     const spec = net.spec;
-    const layers = floatLayers.map((l, i) =>
-      quantizeChecked(l.weight, l.bias, l.inputs, l.outputs, ACTIVATIONS.indexOf(spec.layers[i].activation), spec.layers[i].alpha, opts.layerFormat),
-    );
+    // Per layer, the plain quantisation first, then (where options.equalize allows and it would
+    // change anything) the per-input equalised one: calibration measures both and keeps the
+    // better; without calibration, 'auto' equalises only the first layer, and only where its
+    // plain quantisation would lose an input column (lostInput: most of its weights rounded to
+    // 0). The first layer's inputs are the user's features, in whatever units they come; later
+    // layers read activations the network scaled itself, where a column of small weights (in an
+    // output layer of one unit, a single small weight) is usually a small contribution, not a
+    // lost one, and equalising without data could move error to where it costs more.
+    const candidates = floatLayers.map((l, i) => {
+      const quantize = (scales: Float32Array | null) =>
+        quantizeChecked(l.weight, l.bias, l.inputs, l.outputs, ACTIVATIONS.indexOf(spec.layers[i].activation), spec.layers[i].alpha, opts.layerFormat, scales);
+      const plain = quantize(null);
+      const scales = opts.equalize === false ? null : equalizationScales(l.weight, l.inputs, l.outputs);
+      if (!scales) return [plain];
+      if (opts.equalize === true) return [quantize(scales)];
+      if (opts.calibration) return [plain, quantize(scales)];
+      return [i === 0 && lostInput(l.weight, plain) >= 0 ? quantize(scales) : plain];
+    });
+    let layers = candidates.map((c) => c[0]);
     if (opts.activations === 'int8') layers.forEach((l, i) => checkW8A8Width(l, `layers[${i}]`));
     let layerActivations = layers.map(() => opts.activations);
     let layerStats: QuantStats['layers'] | null = null;
@@ -162,7 +182,9 @@ export class QuantizedMlp {
       const quantBackend = selectQuantBackend(opts.backend);
       // The float layers of the calibration run one at a time on a CPU backend (a cuda model's too).
       const floatBackend = net.backend === 'cuda' ? (nativeAvailable() ? 'native' : 'reference') : net.backend;
-      layerStats = calibrateLayers(spec, floatLayers, layers, opts.activations, opts.calibration, floatBackend, quantBackend);
+      const chosen = calibrateLayers(spec, floatLayers, candidates, opts.activations, opts.calibration, floatBackend, quantBackend);
+      layers = chosen.layers;
+      layerStats = chosen.stats;
       layerActivations = layerStats.map((s) => s.activations);
     }
     const description: QuantModelDescription = { inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers, layerActivations };
@@ -208,7 +230,9 @@ export class QuantizedMlp {
 
   /**
    * predict off the event loop (native: on the libuv thread pool; reference: in chunks between
-   * macrotasks). Do not modify x or out until the promise settles.
+   * macrotasks). x is copied when the call is made, so it may be changed or reused at once; the
+   * result is written into `out` (or the returned array) by the time the promise resolves: do
+   * not read or write `out` before then.
    */
   async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
     const segments = this.live('predictAsync');
@@ -255,11 +279,13 @@ export class QuantizedMlp {
 
   static async load(path: string, options: QuantLoadOptions = {}): Promise<QuantizedMlp> {
     expectPath('path', path);
+    normalizeLoadOptions(options);
     return QuantizedMlp.fromSafetensors(await readFile(path), options);
   }
 
   static loadSync(path: string, options: QuantLoadOptions = {}): QuantizedMlp {
     expectPath('path', path);
+    normalizeLoadOptions(options);
     return QuantizedMlp.fromSafetensors(readFileSync(path), options);
   }
 

@@ -5,7 +5,7 @@
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
 import { describe, rangeError, typeError } from '../errors.js';
-import { expectAllFinite, expectBatch, expectBoolean, expectObject, expectOneOf } from '../validate.js';
+import { expectAllFinite, expectBatch, expectBoolean, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
 import { INT4_GROUP_SIZES, QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from './format.js';
 
 /** How one layer's weights are stored (quantizeLayer's options). */
@@ -42,6 +42,17 @@ export interface QuantizeOptions {
    * activations for layers that quantised inputs would hurt (see lib/quant/calibrate.ts).
    */
   calibration?: Float32Array;
+  /**
+   * Per-input equalisation (docs/QUANTIZATION.md): a layer's input columns scaled by powers of
+   * two so that each column's largest weight is near 1, the inverse applied to the inputs. It
+   * saves layers whose columns differ in scale by orders of magnitude (a first layer with the
+   * input standardisation folded in), where one scale per output rounds the small columns to 0.
+   * 'auto' (default): with calibration, per layer whichever of plain and equalised has the
+   * lower error; without, only a first layer whose plain quantisation would lose an input
+   * column (its weights off by more than half their size: lib/quant/quantize.ts, lostInput).
+   * true: every layer whose columns differ by more than 2x; false: never.
+   */
+  equalize?: boolean | 'auto';
 }
 
 export interface NormalizedQuantizeOptions {
@@ -49,14 +60,7 @@ export interface NormalizedQuantizeOptions {
   activations: QuantActivations;
   backend: BackendChoice;
   calibration: Float32Array | null;
-}
-
-export function rejectUnknownKeys(name: string, options: Record<string, unknown>, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
-      throw rangeError(`Unknown option ${name}.${key} (expected some of ${known.join(', ')})`);
-    }
-  }
+  equalize: boolean | 'auto';
 }
 
 function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: string): LayerFormat {
@@ -105,7 +109,7 @@ export function activationCode(name: string, value: unknown): number {
 /** net.quantize()'s options, for a model taking `inputs` inputs. */
 export function normalizeQuantizeOptions(value: unknown, inputs: number, name = 'options'): NormalizedQuantizeOptions {
   const o = expectObject(name, value);
-  rejectUnknownKeys(name, o, ['weights', 'groupSize', 'symmetric', 'activations', 'backend', 'calibration']);
+  rejectUnknownKeys(name, o, ['weights', 'groupSize', 'symmetric', 'activations', 'backend', 'calibration', 'equalize']);
   const layerFormat = layerFormatFrom(name, o, 'weights');
   const activations = o.activations === undefined ? 'float' : expectOneOf(`${name}.activations`, o.activations, QUANT_ACTIVATIONS);
   const backend = o.backend === undefined ? 'auto' : expectOneOf(`${name}.backend`, o.backend, BACKEND_CHOICES);
@@ -115,5 +119,10 @@ export function normalizeQuantizeOptions(value: unknown, inputs: number, name = 
     calibration = o.calibration as Float32Array;
     expectAllFinite(`${name}.calibration`, calibration);
   }
-  return { layerFormat, activations, backend, calibration };
+  let equalize: boolean | 'auto' = 'auto';
+  if (o.equalize !== undefined && o.equalize !== 'auto') {
+    if (typeof o.equalize !== 'boolean') throw typeError(`Expected true, false or 'auto' for ${name}.equalize but received ${describe(o.equalize)}`);
+    equalize = o.equalize;
+  }
+  return { layerFormat, activations, backend, calibration, equalize };
 }

@@ -7,11 +7,10 @@ import type { BackendChoice } from '../backend/index.js';
 import { BACKEND_CHOICES } from '../backend/index.js';
 import type { QuantModelConfig } from '../backend/types.js';
 import { rangeError } from '../errors.js';
-import { allocFloat32, expectBatch, expectInteger, expectObject, expectOneOf, expectOutputBuffer } from '../validate.js';
+import { allocFloat32, expectBatch, expectInteger, expectObject, expectOneOf, expectOutputBuffer, rejectUnknownKeys } from '../validate.js';
 import { selectQuantBackend } from './backend.js';
 import { checkQuantLayer } from './check.js';
 import { QUANT_ACTIVATIONS, type QuantActivations, type QuantLayer } from './format.js';
-import { rejectUnknownKeys } from './options.js';
 import { checkW8A8Width, referenceQmatmul } from './reference.js';
 
 export interface QmatmulOptions {

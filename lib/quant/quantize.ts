@@ -44,7 +44,10 @@ export function quantizeLayer(
   return quantizeChecked(weight, bias, k, n, act, slope, normalizeLayerFormat(options));
 }
 
-/** quantizeLayer after its checks (lib/quant/model.ts calls it with a model's own weights). */
+/**
+ * quantizeLayer after its checks (lib/quant/model.ts calls it with a model's own weights). With
+ * inputScales (format.ts), the weights quantised are W_jp / inputScales_p.
+ */
 export function quantizeChecked(
   weight: Float32Array,
   bias: Float32Array | null,
@@ -53,8 +56,14 @@ export function quantizeChecked(
   activation: number,
   alpha: number,
   format: LayerFormat,
+  inputScales: Float32Array | null = null,
 ): QuantLayer {
-  const common = { inputs: k, outputs: n, activation, alpha, bias: bias ? Float32Array.from(bias) : null };
+  const common = { inputs: k, outputs: n, activation, alpha, bias: bias ? Float32Array.from(bias) : null, inputScales };
+  if (inputScales) {
+    const scaled = new Float32Array(n * k);
+    for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) scaled[j * k + p] = f32(weight[j * k + p] / inputScales[p]);
+    weight = scaled;
+  }
   if (format.format === 'int8') {
     const { weights, scales } = quantizeInt8(weight, k, n);
     return { ...common, format: 'int8', groupSize: k, symmetric: true, weights, scales, zeros: null };
@@ -62,6 +71,63 @@ export function quantizeChecked(
   const groupSize = format.groupSize ?? 32;
   const { weights, scales, zeros } = quantizeInt4(weight, k, n, groupSize, format.symmetric);
   return { ...common, format: 'int4', groupSize, symmetric: format.symmetric, weights, scales, zeros };
+}
+
+/**
+ * Per-input equalisation scales for W [n x k] (format.ts, "input scales"): the power of two
+ * nearest each input column's largest |w| (1 for an all-zero column), so every column of
+ * W / scales has its largest |w| within a factor sqrt(2) of 1. null when that changes nothing,
+ * all columns already within a factor 2 of each other.
+ */
+export function equalizationScales(w: Float32Array, k: number, n: number): Float32Array | null {
+  const colMax = new Float64Array(k);
+  for (let j = 0; j < n; j++) {
+    for (let p = 0; p < k; p++) {
+      const a = Math.abs(w[j * k + p]);
+      if (a > colMax[p]) colMax[p] = a;
+    }
+  }
+  let lo = Infinity;
+  let hi = 0;
+  for (const c of colMax) {
+    if (c === 0) continue;
+    lo = Math.min(lo, c);
+    hi = Math.max(hi, c);
+  }
+  if (hi === 0 || hi <= 2 * lo) return null;
+  // 2^-126 .. 2^127: normal floats, so w / s and x * s stay exact (barring under- and overflow
+  // of the results themselves).
+  return Float32Array.from(colMax, (c) => (c === 0 ? 1 : 2 ** Math.min(127, Math.max(-126, Math.round(Math.log2(c))))));
+}
+
+/**
+ * Relative error at which an input column counts as lost: its quantised weights are further
+ * from the float ones than half their size (L2 over the column). Ordinary layers are nowhere
+ * near: ~1% per column for int8, ~9% for int4 g32 on Gaussian weights; a column whose weights
+ * sit below half a quantisation step of their rows (most codes 0) is near 100%.
+ */
+export const LOST_COLUMN_ERROR = 0.5;
+
+/**
+ * The first input column of a quantised layer (without input scales) whose weights came out
+ * further than LOST_COLUMN_ERROR from the float weights, relatively: an input the layer all
+ * but stopped reading. -1 when there is none.
+ */
+export function lostInput(weight: Float32Array, layer: QuantLayer): number {
+  const { inputs: k, outputs: n } = layer;
+  const dq = dequantizeLayer(layer);
+  const err2 = new Float64Array(k);
+  const ref2 = new Float64Array(k);
+  for (let j = 0; j < n; j++) {
+    for (let p = 0; p < k; p++) {
+      const w = weight[j * k + p];
+      const d = dq[j * k + p] - w;
+      err2[p] += d * d;
+      ref2[p] += w * w;
+    }
+  }
+  for (let p = 0; p < k; p++) if (ref2[p] > 0 && err2[p] > LOST_COLUMN_ERROR * LOST_COLUMN_ERROR * ref2[p]) return p;
+  return -1;
 }
 
 /** Largest |w| of row j over inputs [p0, p1). */
@@ -213,16 +279,23 @@ function quantizeInt4(
   return { weights: packNibbles(codes), scales, zeros };
 }
 
-/** w ~= f32(scale * q) for every real (unpadded) input: Float32Array [outputs x inputs]. */
+/**
+ * The weights the layer stands for, for every real (unpadded) input: Float32Array [outputs x
+ * inputs], w ~= f32(scale * q), times the input's scale for a layer with input scales
+ * (f32(f32(scale * q) * inputScales_p), which the layer computes as x * inputScales first).
+ */
 export function dequantizeLayer(value: QuantLayer): Float32Array {
   const layer = checkQuantLayer(value, 'layer');
-  const { inputs: k, outputs: n, groupSize } = layer;
+  const { inputs: k, outputs: n, groupSize, inputScales } = layer;
   const kp = paddedInputs(layer);
   const groups = groupsPerRow(layer);
   const q = unpackCodes(layer);
   const out = new Float32Array(n * k);
   for (let j = 0; j < n; j++) {
-    for (let p = 0; p < k; p++) out[j * k + p] = f32(layer.scales[j * groups + Math.floor(p / groupSize)] * q[j * kp + p]);
+    for (let p = 0; p < k; p++) {
+      const w = f32(layer.scales[j * groups + Math.floor(p / groupSize)] * q[j * kp + p]);
+      out[j * k + p] = inputScales ? f32(w * inputScales[p]) : w;
+    }
   }
   return out;
 }

@@ -118,7 +118,18 @@ function int8Layer(prep: PreparedLayer, x: Float32Array, batch: number, out: Flo
   }
 }
 
-function runLayer(prep: PreparedLayer, activations: number, x: Float32Array, batch: number, out: Float32Array): void {
+/** x'_p = f32(x_p * inputScales_p) for a layer with input scales (format.ts), else x itself. */
+function scaledInputs(layer: QuantLayer, x: Float32Array, batch: number): Float32Array {
+  const s = layer.inputScales;
+  if (!s) return x;
+  const k = layer.inputs;
+  const out = new Float32Array(batch * k);
+  for (let r = 0; r < batch; r++) for (let p = 0; p < k; p++) out[r * k + p] = f32(x[r * k + p] * s[p]);
+  return out;
+}
+
+function runLayer(prep: PreparedLayer, activations: number, input: Float32Array, batch: number, out: Float32Array): void {
+  const x = scaledInputs(prep.layer, input, batch);
   if (activations === 1) int8Layer(prep, x, batch, out);
   else floatLayer(prep, x, batch, out);
 }

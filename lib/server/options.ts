@@ -7,7 +7,7 @@ import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
 import { parameterLayout } from '../spec.js';
-import { expectBoolean, expectInteger, expectNumber, expectObject } from '../validate.js';
+import { expectBoolean, expectInteger, expectNumber, expectObject, rejectUnknownKeys } from '../validate.js';
 
 /** What the server needs of a model: Mlp, QuantizedMlp and SparseMlp are all servable. */
 export interface ServableModel {
@@ -66,7 +66,14 @@ export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | '
   onBatch: ((event: BatchEvent) => void) | null;
 };
 
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** The names ServerOptions takes. */
+export const SERVER_OPTION_KEYS = [
+  'models', 'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'queueTimeoutMs', 'maxBodyBytes', 'headersTimeoutMs',
+  'requestTimeoutMs', 'keepAliveTimeoutMs', 'inlineMacs', 'retryAfterSeconds', 'onBatch',
+] as const;
+
+/** Model names are URL path segments: letters, digits, '.', '_' and '-', 1 to 128 of them. */
+export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Multiply-adds per row, the unit of the inline/thread-pool choice. */
 function macsPerRow(model: ServableModel): number {
@@ -81,12 +88,13 @@ function checkModel(name: string, value: unknown): ServableModel {
   const m = value as Partial<ServableModel> | null;
   const ok = typeof m === 'object' && m !== null && typeof m.predict === 'function' && typeof m.predictAsync === 'function' &&
     Number.isInteger(m.inputs) && Number.isInteger(m.outputs);
-  if (!ok) throw typeError(`Expected an Mlp or QuantizedMlp for options.models.${name} but received ${describe(value)}`);
+  if (!ok) throw typeError(`Expected an Mlp, QuantizedMlp or SparseMlp for options.models.${name} but received ${describe(value)}`);
   return m as ServableModel;
 }
 
 export function normalizeServerOptions(value: unknown): NormalizedServerOptions {
   const o = expectObject('options', value);
+  rejectUnknownKeys('options', o, SERVER_OPTION_KEYS);
   const modelsIn = expectObject('options.models', o.models);
   const models: NormalizedServerOptions['models'] = new Map();
   for (const [name, model] of Object.entries(modelsIn)) {

@@ -14,6 +14,7 @@ import { errorBody } from './errors.js';
 import { createHandler, type ServedModel } from './http.js';
 import { normalizeServerOptions, type NormalizedServerOptions, type ServableModel, type ServerOptions } from './options.js';
 import { ServerMetrics } from './server-metrics.js';
+import { expectNumber, expectObject, rejectUnknownKeys } from '../validate.js';
 
 // Pending connections the kernel holds for accept() (capped by net.core.somaxconn). Node's
 // default, 511, overflows when ~1000 clients connect at once (TcpExtListenOverflows rose by
@@ -145,8 +146,10 @@ export class ModelServer {
    * open after graceMs are cut.
    */
   close(options: CloseOptions = {}): Promise<void> {
+    const o = expectObject('options', options);
+    rejectUnknownKeys('options', o, ['graceMs']);
+    const graceMs = o.graceMs === undefined ? 10_000 : expectNumber('options.graceMs', o.graceMs, { min: 0 });
     if (this.closing) return this.closing;
-    const graceMs = options.graceMs ?? 10_000;
     this.draining = true;
     this.closing = new Promise((resolve) => {
       if (!this.http.listening) return resolve();

@@ -11,7 +11,7 @@ import { ERR_NATIVE_UNAVAILABLE, disposedError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
 import type { NormalizedSpec } from '../spec.js';
-import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath } from '../validate.js';
+import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath, rejectUnknownKeys } from '../validate.js';
 import { VERSION } from '../version.js';
 import { errorStats, observedDensity, selectionValues, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
 import { denseSparseLayers, sparseToTensors, tensorsToSparse } from './file.js';
@@ -41,6 +41,7 @@ export interface SparseLoadOptions {
 
 function normalizeLoadOptions(value: unknown): BackendChoice {
   const o = expectObject('options', value);
+  rejectUnknownKeys('options', o, ['backend']);
   return o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
 }
 
@@ -235,11 +236,13 @@ export class SparseMlp {
 
   static async load(path: string, options: SparseLoadOptions = {}): Promise<SparseMlp> {
     expectPath('path', path);
+    normalizeLoadOptions(options);
     return SparseMlp.fromSafetensors(await readFile(path), options);
   }
 
   static loadSync(path: string, options: SparseLoadOptions = {}): SparseMlp {
     expectPath('path', path);
+    normalizeLoadOptions(options);
     return SparseMlp.fromSafetensors(readFileSync(path), options);
   }
 
@@ -266,7 +269,11 @@ export class SparseMlp {
     return y;
   }
 
-  /** predict off the event loop; do not modify x or out until the promise settles. */
+  /**
+   * predict off the event loop. x is copied (or read) when the call is made, so it may be
+   * changed or reused at once; the result is in `out` (or the returned array) by the time the
+   * promise resolves: do not read or write `out` before then.
+   */
   async predictAsync(x: Float32Array, out?: Float32Array): Promise<Float32Array> {
     const model = this.handle('predictAsync');
     const batch = expectBatch('x', x, this.inputs);

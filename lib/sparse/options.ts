@@ -4,8 +4,7 @@
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import type { NormalizedSpec } from '../spec.js';
-import { rejectUnknownKeys } from '../quant/options.js';
-import { expectAllFinite, expectBatch, expectInteger, expectNumber, expectObject, expectOneOf } from '../validate.js';
+import { expectAllFinite, expectBatch, expectInteger, expectNumber, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
 import { SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparsifyMode } from './format.js';
 
 /** Options of net.sparsify(). */

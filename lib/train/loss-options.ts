@@ -2,7 +2,7 @@
 
 import { LOSSES, type LossName } from '../backend/types.js';
 import { describe, typeError } from '../errors.js';
-import { expectAllFinite, expectLabels, expectNumber, expectObject, expectOneOf, expectOutputBuffer } from '../validate.js';
+import { expectAllFinite, expectLabels, expectNumber, expectObject, expectOneOf, expectOutputBuffer, rejectUnknownKeys } from '../validate.js';
 
 export interface LossSpec {
   name: LossName;
@@ -18,6 +18,7 @@ export function normalizeLoss(value: unknown, delta: unknown = undefined, name =
   let d: unknown = delta;
   if (typeof value === 'object' && value !== null) {
     const obj = expectObject(name, value);
+    rejectUnknownKeys(name, obj, ['type', 'delta']);
     type = obj.type;
     if (obj.delta !== undefined) d = obj.delta;
     name = `${name}.type`;

@@ -3,7 +3,7 @@
 
 import { OPTIMIZERS, type OptimizerName } from '../backend/types.js';
 import { describe, rangeError, typeError } from '../errors.js';
-import { expectBoolean, expectNumber, expectObject, expectOneOf } from '../validate.js';
+import { expectBoolean, expectNumber, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
 
 export type OptimizerOptions =
   | { type: 'sgd'; lr: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
@@ -15,9 +15,17 @@ export interface OptimizerSpec {
   hyper: Float64Array;
 }
 
+/** The names each optimizer type takes. */
+export const OPTIMIZER_KEYS: Record<OptimizerName, readonly string[]> = {
+  sgd: ['type', 'lr', 'momentum', 'dampening', 'nesterov', 'weightDecay'],
+  adam: ['type', 'lr', 'betas', 'eps', 'weightDecay'],
+  adamw: ['type', 'lr', 'betas', 'eps', 'weightDecay'],
+};
+
 export function normalizeOptimizer(value: unknown): OptimizerSpec {
   const o = expectObject('options.optimizer', value);
   const name = expectOneOf('options.optimizer.type', o.type, OPTIMIZERS);
+  rejectUnknownKeys('options.optimizer', o, OPTIMIZER_KEYS[name], `optimizer type '${name}'`);
   const lr = expectNumber('options.optimizer.lr', o.lr, { min: 0 });
   const hyper = new Float64Array(8);
   hyper[0] = lr;

@@ -2,12 +2,19 @@
 // replayed run gets the same rates.
 
 import { rangeError } from '../errors.js';
-import { expectInteger, expectNumber, expectObject, expectOneOf } from '../validate.js';
+import { expectInteger, expectNumber, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
 
 export type ScheduleOptions =
   | { type: 'constant' }
   | { type: 'step'; stepSize: number; gamma?: number }
   | { type: 'cosine'; steps?: number; minLr?: number };
+
+/** The names each schedule type takes. */
+export const SCHEDULE_KEYS = {
+  constant: ['type'],
+  step: ['type', 'stepSize', 'gamma'],
+  cosine: ['type', 'steps', 'minLr'],
+} as const;
 
 export type Schedule = (baseLr: number, step: number, totalSteps: number | undefined) => number;
 
@@ -15,6 +22,7 @@ export function makeSchedule(value: unknown): { schedule: Schedule; needsTotal: 
   if (value === undefined) return { schedule: (lr) => lr, needsTotal: false };
   const o = expectObject('options.schedule', value);
   const type = expectOneOf('options.schedule.type', o.type, ['constant', 'step', 'cosine'] as const);
+  rejectUnknownKeys('options.schedule', o, SCHEDULE_KEYS[type], `schedule type '${type}'`);
   if (type === 'constant') return { schedule: (lr) => lr, needsTotal: false };
   if (type === 'step') {
     const stepSize = expectInteger('options.schedule.stepSize', o.stepSize, 1);

@@ -7,7 +7,7 @@ import { Rng } from '../init.js';
 import { Mlp } from '../mlp.js';
 import { lossAndGradient } from '../backend/reference/loss.js';
 import {
-  expectAllFinite, expectBatch, expectBoolean, expectInteger, expectNumber, expectObject,
+  expectAllFinite, expectBatch, expectBoolean, expectInteger, expectNumber, expectObject, rejectUnknownKeys,
 } from '../validate.js';
 import { checkTarget, normalizeLoss, type LossOption, type LossSpec } from './loss-options.js';
 import { normalizeOptimizer, type OptimizerOptions, type OptimizerSpec } from './optimizer-options.js';
@@ -60,9 +60,13 @@ export interface EpochRecord {
 }
 
 export interface FitResult {
+  /** One record per completed epoch. */
   history: EpochRecord[];
+  /** True when options.signal aborted the fit. */
   stopped: boolean;
+  /** Optimizer steps this fit() took (batches, not rows), a partial last epoch included. */
   steps: number;
+  /** Training rows per second over the steps (validation passes not counted). */
   samplesPerSecond: number;
 }
 
@@ -84,6 +88,7 @@ export class Trainer {
     if (!(net instanceof Mlp)) throw typeError(`Expected an Mlp for net but received ${describe(net)}`);
     net.handle('trainer');
     const o = expectObject('options', options);
+    rejectUnknownKeys('options', o, ['loss', 'optimizer', 'clipNorm', 'schedule']);
     this.net = net;
     this.loss = normalizeLoss(o.loss);
     if (this.loss.name === 'softmax-cross-entropy' && net.outputs < 2) {
@@ -124,7 +129,7 @@ export class Trainer {
     return value;
   }
 
-  /** step() off the event loop. Do not modify x or target until the promise settles. */
+  /** step() off the event loop. x and target are copied when the call is made: they may be changed or reused at once. */
   async stepAsync(x: Float32Array, target: Target): Promise<number> {
     const { model, batch, t } = this.prepare('stepAsync', x, target);
     const hyper = this.optimizer.hyper.slice();
@@ -174,6 +179,7 @@ export class Trainer {
   async fit(x: Float32Array, target: Target, options: FitOptions): Promise<FitResult> {
     this.net.handle('fit');
     const o = expectObject('options', options);
+    rejectUnknownKeys('options', o, ['epochs', 'batchSize', 'shuffle', 'seed', 'validation', 'onProgress', 'signal']);
     const n = expectBatch('x', x, this.net.inputs);
     expectAllFinite('x', x);
     const t = checkTarget(this.loss.name, target, n, this.net.outputs);
@@ -192,6 +198,7 @@ export class Trainer {
     let validation: { x: Float32Array; t: Float32Array | Int32Array } | null = null;
     if (o.validation !== undefined) {
       const v = expectObject('options.validation', o.validation);
+      rejectUnknownKeys('options.validation', v, ['x', 'target']);
       const vn = expectBatch('options.validation.x', v.x, this.net.inputs);
       validation = { x: v.x as Float32Array, t: checkTarget(this.loss.name, v.target, vn, this.net.outputs, 'options.validation.target') };
     }
@@ -207,6 +214,7 @@ export class Trainer {
 
     const history: EpochRecord[] = [];
     let trained = 0;
+    let stepsTaken = 0;
     let trainMs = 0;
     let stopped = false;
     let lastReport = 0;
@@ -238,6 +246,7 @@ export class Trainer {
         const stepLoss = await this.stepAsync(bx.subarray(0, rows * inputs), bt.subarray(0, rows * targetWidth));
         trainMs += performance.now() - t0;
         trained += rows;
+        stepsTaken++;
         lossSum += stepLoss * rows;
         lossCount += rows;
         const now = performance.now();
@@ -264,6 +273,6 @@ export class Trainer {
         ...(record.valAccuracy !== undefined ? { valAccuracy: record.valAccuracy } : {}),
       });
     }
-    return { history, stopped, steps: history.length ? trained : 0, samplesPerSecond: trainMs > 0 ? trained / (trainMs / 1000) : 0 };
+    return { history, stopped, steps: stepsTaken, samplesPerSecond: trainMs > 0 ? trained / (trainMs / 1000) : 0 };
   }
 }

@@ -23,7 +23,8 @@ struct LayerCopy {
   std::vector<float> scales;
   std::vector<std::uint8_t> zeros;
   std::vector<float> bias;
-  bool has_zeros = false, has_bias = false;
+  std::vector<float> input_scales;
+  bool has_zeros = false, has_bias = false, has_input_scales = false;
   quant::QuantLayerSource source;  // pointers unset until Source()
 
   quant::QuantLayerSource Source() const {
@@ -32,6 +33,7 @@ struct LayerCopy {
     s.scales = scales.data();
     s.zeros = has_zeros ? zeros.data() : nullptr;
     s.bias = has_bias ? bias.data() : nullptr;
+    s.input_scales = has_input_scales ? input_scales.data() : nullptr;
     return s;
   }
 };
@@ -86,6 +88,17 @@ void ReadLayer(const Napi::Value& value, std::size_t index, LayerCopy* copy) {
   const Napi::Value bias = o.Get("bias");
   copy->has_bias = !IsNullish(bias);
   if (copy->has_bias) CopyArray<float>(bias, where, "bias", s.outputs, 1, "outputs", &copy->bias);
+  const Napi::Value input_scales = o.Get("inputScales");
+  copy->has_input_scales = !IsNullish(input_scales);
+  if (copy->has_input_scales) {
+    CopyArray<float>(input_scales, where, "inputScales", s.inputs, 1, "inputs", &copy->input_scales);
+    for (std::size_t p = 0; p < copy->input_scales.size(); ++p) {
+      const float v = copy->input_scales[p];
+      if (!(v > 0) || !std::isfinite(v)) {
+        throw RangeError(o.Env(), where + ".inputScales[" + std::to_string(p) + "] must be finite and > 0, got " + std::to_string(v));
+      }
+    }
+  }
   s.activation = static_cast<Activation>(CodeArg(o.Get("activation"), where.c_str(), "activation", "an activation", kActivationCount));
   s.alpha = static_cast<float>(NumberArg(o.Get("alpha"), where.c_str(), "alpha"));
 }

@@ -52,6 +52,12 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     l.kq = round_up(l.k, l.group);
     l.groups = l.kq / l.group;
   }
+  if (s.input_scales) {
+    l.input_scales.assign(s.input_scales, s.input_scales + l.k);
+    for (const float v : l.input_scales) {
+      if (!(v > 0) || !std::isfinite(v)) throw std::invalid_argument("input scales must be finite and > 0");
+    }
+  }
   const std::size_t G = l.groups;
   l.scales.assign(G * np, 0.0f);
   l.zeros.assign(G * np, 0);

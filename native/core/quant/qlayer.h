@@ -43,6 +43,7 @@ struct QuantLayerSource {
   const float* scales = nullptr;          // n * groups
   const std::uint8_t* zeros = nullptr;    // n * groups, asymmetric int4 only
   const float* bias = nullptr;            // n, or null
+  const float* input_scales = nullptr;    // k, or null: the layer reads f32(x_p * input_scales[p])
   Activation activation = Activation::None;
   float alpha = 0;
 };
@@ -68,6 +69,9 @@ struct QuantLayer {
   AlignedVector<std::int32_t> zeros; // the same layout: int4 zero points (8 when symmetric)
   AlignedVector<std::int32_t> wsum;  // int8: [blocks * 16] sum of each output's weights
   AlignedVector<float> bias;         // [blocks * 16], 0 when absent
+  // [k] or empty: each input p is multiplied by input_scales[p] (one float32 multiply) before
+  // the layer reads it (lib/quant/format.ts, "input scales").
+  AlignedVector<float> input_scales;
   Activation activation = Activation::None;
   float alpha = 0;
 
@@ -79,7 +83,8 @@ struct QuantLayer {
 
   // Bytes the repacked layer holds.
   std::size_t bytes() const {
-    return w.size() + scales.size() * 4 + scales16.size() * 2 + (zeros.size() + wsum.size() + bias.size()) * 4;
+    return w.size() + scales.size() * 4 + scales16.size() * 2 +
+           (zeros.size() + wsum.size() + bias.size() + input_scales.size()) * 4;
   }
 };
 

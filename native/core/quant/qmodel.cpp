@@ -65,7 +65,7 @@ QuantScratch& thread_scratch() {
 // byte of a row, padding included, so the buffers need no clearing first. Batches of many
 // values are split over the thread pool by rows: a batch-64 4096-wide layer has 262144 inputs
 // to quantise, ~5% of the layer's time on one core.
-void quantize_rows(const QuantLayer& l, const float* x, std::size_t batch, QuantScratch& s) {
+void quantize_rows(const QuantLayer& l, const float* x, std::size_t ldx, std::size_t batch, QuantScratch& s) {
   s.xq.resize(batch * l.kq);
   s.xu.resize(batch * l.kq);
   s.xsum.resize(batch * l.groups);
@@ -75,7 +75,7 @@ void quantize_rows(const QuantLayer& l, const float* x, std::size_t batch, Quant
     std::int8_t* q = s.xq.data() + r * l.kq;
     std::uint8_t* u = s.xu.data() + r * l.kq;
     std::int32_t* sum = s.xsum.data() + r * l.groups;
-    s.rows[r] = QuantRow{q, u, sum, k.quantize_row(l, x + r * l.k, q, u, sum)};
+    s.rows[r] = QuantRow{q, u, sum, k.quantize_row(l, x + r * ldx, q, u, sum)};
   };
   constexpr std::size_t kParallelValues = std::size_t(1) << 16;
   if (thread_count() > 1 && batch > 1 && batch * l.k >= kParallelValues) {
@@ -128,16 +128,28 @@ std::size_t QuantModel::bytes() const {
 void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t batch, float* out, QuantScratch& s) const {
   const QuantKernels& k = quant_kernels();
   const std::size_t np = l.blocks * kLanes;
-  // Inputs padded with zeros to kq (the kernels read whole steps).
+  // Inputs padded with zeros to kq (the weight-only kernels read whole steps), and multiplied
+  // by the layer's input scales where it has them (one float32 multiply each, as format.ts).
   AlignedVector<float>& padded = s.padded;
   const float* x = in;
-  if (l.kq != l.k && mode_ == ActMode::Float) {
+  std::size_t ldx = l.k;
+  const bool scaled = !l.input_scales.empty();
+  if (scaled || (l.kq != l.k && mode_ == ActMode::Float)) {
     padded.assign(batch * l.kq, 0.0f);
-    for (std::size_t r = 0; r < batch; ++r) std::copy(in + r * l.k, in + (r + 1) * l.k, padded.data() + r * l.kq);
+    const float* sc = l.input_scales.data();
+    for (std::size_t r = 0; r < batch; ++r) {
+      const float* src = in + r * l.k;
+      float* dst = padded.data() + r * l.kq;
+      if (scaled) {
+        for (std::size_t p = 0; p < l.k; ++p) dst[p] = src[p] * sc[p];
+      } else {
+        std::copy(src, src + l.k, dst);
+      }
+    }
     x = padded.data();
+    ldx = l.kq;
   }
-  const std::size_t ldx = mode_ == ActMode::Float && l.kq != l.k ? l.kq : l.k;
-  if (mode_ == ActMode::Int8) quantize_rows(l, in, batch, s);
+  if (mode_ == ActMode::Int8) quantize_rows(l, x, ldx, batch, s);
   const QuantRow* const qrows = s.rows.data();
 
   // Batched W8A8 goes two blocks at a time where the ISA has a kernel for it (qkernels.h).
