@@ -168,6 +168,16 @@ describe('train, predict, quantize and sparsify', () => {
     expect(q.out).toMatch(/int8 weights, float activations/);
     expect(q.out).toMatch(/error against the float model on 96 rows/);
     expect(q.out).toMatch(/\| model \| +\| +\| \d[\d.]*% \| \d[\d.]*% \|/);
+    // The first layer holds the standardisation of x3 (in [0, 1000)) next to x1, x2 (in [-1, 1]):
+    // one int8 scale per output would round x3's weights to 0 (docs/QUANTIZATION.md), so it is
+    // equalised, and the whole model stays within a few percent of the float one.
+    expect(q.out).toMatch(/\| 0 \| 3 -> 16 \| float, equalised \|/);
+    const modelRms = Number(/\| model \| +\| +\| (\d[\d.]*)% \|/.exec(q.out)![1]);
+    expect(modelRms).toBeLessThan(2);
+    const off = await cli('quantize', at('reg.safetensors'), '--weights', 'int8', '--equalize', 'off', '--calibration', at('data.csv'),
+      '--backend', backend, '--out', at('reg.int8.off.safetensors'));
+    expect(off.code).toBe(0);
+    expect(Number(/\| model \| +\| +\| (\d[\d.]*)% \|/.exec(off.out)![1])).toBeGreaterThan(5 * modelRms);
     const model = await QuantizedMlp.load(at('reg.int8.safetensors'), { backend });
     const p = await cli('predict', at('reg.int8.safetensors'), at('data.csv'), '--backend', backend);
     expect(p.code).toBe(0);
@@ -176,6 +186,7 @@ describe('train, predict, quantize and sparsify', () => {
     const q4 = await cli('quantize', at('reg.safetensors'), '--weights', 'int4', '--group-size', '32', '--backend', backend, '--out', at('reg.int4.safetensors'));
     expect(q4.code).toBe(0);
     expect(q4.out).toMatch(/no accuracy report: pass --calibration/);
+    expect(q4.out).toMatch(/equalised layers \(an input column would otherwise have quantised to ~0\): 0\n/);
   });
 
   it('sparsifies with a calibration file, prints the per-layer report, and the result predicts', async () => {
@@ -218,6 +229,21 @@ describe('train, predict, quantize and sparsify', () => {
     expect(bad.code).not.toBe(0);
     expect(bad.err).toMatch(/--weights/);
   });
+
+  it('train without --inputs says which text columns it leaves out', async () => {
+    const r = await cli('train', at('data.csv'), '--target', 'y', '--epochs', '1', '--backend', backend, '--out', at('auto.safetensors'));
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/^note: leaving out the text column 'id' \(inputs must be numbers; choose the columns with --inputs\)\n/);
+    expect((await Mlp.load(at('auto.safetensors'))).inputs).toBe(4); // x1, x2, x3, label
+  });
+
+  it('info says whether CUDA is usable and why not', async () => {
+    const r = await cli('info');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^cuda +(yes \(.+\)|no \(.+\))$/m);
+    const json = JSON.parse((await cli('info', '--json')).out);
+    expect(r.out).toMatch(json.cuda.available ? /^cuda +yes/m : /^cuda +no/m);
+  });
 });
 
 describe('errors and help', () => {
@@ -249,6 +275,12 @@ describe('errors and help', () => {
       ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--dense-from-rows', '4', '--out', at('s.safetensors')],
       ['sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '2', '--calibration', at('data.csv'), '--dense-from-rows', '17', '--out', at('s.safetensors')],
       ['predict', at('reg.safetensors'), at('data.csv'), '--format', 'xlsx'],
+      ['train', at('data.csv'), '--target', 'price'],
+      ['train', at('data.csv'), '--inputs', '0-9'],
+      ['quantize', at('reg.safetensors'), '--equalize', 'maybe', '--out', at('q.safetensors')],
+      ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '99', '--out', at('again.safetensors')],
+      ['serve', `a/b=${at('reg.safetensors')}`],
+      ['train', at('data.csv'), '--lr=-1'],
     ]) {
       const r = await cli(...argv);
       expect(r.code, argv.join(' ')).toBe(2);
@@ -256,6 +288,10 @@ describe('errors and help', () => {
       noStack(r.err);
     }
     expect((await cli('train', at('data.csv'), '--epochs', 'many')).err).toMatch(/--epochs: expected an integer >= 1 but received 'many'/);
+    expect((await cli('train', at('data.csv'), '--lr=-1')).err).toMatch(/--lr: expected a number > 0 but received '-1'/);
+    expect((await cli('train', at('data.csv'), '--target', 'price')).err).toMatch(/--target: .*data.csv has no column 'price'\n {2}columns are: 0:id, 1:x1/);
+    expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '99', '--out', at('again.safetensors'))).err)
+      .toMatch(/Expected an integer between 1 and 16 for --k but received 99/);
     expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--out', at('s.safetensors'))).err)
       .toMatch(/--mode topk needs exactly one of --k or --density, received neither/);
     expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '2', '--out', at('s.safetensors'))).err)
@@ -265,19 +301,21 @@ describe('errors and help', () => {
   });
 
   it('bad files and data exit 1 with a message and a hint, no stack trace', async () => {
+    writeFileSync(at('messy.csv'), 'a,b,city,y\n1,2,paris,3\n4,,rome,5\n7,8,oslo,9\n');
+    writeFileSync(at('big-labels.csv'), 'x,label\n1,0\n2,1999\n3,7\n');
     const cases: [string[], RegExp][] = [
       [['train', at('missing.csv')], /cannot open '.*missing.csv': no such file or directory/],
-      [['train', at('data.csv'), '--target', 'price'], /--target: .*data.csv has no column 'price'\n {2}columns are: 0:id, 1:x1/],
+      [['train', at('messy.csv')], /messy.csv: column 'b' holds numbers in 2 of 3 rows but an empty cell on line 3\n {2}fill or drop the rows/],
+      [['train', at('big-labels.csv'), '--task', 'classification', '--val-split', '0'], /target 'label' holds labels up to 1999 but the data has only 3 rows[^]*\n {2}for a numeric target use --task regression/],
       [['train', at('data.csv'), '--inputs', 'id,x1', '--target', 'y'], /column 'id' of .* holds 'row0' on line 2, not a number/],
       [['train', at('data.csv'), '--target', 'y', '--task', 'classification'], /target 'y' holds \d+(\.\d+)? in row 1; expected integer class labels/],
       [['train', at('data.csv'), '--out', at('no/such/dir/m.safetensors')], /--out: the directory '.*no\/such\/dir' of .* does not exist/],
       [['predict', at('reg.safetensors'), at('x.npy'), '--inputs', '0,1'], /2 columns chosen but the model takes 3 inputs/],
-      [['predict', at('data.csv'), at('data.csv')], /safetensors/],
+      [['predict', at('data.csv'), at('data.csv')], /data.csv: not a readable safetensors model \(safetensors: header length \d+ runs past the end[^]*\n {2}MODEL is a .safetensors file/],
       [['quantize', at('reg.int8.safetensors'), '--out', at('again.safetensors')], /is already quantised\n {2}quantize the float model/],
       [['sparsify', at('reg.int8.safetensors'), '--mode', 'exact', '--out', at('again.safetensors')], /is a quantised model\n {2}sparsify the float model/],
       [['sparsify', at('reg.topk.safetensors'), '--mode', 'exact', '--out', at('again.safetensors')], /is already sparse\n {2}sparsify the float model/],
       [['quantize', at('reg.topk.safetensors'), '--out', at('again.safetensors')], /is a sparse model\n {2}quantize the float model/],
-      [['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '99', '--out', at('again.safetensors')], /Expected an integer between 1 and 16 for --k but received 99/],
       [['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--out', at('no/such/dir/s.safetensors')], /--out: the directory '.*no\/such\/dir' of .* does not exist/],
     ];
     for (const [argv, message] of cases) {

@@ -64,7 +64,10 @@ function parseNumber(option: string, text: string, { integer, min, max }: { inte
   const v = text.trim() === '' ? NaN : Number(text);
   const kind = integer ? 'an integer' : 'a number';
   if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min || v > max) {
-    const range = max >= Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`;
+    // min = Number.MIN_VALUE means "positive": say > 0, not >= 5e-324.
+    const low = min === Number.MIN_VALUE ? '> 0' : `>= ${min}`;
+    const between = min === Number.MIN_VALUE ? `between 0 (exclusive) and ${max}` : `between ${min} and ${max}`;
+    const range = max >= Number.MAX_SAFE_INTEGER ? low : between;
     throw usageError(`--${option}: expected ${kind} ${range} but received '${text}'`);
   }
   return v;

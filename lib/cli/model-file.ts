@@ -4,6 +4,7 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import type { BackendChoice } from '../backend/index.js';
+import { FileFormatError } from '../errors.js';
 import { QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY } from '../io/model-file.js';
 import { readSafetensors, writeSafetensors, type TensorInput } from '../io/safetensors.js';
 import { Mlp } from '../mlp.js';
@@ -39,7 +40,16 @@ function parseColumns(text: string | undefined): ModelColumns | null {
 }
 
 export function modelFromBytes(bytes: Uint8Array, path: string, backend: BackendChoice = 'auto'): LoadedModel {
-  const file = readSafetensors(bytes);
+  let file;
+  try {
+    file = readSafetensors(bytes);
+  } catch (err) {
+    // The reader says what is wrong with the bytes, not which file: a data file passed where
+    // the model goes reads as a nonsense header length.
+    if (!(err instanceof FileFormatError)) throw err;
+    throw new CliError(`${path}: not a readable safetensors model (${err.message})`, 1,
+      'MODEL is a .safetensors file from mlpkit train, quantize or sparsify, or net.save()');
+  }
   const columns = parseColumns(file.metadata[COLUMNS_METADATA_KEY]);
   if (QUANT_METADATA_KEY in file.metadata) return { model: QuantizedMlp.fromSafetensors(bytes, { backend }), kind: 'quantized', columns };
   if (SPARSE_METADATA_KEY in file.metadata) return { model: SparseMlp.fromSafetensors(bytes, { backend }), kind: 'sparse', columns };

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parseCsv } from './csv.js';
-import { CliError } from './errors.js';
+import { CliError, usageError } from './errors.js';
 import { isNpy, readNpy } from './npy.js';
 
 export interface Table {
@@ -56,14 +56,14 @@ export function resolveColumns(table: Table, list: string, option: string): numb
     const first = range ? Number(range[1]) : -1;
     const last = range ? Number(range[2] ?? range[1]) : -1;
     if (!range || last < first || last >= table.names.length) {
-      throw new CliError(`${option}: ${table.source} has no column '${item}'`, 1,
+      throw usageError(`${option}: ${table.source} has no column '${item}'`,
         `columns are: ${describeColumns(table)} (names, 0-based indices, or ranges like 0-3)`);
     }
     for (let c = first; c <= last; c++) out.push(c);
   }
-  if (out.length === 0) throw new CliError(`${option}: no columns given`);
+  if (out.length === 0) throw usageError(`${option}: no columns given`);
   const dup = out.find((c, i) => out.indexOf(c) !== i);
-  if (dup !== undefined) throw new CliError(`${option}: column '${table.names[dup]}' is listed twice`);
+  if (dup !== undefined) throw usageError(`${option}: column '${table.names[dup]}' is listed twice`);
   return out;
 }
 

@@ -11,6 +11,11 @@ is available.
 
   --json    print the same as one JSON object`;
 
+// A load error can carry Node's require stack on its later lines: the first says what failed.
+function firstLine(text: string): string {
+  return text.split('\n')[0];
+}
+
 export const infoCommand: Command = {
   name: 'info',
   summary: 'backend, ISA, threads, CUDA and versions of this installation',
@@ -22,13 +27,15 @@ export const infoCommand: Command = {
     if (flag(values, 'json')) return void io.stdout.write(`${JSON.stringify(i, null, 2)}\n`);
     const native = i.native.available
       ? `available (${i.native.isa}; this CPU runs ${i.native.isas?.join(', ')}${i.native.compiler ? `; built with ${i.native.compiler}` : ''})`
-      : `not loaded: ${i.native.error}`;
+      : `not loaded: ${firstLine(i.native.error ?? 'unknown reason')}`;
     const rows: [string, string][] = [
       ['mlpkit', i.version],
       ['backend', i.backend],
       ['isa', i.isa],
       ['threads', String(i.threads)],
-      ['cuda', i.cuda ? 'yes' : 'no'],
+      ['cuda', i.cuda.available
+        ? `yes (${i.cuda.devices.map((d) => d.name).join(', ')})`
+        : `no (${i.cuda.reason ?? 'unknown reason'})`],
       ['native addon', native],
       ['node', `${i.node} (${i.platform}-${i.arch})`],
     ];

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { basename, extname } from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { setThreads } from '../../info.js';
-import type { ServableModel, ServerOptions } from '../../server/options.js';
+import { MODEL_NAME, type ServableModel, type ServerOptions } from '../../server/options.js';
 import { createServer } from '../../server/server.js';
 import { choiceOption, flag, intOption, numberOption, parseCommand, stringOption, type Command, type Io, type Parsed } from '../args.js';
 import { usageError } from '../errors.js';
@@ -66,6 +66,10 @@ function modelArgs(positionals: string[], names: string[]): ModelArg[] {
   });
   const seen = new Set<string>();
   for (const m of out) {
+    if (!MODEL_NAME.test(m.name)) {
+      throw usageError(`model name '${m.name}': expected letters, digits, '.', '_' and '-' (it is part of the URL /v1/models/NAME)`,
+        'name it with --name or NAME=FILE');
+    }
     if (seen.has(m.name)) throw usageError(`two models are named '${m.name}'`, 'name them with --name or NAME=FILE');
     seen.add(m.name);
   }

@@ -135,11 +135,16 @@ export const sparsifyCommand: Command = {
     try {
       sparse = await model.sparsify(options);
     } catch (err) {
-      // The library names its options (options.targetDensity); say the flags instead.
-      if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
-        err.message = FLAGS.reduce((m, [from, to]) => m.replace(from, to), err.message);
-      }
       model.dispose();
+      // The library names its options (options.targetDensity); say the flags instead. An
+      // argument error about a flag (a --k wider than the layer) is a command-line mistake:
+      // exit code 2, as the checks above.
+      if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
+        const message = FLAGS.reduce((m, [from, to]) => m.replace(from, to), err.message);
+        const code = (err as unknown as { code: string }).code;
+        if (message !== err.message && (code === 'ERR_OUT_OF_RANGE' || code === 'ERR_INVALID_ARG_TYPE')) throw usageError(message);
+        err.message = message;
+      }
       throw err;
     }
     await saveModelFile(out, sparse, columns);

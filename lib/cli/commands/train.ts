@@ -55,8 +55,10 @@ Output
   --plot FILE          loss plot (default: beside --out, NAME.loss.svg)
   --quiet              no progress output
 
-Progress goes to stderr (a bar on a terminal, a line per epoch otherwise); Ctrl-C stops after the
-current step and still saves the model.
+Progress goes to stderr (a bar on a terminal; otherwise a line per epoch, or per N epochs so
+that a run prints about 20); Ctrl-C stops after the current step and still saves the model.
+Without --inputs, text columns are left out (with a note) and a column of numbers with blank or
+text cells is an error.
 
 Example
   mlpkit train houses.csv --target price --layers 64,64 --epochs 50 --out houses.safetensors`;
@@ -156,6 +158,12 @@ function labelsOf(y: Float32Array, name: string): { labels: Int32Array; classes:
     labels[i] = v;
     classes = Math.max(classes, v + 1);
   }
+  // Labels far past the row count are not class labels (a price, an id): the model would get one
+  // output per value up to the largest (hundreds of thousands) and learn nothing.
+  if (classes > y.length) {
+    throw new CliError(`--task classification: target '${name}' holds labels up to ${classes - 1} but the data has only ${y.length} rows; ` +
+      'expected class labels 0, 1, 2, ... of a few classes', 1, 'for a numeric target use --task regression');
+  }
   if (classes < 2) throw new CliError(`--task classification: target '${name}' holds a single class (0); expected labels of at least 2 classes`);
   return { labels, classes };
 }
@@ -165,8 +173,26 @@ function chooseColumns(data: Table, targetTable: Table, inputList: string | unde
     ? resolveColumns(targetTable, targetList, '--target')
     : separate ? targetTable.names.map((_, i) => i) : [targetTable.names.length - 1];
   let inputs: number[];
+  let textColumns: string[] = [];
   if (inputList !== undefined) inputs = resolveColumns(data, inputList, '--inputs');
   else {
+    // Text columns (no number in any row) are left out, and said so. A column of numbers with
+    // some blank or text cells is an error: leaving a feature out because of one missing value
+    // would train a different model without a word.
+    const candidates = data.names.map((_, c) => c).filter((c) => separate || !targets.includes(c));
+    for (const c of candidates) {
+      const text = data.firstText[c];
+      if (text === null) continue;
+      let numbers = 0;
+      for (let r = 0; r < data.rows; r++) if (!Number.isNaN(data.data[r * data.names.length + c])) numbers++;
+      if (numbers > 0) {
+        throw new CliError(
+          `${data.source}: column '${data.names[c]}' holds numbers in ${numbers} of ${data.rows} rows but ` +
+            `${text.text === '' ? 'an empty cell' : `'${text.text}'`} on line ${text.line}`, 1,
+          'fill or drop the rows with missing values, or choose the input columns with --inputs');
+      }
+      textColumns.push(data.names[c]);
+    }
     inputs = numericColumns(data).filter((c) => separate || !targets.includes(c));
     if (inputs.length === 0) throw new CliError(`${data.source}: no numeric columns left for the inputs`, 1, 'choose them with --inputs');
   }
@@ -174,7 +200,7 @@ function chooseColumns(data: Table, targetTable: Table, inputList: string | unde
     const both = inputs.find((c) => targets.includes(c));
     if (both !== undefined) throw new CliError(`column '${data.names[both]}' is both an input and a target`, 1, 'drop it from --inputs or --target');
   }
-  return { inputs, targets };
+  return { inputs, targets, textColumns };
 }
 
 function fmt(v: number | undefined): string {
@@ -225,8 +251,12 @@ export const trainCommand: Command = {
     if (targetTable.rows !== data.rows) {
       throw new CliError(`--target-file: ${targetFile} has ${targetTable.rows} rows but ${data.source} has ${data.rows}`);
     }
-    const { inputs, targets } = chooseColumns(
+    const { inputs, targets, textColumns } = chooseColumns(
       data, targetTable, stringOption(values, 'inputs'), stringOption(values, 'target'), targetFile !== undefined);
+    if (textColumns.length && !quiet) {
+      io.stderr.write(`note: leaving out the text column${textColumns.length > 1 ? 's' : ''} ${textColumns.map((n) => `'${n}'`).join(', ')} ` +
+        '(inputs must be numbers; choose the columns with --inputs)\n');
+    }
     if (task === 'classification' && targets.length !== 1) {
       throw usageError(`--task classification: expected one target column of class labels but ${targets.length} were chosen`, 'pick it with --target');
     }
