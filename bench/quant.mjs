@@ -111,9 +111,14 @@ const FORMATS = [
 ];
 const formatOf = (key) => FORMATS.find((f) => f.key === key);
 
-/** quantize()'s options for a format (symmetric only named when false, the default being true). */
+/**
+ * quantize()'s options for a format (symmetric only named when false, the default being true).
+ * equalize: false: each row is the format itself, which the JS twin checks value for value;
+ * per-input equalisation (a quantiser choice on top, docs/QUANTIZATION.md) would make the twin
+ * disagree wherever it steps in (a trained first layer with a feature it barely uses).
+ */
 function quantizeOptions(f) {
-  const o = { weights: f.weights, activations: f.activations };
+  const o = { weights: f.weights, activations: f.activations, equalize: false };
   if (f.weights === 'int4') {
     o.groupSize = f.groupSize;
     if (!f.symmetric) o.symmetric = false;

@@ -219,6 +219,7 @@ export class Mlp {
 
   /** The model as safetensors bytes: `layers.<i>.weight` [out, in], `layers.<i>.bias`, spec in metadata. */
   toSafetensors(): Uint8Array {
+    this.handle('toSafetensors');
     const { tensors, metadata } = modelToTensors(this.spec, this.getParameters(), VERSION);
     return writeSafetensors(tensors, metadata);
   }

@@ -12,6 +12,7 @@ import { selectBackend } from '../lib/backend/index.js';
 import { Rng } from '../lib/init.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { dequantizeLayer, equalizationScales, lostInput, quantizeChecked } from '../lib/quant/quantize.js';
+import { EQUALIZE_GAIN, chooseCandidates, type QuantLayerStats } from '../lib/quant/calibrate.js';
 import { expectClose, hasNative } from './helpers.js';
 
 const nativeQuant = hasNative() && typeof selectBackend('native').createQuantModel === 'function';
@@ -81,6 +82,12 @@ describe('equalisation in the quantiser', () => {
     expect(Array.from(s)).toEqual([2 ** -9, 2 ** -1, 4]); // nearest in log2: 3 -> 2^1.58 -> 4
     expect(equalizationScales(Float32Array.of(1, 1.5, -0.9, 0.6), 2, 2)).toBeNull();
     expect(equalizationScales(new Float32Array(4), 2, 2)).toBeNull();
+  });
+
+  it('calibration keeps an equalised candidate only when it beats the plain one by EQUALIZE_GAIN', () => {
+    const at = (relativeRms: number) => ({ relativeRms }) as QuantLayerStats;
+    expect(EQUALIZE_GAIN).toBe(0.8);
+    expect(chooseCandidates([[at(1), at(0.85)], [at(1), at(0.7)], [at(0.5)], [at(0), at(0)]])).toEqual([0, 1, 0, 0]);
   });
 
   it('dequantizeLayer returns the weights an equalised layer stands for', () => {

@@ -301,10 +301,12 @@ describe('errors and help', () => {
   });
 
   it('bad files and data exit 1 with a message and a hint, no stack trace', async () => {
+    writeFileSync(at('ragged.csv'), 'a,b\n1,2,3\n');
     writeFileSync(at('messy.csv'), 'a,b,city,y\n1,2,paris,3\n4,,rome,5\n7,8,oslo,9\n');
     writeFileSync(at('big-labels.csv'), 'x,label\n1,0\n2,1999\n3,7\n');
     const cases: [string[], RegExp][] = [
       [['train', at('missing.csv')], /cannot open '.*missing.csv': no such file or directory/],
+      [['train', at('ragged.csv')], /ragged.csv: csv: line 2 has 3 fields but the header has 2 columns/],
       [['train', at('messy.csv')], /messy.csv: column 'b' holds numbers in 2 of 3 rows but an empty cell on line 3\n {2}fill or drop the rows/],
       [['train', at('big-labels.csv'), '--task', 'classification', '--val-split', '0'], /target 'label' holds labels up to 1999 but the data has only 3 rows[^]*\n {2}for a numeric target use --task regression/],
       [['train', at('data.csv'), '--inputs', 'id,x1', '--target', 'y'], /column 'id' of .* holds 'row0' on line 2, not a number/],

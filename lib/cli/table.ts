@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parseCsv } from './csv.js';
+import { FileFormatError } from '../errors.js';
 import { CliError, usageError } from './errors.js';
 import { isNpy, readNpy } from './npy.js';
 
@@ -19,7 +20,16 @@ export interface Table {
 }
 
 export async function readTable(path: string): Promise<Table> {
-  const bytes = await readFile(path);
+  try {
+    return parseTable(path, await readFile(path));
+  } catch (err) {
+    // The NPY and CSV readers say what is wrong, not in which file (a command may read two).
+    if (err instanceof FileFormatError) throw new CliError(`${path}: ${err.message}`);
+    throw err;
+  }
+}
+
+function parseTable(path: string, bytes: Buffer): Table {
   if (isNpy(bytes)) {
     const npy = readNpy(bytes);
     if (npy.shape.length < 1 || npy.shape.length > 2) {

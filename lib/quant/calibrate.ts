@@ -147,10 +147,9 @@ function measure(layer: QuantLayer, requested: QuantActivations, input: Float32A
 }
 
 /**
- * Per layer: each candidate quantisation (the plain one first, maybe an equalised one) with its
- * errors with float and (when asked) int8 inputs and the choice between them; the candidate
- * with the least error wins (the first on a tie). floatBackend runs the float layers (the float
- * model's backend), quantBackend the quantised.
+ * Per layer, every candidate quantisation (the plain one first, maybe an equalised one), each
+ * with its errors with float and (when asked) int8 inputs and the activations chosen for it.
+ * floatBackend runs the float layers (the float model's backend), quantBackend the quantised.
  */
 export function calibrateLayers(
   spec: NormalizedSpec,
@@ -160,18 +159,31 @@ export function calibrateLayers(
   calibration: Float32Array,
   floatBackend: 'native' | 'reference',
   quantBackend: QuantBackend,
-): { layers: QuantLayer[]; stats: QuantLayerStats[] } {
+): QuantLayerStats[][] {
   let input = encodeCalibration(spec, calibration);
-  const layers: QuantLayer[] = [];
-  const stats = candidates.map((options, i) => {
+  return candidates.map((options, i) => {
     const reference = floatLayerOutputs(floatBackend, floatLayers[i], spec.layers[i], input);
     const measured = options.map((layer) => measure(layer, requested, input, reference, quantBackend));
-    let best = 0;
-    for (let c = 1; c < measured.length; c++) if (measured[c].relativeRms < measured[best].relativeRms) best = c;
-    layers.push(options[best]);
     input = reference;
-    const other = measured.find((_, c) => c !== best);
-    return { ...measured[best], rejected: other ? { relativeRms: other.relativeRms, relativeMax: other.relativeMax } : null };
+    return measured.map((m, c) => {
+      const other = measured.find((_, o) => o !== c);
+      return { ...m, rejected: other ? { relativeRms: other.relativeRms, relativeMax: other.relativeMax } : null };
+    });
   });
-  return { layers, stats };
+}
+
+/**
+ * An equalised candidate replaces the plain one only when its error is below this share of the
+ * plain one's: where the two are close (most layers that are not lopsided), the per-layer
+ * measure does not predict the whole model's error well enough to be worth a change.
+ */
+export const EQUALIZE_GAIN = 0.8;
+
+/** Per layer, the candidate calibration keeps: the plain one (0) unless another beats EQUALIZE_GAIN. */
+export function chooseCandidates(measured: QuantLayerStats[][]): number[] {
+  return measured.map((m) => {
+    let best = 0;
+    for (let c = 1; c < m.length; c++) if (m[c].relativeRms < EQUALIZE_GAIN * m[best].relativeRms) best = c;
+    return best;
+  });
 }

@@ -15,7 +15,7 @@ import type { Mlp } from '../mlp.js';
 import { allocFloat32, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath, rejectUnknownKeys } from '../validate.js';
 import { VERSION } from '../version.js';
 import { selectQuantBackend } from './backend.js';
-import { calibrateLayers, errorStats, type QuantStats } from './calibrate.js';
+import { calibrateLayers, chooseCandidates, errorStats, type QuantStats } from './calibrate.js';
 import { quantToTensors, tensorsToQuant, type QuantModelDescription } from './file.js';
 import { QUANT_ACTIVATIONS, copyLayer, layerBytes, type QuantActivations, type QuantFormat, type QuantLayer } from './format.js';
 import { normalizeQuantizeOptions, type QuantizeOptions } from './options.js';
@@ -174,26 +174,41 @@ export class QuantizedMlp {
       if (opts.calibration) return [plain, quantize(scales)];
       return [i === 0 && lostInput(l.weight, plain) >= 0 ? quantize(scales) : plain];
     });
-    let layers = candidates.map((c) => c[0]);
+    const layers = candidates.map((c) => c[0]);
     if (opts.activations === 'int8') layers.forEach((l, i) => checkW8A8Width(l, `layers[${i}]`));
-    let layerActivations = layers.map(() => opts.activations);
-    let layerStats: QuantStats['layers'] | null = null;
     if (opts.calibration) {
       const quantBackend = selectQuantBackend(opts.backend);
       // The float layers of the calibration run one at a time on a CPU backend (a cuda model's too).
       const floatBackend = net.backend === 'cuda' ? (nativeAvailable() ? 'native' : 'reference') : net.backend;
-      const chosen = calibrateLayers(spec, floatLayers, candidates, opts.activations, opts.calibration, floatBackend, quantBackend);
-      layers = chosen.layers;
-      layerStats = chosen.stats;
-      layerActivations = layerStats.map((s) => s.activations);
+      const measured = calibrateLayers(spec, floatLayers, candidates, opts.activations, opts.calibration, floatBackend, quantBackend);
+      const pick = (choice: number[]) => ({
+        layers: choice.map((c, i) => candidates[i][c]),
+        stats: choice.map((c, i) => measured[i][c]),
+      });
+      const want = net.predict(opts.calibration);
+      const build = (p: ReturnType<typeof pick>) => {
+        const d: QuantModelDescription = {
+          inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers: p.layers, layerActivations: p.stats.map((s) => s.activations),
+        };
+        const model = construct(d, opts.backend);
+        const output = errorStats(model.predict(opts.calibration!), want);
+        model.calibrationStats = { samples: opts.calibration!.length / net.inputs, layers: p.stats, output };
+        return model;
+      };
+      const choice = chooseCandidates(measured);
+      const chosen = build(pick(choice));
+      if (choice.every((c) => c === 0)) return chosen;
+      // Layers measured alone, each fed the float model's input: equalising one can still cost
+      // the whole model more than it saves. Keep the all-plain model when it is as good end to end.
+      const plain = build(pick(choice.map(() => 0)));
+      const keepPlain = plain.calibrationStats!.output.relativeRms <= chosen.calibrationStats!.output.relativeRms;
+      (keepPlain ? chosen : plain).dispose();
+      return keepPlain ? plain : chosen;
     }
-    const description: QuantModelDescription = { inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers, layerActivations };
-    const model = construct(description, opts.backend);
-    if (opts.calibration && layerStats) {
-      const output = errorStats(model.predict(opts.calibration), net.predict(opts.calibration));
-      model.calibrationStats = { samples: opts.calibration.length / net.inputs, layers: layerStats, output };
-    }
-    return model;
+    const description: QuantModelDescription = {
+      inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers, layerActivations: layers.map(() => opts.activations),
+    };
+    return construct(description, opts.backend);
   }
 
   /**

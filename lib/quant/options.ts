@@ -47,9 +47,10 @@ export interface QuantizeOptions {
    * two so that each column's largest weight is near 1, the inverse applied to the inputs. It
    * saves layers whose columns differ in scale by orders of magnitude (a first layer with the
    * input standardisation folded in), where one scale per output rounds the small columns to 0.
-   * 'auto' (default): with calibration, per layer whichever of plain and equalised has the
-   * lower error; without, only a first layer whose plain quantisation would lose an input
-   * column (its weights off by more than half their size: lib/quant/quantize.ts, lostInput).
+   * 'auto' (default): with calibration, per layer the equalised one where its error is below
+   * 0.8x the plain one's, if the whole model then beats the all-plain one; without, only a
+   * first layer whose plain quantisation would lose an input column (its weights off by more
+   * than half their size: lib/quant/quantize.ts, lostInput).
    * true: every layer whose columns differ by more than 2x; false: never.
    */
   equalize?: boolean | 'auto';

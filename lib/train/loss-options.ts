@@ -16,17 +16,23 @@ export type LossOption = LossName | { type: LossName; delta?: number };
 export function normalizeLoss(value: unknown, delta: unknown = undefined, name = 'options.loss'): LossSpec {
   let type: unknown = value;
   let d: unknown = delta;
+  // Where delta came from, for messages: the loss object's own field, or the sibling option
+  // (gradients' request.delta beside request.loss).
+  let deltaName = name.replace(/loss$/, 'delta');
   if (typeof value === 'object' && value !== null) {
     const obj = expectObject(name, value);
     rejectUnknownKeys(name, obj, ['type', 'delta']);
     type = obj.type;
-    if (obj.delta !== undefined) d = obj.delta;
+    if (obj.delta !== undefined) {
+      d = obj.delta;
+      deltaName = `${name}.delta`;
+    }
     name = `${name}.type`;
   } else if (typeof value !== 'string') {
     throw typeError(`Expected a loss name (${LOSSES.map((l) => `'${l}'`).join(', ')}) or { type, delta } for ${name} but received ${describe(value)}`);
   }
   const lossName = expectOneOf(name, type, LOSSES);
-  const param = lossName === 'huber' ? (d === undefined ? 1 : expectNumber('delta', d, { min: 0, minExclusive: true })) : 0;
+  const param = lossName === 'huber' ? (d === undefined ? 1 : expectNumber(deltaName, d, { min: 0, minExclusive: true })) : 0;
   return { name: lossName, code: LOSSES.indexOf(lossName), param };
 }
 
