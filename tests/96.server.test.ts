@@ -181,6 +181,7 @@ describe('bad requests get a 4xx with a JSON error and the server keeps serving'
       ['no inputs', () => post('{"rows": [[1, 2, 3, 4]]}'), 400, 'invalid_request'],
       ['empty inputs', () => post('{"inputs": []}'), 400, 'invalid_request'],
       ['too few features', () => post('{"inputs": [[1, 2, 3]]}'), 400, 'wrong_feature_count'],
+      ['nested one level too deep', () => post('{"inputs": [[[1, 2, 3, 4]]]}'), 400, 'invalid_request'],
       ['ragged rows', () => post('{"inputs": [[1, 2, 3, 4], [1, 2, 3, 4, 5]]}'), 400, 'wrong_feature_count'],
       ['flat without shape', () => post('{"inputs": [1, 2, 3, 4, 5, 6, 7, 8]}'), 400, 'wrong_feature_count'],
       ['shape that does not fit', () => post('{"inputs": [1, 2, 3, 4], "shape": [2, 4]}'), 400, 'invalid_request'],

@@ -60,7 +60,13 @@ export function decodeJson(bytes: Uint8Array | string, model: string, width: num
     for (let r = 0; r < rows; r++) {
       const row = inputs[r] as unknown;
       if (!Array.isArray(row)) throw badRequest('invalid_request', `inputs[${r}] is not an array; every row must be an array of numbers`);
-      if (row.length !== width) throw featureCountError(model, width, row.length, `inputs[${r}]`);
+      if (row.length !== width) {
+        // [[[1, 2, 3]]]: one level too deep reads as a row of 1; say what it is instead.
+        if (row.length > 0 && Array.isArray(row[0])) {
+          throw badRequest('invalid_request', `inputs[${r}][0] is an array: "inputs" nests one level too deep; ${JSON_HINT}`);
+        }
+        throw featureCountError(model, width, row.length, `inputs[${r}]`);
+      }
       for (let c = 0; c < width; c++) x[r * width + c] = numberAt(row[c], () => `inputs[${r}][${c}]`);
     }
     return { x, rows, flat: false };
