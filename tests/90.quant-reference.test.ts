@@ -15,7 +15,7 @@ import { Rng } from '../lib/init.js';
 import { paddedInputs } from '../lib/quant/format.js';
 import { referenceQmatmul, quantizeInputRow } from '../lib/quant/reference.js';
 import { roundHalfEven, roundToBf16 } from '../lib/quant/rounding.js';
-import { randomArray } from './helpers.js';
+import { randomArray, gaussian, expectSameBits } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mlpkit-quant-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -28,11 +28,6 @@ const FORMATS: [string, LayerFormatOptions][] = [
   ['int4 g128 asym', { format: 'int4', groupSize: 128, symmetric: false }],
 ];
 
-function gaussian(n: number, seed: number, scale = 1): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: n }, () => rng.normal() * scale);
-}
-
 /** A layer without bias and activation 'none': the bare quantised product. */
 function bare(w: Float32Array | number[], k: number, n: number, format: LayerFormatOptions): QuantLayer {
   return quantizeLayer(Float32Array.from(w), null, k, n, 'none', 0, format);
@@ -41,14 +36,6 @@ function bare(w: Float32Array | number[], k: number, n: number, format: LayerFor
 /** Nibbles u of an int4 layer, unpacked by hand: byte b holds 2b (low) and 2b + 1 (high). */
 function nibbles(layer: QuantLayer): number[] {
   return [...layer.weights].flatMap((b) => [b & 15, b >> 4]);
-}
-
-/** Float32 values compared bit for bit, sign of zero included (NaN equals NaN). */
-function expectSameBits(a: Float32Array, b: Float32Array, what = ''): void {
-  expect(a.length).toBe(b.length);
-  for (let i = 0; i < a.length; i++) {
-    if (!Object.is(a[i], b[i])) throw new Error(`${what}: element ${i} differs: ${a[i]} vs ${b[i]}`);
-  }
 }
 
 function errorOf(code: string) {

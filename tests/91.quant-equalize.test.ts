@@ -13,23 +13,11 @@ import { Rng } from '../lib/init.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { dequantizeLayer, equalizationScales, lostInput, quantizeChecked } from '../lib/quant/quantize.js';
 import { EQUALIZE_GAIN, chooseCandidates, type QuantLayerStats } from '../lib/quant/calibrate.js';
-import { expectClose, hasNative } from './helpers.js';
+import { expectClose, hasNative, gaussian, expectSameBits } from './helpers.js';
 
 const nativeQuant = hasNative() && typeof selectBackend('native').createQuantModel === 'function';
 const FLOAT_TOL = 1e-5;
 const OUTPUTS = 33;
-
-function gaussian(n: number, seed: number, scale = 1): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: n }, () => rng.normal() * scale);
-}
-
-function expectSameBits(a: Float32Array, b: Float32Array, what: string): void {
-  expect(a.length).toBe(b.length);
-  for (let i = 0; i < a.length; i++) {
-    if (!Object.is(a[i], b[i])) throw new Error(`${what}: element ${i} differs: native ${a[i]} vs reference ${b[i]}`);
-  }
-}
 
 /** Scales of every kind the format allows: powers of two (what the quantiser makes) and others. */
 function someScales(k: number, seed: number): Float32Array {

@@ -15,8 +15,7 @@
 import { describe, expect, it } from 'vitest';
 import { Mlp, QuantizedMlp, qmatmul, quantizeLayer, type ActivationName, type LayerFormatOptions, type QuantLayer } from '../lib/index.js';
 import { selectBackend } from '../lib/backend/index.js';
-import { Rng } from '../lib/init.js';
-import { expectClose, hasNative } from './helpers.js';
+import { expectClose, hasNative, gaussian, expectSameBits } from './helpers.js';
 
 const nativeQuant = hasNative() && typeof selectBackend('native').createQuantModel === 'function';
 const FLOAT_TOL = 1e-5;
@@ -33,19 +32,6 @@ const FORMATS: [string, LayerFormatOptions][] = [
 const WIDTHS = [1, 3, 17, 63, 65, 1000];
 const BATCHES = [1, 3, 64, 257];
 const OUTPUTS = 33; // two full blocks of 16 output lanes and one lane of a third
-
-function gaussian(n: number, seed: number, scale = 1): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: n }, () => rng.normal() * scale);
-}
-
-/** Float32 values compared bit for bit, sign of zero included (NaN equals NaN). */
-function expectSameBits(a: Float32Array, b: Float32Array, what: string): void {
-  expect(a.length).toBe(b.length);
-  for (let i = 0; i < a.length; i++) {
-    if (!Object.is(a[i], b[i])) throw new Error(`${what}: element ${i} differs: native ${a[i]} vs reference ${b[i]}`);
-  }
-}
 
 const run = (x: Float32Array, layer: QuantLayer, activations: 'float' | 'int8', backend: 'native' | 'reference') =>
   qmatmul(x, layer, { activations, backend });

@@ -8,16 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileFormatError, Mlp, QuantizedMlp, SparseMlp, readSafetensors, writeSafetensors, type MlpSpec, type SparsifyOptions, type TensorInput } from '../lib/index.js';
-import { backendsUnderTest, randomArray } from './helpers.js';
+import { backendsUnderTest, randomArray, expectSameBits } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mlpkit-sparse-file-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** Bitwise equality of two float32 arrays (NaN payloads and -0 included). */
-function expectSameBits(a: Float32Array, b: Float32Array, what: string): void {
-  expect(a.length, what).toBe(b.length);
-  expect(Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length)), what).toEqual(Array.from(new Uint32Array(b.buffer, b.byteOffset, b.length)));
-}
 
 const PLAIN: MlpSpec = { inputs: 6, layers: [{ units: 32, activation: 'relu' }, { units: 24, activation: 'relu' }, { units: 3 }], seed: 11 };
 // A ReGLU FFN block (gated relu, residual down projection), another hidden layer, the output.

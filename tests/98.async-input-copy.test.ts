@@ -6,7 +6,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { Mlp, type QuantizedMlp, type SparseMlp } from '../lib/index.js';
-import { backendsUnderTest, randomArray, randomLabels } from './helpers.js';
+import { backendsUnderTest, randomArray, randomLabels, expectSameBits } from './helpers.js';
 
 const INPUTS = 32;
 const OUTPUTS = 6;
@@ -15,19 +15,6 @@ const SPEC = {
   layers: [{ units: 128, activation: 'relu' as const }, { units: 128, activation: 'relu' as const }, { units: OUTPUTS }],
   seed: 3,
 };
-
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
-}
-
-function expectSameBits(actual: Float32Array, expected: Float32Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  const a = bits(actual);
-  const e = bits(expected);
-  let first = -1;
-  for (let i = 0; i < a.length && first < 0; i++) if (a[i] !== e[i]) first = i;
-  expect(first, `${what}: first differing element`).toBe(-1);
-}
 
 interface Predicting {
   readonly inputs: number;

@@ -17,6 +17,20 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
   return Float32Array.from({ length: n }, () => (2 * rng.uniform() - 1) * scale);
 }
 
+/** n draws of N(0, scale^2), seeded. */
+export function gaussian(n: number, seed: number, scale = 1): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => rng.normal() * scale);
+}
+
+/** Float32 values compared bit for bit, sign of zero included (NaN equals NaN): the first difference is reported. */
+export function expectSameBits(a: Float32Array, b: Float32Array, what = ''): void {
+  expect(a.length, `${what}: length`).toBe(b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (!Object.is(a[i], b[i])) throw new Error(`${what}: element ${i} differs: ${a[i]} vs ${b[i]}`);
+  }
+}
+
 export function randomLabels(n: number, classes: number, seed: number): Int32Array {
   const rng = new Rng(seed);
   return Int32Array.from({ length: n }, () => rng.below(classes));
