@@ -80,3 +80,26 @@ describe('info()', () => {
     if (process.env.MLPKIT_BACKEND === 'reference') expect(i.backend).toBe('reference');
   });
 });
+
+describe.each(backendsUnderTest())('dispose during predictAsync of a quantised model of several segments, %s', (backend) => {
+  // Calibration keeps layer 0 on float inputs (feature 0 is an outlier int8 rows would crush)
+  // and layer 1 on int8: two backend models run one after the other. dispose() between them
+  // used to free the second before the call reached it.
+  it('lets the pending call finish with its result', async () => {
+    const k = 32;
+    const net = new Mlp({ inputs: k, layers: [{ units: 64, activation: 'relu' }, { units: 2 }], seed: 1 }, { backend });
+    const p = net.getParameters();
+    for (let j = 0; j < 64; j++) p[j * k] *= 1e-4;
+    net.setParameters(p);
+    const cal = new Float32Array(64 * k).map((_, i) => (i % k === 0 ? 1e4 : Math.sin(i)));
+    const q = net.quantize({ weights: 'int8', activations: 'int8', calibration: cal, equalize: false, backend });
+    expect(q.layers.map((l) => l.activations)).toEqual(['float', 'int8']);
+    const want = q.predict(cal);
+    const pending = q.predictAsync(cal);
+    q.dispose();
+    expect(await pending).toEqual(want);
+    expect(() => q.predict(cal)).toThrow(/disposed/);
+    await expect(q.predictAsync(cal)).rejects.toThrow(/disposed/);
+    net.dispose();
+  });
+});

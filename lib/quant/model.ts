@@ -85,6 +85,11 @@ export class QuantizedMlp {
   readonly layers: readonly Readonly<QuantLayerInfo>[];
   private readonly description: QuantModelDescription;
   private segments: Segment[] | null;
+  // predictAsync calls in flight, and the segments dispose() retired while some were: a call of
+  // several segments starts each after the one before, so freeing them at dispose() would fail
+  // the rest of the call (the README: dispose during an async call lets it finish).
+  private pending = 0;
+  private retired: Segment[] | null = null;
   private calibrationStats: QuantStats | null = null;
 
   /** @internal Use net.quantize(), QuantizedMlp.fromMlp() or QuantizedMlp.load(). */
@@ -254,11 +259,19 @@ export class QuantizedMlp {
     const batch = expectBatch('x', x, this.inputs);
     const y = out === undefined ? allocFloat32('the output', batch * this.outputs) : expectOutputBuffer('out', out, batch * this.outputs);
     let a = x;
-    for (let i = 0; i < segments.length; i++) {
-      const s = segments[i];
-      const target = i === segments.length - 1 ? y : allocFloat32(`the outputs of segment ${i}`, batch * s.outputs);
-      await s.model.predictAsync(a, batch, target);
-      a = target;
+    this.pending++;
+    try {
+      for (let i = 0; i < segments.length; i++) {
+        const s = segments[i];
+        const target = i === segments.length - 1 ? y : allocFloat32(`the outputs of segment ${i}`, batch * s.outputs);
+        await s.model.predictAsync(a, batch, target);
+        a = target;
+      }
+    } finally {
+      if (--this.pending === 0 && this.retired) {
+        for (const s of this.retired) s.model.dispose();
+        this.retired = null;
+      }
     }
     return y;
   }
@@ -306,7 +319,9 @@ export class QuantizedMlp {
 
   /** Free the model's memory now. Idempotent; any later call throws ERR_MLPKIT_DISPOSED. */
   dispose(): void {
-    if (this.segments) for (const s of this.segments) s.model.dispose();
+    if (!this.segments) return;
+    if (this.pending > 0) this.retired = this.segments;
+    else for (const s of this.segments) s.model.dispose();
     this.segments = null;
   }
 }
