@@ -158,6 +158,13 @@ export function setFloat32FiniteScan(scan: ((data: Float32Array) => number) | nu
   scanFloat32 = scan;
 }
 
+/** Index of the first NaN or infinity in data, or -1 (the native scan when it is loaded). */
+export function firstNonFinite(data: Float32Array): number {
+  if (scanFloat32 && data.length > 256) return scanFloat32(data);
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return i;
+  return -1;
+}
+
 export function expectAllFinite(name: string, data: ArrayLike<number>): void {
   if (scanFloat32 && data instanceof Float32Array && data.length > 256) {
     const i = scanFloat32(data);

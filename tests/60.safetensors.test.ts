@@ -141,3 +141,39 @@ describe('safetensors reader rejects bad files with an error naming the problem'
     expect(f32Bytes([1]).length).toBe(4);
   });
 });
+
+describe('parameters that are not finite, options that do not apply', () => {
+  it('a NaN or infinite weight or bias is a FileFormatError naming the tensor and the element', () => {
+    const w = Float32Array.of(1, 2, 3, 4, 5, 6);
+    const state = (weight: Float32Array, bias: Float32Array) => writeSafetensors({
+      '0.weight': { shape: [2, 3], data: weight },
+      '0.bias': { shape: [2], data: bias },
+    });
+    expect(() => Mlp.fromSafetensors(state(Float32Array.of(1, 2, 3, 4, Infinity, 6), Float32Array.of(0, 0)))).toThrow(FileFormatError);
+    expect(() => Mlp.fromSafetensors(state(Float32Array.of(1, 2, 3, 4, Infinity, 6), Float32Array.of(0, 0))))
+      .toThrow(/tensor '0.weight' holds Infinity at \[1, 1\]; parameters must be finite/);
+    expect(() => Mlp.fromSafetensors(state(w, Float32Array.of(0, NaN)))).toThrow(/tensor '0.bias' holds NaN at \[1\]/);
+    // F64 past float32's range becomes Infinity in the model: refused too.
+    const wide = writeSafetensors({ '0.weight': { shape: [1, 2], data: Float64Array.of(1, 1e300), dtype: 'F64' } } as never);
+    expect(() => Mlp.fromSafetensors(wide)).toThrow(/tensor '0.weight' holds 1e\+300 at \[0, 1\]/);
+    expect(Mlp.fromSafetensors(state(w, Float32Array.of(0, 0))).outputs).toBe(2);
+  });
+
+  it('state_dict options on a file with an mlpkit spec are ignored with one warning', async () => {
+    const bytes = new Mlp({ inputs: 3, layers: [{ units: 4, activation: 'relu' }, { units: 1 }], seed: 1 }).toSafetensors();
+    const warnings: Error[] = [];
+    const listen = (w: Error) => warnings.push(w);
+    process.on('warning', listen);
+    try {
+      const net = Mlp.fromSafetensors(bytes, { activation: 'tanh' });
+      expect(net.spec.layers[0].activation).toBe('relu');
+      Mlp.fromSafetensors(bytes, { activations: ['gelu'] });
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', listen);
+    }
+    const ours = warnings.filter((w) => (w as Error & { code?: string }).code === 'MLPKIT_LOAD_OPTION_IGNORED');
+    expect(ours.length).toBe(1); // once per process (vitest gives each file its own)
+    expect(ours[0].message).toMatch(/options.activation applies to files without an mlpkit spec/);
+  });
+});

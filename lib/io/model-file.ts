@@ -6,7 +6,7 @@
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
 import { FileFormatError, describe, rangeError, typeError } from '../errors.js';
 import { encodedWidth, normalizeEncoding, normalizeSpec, parameterLayout, type EncodingSpec, type NormalizedSpec } from '../spec.js';
-import { allocFloat32, expectNumber, expectOneOf, isArray, rejectUnknownKeys } from '../validate.js';
+import { allocFloat32, expectNumber, expectOneOf, firstNonFinite, isArray, rejectUnknownKeys } from '../validate.js';
 import { clip, parseFileJson, preview, type SafetensorsFile, type TensorInput } from './safetensors.js';
 
 export const SPEC_METADATA_KEY = 'mlpkit.spec';
@@ -154,6 +154,8 @@ function activationsFor(count: number, opts: ForeignModelOptions): ActivationNam
  * model's file (metadata 'mlpkit.sparsity') gives its dense model: the weights and biases are
  * the float model's, and the predictor tensors are left out.
  */
+let warnedIgnoredOptions = false;
+
 export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions = {}): { spec: NormalizedSpec; params: Float32Array } {
   if (file.metadata[QUANT_METADATA_KEY] !== undefined) {
     throw new FileFormatError(
@@ -168,6 +170,15 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
   let spec: NormalizedSpec;
   const stored = file.metadata[SPEC_METADATA_KEY];
   if (stored !== undefined) {
+    // The file says what its layers are, so options that would say it instead do not apply.
+    // Not an error: a caller may load any file with one fallback for state_dicts (the file fuzz
+    // tests do), but said once, so that nobody believes an activation took effect.
+    const given = FOREIGN_MODEL_OPTION_KEYS.find((k) => opts[k] !== undefined);
+    if (given !== undefined && !warnedIgnoredOptions) {
+      warnedIgnoredOptions = true;
+      process.emitWarning(`options.${given} applies to files without an mlpkit spec (a PyTorch state_dict) and is ignored here: ` +
+        'this file records its own activations and encoding', { code: 'MLPKIT_LOAD_OPTION_IGNORED' });
+    }
     const parsed = parseFileJson(stored, `metadata '${SPEC_METADATA_KEY}'`);
     try {
       // Fields this version does not know are the file's business (a later version may add
@@ -247,5 +258,21 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
     params.set(file.tensors[l.weightKey].data, slots[i].weightOffset);
     if (l.biasKey) params.set(file.tensors[l.biasKey].data, slots[i].biasOffset);
   });
+  // As setParameters: a NaN or an infinity (an F16 export past 65504) would only come out as
+  // NaN predictions, or as a quantisation error about scales the caller never gave.
+  // (Scanned as float32, so an F64 value past float32's range counts too.)
+  const bad = firstNonFinite(params);
+  if (bad >= 0) {
+    linears.forEach((l, i) => {
+      for (const [key, offset] of [[l.weightKey, slots[i].weightOffset], [l.biasKey, slots[i].biasOffset]] as const) {
+        if (key === null) continue;
+        const t = file.tensors[key];
+        const at = bad - offset;
+        if (at < 0 || at >= t.data.length) continue;
+        const where = t.shape.length === 2 ? `[${Math.floor(at / t.shape[1])}, ${at % t.shape[1]}]` : `[${at}]`;
+        throw new FileFormatError(`safetensors: tensor '${clip(key)}' holds ${t.data[at]} at ${where}; parameters must be finite float32 values`);
+      }
+    });
+  }
   return { spec, params };
 }
