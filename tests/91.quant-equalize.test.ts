@@ -12,7 +12,7 @@ import { selectBackend } from '../lib/backend/index.js';
 import { Rng } from '../lib/init.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { dequantizeLayer, equalizationScales, lostInput, quantizeChecked } from '../lib/quant/quantize.js';
-import { EQUALIZE_GAIN, chooseCandidates, type QuantLayerStats } from '../lib/quant/calibrate.js';
+import { EQUALIZE_GAIN, biasCorrected, chooseCandidates, type QuantLayerStats } from '../lib/quant/calibrate.js';
 import { expectClose, hasNative, gaussian, expectSameBits } from './helpers.js';
 
 const nativeQuant = hasNative() && typeof selectBackend('native').createQuantModel === 'function';
@@ -70,12 +70,51 @@ describe('equalisation in the quantiser', () => {
     expect(Array.from(s)).toEqual([2 ** -9, 2 ** -1, 4]); // nearest in log2: 3 -> 2^1.58 -> 4
     expect(equalizationScales(Float32Array.of(1, 1.5, -0.9, 0.6), 2, 2)).toBeNull();
     expect(equalizationScales(new Float32Array(4), 2, 2)).toBeNull();
+    // quantizeLayer makes equalised layers on request only.
+    expect(quantizeLayer(w, null, 3, 2, 'none', 0, { format: 'int8', equalize: true }).inputScales).toEqual(s);
+    expect(quantizeLayer(w, null, 3, 2, 'none', 0, { format: 'int8' }).inputScales).toBeNull();
+    expect(() => quantizeLayer(w, null, 3, 2, 'none', 0, { format: 'int8', equalize: 1 as unknown as boolean })).toThrow(/options.equalize/);
   });
 
   it('calibration keeps an equalised candidate only when it beats the plain one by EQUALIZE_GAIN', () => {
     const at = (relativeRms: number) => ({ relativeRms }) as QuantLayerStats;
     expect(EQUALIZE_GAIN).toBe(0.8);
     expect(chooseCandidates([[at(1), at(0.85)], [at(1), at(0.7)], [at(0.5)], [at(0), at(0)]])).toEqual([0, 1, 0, 0]);
+  });
+
+  it('bias correction takes the mean weight error out of every output on the calibration rows', () => {
+    const k = 4;
+    const n = 8;
+    const w = gaussian(n * k, 5, 0.5);
+    const b = gaussian(n, 6, 0.1);
+    const mean = [1985, 3, 0, 100];
+    const sd = [15, 1, 1, 30];
+    const rows = 200;
+    const z = gaussian(rows * k, 7);
+    const x = Float32Array.from(z, (v, i) => mean[i % k] + sd[i % k] * v);
+    const layer = quantizeChecked(w, b, k, n, 0, 0, { format: 'int4', groupSize: 32, symmetric: true });
+    const corrected = biasCorrected(layer, w, x);
+    const meanError = (l: QuantLayer) => {
+      const y = qmatmul(x, l, { activations: 'float', backend: 'reference' });
+      let worst = 0;
+      for (let j = 0; j < n; j++) {
+        let e = 0;
+        for (let r = 0; r < rows; r++) {
+          let f = b[j];
+          for (let p = 0; p < k; p++) f += x[r * k + p] * w[j * k + p];
+          e += y[r * n + j] - f;
+        }
+        worst = Math.max(worst, Math.abs(e / rows));
+      }
+      return worst;
+    };
+    // int4 on a year-sized input: the rounding of its column shifts outputs by ~1985 x 1/16 of a
+    // weight; corrected, what is left is float32 rounding of outputs near 1000.
+    expect(meanError(layer)).toBeGreaterThan(1);
+    expect(meanError(corrected)).toBeLessThan(1e-3);
+    expect(corrected.weights).toBe(layer.weights); // only the bias changes
+    const noBias = { ...layer, bias: null };
+    expect(biasCorrected(noBias, w, x)).toBe(noBias);
   });
 
   it('dequantizeLayer returns the weights an equalised layer stands for', () => {
@@ -146,6 +185,7 @@ describe('equalisation of a model with folded input scaling', () => {
       expect(stats.layers[0].equalized).toBe(true);
       expect(stats.layers[0].rejected!.relativeRms).toBeGreaterThan(stats.layers[0].relativeRms);
       expect(stats.output.relativeRms).toBeLessThan(bound);
+      expect(stats.equalizationReverted).toEqual([]);
     } finally {
       for (const m of [plain, auto, calibrated]) m.dispose();
       net.dispose();

@@ -15,6 +15,7 @@ import { ACTIVATIONS, ENCODINGS } from '../backend/types.js';
 import type { NormalizedSpec } from '../spec.js';
 import type { QuantBackend } from './backend.js';
 import type { QuantActivations, QuantLayer } from './format.js';
+import { dequantizeLayer } from './quantize.js';
 
 /** Relative errors of quantised outputs q against float outputs f over a set of rows. */
 export interface QuantErrorStats {
@@ -43,6 +44,11 @@ export interface QuantStats {
   layers: QuantLayerStats[];
   /** The whole model's outputs against the float model's. */
   output: QuantErrorStats;
+  /**
+   * Layers whose equalised candidate won measured alone but were left plain because the whole
+   * model was more accurate with every layer plain (lib/quant/model.ts); usually empty.
+   */
+  equalizationReverted: number[];
 }
 
 /**
@@ -147,9 +153,36 @@ function measure(layer: QuantLayer, requested: QuantActivations, input: Float32A
 }
 
 /**
+ * The layer with its bias corrected for the mean of its weight error over the calibration rows
+ * (bias correction, Nagel et al. 2019): b_j += sum_p (W_jp - dequant(W)_jp) * mean_p, where mean
+ * is the mean of the layer's inputs. The rounding errors of a row of weights do not average out
+ * against inputs far from zero: a feature with a large offset (a year, a temperature in kelvin)
+ * folded into the first layer turns its column's rounding error into an output shift of about
+ * mean / sd times the column's error. A shift is what a bias absorbs; on the calibration rows
+ * this takes the mean error out of every output. A layer without a bias is returned as it is.
+ */
+export function biasCorrected(layer: QuantLayer, weight: Float32Array, input: Float32Array): QuantLayer {
+  if (!layer.bias) return layer;
+  const { inputs: k, outputs: n } = layer;
+  const rows = input.length / k;
+  const mean = new Float64Array(k);
+  for (let r = 0; r < rows; r++) for (let p = 0; p < k; p++) mean[p] += input[r * k + p];
+  for (let p = 0; p < k; p++) mean[p] /= rows;
+  const dq = dequantizeLayer(layer);
+  const bias = Float32Array.from(layer.bias);
+  for (let j = 0; j < n; j++) {
+    let shift = 0;
+    for (let p = 0; p < k; p++) shift += (weight[j * k + p] - dq[j * k + p]) * mean[p];
+    bias[j] = Math.fround(bias[j] + shift);
+  }
+  return { ...layer, bias };
+}
+
+/**
  * Per layer, every candidate quantisation (the plain one first, maybe an equalised one), each
- * with its errors with float and (when asked) int8 inputs and the activations chosen for it.
- * floatBackend runs the float layers (the float model's backend), quantBackend the quantised.
+ * bias-corrected on the calibration rows (biasCorrected) and returned so, with its errors with
+ * float and (when asked) int8 inputs and the activations chosen for it. floatBackend runs the
+ * float layers (the float model's backend), quantBackend the quantised.
  */
 export function calibrateLayers(
   spec: NormalizedSpec,
@@ -159,17 +192,21 @@ export function calibrateLayers(
   calibration: Float32Array,
   floatBackend: 'native' | 'reference',
   quantBackend: QuantBackend,
-): QuantLayerStats[][] {
+): { layers: QuantLayer[][]; stats: QuantLayerStats[][] } {
   let input = encodeCalibration(spec, calibration);
-  return candidates.map((options, i) => {
+  const corrected: QuantLayer[][] = [];
+  const stats = candidates.map((options, i) => {
     const reference = floatLayerOutputs(floatBackend, floatLayers[i], spec.layers[i], input);
-    const measured = options.map((layer) => measure(layer, requested, input, reference, quantBackend));
+    const layers = options.map((layer) => biasCorrected(layer, floatLayers[i].weight, input));
+    corrected.push(layers);
+    const measured = layers.map((layer) => measure(layer, requested, input, reference, quantBackend));
     input = reference;
     return measured.map((m, c) => {
       const other = measured.find((_, o) => o !== c);
       return { ...m, rejected: other ? { relativeRms: other.relativeRms, relativeMax: other.relativeMax } : null };
     });
   });
+  return { layers: corrected, stats };
 }
 
 /**

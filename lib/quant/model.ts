@@ -187,8 +187,8 @@ export class QuantizedMlp {
       const floatBackend = net.backend === 'cuda' ? (nativeAvailable() ? 'native' : 'reference') : net.backend;
       const measured = calibrateLayers(spec, floatLayers, candidates, opts.activations, opts.calibration, floatBackend, quantBackend);
       const pick = (choice: number[]) => ({
-        layers: choice.map((c, i) => candidates[i][c]),
-        stats: choice.map((c, i) => measured[i][c]),
+        layers: choice.map((c, i) => measured.layers[i][c]),
+        stats: choice.map((c, i) => measured.stats[i][c]),
       });
       const want = net.predict(opts.calibration);
       const build = (p: ReturnType<typeof pick>) => {
@@ -197,10 +197,10 @@ export class QuantizedMlp {
         };
         const model = construct(d, opts.backend);
         const output = errorStats(model.predict(opts.calibration!), want);
-        model.calibrationStats = { samples: opts.calibration!.length / net.inputs, layers: p.stats, output };
+        model.calibrationStats = { samples: opts.calibration!.length / net.inputs, layers: p.stats, output, equalizationReverted: [] };
         return model;
       };
-      const choice = chooseCandidates(measured);
+      const choice = chooseCandidates(measured.stats);
       const chosen = build(pick(choice));
       if (choice.every((c) => c === 0)) return chosen;
       // Layers measured alone, each fed the float model's input: equalising one can still cost
@@ -208,6 +208,7 @@ export class QuantizedMlp {
       const plain = build(pick(choice.map(() => 0)));
       const keepPlain = plain.calibrationStats!.output.relativeRms <= chosen.calibrationStats!.output.relativeRms;
       (keepPlain ? chosen : plain).dispose();
+      if (keepPlain) plain.calibrationStats!.equalizationReverted = choice.flatMap((c, i) => (c > 0 ? [i] : []));
       return keepPlain ? plain : chosen;
     }
     const description: QuantModelDescription = {

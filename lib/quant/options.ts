@@ -15,6 +15,12 @@ export interface LayerFormatOptions {
   groupSize?: 32 | 64 | 128;
   /** int4 only: true (default) for scale only, false for scale + zero point per group. */
   symmetric?: boolean;
+  /**
+   * quantizeLayer only: per-input equalisation (docs/QUANTIZATION.md), the layer then carrying
+   * inputScales. Default false; with true a layer whose columns' peaks are within 2x of each
+   * other is left plain.
+   */
+  equalize?: boolean;
 }
 
 /** The checked form: groupSize is null for int8 (one group per row, whatever the width). */
@@ -89,11 +95,12 @@ function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: st
   return { format, groupSize, symmetric };
 }
 
-/** quantizeLayer's options: { format, groupSize?, symmetric? }. */
-export function normalizeLayerFormat(value: unknown, name = 'options'): LayerFormat {
+/** quantizeLayer's options: { format, groupSize?, symmetric?, equalize? }. */
+export function normalizeLayerFormat(value: unknown, name = 'options'): LayerFormat & { equalize: boolean } {
   const o = expectObject(name, value);
-  rejectUnknownKeys(name, o, ['format', 'groupSize', 'symmetric']);
-  return layerFormatFrom(name, o, 'format');
+  rejectUnknownKeys(name, o, ['format', 'groupSize', 'symmetric', 'equalize']);
+  const equalize = o.equalize === undefined ? false : expectBoolean(`${name}.equalize`, o.equalize);
+  return { ...layerFormatFrom(name, o, 'format'), equalize };
 }
 
 /** A layer activation given by name or by its index in ACTIVATIONS; returns the index. */

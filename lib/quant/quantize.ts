@@ -41,7 +41,8 @@ export function quantizeLayer(
   const act = activationCode('activation', activation);
   const slope = expectNumber('alpha', alpha);
   expectAllFinite('weight', weight);
-  return quantizeChecked(weight, bias, k, n, act, slope, normalizeLayerFormat(options));
+  const format = normalizeLayerFormat(options);
+  return quantizeChecked(weight, bias, k, n, act, slope, format, format.equalize ? equalizationScales(weight, k, n) : null);
 }
 
 /**
