@@ -162,8 +162,8 @@ export class QuantizedMlp {
     const floatLayers = net.getLayers();
     const spec = net.spec;
     // Per layer, the plain quantisation first, then (where options.equalize allows and it would
-    // change anything) the per-input equalised one: calibration measures both and keeps the
-    // better; without calibration, 'auto' equalises only the first layer, and only where its
+    // change anything) the per-input equalised one: calibration bias-corrects and measures both
+    // and keeps the equalised one for a clear gain that holds end to end; without calibration, 'auto' equalises only the first layer, and only where its
     // plain quantisation would lose an input column (lostInput: most of its weights rounded to
     // 0). The first layer's inputs are the user's features, in whatever units they come; later
     // layers read activations the network scaled itself, where a column of small weights (in an
