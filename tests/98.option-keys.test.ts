@@ -289,7 +289,7 @@ describe('quantize, sparsify and qmatmul (strict before; the helper now lives in
     expectRangeError(await caughtAsync(() => net.sparsify({ mode: 'topk', targetdensity: 0.5 } as never)), /^Unknown option options\.targetdensity \(expected some of mode, /);
     const layer = quantizeLayer(randomArray(8, 1), null, 4, 2, 'none', 0, { format: 'int8' });
     expectRangeError(caught(() => qmatmul(randomArray(4, 2), layer, { activation: 'int8' } as never)), unknown('options.activation', 'activations, out, backend'));
-    expectRangeError(caught(() => quantizeLayer(randomArray(8, 1), null, 4, 2, 'none', 0, { format: 'int4', group: 32 } as never)), unknown('options.group', 'format, groupSize, symmetric'));
+    expectRangeError(caught(() => quantizeLayer(randomArray(8, 1), null, 4, 2, 'none', 0, { format: 'int4', group: 32 } as never)), unknown('options.group', 'format, groupSize, symmetric, equalize'));
   });
 
   it('accepts every documented qmatmul name', () => {
