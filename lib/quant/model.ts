@@ -163,9 +163,9 @@ export class QuantizedMlp {
     const spec = net.spec;
     // Per layer, the plain quantisation first, then (where options.equalize allows and it would
     // change anything) the per-input equalised one: calibration bias-corrects and measures both
-    // and keeps the equalised one for a clear gain that holds end to end; without calibration, 'auto' equalises only the first layer, and only where its
-    // plain quantisation would lose an input column (lostInput: most of its weights rounded to
-    // 0). The first layer's inputs are the user's features, in whatever units they come; later
+    // and keeps the equalised one for a clear gain that holds end to end; without calibration,
+    // 'auto' equalises only the first layer, and only where its plain quantisation would lose an
+    // input column (lostInput: most of its weights rounded to 0). The first layer's inputs are the user's features, in whatever units they come; later
     // layers read activations the network scaled itself, where a column of small weights (in an
     // output layer of one unit, a single small weight) is usually a small contribution, not a
     // lost one, and equalising without data could move error to where it costs more.

@@ -29,8 +29,10 @@ scale per output, or int4 weights in groups with a scale per group (docs/QUANTIZ
   --equalize E         auto (default), on or off: per-input equalisation, each input column's
                        weights scaled by a power of two (undone on the inputs), for layers whose
                        columns differ in scale by orders of magnitude. auto: with calibration,
-                       per layer whichever is more accurate; without, only a first layer where
-                       one scale per output would round most of an input column to 0
+                       the layers where it clearly lowers the error (if the whole model gains);
+                       without, only a first layer where one scale per output would round most
+                       of an input column to 0. With calibration, biases are also corrected for
+                       the mean weight error on those rows
   --inputs COLS        columns of the calibration file (default: as mlpkit predict)
   --rows N             use the first N calibration rows (default 1024)
   --backend B          auto (default), native or reference

@@ -173,7 +173,7 @@ function chooseColumns(data: Table, targetTable: Table, inputList: string | unde
     ? resolveColumns(targetTable, targetList, '--target')
     : separate ? targetTable.names.map((_, i) => i) : [targetTable.names.length - 1];
   let inputs: number[];
-  let textColumns: string[] = [];
+  const textColumns: string[] = [];
   if (inputList !== undefined) inputs = resolveColumns(data, inputList, '--inputs');
   else {
     // Text columns (no number in any row) are left out, and said so. A column of numbers with
