@@ -193,7 +193,11 @@ export class Mlp {
     return { ...(loss === undefined ? {} : { loss }), parameters, layers: this.split(parameters), input };
   }
 
-  /** A trainer bound to this model (optimizer state lives with the model's parameters). */
+  /**
+   * A trainer bound to this model. It starts the optimizer fresh (no moments, step 0), as a new
+   * torch optimizer does; the moments then live with the model's parameters, so train a model
+   * with one trainer at a time.
+   */
   trainer(options: TrainerOptions): Trainer {
     this.handle('trainer');
     return new Trainer(this, options);

@@ -72,6 +72,98 @@ describe.each(backendsUnderTest())('training on %s', (backend) => {
     expect(result.history).toHaveLength(2);
   });
 
+  it('an abort in the middle of an epoch leaves that epoch out of the history and the callbacks', async () => {
+    const net = new Mlp({ inputs: 2, layers: [{ units: 8, activation: 'relu' }, { units: 1 }] }, { backend });
+    const { x, y } = dataset(64, 7);
+    const val = dataset(16, 8);
+    const controller = new AbortController();
+    const trainer = net.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.01 } });
+    // 4 steps per epoch; abort after the 6th step, half-way through epoch 2.
+    const original = trainer.stepAsync.bind(trainer);
+    let steps = 0;
+    trainer.stepAsync = async (bx, bt) => {
+      const loss = await original(bx, bt);
+      if (++steps === 6) controller.abort();
+      return loss;
+    };
+    const ends: number[] = [];
+    const cut = await trainer.fit(x, y, {
+      epochs: 3, batchSize: 16, validation: { x: val.x, target: val.y },
+      onProgress: (p) => { if (p.epochEnd) ends.push(p.epoch); },
+      signal: controller.signal,
+    });
+    expect(cut.stopped).toBe(true);
+    expect(cut.steps).toBe(6);
+    expect(cut.history.map((r) => r.epoch)).toEqual([1]);
+    expect(ends).toEqual([1]);
+  });
+
+  it('a new trainer starts the optimizer fresh, whatever trained the model before', () => {
+    const spec = { inputs: 2, layers: [{ units: 8, activation: 'tanh' as const }, { units: 1 }], seed: 5 };
+    const { x, y } = dataset(32, 9);
+    const used = new Mlp(spec, { backend });
+    const sgd = used.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.05, momentum: 0.9 } });
+    for (let i = 0; i < 3; i++) sgd.step(x, y);
+    const fresh = new Mlp(spec, { backend });
+    fresh.setParameters(used.getParameters());
+    used.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 1e-2 } }).step(x, y);
+    fresh.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 1e-2 } }).step(x, y);
+    expect(used.getParameters()).toEqual(fresh.getParameters());
+  });
+
+  it('a cosine schedule without steps anneals over each fit, and reset starts it again', async () => {
+    const net = new Mlp({ inputs: 2, layers: [{ units: 4, activation: 'relu' }, { units: 1 }] }, { backend });
+    const { x, y } = dataset(32, 10);
+    const trainer = net.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.1 }, schedule: { type: 'cosine' } });
+    expect(trainer.lr).toBe(0.1); // what a fit starts with
+    const rates = async (epochs: number) => {
+      const lrs: number[] = [];
+      // batch 8: 4 steps per epoch, one epoch-end callback each with the rate of its last step.
+      await trainer.fit(x, y, { epochs, batchSize: 8, onProgress: (p) => { if (p.epochEnd) lrs.push(p.lr); } });
+      return lrs;
+    };
+    const first = await rates(2); // steps 0..7 of 8: the last step's rate is cos at 7/8
+    const expected = 0.05 * (1 + Math.cos((Math.PI * 7) / 8));
+    expect(first[1]).toBeCloseTo(expected, 12);
+    const second = await rates(2);
+    expect(second).toEqual(first);
+    trainer.reset();
+    const longer = await rates(4); // 16 steps: the rate of step 7 of 16 ends epoch 2
+    expect(longer[1]).toBeCloseTo(0.05 * (1 + Math.cos((Math.PI * 7) / 16)), 12);
+  });
+
+  it('fit without a seed shuffles each call differently; with one, the same', async () => {
+    const { x, y } = dataset(64, 11);
+    const orders = async (seeds: (number | undefined)[]) => {
+      const net = new Mlp({ inputs: 2, layers: [{ units: 4, activation: 'relu' }, { units: 1 }], seed: 1 }, { backend });
+      const trainer = net.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.05 } });
+      const seen: number[][] = [];
+      const original = trainer.stepAsync.bind(trainer);
+      trainer.stepAsync = async (bx, bt) => {
+        seen.push(Array.from(bx.subarray(0, 4)));
+        return original(bx, bt);
+      };
+      for (const seed of seeds) await trainer.fit(x, y, { epochs: 1, batchSize: 64, seed });
+      return seen;
+    };
+    const unseeded = await orders([undefined, undefined]);
+    expect(unseeded[0]).not.toEqual(unseeded[1]);
+    const seeded = await orders([3, 3]);
+    expect(seeded[0]).toEqual(seeded[1]);
+    expect((await orders([undefined]))[0]).toEqual(unseeded[0]); // and the first call is reproducible
+  });
+
+  it('rejects non-finite validation inputs and a delta on a loss that has none', async () => {
+    const net = new Mlp({ inputs: 2, layers: [{ units: 1 }] }, { backend });
+    const { x, y } = dataset(8, 12);
+    const bad = x.slice();
+    bad[3] = NaN;
+    const trainer = net.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.05 } });
+    await expect(trainer.fit(x, y, { epochs: 1, validation: { x: bad, target: y } })).rejects.toThrow(/options\.validation\.x/);
+    expect(() => net.trainer({ loss: { type: 'mse', delta: 2 } as never, optimizer: { type: 'sgd', lr: 0.1 } })).toThrow(RangeError);
+    expect(() => net.gradients(x, { loss: 'l1', target: y, delta: 2 })).toThrow(/applies only to the 'huber' loss/);
+  });
+
   it('step returns the loss before the update, and the update lowers it', () => {
     const net = new Mlp({ inputs: 2, layers: [{ units: 8, activation: 'tanh' }, { units: 1 }], seed: 2 }, { backend });
     const { x, y } = dataset(32, 8);

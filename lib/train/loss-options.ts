@@ -1,7 +1,7 @@
 // Loss names and their targets, checked once for both backends.
 
 import { LOSSES, type LossName } from '../backend/types.js';
-import { describe, typeError } from '../errors.js';
+import { describe, rangeError, typeError } from '../errors.js';
 import { expectAllFinite, expectLabels, expectNumber, expectObject, expectOneOf, expectOutputBuffer, rejectUnknownKeys } from '../validate.js';
 
 export interface LossSpec {
@@ -32,6 +32,9 @@ export function normalizeLoss(value: unknown, delta: unknown = undefined, name =
     throw typeError(`Expected a loss name (${LOSSES.map((l) => `'${l}'`).join(', ')}) or { type, delta } for ${name} but received ${describe(value)}`);
   }
   const lossName = expectOneOf(name, type, LOSSES);
+  if (lossName !== 'huber' && d !== undefined) {
+    throw rangeError(`${deltaName} applies only to the 'huber' loss, but the loss is '${lossName}'`);
+  }
   const param = lossName === 'huber' ? (d === undefined ? 1 : expectNumber(deltaName, d, { min: 0, minExclusive: true })) : 0;
   return { name: lossName, code: LOSSES.indexOf(lossName), param };
 }

@@ -7,6 +7,10 @@ import { expectInteger, expectNumber, expectObject, expectOneOf, rejectUnknownKe
 export type ScheduleOptions =
   | { type: 'constant' }
   | { type: 'step'; stepSize: number; gamma?: number }
+  /**
+   * lr to minLr over `steps` optimizer steps, then minLr (torch's CosineAnnealingLR would rise
+   * again). Without `steps`, each fit() anneals over its own steps.
+   */
   | { type: 'cosine'; steps?: number; minLr?: number };
 
 /** The names each schedule type takes. */
@@ -36,7 +40,7 @@ export function makeSchedule(value: unknown): { schedule: Schedule; needsTotal: 
     schedule: (lr, t, total) => {
       const T = fixed ?? total;
       if (T === undefined) {
-        throw rangeError('options.schedule.steps is required for a cosine schedule outside fit() (fit() uses its total step count)');
+        throw rangeError('options.schedule.steps is required for a cosine schedule when step() runs before any fit() (fit() anneals over its own steps)');
       }
       const progress = Math.min(t, T) / T;
       return minLr + ((lr - minLr) * (1 + Math.cos(Math.PI * progress))) / 2;

@@ -32,6 +32,7 @@ export interface FitProgress {
   /** Mean training loss over the epoch so far. */
   loss: number;
   samplesPerSecond: number;
+  /** The learning rate of the last step taken. */
   lr: number;
   /** Present at the end of an epoch when validation data was given. */
   valLoss?: number;
@@ -44,7 +45,11 @@ export interface FitOptions {
   epochs: number;
   batchSize?: number;
   shuffle?: boolean;
-  /** Seed of the shuffling. Default 0. */
+  /**
+   * Seed of the shuffling, for an order that does not depend on earlier calls. Without it the
+   * trainer's own generator (seeded 0, re-seeded by reset()) carries on from the last fit(), so
+   * fit() called once per epoch still shuffles each epoch differently.
+   */
   seed?: number;
   validation?: { x: Float32Array; target: Target };
   onProgress?: (progress: FitProgress) => void;
@@ -60,7 +65,7 @@ export interface EpochRecord {
 }
 
 export interface FitResult {
-  /** One record per completed epoch. */
+  /** One record per completed epoch (an epoch cut short by the signal has none). */
   history: EpochRecord[];
   /** True when options.signal aborted the fit. */
   stopped: boolean;
@@ -81,12 +86,16 @@ export class Trainer {
   private readonly clipNorm: number;
   private readonly schedule: Schedule;
   private readonly needsTotal: boolean;
-  private totalSteps: number | undefined;
+  // A cosine schedule without `steps` anneals over each fit()'s own steps: the window is the
+  // step count at which the latest fit() started and how many steps it plans.
+  private windowStart = 0;
+  private windowSteps: number | undefined;
   private steps = 0;
+  private shuffleRng = new Rng(0);
 
   constructor(net: Mlp, options: TrainerOptions) {
     if (!(net instanceof Mlp)) throw typeError(`Expected an Mlp for net but received ${describe(net)}`);
-    net.handle('trainer');
+    const model = net.handle('trainer');
     const o = expectObject('options', options);
     rejectUnknownKeys('options', o, ['loss', 'optimizer', 'clipNorm', 'schedule']);
     this.net = net;
@@ -100,6 +109,10 @@ export class Trainer {
     const { schedule, needsTotal } = makeSchedule(o.schedule);
     this.schedule = schedule;
     this.needsTotal = needsTotal;
+    // A new trainer starts with empty moments, as a new torch optimizer does: the model keeps
+    // them between steps, and another trainer's (SGD's momentum read as Adam's first moment, say)
+    // would skew the first updates.
+    model.resetOptimizer();
   }
 
   /** Optimizer steps taken so far. */
@@ -107,9 +120,17 @@ export class Trainer {
     return this.steps;
   }
 
-  /** The learning rate the next step will use. */
+  /**
+   * The learning rate the next step will use. For a cosine schedule without `steps` before any
+   * fit(), the rate a fit() starts with (step() outside fit() needs `steps` then).
+   */
   get lr(): number {
-    return this.schedule(this.baseLr, this.steps, this.totalSteps);
+    if (this.needsTotal && this.windowSteps === undefined) return this.baseLr;
+    return this.rate();
+  }
+
+  private rate(): number {
+    return this.schedule(this.baseLr, this.steps - this.windowStart, this.windowSteps);
   }
 
   private prepare(what: string, x: unknown, target: unknown) {
@@ -117,7 +138,7 @@ export class Trainer {
     const batch = expectBatch('x', x, this.net.inputs);
     expectAllFinite('x', x as Float32Array);
     const t = checkTarget(this.loss.name, target, batch, this.net.outputs);
-    this.optimizer.hyper[0] = this.lr;
+    this.optimizer.hyper[0] = this.rate();
     return { model, batch, t };
   }
 
@@ -145,10 +166,13 @@ export class Trainer {
     }
   }
 
-  /** Forget the optimizer's moments and the step count (parameters stay). */
+  /** Forget the optimizer's moments, the step count and the schedule's progress (parameters stay). */
   reset(): void {
     this.net.handle('reset').resetOptimizer();
     this.steps = 0;
+    this.windowStart = 0;
+    this.windowSteps = undefined;
+    this.shuffleRng = new Rng(0);
   }
 
   /** Mean loss (and accuracy for classification losses) of the model on a dataset. */
@@ -186,7 +210,7 @@ export class Trainer {
     const epochs = expectInteger('options.epochs', o.epochs, 1);
     const batchSize = o.batchSize === undefined ? 32 : expectInteger('options.batchSize', o.batchSize, 1);
     const shuffle = o.shuffle === undefined ? true : expectBoolean('options.shuffle', o.shuffle);
-    const seed = o.seed === undefined ? 0 : expectInteger('options.seed', o.seed, 0, 2 ** 32 - 1);
+    const seed = o.seed === undefined ? undefined : expectInteger('options.seed', o.seed, 0, 2 ** 32 - 1);
     const onProgress = o.onProgress;
     if (onProgress !== undefined && typeof onProgress !== 'function') {
       throw typeError(`Expected a function for options.onProgress but received ${describe(onProgress)}`);
@@ -200,15 +224,19 @@ export class Trainer {
       const v = expectObject('options.validation', o.validation);
       rejectUnknownKeys('options.validation', v, ['x', 'target']);
       const vn = expectBatch('options.validation.x', v.x, this.net.inputs);
+      expectAllFinite('options.validation.x', v.x as Float32Array);
       validation = { x: v.x as Float32Array, t: checkTarget(this.loss.name, v.target, vn, this.net.outputs, 'options.validation.target') };
     }
 
     const inputs = this.net.inputs;
     const targetWidth = this.loss.name === 'softmax-cross-entropy' ? 1 : this.net.outputs;
     const stepsPerEpoch = Math.ceil(n / batchSize);
-    if (this.needsTotal && this.totalSteps === undefined) this.totalSteps = this.steps + epochs * stepsPerEpoch;
+    if (this.needsTotal) {
+      this.windowStart = this.steps;
+      this.windowSteps = epochs * stepsPerEpoch;
+    }
     const order = Uint32Array.from({ length: n }, (_, i) => i);
-    const rng = new Rng(seed);
+    const rng = seed === undefined ? this.shuffleRng : new Rng(seed);
     const bx = new Float32Array(Math.min(batchSize, n) * inputs);
     const bt = t instanceof Int32Array ? new Int32Array(Math.min(batchSize, n)) : new Float32Array(Math.min(batchSize, n) * targetWidth);
 
@@ -218,6 +246,7 @@ export class Trainer {
     let trainMs = 0;
     let stopped = false;
     let lastReport = 0;
+    let lastLr = this.lr;
     for (let epoch = 1; epoch <= epochs && !stopped; epoch++) {
       if (shuffle) {
         for (let i = n - 1; i > 0; i--) {
@@ -242,6 +271,7 @@ export class Trainer {
           if (bt instanceof Int32Array) bt[r] = t[src];
           else bt.set((t as Float32Array).subarray(src * targetWidth, (src + 1) * targetWidth), r * targetWidth);
         }
+        lastLr = this.rate();
         const t0 = performance.now();
         const stepLoss = await this.stepAsync(bx.subarray(0, rows * inputs), bt.subarray(0, rows * targetWidth));
         trainMs += performance.now() - t0;
@@ -254,11 +284,12 @@ export class Trainer {
           lastReport = now;
           onProgress({
             epoch, epochs, step: s + 1, stepsPerEpoch, loss: lossSum / lossCount,
-            samplesPerSecond: trained / (trainMs / 1000), lr: this.lr, epochEnd: false,
+            samplesPerSecond: trained / (trainMs / 1000), lr: lastLr, epochEnd: false,
           });
         }
       }
-      if (lossCount === 0) break;
+      // An epoch cut short is not a completed epoch: no record, no validation pass.
+      if (stopped || lossCount === 0) break;
       const record: EpochRecord = { epoch, loss: lossSum / lossCount };
       if (validation) {
         const v = await this.evaluate(validation.x, validation.t);
@@ -268,7 +299,7 @@ export class Trainer {
       history.push(record);
       onProgress?.({
         epoch, epochs, step: stepsPerEpoch, stepsPerEpoch, loss: record.loss,
-        samplesPerSecond: trained / (trainMs / 1000), lr: this.lr, epochEnd: true,
+        samplesPerSecond: trained / (trainMs / 1000), lr: lastLr, epochEnd: true,
         ...(record.valLoss !== undefined ? { valLoss: record.valLoss } : {}),
         ...(record.valAccuracy !== undefined ? { valAccuracy: record.valAccuracy } : {}),
       });

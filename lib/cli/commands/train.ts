@@ -332,7 +332,7 @@ export const trainCommand: Command = {
     }
     const last = result.history[result.history.length - 1];
     bar?.done(last ? `epoch ${last.epoch}/${epochs} loss ${fmt(last.loss)}` : 'stopped', last ? last.epoch / epochs : 0);
-    if (result.stopped && !quiet) io.stderr.write(`interrupted after ${result.history.length} epochs: saving the model trained so far\n`);
+    if (result.stopped && !quiet) io.stderr.write(`interrupted after ${result.history.length} complete epochs (${result.steps} steps): saving the model trained so far\n`);
 
     if (inputScale) foldScaling(net, inputScale, targetScale);
     const columns: ModelColumns = { inputs: inputNames, outputs: outputNames, task };
