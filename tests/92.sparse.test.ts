@@ -15,6 +15,8 @@ import { referenceBackend } from '../lib/backend/reference/index.js';
 import type { SparseLayer } from '../lib/backend/types.js';
 import { selectTop } from '../lib/sparse/select.js';
 import { denseFromRowsOf } from '../lib/sparse/calibrate.js';
+import { tensorsToSparse } from '../lib/sparse/file.js';
+import { readSafetensors } from '../lib/io/safetensors.js';
 import { backendsUnderTest, expectClose, hasNative, randomArray } from './helpers.js';
 
 const nativeSparse = hasNative() && typeof selectBackend('native').createSparseModel === 'function';
@@ -163,10 +165,12 @@ describe.runIf(nativeSparse)('native sparse model', () => {
       { mode: 4, k: 50, rank: 16, predictorA: pa, predictorABias: null, predictorB: pb, predictorBBias: null, denseFromRows: 5 },
     ];
     const config = { inputs, encoding: 0, octaves: 0, includeInput: false };
-    for (const activation of [1, 3]) {
+    // Every way predictorKeys ranks scores: relu and sigmoid by the score, none and tanh by its
+    // magnitude, leaky relu and gelu by |act(score)|.
+    for (const activation of [0, 1, 2, 3, 6, 7]) {
       for (const c of cases) {
         const layers: SparseLayer[] = [
-          { ...base, inputs, outputs: hidden, activation, alpha: 0, weight: w1, bias: b1, mode: 0, ...c } as SparseLayer,
+          { ...base, inputs, outputs: hidden, activation, alpha: 0.1, weight: w1, bias: b1, mode: 0, ...c } as SparseLayer,
           { ...base, inputs: hidden, outputs, activation: 0, alpha: 0, weight: w2, bias: null, mode: 0 },
         ];
         const native = selectBackend('native').createSparseModel!(config, layers);
@@ -182,6 +186,36 @@ describe.runIf(nativeSparse)('native sparse model', () => {
         native.dispose();
         reference.dispose();
       }
+    }
+  });
+
+  it('a sparse last layer (calibration runs prefixes that end with one) gives the same outputs on both backends', () => {
+    const inputs = 17, n = 65;
+    const w = randomArray(n * inputs, 31, 0.3);
+    const pa = randomArray(8 * inputs, 32, 0.3);
+    const pb = randomArray(n * 8, 33, 0.3);
+    const base = { gated: false, residual: false, threshold: 0, k: 0, rank: 0, predictorA: null, predictorABias: null, predictorB: null, predictorBBias: null, denseFromRows: 0, bias: null };
+    const cases: Partial<SparseLayer>[] = [
+      { mode: 1 },
+      { mode: 2, threshold: 0.3 },
+      { mode: 3, k: 9 },
+      { mode: 4, k: 9, rank: 8, predictorA: pa, predictorB: pb },
+    ];
+    const config = { inputs, encoding: 0, octaves: 0, includeInput: false };
+    for (const c of cases) {
+      const layer = { ...base, inputs, outputs: n, activation: 1, alpha: 0, weight: w, mode: 0, ...c } as SparseLayer;
+      const native = selectBackend('native').createSparseModel!(config, [layer]);
+      const reference = referenceBackend.createSparseModel!(config, [layer]);
+      for (const batch of [1, 3, 17]) {
+        const x = randomArray(batch * inputs, 40 + batch);
+        const a = new Float32Array(batch * n);
+        const b = new Float32Array(batch * n);
+        native.predict(x, batch, a);
+        reference.predict(x, batch, b);
+        expectClose(a, b, 1e-5, `last layer mode ${c.mode} batch ${batch}`);
+      }
+      native.dispose();
+      reference.dispose();
     }
   });
 
@@ -279,6 +313,49 @@ describe.each(backendsUnderTest())('approximate modes on %s', (backend) => {
     expect(sparse.stats!.output.relativeRms).toBeGreaterThan(1e-3);
   });
 
+  it('predictor mode ranks units by their predicted |act(z)|: full recall for tanh, none and leaky relu when the predictor can fit the layer', async () => {
+    for (const activation of ['tanh', 'none', 'leaky_relu'] as const) {
+      // rank 16 >= 8 inputs: the low-rank map can equal the layer's, so recall lost would be the ranking's.
+      const dense = new Mlp({ inputs: 8, layers: [{ units: 64, activation, alpha: 0.5 }, { units: 2 }], seed: 2 }, { backend });
+      const x = randomArray(8 * 400, 5);
+      const sparse = await dense.sparsify({ mode: 'predictor', targetDensity: 0.25, rank: 16, epochs: 40, calibration: x, denseFromRows: 0, backend });
+      expect(sparse.stats!.layers[0].recall, activation).toBeGreaterThan(0.95);
+    }
+  });
+
+  it('each layer is calibrated on what the sparsified layers before it pass on, and its density is measured in the sparse model', async () => {
+    const dense = new Mlp({ inputs: 8, layers: [{ units: 64, activation: 'tanh' }, { units: 64, activation: 'tanh' }, { units: 64, activation: 'tanh' }, { units: 3 }], seed: 3 }, { backend });
+    const x = randomArray(8 * 300, 6);
+    const sparse = await dense.sparsify({ mode: 'threshold', targetDensity: 0.1, calibration: x, backend });
+    // Measured here independently: each prefix of the saved layers, ending with a sparse layer, on the reference backend.
+    const { spec, layers } = tensorsToSparse(readSafetensors(sparse.toSafetensors()));
+    const config = { inputs: spec.inputs, encoding: 0, octaves: 0, includeInput: false };
+    for (let l = 0; l < 3; l++) {
+      const part = referenceBackend.createSparseModel!(config, layers.slice(0, l + 1));
+      const out = new Float32Array(300 * 64);
+      part.predict(x, 300, out);
+      const kept = out.filter((v) => v !== 0).length / out.length;
+      expect(kept, `layer ${l}`).toBeGreaterThan(0.09); // fitted on the dense model's activations, layer 2 kept 0.2%
+      expect(kept, `layer ${l}`).toBeLessThan(0.11);
+      expect(sparse.stats!.layers[l].density).toBeCloseTo(kept, 6);
+    }
+  });
+
+  it('predictor density counts the picked units that are not zero, not k / n; stats are read-only', async () => {
+    const dense = net(16, [128], 4, backend, 9);
+    const p = dense.getParameters();
+    p.fill(-1.5, 16 * 128, 16 * 128 + 128); // biases: few units fire
+    dense.setParameters(p);
+    const x = randomArray(16 * 200, 10);
+    const sparse = await dense.sparsify({ mode: 'predictor', targetDensity: 0.25, calibration: x, rank: 16, epochs: 10, denseFromRows: 0, backend });
+    const exact = await dense.sparsify({ mode: 'exact', calibration: x, backend });
+    const density = sparse.stats!.layers[0].density;
+    expect(density).toBeLessThanOrEqual(exact.stats!.layers[0].density + 1e-12);
+    expect(density).toBeLessThan(0.2);
+    expect(Object.isFrozen(sparse.stats!.layers[0])).toBe(true);
+    expect(() => { (sparse.stats!.layers[0] as { density: number }).density = 0.5; }).toThrow(TypeError);
+  });
+
   it('denseFromRowsOf: the smallest tile whose picks cover more than half the units', () => {
     const n = 100;
     const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
@@ -295,7 +372,7 @@ describe.each(backendsUnderTest())('approximate modes on %s', (backend) => {
 describe('sparsify options are checked', () => {
   const dense = net(4, [8, 8], 2, 'reference');
   const gelu = net(4, [8], 2, 'reference', 1, 'gelu');
-  const x = randomArray(4 * 5, 1);
+  const x = randomArray(4 * 10, 1);
   const bad: [string, unknown, RegExp, string][] = [
     ['no mode', {}, /options\.mode/, 'ERR_INVALID_ARG_TYPE'],
     ['unknown mode', { mode: 'fast' }, /options\.mode/, 'ERR_OUT_OF_RANGE'],
@@ -306,6 +383,9 @@ describe('sparsify options are checked', () => {
     ['k and density', { mode: 'topk', k: 2, targetDensity: 0.5 }, /exactly one/, 'ERR_OUT_OF_RANGE'],
     ['threshold without setting', { mode: 'threshold' }, /exactly one/, 'ERR_OUT_OF_RANGE'],
     ['negative threshold', { mode: 'threshold', threshold: -1 }, /threshold/, 'ERR_OUT_OF_RANGE'],
+    ['threshold past float32', { mode: 'threshold', threshold: 1e39 }, /options\.threshold/, 'ERR_OUT_OF_RANGE'],
+    ['predictor with 9 calibration rows', { mode: 'predictor', k: 1, calibration: x.subarray(0, 36) }, /at least 10 calibration rows/, 'ERR_OUT_OF_RANGE'],
+    ['denseFromRows 1', { mode: 'predictor', k: 1, calibration: x, denseFromRows: 1 }, /never the predictor/, 'ERR_OUT_OF_RANGE'],
     ['density without calibration', { mode: 'threshold', targetDensity: 0.5 }, /calibration/, 'ERR_OUT_OF_RANGE'],
     ['predictor without calibration', { mode: 'predictor', k: 2 }, /calibration/, 'ERR_OUT_OF_RANGE'],
     ['calibration of the wrong width', { mode: 'threshold', targetDensity: 0.5, calibration: new Float32Array(7) }, /multiple of 4/, 'ERR_OUT_OF_RANGE'],
@@ -325,7 +405,7 @@ describe('sparsify options are checked', () => {
   });
 
   it('exact mode needs relu', async () => {
-    await expect(gelu.sparsify({ mode: 'exact' })).rejects.toThrow(/no hidden layer of this model uses relu/);
+    await expect(gelu.sparsify({ mode: 'exact' })).rejects.toThrow(/no hidden layer of this model that is not residual uses relu/);
     await expect(gelu.sparsify({ mode: 'exact', layers: [0] })).rejects.toThrow(/layer 0 uses gelu/);
   });
 

@@ -230,6 +230,26 @@ describe('corrupt and foreign files', () => {
     expectFileError(withStats({ ...good, layers: [{ ...good.layers[0], density: 2 }] }), /stats\.layers\[0\]\.density must be a number in \[0, 1\]/);
     expectFileError(withStats({ ...good, output: null }), /stats\.output must be an object/);
     expectFileError(withStats(7), /stats must be an object or null but is 7/);
+    expectFileError(withStats({ ...good, layers: [{ ...good.layers[0], density: 'Infinity' }] }), /stats\.layers\[0\]\.density must be a number in \[0, 1\]/);
+    // Stats that describe other settings than the layer's were edited by hand.
+    expectFileError(withStats({ ...good, layers: [{ ...good.layers[0], mode: 'threshold', threshold: 0.5, k: null }] }), /stats\.layers\[0\] describes layer 0 as threshold mode .* but the layer runs topk mode/);
+    expectFileError(withStats({ ...good, layers: [{ ...good.layers[0], k: 5 }] }), /describes layer 0 as topk mode \(threshold null, k 5\)/);
+  });
+
+  it('metadata JSON with a key twice, and long values clipped in messages', () => {
+    const text = (m: string) => rewrite(topkBytes, (_m, _t, md) => void (md['mlpkit.sparsity'] = m));
+    const stored = JSON.parse(readSafetensors(topkBytes).metadata['mlpkit.sparsity']);
+    const twice = JSON.stringify(stored).replace('"mode":"topk"', '"mode":"dense","mode":"topk"');
+    expect(twice).not.toBe(JSON.stringify(stored));
+    expectFileError(text(twice), /metadata 'mlpkit.sparsity' has the key 'mode' twice/);
+    let message = '';
+    try {
+      SparseMlp.fromSafetensors(rewrite(topkBytes, (m) => void (m.layers[0].mode = 'x'.repeat(100_000))), { backend });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/layers\[0\]\.mode must be one of/);
+    expect(message.length).toBeLessThan(400);
   });
 
   it('a float or quantised file is not sparse, and the quantised loader says what a sparse file is', () => {

@@ -1,14 +1,17 @@
 // Fitting a sparse model to the caller's sample inputs, and measuring it there.
 //
-// Thresholds and predictors are fitted per layer on the dense model's hidden activations (each
-// layer as if the layers before it were dense), so one layer's fit does not depend on the
-// others'. The whole sparse model is then measured end to end on the same rows.
+// Thresholds and predictors are fitted layer after layer, each on the inputs the layers before
+// it pass on once sparsified (lib/sparse/model.ts runs that prefix), so a threshold chosen for
+// 30% keeps 30% inside the sparse model too: fitted on the dense model's activations instead, a
+// tanh model's third layer kept 0.2% for a target of 10%. The whole sparse model is then
+// measured end to end on the same rows.
 
 import type { BackendChoice } from '../backend/index.js';
 import { Mlp } from '../mlp.js';
 import { errorStats, type QuantErrorStats } from '../quant/calibrate.js';
 import { SPARSE_TILE_ROWS, UNION_DENSE_FRACTION, type SparsifyMode } from './format.js';
-import { selectTop } from './select.js';
+import { predictorKeys, selectTop } from './select.js';
+import { ACTIVATIONS } from '../backend/types.js';
 
 /** A low-rank predictor of one layer's units: score = B (A x + a) + b. */
 export interface PredictorWeights {
@@ -26,7 +29,10 @@ export interface SparseLayerStats {
   mode: SparsifyMode;
   threshold: number | null;
   k: number | null;
-  /** Mean fraction of the layer's units kept (and nonzero) per calibration row. */
+  /**
+   * Mean fraction of the layer's units kept and nonzero per calibration row, measured in the
+   * sparse model (predictor mode: of the k picked, those the activation did not zero).
+   */
   density: number;
   /**
    * predictor mode: of the units the dense layer has among its k largest nonzero |h|, the
@@ -45,40 +51,13 @@ export interface SparseStats {
   output: QuantErrorStats;
 }
 
-/** The first `count` layers of net (its encoding and parameters) as a model of their own. */
-function prefix(net: Mlp, count: number, backend: BackendChoice): Mlp {
-  const layers = net.getLayers().slice(0, count);
-  const size = layers.reduce((s, l) => s + l.weight.length + (l.bias ? l.bias.length : 0), 0);
-  const params = new Float32Array(size);
-  let at = 0;
-  for (const l of layers) {
-    params.set(l.weight, at);
-    at += l.weight.length;
-    if (l.bias) {
-      params.set(l.bias, at);
-      at += l.bias.length;
-    }
-  }
-  return new Mlp({ ...net.spec, layers: net.spec.layers.slice(0, count) }, { backend, parameters: params });
-}
-
-/** The dense model's outputs of layer l (after its activation) for rows x. */
-export function hiddenAfter(net: Mlp, l: number, x: Float32Array, backend: BackendChoice): Float32Array {
-  const part = prefix(net, l + 1, backend);
-  try {
-    return part.predict(x);
-  } finally {
-    part.dispose();
-  }
-}
-
 /**
- * Layer l's affine map for rows x of the dense model, activated or not; for a gated layer its
- * gate half only (the gate chooses the units; the up projection is read only for those kept).
+ * Layer l's affine map of its inputs (for layer 0 the model's inputs, encoded here), activated
+ * or not; for a gated layer its gate half only (the gate chooses the units; the up projection
+ * is read only for those kept).
  */
-function gateValues(net: Mlp, l: number, x: Float32Array, backend: BackendChoice, activated: boolean): Float32Array {
+function gateValues(net: Mlp, l: number, input: Float32Array, backend: BackendChoice, activated: boolean): Float32Array {
   const spec = net.spec.layers[l];
-  const input = l === 0 ? x : hiddenAfter(net, l - 1, x, backend);
   const layer = net.getLayers()[l];
   const u = spec.units;
   const params = new Float32Array(u * layer.inputs + (layer.bias ? u : 0));
@@ -100,11 +79,11 @@ function gateValues(net: Mlp, l: number, x: Float32Array, backend: BackendChoice
 }
 
 /**
- * The values a sparse layer chooses its units on, for rows x of the dense model: the layer's
- * output, or for a gated layer act(gate).
+ * The values a sparse layer chooses its units on, for its inputs `input` (see gateValues): the
+ * layer's output, or for a gated layer act(gate). Never for a residual layer.
  */
-export function selectionValues(net: Mlp, l: number, x: Float32Array, backend: BackendChoice): Float32Array {
-  return net.spec.layers[l].gated ? gateValues(net, l, x, backend, true) : hiddenAfter(net, l, x, backend);
+export function selectionValues(net: Mlp, l: number, input: Float32Array, backend: BackendChoice): Float32Array {
+  return gateValues(net, l, input, backend, true);
 }
 
 /** The cutoff t that keeps about `density` of the values (|h| > t), over all rows. */
@@ -131,8 +110,9 @@ function topUnits(h: Float32Array, row: number, n: number, k: number): number[] 
 
 /**
  * Trains a predictor for layer l (Deja Vu's low-rank x -> rank -> units map) with mlpkit's own
- * trainer: the layer's inputs in, its pre-activations (the gate's, when gated) as the MSE
- * target, so its top-k scores are the units most likely to fire strongly. Regressing the
+ * trainer: the layer's inputs in (`input`, as gateValues takes them), its pre-activations (the
+ * gate's, when gated) as the MSE target, so the units it ranks first (predictorKeys) are those
+ * most likely to come out large. Regressing the
  * pre-activation rather than classifying fired / not fired gives every unit a gradient on every
  * row (a classifier of the top 10% learns mostly from the 90% it should reject) and recovers the
  * ranking among the units that fire. The last fifth of the rows is held out and measures the
@@ -141,7 +121,7 @@ function topUnits(h: Float32Array, row: number, n: number, k: number): number[] 
 export async function trainPredictor(
   net: Mlp,
   l: number,
-  x: Float32Array,
+  input: Float32Array,
   h: Float32Array,
   k: number,
   rank: number,
@@ -151,14 +131,15 @@ export async function trainPredictor(
 ): Promise<{ weights: PredictorWeights; recall: number; denseFromRows: number }> {
   const n = net.spec.layers[l].units;
   const rows = h.length / n;
-  const input = l === 0 ? x : hiddenAfter(net, l - 1, x, backend);
   const spec = l === 0
     ? { inputs: net.inputs, encoding: net.spec.encoding, layers: [{ units: rank }, { units: n }], seed }
     : { inputs: net.spec.layers[l - 1].units, layers: [{ units: rank }, { units: n }], seed };
   const width = input.length / rows;
-  const held = rows >= 10 ? Math.floor(rows / 5) : 0;
+  const held = Math.floor(rows / 5); // options.ts asks for 10 rows at least
   const trainRows = rows - held;
-  const target = gateValues(net, l, x, backend, false);
+  const target = gateValues(net, l, input, backend, false);
+  const activation = ACTIVATIONS.indexOf(net.spec.layers[l].activation);
+  const alpha = net.spec.layers[l].alpha;
 
   const predictor = new Mlp(spec, { backend });
   try {
@@ -169,14 +150,14 @@ export async function trainPredictor(
       shuffle: true,
       seed,
     });
-    const evalRows = held > 0 ? held : rows;
+    const evalRows = held;
     const from = rows - evalRows;
     const scores = predictor.predict(input.subarray(from * width));
     let hit = 0;
     let total = 0;
     const picks: number[][] = [];
     for (let r = 0; r < evalRows; r++) {
-      picks.push(selectTop(scores, r * n, n, k, false));
+      picks.push(selectTop(scores, r * n, n, k, predictorKeys(scores, r * n, n, activation, alpha)));
       const picked = new Set(picks[r]);
       for (const j of topUnits(h, from + r, n, k)) {
         total++;
@@ -234,21 +215,11 @@ export function denseFromRowsOf(picks: readonly (readonly number[])[], n: number
   return 0;
 }
 
-/** Mean fraction of units kept and nonzero per row of h, under a layer's rule. */
-export function observedDensity(h: Float32Array, n: number, mode: SparsifyMode, threshold: number | null, k: number | null): number {
-  const rows = h.length / n;
+/** Fraction of nonzero values in a sparse layer's outputs: the units it kept that are not zero. */
+export function keptFraction(out: Float32Array): number {
   let kept = 0;
-  for (let r = 0; r < rows; r++) {
-    if (mode === 'topk' || mode === 'predictor') {
-      kept += mode === 'topk' ? topUnits(h, r, n, k!).length : k!;
-      continue;
-    }
-    for (let j = 0; j < n; j++) {
-      const v = h[r * n + j];
-      if (mode === 'exact' ? v !== 0 : !(Math.abs(v) <= threshold!)) kept++;
-    }
-  }
-  return kept / (rows * n);
+  for (let i = 0; i < out.length; i++) if (out[i] !== 0) kept++;
+  return out.length > 0 ? kept / out.length : 0;
 }
 
 export { errorStats };

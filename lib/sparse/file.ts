@@ -34,7 +34,7 @@
 import { ACTIVATIONS, type SparseLayer } from '../backend/types.js';
 import { FileFormatError } from '../errors.js';
 import { PREDICTOR_TENSOR, QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY, WEIGHT_SCALE_TENSOR, modelToTensors, tensorsToModel } from '../io/model-file.js';
-import type { SafetensorsFile, Tensor, TensorInput } from '../io/safetensors.js';
+import { parseFileJson, preview, type SafetensorsFile, type Tensor, type TensorInput } from '../io/safetensors.js';
 import { parameterLayout, type NormalizedSpec } from '../spec.js';
 import type { SparseLayerStats, SparseStats } from './calibrate.js';
 import { SPARSE_MODES, SPARSE_MODE_CODES, SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparseModeName } from './format.js';
@@ -129,7 +129,7 @@ function failMeta(message: string): never {
 /** A metadata field: `check` returns the value or undefined when it is not acceptable. */
 function field<T>(where: string, obj: Record<string, unknown>, key: string, what: string, check: (v: unknown) => T | undefined): T {
   const value = check(obj[key]);
-  if (value === undefined) failMeta(`${where}${key} must be ${what} but is ${JSON.stringify(obj[key]) ?? 'missing'}`);
+  if (value === undefined) failMeta(`${where}${key} must be ${what} but is ${key in obj ? preview(obj[key]) : 'missing'}`);
   return value;
 }
 
@@ -137,10 +137,15 @@ const isObject = (v: unknown) => (typeof v === 'object' && v !== null && !Array.
 const integerIn = (lo: number, hi: number) => (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi ? v : undefined);
 const isNull = (v: unknown) => (v === null || v === undefined ? null : undefined);
 const oneOf = <T extends string>(allowed: readonly T[]) => (v: unknown) => ((allowed as readonly unknown[]).includes(v) ? (v as T) : undefined);
-/** A number of the stats: finite, or NaN / Infinity written as a string. */
-const statNumber = (lo: number, hi: number) => (v: unknown) => {
+/**
+ * A number of the stats in [lo, hi]; where nonFinite, also NaN or an infinity in range, written
+ * as a string (an output error measured against an all-zero or overflowing model).
+ */
+const statNumber = (lo: number, hi: number, nonFinite = false) => (v: unknown) => {
   if (typeof v === 'number' && v >= lo && v <= hi) return v;
-  return (NON_FINITE as readonly unknown[]).includes(v) ? Number(v) : undefined;
+  if (!nonFinite || !(NON_FINITE as readonly unknown[]).includes(v)) return undefined;
+  const n = Number(v);
+  return Number.isNaN(n) || (n >= lo && n <= hi) ? n : undefined;
 };
 
 function parseLayerMeta(raw: unknown, i: number, spec: NormalizedSpec): { mode: SparseModeName; threshold: number; k: number; rank: number; denseFromRows: number; int8: boolean } {
@@ -209,7 +214,7 @@ function predictorTensor(file: SafetensorsFile, name: string, shape: number[]): 
 
 function parseStats(raw: unknown, spec: NormalizedSpec): SparseStats | null {
   if (raw === null || raw === undefined) return null;
-  const o = isObject(raw) ?? failMeta(`stats must be an object or null but is ${JSON.stringify(raw)}`);
+  const o = isObject(raw) ?? failMeta(`stats must be an object or null but is ${preview(raw)}`);
   const hidden = spec.layers.length - 2;
   const samples = field('stats.', o, 'samples', 'an integer >= 1', integerIn(1, Number.MAX_SAFE_INTEGER));
   const rawLayers = field('stats.', o, 'layers', 'a list', (v) => (Array.isArray(v) ? (v as unknown[]) : undefined));
@@ -219,15 +224,15 @@ function parseStats(raw: unknown, spec: NormalizedSpec): SparseStats | null {
     const layer = field(where, l, 'layer', `a hidden-layer index in [0, ${hidden}]`, integerIn(0, hidden));
     const units = field(where, l, 'units', `${spec.layers[layer].units} (layer ${layer}'s units)`, (v) => (v === spec.layers[layer].units ? v : undefined));
     const mode = field(where, l, 'mode', `one of ${SPARSIFY_MODES.join(', ')}`, oneOf(SPARSIFY_MODES));
-    const threshold = field(where, l, 'threshold', 'a number or null', (v) => (v === null ? null : statNumber(-Infinity, Infinity)(v)));
+    const threshold = field(where, l, 'threshold', 'a number >= 0 or null', (v) => (v === null ? null : statNumber(0, 3.4e38)(v)));
     const k = field(where, l, 'k', `an integer in [1, ${units}] or null`, (v) => (v === null ? null : integerIn(1, units)(v)));
     const density = field(where, l, 'density', 'a number in [0, 1]', statNumber(0, 1));
     const recall = field(where, l, 'recall', 'a number in [0, 1] or null', (v) => (v === null ? null : statNumber(0, 1)(v)));
     return { layer, units, mode, threshold, k, density, recall };
   });
-  const out = isObject(o.output) ?? failMeta(`stats.output must be an object but is ${JSON.stringify(o.output) ?? 'missing'}`);
-  const relativeRms = field('stats.output.', out, 'relativeRms', 'a number >= 0', statNumber(0, Infinity));
-  const relativeMax = field('stats.output.', out, 'relativeMax', 'a number >= 0', statNumber(0, Infinity));
+  const out = isObject(o.output) ?? failMeta(`stats.output must be an object but is ${'output' in o ? preview(o.output) : 'missing'}`);
+  const relativeRms = field('stats.output.', out, 'relativeRms', 'a number >= 0', statNumber(0, Infinity, true));
+  const relativeMax = field('stats.output.', out, 'relativeMax', 'a number >= 0', statNumber(0, Infinity, true));
   return { samples, layers, output: { relativeRms, relativeMax } };
 }
 
@@ -242,12 +247,7 @@ export function tensorsToSparse(file: SafetensorsFile): SparseModelDescription {
       `(a float model loads with Mlp.load; net.sparsify(...) makes a sparse one)`);
   }
   if (file.metadata[SPEC_METADATA_KEY] === undefined) fail(`no '${SPEC_METADATA_KEY}' metadata: a sparse model file carries its float model's spec`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(stored);
-  } catch (err) {
-    fail(`metadata '${SPARSE_METADATA_KEY}' is not valid JSON (${(err as Error).message})`);
-  }
+  const parsed = parseFileJson(stored, `metadata '${SPARSE_METADATA_KEY}'`);
   const meta = isObject(parsed) ?? fail(`metadata '${SPARSE_METADATA_KEY}' is not a JSON object`);
   field('', meta, 'version', `${SPARSE_FILE_VERSION} (this mlpkit reads version ${SPARSE_FILE_VERSION} files)`, (v) => (v === SPARSE_FILE_VERSION ? v : undefined));
 
@@ -290,5 +290,14 @@ export function tensorsToSparse(file: SafetensorsFile): SparseModelDescription {
     const mode = i < layers.length ? `runs ${MODE_NAMES[layers[i].mode]} mode` : 'does not exist';
     fail(`tensor '${stray[0]}' belongs to no predictor: layer ${i} ${mode}`);
   }
-  return { spec, layers, stats: parseStats(meta.stats, spec) };
+  const stats = parseStats(meta.stats, spec);
+  for (const [j, s] of (stats?.layers ?? []).entries()) {
+    // The stats describe the layers as they are: a file whose stats say otherwise was edited.
+    const l = layers[s.layer];
+    const same = MODE_NAMES[l.mode] === s.mode &&
+      s.threshold === (s.mode === 'threshold' ? l.threshold : null) &&
+      s.k === (s.mode === 'topk' || s.mode === 'predictor' ? l.k : null);
+    if (!same) failMeta(`stats.layers[${j}] describes layer ${s.layer} as ${s.mode} mode (threshold ${s.threshold}, k ${s.k}), but the layer runs ${MODE_NAMES[l.mode]} mode (threshold ${l.threshold}, k ${l.k})`);
+  }
+  return { spec, layers, stats };
 }

@@ -6,14 +6,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { BACKEND_CHOICES, selectBackend, type BackendChoice } from '../backend/index.js';
 import { referenceBackend } from '../backend/reference/index.js';
-import { ENCODINGS, type Backend, type BackendSparseModel, type SparseLayer } from '../backend/types.js';
+import { ENCODINGS, type Backend, type BackendSparseModel, type SparseLayer, type SparseModelConfig } from '../backend/types.js';
 import { ERR_NATIVE_UNAVAILABLE, disposedError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
 import type { NormalizedSpec } from '../spec.js';
 import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath, rejectUnknownKeys } from '../validate.js';
 import { VERSION } from '../version.js';
-import { errorStats, observedDensity, selectionValues, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
+import { errorStats, keptFraction, selectionValues, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
 import { denseSparseLayers, sparseToTensors, tensorsToSparse } from './file.js';
 import { SPARSE_MODE_CODES, type SparseModeName } from './format.js';
 import { normalizeSparsifyOptions, type SparseWeights, type SparsifyOptions } from './options.js';
@@ -68,6 +68,15 @@ function quantizeRows(layer: SparseLayer): void {
   layer.scales = Float32Array.from(q.scales);
 }
 
+/** Stats are handed out as they are kept (and saved): read-only all the way down. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 let warned = false;
 
 /** The backend for a sparse model: native or reference (the CUDA backend has no sparse model). */
@@ -88,21 +97,46 @@ function sparseBackend(choice: BackendChoice): Backend & { name: 'native' | 'ref
   return referenceBackend as Backend & { name: 'reference' };
 }
 
+function encodingConfig(spec: NormalizedSpec): SparseModelConfig {
+  const enc = spec.encoding;
+  return {
+    inputs: spec.inputs,
+    encoding: ENCODINGS.indexOf(enc.type),
+    octaves: enc.type === 'frequency' ? enc.octaves : 0,
+    includeInput: enc.type === 'frequency' ? enc.includeInput : false,
+  };
+}
+
 /**
- * The sparse model's outputs for rows x, in batches short enough that no predictor layer falls
- * back to the exact layer (SparseLayer.denseFromRows): the error the stats report is the
+ * A backend model's outputs for rows x, in batches short enough that no predictor layer falls
+ * back to the exact layer (SparseLayer.denseFromRows): what stats report is the
  * sparsification's, not that of whatever mix of tiles one batch of the calibration rows makes.
  */
-function predictedRows(model: SparseMlp, layers: readonly SparseLayer[], x: Float32Array): Float32Array {
+function predictedRows(model: BackendSparseModel, layers: readonly SparseLayer[], inputs: number, x: Float32Array): Float32Array {
   const fallbacks = layers.map((l) => l.denseFromRows).filter((d) => d > 1);
-  const rows = x.length / model.inputs;
+  const rows = x.length / inputs;
+  const outputs = layers[layers.length - 1].outputs;
   const chunk = fallbacks.length > 0 ? Math.min(...fallbacks) - 1 : rows;
-  const out = new Float32Array(rows * model.outputs);
+  const out = new Float32Array(rows * outputs);
   for (let r = 0; r < rows; r += chunk) {
     const end = Math.min(rows, r + chunk);
-    model.predict(x.subarray(r * model.inputs, end * model.inputs), out.subarray(r * model.outputs, end * model.outputs));
+    model.predict(x.subarray(r * inputs, end * inputs), end - r, out.subarray(r * outputs, end * outputs));
   }
   return out;
+}
+
+/**
+ * Rows x through the first `count` layers as they stand (sparse ones included): the inputs a
+ * layer is calibrated on, or, ending with a sparse layer, that layer's kept outputs.
+ */
+function throughLayers(backend: Backend, spec: NormalizedSpec, layers: readonly SparseLayer[], count: number, x: Float32Array): Float32Array {
+  const part = layers.slice(0, count);
+  const model = backend.createSparseModel!(encodingConfig(spec), part);
+  try {
+    return predictedRows(model, part, spec.inputs, x);
+  } finally {
+    model.dispose();
+  }
 }
 
 export class SparseMlp {
@@ -121,20 +155,11 @@ export class SparseMlp {
   /** @internal Use net.sparsify() or SparseMlp.load(). `layers`: one per spec layer, not copied. */
   constructor(spec: NormalizedSpec, layers: SparseLayer[], backend: BackendChoice, stats: SparseStats | null = null) {
     const b = sparseBackend(backend);
-    const enc = spec.encoding;
-    this.model = b.createSparseModel!(
-      {
-        inputs: spec.inputs,
-        encoding: ENCODINGS.indexOf(enc.type),
-        octaves: enc.type === 'frequency' ? enc.octaves : 0,
-        includeInput: enc.type === 'frequency' ? enc.includeInput : false,
-      },
-      layers,
-    );
+    this.model = b.createSparseModel!(encodingConfig(spec), layers);
     this.backend = b.name;
     this.spec = spec;
     this.sparseLayers = layers;
-    this.measured = stats;
+    this.measured = stats && deepFreeze(stats);
     this.inputs = spec.inputs;
     this.outputs = layers[layers.length - 1].outputs;
     const names = Object.keys(SPARSE_MODE_CODES) as SparseModeName[];
@@ -153,8 +178,8 @@ export class SparseMlp {
 
   /**
    * Sparsify a float model (see SparsifyOptions): fit thresholds or predictors on
-   * options.calibration where the mode needs them, and measure density, recall and output error
-   * there (stats).
+   * options.calibration where the mode needs them, one layer after another on what the layers
+   * before pass on once sparsified, and measure density, recall and output error there (stats).
    */
   static async fromMlp(net: Mlp, options: SparsifyOptions): Promise<SparseMlp> {
     net.handle('sparsify');
@@ -164,12 +189,15 @@ export class SparseMlp {
     const chosen = new Set(o.layers);
     const layers = denseSparseLayers(spec, floatLayers);
     const stats: SparseStats['layers'] = [];
-    for (const li of chosen) {
+    const backend = sparseBackend(o.backend);
+    const x = o.calibration;
+    for (const li of o.layers) {
       const layer = layers[li];
       const n = layer.outputs;
       layer.mode = SPARSE_MODE_CODES[o.mode];
       const k = o.k ?? (o.targetDensity !== null ? Math.max(1, Math.round(o.targetDensity * n)) : 0);
-      const h = o.calibration ? selectionValues(net, li, o.calibration, o.backend) : null;
+      const input = x && li > 0 ? throughLayers(backend, spec, layers, li, x) : x;
+      const h = input ? selectionValues(net, li, input, o.backend) : null;
       let recall: number | null = null;
       if (o.mode === 'threshold') {
         layer.threshold = o.threshold ?? thresholdForDensity(h!, o.targetDensity!);
@@ -178,7 +206,7 @@ export class SparseMlp {
       } else if (o.mode === 'predictor') {
         layer.k = k;
         const rank = o.rank ?? Math.max(1, Math.min(128, Math.floor(n / 4)));
-        const trained = await trainPredictor(net, li, o.calibration!, h!, k, rank, o.epochs, o.seed, o.backend);
+        const trained = await trainPredictor(net, li, input!, h!, k, rank, o.epochs, o.seed, o.backend);
         const w: PredictorWeights = trained.weights;
         Object.assign(layer, { rank: w.rank, predictorA: w.a, predictorABias: w.aBias, predictorB: w.b, predictorBBias: w.bBias });
         layer.denseFromRows = o.denseFromRows === 'auto' ? trained.denseFromRows : o.denseFromRows;
@@ -191,7 +219,7 @@ export class SparseMlp {
           mode: o.mode,
           threshold: o.mode === 'threshold' ? layer.threshold : null,
           k: o.mode === 'topk' || o.mode === 'predictor' ? layer.k : null,
-          density: observedDensity(h, n, o.mode, layer.threshold, layer.k),
+          density: 0, // measured below, in the finished model
           recall,
         });
       }
@@ -200,8 +228,10 @@ export class SparseMlp {
       for (const li of int8Layers(layers, chosen)) quantizeRows(layers[li]);
     }
     const model = new SparseMlp(spec, layers, o.backend);
-    if (o.calibration) {
-      model.measured = { samples: o.calibration.length / net.inputs, layers: stats, output: errorStats(predictedRows(model, layers, o.calibration), net.predict(o.calibration)) };
+    if (x) {
+      for (const entry of stats) entry.density = keptFraction(throughLayers(backend, spec, layers, entry.layer + 1, x));
+      const output = errorStats(predictedRows(model.handle('sparsify'), layers, spec.inputs, x), net.predict(x));
+      model.measured = deepFreeze({ samples: x.length / net.inputs, layers: stats, output });
     }
     return model;
   }

@@ -12,7 +12,9 @@ export interface SparsifyOptions {
   /**
    * 'exact': skip the units a ReLU zeroed (no approximation); 'threshold': also zero units with
    * |h| <= threshold; 'topk': keep the k largest |h| per row; 'predictor': a low-rank predictor
-   * trained on `calibration` picks k units per row before the layer is computed.
+   * trained on `calibration` picks k units per row before the layer is computed (those with the
+   * largest predicted |act(z)|). Dropping small |h| suits activations whose outputs sit near
+   * zero (relu, gelu, silu, tanh); sigmoid and softplus outputs do not, and lose more.
    */
   mode: SparsifyMode;
   /** Fraction of each layer's units to keep per row, in (0, 1] (threshold, topk, predictor). */
@@ -21,9 +23,16 @@ export interface SparsifyOptions {
   threshold?: number;
   /** topk and predictor modes: units kept per row, instead of targetDensity. */
   k?: number;
-  /** Hidden layers to sparsify (indices into spec.layers, never the last). Default: every hidden layer (exact: every ReLU one). */
+  /**
+   * Hidden layers to sparsify (indices into spec.layers, never the last, never a residual one).
+   * Default: every hidden layer that is not residual (exact: every such ReLU one).
+   */
   layers?: number[];
-  /** Sample inputs (batch x inputs): thresholds and predictors are fitted on them, and stats measured. */
+  /**
+   * Sample inputs (batch x inputs): thresholds and predictors are fitted on them, layer after
+   * layer on what the layers before (as sparsified) pass on, and stats measured. Predictor mode
+   * needs at least 10 rows.
+   */
   calibration?: Float32Array;
   /** predictor mode: the predictor's inner width (default: min(128, units / 4)). */
   rank?: number;
@@ -36,7 +45,7 @@ export interface SparsifyOptions {
    * the predictor and computes the layer exactly, at dense speed: with that many rows the
    * union of the units they pick covers most of the layer anyway. 'auto' (default): the
    * smallest tile whose picks on the held-out calibration rows cover more than half the units
-   * (stats and `layers[i].denseFromRows` report it); an integer in [1, 16] sets it; 0 never
+   * (stats and `layers[i].denseFromRows` report it); an integer in [2, 16] sets it; 0 never
    * falls back, so every row gets its predicted units whatever batch it comes in.
    */
   denseFromRows?: number | 'auto';
@@ -68,6 +77,10 @@ export interface NormalizedSparsifyOptions {
   backend: BackendChoice;
 }
 
+/** Below this many calibration rows a predictor would have none held out to measure its recall. */
+export const PREDICTOR_MIN_ROWS = 10;
+const FLT_MAX = 3.4028234663852886e38;
+
 const KNOWN = ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'calibration', 'rank', 'epochs', 'seed', 'denseFromRows', 'weights', 'backend'];
 
 export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): NormalizedSparsifyOptions {
@@ -83,7 +96,9 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
     for (let l = 0; l < hidden; l++) {
       if ((mode !== 'exact' || spec.layers[l].activation === 'relu') && !spec.layers[l].residual) layers.push(l);
     }
-    if (layers.length === 0) throw rangeError('exact mode skips the zeros of ReLU layers, but no hidden layer of this model uses relu');
+    if (layers.length === 0) {
+      throw rangeError('exact mode skips the zeros of ReLU layers, but no hidden layer of this model that is not residual uses relu');
+    }
   } else {
     if (!Array.isArray(o.layers)) throw typeError(`Expected an array of hidden-layer indices for options.layers but received ${describe(o.layers)}`);
     if (o.layers.length === 0) throw rangeError('options.layers must name at least one hidden layer');
@@ -123,7 +138,8 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
   const targetDensity = given('targetDensity')
     ? expectNumber('options.targetDensity', o.targetDensity, { min: 0, minExclusive: true, max: 1 })
     : null;
-  const threshold = given('threshold') ? expectNumber('options.threshold', o.threshold, { min: 0 }) : null;
+  // Thresholds are float32 in the kernels and the file.
+  const threshold = given('threshold') ? expectNumber('options.threshold', o.threshold, { min: 0, max: FLT_MAX }) : null;
   const k = given('k') ? expectInteger('options.k', o.k, 1, minUnits) : null;
 
   let calibration: Float32Array | null = null;
@@ -136,6 +152,9 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
     calibration = o.calibration;
   }
   if (mode === 'predictor' && !calibration) throw rangeError('predictor mode trains its predictors on options.calibration, which is missing');
+  if (mode === 'predictor' && calibration!.length / spec.inputs < PREDICTOR_MIN_ROWS) {
+    throw rangeError(`predictor mode needs at least ${PREDICTOR_MIN_ROWS} calibration rows (it trains on four fifths of them and measures recall on the rest), received ${calibration!.length / spec.inputs}`);
+  }
   if (mode === 'threshold' && targetDensity !== null && !calibration) {
     throw rangeError('threshold mode with options.targetDensity picks the thresholds from options.calibration, which is missing');
   }
@@ -148,6 +167,9 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
   const denseFromRows = !given('denseFromRows') || o.denseFromRows === 'auto'
     ? 'auto'
     : expectInteger("options.denseFromRows ('auto' or an integer; 0: never)", o.denseFromRows, 0, SPARSE_TILE_ROWS);
+  if (denseFromRows === 1) {
+    throw rangeError("options.denseFromRows 1 would run every tile exactly and never the predictor: give 0 (never), 2 to 16, or 'auto'");
+  }
   const weights = o.weights === undefined ? 'float' : expectOneOf('options.weights', o.weights, SPARSE_WEIGHTS);
   const backend = o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
   return { mode, layers, targetDensity, threshold, k, calibration, rank, epochs, seed, denseFromRows, weights, backend };

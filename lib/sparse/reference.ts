@@ -7,7 +7,7 @@ import { encode, encodedWidthOf } from '../backend/reference/encoding.js';
 import type { BackendSparseModel, SparseLayer, SparseModelConfig } from '../backend/types.js';
 import { disposedError } from '../errors.js';
 import { SPARSE_MODE_CODES, SPARSE_TILE_ROWS } from './format.js';
-import { keepOnly, selectNonzero, selectThreshold, selectTop } from './select.js';
+import { keepOnly, predictorKeys, selectNonzero, selectThreshold, selectTop } from './select.js';
 
 /** out[o] = b[o] + W[o] . x for the rows o listed (all without a list); W rows start at `first`. */
 function affine(w: Float32Array, b: Float32Array | null, first: number, rows: number, cols: number, x: Float64Array, out: Float64Array, only?: readonly number[]): void {
@@ -49,7 +49,7 @@ function layerRow(l: SparseLayer, h: Float64Array, block: Float64Array | null, t
     affine(l.predictorA!, l.predictorABias, 0, l.rank, l.inputs, h, low);
     const score = new Float64Array(n);
     affine(l.predictorB!, l.predictorBBias, 0, n, l.rank, low, score);
-    kept = selectTop(score, 0, n, l.k, false);
+    kept = selectTop(score, 0, n, l.k, predictorKeys(score, 0, n, l.activation, l.alpha));
     affine(l.weight, l.bias, 0, n, l.inputs, h, z, kept);
     for (const j of kept) z[j] = gateAct(j);
   } else {

@@ -3,7 +3,29 @@
 // within float rounding of a threshold or a tie). Every rule returns the kept units in
 // increasing order; NaN always counts as kept, so sparsification never hides a NaN.
 
+import { activate } from '../backend/reference/activation.js';
+import { ACTIVATIONS } from '../backend/types.js';
+
 type Row = Float32Array | Float64Array;
+
+// Rising activations that are never negative: their largest output has the largest score.
+const RANK_BY_SCORE = new Set(['relu', 'sigmoid', 'softplus'].map((a) => ACTIVATIONS.indexOf(a as never)));
+// Odd and rising: the largest |output| has the largest |score|.
+const RANK_BY_MAGNITUDE = new Set(['none', 'tanh'].map((a) => ACTIVATIONS.indexOf(a as never)));
+
+/**
+ * Turns a predictor's scores (estimates of a layer's pre-activations) into the keys selectTop
+ * ranks, in place, and returns its magnitude flag: the largest predicted |act(z)| should rank
+ * first. For relu, sigmoid and softplus the score itself (it also orders the units that would
+ * come out at zero); for none and tanh |score|; for leaky relu, gelu and silu the activation is
+ * applied first. native/core/sparse/select.cpp: predictor_keys.
+ */
+export function predictorKeys(score: Row, offset: number, n: number, activation: number, alpha: number): boolean {
+  if (RANK_BY_SCORE.has(activation)) return false;
+  if (RANK_BY_MAGNITUDE.has(activation)) return true;
+  for (let j = offset; j < offset + n; j++) score[j] = activate(activation, score[j], alpha);
+  return true;
+}
 
 /** Exact: the nonzero units (after ReLU, those that fired). */
 export function selectNonzero(h: Row, offset: number, n: number): number[] {

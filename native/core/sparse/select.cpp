@@ -115,4 +115,19 @@ void keep_only(float* h, std::size_t n, const std::uint32_t* idx, std::size_t co
   for (std::size_t i = 0; i < count; ++i) h[idx[i]] = scratch[i];
 }
 
+bool predictor_keys(Activation a, float alpha, float* scores, std::size_t n) {
+  switch (a) {
+    case Activation::Relu:
+    case Activation::Sigmoid:
+    case Activation::Softplus:
+      return false;
+    case Activation::None:
+    case Activation::Tanh:
+      return true;
+    default:
+      activation_forward(a, alpha, scores, scores, n);
+      return true;
+  }
+}
+
 }  // namespace mlpkit::sparse

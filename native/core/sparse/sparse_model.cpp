@@ -181,9 +181,10 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
     if (s.outputs == 0 || s.outputs >= (std::size_t(1) << 31)) throw std::invalid_argument(where + " has no outputs");
     const int code = static_cast<int>(s.mode);
     if (code < 0 || code >= kModeCount) throw std::invalid_argument(where + ": unknown sparsity mode");
-    if (i + 1 == layers.size() && s.mode != Mode::Dense) {
-      throw std::invalid_argument("the last layer's outputs are the model's: they cannot be sparsified");
-    }
+    // A sparse last layer is allowed here: net.sparsify() calibrates each layer on the prefix of
+    // the model before it, sparse layers included, and measures a layer's density as the zeros
+    // of a prefix that ends with it. The options and the file loader keep a model's output layer
+    // dense.
     if ((s.mode == Mode::TopK || s.mode == Mode::Predictor) && (s.k == 0 || s.k > s.outputs)) {
       throw std::invalid_argument(where + ": k must be in [1, " + std::to_string(s.outputs) + "], got " +
                                   std::to_string(s.k));
@@ -414,7 +415,9 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
       dense_gemm(l.pb_panels.data(), cpu::kPanel, l.rank * cpu::kPanel, l.pb_bias.data(), l.rank, l.n, s.low.data(),
                  rows, s.aux.data(), Activation::None, 0, parallel);
       each_row([&](std::size_t r, std::uint64_t* keys) {
-        counts[r] = select_top(s.aux.data() + r * l.n, false, l.n, l.keep, idx + r * l.n, keys);
+        float* score = s.aux.data() + r * l.n;
+        const bool magnitude = predictor_keys(l.activation, l.alpha, score, l.n);
+        counts[r] = select_top(score, magnitude, l.n, l.keep, idx + r * l.n, keys);
       });
       const std::size_t u = unite();
       // Row r from the sums of its own units (gate[j], and up[j] when gated): scale and bias,
@@ -452,10 +455,13 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
           finish_row(r, dst + r * l.n, s.aux.data() + r * l.n, reinterpret_cast<float*>(keys));
         });
       }
+      // The next layer reads the rows of the nonzero outputs only: a picked unit its activation
+      // zeroed (a relu the predictor expected to fire) is dropped, as exact mode drops it.
+      each_row([&](std::size_t r, std::uint64_t*) { counts[r] = select_nonzero(dst + r * l.n, l.n, idx + r * l.n); });
       block = in;
       in = dst;
       in_idx = s.uni.data();
-      in_count = u;
+      in_count = unite();
       continue;
     }
 
