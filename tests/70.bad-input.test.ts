@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { Mlp } from '../lib/index.js';
 import { selectBackend } from '../lib/backend/index.js';
+import { loadNative } from '../lib/backend/native.js';
 import { normalizeSpec, toModelConfig } from '../lib/spec.js';
 import { backendsUnderTest, hasNative } from './helpers.js';
 
@@ -181,6 +182,18 @@ describe.runIf(hasNative())('native addon re-checks its arguments', () => {
     expectError(() => m.lossGrad(new Float32Array(3), 1, 0, 0, new Float32Array(1), null), RangeError, /target/);
     expectError(() => m.optimizerStep(7, new Float64Array(8), 0), RangeError, /optimizer/);
     expectError(() => m.optimizerStep(0, new Float64Array(3), 0), RangeError, /hyper/);
+    // The optimizers' options are checked in TypeScript; the raw addon checks its hyper array too.
+    const hyper = Float64Array.of(0.1, 0, 0, 0, 0, 0.9, 0.999, 1e-8);
+    for (const [i, bad] of [[0, NaN], [2, Infinity], [7, -Infinity]] as const) {
+      const h = hyper.slice();
+      h[i] = bad;
+      const err = expectError(() => m.optimizerStep(0, h, 0), RangeError, new RegExp(`hyper\\[${i}\\].*finite.*${bad}`));
+      expect(err.code).toBe('ERR_OUT_OF_RANGE');
+      expectError(() => m.trainStep(new Float32Array(3), 1, 0, 0, new Float32Array(2), 0, h, 0), RangeError, /finite/);
+    }
+    const params = new Float32Array(3 * 4 + 4 + 4 * 2 + 2);
+    m.getParams(params);
+    expect(params.every(Number.isFinite)).toBe(true);
     m.dispose();
     expectError(() => m.predict(new Float32Array(3), 1, out), TypeError, /disposed/);
   });
@@ -190,5 +203,29 @@ describe.runIf(hasNative())('native addon re-checks its arguments', () => {
     expectError(() => Model({ ...config, units: new Int32Array(0) }, new Float32Array(0)), RangeError, /./);
     expectError(() => Model({ ...config, activations: Int32Array.of(1, 99) }, new Float32Array(26)), RangeError, /activation/);
     expectError(() => Model({ ...config, units: [4, 2] as never }, new Float32Array(26)), TypeError, /units/);
+  });
+
+  it('a value the core cannot take is a RangeError (ERR_OUT_OF_RANGE), not a type error', () => {
+    const createSparse = selectBackend('native').createSparseModel!;
+    const sparseConfig = { ...toModelConfig(normalizeSpec({ inputs: 3, layers: [{ units: 2 }] })) };
+    const layer = { inputs: 3, outputs: 4, activation: 0, alpha: 0, gated: false, residual: true, weight: new Float32Array(12), mode: 0 };
+    // A residual layer whose width differs from its input's: the core's own check.
+    const err = expectError(() => createSparse(sparseConfig as never, [layer] as never), RangeError, /residual/);
+    expect(err.code).toBe('ERR_OUT_OF_RANGE');
+  });
+
+  it('a getter or method of one model class called on an object of another throws, never reads it as its own', () => {
+    const addon = loadNative()!;
+    const m = make();
+    for (const cls of [addon.Model, addon.QuantModel, addon.SparseModel]) {
+      for (const key of Object.getOwnPropertyNames(cls.prototype)) {
+        if (key === 'constructor') continue;
+        const d = Object.getOwnPropertyDescriptor(cls.prototype, key)!;
+        // Prototype getters do not check their receiver in V8: the classes have none.
+        expect(d.get, `${cls.name}.prototype.${key} is a getter`).toBeUndefined();
+        expectError(() => (d.value as (...a: unknown[]) => unknown).call(cls === addon.Model ? {} : m, new Float32Array(3), 1, new Float32Array(2)), TypeError, /Illegal invocation/);
+      }
+    }
+    m.dispose();
   });
 });

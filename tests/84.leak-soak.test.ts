@@ -73,7 +73,7 @@ describe.each([defaultBackend])('leak soaks on %s', (backend) => {
 });
 
 describe.runIf(hasNative())('finalizers (native only: the reference backend holds no native memory)', () => {
-  it('models and quantised models dropped without dispose() are freed once collected', async () => {
+  it('models, quantised and sparse models dropped without dispose() are freed once collected', async () => {
     const r = await child(`
       const addon = loadNative();
       const base = addon.info();
@@ -81,20 +81,29 @@ describe.runIf(hasNative())('finalizers (native only: the reference backend hold
         const net = new mlpkit.Mlp({ inputs: 8, layers: [{ units: 32, activation: 'relu' }, { units: 4 }], seed: i }, { backend: 'native' });
         net.predict(new Float32Array(8));
         if (i % 10 === 0) net.quantize({ weights: 'int8', backend: 'native' }).predict(new Float32Array(8));
+        if (i % 10 === 5) sparse.push(net.sparsify({ mode: 'exact', backend: 'native' }).then((s) => s.predict(new Float32Array(8))));
       };
+      const sparse = [];
       for (let i = 0; i < 10000; i++) make(i);
+      await Promise.all(sparse.splice(0));
       out.peak = addon.info().liveModels - base.liveModels;
-      for (let i = 0; i < 50 && (addon.info().liveModels > base.liveModels || addon.info().liveQuantModels > base.liveQuantModels); i++) await settle();
+      const live = (n) => n.liveModels > base.liveModels || n.liveQuantModels > base.liveQuantModels || n.liveSparseModels > base.liveSparseModels;
+      for (let i = 0; i < 50 && live(addon.info()); i++) await settle();
       out.models = addon.info().liveModels - base.liveModels;
       out.quantModels = addon.info().liveQuantModels - base.liveQuantModels;
+      out.sparseModels = addon.info().liveSparseModels - base.liveSparseModels;
+      out.sparseMade = typeof addon.info().liveSparseModels === 'number';
       // And memory comes back: another 10,000 dropped models do not grow RSS once collected.
       const before = rss();
       for (let i = 0; i < 10000; i++) make(i);
+      await Promise.all(sparse.splice(0));
       for (let i = 0; i < 50 && addon.info().liveModels > base.liveModels; i++) await settle();
       out.grownMb = (rss() - before) / ${MB};
     `);
     expect(r.models).toBe(0);
     expect(r.quantModels).toBe(0);
+    expect(r.sparseModels).toBe(0);
+    expect(r.sparseMade).toBe(true);
     expect(r.grownMb as number).toBeLessThan(24);
   }, 60_000);
 

@@ -7,7 +7,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { Mlp, QuantizedMlp } from '../lib/index.js';
+import { Mlp, QuantizedMlp, info, setThreads } from '../lib/index.js';
 import { loadNative } from '../lib/backend/native.js';
 import { DIST, requireDist } from './child-support.js';
 import { sameBits } from './fuzz-support.js';
@@ -138,6 +138,38 @@ describe.runIf(hasNative())('native lifetime (native only: the reference backend
     expect(addon.info().liveModels).toBe(before + 1); // the job still holds it
     await pending;
     expect(addon.info().liveModels).toBe(before);
+  });
+});
+
+describe.runIf(hasNative())('thread count changed mid-call (native only)', () => {
+  // The sparse model sized its per-thread top-k scratch by the thread count at the start of a
+  // call and its tiles read the count again: setThreads() raised during a predictAsync wrote
+  // past the scratch (a heap overflow ASan reported; scripts/sanitize.sh runs this file).
+  it('setThreads() while sparse topk / predictor predictAsync calls run: each gives the result of the same call run alone', async () => {
+    const before = info().threads;
+    const dense = new Mlp({ inputs: 64, layers: [{ units: 512, activation: 'relu' }, { units: 4 }], seed: 3 }, { backend: 'native' });
+    const calibration = randomArray(64 * 64, 4);
+    const models = [
+      await dense.sparsify({ mode: 'topk', k: 128, backend: 'native' }),
+      await dense.sparsify({ mode: 'predictor', k: 128, rank: 16, epochs: 2, calibration, backend: 'native' }),
+    ];
+    const x = randomArray(64 * 1600, 5);
+    try {
+      for (const sparse of models) {
+        setThreads(1);
+        const expected = sparse.predict(x);
+        for (const [from, to] of [[1, 8], [8, 1], [2, 16]]) {
+          setThreads(from);
+          const pending = [sparse.predictAsync(x), sparse.predictAsync(x)];
+          setThreads(to);
+          for (const got of await Promise.all(pending)) expect(sameBits(got, expected)).toBe(true);
+        }
+      }
+    } finally {
+      setThreads(before);
+      for (const m of models) m.dispose();
+      dense.dispose();
+    }
   });
 });
 

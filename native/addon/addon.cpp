@@ -34,7 +34,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
   }
 
  private:
-  // info() -> { version, isa, threads, cuda, compiler, isas, liveModels, liveQuantModels }
+  // info() -> { version, isa, threads, cuda, compiler, isas, liveModels, liveQuantModels, liveSparseModels }
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Guard(env, "info", [&]() -> Napi::Value {
@@ -53,6 +53,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
       // Core models alive in the process (every environment): leak tests watch these.
       out.Set("liveModels", Napi::Number::New(env, static_cast<double>(Model::live_count())));
       out.Set("liveQuantModels", Napi::Number::New(env, static_cast<double>(quant::QuantModel::live_count())));
+      out.Set("liveSparseModels", Napi::Number::New(env, static_cast<double>(sparse::SparseModel::live_count())));
       return out;
     });
   }

@@ -81,7 +81,6 @@ struct TrainArgs {
   std::size_t batch = 0;
   Loss loss = Loss::Mse;
   double loss_param = 0;
-  napi_value target = nullptr;  // Float32Array, or Int32Array of labels (kept alive by TrainJobT)
   std::size_t target_length = 0;
   LossTarget target_data;
   Optimizer optimizer = Optimizer::Sgd;
@@ -89,20 +88,17 @@ struct TrainArgs {
   double clip_norm = 0;
 };
 
-// One train step on model type M (the CPU Model, or the CUDA addon's CudaModel: anything with
-// inputs(), outputs() and train_step() as in core/model.h), resolving to the loss.
+// One train step on model type M (the CUDA addon's CudaModel: anything with inputs(), outputs()
+// and train_step() as in core/model.h), resolving to the loss. Copies x and the target now, as
+// TrainJob does: the caller may overwrite, shrink or transfer (detach) them while the step runs.
 template <class M>
 class TrainJobT final : public Job {
  public:
   TrainJobT(std::shared_ptr<M> model, const TrainArgs& a)
       : model_(std::move(model)),
-        x_ref_(Napi::Persistent(a.x.Object())),
-        target_ref_(Napi::Persistent(Napi::Object(a.x.env, a.target))),
-        x_(a.x.Data()),
         batch_(a.batch),
         loss_(a.loss),
         loss_param_(a.loss_param),
-        target_(a.target_data),
         optimizer_(a.optimizer),
         hyper_(a.hyper),
         clip_norm_(a.clip_norm) {
@@ -110,12 +106,20 @@ class TrainJobT final : public Job {
     if (a.x.ElementLength() != a.batch * model_->inputs() || a.target_length != want) {
       throw RangeError(Napi::Env(a.x.env), "trainStepAsync: x or target does not match batch");
     }
+    x_.assign(a.x.Data(), a.x.Data() + a.x.ElementLength());
+    if (a.target_data.labels) {
+      target_labels_.assign(a.target_data.labels, a.target_data.labels + a.target_length);
+    } else {
+      target_values_.assign(a.target_data.values, a.target_data.values + a.target_length);
+    }
   }
 
  private:
   void Run() override {
     try {
-      result_ = model_->train_step(x_, batch_, loss_, loss_param_, target_, optimizer_, hyper_, clip_norm_);
+      const LossTarget target = loss_uses_labels(loss_) ? LossTarget{nullptr, target_labels_.data()}
+                                                        : LossTarget{target_values_.data(), nullptr};
+      result_ = model_->train_step(x_.data(), batch_, loss_, loss_param_, target, optimizer_, hyper_, clip_norm_);
     } catch (...) {
       error_ = CaptureCurrentException("trainStepAsync");
       failed_ = true;
@@ -128,13 +132,12 @@ class TrainJobT final : public Job {
   }
 
   std::shared_ptr<M> model_;
-  Napi::ObjectReference x_ref_;
-  Napi::ObjectReference target_ref_;
-  const float* x_;
+  std::vector<float> x_;
+  std::vector<float> target_values_;
+  std::vector<std::int32_t> target_labels_;
   std::size_t batch_;
   Loss loss_;
   double loss_param_;
-  LossTarget target_;
   Optimizer optimizer_;
   Hyper hyper_;
   double clip_norm_;

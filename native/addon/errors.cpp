@@ -39,7 +39,7 @@ CapturedError CaptureCurrentException(const char* what) {
   } catch (const std::length_error& e) {
     return {CapturedError::Kind::Range, prefix + e.what()};
   } catch (const std::invalid_argument& e) {
-    return {CapturedError::Kind::Type, prefix + e.what()};
+    return {CapturedError::Kind::Range, prefix + e.what()};
   } catch (const std::bad_alloc&) {
     return {CapturedError::Kind::OutOfMemory, prefix + "out of memory"};
   } catch (const std::exception& e) {

@@ -31,8 +31,10 @@ struct CapturedError {
 };
 
 // Call only inside a catch block: classifies the exception in flight and prefixes "what: ".
-// std::out_of_range and std::length_error are range errors, std::invalid_argument type errors,
-// std::bad_alloc an out-of-memory RangeError; anything else a plain Error.
+// std::out_of_range, std::length_error and std::invalid_argument are range errors (the core
+// throws invalid_argument for values it cannot take: a scale that is not finite, a k too large;
+// the types were checked before the core saw them), std::bad_alloc an out-of-memory
+// RangeError; anything else a plain Error.
 CapturedError CaptureCurrentException(const char* what);
 Napi::Error ToJsError(Napi::Env env, const CapturedError& error);
 

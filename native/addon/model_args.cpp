@@ -1,5 +1,6 @@
 #include "addon/model_args.h"
 
+#include <cmath>
 #include <string>
 
 #include "addon/checks.h"
@@ -29,6 +30,16 @@ Hyper ReadHyper(const Napi::Value& v, const char* what) {
                                   " elements [lr, weightDecay, momentum, dampening, nesterov, beta1, beta2, eps], got " +
                                   std::to_string(hyper.ElementLength()));
   }
+  // The TypeScript optimizers check their options; the raw addon is checked here too, so NaN
+  // or an infinity can never reach the weights through it.
+  static const char* const names[kHyperCount] = {"lr", "weightDecay", "momentum", "dampening",
+                                                 "nesterov", "beta1", "beta2", "eps"};
+  for (std::size_t i = 0; i < kHyperCount; ++i) {
+    if (!std::isfinite(hyper.Data()[i])) {
+      throw RangeError(v.Env(), std::string(what) + ": hyper[" + std::to_string(i) + "] (" + names[i] +
+                                    ") must be a finite number, got " + FormatNumber(hyper.Data()[i]));
+    }
+  }
   return Hyper::from_array(hyper.Data());
 }
 
@@ -49,7 +60,6 @@ TrainArgs ReadTrainArgs(const Napi::CallbackInfo& info, std::size_t inputs, std:
   a.loss = static_cast<Loss>(CodeArg(info[2], what, "loss", "a loss", kLossCount));
   a.loss_param = NumberArg(info[3], what, "lossParam");
   ExpectLength(env, a.x.ElementLength(), a.batch, inputs, what, "x", "batch * inputs");
-  a.target = info[4];
   ReadTarget(info[4], a.loss, a.batch, outputs, what, &a.target_length, &a.target_data);
   a.optimizer = static_cast<Optimizer>(CodeArg(info[5], what, "optimizer", "an optimizer", kOptimizerCount));
   a.hyper = ReadHyper(info[6], what);

@@ -47,9 +47,6 @@ class PredictorHandle {
     return model_;
   }
 
-  // The model's bytes, or 0 once disposed.
-  double Bytes() const { return model_ ? static_cast<double>(model_->bytes()) : 0.0; }
-
   Napi::Value Predict(const Napi::CallbackInfo& info) {
     constexpr const char* what = "predict";
     Napi::Env env = info.Env();

@@ -91,7 +91,6 @@ Napi::Function SparseModelWrap::DefineClass(Napi::Env env) {
                                                   {
                                                       InstanceMethod<&SparseModelWrap::Predict>("predict"),
                                                       InstanceMethod<&SparseModelWrap::PredictAsync>("predictAsync"),
-                                                      InstanceAccessor<&SparseModelWrap::Bytes>("bytes"),
                                                       InstanceMethod<&SparseModelWrap::Dispose>("dispose"),
                                                   });
 }
@@ -117,7 +116,11 @@ SparseModelWrap::SparseModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectW
     for (const LayerCopy& c : copies) sources.push_back(c.source);
     model = std::make_shared<sparse::SparseModel>(enc, sources);
   });
+  // The size as a read-only data property (see ModelWrap): a prototype getter can be called on
+  // any object, and V8 does not check that its receiver is a SparseModel.
   const std::size_t bytes = model->bytes();
+  info.This().As<Napi::Object>().DefineProperty(
+      Napi::PropertyDescriptor::Value("bytes", Napi::Number::New(env, static_cast<double>(bytes)), napi_enumerable));
   handle_.Adopt(env, std::move(model), bytes);
 }
 

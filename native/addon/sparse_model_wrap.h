@@ -23,7 +23,6 @@ class SparseModelWrap final : public Napi::ObjectWrap<SparseModelWrap> {
  private:
   Napi::Value Predict(const Napi::CallbackInfo& info) { return handle_.Predict(info); }
   Napi::Value PredictAsync(const Napi::CallbackInfo& info) { return handle_.PredictAsync(info, "mlpkit:sparsePredictAsync"); }
-  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), handle_.Bytes()); }
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   PredictorHandle<sparse::SparseModel> handle_;

@@ -16,10 +16,6 @@ Napi::Function CudaModelWrap::DefineClass(Napi::Env env) {
   return ObjectWrap<CudaModelWrap>::DefineClass(
       env, "Model",
       {
-          InstanceAccessor<&CudaModelWrap::ParamCount>("paramCount", napi_enumerable),
-          InstanceAccessor<&CudaModelWrap::Outputs>("outputs", napi_enumerable),
-          InstanceAccessor<&CudaModelWrap::Precision>("precision", napi_enumerable),
-          InstanceAccessor<&CudaModelWrap::Kernel>("kernel", napi_enumerable),
           InstanceMethod<&CudaModelWrap::Predict>("predict"),
           InstanceMethod<&CudaModelWrap::PredictAsync>("predictAsync"),
           InstanceMethod<&CudaModelWrap::GetParams>("getParams"),
@@ -56,24 +52,20 @@ CudaModelWrap::CudaModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   outputs_ = model->outputs();
   precision_ = cuda::precision_name(model->precision());
   kernel_ = model->kernel();
+  // Read-only data properties, not prototype getters: V8 does not check a getter's receiver, so
+  // a getter called on a foreign object would read a wrapper of another class.
+  info.This().As<Napi::Object>().DefineProperties({
+      Napi::PropertyDescriptor::Value("paramCount", Napi::Number::New(env, static_cast<double>(param_count_)), napi_enumerable),
+      Napi::PropertyDescriptor::Value("outputs", Napi::Number::New(env, static_cast<double>(outputs_)), napi_enumerable),
+      Napi::PropertyDescriptor::Value("precision", Napi::String::New(env, precision_), napi_enumerable),
+      Napi::PropertyDescriptor::Value("kernel", Napi::String::New(env, kernel_), napi_enumerable),
+  });
   // Parameters, gradients and moments live on the device; the GC is told about an equivalent
   // amount so that dropped models (and their GPU memory) are collected at a similar pace.
   handle_.Adopt(env, std::move(model), 4 * sizeof(float) * param_count_);
 }
 
 CudaModelWrap::~CudaModelWrap() { handle_.Release(Env()); }
-
-Napi::Value CudaModelWrap::ParamCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(param_count_));
-}
-
-Napi::Value CudaModelWrap::Outputs(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(outputs_));
-}
-
-Napi::Value CudaModelWrap::Precision(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), precision_); }
-
-Napi::Value CudaModelWrap::Kernel(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kernel_); }
 
 Napi::Value CudaModelWrap::GetParams(const Napi::CallbackInfo& info) {
   constexpr const char* what = "getParams";

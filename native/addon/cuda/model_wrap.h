@@ -21,11 +21,6 @@ class CudaModelWrap final : public Napi::ObjectWrap<CudaModelWrap> {
   ~CudaModelWrap() override;
 
  private:
-  Napi::Value ParamCount(const Napi::CallbackInfo& info);
-  Napi::Value Outputs(const Napi::CallbackInfo& info);
-  Napi::Value Precision(const Napi::CallbackInfo& info);
-  Napi::Value Kernel(const Napi::CallbackInfo& info);
-
   Napi::Value Predict(const Napi::CallbackInfo& info) { return handle_.Predict(info); }
   Napi::Value PredictAsync(const Napi::CallbackInfo& info) { return handle_.PredictAsync(info, "mlpkit:cuda:predictAsync"); }
   Napi::Value GetParams(const Napi::CallbackInfo& info);

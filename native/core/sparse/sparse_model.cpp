@@ -1,6 +1,7 @@
 #include "core/sparse/sparse_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -11,6 +12,8 @@
 
 namespace mlpkit::sparse {
 namespace {
+
+std::atomic<std::size_t> g_live_sparse_models{0};
 
 // Rows that go through the layers together and share one union of kept units: the tiles of
 // the model's semantics (a predictor layer's denseFromRows counts them; SPARSE_TILE_ROWS in
@@ -44,6 +47,10 @@ constexpr std::size_t kColumnGroup = 64;
 constexpr double kSparseGemmFraction = 0.9;
 // Sparse products split their kept inputs into this many fixed ranges (see run_tile).
 constexpr std::size_t kAxpyParts = 8;
+
+// The most a thread keeps of its scratch between calls: enough for a 16384-unit layer at a tile
+// of 16 rows (~14 MiB), the largest the benches run.
+constexpr std::size_t kKeepScratchBytes = std::size_t(32) << 20;
 
 std::size_t padded(std::size_t n) { return (n + cpu::kPanel - 1) / cpu::kPanel * cpu::kPanel; }
 
@@ -159,12 +166,27 @@ void dense_gemm(const float* b, std::size_t b_rs, std::size_t b_ps, const float*
 
 }  // namespace
 
+// One thread's working buffers, kept between its calls (at batch 1 the allocations would cost
+// more than a small model's layers). They grow with the widest layer and the tile's rows
+// (~80 bytes per unit per row, most of it the axpy partial sums), so a thread that ran a big
+// model would hold tens of MiB after the model is gone: past kKeepScratchBytes they are
+// released when the call ends.
 struct SparseModel::Scratch {
   AlignedVector<float> enc, ping0, ping1, ping2, low, aux, partial;
   std::vector<std::uint32_t> idx, uni;
   std::vector<std::uint8_t> mark;
   std::vector<std::size_t> counts;
   std::vector<std::uint64_t> keys;
+
+  std::size_t bytes() const {
+    return sizeof(float) * (enc.capacity() + ping0.capacity() + ping1.capacity() + ping2.capacity() + low.capacity() +
+                            aux.capacity() + partial.capacity()) +
+           sizeof(std::uint32_t) * (idx.capacity() + uni.capacity()) + mark.capacity() +
+           sizeof(std::size_t) * counts.capacity() + sizeof(std::uint64_t) * keys.capacity();
+  }
+  void trim() {
+    if (bytes() > kKeepScratchBytes) *this = Scratch();
+  }
 };
 
 SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseLayerSource>& layers)
@@ -273,7 +295,12 @@ SparseModel::SparseModel(const EncodingSpec& encoding, const std::vector<SparseL
   max_width_ = std::max(max_width_, encoding_.width());
   // As floats: a group that falls back to the GEMM reads the float panel copy, int8 or not.
   for (const Layer& l : layers_) widest_layer_bytes_ = std::max(widest_layer_bytes_, l.k * l.rows * sizeof(float));
+  g_live_sparse_models.fetch_add(1, std::memory_order_relaxed);  // last: a constructor that throws made no model
 }
+
+SparseModel::~SparseModel() { g_live_sparse_models.fetch_sub(1, std::memory_order_relaxed); }
+
+std::size_t SparseModel::live_count() { return g_live_sparse_models.load(std::memory_order_relaxed); }
 
 std::size_t SparseModel::bytes() const {
   std::size_t total = 0;
@@ -285,9 +312,9 @@ std::size_t SparseModel::bytes() const {
   return total;
 }
 
-void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool inner, Scratch& s) const {
+void SparseModel::run_tile(const float* x, std::size_t rows, float* out, int threads, Scratch& s) const {
   const cpu::Kernels& kern = cpu::kernels();
-  const int threads = thread_count();
+  const bool inner = threads > 1;
   const float* in = x;
   if (encoding_.type != Encoding::Identity) {
     encode_forward(encoding_, x, rows, s.enc.data());
@@ -301,7 +328,7 @@ void SparseModel::run_tile(const float* x, std::size_t rows, float* out, bool in
     const Layer& l = layers_[li];
     const bool last = li + 1 == layers_.size();
     float* dst = last ? out : ping[li % 3];
-    const bool parallel = inner && threads > 1 && l.k * l.rows * rows >= kParallelMacs;
+    const bool parallel = inner && l.k * l.rows * rows >= kParallelMacs;
     std::uint32_t* idx = s.idx.data();  // rows x n kept lists
     std::size_t* counts = s.counts.data();
 
@@ -634,6 +661,9 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
   };
   const std::size_t tallest = std::min(batch, grouped ? kGroupRows : kTileRows);
 
+  // Read once: setThreads() may run on another thread during this call, and the scratch (one
+  // top-k key list per part) is sized for the count the tiles share their work by.
+  const int threads = std::max(1, thread_count());
   const std::size_t enc_w = encoding_.type == Encoding::Identity ? 0 : encoding_.width();
   auto make_scratch = [&](Scratch& s, std::size_t rows) {
     s.enc.resize(rows * enc_w);
@@ -647,10 +677,9 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
     s.uni.resize(max_width_);
     s.mark.resize(max_width_);
     s.counts.resize(rows);
-    s.keys.resize(max_width_ * static_cast<std::size_t>(std::max(1, thread_count())));
+    s.keys.resize(max_width_ * static_cast<std::size_t>(threads));
   };
   const std::size_t out_w = outputs(), in_w = inputs();
-  const int threads = thread_count();
   // Groups are shared out whole only when there are enough of them to balance the pool.
   if (spans == 1 || threads == 1 || (grouped && spans < 2 * static_cast<std::size_t>(threads))) {
     // One span at a time, the pool working inside each layer.
@@ -659,8 +688,9 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
     for (std::size_t i = 0; i < spans; ++i) {
       std::size_t r0 = 0;
       const std::size_t rows = span_rows(i, r0);
-      run_tile(x + r0 * in_w, rows, out + r0 * out_w, true, kept);
+      run_tile(x + r0 * in_w, rows, out + r0 * out_w, threads, kept);
     }
+    kept.trim();
     return;
   }
   // Many spans: one per task, each on one thread.
@@ -669,7 +699,8 @@ void SparseModel::predict(const float* x, std::size_t batch, float* out) const {
     make_scratch(kept, tallest);
     std::size_t r0 = 0;
     const std::size_t rows = span_rows(i, r0);
-    run_tile(x + r0 * in_w, rows, out + r0 * out_w, false, kept);
+    run_tile(x + r0 * in_w, rows, out + r0 * out_w, 1, kept);
+    kept.trim();
   });
 }
 

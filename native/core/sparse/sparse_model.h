@@ -64,6 +64,12 @@ class SparseModel final : public Predictor {
   // Copies the weights. Throws std::invalid_argument for layers that do not chain or settings
   // that do not fit them.
   SparseModel(const EncodingSpec& encoding, const std::vector<SparseLayerSource>& layers);
+  SparseModel(const SparseModel&) = delete;
+  SparseModel& operator=(const SparseModel&) = delete;
+  ~SparseModel() override;
+
+  // Sparse models alive in the process (leak tests watch it).
+  static std::size_t live_count();
 
   std::size_t inputs() const override { return encoding_.inputs; }
   std::size_t outputs() const override { return layers_.back().n; }
@@ -104,7 +110,9 @@ class SparseModel final : public Predictor {
   };
   struct Scratch;
 
-  void run_tile(const float* x, std::size_t rows, float* out, bool inner_parallel, Scratch& s) const;
+  // threads: the pool's size as predict read it, which the tile shares its layers' work by (1:
+  // the tile runs on one thread, as a task of a predict that shares out whole tiles).
+  void run_tile(const float* x, std::size_t rows, float* out, int threads, Scratch& s) const;
 
   EncodingSpec encoding_;
   std::vector<Layer> layers_;
