@@ -14,7 +14,7 @@ import { selectBackend } from '../lib/backend/index.js';
 import { referenceBackend } from '../lib/backend/reference/index.js';
 import type { SparseLayer } from '../lib/backend/types.js';
 import { selectTop } from '../lib/sparse/select.js';
-import { denseFromRowsOf } from '../lib/sparse/calibrate.js';
+import { denseFromRowsOf, thresholdForDensity } from '../lib/sparse/calibrate.js';
 import { tensorsToSparse } from '../lib/sparse/file.js';
 import { readSafetensors } from '../lib/io/safetensors.js';
 import { backendsUnderTest, expectClose, hasNative, randomArray } from './helpers.js';
@@ -366,6 +366,21 @@ describe.each(backendsUnderTest())('approximate modes on %s', (backend) => {
     // Too few rows to measure a tile of 6: estimated as independent picks of 10%, 1 - 0.9^7 > 0.5.
     expect(denseFromRowsOf([range(0, 10), range(10, 20)], n)).toBe(7);
     expect(denseFromRowsOf([], n)).toBe(0);
+  });
+});
+
+describe('thresholdForDensity', () => {
+  it('samples every unit of a big layer (its stride is coprime with the width)', () => {
+    // 8.4M values, so the sample is strided: even units in [0, 1), odd units in [1, 2). Keeping
+    // a quarter needs a cutoff near 1.5; a stride of 2 saw the even units only and cut near 0.75.
+    const width = 16;
+    const h = new Float32Array(width * 525_000);
+    for (let i = 0; i < h.length; i++) h[i] = (i % 2) + ((i * 2654435761) % 1000) / 1000;
+    const t = thresholdForDensity(h, 0.25, width);
+    let kept = 0;
+    for (let i = 0; i < h.length; i++) kept += Math.abs(h[i]) > t ? 1 : 0;
+    expect(kept / h.length).toBeGreaterThan(0.24);
+    expect(kept / h.length).toBeLessThan(0.26);
   });
 });
 

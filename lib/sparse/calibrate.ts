@@ -86,10 +86,13 @@ export function selectionValues(net: Mlp, l: number, input: Float32Array, backen
   return gateValues(net, l, input, backend, true);
 }
 
-/** The cutoff t that keeps about `density` of the values (|h| > t), over all rows. */
-export function thresholdForDensity(h: Float32Array, density: number): number {
-  // A strided sample is plenty for a quantile, and keeps the sort short on big layers.
-  const stride = Math.max(1, Math.floor(h.length / 4_000_000));
+/** The cutoff t that keeps about `density` of the values (|h| > t), over all rows of `width` units. */
+export function thresholdForDensity(h: Float32Array, density: number, width: number): number {
+  // A strided sample is plenty for a quantile, and keeps the sort short on big layers. The
+  // stride is coprime with the width, so the sample visits every unit: a stride of 2 through
+  // rows of 16384 units would see the even units only, whose magnitudes may differ.
+  let stride = Math.max(1, Math.floor(h.length / 4_000_000));
+  while (gcd(stride, width) !== 1) stride++;
   const sample = new Float32Array(Math.ceil(h.length / stride));
   for (let i = 0, j = 0; i < h.length; i += stride, j++) sample[j] = Math.abs(h[i]);
   sample.sort();
@@ -101,6 +104,11 @@ export function thresholdForDensity(h: Float32Array, density: number): number {
   const dropped = sample[sample.length - keep - 1];
   const kept = keep > 0 ? sample[sample.length - keep] : dropped;
   return dropped + (kept - dropped) / 2;
+}
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
 }
 
 /** Per row, the dense layer's k largest nonzero |h|: what a predictor should pick. */

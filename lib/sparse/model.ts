@@ -200,7 +200,7 @@ export class SparseMlp {
       const h = input ? selectionValues(net, li, input, o.backend) : null;
       let recall: number | null = null;
       if (o.mode === 'threshold') {
-        layer.threshold = o.threshold ?? thresholdForDensity(h!, o.targetDensity!);
+        layer.threshold = o.threshold ?? thresholdForDensity(h!, o.targetDensity!, n);
       } else if (o.mode === 'topk') {
         layer.k = k;
       } else if (o.mode === 'predictor') {
