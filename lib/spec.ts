@@ -183,14 +183,21 @@ export function parameterLayout(spec: NormalizedSpec): { slots: LayerSlot[]; cou
   return { slots, count: offset };
 }
 
-export function toModelConfig(spec: NormalizedSpec): ModelConfig {
-  const L = spec.layers.length;
+/** The input and encoding fields every backend model's config starts with (dense, quantised, sparse). */
+export function encodingConfig(spec: Pick<NormalizedSpec, 'inputs' | 'encoding'>): Pick<ModelConfig, 'inputs' | 'encoding' | 'octaves' | 'includeInput'> {
   const enc = spec.encoding;
   return {
     inputs: spec.inputs,
     encoding: ENCODINGS.indexOf(enc.type),
     octaves: enc.type === 'frequency' ? enc.octaves : 0,
     includeInput: enc.type === 'frequency' ? enc.includeInput : false,
+  };
+}
+
+export function toModelConfig(spec: NormalizedSpec): ModelConfig {
+  const L = spec.layers.length;
+  return {
+    ...encodingConfig(spec),
     units: Int32Array.from(spec.layers, (l) => l.units),
     activations: Int32Array.from(spec.layers, (l) => ACTIVATIONS.indexOf(l.activation)),
     alphas: Float32Array.from(spec.layers, (l) => (l.activation === 'leaky_relu' ? l.alpha : 0)),

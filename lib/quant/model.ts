@@ -8,7 +8,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { BACKEND_CHOICES, nativeAvailable, type BackendChoice } from '../backend/index.js';
-import { ACTIVATIONS, ENCODINGS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
+import { ACTIVATIONS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
+import { encodingConfig } from '../spec.js';
 import { disposedError, rangeError, typeError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
@@ -127,15 +128,8 @@ export class QuantizedMlp {
     for (let start = 0; start < layers.length;) {
       let end = start + 1;
       while (end < layers.length && layerActivations[end] === layerActivations[start]) end++;
-      const enc = description.encoding;
       const config: QuantModelConfig = start === 0
-        ? {
-            inputs: description.inputs,
-            encoding: ENCODINGS.indexOf(enc.type),
-            octaves: enc.type === 'frequency' ? enc.octaves : 0,
-            includeInput: enc.type === 'frequency' ? enc.includeInput : false,
-            activations: QUANT_ACTIVATIONS.indexOf(layerActivations[start]),
-          }
+        ? { ...encodingConfig(description), activations: QUANT_ACTIVATIONS.indexOf(layerActivations[start]) }
         : { inputs: layers[start].inputs, encoding: 0, octaves: 0, includeInput: false, activations: QUANT_ACTIVATIONS.indexOf(layerActivations[start]) };
       try {
         segments.push({ model: quantBackend.createQuantModel(config, layers.slice(start, end)), outputs: layers[end - 1].outputs });

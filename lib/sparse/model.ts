@@ -6,11 +6,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { BACKEND_CHOICES, selectBackend, type BackendChoice } from '../backend/index.js';
 import { referenceBackend } from '../backend/reference/index.js';
-import { ENCODINGS, type Backend, type BackendSparseModel, type SparseLayer, type SparseModelConfig } from '../backend/types.js';
+import type { Backend, BackendSparseModel, SparseLayer } from '../backend/types.js';
 import { ERR_NATIVE_UNAVAILABLE, disposedError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
-import type { NormalizedSpec } from '../spec.js';
+import { encodingConfig, type NormalizedSpec } from '../spec.js';
 import { expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath, rejectUnknownKeys } from '../validate.js';
 import { VERSION } from '../version.js';
 import { errorStats, keptFraction, selectionValues, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
@@ -95,16 +95,6 @@ function sparseBackend(choice: BackendChoice): Backend & { name: 'native' | 'ref
     });
   }
   return referenceBackend as Backend & { name: 'reference' };
-}
-
-function encodingConfig(spec: NormalizedSpec): SparseModelConfig {
-  const enc = spec.encoding;
-  return {
-    inputs: spec.inputs,
-    encoding: ENCODINGS.indexOf(enc.type),
-    octaves: enc.type === 'frequency' ? enc.octaves : 0,
-    includeInput: enc.type === 'frequency' ? enc.includeInput : false,
-  };
 }
 
 /**
