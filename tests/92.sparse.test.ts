@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { Mlp, SparseMlp, type SparsifyOptions } from '../lib/index.js';
 import { selectBackend } from '../lib/backend/index.js';
 import { referenceBackend } from '../lib/backend/reference/index.js';
-import type { SparseLayer } from '../lib/backend/types.js';
+import type { SparseLayer, SparseModelConfig } from '../lib/backend/types.js';
 import { selectTop } from '../lib/sparse/select.js';
 import { denseFromRowsOf, thresholdForDensity } from '../lib/sparse/calibrate.js';
 import { tensorsToSparse } from '../lib/sparse/file.js';
@@ -61,6 +61,22 @@ describe.each(backendsUnderTest())('exact mode on %s', (backend) => {
     expectClose(sparse.predict(x), dense.predict(x), 1e-5);
   });
 });
+
+/** The native and reference sparse models built from the same layers predict the same rows. */
+function expectBackendsAgree(config: SparseModelConfig, layers: SparseLayer[], outputs: number, batches: number[], seed: number, tol: number, label: string) {
+  const native = selectBackend('native').createSparseModel!(config, layers);
+  const reference = referenceBackend.createSparseModel!(config, layers);
+  for (const batch of batches) {
+    const x = randomArray(batch * config.inputs, seed + batch);
+    const a = new Float32Array(batch * outputs);
+    const b = new Float32Array(batch * outputs);
+    native.predict(x, batch, a);
+    reference.predict(x, batch, b);
+    expectClose(a, b, tol, `${label} batch ${batch}`);
+  }
+  native.dispose();
+  reference.dispose();
+}
 
 describe.runIf(nativeSparse)('native sparse model', () => {
   it('a row gives the same result alone as inside any batch (exact mode: the same bits)', async () => {
@@ -173,18 +189,7 @@ describe.runIf(nativeSparse)('native sparse model', () => {
           { ...base, inputs, outputs: hidden, activation, alpha: 0.1, weight: w1, bias: b1, mode: 0, ...c } as SparseLayer,
           { ...base, inputs: hidden, outputs, activation: 0, alpha: 0, weight: w2, bias: null, mode: 0 },
         ];
-        const native = selectBackend('native').createSparseModel!(config, layers);
-        const reference = referenceBackend.createSparseModel!(config, layers);
-        for (const batch of [1, 5, 40]) {
-          const x = randomArray(batch * inputs, 10 + batch);
-          const a = new Float32Array(batch * outputs);
-          const b = new Float32Array(batch * outputs);
-          native.predict(x, batch, a);
-          reference.predict(x, batch, b);
-          expectClose(a, b, 1e-4, `mode ${c.mode} activation ${activation} batch ${batch}`);
-        }
-        native.dispose();
-        reference.dispose();
+        expectBackendsAgree(config, layers, outputs, [1, 5, 40], 10, 1e-4, `mode ${c.mode} activation ${activation}`);
       }
     }
   });
@@ -204,18 +209,7 @@ describe.runIf(nativeSparse)('native sparse model', () => {
     const config = { inputs, encoding: 0, octaves: 0, includeInput: false };
     for (const c of cases) {
       const layer = { ...base, inputs, outputs: n, activation: 1, alpha: 0, weight: w, mode: 0, ...c } as SparseLayer;
-      const native = selectBackend('native').createSparseModel!(config, [layer]);
-      const reference = referenceBackend.createSparseModel!(config, [layer]);
-      for (const batch of [1, 3, 17]) {
-        const x = randomArray(batch * inputs, 40 + batch);
-        const a = new Float32Array(batch * n);
-        const b = new Float32Array(batch * n);
-        native.predict(x, batch, a);
-        reference.predict(x, batch, b);
-        expectClose(a, b, 1e-5, `last layer mode ${c.mode} batch ${batch}`);
-      }
-      native.dispose();
-      reference.dispose();
+      expectBackendsAgree(config, [layer], n, [1, 3, 17], 40, 1e-5, `last layer mode ${c.mode}`);
     }
   });
 
