@@ -48,9 +48,10 @@ constexpr double kSparseGemmFraction = 0.9;
 // Sparse products split their kept inputs into this many fixed ranges (see run_tile).
 constexpr std::size_t kAxpyParts = 8;
 
-// The most a thread keeps of its scratch between calls: enough for a 16384-unit layer at a tile
-// of 16 rows (~14 MiB), the largest the benches run.
-constexpr std::size_t kKeepScratchBytes = std::size_t(32) << 20;
+// The most a thread keeps of its scratch between calls: enough for a 16384-unit layer at a group
+// of 64 rows (~54 MiB), the largest the benches run, so no bench call pays for allocating and
+// zeroing it again.
+constexpr std::size_t kKeepScratchBytes = std::size_t(64) << 20;
 
 std::size_t padded(std::size_t n) { return (n + cpu::kPanel - 1) / cpu::kPanel * cpu::kPanel; }
 
@@ -168,7 +169,7 @@ void dense_gemm(const float* b, std::size_t b_rs, std::size_t b_ps, const float*
 
 // One thread's working buffers, kept between its calls (at batch 1 the allocations would cost
 // more than a small model's layers). They grow with the widest layer and the tile's rows
-// (~80 bytes per unit per row, most of it the axpy partial sums), so a thread that ran a big
+// (~52 bytes per unit per row, most of it the axpy partial sums), so a thread that ran a big
 // model would hold tens of MiB after the model is gone: past kKeepScratchBytes they are
 // released when the call ends.
 struct SparseModel::Scratch {
