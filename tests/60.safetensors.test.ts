@@ -133,6 +133,41 @@ describe('safetensors reader rejects bad files with an error naming the problem'
     expect(file.tensors.b.data).toEqual(Int32Array.of(7, -1, 2));
   });
 
+  it('refuses overlapping tensors before it decodes any (a small file could ask for gigabytes)', () => {
+    // t0's I64 value does not fit int32: decoding it first would report that instead. And 2000
+    // entries over one 1 MiB span were 2000 decoded copies (3 GB) before the overlap error.
+    const data = new Uint8Array(8);
+    new DataView(data.buffer).setBigInt64(0, 2n ** 40n, true);
+    const header = { t0: { dtype: 'I64', shape: [1], data_offsets: [0, 8] }, t1: { dtype: 'U8', shape: [8], data_offsets: [0, 8] } };
+    expect(() => readSafetensors(raw(header, data))).toThrow(/'t0' and 't1' overlap/);
+    const big = new Uint8Array(1 << 20);
+    const many = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`t${i}`, { dtype: 'F32', shape: [1 << 18], data_offsets: [0, 1 << 20] }]));
+    const before = process.memoryUsage().arrayBuffers;
+    expect(() => readSafetensors(raw(many, big))).toThrow(/overlap/);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('says that a torch.save checkpoint is not a safetensors file (not "truncated")', () => {
+    const zip = new Uint8Array(4096);
+    zip.set([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x08, 0x08]);
+    const pickle = new Uint8Array(4096);
+    pickle.set([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46]);
+    expect(() => readSafetensors(zip)).toThrow(/not a safetensors file but a zip archive \(a torch.save checkpoint\?\).*save_file/);
+    expect(() => readSafetensors(pickle)).toThrow(/not a safetensors file but a Python pickle/);
+  });
+
+  it('writes only what it reads back: metadata key __proto__, I64 within int32, F32 without new infinities', () => {
+    const meta = JSON.parse('{"__proto__": "a", "other": "b"}') as Record<string, string>;
+    const bytes = writeSafetensors({ a: { shape: [1], data: Float32Array.of(1) } }, meta);
+    expect(Object.keys(readSafetensors(bytes).metadata).sort()).toEqual(['__proto__', 'other']);
+    expect(() => writeSafetensors({ s: { shape: [1], data: Float64Array.of(2 ** 31), dtype: 'I64' } })).toThrow(RangeError);
+    expect(readSafetensors(writeSafetensors({ s: { shape: [2], data: Float64Array.of(2 ** 31 - 1, -(2 ** 31)), dtype: 'I64' } })).tensors.s.data).toEqual(Int32Array.of(2 ** 31 - 1, -(2 ** 31)));
+    expect(() => writeSafetensors({ w: { shape: [2], data: Float64Array.of(1, 1e300), dtype: 'F32' } })).toThrow(/1e\+300 at 1 does not fit F32/);
+    // Infinities and NaN given as such, and values that merely round, are written as they are.
+    const f = readSafetensors(writeSafetensors({ w: { shape: [3], data: Float64Array.of(Infinity, NaN, 1e-50), dtype: 'F32' } })).tensors.w.data;
+    expect(Array.from(f)).toEqual([Infinity, NaN, 0]);
+  });
+
   it('pads the header so the data section is 8-byte aligned', () => {
     const bytes = writeSafetensors({ a: { shape: [1], data: Float32Array.of(1) } }, { k: 'v' });
     const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));

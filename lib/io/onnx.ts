@@ -19,6 +19,8 @@ const ATTRIBUTE_INT = 2; // AttributeProto.AttributeType.INT
 
 // mlpkit activations that are one parameter-free ONNX op, and silu (x * sigmoid(x), two ops).
 // Anything else (leaky_relu's alpha, gelu, ...) is refused, not guessed.
+// One difference on purpose: for a NaN input mlpkit's relu gives 0 (z > 0 ? z : 0, README "NaN
+// and Infinity") while ONNX Relu keeps the NaN, as PyTorch does; finite inputs agree.
 const ACTIVATION_OPS: Record<string, string> = { relu: 'Relu', sigmoid: 'Sigmoid', tanh: 'Tanh' };
 const EXPORTED_ACTIVATIONS = new Set(['none', 'silu', ...Object.keys(ACTIVATION_OPS)]);
 

@@ -121,6 +121,14 @@ export function readSafetensors(input: Uint8Array): SafetensorsFile {
   prefix.set(bytes.subarray(0, 8));
   const headerLen = new DataView(prefix.buffer).getBigUint64(0, true);
   if (headerLen > BigInt(length - 8)) {
+    // torch.save writes a zip archive (or, before PyTorch 1.6, a pickle): its first bytes read
+    // as an impossible header length. Say what the file is rather than "truncated".
+    const zip = bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04;
+    const pickle = bytes[0] === 0x80 && bytes[1] >= 2 && bytes[1] <= 5;
+    if (zip || pickle) {
+      fail(`this is not a safetensors file but a ${zip ? 'zip archive' : 'Python pickle'} (a torch.save checkpoint?); ` +
+        'write the weights with safetensors.torch.save_file(model.state_dict(), path) instead');
+    }
     fail(`header length ${headerLen} runs past the end of the ${length}-byte file (truncated?)`);
   }
   if (headerLen > BigInt(MAX_HEADER_BYTES)) fail(`header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes`);
@@ -141,7 +149,7 @@ export function readSafetensors(input: Uint8Array): SafetensorsFile {
   // Null prototypes: a tensor or metadata key '__proto__' is an entry like any other.
   const tensors = Object.create(null) as Record<string, Tensor>;
   const metadata = Object.create(null) as Record<string, string>;
-  const spans: { name: string; begin: number; end: number }[] = [];
+  const spans: { name: string; dtype: Dtype; shape: number[]; count: number; begin: number; end: number }[] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     const where = `tensor '${clip(name)}'`;
     if (name === '__metadata__') {
@@ -173,16 +181,17 @@ export function readSafetensors(input: Uint8Array): SafetensorsFile {
     if (count * size !== end - begin) {
       fail(`${where}: shape ${preview(shape)} of ${dtype} needs ${count * size} bytes but data_offsets span ${end - begin}`);
     }
-    spans.push({ name, begin, end });
-    tensors[name] = {
-      dtype,
-      shape: (shape as number[]).slice(),
-      data: decode(dtype, bytes.subarray(dataStart + begin, dataStart + end), count, name),
-    };
+    spans.push({ name, dtype, shape: (shape as number[]).slice(), count, begin, end });
   }
-  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i].begin < spans[i - 1].end) fail(`tensors '${clip(spans[i - 1].name)}' and '${clip(spans[i].name)}' overlap`);
+  // Overlaps are refused before any tensor is decoded: a small file whose many entries all
+  // point at one large span would otherwise be decoded once per entry (gigabytes for a 1 MB file)
+  // before the error.
+  const sorted = spans.slice().sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end) fail(`tensors '${clip(sorted[i - 1].name)}' and '${clip(sorted[i].name)}' overlap`);
+  }
+  for (const { name, dtype, shape, count, begin, end } of spans) {
+    tensors[name] = { dtype, shape, data: decode(dtype, bytes.subarray(dataStart + begin, dataStart + end), count, name) };
   }
   return { tensors, metadata };
 }
@@ -250,7 +259,9 @@ const INTEGER_RANGE: Partial<Record<WritableDtype, [number, number]>> = {
   I8: [-128, 127],
   U8: [0, 255],
   I32: [-(2 ** 31), 2 ** 31 - 1],
-  I64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  // The reader gives I64 tensors back as Int32Array (what the models use them for: labels,
+  // counts), so the writer takes only what it can read back.
+  I64: [-(2 ** 31), 2 ** 31 - 1],
 };
 
 interface Checked {
@@ -290,13 +301,15 @@ function checkTensorInput(name: string, value: unknown): Checked {
   }
   const range = INTEGER_RANGE[dtype as WritableDtype];
   if (range) checkIntegerRange(where, dtype as string, data, range);
+  if (dtype === 'F32' && !types.isFloat32Array(data)) checkFloat32Range(where, data);
   return { name, dtype: dtype as WritableDtype, shape: shape as number[], data, bytes: count * DTYPE_BYTES[dtype as WritableDtype] };
 }
 
 export function writeSafetensors(tensors: Record<string, TensorInput>, metadata: Record<string, string> = {}): Uint8Array {
   const tensorObject = expectObject('tensors', tensors);
   const metadataObject = expectObject('metadata', metadata);
-  const meta: Record<string, string> = {};
+  // A null prototype: a metadata key '__proto__' is kept like any other (the reader keeps it).
+  const meta = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(metadataObject)) {
     if (typeof v !== 'string') throw typeError(`writeSafetensors: metadata['${clip(k)}'] must be a string but received ${describe(v)}`);
     meta[k] = v;
@@ -356,6 +369,17 @@ function defaultDtype(data: TensorInput['data']): WritableDtype {
   if (types.isInt32Array(data)) return 'I32';
   if (types.isInt8Array(data)) return 'I8';
   return 'U8';
+}
+
+/** F32 from float64 or int32 values: a finite value that float32 would turn into an infinity is an error. */
+function checkFloat32Range(where: string, data: TensorInput['data']): void {
+  const n = typedArrayLength(data);
+  for (let i = 0; i < n; i++) {
+    const v = data[i];
+    if (Number.isFinite(v) && !Number.isFinite(Math.fround(v))) {
+      throw rangeError(`${where}: value ${v} at ${i} does not fit F32 (largest finite float32: ${3.4028234663852886e38})`);
+    }
+  }
 }
 
 /** Integer dtypes hold only their range: a value that does not fit is an error, not a wrap. */
