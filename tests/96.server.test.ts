@@ -252,6 +252,86 @@ describe('bad requests get a 4xx with a JSON error and the server keeps serving'
   });
 });
 
+describe('HTTP edge cases (from an adversarial review)', () => {
+  it('a malformed request pipelined behind a valid one: the valid one gets its own answer first, then the connection closes', async () => {
+    const { server, url } = await start();
+    const body = JSON.stringify({ inputs: [[1, 2, 3, 4]] });
+    const got = await rawRequest(url, [
+      `POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      'BROKEN REQUEST\r\n\r\n',
+    ]);
+    expect(got).toMatch(/^HTTP\/1.1 200 OK/);
+    expect(got).toMatch(/"outputs"/);
+    expect(server.metricsText()).toMatch(/mlpkit_requests_total\{model="",status="400"\} 1\n/);
+  });
+
+  it('client errors are counted: bad HTTP, slow headers, a slow body (408, not "aborted")', async () => {
+    const { server, url } = await start({ headersTimeoutMs: 200, requestTimeoutMs: 400 });
+    await rawRequest(url, ['THIS IS NOT HTTP\r\n\r\n']);
+    await rawRequest(url, ['POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\n']);
+    await rawRequest(url, ['POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"inputs"']);
+    // The slow body's response is counted when it closes, which may come after the client saw the socket close.
+    await until('the slow body counted', () => /model="demo",status="(408|aborted)"/.test(server.metricsText()));
+    const text = server.metricsText();
+    expect(text).toMatch(/mlpkit_requests_total\{model="",status="400"\} 1\n/);
+    expect(text).toMatch(/mlpkit_requests_total\{model="",status="408"\} 1\n/);
+    expect(text).toMatch(/mlpkit_requests_total\{model="demo",status="408"\} 1\n/);
+    expect(text).not.toMatch(/status="aborted"/);
+  });
+
+  it('Expect: 100-continue with an over-limit Content-Length gets 413 without an invitation to send it', async () => {
+    const { url } = await start({ maxBodyBytes: 1000 });
+    const got = await rawRequest(url, ['POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n'], 2000);
+    expect(got).toMatch(/^HTTP\/1.1 413 /);
+    expect(got).not.toMatch(/100 Continue/);
+    const fits = await rawRequest(url, ['POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 24\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n', '{"inputs":[[1, 2, 3, 4]]}'.slice(0, 24)], 2000);
+    expect(fits).toMatch(/^HTTP\/1.1 100 Continue/);
+  });
+
+  it('405 on a GET endpoint allows GET and HEAD', async () => {
+    const { url } = await start();
+    const res = await fetch(`${url}/healthz`, { method: 'DELETE' });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('GET, HEAD');
+  });
+
+  it('JSON rows are checked before their floats are allocated (a wide model, a body of empty rows)', async () => {
+    const wide = new Mlp({ inputs: 16384, layers: [{ units: 1 }] }, { backend });
+    const { url } = await start({ models: { demo: wide }, maxBodyBytes: 2 << 20 });
+    // 500,001 rows of 16384 floats would be 32 GB; the first row is already wrong.
+    const body = `{"inputs":[[]${',0'.repeat(500_000)}]}`;
+    const res = await fetch(`${url}/v1/models/demo/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('wrong_feature_count');
+    wide.dispose();
+  });
+
+  it('an onBatch hook that throws, or a model whose predictAsync throws instead of rejecting, loses no request', async () => {
+    const errors: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => (errors.push(String(chunk)), true)) as typeof process.stderr.write;
+    try {
+      const { url } = await start({ inlineMacs: 0, onBatch: () => { throw new Error('hook failed'); } });
+      const answers = await Promise.all([0, 1, 2, 3].map((i) => predictJson(url, { inputs: [[1, 2, 3, i]] })));
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+      expect(errors.join('')).toMatch(/onBatch hook threw: Error: hook failed/);
+    } finally {
+      process.stderr.write = write;
+    }
+    let calls = 0;
+    const flaky: ServableModel = {
+      inputs: net.inputs, outputs: net.outputs, predict: (x) => net.predict(x),
+      predictAsync(x) {
+        if (++calls === 1) throw new Error('thrown, not rejected');
+        return Promise.resolve(net.predict(x));
+      },
+    };
+    const { url } = await start({ models: { demo: flaky }, inlineMacs: 0 });
+    expect((await predictJson(url, { inputs: [[1, 2, 3, 4]] })).status).toBe(500);
+    for (let i = 0; i < 3; i++) expect((await predictJson(url, { inputs: [[1, 2, 3, i]] })).status).toBe(200);
+  });
+});
+
 describe('overload and shutdown', () => {
   it('answers 503 with Retry-After when the queue is full, and serves the queued requests', async () => {
     const model = gatedModel();
@@ -283,6 +363,7 @@ describe('overload and shutdown', () => {
     const r = await late;
     expect(r.status).toBe(503);
     expect(r.body.error?.code).toBe('queue_timeout');
+    expect(r.headers.get('retry-after')).toBe('1');
   });
 
   it('close() stops accepting, fails readiness and finishes the requests in flight', async () => {
@@ -306,6 +387,15 @@ describe('overload and shutdown', () => {
     });
     await closing;
     expect(closed).toBe(true);
+  });
+
+  it('close() still answers a client that is slow to send its headers with 408 (Server.close stops Node\'s own checks)', async () => {
+    const { server, url } = await start({ headersTimeoutMs: 300 });
+    const slow = rawRequest(url, ['POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\n'], 20_000);
+    await new Promise((r) => setTimeout(r, 100)); // the connection is open and its headers unfinished
+    // Before, the client was cut without an answer when the grace period ran out.
+    await server.close({ graceMs: 4000 });
+    expect(await slow).toMatch(/^HTTP\/1.1 408 /);
   });
 
   it('rejects bad options with the argument named', () => {
@@ -359,6 +449,11 @@ describe('mlpkit serve', () => {
     const missing = await run(['nope.safetensors', '--port', '0']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/cannot open 'nope.safetensors': no such file or directory/);
+    // With workers each one fails to load it: the command exits 1 instead of restarting them forever.
+    const workers = await run(['nope.safetensors', '--port', '0', '--workers', '2', '--threads', '1']);
+    expect(workers.code).toBe(1);
+    expect(workers.stderr).toMatch(/cannot open 'nope.safetensors'/);
+    expect(workers.stderr).toMatch(/before it listened; stopping/);
     const twice = await run(['a=x.safetensors', 'a=y.safetensors']);
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/two models are named 'a'/);

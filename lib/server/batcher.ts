@@ -26,7 +26,7 @@ interface Pending {
   done: Done;
 }
 
-type BatcherOptions = Pick<NormalizedServerOptions, 'batching' | 'maxBatchRows' | 'maxWaitUs' | 'maxQueueRows' | 'queueTimeoutMs' | 'inlineMacs'>;
+type BatcherOptions = Pick<NormalizedServerOptions, 'batching' | 'maxBatchRows' | 'maxWaitUs' | 'maxQueueRows' | 'queueTimeoutMs' | 'inlineMacs' | 'retryAfterSeconds'>;
 
 export class Batcher {
   private queue: (Pending | undefined)[] = [];
@@ -111,7 +111,8 @@ export class Batcher {
         this.queue[this.head++] = undefined;
         this.queuedRows -= p.rows;
         if (now - p.at > o.queueTimeoutMs) {
-          p.done(new HttpError(503, 'queue_timeout', `the request waited more than ${o.queueTimeoutMs} ms for the model; retry later`), null);
+          p.done(new HttpError(503, 'queue_timeout', `the request waited more than ${o.queueTimeoutMs} ms for the model; retry later`,
+            { 'Retry-After': String(o.retryAfterSeconds) }), null);
           continue;
         }
         batch.push(p);
@@ -140,7 +141,12 @@ export class Batcher {
         at += p.x.length;
       }
     }
-    this.observe(batch.length, rows);
+    try {
+      this.observe(batch.length, rows);
+    } catch (err) {
+      // A throwing onBatch hook (user code) must not lose the batch or escape from setImmediate.
+      process.stderr.write(`mlpkit server: the onBatch hook threw: ${(err as Error)?.stack ?? String(err)}\n`);
+    }
     if (rows * this.macsPerRow <= this.options.inlineMacs) {
       let y: Float32Array;
       try {
@@ -152,7 +158,9 @@ export class Batcher {
     }
     if (this.options.batching) this.busy = true;
     this.runningRows += rows;
-    this.model.predictAsync(x).then(
+    // Through a promise: a custom model whose predictAsync throws instead of rejecting would
+    // otherwise leave busy set, and nothing would ever drain again.
+    Promise.resolve(x).then((input) => this.model.predictAsync(input)).then(
       (y) => {
         this.finished(rows);
         deliver(batch, y, this.model.outputs);

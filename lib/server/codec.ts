@@ -56,7 +56,9 @@ export function decodeJson(bytes: Uint8Array | string, model: string, width: num
 
   if (Array.isArray(inputs[0])) {
     const rows = inputs.length;
-    const x = allocFloats(rows * width);
+    // Every row's shape is checked before the rows x width floats are allocated: a body of
+    // [[], 0, 0, ...] is 2 bytes per row, and allocating first turned each of those bytes into
+    // 2 x width floats (a 500, or gigabytes) before the 400.
     for (let r = 0; r < rows; r++) {
       const row = inputs[r] as unknown;
       if (!Array.isArray(row)) throw badRequest('invalid_request', `inputs[${r}] is not an array; every row must be an array of numbers`);
@@ -67,6 +69,10 @@ export function decodeJson(bytes: Uint8Array | string, model: string, width: num
         }
         throw featureCountError(model, width, row.length, `inputs[${r}]`);
       }
+    }
+    const x = allocFloats(rows * width);
+    for (let r = 0; r < rows; r++) {
+      const row = inputs[r] as unknown[];
       for (let c = 0; c < width; c++) x[r * width + c] = numberAt(row[c], () => `inputs[${r}][${c}]`);
     }
     return { x, rows, flat: false };

@@ -15,6 +15,12 @@ import { HttpError, errorBody } from './errors.js';
 import type { NormalizedServerOptions, ServableModel } from './options.js';
 import type { ServerMetrics } from './server-metrics.js';
 
+/**
+ * Set on a response by the server's clientError handler when it answered the request itself,
+ * straight on the socket (a body that came too slowly: 408): the status the request is counted under.
+ */
+export const RAW_REPLY = Symbol('mlpkit.rawReply');
+
 export interface ServedModel {
   name: string;
   model: ServableModel;
@@ -145,14 +151,14 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
         state.predict = true;
         return predict(req, res, served);
       }
-      if (method !== 'GET' && method !== 'HEAD') return sendError(res, methodNotAllowed(method, path, 'GET'));
+      if (method !== 'GET' && method !== 'HEAD') return sendError(res, methodNotAllowed(method, path, 'GET, HEAD'));
       return send(res, 200, JSON.stringify(served.describe()), JSON_TYPE);
     }
     if (!OTHER_PATHS.has(path)) {
       return sendError(res, new HttpError(404, 'not_found',
         `no endpoint ${path.slice(0, 100)}; try POST /v1/models/<name>/predict, GET /v1/models, /healthz, /readyz or /metrics`));
     }
-    if (method !== 'GET' && method !== 'HEAD') return sendError(res, methodNotAllowed(method, path, 'GET'));
+    if (method !== 'GET' && method !== 'HEAD') return sendError(res, methodNotAllowed(method, path, 'GET, HEAD'));
     if (path === '/healthz') return send(res, 200, '{"status":"ok"}', JSON_TYPE);
     if (path === '/readyz') {
       if (ctx.draining()) return sendError(res, new HttpError(503, 'shutting_down', 'the server is shutting down'));
@@ -174,7 +180,8 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     ctx.onRequestStart();
     const state: RequestState = { labels: NO_MODEL, predict: false };
     res.once('close', () => {
-      countRequest(state.labels.model, res.writableFinished ? String(res.statusCode) : 'aborted');
+      const raw = (res as ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY];
+      countRequest(state.labels.model, raw !== undefined ? String(raw) : res.writableFinished ? String(res.statusCode) : 'aborted');
       if (state.predict) metrics.latency.observe(state.labels, (performance.now() - start) / 1000);
       ctx.onRequestEnd();
     });

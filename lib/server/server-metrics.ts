@@ -27,6 +27,15 @@ export class ServerMetrics {
     ];
   }
 
+  /** A request refused before it reached the handler (bad HTTP, slow headers): no model. */
+  countClientError(status: number): void {
+    let labels = this.clientErrorLabels.get(status);
+    if (!labels) this.clientErrorLabels.set(status, (labels = { model: '', status: String(status) }));
+    this.requests.inc(labels);
+  }
+
+  private readonly clientErrorLabels = new Map<number, { model: string; status: string }>();
+
   render(): string {
     return renderMetrics([this.requests, this.latency, this.batchRows, this.batchRequests, ...this.gauges]);
   }

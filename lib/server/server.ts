@@ -11,7 +11,7 @@ import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
 import { Batcher } from './batcher.js';
 import { errorBody } from './errors.js';
-import { createHandler, type ServedModel } from './http.js';
+import { RAW_REPLY, createHandler, type ServedModel } from './http.js';
 import { normalizeServerOptions, type NormalizedServerOptions, type ServableModel, type ServerOptions } from './options.js';
 import { ServerMetrics } from './server-metrics.js';
 import { expectNumber, expectObject, rejectUnknownKeys } from '../validate.js';
@@ -58,6 +58,7 @@ export class ModelServer {
   private draining = false;
   private inFlight = 0;
   private closing: Promise<void> | null = null;
+  private readonly sockets = new Set<Socket>(); // open connections (close() enforces their timeouts)
 
   constructor(options: ServerOptions) {
     const o = normalizeServerOptions(options);
@@ -92,13 +93,34 @@ export class ModelServer {
       noDelay: true,
     }, handler);
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
+    this.http.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    // Expect: 100-continue (curl sends it for large uploads): invite the body only when its
+    // declared length fits, so an over-limit upload gets its 413 without being sent first.
+    this.http.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const declared = Number(req.headers['content-length']);
+      if (!(declared > o.maxBodyBytes)) res.writeContinue();
+      handler(req, res);
+    });
   }
 
   /** Errors before a request reaches the handler (bad HTTP, slow headers): answered in JSON too. */
   private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    const s = socket as Socket & { _httpMessage?: { headersSent?: boolean } };
-    if (err.code === 'ECONNRESET' || !s.writable || s._httpMessage?.headersSent) {
+    const s = socket as Socket & { _httpMessage?: http.ServerResponse };
+    const pending = s._httpMessage;
+    if (err.code === 'ECONNRESET' || !s.writable || pending?.headersSent) {
       s.destroy();
+      return;
+    }
+    if (pending && pending.req.complete) {
+      // The error is in a later request pipelined behind one still being answered: a reply
+      // written now would reach the client as that earlier request's response. The earlier
+      // one is answered, then the connection closes.
+      pending.shouldKeepAlive = false;
+      pending.once('close', () => s.destroy());
+      this.metrics.countClientError(err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400);
       return;
     }
     let status = 400;
@@ -111,6 +133,10 @@ export class ModelServer {
       status = 431;
       body = errorBody('headers_too_large', 'the request headers are too large');
     }
+    // Counted once: by the pending response's 'close' (http.ts) when this answers its request
+    // (its body came too slowly), else here.
+    if (pending) (pending as http.ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY] = status;
+    else this.metrics.countClientError(status);
     s.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     setTimeout(() => s.destroy(), 1000).unref(); // a client that never reads must not hold the socket
@@ -154,8 +180,21 @@ export class ModelServer {
     this.closing = new Promise((resolve) => {
       if (!this.http.listening) return resolve();
       const timer = setTimeout(() => this.http.closeAllConnections(), graceMs);
+      // Server.close() stops the checks behind headersTimeout and requestTimeout, so a client
+      // still sending its headers or body would hold the shutdown for the whole grace period:
+      // the same limits are enforced here while draining.
+      const started = performance.now();
+      const sweep = setInterval(() => {
+        const waited = performance.now() - started;
+        for (const socket of this.sockets) {
+          const res = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage;
+          const late = res ? !res.req.complete && waited >= this.options.requestTimeoutMs : waited >= this.options.headersTimeoutMs;
+          if (late) this.clientError(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
+        }
+      }, Math.max(50, Math.min(1000, Math.floor(this.options.headersTimeoutMs / 4))));
       this.http.close(() => {
         clearTimeout(timer);
+        clearInterval(sweep);
         resolve();
       });
       this.http.closeIdleConnections();

@@ -97,33 +97,51 @@ function runPrimary(workers: number, io: Io): Promise<number> {
     let stopping = false;
     let exitCode = 0;
     let reported = false;
+    const listening = new Set<number>(); // worker ids that have listened
+    const alive = () => Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
     for (let i = 0; i < workers; i++) cluster.fork();
-    cluster.on('message', (_worker, message: { listening?: string }) => {
-      if (message?.listening && !reported) {
+    cluster.on('message', (worker, message: { listening?: string }) => {
+      if (!message?.listening) return;
+      listening.add(worker.id);
+      if (!reported) {
         reported = true; // every worker listens on the same address
         io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
       }
     });
     cluster.on('exit', (worker, code, signal) => {
-      if (!stopping) {
+      if (!stopping && !listening.has(worker.id)) {
+        // It failed before it served (a model that does not load, a port in use): so would
+        // every other. Its error is on stderr; stop rather than restart it forever.
+        exitCode = 1;
+        stop('SIGTERM', `worker ${worker.process.pid} exited (${signal ?? code}) before it listened; stopping`);
+      } else if (!stopping) {
         io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
         if (code !== 0) exitCode = 1;
-        setTimeout(() => cluster.fork(), 200);
+        restarts.add(setTimeout(() => {
+          restarts.clear();
+          if (!stopping) cluster.fork();
+        }, 200));
         return;
       }
-      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(exitCode);
+      if (alive().length === 0) resolve(exitCode);
     });
-    const stop = (signal: NodeJS.Signals) => {
+    const restarts = new Set<NodeJS.Timeout>();
+    const stop = (signal: NodeJS.Signals, why = `${signal}: stopping the workers`) => {
       if (stopping) {
-        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+        for (const w of alive()) w.process.kill('SIGKILL');
         return;
       }
       stopping = true;
-      io.stderr.write(`mlpkit serve: ${signal}: stopping the workers\n`);
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      for (const t of restarts) clearTimeout(t); // a worker that died just before: not restarted
+      restarts.clear();
+      io.stderr.write(`mlpkit serve: ${why}\n`);
+      const workersLeft = alive();
+      for (const w of workersLeft) w.process.kill('SIGTERM');
+      if (workersLeft.length === 0) resolve(exitCode);
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    // (A signal listener is called with the signal's number too: not stop's reason.)
+    process.on('SIGINT', (signal) => stop(signal));
+    process.on('SIGTERM', (signal) => stop(signal));
   });
 }
 
@@ -152,9 +170,17 @@ export const serveCommand: Command = {
 
     setThreads(threads);
     const loaded: Record<string, ServableModel> = {};
-    for (const m of models) loaded[m.name] = (await loadModelFile(m.path, backend)).model;
-    const server = createServer({ ...options, models: loaded });
-    const address = await server.listen(port, host);
+    let server: ReturnType<typeof createServer>;
+    let address: Awaited<ReturnType<typeof server.listen>>;
+    try {
+      for (const m of models) loaded[m.name] = (await loadModelFile(m.path, backend)).model;
+      server = createServer({ ...options, models: loaded });
+      address = await server.listen(port, host);
+    } catch (err) {
+      // A worker's channel to the primary would keep it alive after the error is printed.
+      if (cluster.isWorker) cluster.worker?.disconnect();
+      throw err;
+    }
     const list = models.map((m) => `${m.name} (${loaded[m.name].inputs} -> ${loaded[m.name].outputs})`).join(', ');
     if (cluster.isWorker) process.send?.({ listening: address.url });
     else io.stdout.write(`mlpkit serve: listening on ${address.url}; models: ${list}\n`);
