@@ -862,6 +862,13 @@ describe('API errors', () => {
     const out = new Float32Array(4);
     expect(qmatmul(new Float32Array(8), layer, { out, backend: 'reference' })).toBe(out);
     expect(() => dequantizeLayer({ ...layer, inputs: 0 })).toThrow(/layer\.inputs/);
+    // A value of the wrong type is a TypeError, a number out of range a RangeError.
+    for (const bad of [{ inputs: '4' }, { outputs: null }, { format: 4 }, { groupSize: '32' }, { activation: 'relu' }, { alpha: undefined }]) {
+      expect(() => qmatmul(new Float32Array(8), { ...layer, ...bad } as never), JSON.stringify(bad)).toThrow(TypeError);
+    }
+    for (const bad of [{ inputs: 0 }, { format: 'int2' }, { groupSize: 48 }, { activation: 99 }, { alpha: NaN }]) {
+      expect(() => qmatmul(new Float32Array(8), { ...layer, ...bad } as never), JSON.stringify(bad)).toThrow(RangeError);
+    }
   });
 
   it('checks load options and paths', async () => {
@@ -886,6 +893,9 @@ describe('lifetime', () => {
       expect(call).toThrow(expect.objectContaining({ code: 'ERR_MLPKIT_DISPOSED' }));
     }
     await expect(q.predictAsync(x)).rejects.toMatchObject({ code: 'ERR_MLPKIT_DISPOSED' });
+    // The message names the call made, not the one it is built on.
+    expect(() => q.saveSync(join(dir, 'gone'))).toThrow(/^saveSync: /);
+    await expect(q.save(join(dir, 'gone'))).rejects.toThrow(/^save: /);
     expect(q.sizeBytes).toBeGreaterThan(0); // plain facts stay readable
     net.dispose();
     expect(() => net.quantize({ weights: 'int8' })).toThrow(expect.objectContaining({ code: 'ERR_MLPKIT_DISPOSED' }));

@@ -12,7 +12,7 @@ import { selectBackend } from '../lib/backend/index.js';
 import { Rng } from '../lib/init.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { dequantizeLayer, equalizationScales, lostInput, quantizeChecked } from '../lib/quant/quantize.js';
-import { EQUALIZE_GAIN, biasCorrected, chooseCandidates, type QuantLayerStats } from '../lib/quant/calibrate.js';
+import { BIAS_CORRECTION_MIN_ROWS, EQUALIZE_GAIN, biasCorrected, chooseCandidates, type QuantLayerStats } from '../lib/quant/calibrate.js';
 import { expectClose, hasNative, gaussian, expectSameBits } from './helpers.js';
 
 const nativeQuant = hasNative() && typeof selectBackend('native').createQuantModel === 'function';
@@ -115,6 +115,22 @@ describe('equalisation in the quantiser', () => {
     expect(corrected.weights).toBe(layer.weights); // only the bias changes
     const noBias = { ...layer, bias: null };
     expect(biasCorrected(noBias, w, x)).toBe(noBias);
+  });
+
+  it('a few calibration rows: no bias correction fitted to them, and W8A8 is not dropped for it (review 6)', () => {
+    // With one row the correction cancelled that row's weight error exactly: weight-only read
+    // ~1e-7, every layer's W8A8 error looked 1000x worse and was dropped, and stats claimed 1e-7.
+    const net = new Mlp({ inputs: 16, layers: [{ units: 64, activation: 'relu' }, { units: 64, activation: 'relu' }, { units: 4 }], seed: 3 }, { backend: 'reference' });
+    for (const rows of [1, BIAS_CORRECTION_MIN_ROWS - 1]) {
+      const q = net.quantize({ weights: 'int8', activations: 'int8', equalize: false, calibration: gaussian(16 * rows, 11), backend: 'reference' });
+      expect(q.stats!.layers.map((l) => l.activations)).toEqual(['int8', 'int8', 'int8']);
+      expect(q.stats!.output.relativeRms).toBeGreaterThan(1e-4); // a real error, not a fitted zero
+      const plain = net.quantize({ weights: 'int8', activations: 'int8', equalize: false, backend: 'reference' });
+      const x = gaussian(16 * 8, 12);
+      expect(q.predict(x)).toEqual(plain.predict(x)); // the same layers: nothing was fitted
+    }
+    const many = net.quantize({ weights: 'int8', activations: 'int8', calibration: gaussian(16 * BIAS_CORRECTION_MIN_ROWS, 11), backend: 'reference' });
+    expect(many.stats!.layers.map((l) => l.activations)).toEqual(['int8', 'int8', 'int8']);
   });
 
   it('dequantizeLayer returns the weights an equalised layer stands for', () => {

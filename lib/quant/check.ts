@@ -94,9 +94,13 @@ export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
   } as QuantLayer;
   for (const key of ['inputs', 'outputs'] as const) {
     const v = layer[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_QUANT_WIDTH) {
+    if (typeof v !== 'number') throw typeError(`Expected an integer between 1 and ${MAX_QUANT_WIDTH} for ${name}.${key} but received ${describe(v)}`);
+    if (!Number.isInteger(v) || v < 1 || v > MAX_QUANT_WIDTH) {
       throw rangeError(`Expected an integer between 1 and ${MAX_QUANT_WIDTH} for ${name}.${key} but received ${describe(v)}`);
     }
+  }
+  if (typeof layer.format !== 'string') {
+    throw typeError(`Expected one of ${QUANT_FORMATS.map((f) => `'${f}'`).join(', ')} for ${name}.format but received ${describe(layer.format)}`);
   }
   if (!(QUANT_FORMATS as readonly unknown[]).includes(layer.format)) {
     throw rangeError(`Expected one of ${QUANT_FORMATS.map((f) => `'${f}'`).join(', ')} for ${name}.format but received ${describe(layer.format)}`);
@@ -107,6 +111,9 @@ export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
     if (layer.symmetric !== true) throw rangeError(`Expected ${name}.symmetric to be true for int8 weights but received ${describe(layer.symmetric)}`);
     expectCount(`${name}.weights`, layer.weights, 'Int8Array', n * k, `outputs x inputs = ${n} x ${k}`);
   } else {
+    if (typeof layer.groupSize !== 'number') {
+      throw typeError(`Expected one of ${INT4_GROUP_SIZES.join(', ')} for ${name}.groupSize but received ${describe(layer.groupSize)}`);
+    }
     if (!(INT4_GROUP_SIZES as readonly unknown[]).includes(layer.groupSize)) {
       throw rangeError(`Expected one of ${INT4_GROUP_SIZES.join(', ')} for ${name}.groupSize but received ${describe(layer.groupSize)}`);
     }
@@ -123,10 +130,14 @@ export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
   }
   if (layer.bias !== null) expectCount(`${name}.bias`, layer.bias, 'Float32Array', n, 'outputs');
   if (layer.inputScales !== null) expectCount(`${name}.inputScales`, layer.inputScales, 'Float32Array', k, 'inputs');
-  if (typeof layer.activation !== 'number' || !Number.isInteger(layer.activation) || layer.activation < 0 || layer.activation >= ACTIVATIONS.length) {
+  if (typeof layer.activation !== 'number') {
+    throw typeError(`Expected an activation index between 0 and ${ACTIVATIONS.length - 1} for ${name}.activation but received ${describe(layer.activation)}`);
+  }
+  if (!Number.isInteger(layer.activation) || layer.activation < 0 || layer.activation >= ACTIVATIONS.length) {
     throw rangeError(`Expected an activation index between 0 and ${ACTIVATIONS.length - 1} for ${name}.activation but received ${describe(layer.activation)}`);
   }
-  if (typeof layer.alpha !== 'number' || !Number.isFinite(layer.alpha)) {
+  if (typeof layer.alpha !== 'number') throw typeError(`Expected a finite number for ${name}.alpha but received ${describe(layer.alpha)}`);
+  if (!Number.isFinite(layer.alpha)) {
     throw rangeError(`Expected a finite number for ${name}.alpha but received ${describe(layer.alpha)}`);
   }
   const problem = layerValueProblem(layer);

@@ -285,11 +285,13 @@ export class QuantizedMlp {
   }
 
   async save(path: string): Promise<void> {
+    this.live('save');
     expectPath('path', path);
     await writeFile(path, this.toSafetensors());
   }
 
   saveSync(path: string): void {
+    this.live('saveSync');
     expectPath('path', path);
     writeFileSync(path, this.toSafetensors());
   }

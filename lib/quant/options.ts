@@ -44,8 +44,9 @@ export interface QuantizeOptions {
   backend?: BackendChoice;
   /**
    * Rows of typical inputs (batch x inputs, row-major): the model then reports its error
-   * against the float model on them (`stats`) and, with activations 'int8', keeps float
-   * activations for layers that quantised inputs would hurt (see lib/quant/calibrate.ts).
+   * against the float model on them (`stats`), with activations 'int8' keeps float activations
+   * for layers that quantised inputs would hurt, and with 16 rows or more bias-corrects each
+   * layer on them (see lib/quant/calibrate.ts). The stats are measured on these same rows.
    */
   calibration?: Float32Array;
   /**
