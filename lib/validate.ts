@@ -114,6 +114,9 @@ export function expectFloat32Array(name: string, value: unknown): Float32Array {
  */
 export const MAX_ARRAY_LENGTH = 2 ** 32;
 
+/** The largest finite float32: values the kernels and files keep as float32 must not pass it. */
+export const FLT_MAX = 3.4028234663852886e38;
+
 /**
  * A new Float32Array of `length` floats for `what` (an output, a buffer the caller's sizes
  * imply): ERR_OUT_OF_RANGE past MAX_ARRAY_LENGTH, ERR_MLPKIT_OUT_OF_MEMORY when the allocation

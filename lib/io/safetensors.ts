@@ -5,7 +5,7 @@
 
 import { types } from 'node:util';
 import { FileFormatError, describe, outOfMemoryError, plainBytes, rangeError, typeError, typedArrayLength } from '../errors.js';
-import { MAX_ARRAY_LENGTH, expectObject, isArray, rejectUnknownKeys } from '../validate.js';
+import { FLT_MAX, MAX_ARRAY_LENGTH, expectObject, isArray, rejectUnknownKeys } from '../validate.js';
 
 export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -377,7 +377,7 @@ function checkFloat32Range(where: string, data: TensorInput['data']): void {
   for (let i = 0; i < n; i++) {
     const v = data[i];
     if (Number.isFinite(v) && !Number.isFinite(Math.fround(v))) {
-      throw rangeError(`${where}: value ${v} at ${i} does not fit F32 (largest finite float32: ${3.4028234663852886e38})`);
+      throw rangeError(`${where}: value ${v} at ${i} does not fit F32 (largest finite float32: ${FLT_MAX})`);
     }
   }
 }

@@ -67,7 +67,6 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
   const { options, models, metrics } = ctx;
   // Label objects made once, so counting a request allocates nothing.
   const modelLabels = new Map([...models.keys()].map((name) => [name, { model: name }]));
-  const statusLabels = new Map<string, { model: string; status: string }>();
 
   function send(res: ServerResponse, status: number, body: string | Buffer, type: string, headers?: Record<string, string>): void {
     if (res.headersSent || res.destroyed) return;
@@ -168,20 +167,13 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     send(res, 200, JSON.stringify({ models: [...models.values()].map((s) => s.describe()) }), JSON_TYPE);
   }
 
-  function countRequest(model: string, status: string): void {
-    const key = `${model} ${status}`;
-    let labels = statusLabels.get(key);
-    if (!labels) statusLabels.set(key, (labels = { model, status }));
-    metrics.requests.inc(labels);
-  }
-
   return (req, res) => {
     const start = performance.now();
     ctx.onRequestStart();
     const state: RequestState = { labels: NO_MODEL, predict: false };
     res.once('close', () => {
       const raw = (res as ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY];
-      countRequest(state.labels.model, raw !== undefined ? String(raw) : res.writableFinished ? String(res.statusCode) : 'aborted');
+      metrics.countRequest(state.labels.model, raw !== undefined ? String(raw) : res.writableFinished ? String(res.statusCode) : 'aborted');
       if (state.predict) metrics.latency.observe(state.labels, (performance.now() - start) / 1000);
       ctx.onRequestEnd();
     });

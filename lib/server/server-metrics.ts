@@ -15,6 +15,7 @@ export class ServerMetrics {
   readonly batchRows: Histogram;
   readonly batchRequests: Histogram;
   private readonly gauges: Gauge[];
+  private readonly statusLabels = new Map<string, { model: string; status: string }>(); // one label object per pair
 
   constructor(maxBatchRows: number, depths: () => { model: string; depth: number }[], inFlight: () => number) {
     this.batchRows = new Histogram('mlpkit_batch_rows', 'Rows per predict call.', powersOfTwo(Math.max(maxBatchRows, 1024)));
@@ -27,14 +28,16 @@ export class ServerMetrics {
     ];
   }
 
-  /** A request refused before it reached the handler (bad HTTP, slow headers): no model. */
-  countClientError(status: number): void {
-    let labels = this.clientErrorLabels.get(status);
-    if (!labels) this.clientErrorLabels.set(status, (labels = { model: '', status: String(status) }));
+  /**
+   * One answered request: model '' for other endpoints, unknown models and requests refused
+   * before they reached the handler (bad HTTP, slow headers); status a code or 'aborted'.
+   */
+  countRequest(model: string, status: string): void {
+    const key = `${model} ${status}`;
+    let labels = this.statusLabels.get(key);
+    if (!labels) this.statusLabels.set(key, (labels = { model, status }));
     this.requests.inc(labels);
   }
-
-  private readonly clientErrorLabels = new Map<number, { model: string; status: string }>();
 
   render(): string {
     return renderMetrics([this.requests, this.latency, this.batchRows, this.batchRequests, ...this.gauges]);

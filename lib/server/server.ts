@@ -59,10 +59,13 @@ export class ModelServer {
   private inFlight = 0;
   private closing: Promise<void> | null = null;
   private readonly sockets = new Set<Socket>(); // open connections (close() enforces their timeouts)
+  private readonly checkEveryMs: number; // how often the header and body timeouts are checked
 
   constructor(options: ServerOptions) {
     const o = normalizeServerOptions(options);
     this.options = o;
+    // Node checks both timeouts only this often (default 30 s): a fraction of the shorter one.
+    this.checkEveryMs = Math.max(50, Math.min(1000, Math.floor(o.headersTimeoutMs / 4)));
     this.metrics = new ServerMetrics(o.maxBatchRows,
       () => [...this.served.values()].map((s) => ({ model: s.name, depth: s.batcher.depth })),
       () => this.inFlight);
@@ -88,8 +91,7 @@ export class ModelServer {
       headersTimeout: o.headersTimeoutMs,
       requestTimeout: o.requestTimeoutMs,
       keepAliveTimeout: o.keepAliveTimeoutMs,
-      // Node checks both timeouts only this often (default 30 s): a fraction of the shorter one.
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
+      connectionsCheckingInterval: this.checkEveryMs,
       noDelay: true,
     }, handler);
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
@@ -114,15 +116,6 @@ export class ModelServer {
       s.destroy();
       return;
     }
-    if (pending && pending.req.complete) {
-      // The error is in a later request pipelined behind one still being answered: a reply
-      // written now would reach the client as that earlier request's response. The earlier
-      // one is answered, then the connection closes.
-      pending.shouldKeepAlive = false;
-      pending.once('close', () => s.destroy());
-      this.metrics.countClientError(err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400);
-      return;
-    }
     let status = 400;
     let body = errorBody('bad_http', `the request is not valid HTTP/1.1 (${err.code ?? err.message})`);
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
@@ -133,10 +126,19 @@ export class ModelServer {
       status = 431;
       body = errorBody('headers_too_large', 'the request headers are too large');
     }
+    if (pending && pending.req.complete) {
+      // The error is in a later request pipelined behind one still being answered: a reply
+      // written now would reach the client as that earlier request's response. The earlier
+      // one is answered, then the connection closes.
+      pending.shouldKeepAlive = false;
+      pending.once('close', () => s.destroy());
+      this.metrics.countRequest('', String(status));
+      return;
+    }
     // Counted once: by the pending response's 'close' (http.ts) when this answers its request
     // (its body came too slowly), else here.
     if (pending) (pending as http.ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY] = status;
-    else this.metrics.countClientError(status);
+    else this.metrics.countRequest('', String(status));
     s.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     setTimeout(() => s.destroy(), 1000).unref(); // a client that never reads must not hold the socket
@@ -191,7 +193,7 @@ export class ModelServer {
           const late = res ? !res.req.complete && waited >= this.options.requestTimeoutMs : waited >= this.options.headersTimeoutMs;
           if (late) this.clientError(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
         }
-      }, Math.max(50, Math.min(1000, Math.floor(this.options.headersTimeoutMs / 4))));
+      }, this.checkEveryMs);
       this.http.close(() => {
         clearTimeout(timer);
         clearInterval(sweep);

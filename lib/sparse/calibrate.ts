@@ -7,11 +7,11 @@
 // measured end to end on the same rows.
 
 import type { BackendChoice } from '../backend/index.js';
+import { ACTIVATIONS } from '../backend/types.js';
 import { Mlp } from '../mlp.js';
 import { errorStats, type QuantErrorStats } from '../quant/calibrate.js';
 import { SPARSE_TILE_ROWS, UNION_DENSE_FRACTION, type SparsifyMode } from './format.js';
 import { predictorKeys, selectTop } from './select.js';
-import { ACTIVATIONS } from '../backend/types.js';
 
 /** A low-rank predictor of one layer's units: score = B (A x + a) + b. */
 export interface PredictorWeights {

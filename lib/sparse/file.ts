@@ -36,6 +36,7 @@ import { FileFormatError } from '../errors.js';
 import { PREDICTOR_TENSOR, QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY, WEIGHT_SCALE_TENSOR, modelToTensors, tensorsToModel } from '../io/model-file.js';
 import { parseFileJson, preview, type SafetensorsFile, type Tensor, type TensorInput } from '../io/safetensors.js';
 import { parameterLayout, type NormalizedSpec } from '../spec.js';
+import { FLT_MAX } from '../validate.js';
 import type { SparseLayerStats, SparseStats } from './calibrate.js';
 import { SPARSE_MODES, SPARSE_MODE_CODES, SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparseModeName } from './format.js';
 
@@ -159,7 +160,7 @@ function parseLayerMeta(raw: unknown, i: number, spec: NormalizedSpec): { mode: 
     if (mode === 'exact' && layer.activation !== 'relu') failMeta(`layers[${i}] runs exact mode, which needs relu, but the layer uses ${layer.activation}`);
   }
   const threshold = mode === 'threshold'
-    ? field(where, o, 'threshold', 'a finite number >= 0', (v) => (typeof v === 'number' && v >= 0 && v <= 3.4e38 ? v : undefined))
+    ? field(where, o, 'threshold', 'a finite number >= 0', (v) => (typeof v === 'number' && v >= 0 && v <= FLT_MAX ? v : undefined))
     : field(where, o, 'threshold', `null in ${mode} mode`, isNull) ?? 0;
   const usesK = mode === 'topk' || mode === 'predictor';
   const k = usesK
@@ -224,7 +225,7 @@ function parseStats(raw: unknown, spec: NormalizedSpec): SparseStats | null {
     const layer = field(where, l, 'layer', `a hidden-layer index in [0, ${hidden}]`, integerIn(0, hidden));
     const units = field(where, l, 'units', `${spec.layers[layer].units} (layer ${layer}'s units)`, (v) => (v === spec.layers[layer].units ? v : undefined));
     const mode = field(where, l, 'mode', `one of ${SPARSIFY_MODES.join(', ')}`, oneOf(SPARSIFY_MODES));
-    const threshold = field(where, l, 'threshold', 'a number >= 0 or null', (v) => (v === null ? null : statNumber(0, 3.4e38)(v)));
+    const threshold = field(where, l, 'threshold', 'a number >= 0 or null', (v) => (v === null ? null : statNumber(0, FLT_MAX)(v)));
     const k = field(where, l, 'k', `an integer in [1, ${units}] or null`, (v) => (v === null ? null : integerIn(1, units)(v)));
     const density = field(where, l, 'density', 'a number in [0, 1]', statNumber(0, 1));
     const recall = field(where, l, 'recall', 'a number in [0, 1] or null', (v) => (v === null ? null : statNumber(0, 1)(v)));

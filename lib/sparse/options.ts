@@ -4,7 +4,7 @@
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import type { NormalizedSpec } from '../spec.js';
-import { expectAllFinite, expectBatch, expectInteger, expectNumber, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
+import { FLT_MAX, expectAllFinite, expectBatch, expectInteger, expectNumber, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
 import { SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparsifyMode } from './format.js';
 
 /** Options of net.sparsify(). */
@@ -79,7 +79,6 @@ export interface NormalizedSparsifyOptions {
 
 /** Below this many calibration rows a predictor would have none held out to measure its recall. */
 export const PREDICTOR_MIN_ROWS = 10;
-const FLT_MAX = 3.4028234663852886e38;
 
 const KNOWN = ['mode', 'targetDensity', 'threshold', 'k', 'layers', 'calibration', 'rank', 'epochs', 'seed', 'denseFromRows', 'weights', 'backend'];
 

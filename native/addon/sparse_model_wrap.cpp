@@ -1,6 +1,7 @@
 #include "addon/sparse_model_wrap.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -61,7 +62,7 @@ void ReadLayer(const Napi::Value& value, std::size_t index, LayerCopy* copy) {
   s.mode = static_cast<sparse::Mode>(CodeArg(o.Get("mode"), where.c_str(), "mode", "a sparsity mode", sparse::kModeCount));
   if (s.mode == sparse::Mode::Threshold) {
     const double t = NumberArg(o.Get("threshold"), where.c_str(), "threshold");
-    if (!(t >= 0 && t <= 3.4e38)) throw RangeError(o.Env(), where + ".threshold must be a finite number >= 0, got " + FormatNumber(t));
+    if (!(t >= 0 && t <= std::numeric_limits<float>::max())) throw RangeError(o.Env(), where + ".threshold must be a finite number >= 0, got " + FormatNumber(t));
     s.threshold = static_cast<float>(t);
   }
   if (s.mode == sparse::Mode::TopK || s.mode == sparse::Mode::Predictor) {

@@ -117,23 +117,19 @@ function runPrimary(workers: number, io: Io): Promise<number> {
       } else if (!stopping) {
         io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
         if (code !== 0) exitCode = 1;
-        restarts.add(setTimeout(() => {
-          restarts.clear();
-          if (!stopping) cluster.fork();
-        }, 200));
+        setTimeout(() => {
+          if (!stopping) cluster.fork(); // not when a stop came in the meantime
+        }, 200);
         return;
       }
       if (alive().length === 0) resolve(exitCode);
     });
-    const restarts = new Set<NodeJS.Timeout>();
     const stop = (signal: NodeJS.Signals, why = `${signal}: stopping the workers`) => {
       if (stopping) {
         for (const w of alive()) w.process.kill('SIGKILL');
         return;
       }
       stopping = true;
-      for (const t of restarts) clearTimeout(t); // a worker that died just before: not restarted
-      restarts.clear();
       io.stderr.write(`mlpkit serve: ${why}\n`);
       const workersLeft = alive();
       for (const w of workersLeft) w.process.kill('SIGTERM');
