@@ -5,8 +5,8 @@ import { flag, parseCommand, type Command } from '../args.js';
 
 const usage = `Usage: mlpkit info [--json]
 
-Prints the version, the backend new models get (native or reference, and why native did not
-load), the kernel ISA in use and the ones this CPU can run, the thread count and whether CUDA
+Prints the version, the backend new models get (cuda, native or reference, and why native did
+not load), the kernel ISA in use and the ones this CPU can run, the thread count and whether CUDA
 is available.
 
   --json    print the same as one JSON object`;
