@@ -64,7 +64,7 @@ export interface NormalizedSpec {
   seed: number;
 }
 
-const MAX_WIDTH = 1 << 20;
+export const MAX_WIDTH = 1 << 20;
 const MAX_LAYERS = 1024;
 /**
  * Most parameters a model may have: 2^31 - 1 floats (8 GiB), int32-indexable. Checked with the

@@ -3,7 +3,7 @@
 // one message, a hint, exit code 2 for the command line and 1 otherwise, no stack trace.
 
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp, QuantizedMlp, SparseMlp } from '../lib/index.js';
 import { formatFloat32, parseCsv } from '../lib/cli/csv.js';
 import { readNpy, writeNpy } from '../lib/cli/npy.js';
+import { createProgress } from '../lib/cli/progress.js';
+import { lineChartSvg } from '../lib/cli/svg-plot.js';
 import { COMMANDS, runCli } from '../lib/cli/run.js';
 import { Rng } from '../lib/init.js';
 import { backendsUnderTest } from './helpers.js';
@@ -102,8 +104,32 @@ describe('NPY and CSV files', () => {
 
   it('parseCsv says which line is wrong', () => {
     expect(() => parseCsv('a,b\n1,2\n3\n')).toThrow(/line 3 has 1 fields but the header has 2 columns/);
-    expect(() => parseCsv('1,2\n3,4\n')).toThrow(/expects a header row/);
+    expect(() => parseCsv('1,2\n3,4\n')).toThrow(/the first row holds a number \('1' in column 1\)[^]*pass --no-header/);
     expect(() => parseCsv('a,b\n')).toThrow(/no rows of data/);
+  });
+
+  it('parseCsv reads line breaks inside quotes, lone CR line ends, trailing commas, and says where rows start', () => {
+    const t = parseCsv('note,a,y\n"two\nlines, here",1,2\r\n"x",3,4\n');
+    expect(t.names).toEqual(['note', 'a', 'y']);
+    expect(Array.from(t.lines)).toEqual([2, 4]);
+    expect(Array.from(t.data.subarray(1, 3))).toEqual([1, 2]);
+    expect(parseCsv('a,y\r1,2\r3,4\r').rows).toBe(2);
+    const trailing = parseCsv('a,b,y,\n1,2,3,\n4,5,6,\n');
+    expect(trailing.names).toEqual(['a', 'b', 'y']);
+    expect(Array.from(trailing.data)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(() => parseCsv('a,"b\n1,2\n')).toThrow(/the quote opened on line 1 is never closed/);
+  });
+
+  it('parseCsv: numeric header cells need --header or --no-header, duplicate names and other separators are refused', () => {
+    expect(() => parseCsv('1\n2\n3\n')).toThrow(/first row holds a number[^]*--no-header/);
+    expect(() => parseCsv('region,2019,2020\nx,1,2\n')).toThrow(/'2019' in column 2/);
+    expect(parseCsv('region,2019,2020\nx,1,2\n', 'yes').names).toEqual(['region', '2019', '2020']);
+    const headerless = parseCsv('1\n2\n3\n', 'no');
+    expect([headerless.names, headerless.rows, headerless.named, Array.from(headerless.lines)]).toEqual([['0'], 3, false, [1, 2, 3]]);
+    expect(() => parseCsv('x,x,y\n1,2,3\n')).toThrow(/names column 'x' twice \(columns 1 and 2\)/);
+    expect(() => parseCsv(',a,\n1,2,3\n')).toThrow(/columns 1 and 3 have no name/);
+    expect(() => parseCsv('a\tb\ty\n1\t2\t3\n')).toThrow(/no commas but holds tabs/);
+    expect(() => parseCsv('a;b;y\n1;2;3\n')).toThrow(/no commas but holds semicolons/);
   });
 
   it('formatFloat32 writes the shortest decimal that reads back as the same float32', () => {
@@ -112,6 +138,25 @@ describe('NPY and CSV files', () => {
       expect(Math.fround(Number(formatFloat32(f)))).toBe(f);
     }
     expect(formatFloat32(Math.fround(0.1))).toBe('0.1');
+  });
+});
+
+describe('progress bar and loss plot', () => {
+  it('a terminal bar fits the terminal width (a wrapped line redraws as a trail)', () => {
+    let written = '';
+    const bar = createProgress({ stream: { write: (s: string) => (written += s), isTTY: true, columns: 60 }, label: 'train ' });
+    bar.done('epoch 2889/3000 loss 2.611e-8 val 1.252e-7 acc 100.0% and a long tail of text', 0.96);
+    const lines = written.split(/[\r\n]/).filter((l) => l !== '');
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(59);
+    expect(lines[0]).toMatch(/^train \[#+-*\] {2}96% epoch \d*… \S+ eta \S+$/);
+  });
+
+  it('a one-epoch plot marks its point, and epoch ticks are whole numbers', () => {
+    const one = lineChartSvg([{ label: 'train', points: [{ x: 1, y: 0.5 }] }], { xLabel: 'epoch' });
+    expect(one).toMatch(/<circle cx="[\d.]+" cy="[\d.]+" r="3"/);
+    const three = lineChartSvg([{ points: [1, 2, 3].map((x) => ({ x, y: 1 / x })) }]);
+    const ticks = [...three.matchAll(/text-anchor="middle">([\d.]+)<\/text>/g)].map((m) => m[1]);
+    expect(ticks).toEqual(['1', '2', '3']);
   });
 });
 
@@ -310,7 +355,7 @@ describe('errors and help', () => {
       [['train', at('messy.csv')], /messy.csv: column 'b' holds numbers in 2 of 3 rows but an empty cell on line 3\n {2}fill or drop the rows/],
       [['train', at('big-labels.csv'), '--task', 'classification', '--val-split', '0'], /target 'label' holds labels up to 1999 but the data has only 3 rows[^]*\n {2}for a numeric target use --task regression/],
       [['train', at('data.csv'), '--inputs', 'id,x1', '--target', 'y'], /column 'id' of .* holds 'row0' on line 2, not a number/],
-      [['train', at('data.csv'), '--target', 'y', '--task', 'classification'], /target 'y' holds \d+(\.\d+)? in row 1; expected integer class labels/],
+      [['train', at('data.csv'), '--target', 'y', '--task', 'classification'], /target 'y' holds \d+(\.\d+)? on line \d+; expected integer class labels/],
       [['train', at('data.csv'), '--out', at('no/such/dir/m.safetensors')], /--out: the directory '.*no\/such\/dir' of .* does not exist/],
       [['predict', at('reg.safetensors'), at('x.npy'), '--inputs', '0,1'], /2 columns chosen but the model takes 3 inputs/],
       [['predict', at('data.csv'), at('data.csv')], /data.csv: not a readable safetensors model \(safetensors: header length \d+ runs past the end[^]*\n {2}MODEL is a .safetensors file/],
@@ -326,6 +371,58 @@ describe('errors and help', () => {
       expect(r.err).toMatch(message);
       noStack(r.err);
     }
+  });
+
+  it('data that would silently give wrong results is refused, naming the file, column and line', async () => {
+    writeFileSync(at('no-x3.csv'), 'x1,x2,y\n1,2,3\n');
+    writeFileSync(at('huge.csv'), 'x1,x2,x3\n1,2,3\n1,1e39,3\n');
+    writeFileSync(at('iris.csv'), 'a,species\n1,setosa\n2,virginica\n');
+    writeFileSync(at('tiny.csv'), 'u\n1\n2\n3\n');
+    const cases: [string[], RegExp][] = [
+      // The model was trained on x1, x2, x3: y must not stand in for x3 by position.
+      [['predict', at('reg.safetensors'), at('no-x3.csv')], /no-x3.csv has no column 'x3' \(the model was trained on x1, x2, x3\)\n {2}rename the columns, or choose them with --inputs/],
+      [['predict', at('reg.safetensors'), at('huge.csv')], /column 'x2' of .*huge.csv holds 1e\+39 on line 3, beyond the float32 range/],
+      [['train', at('iris.csv'), '--task', 'classification'], /target 'species' holds 'setosa' on line 2[^]*\n {2}map the text labels to numbers 0..K-1/],
+      [['train', at('tiny.csv'), '--val-split', '0'], /tiny.csv: no numeric columns left for the inputs/],
+      [['train', at('data.csv'), '--out', dir], /--out: '.*' is a directory\n {2}give the name of the file to write/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.err).toMatch(message);
+      noStack(r.err);
+    }
+    const layers = await cli('train', at('data.csv'), '--layers', '100000000');
+    expect([layers.code, layers.err]).toEqual([2, expect.stringMatching(/--layers: expected an integer between 1 and 1048576/)]);
+    if (existsSync('/dev/full')) {
+      const full = await cli('predict', at('reg.safetensors'), at('data.csv'), '--out', '/dev/full');
+      expect([full.code, full.err]).toEqual([1, expect.stringMatching(/cannot write '\/dev\/full': no space left on the device/)]);
+      noStack(full.err);
+    }
+  });
+
+  it('a headerless CSV reads with --no-header, numeric names with --header; the target file may be the data file', async () => {
+    writeFileSync(at('headerless.csv'), data.x.reduce((acc, _, i) => (i % 3 === 0 ? `${acc}${formatFloat32(data.x[i])},${formatFloat32(data.x[i + 1])},${formatFloat32(data.x[i + 2])}\n` : acc), ''));
+    const p = await cli('predict', at('reg.safetensors'), at('headerless.csv'), '--no-header', '--backend', backend);
+    expect(p.code, p.err).toBe(0);
+    expect(parseCsv(p.out).rows).toBe(data.x.length / 3);
+    const both = await cli('predict', at('reg.safetensors'), at('headerless.csv'), '--no-header', '--header');
+    expect(both.code).toBe(2);
+    // --target-file naming the data file itself: y is the target, so not an input as well.
+    const same = await cli('train', at('data.csv'), '--target-file', at('data.csv'), '--target', 'y', '--epochs', '1', '--quiet',
+      '--out', at('same.safetensors'), '--backend', backend);
+    expect(same.code, same.err).toBe(0);
+    expect(same.out).toMatch(/trained 4-64-64-1/); // x1, x2, x3, label
+  });
+
+  it('a diverging run stops with a hint, writes its loss plot and no model', async () => {
+    const r = await cli('train', at('data.csv'), '--target', 'y', '--optimizer', 'sgd', '--lr', '1e6', '--no-standardize',
+      '--epochs', '5', '--out', at('diverged.safetensors'), '--backend', backend, '--quiet');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/training diverged in epoch \d+: [^]*no model was written[^]*\n {2}lower --lr \(now 1000000\), or drop --no-standardize/);
+    noStack(r.err);
+    expect(existsSync(at('diverged.safetensors'))).toBe(false);
+    expect(readFileSync(at('diverged.loss.svg'), 'utf8')).toMatch(/^<svg/);
   });
 
   it('the built bin runs as an executable with the same exit codes', async () => {

@@ -84,12 +84,26 @@ export function numberOption(values: Parsed['values'], option: string, fallback:
 }
 
 /** A comma-separated list of integers, e.g. --layers 64,64. */
-export function intListOption(values: Parsed['values'], option: string, fallback: number[], min = 1): number[] {
+export function intListOption(values: Parsed['values'], option: string, fallback: number[], min = 1, max = Number.MAX_SAFE_INTEGER): number[] {
   const text = stringOption(values, option);
   if (text === undefined) return fallback;
   const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
   if (items.length === 0) throw usageError(`--${option}: expected a comma-separated list of integers but received '${text}'`);
-  return items.map((s) => parseNumber(option, s, { integer: true, min, max: Number.MAX_SAFE_INTEGER }));
+  return items.map((s) => parseNumber(option, s, { integer: true, min, max }));
+}
+
+/** The options of a command that reads CSV files: whether the first row is a header. */
+export const HEADER_OPTIONS: Record<string, OptionSpec> = { header: { type: 'boolean' }, 'no-header': { type: 'boolean' } };
+
+export const HEADER_USAGE = `  --header / --no-header
+                       the CSV's first row is / is not a row of column names (default: it is,
+                       unless it holds a number; without a header, columns are named 0, 1, ...)`;
+
+export function headerOption(values: Parsed['values']): 'auto' | 'yes' | 'no' {
+  const yes = values.header === true;
+  const no = values['no-header'] === true;
+  if (yes && no) throw usageError('--header and --no-header contradict each other; give one');
+  return yes ? 'yes' : no ? 'no' : 'auto';
 }
 
 export function choiceOption<T extends string>(values: Parsed['values'], option: string, allowed: readonly T[], fallback: T): T {

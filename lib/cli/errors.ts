@@ -2,6 +2,8 @@
 // Exit code 2 for a command line that cannot be understood, 1 for everything that went wrong
 // after that (a missing file, data that does not fit the model).
 
+import { isFileSystemError } from './file-errors.js';
+
 export class CliError extends Error {
   constructor(message: string, readonly exitCode: 1 | 2 = 1, readonly hint?: string) {
     super(message);
@@ -18,11 +20,11 @@ export function usageError(message: string, hint?: string): CliError {
 // messages already say what is wrong, so the CLI prints them as they are.
 const USER_ERROR_CODES = new Set([
   'ERR_INVALID_ARG_TYPE', 'ERR_OUT_OF_RANGE', 'ERR_MLPKIT_INVALID_FILE', 'ERR_MLPKIT_DISPOSED',
-  'ERR_MLPKIT_NATIVE_UNAVAILABLE', 'ENOENT', 'EACCES', 'EISDIR', 'ENOTDIR', 'EEXIST', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EPERM',
+  'ERR_MLPKIT_NATIVE_UNAVAILABLE', 'ERR_FS_FILE_TOO_LARGE', 'ENOENT', 'EACCES', 'EISDIR', 'ENOTDIR', 'EEXIST', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EPERM',
 ]);
 
 export function isUserError(err: unknown): err is Error & { code?: string } {
-  if (err instanceof CliError) return true;
+  if (err instanceof CliError || isFileSystemError(err)) return true;
   const code = (err as { code?: unknown } | null)?.code;
   return err instanceof Error && typeof code === 'string' && (USER_ERROR_CODES.has(code) || code.startsWith('ERR_PARSE_ARGS_'));
 }

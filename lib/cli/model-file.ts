@@ -2,7 +2,7 @@
 // a sparse one (SparseMlp), told apart by the metadata quantised and sparse files carry. The CLI also keeps the column names a
 // model was trained on under its own metadata key, so `predict` can pick the same columns.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { BackendChoice } from '../backend/index.js';
 import { FileFormatError } from '../errors.js';
 import { QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY } from '../io/model-file.js';
@@ -11,6 +11,7 @@ import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
 import { CliError } from './errors.js';
+import { writeOutput } from './output.js';
 
 export const COLUMNS_METADATA_KEY = 'mlpkit.cli.columns';
 
@@ -77,5 +78,5 @@ export async function saveModelFile(path: string, model: AnyModel, columns: Mode
     }
     bytes = writeSafetensors(tensors, { ...file.metadata, [COLUMNS_METADATA_KEY]: JSON.stringify(columns) });
   }
-  await writeFile(path, bytes);
+  await writeOutput(path, bytes);
 }

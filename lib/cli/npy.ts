@@ -45,6 +45,10 @@ export function readNpy(bytes: Uint8Array): NpyArray {
   if (dataStart > bytes.length) fail(`header of ${headerLen} bytes runs past the end of the ${bytes.length}-byte file`);
   const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(bytes.subarray(8 + lengthBytes, dataStart));
 
+  if (/'descr'\s*:\s*\[/.test(header)) {
+    fail('a structured array (named fields) is not supported; save a plain 2-D array, e.g. ' +
+      'np.save(path, np.column_stack([a[f] for f in a.dtype.names]).astype(\'<f4\'))');
+  }
   const descrText = field(header, 'descr');
   const fortran = field(header, 'fortran_order');
   const shapeText = field(header, 'shape');

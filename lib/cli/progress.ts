@@ -17,7 +17,7 @@ export interface Progress {
 }
 
 export interface ProgressOptions {
-  stream?: { write(chunk: string): unknown; isTTY?: boolean };
+  stream?: { write(chunk: string): unknown; isTTY?: boolean; columns?: number };
   label?: string;
   tty?: boolean;
 }
@@ -37,7 +37,11 @@ export function createProgress({ stream = process.stdout, label = '', tty = Bool
     const bar = '#'.repeat(filled) + '-'.repeat(BAR_WIDTH - filled);
     const pct = `${(f * 100).toFixed(0).padStart(3)}%`;
     const times = f >= 1 ? formatDuration(elapsed) : `${formatDuration(elapsed)} eta ${formatDuration(eta)}`;
-    return `${label}[${bar}] ${pct} ${text} ${times}`;
+    // On a terminal the line must fit its width: a wrapped line is redrawn as a trail of lines.
+    const fixed = label.length + BAR_WIDTH + pct.length + times.length + 5;
+    const room = tty ? Math.max(0, (stream.columns ?? 80) - 1 - fixed) : Infinity;
+    const shown = text.length > room ? text.slice(0, Math.max(0, room - 1)) + '…' : text;
+    return `${label}[${bar}] ${pct} ${shown} ${times}`;
   }
 
   function drawTty(line: string): void {

@@ -12,6 +12,7 @@ import { serveCommand } from './commands/serve.js';
 import { sparsifyCommand } from './commands/sparsify.js';
 import { trainCommand } from './commands/train.js';
 import { CliError, isUserError } from './errors.js';
+import { fileErrorReason } from './file-errors.js';
 
 export const COMMANDS: Command[] = [infoCommand, trainCommand, predictCommand, quantizeCommand, sparsifyCommand, benchCommand, serveCommand];
 
@@ -28,14 +29,8 @@ function topUsage(): string {
   ].join('\n');
 }
 
-const FILE_ERRORS: Record<string, string> = {
-  ENOENT: 'no such file or directory', EACCES: 'permission denied', EPERM: 'permission denied',
-  EISDIR: 'is a directory, not a file', ENOTDIR: 'a part of the path is not a directory',
-};
-
 function fileErrorMessage(err: NodeJS.ErrnoException): string {
-  const verb = err.syscall === 'open' && /w/.test(String((err as { flags?: string }).flags ?? '')) ? 'cannot write' : 'cannot open';
-  return `${verb} '${err.path}': ${FILE_ERRORS[err.code ?? ''] ?? err.message}`;
+  return `cannot open '${err.path}': ${fileErrorReason(err)}`;
 }
 
 function report(command: string, err: unknown, io: Io): number {

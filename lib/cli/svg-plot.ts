@@ -100,8 +100,9 @@ export function lineChartSvg(series: PlotSeries[], options: PlotOptions = {}): s
     }
   }
 
-  // x axis: nice linear ticks.
-  const step = niceStep(x1 - x0, 8);
+  // x axis: nice linear ticks; whole steps when every x is whole (epochs have no 1.5).
+  const whole = xs.every(Number.isInteger);
+  const step = whole ? Math.max(1, niceStep(x1 - x0, 8)) : niceStep(x1 - x0, 8);
   for (let t = Math.ceil(x0 / step) * step; t <= x1 + step * 1e-9; t += step) {
     const x = sx(t);
     parts.push(`<line x1="${f(x)}" x2="${f(x)}" y1="${m.top}" y2="${m.top + ph}" stroke="#eee"/>`);
@@ -115,6 +116,10 @@ export function lineChartSvg(series: PlotSeries[], options: PlotOptions = {}): s
     if (!c.points.length) continue;
     const d = c.points.map((p, i) => `${i ? 'L' : 'M'}${f(sx(p.x))},${f(sy(Math.log10(p.y)))}`).join('');
     parts.push(`<path d="${d}" fill="none" stroke="${c.color}" stroke-width="1.8" stroke-linejoin="round"/>`);
+    // A line through fewer than a handful of points hides them (one point draws nothing).
+    if (c.points.length < 6) {
+      for (const p of c.points) parts.push(`<circle cx="${f(sx(p.x))}" cy="${f(sy(Math.log10(p.y)))}" r="3" fill="${c.color}"/>`);
+    }
   }
   const labelled = curves.filter((c) => c.label);
   labelled.forEach((c, i) => {

@@ -2,9 +2,9 @@
 // `--target 3`, `--inputs 0-31`): a name from the header, a 0-based index, or a range of
 // indices. NPY columns are named by their index.
 
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { parseCsv } from './csv.js';
+import { parseCsv, type CsvHeader } from './csv.js';
 import { FileFormatError } from '../errors.js';
 import { CliError, usageError } from './errors.js';
 import { isNpy, readNpy } from './npy.js';
@@ -12,16 +12,31 @@ import { isNpy, readNpy } from './npy.js';
 export interface Table {
   source: string;
   names: string[];
+  /** false when the columns are named by their 0-based index (NPY, or a CSV read with --no-header). */
+  named: boolean;
   rows: number;
+  /** CSV: the 1-based line of the file each row starts on; NPY: null (rows are 0-based indices). */
+  lines: Int32Array | null;
   /** rows x names.length, row-major; NaN where a CSV cell is not a number. */
   data: Float64Array;
   /** Per column, the first cell that is not a number (CSV only), or null. */
   firstText: ({ line: number; text: string } | null)[];
 }
 
-export async function readTable(path: string): Promise<Table> {
+// Whole-file readers: a CSV becomes one JavaScript string (at most 2^29 - 24 characters), an
+// NPY one Buffer (readFile stops at 2 GiB). Said up front, not as a stack trace from V8.
+const CSV_MAX_BYTES = 2 ** 29 - 24;
+const NPY_MAX_BYTES = 2 ** 31 - 1;
+
+export async function readTable(path: string, header: CsvHeader = 'auto'): Promise<Table> {
+  const size = (await stat(path)).size;
+  const npy = extname(path).toLowerCase() === '.npy';
+  if (size > (npy ? NPY_MAX_BYTES : CSV_MAX_BYTES)) {
+    throw new CliError(`${path} is ${(size / 2 ** 20).toFixed(0)} MiB; mlpkit reads ${npy ? 'NPY files up to 2 GiB' : 'CSV files up to 512 MiB'}`, 1,
+      npy ? 'split the rows over several files' : 'convert it to .npy (float32 rows), which reads up to 2 GiB');
+  }
   try {
-    return parseTable(path, await readFile(path));
+    return parseTable(path, await readFile(path), header);
   } catch (err) {
     // The NPY and CSV readers say what is wrong, not in which file (a command may read two).
     if (err instanceof FileFormatError) throw new CliError(`${path}: ${err.message}`);
@@ -29,7 +44,7 @@ export async function readTable(path: string): Promise<Table> {
   }
 }
 
-function parseTable(path: string, bytes: Buffer): Table {
+function parseTable(path: string, bytes: Buffer, header: CsvHeader): Table {
   if (isNpy(bytes)) {
     const npy = readNpy(bytes);
     if (npy.shape.length < 1 || npy.shape.length > 2) {
@@ -39,11 +54,17 @@ function parseTable(path: string, bytes: Buffer): Table {
     const cols = npy.shape.length === 2 ? npy.shape[1] : 1;
     if (rows === 0 || cols === 0) throw new CliError(`${path}: the array is empty (shape (${npy.shape.join(', ')}))`);
     const data = npy.data instanceof BigInt64Array ? Float64Array.from(npy.data, (v) => Number(v)) : Float64Array.from(npy.data);
-    return { source: path, names: Array.from({ length: cols }, (_, i) => String(i)), rows, data, firstText: Array(cols).fill(null) };
+    const names = Array.from({ length: cols }, (_, i) => String(i));
+    return { source: path, names, named: false, rows, lines: null, data, firstText: Array(cols).fill(null) };
   }
   if (extname(path).toLowerCase() === '.npy') throw new CliError(`${path}: not a .npy file (it does not start with \\x93NUMPY)`);
-  const table = parseCsv(bytes.toString('utf8'));
+  const table = parseCsv(bytes.toString('utf8'), header);
   return { source: path, ...table };
+}
+
+/** Where row r is, for messages: a CSV's line, an NPY's 0-based row index. */
+export function rowPlace(table: Table, r: number): string {
+  return table.lines ? `line ${table.lines[r]}` : `row ${r} (0-based)`;
 }
 
 function describeColumns(table: Table): string {
@@ -53,6 +74,9 @@ function describeColumns(table: Table): string {
 
 /** Column indices from a comma-separated list of names, indices and ranges (`2-5`). */
 export function resolveColumns(table: Table, list: string, option: string): number[] {
+  // A name that itself holds commas ("price, usd") can only be the whole list.
+  const whole = table.names.indexOf(list.trim());
+  if (whole >= 0 && list.includes(',')) return [whole];
   const out: number[] = [];
   for (const raw of list.split(',')) {
     const item = raw.trim();
@@ -89,17 +113,21 @@ export function columnsAsFloat32(table: Table, columns: number[], what: string):
   for (const c of columns) {
     const text = table.firstText[c];
     if (text) {
-      throw new CliError(`${what}: column '${table.names[c]}' of ${table.source} holds '${text.text}' on line ${text.line}, not a number`);
+      const cell = text.text === '' ? 'an empty cell' : `'${text.text}'`;
+      throw new CliError(`${what}: column '${table.names[c]}' of ${table.source} holds ${cell} on line ${text.line}, not a number`);
     }
   }
   for (let r = 0; r < table.rows; r++) {
     for (let j = 0; j < columns.length; j++) {
       const v = table.data[r * width + columns[j]];
-      if (!Number.isFinite(v)) {
-        throw new CliError(`${what}: column '${table.names[columns[j]]}' of ${table.source} holds ${v} in row ${r + 1}; ` +
-          'every value must be a finite number');
+      // Checked after rounding: 1e39 is finite as a double but Infinity as the float32 the model reads.
+      const f = Math.fround(v);
+      if (!Number.isFinite(f)) {
+        const beyond = Number.isFinite(v) ? ', beyond the float32 range (±3.4e38)' : '';
+        throw new CliError(`${what}: column '${table.names[columns[j]]}' of ${table.source} holds ${v} on ${rowPlace(table, r)}${beyond}; ` +
+          'every value must be a finite float32 number');
       }
-      out[r * columns.length + j] = v;
+      out[r * columns.length + j] = f;
     }
   }
   return out;
@@ -115,6 +143,12 @@ export function modelInputColumns(table: Table, width: number, trainedOn: string
   if (list !== undefined) columns = resolveColumns(table, list, option);
   else if (trainedOn && trainedOn.length === width && trainedOn.every((n) => table.names.includes(n))) {
     columns = trainedOn.map((n) => table.names.indexOf(n));
+  } else if (trainedOn && trainedOn.length === width && table.named) {
+    // The file has names but not all of the model's: taking columns by position instead would
+    // feed a different feature without a word.
+    const missing = trainedOn.filter((n) => !table.names.includes(n));
+    throw new CliError(`${table.source} has no column ${missing.map((n) => `'${n}'`).join(', ')} ` +
+      `(the model was trained on ${trainedOn.join(', ')})`, 1, `rename the columns, or choose them with ${option}`);
   } else {
     columns = numericColumns(table);
     if (columns.length !== width) {

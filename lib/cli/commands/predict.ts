@@ -1,12 +1,12 @@
 // `mlpkit predict`: run a saved model (float, quantised or sparse) on the rows of a CSV or NPY file.
 
-import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
-import { choiceOption, parseCommand, stringOption, type Command } from '../args.js';
+import { choiceOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, parseCommand, stringOption, type Command } from '../args.js';
 import { formatCsv } from '../csv.js';
 import { loadModelFile } from '../model-file.js';
 import { writeNpy } from '../npy.js';
+import { checkOutputPath, writeOutput } from '../output.js';
 import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
 
 const usage = `Usage: mlpkit predict MODEL INPUT [options]
@@ -20,9 +20,11 @@ Runs MODEL (a .safetensors file from mlpkit: float, quantised or sparse) on ever
   --out FILE       write to FILE, .csv or .npy (default: CSV to stdout)
   --format F       csv or npy (default: from --out's extension, else csv)
   --backend B      auto (default), native or reference
+${HEADER_USAGE.replace(/^ {2}/gm, '')}
 
 CSV output has one column per model output (the target names from \`mlpkit train\`, else y0,
-y1, ...) and, for classifiers, a last column 'label' with the most likely class. NPY output is
+y1, ...) and, for classifiers, a last column 'label' with the most likely class (a classifier's
+class_k columns are logits: softmax them for probabilities). NPY output is
 float32 [rows, outputs].
 
 Example
@@ -35,15 +37,18 @@ export const predictCommand: Command = {
   async run(argv, io) {
     const { values, positionals, help } = parseCommand('predict', argv, {
       inputs: { type: 'string' }, out: { type: 'string', short: 'o' }, format: { type: 'string' }, backend: { type: 'string' },
+      ...HEADER_OPTIONS,
     }, { min: 2, max: 2, names: 'MODEL and INPUT files' });
     if (help) return void io.stdout.write(`${usage}\n`);
     const out = stringOption(values, 'out');
     const byExtension = out !== undefined && extname(out).toLowerCase() === '.npy' ? 'npy' : 'csv';
     const format = choiceOption(values, 'format', ['csv', 'npy'] as const, byExtension);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
+    const header = headerOption(values);
+    if (out !== undefined) await checkOutputPath('--out', out);
 
     const { model, columns } = await loadModelFile(positionals[0], backend);
-    const table = await readTable(positionals[1]);
+    const table = await readTable(positionals[1], header);
     const chosen = modelInputColumns(table, model.inputs, columns?.inputs ?? null, stringOption(values, 'inputs'));
     const x = columnsAsFloat32(table, chosen, 'input');
     const y = await model.predictAsync(x);
@@ -54,7 +59,11 @@ export const predictCommand: Command = {
     let bytes: Uint8Array | string;
     if (format === 'npy') bytes = writeNpy(y, [rows, width]);
     else {
-      const names = columns?.outputs.length === width ? [...columns.outputs] : Array.from({ length: width }, (_, k) => `y${k}`);
+      // Targets read from an NPY file are named by index; a header of bare numbers would read
+      // back as a file without one, so they are written y0, y1, ...
+      const names = columns?.outputs.length === width
+        ? columns.outputs.map((n) => (/^\d+$/.test(n) ? `y${n}` : n))
+        : Array.from({ length: width }, (_, k) => `y${k}`);
       const classifier = columns?.task === 'classification';
       if (classifier) names.push('label');
       bytes = formatCsv(names, rows, (r, c) => {
@@ -66,7 +75,7 @@ export const predictCommand: Command = {
     }
     if (out === undefined) io.stdout.write(bytes);
     else {
-      await writeFile(out, bytes);
+      await writeOutput(out, bytes);
       io.stderr.write(`wrote ${rows} rows of ${width} outputs to ${out}\n`);
     }
   },

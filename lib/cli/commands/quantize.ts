@@ -6,9 +6,10 @@ import { Mlp } from '../../mlp.js';
 import type { QuantErrorStats } from '../../quant/calibrate.js';
 import { QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from '../../quant/format.js';
 import type { QuantizeOptions } from '../../quant/options.js';
-import { choiceOption, flag, intOption, parseCommand, stringOption, type Command } from '../args.js';
+import { choiceOption, flag, intOption, parseCommand, stringOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, type Command } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile, saveModelFile } from '../model-file.js';
+import { checkOutputPath } from '../output.js';
 import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
 
 const usage = `Usage: mlpkit quantize MODEL --out FILE [options]
@@ -34,6 +35,7 @@ scale per output, or int4 weights in groups with a scale per group (docs/QUANTIZ
                        of an input column to 0. With calibration, biases are also corrected for
                        the mean weight error on those rows
   --inputs COLS        columns of the calibration file (default: as mlpkit predict)
+${HEADER_USAGE}
   --rows N             use the first N calibration rows (default 1024)
   --backend B          auto (default), native or reference
 
@@ -53,6 +55,7 @@ export const quantizeCommand: Command = {
   usage,
   async run(argv, io) {
     const { values, positionals, help } = parseCommand('quantize', argv, {
+      ...HEADER_OPTIONS,
       out: { type: 'string', short: 'o' }, weights: { type: 'string' }, 'group-size': { type: 'string' },
       asymmetric: { type: 'boolean' }, activations: { type: 'string' }, calibration: { type: 'string' },
       inputs: { type: 'string' }, rows: { type: 'string' }, backend: { type: 'string' }, equalize: { type: 'string' },
@@ -60,6 +63,7 @@ export const quantizeCommand: Command = {
     if (help) return void io.stdout.write(`${usage}\n`);
     const out = stringOption(values, 'out');
     if (out === undefined) throw usageError('mlpkit quantize: --out FILE is required (where to write the quantised model)');
+    await checkOutputPath('--out', out);
     const weights = choiceOption<QuantFormat>(values, 'weights', QUANT_FORMATS, 'int8');
     const activations = choiceOption<QuantActivations>(values, 'activations', QUANT_ACTIVATIONS, 'float');
     const groupText = stringOption(values, 'group-size');
@@ -84,7 +88,7 @@ export const quantizeCommand: Command = {
     let calibrationNote = '';
     const calibrationPath = stringOption(values, 'calibration');
     if (calibrationPath !== undefined) {
-      const table = await readTable(calibrationPath);
+      const table = await readTable(calibrationPath, headerOption(values));
       const chosen = modelInputColumns(table, model.inputs, columns?.inputs ?? null, stringOption(values, 'inputs'));
       const x = columnsAsFloat32(table, chosen, '--calibration');
       const rows = Math.min(rowLimit, table.rows);

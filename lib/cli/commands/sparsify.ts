@@ -2,16 +2,15 @@
 // per-layer report of its stats (density, threshold or k, predictor recall) and the output
 // error against the dense model when calibration rows are given.
 
-import { stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Mlp } from '../../mlp.js';
 import { SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparsifyMode } from '../../sparse/format.js';
 import type { SparseLayerInfo, SparseMlp } from '../../sparse/model.js';
 import { SPARSE_WEIGHTS, type SparseWeights, type SparsifyOptions } from '../../sparse/options.js';
-import { choiceOption, intListOption, intOption, numberOption, parseCommand, stringOption, type Command } from '../args.js';
+import { choiceOption, intListOption, intOption, numberOption, parseCommand, stringOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, type Command } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile, saveModelFile } from '../model-file.js';
+import { checkOutputPath } from '../output.js';
 import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
 
 const usage = `Usage: mlpkit sparsify MODEL --out FILE --mode M [options]
@@ -40,6 +39,7 @@ holds the float model whole (Mlp.load reads it back dense).
                        and the output error against the dense model there; required for
                        predictor mode and for threshold mode with --density
   --inputs COLS        columns of the calibration file (default: as mlpkit predict)
+${HEADER_USAGE}
   --rows N             use the first N calibration rows (default 1024)
   --rank R             predictor mode: the predictor's inner width (default min(128, units / 4))
   --epochs E           predictor mode: training epochs (default 20)
@@ -71,6 +71,7 @@ export const sparsifyCommand: Command = {
   usage,
   async run(argv, io) {
     const { values, positionals, help } = parseCommand('sparsify', argv, {
+      ...HEADER_OPTIONS,
       out: { type: 'string', short: 'o' }, mode: { type: 'string' }, density: { type: 'string' }, threshold: { type: 'string' },
       k: { type: 'string' }, layers: { type: 'string' }, calibration: { type: 'string' }, inputs: { type: 'string' },
       rows: { type: 'string' }, rank: { type: 'string' }, epochs: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
@@ -114,8 +115,7 @@ export const sparsifyCommand: Command = {
     const rowLimit = intOption(values, 'rows', 1024);
 
     // Found out before a predictor is trained, not after.
-    const dir = dirname(out);
-    if (!(await stat(dir).then((st) => st.isDirectory(), () => false))) throw new CliError(`--out: the directory '${dir}' of ${out} does not exist`);
+    await checkOutputPath('--out', out);
 
     const { model, columns, kind } = await loadModelFile(positionals[0], options.backend);
     if (!(model instanceof Mlp)) {
@@ -124,7 +124,7 @@ export const sparsifyCommand: Command = {
     }
     let calibrationNote = '';
     if (calibrationPath !== undefined) {
-      const table = await readTable(calibrationPath);
+      const table = await readTable(calibrationPath, headerOption(values));
       const chosen = modelInputColumns(table, model.inputs, columns?.inputs ?? null, stringOption(values, 'inputs'));
       const x = columnsAsFloat32(table, chosen, '--calibration');
       const rows = Math.min(rowLimit, table.rows);

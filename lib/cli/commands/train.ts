@@ -5,22 +5,25 @@
 // scale are then folded into the first and last layers, so the saved model takes and returns
 // raw values and nothing else needs to travel with it.
 
-import { stat, writeFile } from 'node:fs/promises';
+import { realpath } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { ACTIVATIONS, OPTIMIZERS, type ActivationName, type OptimizerName } from '../../backend/types.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Rng } from '../../init.js';
 import { Mlp } from '../../mlp.js';
+import { MAX_WIDTH } from '../../spec.js';
 import type { FitProgress } from '../../train/trainer.js';
 import {
-  choiceOption, flag, intListOption, intOption, numberOption, parseCommand, stringOption, type Command, type Io,
+  choiceOption, flag, HEADER_OPTIONS, HEADER_USAGE, headerOption, intListOption, intOption, numberOption, parseCommand, stringOption,
+  type Command, type Io,
 } from '../args.js';
 import { formatFloat32 } from '../csv.js';
 import { CliError, usageError } from '../errors.js';
 import { saveModelFile, type ModelColumns } from '../model-file.js';
+import { checkOutputPath, writeOutput } from '../output.js';
 import { createProgress } from '../progress.js';
 import { lineChartSvg, type PlotPoint } from '../svg-plot.js';
-import { columnsAsFloat32, numericColumns, readTable, resolveColumns, type Table } from '../table.js';
+import { columnsAsFloat32, numericColumns, readTable, resolveColumns, rowPlace, type Table } from '../table.js';
 
 const TASKS = ['regression', 'classification'] as const;
 
@@ -40,6 +43,7 @@ Data
   --val-split F        fraction of rows held out for validation (default 0.1; 0 for none)
   --no-standardize     train on the raw values (default: standardise inputs and regression
                        targets, then fold the scaling into the saved model)
+${HEADER_USAGE}
 Model
   --layers LIST        hidden layer widths (default 64,64)
   --activation A       activation of the hidden layers (default relu; ${ACTIVATIONS.filter((a) => a !== 'none').join(', ')})
@@ -56,7 +60,8 @@ Output
   --quiet              no progress output
 
 Progress goes to stderr (a bar on a terminal; otherwise a line per epoch, or per N epochs so
-that a run prints about 20); Ctrl-C stops after the current step and still saves the model.
+that a run prints about 20); Ctrl-C stops after the current step, still saves the model and
+exits with code 130. If the loss overflows (too high a --lr), nothing is saved but the plot.
 Without --inputs, text columns are left out (with a note) and a column of numbers with blank or
 text cells is an error.
 
@@ -78,8 +83,13 @@ function meanStd(data: Float32Array, rows: number, cols: number): { mean: Float6
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) mean[c] += data[r * cols + c];
   for (let c = 0; c < cols; c++) mean[c] /= rows;
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) std[c] += (data[r * cols + c] - mean[c]) ** 2;
-  // A constant column keeps scale 1: dividing by ~0 would blow up whatever tiny noise it has.
-  for (let c = 0; c < cols; c++) std[c] = Math.sqrt(std[c] / rows) > 1e-12 ? Math.sqrt(std[c] / rows) : 1;
+  // A constant column keeps scale 1: dividing by ~0 would blow up whatever rounding noise it
+  // has. Constant is relative to the column's own size (float32 holds ~7 digits), so a column
+  // in small units (farads, 1e-13) is still scaled.
+  for (let c = 0; c < cols; c++) {
+    const s = Math.sqrt(std[c] / rows);
+    std[c] = s > 1e-6 * Math.abs(mean[c]) && s > 0 ? s : 1;
+  }
   return { mean, std };
 }
 
@@ -146,13 +156,13 @@ function splitRows(x: Float32Array, y: Float32Array, rows: number, inputs: numbe
   return { trainX: train.bx, trainY: train.by, valX: val?.bx ?? null, valY: val?.by ?? null, trainRows: rows - valRows, valRows };
 }
 
-function labelsOf(y: Float32Array, name: string): { labels: Int32Array; classes: number } {
+function labelsOf(y: Float32Array, name: string, place: (row: number) => string): { labels: Int32Array; classes: number } {
   let classes = 0;
   const labels = new Int32Array(y.length);
   for (let i = 0; i < y.length; i++) {
     const v = y[i];
     if (!Number.isInteger(v) || v < 0) {
-      throw new CliError(`--task classification: target '${name}' holds ${formatFloat32(v)} in row ${i + 1}; expected integer class labels 0, 1, 2, ...`, 1,
+      throw new CliError(`--task classification: target '${name}' holds ${formatFloat32(v)} on ${place(i)}; expected integer class labels 0, 1, 2, ...`, 1,
         'for a numeric target use --task regression');
     }
     labels[i] = v;
@@ -219,11 +229,12 @@ export const trainCommand: Command = {
       epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' }, optimizer: { type: 'string' },
       seed: { type: 'string' }, backend: { type: 'string' },
       out: { type: 'string', short: 'o' }, plot: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
+      ...HEADER_OPTIONS,
     }, { min: 1, max: 1, names: 'one DATA file (CSV or NPY)' });
     if (help) return void io.stdout.write(`${usage}\n`);
 
     const task = choiceOption(values, 'task', TASKS, 'regression');
-    const hidden = intListOption(values, 'layers', [64, 64]);
+    const hidden = intListOption(values, 'layers', [64, 64], 1, MAX_WIDTH);
     const activation = choiceOption<ActivationName>(values, 'activation', ACTIVATIONS, 'relu');
     const epochs = intOption(values, 'epochs', 20);
     const batchSize = intOption(values, 'batch-size', 32);
@@ -234,20 +245,20 @@ export const trainCommand: Command = {
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const standardize = !flag(values, 'no-standardize');
     const quiet = flag(values, 'quiet');
+    const header = headerOption(values);
     const out = stringOption(values, 'out') ?? 'model.safetensors';
     const plot = stringOption(values, 'plot') ?? join(dirname(out), `${basename(out, extname(out))}.loss.svg`);
 
     // Found out before training, not after: a typo in --out would otherwise cost the whole run.
-    for (const [option, file] of [['--out', out], ['--plot', plot]]) {
-      const dir = dirname(file);
-      if (!(await stat(dir).then((st) => st.isDirectory(), () => false))) {
-        throw new CliError(`${option}: the directory '${dir}' of ${file} does not exist`);
-      }
-    }
+    await checkOutputPath('--out', out);
+    await checkOutputPath('--plot', plot);
     const started = performance.now();
-    const data = await readTable(positionals[0]);
-    const targetFile = stringOption(values, 'target-file');
-    const targetTable = targetFile === undefined ? data : await readTable(targetFile);
+    const data = await readTable(positionals[0], header);
+    let targetFile = stringOption(values, 'target-file');
+    // The data file named again as the target file is one table: its targets must not also be
+    // the default inputs.
+    if (targetFile !== undefined && (await realpath(targetFile)) === (await realpath(positionals[0]))) targetFile = undefined;
+    const targetTable = targetFile === undefined ? data : await readTable(targetFile, header);
     if (targetTable.rows !== data.rows) {
       throw new CliError(`--target-file: ${targetFile} has ${targetTable.rows} rows but ${data.source} has ${data.rows}`);
     }
@@ -261,6 +272,11 @@ export const trainCommand: Command = {
       throw usageError(`--task classification: expected one target column of class labels but ${targets.length} were chosen`, 'pick it with --target');
     }
     if (data.rows < 2 && valSplit > 0) throw new CliError(`${data.source}: ${data.rows} row is too few to hold some out; pass --val-split 0`);
+    const labelText = targetTable.firstText[targets[0]];
+    if (task === 'classification' && labelText && labelText.text !== '') {
+      throw new CliError(`--task classification: target '${targetTable.names[targets[0]]}' holds '${labelText.text}' on line ${labelText.line}; ` +
+        'expected integer class labels 0, 1, 2, ...', 1, 'map the text labels to numbers 0..K-1 first (e.g. pandas: df[col].astype("category").cat.codes)');
+    }
     const x = columnsAsFloat32(data, inputs, '--inputs');
     const y = columnsAsFloat32(targetTable, targets, '--target');
     const split = splitRows(x, y, data.rows, inputs.length, targets.length, valSplit, seed);
@@ -272,7 +288,7 @@ export const trainCommand: Command = {
     let valTarget: Float32Array | Int32Array | null = split.valY;
     let outputNames = targetNames;
     if (task === 'classification') {
-      const all = labelsOf(y, targetNames[0]);
+      const all = labelsOf(y, targetNames[0], (r) => rowPlace(targetTable, r));
       outputs = all.classes;
       trainTarget = Int32Array.from(split.trainY);
       valTarget = split.valY ? Int32Array.from(split.valY) : null;
@@ -308,6 +324,11 @@ export const trainCommand: Command = {
     const controller = new AbortController();
     const onInterrupt = () => controller.abort();
     process.once('SIGINT', onInterrupt);
+    const title = `mlpkit train ${basename(data.source)}: ${shape} ${activation}, ${loss}${targetScale ? ' (standardised targets)' : ''}`;
+    const writePlot = () => writeOutput(plot, lineChartSvg(
+      [{ label: 'train', points: trainCurve }, ...(valCurve.length ? [{ label: 'validation', points: valCurve }] : [])],
+      { title, xLabel: 'epoch', yLabel: `${loss} loss` },
+    ));
     let result;
     try {
       result = await trainer.fit(fitX, trainTarget, {
@@ -327,6 +348,17 @@ export const trainCommand: Command = {
           bar?.update((p.epoch - 1 + p.step / p.stepsPerEpoch) / p.epochs, text);
         },
       });
+    } catch (err) {
+      // The trainer refuses a step whose loss or gradients are not finite (a RangeError that
+      // names them): the run diverged. The plot shows how; the model is not worth saving.
+      bar?.done('stopped', trainCurve.length / epochs);
+      net.dispose();
+      if (!(err instanceof RangeError) || !/NaN|Infinity|finite|overflow/.test(err.message)) throw err;
+      const epoch = trainCurve.length + 1;
+      await writePlot();
+      const why = err.message.replace(/^\w+: /, '');
+      throw new CliError(`training diverged in epoch ${epoch}: ${why}; no model was written (the loss so far is in ${plot})`, 1,
+        `lower --lr (now ${lr})${standardize ? '' : ', or drop --no-standardize'}`);
     } finally {
       process.removeListener('SIGINT', onInterrupt);
     }
@@ -337,11 +369,7 @@ export const trainCommand: Command = {
     if (inputScale) foldScaling(net, inputScale, targetScale);
     const columns: ModelColumns = { inputs: inputNames, outputs: outputNames, task };
     await saveModelFile(out, net, columns);
-    const title = `mlpkit train ${basename(data.source)}: ${shape} ${activation}, ${loss}${targetScale ? ' (standardised targets)' : ''}`;
-    await writeFile(plot, lineChartSvg(
-      [{ label: 'train', points: trainCurve }, ...(valCurve.length ? [{ label: 'validation', points: valCurve }] : [])],
-      { title, xLabel: 'epoch', yLabel: `${loss} loss` },
-    ));
+    await writePlot();
 
     // The report is on the saved model and raw values, whatever was standardised for training.
     const report = (rx: Float32Array, ry: Float32Array, rows: number) => {
@@ -367,5 +395,6 @@ export const trainCommand: Command = {
         `\nwrote ${out} and ${plot}\n`,
     );
     net.dispose();
+    return result.stopped ? 130 : 0;
   },
 };
