@@ -1,8 +1,7 @@
 // The model: a checked spec, its parameters on a backend, and the user-facing operations.
 // Everything a caller passes is validated here (shared by both backends) before it reaches one.
 
-import { readFile, writeFile } from 'node:fs/promises';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readWholeFile, readWholeFileSync, writeWholeFile, writeWholeFileSync } from './io/whole-file.js';
 import { MODEL_BACKEND_CHOICES, selectModelBackend, type ModelBackendChoice } from './backend/index.js';
 import { PRECISIONS, type BackendModel, type BackendName, type LossName, type PrecisionName } from './backend/types.js';
 import { disposedError, rangeError } from './errors.js';
@@ -149,6 +148,7 @@ export class Mlp {
 
   /** Copies of each layer's weight and bias. */
   getLayers(): LayerParameters[] {
+    this.handle('getLayers');
     return this.split(this.getParameters()).map((l, i) => ({
       inputs: this.slots[i].inputs,
       outputs: this.slots[i].outputs,
@@ -230,12 +230,12 @@ export class Mlp {
 
   async save(path: string): Promise<void> {
     expectPath('path', path);
-    await writeFile(path, this.toSafetensors());
+    await writeWholeFile(path, this.toSafetensors());
   }
 
   saveSync(path: string): void {
     expectPath('path', path);
-    writeFileSync(path, this.toSafetensors());
+    writeWholeFileSync(path, this.toSafetensors());
   }
 
   /**
@@ -253,13 +253,13 @@ export class Mlp {
   static async load(path: string, options: LoadOptions = {}): Promise<Mlp> {
     expectPath('path', path);
     checkLoadOptions(options);
-    return Mlp.fromSafetensors(await readFile(path), options);
+    return Mlp.fromSafetensors(await readWholeFile(path), options);
   }
 
   static loadSync(path: string, options: LoadOptions = {}): Mlp {
     expectPath('path', path);
     checkLoadOptions(options);
-    return Mlp.fromSafetensors(readFileSync(path), options);
+    return Mlp.fromSafetensors(readWholeFileSync(path), options);
   }
 
   /** Free the model's memory now (native memory is also freed by GC otherwise). Idempotent. */

@@ -2,7 +2,6 @@
 // a sparse one (SparseMlp), told apart by the metadata quantised and sparse files carry. The CLI also keeps the column names a
 // model was trained on under its own metadata key, so `predict` can pick the same columns.
 
-import { readFile } from 'node:fs/promises';
 import type { BackendChoice } from '../backend/index.js';
 import { FileFormatError } from '../errors.js';
 import { QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY } from '../io/model-file.js';
@@ -10,6 +9,7 @@ import { readSafetensors, writeSafetensors, type TensorInput } from '../io/safet
 import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
+import { readWholeFile } from '../io/whole-file.js';
 import { CliError } from './errors.js';
 import { writeOutput } from './output.js';
 
@@ -62,7 +62,7 @@ export function modelFromBytes(bytes: Uint8Array, path: string, backend: Backend
 }
 
 export async function loadModelFile(path: string, backend: BackendChoice = 'auto'): Promise<LoadedModel> {
-  return modelFromBytes(await readFile(path), path, backend);
+  return modelFromBytes(await readWholeFile(path), path, backend);
 }
 
 /** Saves a model with the CLI's column metadata beside mlpkit's own. */

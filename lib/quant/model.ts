@@ -5,8 +5,7 @@
 // while calibration may choose per layer; consecutive layers with the same mode therefore share
 // one backend model ("segment"), and a model with mixed modes runs a few of them in a row.
 
-import { readFileSync, writeFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readWholeFile, readWholeFileSync, writeWholeFile, writeWholeFileSync } from '../io/whole-file.js';
 import { BACKEND_CHOICES, nativeAvailable, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
 import { encodingConfig } from '../spec.js';
@@ -287,13 +286,13 @@ export class QuantizedMlp {
   async save(path: string): Promise<void> {
     this.live('save');
     expectPath('path', path);
-    await writeFile(path, this.toSafetensors());
+    await writeWholeFile(path, this.toSafetensors());
   }
 
   saveSync(path: string): void {
     this.live('saveSync');
     expectPath('path', path);
-    writeFileSync(path, this.toSafetensors());
+    writeWholeFileSync(path, this.toSafetensors());
   }
 
   /** A quantised model from safetensors bytes written by toSafetensors / save. */
@@ -305,13 +304,13 @@ export class QuantizedMlp {
   static async load(path: string, options: QuantLoadOptions = {}): Promise<QuantizedMlp> {
     expectPath('path', path);
     normalizeLoadOptions(options);
-    return QuantizedMlp.fromSafetensors(await readFile(path), options);
+    return QuantizedMlp.fromSafetensors(await readWholeFile(path), options);
   }
 
   static loadSync(path: string, options: QuantLoadOptions = {}): QuantizedMlp {
     expectPath('path', path);
     normalizeLoadOptions(options);
-    return QuantizedMlp.fromSafetensors(readFileSync(path), options);
+    return QuantizedMlp.fromSafetensors(readWholeFileSync(path), options);
   }
 
   /** Free the model's memory now. Idempotent; any later call throws ERR_MLPKIT_DISPOSED. */

@@ -2,8 +2,7 @@
 // SparseMlp.load). It predicts like any model, with the same argument checks and errors as
 // Mlp.predict, and saves to safetensors (layout: lib/sparse/file.ts).
 
-import { readFileSync, writeFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readWholeFile, readWholeFileSync, writeWholeFile, writeWholeFileSync } from '../io/whole-file.js';
 import { BACKEND_CHOICES, selectBackend, type BackendChoice } from '../backend/index.js';
 import { referenceBackend } from '../backend/reference/index.js';
 import type { Backend, BackendSparseModel, SparseLayer } from '../backend/types.js';
@@ -239,12 +238,12 @@ export class SparseMlp {
 
   async save(path: string): Promise<void> {
     expectPath('path', path);
-    await writeFile(path, this.toSafetensors());
+    await writeWholeFile(path, this.toSafetensors());
   }
 
   saveSync(path: string): void {
     expectPath('path', path);
-    writeFileSync(path, this.toSafetensors());
+    writeWholeFileSync(path, this.toSafetensors());
   }
 
   /** A sparse model from safetensors bytes written by toSafetensors / save (stats included). */
@@ -257,13 +256,13 @@ export class SparseMlp {
   static async load(path: string, options: SparseLoadOptions = {}): Promise<SparseMlp> {
     expectPath('path', path);
     normalizeLoadOptions(options);
-    return SparseMlp.fromSafetensors(await readFile(path), options);
+    return SparseMlp.fromSafetensors(await readWholeFile(path), options);
   }
 
   static loadSync(path: string, options: SparseLoadOptions = {}): SparseMlp {
     expectPath('path', path);
     normalizeLoadOptions(options);
-    return SparseMlp.fromSafetensors(readFileSync(path), options);
+    return SparseMlp.fromSafetensors(readWholeFileSync(path), options);
   }
 
   /** Density, recall and output error on the calibration rows (kept by save / load); null without calibration. */
