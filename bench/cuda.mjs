@@ -12,7 +12,7 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './support/args.mjs';
 import { Mlp, info } from '../dist/index.js';
 import { randomFloats } from './support/data.mjs';
 import { formatRate } from './support/report.mjs';
@@ -24,7 +24,7 @@ const USAGE = `Usage: node bench/cuda.mjs [--seconds S] [--out DIR] [--batches 1
   --batches       log2 of the batch sizes (default 14,18,21)
   --precisions    (default fp32,fp16,bf16)`;
 
-const { values: opts } = parseArgs({
+const { values: opts } = benchArgs(USAGE, {
   options: {
     seconds: { type: 'string', default: '1' },
     out: { type: 'string', default: 'out/bench-cuda' },
@@ -33,10 +33,6 @@ const { values: opts } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
-if (opts.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 const budgetMs = budgetFromSeconds(opts.seconds);
 const logBatches = opts.batches.split(',').map(Number);
 const precisions = opts.precisions.split(',');

@@ -13,25 +13,23 @@
 // Rounding is float64 here; the float32 steps of lib/quant/format.ts change the result in the
 // fourth digit.
 
-import { parseArgs } from 'node:util';
+import { benchArgs, usageError } from './support/args.mjs';
 
-const { values: args } = parseArgs({
+const USAGE = 'Usage: node bench/int4-floor.mjs [--groups N (3000)] [--group-size G (32)] [--seed S (12345)]';
+
+const { values: args } = benchArgs(USAGE, {
   options: { groups: { type: 'string' }, 'group-size': { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean' } },
 });
-if (args.help) {
-  console.log('Usage: node bench/int4-floor.mjs [--groups N (3000)] [--group-size G (32)] [--seed S (12345)]');
-  process.exit(0);
-}
-const positive = (name, raw, fallback) => {
+const integer = (name, raw, fallback, min = 1) => {
   const v = raw === undefined ? fallback : Number(raw);
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got '${raw}'`);
+  if (!Number.isInteger(v) || v < min) usageError(`--${name} must be an integer >= ${min}, got '${raw}'`);
   return v;
 };
-const GROUPS = positive('groups', args.groups, 3000);
-const G = positive('group-size', args['group-size'], 32);
+const GROUPS = integer('groups', args.groups, 3000);
+const G = integer('group-size', args['group-size'], 32);
 const STEPS = 400;
 
-let state = positive('seed', args.seed, 12345) >>> 0;
+let state = integer('seed', args.seed, 12345, 0) >>> 0;
 const uniform = () => {
   state = (Math.imul(state, 1103515245) + 12345) >>> 0;
   return (state + 0.5) / 2 ** 32;

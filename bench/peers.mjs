@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs, usageError } from './support/args.mjs';
 import { Mlp, info } from '../dist/index.js';
 import { createAdapters, loadAdapters } from './support/backends.mjs';
 import { CheckError, expectClose } from './support/check.mjs';
@@ -20,22 +20,20 @@ import { randomFloats, randomLabels } from './support/data.mjs';
 import { cellKey, evaluateTargets, formatTime, resultsSvg, shapeTable, targetsTable } from './support/report.mjs';
 import { budgetFromSeconds, medianUs, medianUsAsync } from './support/timing.mjs';
 
-const USAGE = `Usage: node bench/peers.mjs [--seconds S] [--only A,B,C]
+const USAGE = `Usage: node bench/peers.mjs [--seconds S] [--only A,B,C] [--write]
   --seconds S   time budget per cell in seconds (default 1; the whole bench then takes ~1 min); each cell also runs >= 5 rounds
   --only LIST   shapes to run, comma-separated (default A,B,C)
+  --write       write bench/results/peers.md and .svg even for a partial run (a full run always does)
   --help`;
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(USAGE, {
   options: {
     seconds: { type: 'string', default: '1' },
     only: { type: 'string', default: 'A,B,C' },
+    write: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 const budgetMs = budgetFromSeconds(args.seconds);
 const seconds = budgetMs / 1000;
 
@@ -61,8 +59,11 @@ const SHAPES = {
   C: { title: '1024-1024-1024 ReLU', spec: mlp(1024, [1024], 1024), ops: [predictOp([1, 4096])] },
 };
 
-const only = args.only.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
-for (const key of only) if (!(key in SHAPES)) throw new RangeError(`--only: unknown shape '${key}' (expected some of ${Object.keys(SHAPES).join(',')})`);
+const only = [...new Set(args.only.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean))];
+if (only.length === 0) usageError(`--only: no shape given (expected some of ${Object.keys(SHAPES).join(',')})`);
+// The committed results (and the README tables quoted from them) come from full runs only.
+const fullRun = Object.keys(SHAPES).every((k) => only.includes(k)) && seconds >= 1;
+for (const key of only) if (!(key in SHAPES)) usageError(`--only: unknown shape '${key}' (expected some of ${Object.keys(SHAPES).join(',')})`);
 
 const progress = (text) => process.stderr.write(`${text}\n`);
 const isThenable = (v) => v !== null && typeof v === 'object' && typeof v.then === 'function';
@@ -259,8 +260,10 @@ const markdown = [
 ].join('\n');
 console.log(markdown);
 
-const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results');
-mkdirSync(resultsDir, { recursive: true });
-writeFileSync(join(resultsDir, 'peers.md'), markdown);
-writeFileSync(join(resultsDir, 'peers.svg'), resultsSvg(shapes, adapters, head.chartSubtitle));
-progress(`wrote ${join('bench', 'results', 'peers.md')} and ${join('bench', 'results', 'peers.svg')}`);
+if (fullRun || args.write) {
+  const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(join(resultsDir, 'peers.md'), markdown);
+  writeFileSync(join(resultsDir, 'peers.svg'), resultsSvg(shapes, adapters, head.chartSubtitle));
+  progress(`wrote ${join('bench', 'results', 'peers.md')} and ${join('bench', 'results', 'peers.svg')}`);
+} else progress('partial run (--only or --seconds): bench/results not written (--write to write them anyway)');

@@ -10,10 +10,13 @@
 // (MLPKIT_ADDON_PATH=path/to/mlpkit.node picks the addon): this VM's speed drifts by up to 1.5x
 // within a minute, so one run of each says little.
 
-import { parseArgs } from 'node:util';
+import { benchArgs, usageError } from './support/args.mjs';
 import { Mlp, info, setThreads } from '../dist/index.js';
 
-const { values: args } = parseArgs({
+const USAGE = 'Usage: node bench/quant-layer.mjs [--inputs N] [--outputs N] [--batch N] [--weights int8|int4|float32] ' +
+  '[--group-size 32|64|128] [--activations int8|float] [--rounds N] [--threads N]';
+
+const { values: args } = benchArgs(USAGE, {
   options: {
     inputs: { type: 'string', default: '4096' },
     outputs: { type: 'string', default: '16384' },
@@ -26,18 +29,13 @@ const { values: args } = parseArgs({
     help: { type: 'boolean' },
   },
 });
-if (args.help) {
-  console.log('Usage: node bench/quant-layer.mjs [--inputs N] [--outputs N] [--batch N] [--weights int8|int4|float32] ' +
-    '[--group-size 32|64|128] [--activations int8|float] [--rounds N] [--threads N]');
-  process.exit(0);
-}
 const positive = (name) => {
   const v = Number(args[name]);
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got '${args[name]}'`);
+  if (!Number.isInteger(v) || v < 1) usageError(`--${name} must be a positive integer, got '${args[name]}'`);
   return v;
 };
 const [k, n, batch, rounds] = ['inputs', 'outputs', 'batch', 'rounds'].map(positive);
-if (!['int8', 'int4', 'float32'].includes(args.weights)) throw new RangeError(`--weights must be int8, int4 or float32, got '${args.weights}'`);
+if (!['int8', 'int4', 'float32'].includes(args.weights)) usageError(`--weights must be int8, int4 or float32, got '${args.weights}'`);
 
 if (args.threads !== undefined) setThreads(positive('threads'));
 const net = new Mlp({ inputs: k, layers: [{ units: n }], seed: 1 }, { backend: 'native' });

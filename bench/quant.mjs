@@ -21,7 +21,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs, usageError } from './support/args.mjs';
 import * as mlpkit from '../dist/index.js';
 import { renderScene } from '../examples/support/scene.mjs';
 import { psnr8, toBytes } from '../examples/support/image-utils.mjs';
@@ -44,7 +44,7 @@ const USAGE = `Usage: node bench/quant.mjs [--seconds S] [--only LIST] [--small]
                 (a full run always writes them)
   --help`;
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(USAGE, {
   options: {
     seconds: { type: 'string' },
     only: { type: 'string', default: 'speed,accuracy,classifier' },
@@ -53,16 +53,12 @@ const { values: args } = parseArgs({
     help: { type: 'boolean', short: 'h' },
   },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 const small = args.small;
 const budgetMs = budgetFromSeconds(args.seconds ?? (small ? '0.2' : '1'));
 const seconds = budgetMs / 1000;
 const SECTIONS = ['speed', 'accuracy', 'classifier'];
 const only = args.only.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
-for (const s of only) if (!SECTIONS.includes(s)) throw new RangeError(`--only: unknown section '${s}' (expected some of ${SECTIONS.join(',')})`);
+for (const s of only) if (!SECTIONS.includes(s)) usageError(`--only: unknown section '${s}' (expected some of ${SECTIONS.join(',')})`);
 const fullRun = !small && SECTIONS.every((s) => only.includes(s));
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -27,7 +27,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs, usageError } from './support/args.mjs';
 import { Mlp, info } from '../dist/index.js';
 import { groupedBarChartSvg } from './support/bar-chart.mjs';
 import { startServer } from './support/child-server.mjs';
@@ -44,7 +44,7 @@ const USAGE = `Usage: node bench/serve.mjs [--seconds S] [--rounds N] [--only LI
   --no-write    print only; do not write bench/results/serve.md and serve.svg
   --help`;
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(USAGE, {
   options: {
     seconds: { type: 'string', default: '4' },
     rounds: { type: 'string', default: '10' },
@@ -53,19 +53,15 @@ const { values: args } = parseArgs({
     help: { type: 'boolean', short: 'h' },
   },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 // autocannon runs whole seconds; a cell is two runs of half the time.
 const seconds = Math.max(2, 2 * Math.round(budgetFromSeconds(args.seconds) / 2000));
 const only = new Set(args.only.split(',').map((s) => s.trim()));
 const PARTS = ['latency', 'overload', 'wide', 'paired'];
 const rounds = Number(args.rounds);
-if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`--rounds must be a positive integer, got '${args.rounds}'`);
+if (!Number.isInteger(rounds) || rounds < 1) usageError(`--rounds must be a positive integer, got '${args.rounds}'`);
 const PAIRED_CONNECTIONS = 64;
 const PAIRED_SECONDS = 2;
-for (const part of only) if (!PARTS.includes(part)) throw new RangeError(`--only: unknown part '${part}' (expected some of ${PARTS.join(', ')})`);
+for (const part of only) if (!PARTS.includes(part)) usageError(`--only: unknown part '${part}' (expected some of ${PARTS.join(', ')})`);
 
 const CONCURRENCY = [1, 16, 64, 256];
 const OVERLOAD_CONNECTIONS = 1024;

@@ -18,7 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './support/args.mjs';
 import { Mlp, SparseMlp, info, readSafetensors, writeSafetensors } from '../dist/index.js';
 import { expectClose, relativeError } from './support/check.mjs';
 import { cpuName } from './support/cpu.mjs';
@@ -34,7 +34,7 @@ const USAGE = `Usage: node bench/sparse-modes.mjs [--seconds S] [--train-seconds
   --small             a 512 -> 2048 -> 512 FFN instead of 4096 -> 16384 -> 4096
   --write             write bench/results/sparse-modes.md and .svg even for a --small run`;
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(USAGE, {
   options: {
     seconds: { type: 'string' },
     'train-seconds': { type: 'string' },
@@ -43,10 +43,6 @@ const { values: args } = parseArgs({
     help: { type: 'boolean', short: 'h' },
   },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 const small = args.small;
 const budgetMs = budgetFromSeconds(args.seconds ?? (small ? '0.2' : '1'));
 const trainMs = budgetFromSeconds(args['train-seconds'] ?? (small ? '5' : '60'));

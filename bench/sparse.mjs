@@ -30,7 +30,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './support/args.mjs';
 import { Mlp, info } from '../dist/index.js';
 import { CheckError, expectClose, relativeError } from './support/check.mjs';
 import { cpuName } from './support/cpu.mjs';
@@ -47,7 +47,7 @@ const USAGE = `Usage: node bench/sparse.mjs [--seconds S] [--small] [--write]
   --write       write bench/results/sparse.md and sparse.svg even for a --small run (a full run always writes them)
   --help`;
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs(USAGE, {
   options: {
     seconds: { type: 'string' },
     small: { type: 'boolean', default: false },
@@ -55,10 +55,6 @@ const { values: args } = parseArgs({
     help: { type: 'boolean', short: 'h' },
   },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 const small = args.small;
 const budgetMs = budgetFromSeconds(args.seconds ?? (small ? '0.2' : '1'));
 const seconds = budgetMs / 1000;

@@ -139,7 +139,7 @@ const result = await trainer.fit(coords, colors, {
 clearTimeout(timer);
 const trainSeconds = (performance.now() - trainStart) / 1000;
 const epochsDone = result.history.length;
-const wallRate = result.steps / trainSeconds;
+const wallRate = result.rows / trainSeconds;
 bar.done(lastText + (result.stopped ? '  (time budget reached)' : ''), epochsDone / epochs);
 
 // ---- reconstruct and score -------------------------------------------------------------------
@@ -221,7 +221,7 @@ async function measureFitRate() {
     const t0 = performance.now();
     const r = await probeTrainer.fit(coords, colors, { epochs, batchSize: BATCH_SIZE, signal: stop.signal });
     clearTimeout(t);
-    return r.steps / ((performance.now() - t0) / 1000);
+    return r.rows / ((performance.now() - t0) / 1000);
   };
   // Warm-up first, untimed: one epoch (at most 2 s) for allocations, first touch of the buffers
   // and, on the reference backend, the JIT, whose first steps run well below its steady speed

@@ -94,6 +94,11 @@ describe.each(backendsUnderTest())('training on %s', (backend) => {
     });
     expect(cut.stopped).toBe(true);
     expect(cut.steps).toBe(6);
+    expect(cut.rows).toBe(96); // 6 batches of 16
+    // A short last batch counts its own rows: 50 rows in batches of 16 are 4 steps of 16+16+16+2.
+    const whole = await net.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.01 } })
+      .fit(x.subarray(0, 100), y.subarray(0, 50), { epochs: 2, batchSize: 16 });
+    expect([whole.steps, whole.rows]).toEqual([8, 100]);
     expect(cut.history.map((r) => r.epoch)).toEqual([1]);
     expect(ends).toEqual([1]);
   });

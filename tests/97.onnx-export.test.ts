@@ -9,6 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { Mlp, type MlpSpec } from '../lib/index.js';
 import { mlpToOnnx, onnxExportProblem } from '../lib/io/onnx.js';
+import type { NormalizedSpec } from '../lib/spec.js';
 import { expectClose, randomArray } from './helpers.js';
 
 type Ort = typeof import('onnxruntime-node');
@@ -44,5 +45,17 @@ describe('mlpToOnnx refuses what it cannot export', () => {
     expect(() => mlpToOnnx(gelu.spec, gelu.getLayers())).toThrow(/gelu/);
     const encoded = new Mlp({ inputs: 2, encoding: { type: 'frequency', octaves: 2 }, layers: [{ units: 1 }] }, { backend: 'reference' });
     expect(onnxExportProblem(encoded.spec)).toMatch(/input encoding 'frequency'/);
+  });
+
+  it('a quantised model, or layers that are not the spec\'s', () => {
+    const base = new Mlp({ inputs: 8, layers: [{ units: 16, activation: 'relu' }, { units: 4 }], seed: 1 }, { backend: 'reference' });
+    const q = base.quantize({ weights: 'int8', backend: 'reference' });
+    expect(onnxExportProblem((q as unknown as { spec: NormalizedSpec }).spec)).toMatch(/only float models/);
+    expect(() => mlpToOnnx(base.spec, q.getLayers() as never)).toThrow(/layers\[0\] has no Float32Array weight/);
+    const other = new Mlp({ inputs: 3, layers: [{ units: 16, activation: 'relu' }, { units: 4 }] }, { backend: 'reference' });
+    expect(() => mlpToOnnx(base.spec, other.getLayers())).toThrow(/layers\[0\] takes 3 inputs but the spec has 8/);
+    const layers = base.getLayers();
+    expect(() => mlpToOnnx(base.spec, [layers[0], { ...layers[1], bias: new Float32Array(3) }])).toThrow(/layers\[1\].bias holds 3 values, not 4/);
+    expect(() => mlpToOnnx(base.spec, [layers[0]])).toThrow(/the spec has 2 layers but 1 layers were given/);
   });
 });

@@ -3,6 +3,8 @@
 // rounds repeat until the budget is spent (and at least MIN_ROUNDS ran), and the median round
 // is reported: robust to the odd descheduling on a 2-core machine shared with builds.
 
+import { usageError } from './args.mjs';
+
 const ROUND_MS = 2;
 const MIN_ROUNDS = 5;
 const MAX_ROUNDS = 2000;
@@ -49,10 +51,10 @@ export async function medianUsAsync(fn, budgetMs, { warmup = true, minRounds = M
   return medianOf(times);
 }
 
-/** The --seconds option as a per-cell budget in milliseconds (a positive number, else a RangeError). */
+/** The --seconds option as a per-cell budget in milliseconds (a positive number, else a usage error). */
 export function budgetFromSeconds(raw) {
   const seconds = Number(raw);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new RangeError(`--seconds must be a positive number, got '${raw}'`);
+  if (!Number.isFinite(seconds) || seconds <= 0) usageError(`--seconds must be a positive number, got '${raw}'`);
   return seconds * 1000;
 }
 

@@ -16,6 +16,10 @@ const IR_VERSION = 8;
 const OPSET = 17;
 const FLOAT = 1; // TensorProto.DataType.FLOAT
 const ATTRIBUTE_INT = 2; // AttributeProto.AttributeType.INT
+// A protobuf message is at most 2 GiB, and this exporter writes every weight inline (no external
+// data files); 1 MiB is left for the graph around them.
+const MAX_WEIGHT_BYTES = 2 ** 31 - 2 ** 20;
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 // mlpkit activations that are one parameter-free ONNX op, and silu (x * sigmoid(x), two ops).
 // Anything else (leaky_relu's alpha, gelu, ...) is refused, not guessed.
@@ -27,8 +31,11 @@ const EXPORTED_ACTIVATIONS = new Set(['none', 'silu', ...Object.keys(ACTIVATION_
 /** TensorProto: a float32 initializer, little-endian raw_data whatever the host's byte order. */
 function floatTensor(name: string, dims: number[], values: Float32Array): Uint8Array {
   const raw = new Uint8Array(values.length * 4);
-  const view = new DataView(raw.buffer);
-  for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i], true);
+  if (LITTLE_ENDIAN) raw.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  else {
+    const view = new DataView(raw.buffer);
+    for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i], true);
+  }
   return message(
     dims.map((d) => intField(1, d)), // dims (repeated int64, unpacked is valid for readers)
     intField(2, FLOAT), // data_type
@@ -63,9 +70,40 @@ function node(opType: string, name: string, inputs: string[], outputs: string[],
 
 /** Why a model cannot be exported, or null when it can. */
 export function onnxExportProblem(spec: Pick<NormalizedSpec, 'encoding' | 'layers'>): string | null {
+  if (!spec || !Array.isArray(spec.layers)) return 'only float models (Mlp, with a spec) are exported';
   if (spec.encoding && spec.encoding.type !== 'identity') return `input encoding '${spec.encoding.type}' is not exported`;
   const bad = spec.layers.findIndex((l) => !EXPORTED_ACTIVATIONS.has(l.activation));
   return bad < 0 ? null : `activation '${spec.layers[bad].activation}' of layer ${bad} has no exporter`;
+}
+
+/** The layers must be the spec's, chained, with weights of their shapes, and fit one protobuf. */
+function checkLayers(
+  spec: Pick<NormalizedSpec, 'layers'> & { inputs?: number },
+  layers: Pick<LayerParameters, 'inputs' | 'outputs' | 'weight' | 'bias'>[],
+): void {
+  const fail = (why: string) => {
+    throw new Error(`mlpToOnnx: ${why}`);
+  };
+  if (!Array.isArray(layers) || layers.length !== spec.layers.length || layers.length === 0) {
+    fail(`the spec has ${spec.layers.length} layers but ${Array.isArray(layers) ? layers.length : 'no list of'} layers were given`);
+  }
+  let width = spec.inputs ?? layers[0].inputs;
+  let bytes = 0;
+  layers.forEach((layer, i) => {
+    const s = spec.layers[i] as { units?: number; gated?: boolean; residual?: boolean };
+    if (!(layer?.weight instanceof Float32Array)) fail(`layers[${i}] has no Float32Array weight (only float models are exported)`);
+    if (s.units !== undefined && layer.outputs !== s.units) fail(`layers[${i}] has ${layer.outputs} outputs but the spec says ${s.units}`);
+    if (layer.inputs !== width) fail(`layers[${i}] takes ${layer.inputs} inputs but ${i ? `layer ${i - 1} gives` : 'the spec has'} ${width}`);
+    const rows = (s.gated ? 2 : 1) * layer.outputs;
+    if (layer.weight.length !== rows * layer.inputs) fail(`layers[${i}].weight holds ${layer.weight.length} values, not ${rows} x ${layer.inputs}`);
+    if (layer.bias && layer.bias.length !== rows) fail(`layers[${i}].bias holds ${layer.bias.length} values, not ${rows}`);
+    bytes += 4 * (layer.weight.length + (layer.bias?.length ?? 0));
+    width = layer.outputs;
+  });
+  if (bytes > MAX_WEIGHT_BYTES) {
+    fail(`${(bytes / 2 ** 30).toFixed(2)} GiB of weights do not fit the 2 GiB limit of one ONNX (protobuf) file; ` +
+      'external data files are not written');
+  }
 }
 
 /**
@@ -74,12 +112,12 @@ export function onnxExportProblem(spec: Pick<NormalizedSpec, 'encoding' | 'layer
  *   layers: net.getLayers()
  */
 export function mlpToOnnx(
-  spec: Pick<NormalizedSpec, 'encoding' | 'layers'>,
+  spec: Pick<NormalizedSpec, 'encoding' | 'layers'> & { inputs?: number },
   layers: Pick<LayerParameters, 'inputs' | 'outputs' | 'weight' | 'bias'>[],
 ): Uint8Array {
   const problem = onnxExportProblem(spec);
   if (problem) throw new Error(`mlpToOnnx: ${problem}`);
-  if (layers.length !== spec.layers.length) throw new Error('mlpToOnnx: spec and layers disagree on the layer count');
+  checkLayers(spec, layers);
   const nodes: Uint8Array[] = [];
   const initializers: Uint8Array[] = [];
   // Y = X W^T + b for rows [first, first + rows) of the layer's weight: transB reads W as torch

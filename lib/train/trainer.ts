@@ -71,6 +71,8 @@ export interface FitResult {
   stopped: boolean;
   /** Optimizer steps this fit() took (batches, not rows), a partial last epoch included. */
   steps: number;
+  /** Training rows those steps took in (a short last batch counts its own rows). */
+  rows: number;
   /** Training rows per second over the steps (validation passes not counted). */
   samplesPerSecond: number;
 }
@@ -304,6 +306,6 @@ export class Trainer {
         ...(record.valAccuracy !== undefined ? { valAccuracy: record.valAccuracy } : {}),
       });
     }
-    return { history, stopped, steps: stepsTaken, samplesPerSecond: trainMs > 0 ? trained / (trainMs / 1000) : 0 };
+    return { history, stopped, steps: stepsTaken, rows: trained, samplesPerSecond: trainMs > 0 ? trained / (trainMs / 1000) : 0 };
   }
 }
