@@ -21,12 +21,13 @@ export interface Info {
 }
 
 export function info(): Info {
-  // MLPKIT_BACKEND=cuda without a usable GPU makes new models throw; info() still answers.
+  // MLPKIT_BACKEND=cuda without a usable GPU makes new models throw; info() still answers. It
+  // reports a reference fallback itself (native.error), so it does not also warn about it.
   let backend;
   try {
-    backend = selectModelBackend('auto');
+    backend = selectModelBackend('auto', { warn: false });
   } catch {
-    backend = selectBackend('auto');
+    backend = selectBackend('auto', { warn: false });
   }
   const details = backend.info();
   const available = nativeAvailable();

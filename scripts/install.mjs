@@ -12,13 +12,14 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
 const force = process.argv.includes('--force');
-const jobs = '2';
+const jobs = String(availableParallelism());
 
 function log(message) {
   console.log(`mlpkit: ${message}`);
@@ -131,7 +132,7 @@ function main() {
   console.warn(
     `mlpkit: WARNING: the native addon could not be built (${reasons.join('; ')}). ` +
       'mlpkit will use its pure-TypeScript reference backend, which is correct but much slower. ' +
-      'Install cmake or a C++17 toolchain for node-gyp and run `npm rebuild mlpkit` to build it.',
+      'Install Python 3, make and a C++17 compiler (g++ or clang++) for node-gyp, then run `npm rebuild mlpkit` to build it.',
   );
 }
 

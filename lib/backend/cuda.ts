@@ -68,7 +68,7 @@ function probe(): { addon: CudaAddon | null; info: CudaInfo } {
       addon: null,
       info: {
         available: false,
-        reason: `the CUDA addon is not built (no ${CANDIDATES.join(' or ')}; run \`npm run build:cuda\` where the CUDA toolkit is installed)`,
+        reason: `the CUDA addon is not built (no ${CANDIDATES.join(' or ')}; it is built from a checkout of mlpkit with \`npm run build:cuda\` where the CUDA toolkit is installed)`,
         devices: [],
       },
     };

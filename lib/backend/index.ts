@@ -58,12 +58,16 @@ function cudaUnavailable(): Error {
   return err;
 }
 
+// What builds the addon where mlpkit is installed as a dependency (node-gyp through the install
+// script; cmake-js is only a devDependency), and in a checkout of mlpkit itself.
+const BUILD_HINT = 'Build it with `npm rebuild mlpkit` (needs Python 3, make and a C++17 compiler; ' +
+  'in a checkout of mlpkit, `npm run build`)';
+
 function unavailable(): Error {
   const reason = nativeLoadError()?.message ?? 'unknown reason';
   const err = new Error(
     `mlpkit: the native backend was requested but did not load (${reason}). ` +
-      'Build it with `npm run build` (needs cmake or node-gyp and a C++17 compiler), ' +
-      'or use the reference backend.',
+      `${BUILD_HINT}, or use the reference backend.`,
   );
   Object.defineProperty(err, 'code', { value: ERR_NATIVE_UNAVAILABLE, enumerable: true });
   return err;
@@ -83,29 +87,29 @@ function getNative(): Backend | null {
  * The backend for a float model (Mlp): its own choice first, then MLPKIT_BACKEND, then auto,
  * which takes cuda when a usable device is present and otherwise what selectBackend picks.
  */
-export function selectModelBackend(choice: ModelBackendChoice = 'auto'): Backend {
+export function selectModelBackend(choice: ModelBackendChoice = 'auto', { warn = true } = {}): Backend {
   const effective = choice === 'auto' ? envChoice() : choice;
   if (effective === 'cuda' || effective === 'auto') {
     const cuda = cudaBackend();
     if (cuda) return cuda;
     if (effective === 'cuda') throw cudaUnavailable();
   }
-  return selectBackend(effective);
+  return selectBackend(effective, { warn });
 }
 
 /** The CPU backend for a model: the model's own choice first, then MLPKIT_BACKEND, then auto. */
-export function selectBackend(choice: BackendChoice = 'auto'): Backend {
+export function selectBackend(choice: BackendChoice = 'auto', { warn = true } = {}): Backend {
   const env = choice === 'auto' ? envChoice() : choice;
   const effective = env === 'cuda' ? 'auto' : env;  // MLPKIT_BACKEND=cuda: CPU work stays on 'auto'
   if (effective === 'reference') return referenceBackend;
   const native = getNative();
   if (native) return native;
   if (effective === 'native') throw unavailable();
-  if (!warned) {
+  if (warn && !warned) {
     warned = true;
     process.emitWarning(
       `native addon not loaded (${nativeLoadError()?.message ?? 'unknown reason'}); ` +
-        'using the pure-TypeScript reference backend, which is much slower. Run `npm run build` to build it.',
+        `using the pure-TypeScript reference backend, which is much slower. ${BUILD_HINT}.`,
       { code: 'MLPKIT_REFERENCE_FALLBACK' },
     );
   }

@@ -51,7 +51,9 @@ export function loadNative(): Addon | null {
     if (typeof addon?.Model !== 'function') throw new Error('the addon does not export Model');
   } catch (err) {
     addon = null;
-    loadError = err instanceof Error ? err : new Error(String(err));
+    // node-gyp-build's message spans lines ("...\n    loaded from: ..."): one line for warnings.
+    const message = (err instanceof Error ? err.message : String(err)).trim().replace(/\s*\n\s*/g, '; ');
+    loadError = new Error(message, { cause: err });
   }
   return addon;
 }

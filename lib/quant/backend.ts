@@ -30,7 +30,7 @@ export function selectQuantBackend(choice: BackendChoice = 'auto'): QuantBackend
   if (choice === 'native') {
     const err = new Error(
       'mlpkit: the native backend was requested for a quantised model, but this build of the addon has no quantised kernels ' +
-        '(rebuild it with `npm run build`), or use backend \'reference\' or \'auto\'.',
+        '(rebuild it: `npm rebuild mlpkit`, or `npm run build` in a checkout of mlpkit), or use backend \'reference\' or \'auto\'.',
     );
     Object.defineProperty(err, 'code', { value: ERR_NATIVE_UNAVAILABLE, enumerable: true });
     throw err;

@@ -83,7 +83,7 @@ function sparseBackend(choice: BackendChoice): Backend & { name: 'native' | 'ref
   const backend = selectBackend(choice);
   if (backend.createSparseModel && backend.name !== 'cuda') return backend as Backend & { name: 'native' | 'reference' };
   if (choice === 'native') {
-    const err = new Error('mlpkit: this build of the native addon has no sparse kernels (rebuild it with `npm run build`), or use backend \'reference\' or \'auto\'.');
+    const err = new Error('mlpkit: this build of the native addon has no sparse kernels (rebuild it: `npm rebuild mlpkit`, or `npm run build` in a checkout of mlpkit), or use backend \'reference\' or \'auto\'.');
     Object.defineProperty(err, 'code', { value: ERR_NATIVE_UNAVAILABLE, enumerable: true });
     throw err;
   }
