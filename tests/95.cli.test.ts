@@ -118,6 +118,8 @@ describe('NPY and CSV files', () => {
     expect(trailing.names).toEqual(['a', 'b', 'y']);
     expect(Array.from(trailing.data)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(() => parseCsv('a,"b\n1,2\n')).toThrow(/the quote opened on line 1 is never closed/);
+    // Hex, binary and octal literals are ids or codes in a CSV, not numbers (Number() reads them).
+    expect(parseCsv('id,y\n0x1f,1\n0b101,2\n').firstText[0]).toEqual({ line: 2, text: '0x1f' });
   });
 
   it('parseCsv: numeric header cells need --header or --no-header, duplicate names and other separators are refused', () => {
@@ -392,6 +394,12 @@ describe('errors and help', () => {
       expect(r.err).toMatch(message);
       noStack(r.err);
     }
+    const hex = await cli('train', at('data.csv'), '--epochs', '0x10');
+    expect([hex.code, hex.err]).toEqual([2, expect.stringMatching(/--epochs: expected an integer >= 1 but received '0x10'/)]);
+    writeFileSync(at('three.csv'), 'a,y\n1,2\n2,4\n3,6\n');
+    const few = await cli('train', at('three.csv'), '--epochs', '1', '--out', at('three.safetensors'), '--backend', backend);
+    expect(few.code, few.err).toBe(0);
+    expect(few.err).toMatch(/note: 3 rows are too few to hold out 10%; training without validation/);
     const layers = await cli('train', at('data.csv'), '--layers', '100000000');
     expect([layers.code, layers.err]).toEqual([2, expect.stringMatching(/--layers: expected an integer between 1 and 1048576/)]);
     if (existsSync('/dev/full')) {

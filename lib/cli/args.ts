@@ -61,7 +61,8 @@ export function flag(values: Parsed['values'], name: string): boolean {
 }
 
 function parseNumber(option: string, text: string, { integer, min, max }: { integer: boolean; min: number; max: number }): number {
-  const v = text.trim() === '' ? NaN : Number(text);
+  // Number() also reads 0x10 and 0b10: an option value is written in decimal.
+  const v = text.trim() === '' || /^\s*[+-]?0[xXbBoO]/.test(text) ? NaN : Number(text);
   const kind = integer ? 'an integer' : 'a number';
   if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min || v > max) {
     // min = Number.MIN_VALUE means "positive": say > 0, not >= 5e-324.

@@ -82,6 +82,16 @@ function* csvRecords(text: string): Generator<CsvRecord> {
 }
 
 const isBlank = (r: CsvRecord) => r.fields.length === 1 && r.fields[0].trim() === '';
+
+/**
+ * A cell as a number, NaN when it is not one. Number() also reads 0x1f, 0b101 and 0o17, which in
+ * a CSV are ids or codes, not quantities: those stay text.
+ */
+function cellValue(s: string): number {
+  if (s === '') return NaN;
+  if (s.length > 2 && s[0] === '0' && 'xXbBoO'.includes(s[1])) return NaN;
+  return Number(s);
+}
 const isNumber = (s: string) => s !== '' && Number.isFinite(Number(s));
 
 function headerNames(header: CsvRecord, mode: CsvHeader): string[] {
@@ -135,7 +145,7 @@ export function parseCsv(text: string, header: CsvHeader = 'auto'): CsvTable {
     }
     for (let c = 0; c < width; c++) {
       const s = fields[c].trim();
-      const v = s === '' ? NaN : Number(s);
+      const v = cellValue(s);
       if (s !== '') filled[c]++;
       if (Number.isNaN(v) && firstText[c] === null) firstText[c] = { line: record.line, text: s };
       values.push(v);

@@ -271,7 +271,6 @@ export const trainCommand: Command = {
     if (task === 'classification' && targets.length !== 1) {
       throw usageError(`--task classification: expected one target column of class labels but ${targets.length} were chosen`, 'pick it with --target');
     }
-    if (data.rows < 2 && valSplit > 0) throw new CliError(`${data.source}: ${data.rows} row is too few to hold some out; pass --val-split 0`);
     const labelText = targetTable.firstText[targets[0]];
     if (task === 'classification' && labelText && labelText.text !== '') {
       throw new CliError(`--task classification: target '${targetTable.names[targets[0]]}' holds '${labelText.text}' on line ${labelText.line}; ` +
@@ -280,6 +279,9 @@ export const trainCommand: Command = {
     const x = columnsAsFloat32(data, inputs, '--inputs');
     const y = columnsAsFloat32(targetTable, targets, '--target');
     const split = splitRows(x, y, data.rows, inputs.length, targets.length, valSplit, seed);
+    if (valSplit > 0 && split.valRows === 0 && !quiet) {
+      io.stderr.write(`note: ${data.rows} row${data.rows > 1 ? 's are' : ' is'} too few to hold out ${valSplit * 100}%; training without validation\n`);
+    }
 
     const inputNames = inputs.map((c) => data.names[c]);
     const targetNames = targets.map((c) => targetTable.names[c]);
