@@ -47,7 +47,7 @@ export type InitName = (typeof INITS)[number];
 
 export interface MlpSpec {
   inputs: number;
-  layers: LayerSpec[];
+  layers: readonly LayerSpec[];
   encoding?: EncodingSpec;
   /** Weight initialiser. Default 'torch' (nn.Linear's default). */
   init?: InitName;

@@ -30,7 +30,7 @@ export interface ForeignModelOptions {
   /** Activation after the last layer. Default 'none'. */
   outputActivation?: ActivationName;
   /** One activation per linear layer; overrides the two above. */
-  activations?: ActivationName[];
+  activations?: readonly ActivationName[];
   /** Input encoding in front of the first layer. Default identity. */
   encoding?: EncodingSpec;
   /** Negative slope for leaky_relu layers. Default 0.01. */

@@ -27,7 +27,7 @@ export interface SparsifyOptions {
    * Hidden layers to sparsify (indices into spec.layers, never the last, never a residual one).
    * Default: every hidden layer that is not residual (exact: every such ReLU one).
    */
-  layers?: number[];
+  layers?: readonly number[];
   /**
    * Sample inputs (batch x inputs): thresholds and predictors are fitted on them, layer after
    * layer on what the layers before (as sparsified) pass on, and stats measured. Predictor mode

@@ -7,7 +7,7 @@ import { expectBoolean, expectNumber, expectObject, expectOneOf, rejectUnknownKe
 
 export type OptimizerOptions =
   | { type: 'sgd'; lr: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
-  | { type: 'adam' | 'adamw'; lr: number; betas?: [number, number]; eps?: number; weightDecay?: number };
+  | { type: 'adam' | 'adamw'; lr: number; betas?: readonly [number, number]; eps?: number; weightDecay?: number };
 
 export interface OptimizerSpec {
   name: OptimizerName;

@@ -22,7 +22,7 @@ export interface TrainerOptions {
   schedule?: ScheduleOptions;
 }
 
-export type Target = Float32Array | Int32Array | number[];
+export type Target = Float32Array | Int32Array | readonly number[];
 
 export interface FitProgress {
   epoch: number; // 1-based
