@@ -2,7 +2,7 @@
 // (the CLI runs in-process through runCli; one test runs the built bin), and the error style:
 // one message, a hint, exit code 2 for the command line and 1 otherwise, no stack trace.
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -431,6 +431,23 @@ describe('errors and help', () => {
     noStack(r.err);
     expect(existsSync(at('diverged.safetensors'))).toBe(false);
     expect(readFileSync(at('diverged.loss.svg'), 'utf8')).toMatch(/^<svg/);
+  });
+
+  it('Ctrl-C saves the model trained so far and exits 130', async () => {
+    const out = at('interrupted.safetensors');
+    const child = spawn(process.execPath, ['dist/cli/main.js', 'train', at('data.csv'), '--target', 'y', '--epochs', '1000000',
+      '--out', out, '--backend', backend], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    // SIGINT once training has begun: the listener is installed in the same tick as that line is
+    // written, so it is in place before the signal can be handled.
+    child.stderr.on('data', (d) => {
+      err += d;
+      if (/^training /m.test(err) && !child.killed) child.kill('SIGINT');
+    });
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(code, err).toBe(130);
+    expect(err).toMatch(/interrupted after \d+ complete epochs/);
+    expect((await Mlp.load(out, { backend })).inputs).toBe(4);
   });
 
   it('the built bin runs as an executable with the same exit codes', async () => {
