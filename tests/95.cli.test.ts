@@ -438,8 +438,7 @@ describe('errors and help', () => {
     const child = spawn(process.execPath, ['dist/cli/main.js', 'train', at('data.csv'), '--target', 'y', '--epochs', '1000000',
       '--out', out, '--backend', backend], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
-    // SIGINT once training has begun: the listener is installed in the same tick as that line is
-    // written, so it is in place before the signal can be handled.
+    // SIGINT once training has begun: train installs its listener before it prints that line.
     child.stderr.on('data', (d) => {
       err += d;
       if (/^training /m.test(err) && !child.killed) child.kill('SIGINT');

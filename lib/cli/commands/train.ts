@@ -313,11 +313,6 @@ export const trainCommand: Command = {
     const loss = task === 'classification' ? 'softmax-cross-entropy' : 'mse';
     const trainer = net.trainer({ loss, optimizer: { type: optimizer, lr } });
     const shape = [inputs.length, ...hidden, outputs].join('-');
-    if (!quiet) {
-      io.stderr.write(`training ${shape} (${activation}, ${net.backend}) on ${split.trainRows} rows` +
-        `${split.valRows ? `, validating on ${split.valRows}` : ''}: ${epochs} epochs of batch ${batchSize}, ${optimizer} lr ${lr}\n`);
-    }
-
     const trainCurve: PlotPoint[] = [];
     const valCurve: PlotPoint[] = [];
     const tty = Boolean(io.stderr.isTTY);
@@ -326,6 +321,12 @@ export const trainCommand: Command = {
     const controller = new AbortController();
     const onInterrupt = () => controller.abort();
     process.once('SIGINT', onInterrupt);
+    // Said after the listener is in place: a Ctrl-C prompted by this line stops the run cleanly
+    // (without a listener SIGINT ends the process at once).
+    if (!quiet) {
+      io.stderr.write(`training ${shape} (${activation}, ${net.backend}) on ${split.trainRows} rows` +
+        `${split.valRows ? `, validating on ${split.valRows}` : ''}: ${epochs} epochs of batch ${batchSize}, ${optimizer} lr ${lr}\n`);
+    }
     const title = `mlpkit train ${basename(data.source)}: ${shape} ${activation}, ${loss}${targetScale ? ' (standardised targets)' : ''}`;
     const writePlot = () => writeOutput(plot, lineChartSvg(
       [{ label: 'train', points: trainCurve }, ...(valCurve.length ? [{ label: 'validation', points: valCurve }] : [])],
