@@ -443,7 +443,9 @@ describe('errors and help', () => {
       err += d;
       if (/^training /m.test(err) && !child.killed) child.kill('SIGINT');
     });
+    const guard = setTimeout(() => child.kill('SIGKILL'), 20_000); // never leave a 1e6-epoch run behind
     const code = await new Promise((resolve) => child.on('close', resolve));
+    clearTimeout(guard);
     expect(code, err).toBe(130);
     expect(err).toMatch(/interrupted after \d+ complete epochs/);
     expect((await Mlp.load(out, { backend })).inputs).toBe(4);
