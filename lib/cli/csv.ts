@@ -92,7 +92,7 @@ function cellValue(s: string): number {
   if (s.length > 2 && s[0] === '0' && 'xXbBoO'.includes(s[1])) return NaN;
   return Number(s);
 }
-const isNumber = (s: string) => s !== '' && Number.isFinite(Number(s));
+const isNumber = (s: string) => Number.isFinite(cellValue(s));
 
 function headerNames(header: CsvRecord, mode: CsvHeader): string[] {
   const names = header.fields.map((s, i) => (i === 0 ? s.replace(/^\uFEFF/, '') : s).trim());
@@ -136,7 +136,7 @@ export function parseCsv(text: string, header: CsvHeader = 'auto'): CsvTable {
   const values: number[] = [];
   const lines: number[] = [];
   const firstText: CsvTable['firstText'] = names.map(() => null);
-  const filled = new Float64Array(width);
+  let lastFilled = false; // whether any row has a value in the last column (see trailing commas below)
   const take = (record: CsvRecord) => {
     if (isBlank(record)) return;
     const fields = record.fields;
@@ -146,10 +146,10 @@ export function parseCsv(text: string, header: CsvHeader = 'auto'): CsvTable {
     for (let c = 0; c < width; c++) {
       const s = fields[c].trim();
       const v = cellValue(s);
-      if (s !== '') filled[c]++;
       if (Number.isNaN(v) && firstText[c] === null) firstText[c] = { line: record.line, text: s };
       values.push(v);
     }
+    if (fields[width - 1].trim() !== '') lastFilled = true;
     lines.push(record.line);
   };
   if (!named) take(top);
@@ -160,7 +160,7 @@ export function parseCsv(text: string, header: CsvHeader = 'auto'): CsvTable {
   // Commas at the end of every line (a common export) make a last column with no name and no
   // values: drop it rather than make it the default target.
   let data = Float64Array.from(values);
-  if (named && width > 1 && names[width - 1] === '' && filled[width - 1] === 0) {
+  if (named && width > 1 && names[width - 1] === '' && !lastFilled) {
     const kept = width - 1;
     const trimmed = new Float64Array(rows * kept);
     for (let r = 0; r < rows; r++) trimmed.set(data.subarray(r * width, r * width + kept), r * kept);
