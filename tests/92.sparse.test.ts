@@ -143,6 +143,8 @@ describe.runIf(nativeSparse)('native sparse model', () => {
     const x = randomArray(33 * 37, 9);
     const sparse = await dense.sparsify({ mode: 'predictor', targetDensity: 0.1, calibration: x, epochs: 2, denseFromRows: 4, backend: 'native' });
     expect(sparse.layers.map((l) => l.denseFromRows)).toEqual([4, 4, null]);
+    // Default ranks: min(128, units / 4, inputs * units / (4 (inputs + units))): 33 -> 200 gets 7, 200 -> 120 gets 18.
+    expect(sparse.layers.map((l) => l.rank)).toEqual([7, 18, null]);
     const reference = SparseMlp.fromSafetensors(sparse.toSafetensors(), { backend: 'reference' });
     const want = dense.predict(x);
     // Batch 37: tiles of 16, 16 and 5 rows, all at least 4: the dense model's outputs.

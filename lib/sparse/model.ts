@@ -15,7 +15,7 @@ import { VERSION } from '../version.js';
 import { errorStats, keptFraction, selectionValues, thresholdForDensity, trainPredictor, type PredictorWeights, type SparseStats } from './calibrate.js';
 import { denseSparseLayers, sparseToTensors, tensorsToSparse } from './file.js';
 import { SPARSE_MODE_CODES, type SparseModeName } from './format.js';
-import { normalizeSparsifyOptions, type SparseWeights, type SparsifyOptions } from './options.js';
+import { defaultPredictorRank, normalizeSparsifyOptions, type SparseWeights, type SparsifyOptions } from './options.js';
 import { quantizeChecked } from '../quant/quantize.js';
 
 /** What one layer keeps of its outputs. */
@@ -194,7 +194,7 @@ export class SparseMlp {
         layer.k = k;
       } else if (o.mode === 'predictor') {
         layer.k = k;
-        const rank = o.rank ?? Math.max(1, Math.min(128, Math.floor(n / 4)));
+        const rank = o.rank ?? defaultPredictorRank(layer.inputs, n);
         const trained = await trainPredictor(net, li, input!, h!, k, rank, o.epochs, o.seed, o.backend);
         const w: PredictorWeights = trained.weights;
         Object.assign(layer, { rank: w.rank, predictorA: w.a, predictorABias: w.aBias, predictorB: w.b, predictorBBias: w.bBias });

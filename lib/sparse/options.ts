@@ -34,7 +34,10 @@ export interface SparsifyOptions {
    * needs at least 10 rows.
    */
   calibration?: Float32Array;
-  /** predictor mode: the predictor's inner width (default: min(128, units / 4)). */
+  /**
+   * predictor mode: the predictor's inner width (default: min(128, units / 4), and at most what
+   * keeps the predictor's work to a quarter of the dense layer's: inputs * units / (4 (inputs + units))).
+   */
   rank?: number;
   /** predictor mode: training epochs over the calibration rows (default 20). */
   epochs?: number;
@@ -172,4 +175,15 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
   const weights = o.weights === undefined ? 'float' : expectOneOf('options.weights', o.weights, SPARSE_WEIGHTS);
   const backend = o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
   return { mode, layers, targetDensity, threshold, k, calibration, rank, epochs, seed, denseFromRows, weights, backend };
+}
+
+/**
+ * The default predictor rank of a layer. A rank-r predictor does r (inputs + units) multiply-adds
+ * per row against the dense layer's inputs * units, so on small layers min(128, units / 4) alone
+ * made the predictor cost most of what sparsity saves (32 -> 64: rank 16 is 75% of the layer);
+ * the second cap keeps it to a quarter. Large layers are unchanged (4096 -> 16384: 128).
+ */
+export function defaultPredictorRank(inputs: number, units: number): number {
+  const budget = Math.floor((inputs * units) / (4 * (inputs + units)));
+  return Math.max(1, Math.min(128, Math.floor(units / 4), budget));
 }

@@ -41,7 +41,8 @@ holds the float model whole (Mlp.load reads it back dense).
   --inputs COLS        columns of the calibration file (default: as mlpkit predict)
 ${HEADER_USAGE}
   --rows N             use the first N calibration rows (default 1024)
-  --rank R             predictor mode: the predictor's inner width (default min(128, units / 4))
+  --rank R             predictor mode: the predictor's inner width (default min(128, units / 4),
+                       capped so the predictor costs at most a quarter of the layer)
   --epochs E           predictor mode: training epochs (default 20)
   --seed S             predictor mode: seed of its initialisation and shuffling (default 0)
   --dense-from-rows N  predictor mode: a tile of at least N rows of a batch (tiles have 16)
