@@ -24,6 +24,10 @@ export function normalizeLoss(value: unknown, delta: unknown = undefined, name =
     rejectUnknownKeys(name, obj, ['type', 'delta']);
     type = obj.type;
     if (obj.delta !== undefined) {
+      // Two deltas (gradients' request.delta beside request.loss.delta): one would be ignored.
+      if (d !== undefined) {
+        throw rangeError(`${deltaName} and ${name}.delta were both given; pass the huber delta once`);
+      }
       d = obj.delta;
       deltaName = `${name}.delta`;
     }

@@ -5,6 +5,11 @@ import { OPTIMIZERS, type OptimizerName } from '../backend/types.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { expectBoolean, expectNumber, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
 
+/**
+ * torch.optim.SGD / Adam / AdamW with PyTorch's defaults and update order. There are no param
+ * groups: `weightDecay` applies to every parameter, biases included, as torch's does for an
+ * optimizer built from model.parameters() (exclude biases from decay there and the two differ).
+ */
 export type OptimizerOptions =
   | { type: 'sgd'; lr: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
   | { type: 'adam' | 'adamw'; lr: number; betas?: readonly [number, number]; eps?: number; weightDecay?: number };

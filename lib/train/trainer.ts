@@ -5,6 +5,7 @@
 import { describe, rangeError, typeError } from '../errors.js';
 import { Rng } from '../init.js';
 import { Mlp } from '../mlp.js';
+import { snapshot } from '../backend/reference/calls.js';
 import { lossAndGradient } from '../backend/reference/loss.js';
 import {
   expectAllFinite, expectBatch, expectBoolean, expectInteger, expectNumber, expectObject, rejectUnknownKeys,
@@ -177,10 +178,16 @@ export class Trainer {
     this.shuffleRng = new Rng(0);
   }
 
-  /** Mean loss (and accuracy for classification losses) of the model on a dataset. */
+  /**
+   * Mean loss (and accuracy for classification losses) of the model on a dataset. x and target
+   * are copied when the call is made (as stepAsync's): they may be changed or reused at once.
+   */
   async evaluate(x: Float32Array, target: Target): Promise<{ loss: number; accuracy?: number }> {
     const batch = expectBatch('x', x, this.net.inputs);
-    const t = checkTarget(this.loss.name, target, batch, this.net.outputs);
+    // Copied now: the loss is computed after the prediction resolves, and a label changed
+    // meanwhile (out of range, say) would otherwise be read unchecked.
+    const checked = checkTarget(this.loss.name, target, batch, this.net.outputs);
+    const t = checked === target ? snapshot(checked) : checked;
     const y = await this.net.predictAsync(x);
     const outputs = this.net.outputs;
     const loss = lossAndGradient(this.loss.code, this.loss.param, Float64Array.from(y), t, batch, outputs, new Float64Array(y.length));
@@ -250,6 +257,12 @@ export class Trainer {
     let lastReport = 0;
     let lastLr = this.lr;
     for (let epoch = 1; epoch <= epochs && !stopped; epoch++) {
+      // Aborted at an epoch's end: stop before shuffling, so an unseeded fit() after this one
+      // carries on from the order it would have had.
+      if (signal?.aborted) {
+        stopped = true;
+        break;
+      }
       if (shuffle) {
         for (let i = n - 1; i > 0; i--) {
           const j = rng.below(i + 1);

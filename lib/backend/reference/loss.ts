@@ -1,5 +1,6 @@
 // Losses with mean reduction (PyTorch's default) and their gradient with respect to the output.
 
+import { rangeError } from '../../errors.js';
 import { sigmoid } from './math.js';
 
 /**
@@ -55,6 +56,11 @@ export function lossAndGradient(
         let sum = 0;
         for (let j = 0; j < outputs; j++) sum += Math.exp(y[o + j] - max);
         const label = target[r];
+        // Checked here too, as native/core/loss.cpp's checked_label: an unchecked label would read
+        // another row's logit (or undefined) and return a wrong loss instead of an error.
+        if (!(Number.isInteger(label) && label >= 0 && label < outputs)) {
+          throw rangeError(`lossAndGradient: label ${r} must be in [0, ${outputs}), got ${label}`);
+        }
         // (max - z_label) first, as native/core/loss.cpp: max + log(sum) - z_label cancels log(sum)
         // away for huge logits.
         total += max - y[o + label] + Math.log(sum);
