@@ -230,7 +230,7 @@ describe('bad requests get a 4xx with a JSON error and the server keeps serving'
     const reply = await rawRequest(url, [
       'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
       ...[0, 1, 2].map(() => `${chunk.length.toString(16)}\r\n${chunk}\r\n`),
-    ]);
+    ], 500); // the rest of the body is discarded and the connection kept (96.server-review): stop listening after the answer
     expect(reply).toMatch(/^HTTP\/1.1 413 /);
     expect(reply).toMatch(/"code":"payload_too_large"/);
     expect((await predictJson(url, { inputs: [[1, 2, 3, 4]] })).status).toBe(200);

@@ -12,7 +12,9 @@
 //
 // Admission: a full queue (maxQueueRows) refuses the request, and the server answers 503 with
 // Retry-After; a request that waited longer than queueTimeoutMs is answered 503 when its turn
-// comes. Memory stays bounded by the queue, not by the offered load.
+// comes. Memory stays bounded by the queue, not by the offered load. A request whose client
+// went away while it waited (cancel) leaves the queue at once: it takes no slot from live
+// requests and no rows from the next predict call.
 
 import type { NormalizedServerOptions, ServableModel } from './options.js';
 import { HttpError } from './errors.js';
@@ -24,7 +26,12 @@ interface Pending {
   rows: number;
   at: number; // performance.now() when queued
   done: Done;
+  /** In the queue (not yet taken into a predict call, not cancelled). */
+  queued: boolean;
 }
+
+/** What submit() gives back for an admitted request: hand it to cancel() if its client leaves. */
+export type Ticket = object;
 
 type BatcherOptions = Pick<NormalizedServerOptions, 'batching' | 'maxBatchRows' | 'maxWaitUs' | 'maxQueueRows' | 'queueTimeoutMs' | 'inlineMacs' | 'retryAfterSeconds'>;
 
@@ -32,6 +39,8 @@ export class Batcher {
   private queue: (Pending | undefined)[] = [];
   private head = 0;
   private queuedRows = 0;
+  /** Cancelled requests still in the queue array (skipped when reached). */
+  private cancelled = 0;
   /** Rows inside predictAsync calls now. */
   private runningRows = 0;
   /** A batch is on the thread pool (batching mode runs one at a time and queues the rest). */
@@ -49,30 +58,60 @@ export class Batcher {
 
   /** Requests waiting for a predict call. */
   get depth(): number {
-    return this.queue.length - this.head;
+    return this.queue.length - this.head - this.cancelled;
   }
 
-  /** Queues `rows` rows (x: rows x inputs); false when the queue is full (answer 503). */
-  submit(x: Float32Array, rows: number, done: Done): boolean {
+  /**
+   * Queues `rows` rows (x: rows x inputs); null when the queue is full (answer 503). `done` is
+   * called once, unless the ticket is cancelled while the request still waits.
+   */
+  submit(x: Float32Array, rows: number, done: Done): Ticket | null {
     const o = this.options;
     if (!o.batching) {
       // One call per request; the bound is then on rows running on the thread pool at once.
-      if (this.runningRows > 0 && this.runningRows + rows > o.maxQueueRows) return false;
-      this.run([{ x, rows, at: 0, done }], rows);
-      return true;
+      if (this.runningRows > 0 && this.runningRows + rows > o.maxQueueRows) return null;
+      const p: Pending = { x, rows, at: 0, done, queued: false };
+      this.run([p], rows);
+      return p;
     }
-    if (this.depth > 0 && this.queuedRows + rows > o.maxQueueRows) return false;
-    const p: Pending = { x, rows, at: performance.now(), done };
+    if (this.depth > 0 && this.queuedRows + rows > o.maxQueueRows) return null;
+    const p: Pending = { x, rows, at: performance.now(), done, queued: false };
     if (!this.busy && !this.burst && this.depth === 0) {
       this.burst = true;
       setImmediate(this.endBurst);
       this.run([p], rows);
-      return true;
+      return p;
     }
+    p.queued = true;
     this.queue.push(p);
     this.queuedRows += rows;
     if (!this.busy) this.schedule(0);
-    return true;
+    return p;
+  }
+
+  /** The request's client is gone: if it still waits, it leaves the queue and `done` is never called. */
+  cancel(ticket: Ticket): void {
+    const p = ticket as Pending;
+    if (!p.queued) return; // running or answered: its predict call is under way
+    p.queued = false;
+    this.queuedRows -= p.rows;
+    this.cancelled++;
+    if (this.depth === 0) this.reset();
+  }
+
+  /** Empties the queue array (every entry left in it was taken or cancelled). */
+  private reset(): void {
+    this.queue.length = 0;
+    this.head = 0;
+    this.cancelled = 0;
+  }
+
+  /** Steps the head past cancelled entries. */
+  private skipCancelled(): void {
+    while (this.head < this.queue.length && !this.queue[this.head]!.queued) {
+      this.queue[this.head++] = undefined;
+      this.cancelled--;
+    }
   }
 
   private readonly endBurst = (): void => {
@@ -91,6 +130,7 @@ export class Batcher {
     this.scheduled = false;
     if (this.busy || this.depth === 0) return;
     const o = this.options;
+    this.skipCancelled();
     if (o.maxWaitUs > 0 && this.queuedRows < o.maxBatchRows) {
       const wait = this.queue[this.head]!.at + o.maxWaitUs / 1000 - performance.now();
       if (wait > 0) return this.schedule(wait);
@@ -106,9 +146,11 @@ export class Batcher {
       const batch: Pending[] = [];
       let rows = 0;
       while (this.depth > 0) {
+        this.skipCancelled();
         const p = this.queue[this.head]!;
         if (batch.length > 0 && rows + p.rows > o.maxBatchRows) break;
         this.queue[this.head++] = undefined;
+        p.queued = false;
         this.queuedRows -= p.rows;
         if (now - p.at > o.queueTimeoutMs) {
           p.done(new HttpError(503, 'queue_timeout', `the request waited more than ${o.queueTimeoutMs} ms for the model; retry later`,
@@ -124,10 +166,7 @@ export class Batcher {
       }
       if (batch.length > 0) this.run(batch, rows);
     }
-    if (this.depth === 0) {
-      this.queue.length = 0;
-      this.head = 0;
-    }
+    if (this.depth === 0) this.reset();
   }
 
   private run(batch: Pending[], rows: number): void {

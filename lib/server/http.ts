@@ -9,7 +9,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Batcher } from './batcher.js';
-import { readBody } from './body.js';
+import { readBody, type BodyBudget } from './body.js';
 import { decodeBinary, decodeJson, encodeBinary, encodeJson } from './codec.js';
 import { HttpError, errorBody } from './errors.js';
 import type { NormalizedServerOptions, ServableModel } from './options.js';
@@ -20,6 +20,12 @@ import type { ServerMetrics } from './server-metrics.js';
  * straight on the socket (a body that came too slowly: 408): the status the request is counted under.
  */
 export const RAW_REPLY = Symbol('mlpkit.rawReply');
+
+/**
+ * Set on a socket while the rest of a refused (413) body is read and thrown away: a timeout
+ * there (the client kept sending past requestTimeoutMs) closes it without another answer.
+ */
+export const LINGERING = Symbol('mlpkit.lingering');
 
 export interface ServedModel {
   name: string;
@@ -32,19 +38,26 @@ export interface HandlerContext {
   options: NormalizedServerOptions;
   models: Map<string, ServedModel>;
   metrics: ServerMetrics;
+  /** The bytes of request bodies being read, over all connections (503 past its limit). */
+  bodyBudget: BodyBudget;
   /** True once close() began: /readyz fails and every response closes its connection. */
   draining: () => boolean;
   onRequestStart: () => void;
   onRequestEnd: () => void;
   log: (message: string) => void;
+  /** Replaces this server's own metrics text (cluster workers answer for all of them): see ModelServer.metricsSource. */
+  metricsSource: () => (() => Promise<string>) | null;
 }
 
 interface RequestState {
   labels: { model: string };
   predict: boolean;
+  /** Takes the request out of its model's queue (its client went away before the answer). */
+  cancel: (() => void) | null;
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
+const METRICS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const PREDICT_PATH = /^\/v1\/models\/([^/]+)(\/predict)?$/;
 const OTHER_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/models']);
 const NO_MODEL = { model: '' };
@@ -53,9 +66,29 @@ function methodNotAllowed(method: string | undefined, path: string, allow: strin
   return new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${path}; use ${allow}`, { Allow: allow });
 }
 
-function wantsBinary(req: IncomingMessage): boolean {
-  const accept = req.headers.accept;
-  return accept !== undefined && accept.includes('application/octet-stream');
+/**
+ * Float32 bytes back when Accept names application/octet-stream (media types are
+ * case-insensitive) with a q above 0 and no lower than application/json's. A client that wrote
+ * the type in another case, or refused it with q=0, used to get the other format: read as
+ * floats, JSON text is garbage with no error.
+ */
+export function wantsBinary(accept: string | undefined): boolean {
+  if (accept === undefined || !/octet-stream/i.test(accept)) return false;
+  let binary = 0;
+  let json = -1;
+  for (const item of accept.toLowerCase().split(',')) {
+    const [type, ...params] = item.split(';');
+    const t = type.trim();
+    if (t !== 'application/octet-stream' && t !== 'application/json') continue;
+    let q = 1;
+    for (const p of params) {
+      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(p);
+      if (m) q = Number(m[1]);
+    }
+    if (t === 'application/json') json = Math.max(json, q);
+    else binary = Math.max(binary, q);
+  }
+  return binary > 0 && binary >= json;
 }
 
 function isJsonType(type: string): boolean {
@@ -64,7 +97,7 @@ function isJsonType(type: string): boolean {
 }
 
 export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: ServerResponse) => void {
-  const { options, models, metrics } = ctx;
+  const { options, models, metrics, bodyBudget } = ctx;
   // Label objects made once, so counting a request allocates nothing.
   const modelLabels = new Map([...models.keys()].map((name) => [name, { model: name }]));
 
@@ -82,32 +115,33 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     send(res, err.status, errorBody(err.code, err.message), JSON_TYPE, err.headers);
   }
 
-  function predict(req: IncomingMessage, res: ServerResponse, served: ServedModel): void {
+  function predict(req: IncomingMessage, res: ServerResponse, served: ServedModel, state: RequestState): void {
     const type = (req.headers['content-type'] ?? '').toLowerCase();
     const binary = type.startsWith('application/octet-stream');
     if (!binary && !isJsonType(type)) {
       return sendError(res, new HttpError(415, 'unsupported_media_type',
         `Content-Type '${type}' is not supported; send application/json or application/octet-stream (float32 rows)`));
     }
-    readBody(req, options.maxBodyBytes, (bodyErr, body) => {
-      // The rest of an oversized body is not worth reading: its error closes the connection.
-      if (bodyErr) return sendError(res, bodyErr);
+    readBody(req, options.maxBodyBytes, bodyBudget, (bodyErr, body) => {
+      if (bodyErr) return refuseBody(req, res, bodyErr);
       // This runs from the body's 'end' event, outside the handler's try: a throw here would
       // take the process down, so every error is answered.
       try {
         const width = served.model.inputs;
         const input = binary ? decodeBinary(body!, served.name, width) : decodeJson(body!, served.name, width);
-        const accepted = served.batcher.submit(input.x, input.rows, (err, y) => {
+        const ticket = served.batcher.submit(input.x, input.rows, (err, y) => {
+          state.cancel = null;
           try {
             if (err) return failed(req, res, err);
             const outputs = served.model.outputs;
-            if (wantsBinary(req)) send(res, 200, encodeBinary(y!), 'application/octet-stream', { 'Mlpkit-Shape': `${input.rows},${outputs}` });
+            if (wantsBinary(req.headers.accept)) send(res, 200, encodeBinary(y!), 'application/octet-stream', { 'Mlpkit-Shape': `${input.rows},${outputs}` });
             else send(res, 200, encodeJson(y!, input.rows, outputs, input.flat), JSON_TYPE);
           } catch (e) {
             failed(req, res, e);
           }
         });
-        if (!accepted) {
+        if (ticket) state.cancel = () => served.batcher.cancel(ticket);
+        else {
           sendError(res, new HttpError(503, 'overloaded',
             `model '${served.name}' has ${options.maxQueueRows} rows queued; retry after ${options.retryAfterSeconds} s`,
             { 'Retry-After': String(options.retryAfterSeconds) }));
@@ -116,6 +150,25 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
         failed(req, res, err);
       }
     });
+  }
+
+  /**
+   * A body over the limit (413). Closing the connection while the client still sends would make
+   * its kernel reset it, and most clients then report EPIPE / ECONNRESET, not the 413: the rest
+   * of the body is read and discarded instead (at most until requestTimeoutMs, as any body), and
+   * the connection stays usable. Only a client that sent Expect: 100-continue and was not
+   * invited to send (server.ts) is waiting with its body unsent: its connection is closed.
+   */
+  function refuseBody(req: IncomingMessage, res: ServerResponse, err: HttpError): void {
+    const uninvited = /100-continue/i.test(req.headers.expect ?? '') && Number(req.headers['content-length']) > options.maxBodyBytes;
+    if (uninvited) return sendError(res, new HttpError(err.status, err.code, err.message, { ...err.headers, Connection: 'close' }));
+    const socket = req.socket as IncomingMessage['socket'] & { [LINGERING]?: boolean };
+    if (!req.complete) {
+      socket[LINGERING] = true;
+      req.once('end', () => void (socket[LINGERING] = false));
+      req.resume();
+    }
+    sendError(res, err);
   }
 
   /** Bad requests get their 4xx; anything else is a bug: logged, and answered 500. */
@@ -127,7 +180,13 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
 
   /** Answers the request (now, or when its predict is done), noting its model and kind in `state`. */
   function route(req: IncomingMessage, res: ServerResponse, state: RequestState): void {
-    const url = req.url ?? '/';
+    let url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 47) {
+      // The absolute form, POST http://host/v1/... (RFC 9112 3.2.2: a server must accept it;
+      // proxies send it): its path.
+      const origin = /^https?:\/\/[^/?#]*/i.exec(url);
+      if (origin) url = `/${url.slice(origin[0].length).replace(/^\//, '')}`;
+    }
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const method = req.method;
@@ -148,7 +207,7 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
       if (m[2]) {
         if (method !== 'POST') return sendError(res, methodNotAllowed(method, path, 'POST'));
         state.predict = true;
-        return predict(req, res, served);
+        return predict(req, res, served, state);
       }
       if (method !== 'GET' && method !== 'HEAD') return sendError(res, methodNotAllowed(method, path, 'GET, HEAD'));
       return send(res, 200, JSON.stringify(served.describe()), JSON_TYPE);
@@ -163,15 +222,22 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
       if (ctx.draining()) return sendError(res, new HttpError(503, 'shutting_down', 'the server is shutting down'));
       return send(res, 200, '{"status":"ready"}', JSON_TYPE);
     }
-    if (path === '/metrics') return send(res, 200, metrics.render(), 'text/plain; version=0.0.4; charset=utf-8');
+    if (path === '/metrics') {
+      const source = ctx.metricsSource();
+      if (!source) return send(res, 200, metrics.render(), METRICS_TYPE);
+      source().then((text) => send(res, 200, text, METRICS_TYPE), () => send(res, 200, metrics.render(), METRICS_TYPE));
+      return;
+    }
     send(res, 200, JSON.stringify({ models: [...models.values()].map((s) => s.describe()) }), JSON_TYPE);
   }
 
   return (req, res) => {
     const start = performance.now();
     ctx.onRequestStart();
-    const state: RequestState = { labels: NO_MODEL, predict: false };
+    const state: RequestState = { labels: NO_MODEL, predict: false, cancel: null };
     res.once('close', () => {
+      // A client gone while its request waits in the queue: the slot goes to the next request.
+      state.cancel?.();
       const raw = (res as ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY];
       metrics.countRequest(state.labels.model, raw !== undefined ? String(raw) : res.writableFinished ? String(res.statusCode) : 'aborted');
       if (state.predict) metrics.latency.observe(state.labels, (performance.now() - start) / 1000);

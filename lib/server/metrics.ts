@@ -137,3 +137,37 @@ export function powersOfTwo(max: number): number[] {
   for (let b = 1; b < max * 2; b *= 2) out.push(b);
   return out;
 }
+
+/**
+ * Several servers' metrics texts (renderMetrics output, one per cluster worker) as one: every
+ * sample summed over the texts that have it (counters, histogram buckets, sums and counts, queue
+ * depths, requests in flight and resident memory all add up), in first-seen order.
+ */
+export function sumMetricsTexts(texts: string[]): string {
+  const families = new Map<string, { header: string[]; samples: Map<string, number> }>();
+  for (const text of texts) {
+    let family: { header: string[]; samples: Map<string, number> } | undefined;
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      if (line.startsWith('# ')) {
+        const name = line.split(' ')[2];
+        family = families.get(name);
+        if (!family) families.set(name, (family = { header: [], samples: new Map() }));
+        if (!family.header.includes(line)) family.header.push(line);
+        continue;
+      }
+      const space = line.lastIndexOf(' ');
+      const key = line.slice(0, space);
+      const raw = line.slice(space + 1);
+      const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
+      if (!family) families.set('', (family = { header: [], samples: new Map() }));
+      family.samples.set(key, (family.samples.get(key) ?? 0) + value);
+    }
+  }
+  const out: string[] = [];
+  for (const { header, samples } of families.values()) {
+    out.push(...header);
+    for (const [key, value] of samples) out.push(`${key} ${formatValue(value)}`);
+  }
+  return out.join('\n') + '\n';
+}

@@ -43,6 +43,12 @@ export interface ServerOptions {
   queueTimeoutMs?: number;
   /** Largest request body; larger ones get 413. Default 1 MiB. */
   maxBodyBytes?: number;
+  /**
+   * Bytes of request bodies the server reads at once, over all connections (bodies are buffered
+   * whole before they are decoded); a body that would pass it gets 503 with Retry-After. Bounds
+   * memory under many slow uploads. Default 64 MiB; at least maxBodyBytes.
+   */
+  maxBufferedBodyBytes?: number;
   /** Time a client has to send the request headers (slow clients get 408). Default 10000 ms. */
   headersTimeoutMs?: number;
   /** Time a client has to send the whole request. Default 30000 ms. */
@@ -68,7 +74,7 @@ export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | '
 
 /** The names ServerOptions takes. */
 export const SERVER_OPTION_KEYS = [
-  'models', 'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'queueTimeoutMs', 'maxBodyBytes', 'headersTimeoutMs',
+  'models', 'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'queueTimeoutMs', 'maxBodyBytes', 'maxBufferedBodyBytes', 'headersTimeoutMs',
   'requestTimeoutMs', 'keepAliveTimeoutMs', 'inlineMacs', 'retryAfterSeconds', 'onBatch',
 ] as const;
 
@@ -116,6 +122,11 @@ export function normalizeServerOptions(value: unknown): NormalizedServerOptions 
   if (requestTimeoutMs < headersTimeoutMs) {
     throw rangeError(`Expected options.requestTimeoutMs (${requestTimeoutMs}) >= options.headersTimeoutMs (${headersTimeoutMs}): the headers are part of the request`);
   }
+  const maxBodyBytes = int('maxBodyBytes', 1 << 20, 1);
+  const maxBufferedBodyBytes = int('maxBufferedBodyBytes', Math.max(64 << 20, maxBodyBytes), 1);
+  if (maxBufferedBodyBytes < maxBodyBytes) {
+    throw rangeError(`Expected options.maxBufferedBodyBytes (${maxBufferedBodyBytes}) >= options.maxBodyBytes (${maxBodyBytes}): a body of the largest size must fit`);
+  }
   return {
     models,
     batching: o.batching === undefined ? true : expectBoolean('options.batching', o.batching),
@@ -123,7 +134,8 @@ export function normalizeServerOptions(value: unknown): NormalizedServerOptions 
     maxWaitUs: num('maxWaitUs', 0),
     maxQueueRows: int('maxQueueRows', 1024, 1),
     queueTimeoutMs: int('queueTimeoutMs', 10_000, 1),
-    maxBodyBytes: int('maxBodyBytes', 1 << 20, 1),
+    maxBodyBytes,
+    maxBufferedBodyBytes,
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: int('keepAliveTimeoutMs', 5_000, 1),

@@ -17,13 +17,20 @@ export class ServerMetrics {
   private readonly gauges: Gauge[];
   private readonly statusLabels = new Map<string, { model: string; status: string }>(); // one label object per pair
 
-  constructor(maxBatchRows: number, depths: () => { model: string; depth: number }[], inFlight: () => number) {
+  constructor(
+    maxBatchRows: number,
+    depths: () => { model: string; depth: number }[],
+    inFlight: () => number,
+    bufferedBodyBytes: () => number,
+  ) {
     this.batchRows = new Histogram('mlpkit_batch_rows', 'Rows per predict call.', powersOfTwo(Math.max(maxBatchRows, 1024)));
     this.batchRequests = new Histogram('mlpkit_batch_requests', 'Requests merged into one predict call.', powersOfTwo(Math.max(maxBatchRows, 1024)));
     this.gauges = [
       new Gauge('mlpkit_queue_depth', 'Requests waiting for a predict call, by model.',
         () => depths().map((d) => ({ labels: { model: d.model }, value: d.depth }))),
       new Gauge('mlpkit_requests_in_flight', 'Requests received and not yet answered.', () => [{ labels: {}, value: inFlight() }]),
+      new Gauge('mlpkit_buffered_body_bytes', 'Bytes of request bodies being read, over all connections.',
+        () => [{ labels: {}, value: bufferedBodyBytes() }]),
       new Gauge('process_resident_memory_bytes', 'Resident set size of this process.', () => [{ labels: {}, value: process.memoryUsage.rss() }]),
     ];
   }

@@ -10,8 +10,9 @@ import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
 import { Batcher } from './batcher.js';
+import { BodyBudget } from './body.js';
 import { errorBody } from './errors.js';
-import { RAW_REPLY, createHandler, type ServedModel } from './http.js';
+import { LINGERING, RAW_REPLY, createHandler, type ServedModel } from './http.js';
 import { normalizeServerOptions, type NormalizedServerOptions, type ServableModel, type ServerOptions } from './options.js';
 import { ServerMetrics } from './server-metrics.js';
 import { expectNumber, expectObject, rejectUnknownKeys } from '../validate.js';
@@ -53,6 +54,12 @@ export class ModelServer {
   /** The node:http server underneath (for its events; listen and close through this object). */
   readonly http: http.Server;
   readonly options: NormalizedServerOptions;
+  /**
+   * When set, GET /metrics answers with what it resolves to instead of metricsText() (it falls
+   * back to metricsText() when it rejects). `mlpkit serve --workers N` sets it in each worker to
+   * the sum over all workers, so a scrape that reaches any one of them sees the whole server.
+   */
+  metricsSource: (() => Promise<string>) | null = null;
   private readonly served = new Map<string, ServedModel>();
   private readonly metrics: ServerMetrics;
   private draining = false;
@@ -66,9 +73,11 @@ export class ModelServer {
     this.options = o;
     // Node checks both timeouts only this often (default 30 s): a fraction of the shorter one.
     this.checkEveryMs = Math.max(50, Math.min(1000, Math.floor(o.headersTimeoutMs / 4)));
+    const bodyBudget = new BodyBudget(o.maxBufferedBodyBytes, o.retryAfterSeconds);
     this.metrics = new ServerMetrics(o.maxBatchRows,
       () => [...this.served.values()].map((s) => ({ model: s.name, depth: s.batcher.depth })),
-      () => this.inFlight);
+      () => this.inFlight,
+      () => bodyBudget.used);
     for (const [name, { model, macsPerRow }] of o.models) {
       const labels = { model: name };
       const batcher = new Batcher(model, macsPerRow, o, (requests, rows) => {
@@ -82,10 +91,12 @@ export class ModelServer {
       options: o,
       models: this.served,
       metrics: this.metrics,
+      bodyBudget,
       draining: () => this.draining,
       onRequestStart: () => void this.inFlight++,
       onRequestEnd: () => void this.inFlight--,
       log: (message) => process.stderr.write(`mlpkit server: ${message}\n`),
+      metricsSource: () => this.metricsSource,
     });
     this.http = http.createServer({
       headersTimeout: o.headersTimeoutMs,
@@ -106,13 +117,23 @@ export class ModelServer {
       if (!(declared > o.maxBodyBytes)) res.writeContinue();
       handler(req, res);
     });
+    // Any other Expect value: Node's own 417 has no body and keeps the connection, whose
+    // unsent body would then be read as the next request. A JSON 417, and the connection closes.
+    this.http.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const body = errorBody('expectation_failed',
+        `Expect: ${String(req.headers.expect).slice(0, 100)} is not supported; send no Expect header, or Expect: 100-continue`);
+      res.writeHead(417, ['Content-Type', 'application/json; charset=utf-8', 'Content-Length', String(Buffer.byteLength(body)), 'Connection', 'close']);
+      res.end(body);
+      this.metrics.countRequest('', '417');
+    });
   }
 
   /** Errors before a request reaches the handler (bad HTTP, slow headers): answered in JSON too. */
   private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    const s = socket as Socket & { _httpMessage?: http.ServerResponse };
+    const s = socket as Socket & { _httpMessage?: http.ServerResponse; [LINGERING]?: boolean };
     const pending = s._httpMessage;
-    if (err.code === 'ECONNRESET' || !s.writable || pending?.headersSent) {
+    // (A lingering socket's request was answered 413 already: its discarded body ran too long.)
+    if (err.code === 'ECONNRESET' || !s.writable || pending?.headersSent || s[LINGERING]) {
       s.destroy();
       return;
     }

@@ -1,11 +1,12 @@
 // `mlpkit serve`: serve model files over HTTP with createServer, optionally as several processes
 // sharing one port (node:cluster), and shut down gracefully on SIGINT / SIGTERM.
 
-import cluster from 'node:cluster';
+import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { basename, extname } from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { setThreads } from '../../info.js';
+import { sumMetricsTexts } from '../../server/metrics.js';
 import { MODEL_NAME, type ServableModel, type ServerOptions } from '../../server/options.js';
 import { createServer } from '../../server/server.js';
 import { choiceOption, flag, intOption, numberOption, parseCommand, stringOption, type Command, type Io, type Parsed } from '../args.js';
@@ -35,6 +36,10 @@ Batching and limits
   --max-queue-rows N     rows that may wait per model; beyond, 503 + Retry-After (default 1024)
   --queue-timeout-ms N   a request queued longer gets 503 (default 10000)
   --max-body-bytes N     larger request bodies get 413 (default 1048576)
+  --max-buffered-body-bytes N   bytes of bodies read at once over all connections; a body that
+                         would pass it gets 503 + Retry-After (default 67108864, at least
+                         --max-body-bytes)
+  --retry-after-s N      the Retry-After of 503 answers, in seconds (default 1)
   --headers-timeout-ms N / --request-timeout-ms N   slow clients get 408 (defaults 10000 / 30000)
   --keep-alive-timeout-ms N   idle connections are closed after this (default 5000)
   --inline-macs N        multiply-adds up to which predict runs on the event loop (default 4194304)
@@ -51,6 +56,24 @@ SIGINT / SIGTERM: stop accepting, finish the requests in flight, exit (a second 
 Example
   mlpkit serve demo=model.safetensors --port 8080
   curl -s localhost:8080/v1/models/demo/predict -d '{"inputs": [[0.1, 0.2, ...]]}'`;
+
+// GET /metrics with --workers: a scrape reaches one worker, which asks the primary for the sum
+// over all of them (each worker alone counts only the requests it answered).
+//   worker -> primary  { type: METRICS_ASK, id }         primary -> each worker { type: METRICS_COLLECT, id }
+//   worker -> primary  { type: METRICS_PART, id, text }  primary -> asking worker { type: METRICS_SUM, id, text }
+const METRICS_ASK = 'mlpkit:metrics-ask';
+const METRICS_COLLECT = 'mlpkit:metrics-collect';
+const METRICS_PART = 'mlpkit:metrics-part';
+const METRICS_SUM = 'mlpkit:metrics-sum';
+/** How long the primary waits for the workers' parts (a busy or dying worker is left out). */
+const METRICS_COLLECT_MS = 1000;
+
+interface MetricsMessage {
+  type?: string;
+  id?: number;
+  text?: string;
+  listening?: string;
+}
 
 interface ModelArg {
   name: string;
@@ -84,6 +107,8 @@ function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
     maxQueueRows: intOption(v, 'max-queue-rows', 1024),
     queueTimeoutMs: intOption(v, 'queue-timeout-ms', 10_000),
     maxBodyBytes: intOption(v, 'max-body-bytes', 1 << 20),
+    ...(stringOption(v, 'max-buffered-body-bytes') === undefined ? {} : { maxBufferedBodyBytes: intOption(v, 'max-buffered-body-bytes', 64 << 20) }),
+    retryAfterSeconds: intOption(v, 'retry-after-s', 1, 0),
     headersTimeoutMs: intOption(v, 'headers-timeout-ms', 10_000),
     requestTimeoutMs: intOption(v, 'request-timeout-ms', 30_000),
     keepAliveTimeoutMs: intOption(v, 'keep-alive-timeout-ms', 5_000),
@@ -100,7 +125,28 @@ function runPrimary(workers: number, io: Io): Promise<number> {
     const listening = new Set<number>(); // worker ids that have listened
     const alive = () => Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
     for (let i = 0; i < workers; i++) cluster.fork();
-    cluster.on('message', (worker, message: { listening?: string }) => {
+    let nextCollect = 0;
+    const collecting = new Map<number, (text: string) => void>();
+    const collectMetrics = (asker: Worker, askId: number) => {
+      const id = ++nextCollect;
+      const targets = alive().filter((w) => listening.has(w.id) && w.isConnected());
+      const parts: string[] = [];
+      const finish = () => {
+        if (!collecting.delete(id)) return;
+        clearTimeout(timer);
+        if (asker.isConnected()) asker.send({ type: METRICS_SUM, id: askId, text: sumMetricsTexts(parts) });
+      };
+      const timer = setTimeout(finish, METRICS_COLLECT_MS);
+      collecting.set(id, (text) => {
+        parts.push(text);
+        if (parts.length === targets.length) finish();
+      });
+      for (const w of targets) w.send({ type: METRICS_COLLECT, id });
+      if (targets.length === 0) finish();
+    };
+    cluster.on('message', (worker, message: MetricsMessage) => {
+      if (message?.type === METRICS_ASK && typeof message.id === 'number') return collectMetrics(worker, message.id);
+      if (message?.type === METRICS_PART) return void collecting.get(message.id!)?.(String(message.text));
       if (!message?.listening) return;
       listening.add(worker.id);
       if (!reported) {
@@ -152,7 +198,7 @@ export const serveCommand: Command = {
       'no-batching': { type: 'boolean' }, 'max-batch-rows': { type: 'string' }, 'max-wait-us': { type: 'string' },
       'max-queue-rows': { type: 'string' }, 'queue-timeout-ms': { type: 'string' }, 'max-body-bytes': { type: 'string' },
       'headers-timeout-ms': { type: 'string' }, 'request-timeout-ms': { type: 'string' }, 'keep-alive-timeout-ms': { type: 'string' },
-      'inline-macs': { type: 'string' },
+      'inline-macs': { type: 'string' }, 'max-buffered-body-bytes': { type: 'string' }, 'retry-after-s': { type: 'string' },
     }, { min: 1, max: Infinity, names: 'one or more MODEL files' });
     if (help) return void io.stdout.write(`${usage}\n`);
     const models = modelArgs(positionals, (values.name as string[] | undefined) ?? []);
@@ -178,7 +224,29 @@ export const serveCommand: Command = {
       throw err;
     }
     const list = models.map((m) => `${m.name} (${loaded[m.name].inputs} -> ${loaded[m.name].outputs})`).join(', ');
-    if (cluster.isWorker) process.send?.({ listening: address.url });
+    if (cluster.isWorker) {
+      let nextAsk = 0;
+      const asked = new Map<number, (text: string) => void>();
+      process.on('message', (message: MetricsMessage) => {
+        if (message?.type === METRICS_COLLECT) process.send?.({ type: METRICS_PART, id: message.id, text: server.metricsText() });
+        else if (message?.type === METRICS_SUM) {
+          asked.get(message.id!)?.(String(message.text));
+          asked.delete(message.id!);
+        }
+      });
+      server.metricsSource = () => new Promise((resolve, reject) => {
+        const id = ++nextAsk;
+        asked.set(id, resolve);
+        // Without an answer (the primary gone), metricsSource's rejection serves this worker's own.
+        setTimeout(() => asked.delete(id) && reject(new Error('no metrics from the primary')), 2 * METRICS_COLLECT_MS).unref();
+        if (!process.connected) {
+          asked.delete(id);
+          return reject(new Error('no channel to the primary'));
+        }
+        process.send?.({ type: METRICS_ASK, id });
+      });
+      process.send?.({ listening: address.url });
+    }
     else io.stdout.write(`mlpkit serve: listening on ${address.url}; models: ${list}\n`);
 
     await new Promise<void>((resolve) => {
