@@ -182,7 +182,9 @@ export function biasCorrected(layer: QuantLayer, weight: Float32Array, input: Fl
   for (let j = 0; j < n; j++) {
     let shift = 0;
     for (let p = 0; p < k; p++) shift += (weight[j * k + p] - dq[j * k + p]) * mean[p];
-    bias[j] = Math.fround(bias[j] + shift);
+    // A shift past float32 (calibration inputs near FLT_MAX) is no correction: keep the bias.
+    const corrected = Math.fround(bias[j] + shift);
+    if (Number.isFinite(corrected)) bias[j] = corrected;
   }
   return { ...layer, bias };
 }

@@ -15,14 +15,14 @@ export const MAX_QUANT_WIDTH = 1 << 20;
 
 /** A value problem in one field of a layer; the caller names the layer (or tensor) in front. */
 export interface LayerProblem {
-  field: 'weights' | 'scales' | 'zeros' | 'inputScales';
+  field: 'weights' | 'scales' | 'zeros' | 'inputScales' | 'bias';
   message: string;
 }
 
 /**
  * The first value that breaks the format, given that shapes and array types are right:
  * int8 codes in [-127, 127] (-128 would break the kernels' sign tricks), scales finite and
- * >= 0, zero points <= 15, and int4 padding nibbles that decode to q = 0.
+ * >= 0, zero points <= 15, int4 padding nibbles that decode to q = 0, and finite biases.
  */
 export function layerValueProblem(layer: QuantLayer): LayerProblem | null {
   const n = layer.outputs;
@@ -31,6 +31,14 @@ export function layerValueProblem(layer: QuantLayer): LayerProblem | null {
     for (let p = 0; p < layer.inputScales.length; p++) {
       const s = layer.inputScales[p];
       if (!(s > 0 && s < Infinity)) return { field: 'inputScales', message: `input scale [${p}] is ${s}; input scales must be finite and > 0` };
+    }
+  }
+  if (layer.bias) {
+    // As Mlp.load refuses non-finite parameters: a NaN bias (a flipped bit in a file) would
+    // otherwise load and turn every output of its unit into NaN.
+    for (let j = 0; j < layer.bias.length; j++) {
+      const b = layer.bias[j];
+      if (!Number.isFinite(b)) return { field: 'bias', message: `bias [${j}] is ${b}; biases must be finite` };
     }
   }
   for (let i = 0; i < layer.scales.length; i++) {

@@ -143,7 +143,7 @@ function expectTensor(file: SafetensorsFile, name: string, dtype: Dtype, shape: 
   return t;
 }
 
-const TENSOR_OF_FIELD = { weights: 'qweight', scales: 'scales', zeros: 'zeros', inputScales: 'input_scales' } as const;
+const TENSOR_OF_FIELD = { weights: 'qweight', scales: 'scales', zeros: 'zeros', inputScales: 'input_scales', bias: 'bias' } as const;
 
 /** The quantised model a file holds, every tensor checked against the metadata. */
 export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {

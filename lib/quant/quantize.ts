@@ -17,7 +17,7 @@ const f32 = Math.fround;
 /**
  * Quantise one Linear layer (+ activation). weight: [outputs x inputs] row-major (nn.Linear's
  * layout); bias: [outputs] or null; activation: a name or its index in ACTIVATIONS; alpha: the
- * leaky_relu slope. The weights must be finite.
+ * leaky_relu slope. The weights and the bias must be finite.
  */
 export function quantizeLayer(
   weight: Float32Array,
@@ -41,6 +41,7 @@ export function quantizeLayer(
   const act = activationCode('activation', activation);
   const slope = expectNumber('alpha', alpha);
   expectAllFinite('weight', weight);
+  if (bias !== null) expectAllFinite('bias', bias);
   const format = normalizeLayerFormat(options);
   return quantizeChecked(weight, bias, k, n, act, slope, format, format.equalize ? equalizationScales(weight, k, n) : null);
 }

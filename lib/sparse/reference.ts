@@ -5,6 +5,7 @@
 import { activate } from '../backend/reference/activation.js';
 import { encode, encodedWidthOf } from '../backend/reference/encoding.js';
 import type { BackendSparseModel, SparseLayer, SparseModelConfig } from '../backend/types.js';
+import { CallQueue, deliver, overlaps, queuedCall, snapshot } from '../backend/reference/calls.js';
 import { disposedError } from '../errors.js';
 import { SPARSE_MODE_CODES, SPARSE_TILE_ROWS } from './format.js';
 import { keepOnly, predictorKeys, selectNonzero, selectThreshold, selectTop } from './select.js';
@@ -72,6 +73,9 @@ function layerRow(l: SparseLayer, h: Float64Array, block: Float64Array | null, t
   return z;
 }
 
+// Multiply-adds per macrotask in predictAsync (in whole tiles), as the other reference models.
+const ASYNC_CHUNK_MACS = 2e6;
+
 export class ReferenceSparseModel implements BackendSparseModel {
   private layers: SparseLayer[] | null;
   private readonly config: SparseModelConfig;
@@ -81,9 +85,44 @@ export class ReferenceSparseModel implements BackendSparseModel {
     this.layers = layers.map(copyLayer);
   }
 
-  predict(x: Float32Array, batch: number, out: Float32Array): void {
+  predict(input: Float32Array, batch: number, out: Float32Array): void {
     const layers = this.layers;
     if (!layers) throw disposedError('predict');
+    // Rows are written as they are computed: an out that overlaps x (a caller reusing one
+    // buffer) would overwrite rows not read yet, so such an x is read from a copy.
+    const x = overlaps(input, out) ? snapshot(input) : input;
+    this.forward(layers, x, batch, out);
+  }
+
+  /**
+   * As the float reference model's (../backend/reference/calls.ts): x is copied now, the rows run
+   * in slices of whole tiles between macrotasks (so a row sees the same tile as in one call), and
+   * out is written at the end if it is still whole. A dispose() meanwhile lets the call finish.
+   */
+  predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void> {
+    const layers = this.layers;
+    if (!layers) return Promise.reject(disposedError('predictAsync'));
+    const inputs = this.config.inputs;
+    const outputs = layers[layers.length - 1].outputs;
+    const input = snapshot(x);
+    const y = new Float32Array(batch * outputs);
+    const macsPerRow = layers.reduce((sum, l) => sum + l.inputs * l.outputs, 0);
+    const rows = SPARSE_TILE_ROWS * Math.max(1, Math.floor(ASYNC_CHUNK_MACS / (SPARSE_TILE_ROWS * Math.max(1, macsPerRow))));
+    let r0 = 0;
+    const { call, promise } = queuedCall(
+      () => {
+        const n = Math.min(rows, batch - r0);
+        this.forward(layers, input.subarray(r0 * inputs, (r0 + n) * inputs), n, y.subarray(r0 * outputs, (r0 + n) * outputs));
+        r0 += n;
+        return r0 >= batch;
+      },
+      () => deliver('predictAsync', y, out),
+    );
+    new CallQueue().push(call);
+    return promise;
+  }
+
+  private forward(layers: readonly SparseLayer[], x: Float32Array, batch: number, out: Float32Array): void {
     const enc = new Float64Array(encodedWidthOf(this.config));
     for (let r = 0; r < batch; r++) {
       const tileRows = Math.min(SPARSE_TILE_ROWS, batch - (r - (r % SPARSE_TILE_ROWS)));
@@ -97,10 +136,6 @@ export class ReferenceSparseModel implements BackendSparseModel {
       }
       out.set(h, r * h.length);
     }
-  }
-
-  async predictAsync(x: Float32Array, batch: number, out: Float32Array): Promise<void> {
-    this.predict(x, batch, out);
   }
 
   dispose(): void {
