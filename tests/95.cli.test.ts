@@ -14,6 +14,7 @@ import { readNpy, writeNpy } from '../lib/cli/npy.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { lineChartSvg } from '../lib/cli/svg-plot.js';
 import { COMMANDS, runCli } from '../lib/cli/run.js';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Rng } from '../lib/init.js';
 import { backendsUnderTest } from './helpers.js';
 
@@ -305,6 +306,20 @@ describe('errors and help', () => {
     const top = await cli('--help');
     expect(top.out).toMatch(/Commands\n  info/);
     expect((await cli()).code).toBe(2);
+  });
+
+  it('serve on a port in use exits 1 and says what to change', async () => {
+    const holder = createNetServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const r = await cli('serve', at('reg.safetensors'), '--port', String(port));
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(new RegExp(`^mlpkit serve: port ${port} on 127.0.0.1 is in use\n {2}choose another --port`));
+      noStack(r.err);
+    } finally {
+      holder.close();
+    }
   });
 
   it('command-line mistakes exit 2 and say what to read', async () => {

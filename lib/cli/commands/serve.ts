@@ -10,7 +10,7 @@ import { sumMetricsTexts } from '../../server/metrics.js';
 import { MODEL_NAME, type ServableModel, type ServerOptions } from '../../server/options.js';
 import { createServer } from '../../server/server.js';
 import { choiceOption, flag, intOption, numberOption, parseCommand, stringOption, type Command, type Io, type Parsed } from '../args.js';
-import { usageError } from '../errors.js';
+import { CliError, usageError } from '../errors.js';
 import { loadModelFile } from '../model-file.js';
 
 const usage = `Usage: mlpkit serve MODEL... [options]
@@ -116,6 +116,14 @@ function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
   };
 }
 
+/** A listen failure the user can fix, said as such (with what to change). */
+function listenError(err: NodeJS.ErrnoException, port: number, host: string): Error {
+  if (err?.code === 'EADDRINUSE') return new CliError(`port ${port} on ${host} is in use`, 1, 'choose another --port (--port 0 picks a free one), or stop the server that holds it');
+  if (err?.code === 'EADDRNOTAVAIL') return new CliError(`cannot listen on ${host}: not an address of this machine`, 1, '--host 127.0.0.1 for this machine only, 0.0.0.0 for every interface');
+  if (err?.code === 'EACCES') return new CliError(`no permission to listen on port ${port}`, 1, 'ports below 1024 need privileges; choose --port 1024 or above');
+  return err;
+}
+
 /** The cluster primary: forks the workers, restarts one that dies, forwards the stop signal. */
 function runPrimary(workers: number, io: Io): Promise<number> {
   return new Promise((resolve) => {
@@ -217,7 +225,10 @@ export const serveCommand: Command = {
     try {
       for (const m of models) loaded[m.name] = (await loadModelFile(m.path, backend)).model;
       server = createServer({ ...options, models: loaded });
-      address = await server.listen(port, host);
+      address = await server.listen(port, host).catch((err: NodeJS.ErrnoException) => {
+        server.close({ graceMs: 0 }).catch(() => {});
+        throw listenError(err, port, host);
+      });
     } catch (err) {
       // A worker's channel to the primary would keep it alive after the error is printed.
       if (cluster.isWorker) cluster.worker?.disconnect();
