@@ -6,6 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp, createServer, type ModelServer } from '../lib/index.js';
 import { backendsUnderTest } from './helpers.js';
+import { until } from './server-support.js';
 
 const backend = backendsUnderTest().includes('native') ? 'native' : 'reference';
 const net = new Mlp({ inputs: 4, layers: [{ units: 3 }], seed: 2 }, { backend });
@@ -21,11 +22,6 @@ const buffered = (server: ModelServer) => {
   const line = server.metricsText().split('\n').find((l) => l.startsWith('mlpkit_buffered_body_bytes '));
   return Number(line?.split(' ')[1]);
 };
-
-async function until(what: string, condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !condition(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!condition()) throw new Error(`gave up waiting for ${what}`);
-}
 
 /** A request whose body is sent in part now; `rest()` sends the remainder, `reply` is what came back. */
 function partial(port: number, text: string, sendNow: number): { socket: Socket; rest(): void; reply: Promise<string> } {

@@ -12,6 +12,7 @@ import { Mlp, createServer, type ModelServer, type ServableModel, type ServerOpt
 import { wantsBinary } from '../lib/server/http.js';
 import { Counter, Histogram, renderMetrics, sumMetricsTexts } from '../lib/server/metrics.js';
 import { backendsUnderTest } from './helpers.js';
+import { gatedModel, until } from './server-support.js';
 
 const backend = backendsUnderTest().includes('native') ? 'native' : 'reference';
 const net = new Mlp({ inputs: 4, layers: [{ units: 8, activation: 'relu' }, { units: 3 }], seed: 2 }, { backend });
@@ -25,32 +26,6 @@ async function start(options: Partial<ServerOptions> = {}): Promise<{ server: Mo
   servers.push(server);
   const { url, port } = await server.listen(0);
   return { server, url, port };
-}
-
-function gatedModel(): ServableModel & { release(): void; calls: number[] } {
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => (open = resolve));
-  const calls: number[] = [];
-  return {
-    inputs: net.inputs,
-    outputs: net.outputs,
-    calls,
-    release: () => open(),
-    predict: (x) => net.predict(x),
-    async predictAsync(x) {
-      calls.push(x.length / net.inputs);
-      await gate;
-      return net.predict(x);
-    },
-  };
-}
-
-async function until(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 const metric = (server: ModelServer, series: string) => {
@@ -132,7 +107,7 @@ describe('an over-limit body: the client gets its 413', () => {
 
 describe('a client that leaves while its request is queued', () => {
   it('gives its queue slot back at once: live requests are not refused and the model does not compute its rows', async () => {
-    const model = gatedModel();
+    const model = gatedModel(net);
     const { server, url, port } = await start({ models: { demo: model }, inlineMacs: 0, maxQueueRows: 4 });
     const sockets: Socket[] = [];
     const open = (): Socket => {
@@ -161,7 +136,7 @@ describe('a client that leaves while its request is queued', () => {
   });
 
   it('cancelled requests between live ones: each live one gets its own rows, the queue accounting stays exact', async () => {
-    const model = gatedModel();
+    const model = gatedModel(net);
     const { server, url, port } = await start({ models: { demo: model }, inlineMacs: 0, maxQueueRows: 64 });
     const first = fetch(`${url}/v1/models/demo/predict`, { method: 'POST', body: ROW });
     await until('the first call', () => model.calls.length === 1);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp, createServer, type BatchEvent, type ModelServer, type ServableModel, type ServerOptions } from '../lib/index.js';
 import { backendsUnderTest, randomArray } from './helpers.js';
+import { gatedModel, until } from './server-support.js';
 
 const backend = backendsUnderTest().includes('native') ? 'native' : 'reference';
 const net = new Mlp({ inputs: 4, layers: [{ units: 16, activation: 'relu' }, { units: 3 }], seed: 1 }, { backend });
@@ -25,33 +26,6 @@ async function start(options: Partial<ServerOptions> = {}): Promise<{ server: Mo
   servers.push(server);
   const { url } = await server.listen(0);
   return { server, url };
-}
-
-/** A model whose predictAsync waits until release(): requests pile up behind its first call. */
-function gatedModel(): ServableModel & { release(): void; calls: number[] } {
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => (open = resolve));
-  const calls: number[] = [];
-  return {
-    inputs: net.inputs,
-    outputs: net.outputs,
-    calls,
-    release: () => open(),
-    predict: (x) => net.predict(x),
-    async predictAsync(x) {
-      calls.push(x.length / net.inputs);
-      await gate;
-      return net.predict(x);
-    },
-  };
-}
-
-async function until(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 const queueDepth = (server: ModelServer) => Number(/mlpkit_queue_depth\{model="demo"\} (\d+)/.exec(server.metricsText())?.[1]);
@@ -115,7 +89,7 @@ describe('predict', () => {
   });
 
   it('merges concurrent requests into one predict call and gives each its own rows', async () => {
-    const model = gatedModel();
+    const model = gatedModel(net);
     const batches: BatchEvent[] = [];
     const { server, url } = await start({ models: { demo: model }, inlineMacs: 0, maxBatchRows: 256, onBatch: (e) => batches.push(e) });
     const inputs = Array.from({ length: 40 }, (_, i) => randomArray((1 + (i % 3)) * net.inputs, 100 + i));
@@ -334,7 +308,7 @@ describe('HTTP edge cases (from an adversarial review)', () => {
 
 describe('overload and shutdown', () => {
   it('answers 503 with Retry-After when the queue is full, and serves the queued requests', async () => {
-    const model = gatedModel();
+    const model = gatedModel(net);
     const { server, url } = await start({ models: { demo: model }, inlineMacs: 0, maxQueueRows: 4, retryAfterSeconds: 2 });
     const row = () => ({ inputs: [[1, 2, 3, 4]] });
     const running = predictJson(url, row());
@@ -351,7 +325,7 @@ describe('overload and shutdown', () => {
   });
 
   it('answers 503 to a request that waited in the queue past queueTimeoutMs', async () => {
-    const model = gatedModel();
+    const model = gatedModel(net);
     const { server, url } = await start({ models: { demo: model }, inlineMacs: 0, queueTimeoutMs: 1 });
     const running = predictJson(url, { inputs: [[1, 2, 3, 4]] });
     await until('the first call', () => model.calls.length === 1);
@@ -367,7 +341,7 @@ describe('overload and shutdown', () => {
   });
 
   it('close() stops accepting, fails readiness and finishes the requests in flight', async () => {
-    const model = gatedModel();
+    const model = gatedModel(net);
     const { server, url } = await start({ models: { demo: model }, inlineMacs: 0 });
     const x = randomArray(3 * net.inputs, 9);
     const inFlight = rowsOf(x).map((row) => predictJson(url, { inputs: [row] }));
