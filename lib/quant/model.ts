@@ -7,8 +7,8 @@
 
 import { readWholeFile, readWholeFileSync, writeWholeFile, writeWholeFileSync } from '../io/whole-file.js';
 import { BACKEND_CHOICES, nativeAvailable, type BackendChoice } from '../backend/index.js';
-import { ACTIVATIONS, type ActivationName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
-import { encodingConfig, parameterLayout } from '../spec.js';
+import { ACTIVATIONS, type ActivationName, type BackendName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
+import { encodingConfig, parameterLayout, type NormalizedSpec } from '../spec.js';
 import { disposedError, rangeError, typeError } from '../errors.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
@@ -63,6 +63,59 @@ function construct(description: QuantModelDescription, backend: BackendChoice): 
   }
 }
 
+let setStats: (model: QuantizedMlp, stats: QuantStats | null) => void;
+let descriptionOf: (model: QuantizedMlp) => QuantModelDescription;
+let quantizeWith: (net: QuantizeSource, options: QuantizeOptions, floatOutputs: Float32Array | null) => QuantizedMlp;
+
+/**
+ * @internal What quantize reads of the float model: an Mlp, or quantizeAsync's worker's copy
+ * (lib/quant/quantize-worker.ts), which builds its float model only when predict is called.
+ * getParameters' array is only read.
+ */
+export interface QuantizeSource {
+  handle(what: string): unknown;
+  readonly inputs: number;
+  readonly spec: NormalizedSpec;
+  readonly backend: BackendName;
+  getParameters(): Float32Array;
+  predict(x: Float32Array): Float32Array;
+}
+
+/**
+ * @internal The model's description (its own arrays, not copies): quantizeAsync's worker sends
+ * it to the main thread. Not exported from the package.
+ */
+export function quantizedDescription(model: QuantizedMlp): QuantModelDescription {
+  return descriptionOf(model);
+}
+
+/**
+ * @internal A model from the description quantizeAsync's worker built with fromMlp's code, with
+ * that model's calibration stats. The description is trusted as fromMlp's own is (no file
+ * checks): it comes from this module's code in the worker. Not exported from the package.
+ */
+export function quantizedFromDescription(description: QuantModelDescription, backend: BackendChoice, stats: QuantStats | null): QuantizedMlp {
+  const model = construct(description, backend);
+  setStats(model, stats);
+  return model;
+}
+
+/**
+ * @internal net.quantize(options) (QuantizedMlp.fromMlp), with the float model's outputs on the
+ * calibration rows given instead of computed (null: computed, exactly fromMlp). Not exported
+ * from the package.
+ */
+export function quantizeMlp(net: QuantizeSource, options: QuantizeOptions, floatOutputs: Float32Array | null): QuantizedMlp {
+  return quantizeWith(net, options, floatOutputs);
+}
+
+/** quantize's refusal of layers it cannot quantise yet (shared with quantizeAsync's checks). */
+export function checkQuantizableSpec(spec: NormalizedSpec): void {
+  spec.layers.forEach((l, i) => {
+    if (l.gated || l.residual) throw rangeError(`quantize does not support ${l.gated ? 'gated' : 'residual'} layers yet (spec.layers[${i}])`);
+  });
+}
+
 function normalizeLoadOptions(value: unknown): BackendChoice {
   const o = expectObject('options', value);
   rejectUnknownKeys('options', o, ['backend']);
@@ -91,6 +144,15 @@ export class QuantizedMlp {
   private pending = 0;
   private retired: Segment[] | null = null;
   private calibrationStats: QuantStats | null = null;
+
+  static {
+    // Internal access for lib/quant/quantize-async.ts (module functions below), not API.
+    setStats = (model, stats) => {
+      model.calibrationStats = stats;
+    };
+    descriptionOf = (model) => model.description;
+    quantizeWith = (net, options, floatOutputs) => QuantizedMlp.quantizeFloat(net, options, floatOutputs);
+  }
 
   /** @internal Use net.quantize(), QuantizedMlp.fromMlp() or QuantizedMlp.load(). */
   constructor(description: QuantModelDescription, backend: BackendChoice) {
@@ -147,11 +209,17 @@ export class QuantizedMlp {
    * activations on layers whose inputs int8 would hurt (lib/quant/calibrate.ts).
    */
   static fromMlp(net: Mlp, options: QuantizeOptions): QuantizedMlp {
+    return QuantizedMlp.quantizeFloat(net, options, null);
+  }
+
+  // fromMlp's work. floatOutputs: the float model's outputs on the calibration rows when the
+  // caller has them already (quantizeAsync's worker, for a cuda model whose copy in the worker
+  // runs on a CPU backend: the stats then stay those of the cuda model's own outputs); null
+  // computes them with net.predict.
+  private static quantizeFloat(net: QuantizeSource, options: QuantizeOptions, floatOutputs: Float32Array | null): QuantizedMlp {
     net.handle('quantize');
     const opts = normalizeQuantizeOptions(options, net.inputs);
-    net.spec.layers.forEach((l, i) => {
-      if (l.gated || l.residual) throw rangeError(`quantize does not support ${l.gated ? 'gated' : 'residual'} layers yet (spec.layers[${i}])`);
-    });
+    checkQuantizableSpec(net.spec);
     const spec = net.spec;
     // One copy of the parameters, read through views: net.getLayers() copies every weight twice
     // (its flat copy, then a slice per layer), which was ~1 s of a 4096 -> 16384 layer's quantize.
@@ -191,7 +259,7 @@ export class QuantizedMlp {
         layers: choice.map((c, i) => measured.layers[i][c]),
         stats: choice.map((c, i) => measured.stats[i][c]),
       });
-      const want = net.predict(opts.calibration);
+      const want = floatOutputs ?? net.predict(opts.calibration);
       const build = (p: ReturnType<typeof pick>) => {
         const d: QuantModelDescription = {
           inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers: p.layers, layerActivations: p.stats.map((s) => s.activations),

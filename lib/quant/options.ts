@@ -115,10 +115,13 @@ export function activationCode(name: string, value: unknown): number {
   return ACTIVATIONS.indexOf(expectOneOf<ActivationName>(name, value, ACTIVATIONS));
 }
 
+/** The option names net.quantize() knows. */
+export const QUANTIZE_OPTION_KEYS: readonly (keyof QuantizeOptions)[] = ['weights', 'groupSize', 'symmetric', 'activations', 'backend', 'calibration', 'equalize'];
+
 /** net.quantize()'s options, for a model taking `inputs` inputs. */
 export function normalizeQuantizeOptions(value: unknown, inputs: number, name = 'options'): NormalizedQuantizeOptions {
   const o = expectObject(name, value);
-  rejectUnknownKeys(name, o, ['weights', 'groupSize', 'symmetric', 'activations', 'backend', 'calibration', 'equalize']);
+  rejectUnknownKeys(name, o, QUANTIZE_OPTION_KEYS);
   const layerFormat = layerFormatFrom(name, o, 'weights');
   const activations = o.activations === undefined ? 'float' : expectOneOf(`${name}.activations`, o.activations, QUANT_ACTIVATIONS);
   const backend = o.backend === undefined ? 'auto' : expectOneOf(`${name}.backend`, o.backend, BACKEND_CHOICES);
