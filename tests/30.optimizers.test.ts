@@ -91,6 +91,22 @@ describe.each(backendsUnderTest())('optimizers on %s', (backend) => {
     close(after, [before[0] - 0.01, before[1] - 0.01]);
   });
 
+  // The native model allocates gradients and moments on the first training call; before it they
+  // must read as zero and a step must act as on zero gradients.
+  it('before any training call: zero gradients, resetOptimizer is harmless, a step sees zero gradients', () => {
+    const { net } = twoParams(backend);
+    const model = net.handle('test');
+    const grads = Float32Array.of(7, 7);
+    model.getGrads(grads);
+    expect(Array.from(grads)).toEqual([0, 0]);
+    model.resetOptimizer();
+    const { code, hyper } = normalizeOptimizer({ type: 'sgd', lr: 0.1, weightDecay: 0.5 });
+    model.optimizerStep(code, hyper, 0);
+    close(Array.from(net.getParameters()), [1 - 0.1 * 0.5 * 1, -2 - 0.1 * 0.5 * -2]);
+    model.getGrads(grads);
+    expect(Array.from(grads)).toEqual([0, 0]);
+  });
+
   it('knows every optimizer', () => {
     expect(OPTIMIZERS).toEqual(['sgd', 'adam', 'adamw']);
   });

@@ -187,6 +187,69 @@ describe('safetensors reader rejects bad files with an error naming the problem'
     expect(Array.from(f)).toEqual([Infinity, NaN, 0]);
   });
 
+  // The writer and reader move whole tensors with typed-array sets on a little-endian host; these
+  // pin the bytes to the format's little-endian layout, at offsets no element type aligns with.
+  it('writes every dtype little-endian at unaligned offsets, as a DataView would', () => {
+    const tensors = {
+      a: { shape: [3], data: Int8Array.of(-127, 0, 5) },
+      b: { shape: [2], data: Float32Array.of(1.5, -3.25) },
+      c: { shape: [1], data: Uint8Array.of(255) },
+      d: { shape: [2], data: Float64Array.of(Math.PI, -0) },
+      e: { shape: [2], data: Int32Array.of(-2, 70000) },
+      f: { shape: [2], data: Float64Array.of(0.1, 1e-40), dtype: 'F32' as const },
+      g: { shape: [2], data: Int32Array.of(-128, 127), dtype: 'I8' as const },
+    };
+    const bytes = writeSafetensors(tensors);
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + Number(new DataView(bytes.buffer).getBigUint64(0, true)))));
+    const base = 8 + Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const dv = new DataView(bytes.buffer);
+    const at = (name: string) => base + header[name].data_offsets[0];
+    expect([dv.getInt8(at('a')), dv.getInt8(at('a') + 2)]).toEqual([-127, 5]);
+    expect(at('b') % 4).not.toBe(0);
+    expect([dv.getFloat32(at('b'), true), dv.getFloat32(at('b') + 4, true)]).toEqual([1.5, -3.25]);
+    expect(dv.getUint8(at('c'))).toBe(255);
+    expect(dv.getFloat64(at('d'), true)).toBe(Math.PI);
+    expect(Object.is(dv.getFloat64(at('d') + 8, true), -0)).toBe(true);
+    expect([dv.getInt32(at('e'), true), dv.getInt32(at('e') + 4, true)]).toEqual([-2, 70000]);
+    expect([dv.getFloat32(at('f'), true), dv.getFloat32(at('f') + 4, true)]).toEqual([Math.fround(0.1), Math.fround(1e-40)]);
+    expect([dv.getInt8(at('g')), dv.getInt8(at('g') + 1)]).toEqual([-128, 127]);
+    const back = readSafetensors(bytes).tensors;
+    expect(back.a.data).toEqual(Int32Array.of(-127, 0, 5));
+    expect(back.b.data).toEqual(Float32Array.of(1.5, -3.25));
+    expect(back.d.data).toEqual(Float64Array.of(Math.PI, -0));
+    expect(back.e.data).toEqual(Int32Array.of(-2, 70000));
+    expect(back.g.data).toEqual(Int32Array.of(-128, 127));
+  });
+
+  it('reads tensors whose data starts at an unaligned byte (an unpadded header)', () => {
+    const data = new Uint8Array(13);
+    const dv = new DataView(data.buffer);
+    dv.setFloat32(0, -2.5, true);
+    dv.setInt16(4, -300, true);
+    dv.setInt16(6, 12345, true);
+    dv.setInt32(8, -123456, true);
+    dv.setInt8(12, -7);
+    const header = {
+      f: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      h: { dtype: 'I16', shape: [2], data_offsets: [4, 8] },
+      i: { dtype: 'I32', shape: [1], data_offsets: [8, 12] },
+      b: { dtype: 'I8', shape: [1], data_offsets: [12, 13] },
+    };
+    // One trailing space when needed makes the data section start at an odd offset.
+    const text = JSON.stringify(header);
+    const json = new TextEncoder().encode(text.length % 2 === 0 ? `${text} ` : text);
+    const odd = new Uint8Array(8 + json.length + data.length);
+    new DataView(odd.buffer).setBigUint64(0, BigInt(json.length), true);
+    odd.set(json, 8);
+    odd.set(data, 8 + json.length);
+    expect((8 + json.length) % 2).toBe(1);
+    const t = readSafetensors(odd).tensors;
+    expect(t.f.data).toEqual(Float32Array.of(-2.5));
+    expect(t.h.data).toEqual(Int32Array.of(-300, 12345));
+    expect(t.i.data).toEqual(Int32Array.of(-123456));
+    expect(t.b.data).toEqual(Int32Array.of(-7));
+  });
+
   it('pads the header so the data section is 8-byte aligned', () => {
     const bytes = writeSafetensors({ a: { shape: [1], data: Float32Array.of(1) } }, { k: 'v' });
     const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));

@@ -48,12 +48,9 @@ export function layerValueProblem(layer: QuantLayer): LayerProblem | null {
     }
   }
   if (layer.format === 'int8') {
-    const w = layer.weights as Int8Array;
-    for (let i = 0; i < w.length; i++) {
-      if (w[i] === -128) {
-        return { field: 'weights', message: `value -128 at [${Math.floor(i / layer.inputs)}, ${i % layer.inputs}] is outside [-127, 127]` };
-      }
-    }
+    // indexOf is the engine's own scan, ~10x a JavaScript loop over a 67M-code layer.
+    const i = (layer.weights as Int8Array).indexOf(-128);
+    if (i >= 0) return { field: 'weights', message: `value -128 at [${Math.floor(i / layer.inputs)}, ${i % layer.inputs}] is outside [-127, 127]` };
     return null;
   }
   if (layer.zeros) {

@@ -193,8 +193,9 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
       format: m.format,
       groupSize: m.groupSize,
       symmetric: m.symmetric,
-      // The reader widens I8 to Int32Array; every value fits an int8 by the dtype.
-      weights: m.format === 'int8' ? Int8Array.from(qweight.data as Int32Array) : (qweight.data as Uint8Array),
+      // The reader widens I8 to Int32Array; every value fits an int8 by the dtype. (A set, not
+      // Int8Array.from: that walks the iterator, seconds for a large layer.)
+      weights: m.format === 'int8' ? narrowToInt8(qweight.data as Int32Array) : (qweight.data as Uint8Array),
       scales: scales.data as Float32Array,
       zeros: zeros ? (zeros.data as Uint8Array) : null,
       bias: bias ? (bias.data as Float32Array) : null,
@@ -213,4 +214,10 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
     fail(`tensors ${extra.slice(0, 5).map((t) => `'${clip(t)}'`).join(', ')} are not part of the quantised model the metadata describes`);
   }
   return { inputs, encoding, activations, layers, layerActivations };
+}
+
+function narrowToInt8(values: Int32Array): Int8Array {
+  const out = new Int8Array(values.length);
+  out.set(values);
+  return out;
 }

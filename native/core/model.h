@@ -38,8 +38,9 @@ class Model final : public Predictor {
   std::size_t inputs() const override { return plan_.encoding.inputs; }
   std::size_t outputs() const override { return plan_.layers.back().outputs; }
   const ModelPlan& plan() const { return plan_; }
-  // Bytes held for parameters, gradients and optimizer moments (for GC accounting).
-  std::size_t memory_bytes() const { return 4 * sizeof(float) * plan_.param_count; }
+  // Bytes a training model holds: parameters, their packed copy, gradients and two optimizer
+  // moments (for GC accounting; one that only predicts holds the first two).
+  std::size_t memory_bytes() const { return 5 * sizeof(float) * plan_.param_count; }
 
   // out[batch x outputs] = net(x[batch x inputs]).
   void predict(const float* x, std::size_t batch, float* out) const override;
@@ -95,17 +96,19 @@ class Model final : public Predictor {
                           const LossTarget* target, const float* grad_output, float* grad_input);
   // want_norm: compute the gradient norm even when not clipping (optimizer_step returns it).
   double optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, double clip_norm, bool want_norm);
+  // Allocates grads_ and opt_ (zeroed) on the first call that needs them; under a write turn.
+  void ensure_training_state();
 
   ModelPlan plan_;
   AlignedVector<float> params_;
-  AlignedVector<float> grads_;
+  AlignedVector<float> grads_;            // empty until the first training call
   AlignedVector<float> packed_;            // per layer: W^T panels, then the bias padded to a panel
   std::vector<std::size_t> packed_at_;   // offset of each layer's panels in packed_
   std::vector<std::size_t> bias_at_;     // offset of each layer's padded bias in packed_
   std::size_t macs_ = 0;                 // multiply-adds per row
   std::size_t widest_layer_bytes_ = 0;   // the largest layer's float weights
   std::size_t scratch_floats_ = 0;       // predict scratch per row: encoded input + two activations
-  OptimizerState opt_;
+  OptimizerState opt_;                     // empty until the first training call
   mutable Sequencer order_;
 };
 
