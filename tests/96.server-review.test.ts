@@ -206,6 +206,65 @@ describe('HTTP details', () => {
   });
 });
 
+describe('a client that stops reading its response', () => {
+  // 1000 rows of 4096 float32 outputs: 16 MB, more than loopback's socket buffers take, so
+  // part of the response waits in the server for a client that never reads it.
+  const wide = new Mlp({ inputs: 1, layers: [{ units: 4096 }], seed: 3 }, { backend });
+  const rows = 1000;
+  const full = rows * 4096 * 4;
+  const request = (port: number, onHeadersSent: (socket: Socket) => void) => {
+    const socket = connect(port, '127.0.0.1');
+    const body = Buffer.from(new Float32Array(rows).fill(0.5).buffer);
+    socket.on('connect', () => {
+      socket.write(`POST /v1/models/wide/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nAccept: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`);
+      socket.write(body);
+      onHeadersSent(socket);
+    });
+    return socket;
+  };
+  /** Pauses reading for `pauseMs`, then reads to the end: the bytes received and whether the server closed. */
+  const readAfter = (port: number, pauseMs: number) => new Promise<{ bytes: number; closed: boolean }>((resolve) => {
+    let bytes = 0;
+    const socket = request(port, (s) => {
+      s.pause();
+      setTimeout(() => s.resume(), pauseMs);
+    });
+    socket.on('data', (d) => {
+      bytes += d.length;
+      // The whole response in, and the connection still open (keep-alive): done.
+      if (bytes > full) setTimeout(() => { socket.destroy(); resolve({ bytes, closed: false }); }, 200);
+    });
+    socket.on('close', () => resolve({ bytes, closed: true }));
+    socket.on('error', () => {});
+  });
+
+  it('is disconnected after writeTimeoutMs of no progress, and the server keeps serving', async () => {
+    const server = createServer({ models: { wide }, writeTimeoutMs: 200 });
+    servers.push(server);
+    const { port, url } = await server.listen(0);
+    const stalled = await readAfter(port, 1500);
+    expect(stalled.closed).toBe(true);
+    expect(stalled.bytes).toBeLessThan(full);
+    const res = await fetch(`${url}/v1/models/wide/predict`, { method: 'POST', body: '{"inputs":[[1]]}' });
+    expect(res.status).toBe(200);
+    expect((await res.json()).outputs[0]).toHaveLength(4096);
+  });
+
+  it('a reader that only pauses for less than writeTimeoutMs gets the whole response on a kept connection', async () => {
+    const server = createServer({ models: { wide }, writeTimeoutMs: 5000 });
+    servers.push(server);
+    const { port } = await server.listen(0);
+    const slow = await readAfter(port, 300);
+    expect(slow.closed).toBe(false);
+    expect(slow.bytes).toBeGreaterThan(full);
+  });
+
+  it('writeTimeoutMs is checked like the other timeouts', () => {
+    expect(() => createServer({ models: { wide }, writeTimeoutMs: 0 })).toThrow(RangeError);
+    expect(() => createServer({ models: { wide }, writeTimeoutMs: '5' as unknown as number })).toThrow(TypeError);
+  });
+});
+
 describe('mlpkit serve --workers: /metrics', () => {
   it('sums the workers\' metrics texts sample by sample', () => {
     const text = (n: number) => {

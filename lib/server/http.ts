@@ -8,6 +8,7 @@
 //   GET  /metrics                   Prometheus text format
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Batcher } from './batcher.js';
 import { readBody, type BodyBudget } from './body.js';
 import { decodeBinary, decodeJson, encodeBinary, encodeJson } from './codec.js';
@@ -96,6 +97,16 @@ function isJsonType(type: string): boolean {
   return type === '' || type.includes('json') || type.startsWith('text/plain') || type.startsWith('application/x-www-form-urlencoded');
 }
 
+/** Closes `socket` if `res` makes no write progress for `ms`; the watch ends with the response. */
+function watchStalledWrite(socket: Socket, res: ServerResponse, ms: number): void {
+  // A socket timeout counts inactivity, and every chunk the kernel accepts is activity: a slow
+  // reader that keeps reading is not cut off. node:http leaves the socket timeout unused
+  // (server.timeout is 0), and its own 'timeout' handler destroys a socket nobody else answers.
+  socket.setTimeout(ms);
+  res.once('finish', () => socket.setTimeout(0));
+  res.once('close', () => socket.setTimeout(0));
+}
+
 export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: ServerResponse) => void {
   const { options, models, metrics, bodyBudget } = ctx;
   // Label objects made once, so counting a request allocates nothing.
@@ -109,6 +120,10 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     if (ctx.draining() && headers?.Connection === undefined) list.push('Connection', 'close');
     res.writeHead(status, list);
     res.end(body);
+    // Bytes the kernel has not taken (a client not reading): the connection gets writeTimeoutMs
+    // of no progress, then closes, rather than holding the socket and the buffered response.
+    const socket = res.socket;
+    if (socket !== null && socket.writableLength > 0) watchStalledWrite(socket, res, options.writeTimeoutMs);
   }
 
   function sendError(res: ServerResponse, err: HttpError): void {

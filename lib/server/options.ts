@@ -56,6 +56,12 @@ export interface ServerOptions {
   /** Idle keep-alive connections are closed after this. Default 5000 ms. */
   keepAliveTimeoutMs?: number;
   /**
+   * A response the client stops reading (nothing of it taken for this long, with part of it
+   * still buffered in the server) closes its connection, so a client that never reads cannot
+   * hold a socket and its response memory. Default 30000 ms.
+   */
+  writeTimeoutMs?: number;
+  /**
    * Multiply-adds up to which a predict call runs on the event loop; larger calls go to the
    * thread pool with predictAsync. Default 4M (40-120 us on one core with the native backend):
    * below that the thread hop and the wake-up cost more than the work saves.
@@ -75,7 +81,7 @@ export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | '
 /** The names ServerOptions takes. */
 export const SERVER_OPTION_KEYS = [
   'models', 'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'queueTimeoutMs', 'maxBodyBytes', 'maxBufferedBodyBytes', 'headersTimeoutMs',
-  'requestTimeoutMs', 'keepAliveTimeoutMs', 'inlineMacs', 'retryAfterSeconds', 'onBatch',
+  'requestTimeoutMs', 'keepAliveTimeoutMs', 'writeTimeoutMs', 'inlineMacs', 'retryAfterSeconds', 'onBatch',
 ] as const;
 
 /** Model names are URL path segments: letters, digits, '.', '_' and '-', 1 to 128 of them. */
@@ -139,6 +145,7 @@ export function normalizeServerOptions(value: unknown): NormalizedServerOptions 
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: int('keepAliveTimeoutMs', 5_000, 1),
+    writeTimeoutMs: int('writeTimeoutMs', 30_000, 1),
     inlineMacs: num('inlineMacs', 4 << 20),
     retryAfterSeconds: int('retryAfterSeconds', 1, 0),
     onBatch: (onBatch as NormalizedServerOptions['onBatch']) ?? null,

@@ -42,6 +42,8 @@ Batching and limits
   --retry-after-s N      the Retry-After of 503 answers, in seconds (default 1)
   --headers-timeout-ms N / --request-timeout-ms N   slow clients get 408 (defaults 10000 / 30000)
   --keep-alive-timeout-ms N   idle connections are closed after this (default 5000)
+  --write-timeout-ms N        a client that reads none of its response for this long is
+                              disconnected (default 30000)
   --inline-macs N        multiply-adds up to which predict runs on the event loop (default 4194304)
 
 Endpoints
@@ -112,6 +114,7 @@ function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
     headersTimeoutMs: intOption(v, 'headers-timeout-ms', 10_000),
     requestTimeoutMs: intOption(v, 'request-timeout-ms', 30_000),
     keepAliveTimeoutMs: intOption(v, 'keep-alive-timeout-ms', 5_000),
+    writeTimeoutMs: intOption(v, 'write-timeout-ms', 30_000),
     inlineMacs: numberOption(v, 'inline-macs', 4 << 20),
   };
 }
@@ -205,7 +208,7 @@ export const serveCommand: Command = {
       port: { type: 'string', short: 'p' }, host: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
       'no-batching': { type: 'boolean' }, 'max-batch-rows': { type: 'string' }, 'max-wait-us': { type: 'string' },
       'max-queue-rows': { type: 'string' }, 'queue-timeout-ms': { type: 'string' }, 'max-body-bytes': { type: 'string' },
-      'headers-timeout-ms': { type: 'string' }, 'request-timeout-ms': { type: 'string' }, 'keep-alive-timeout-ms': { type: 'string' },
+      'headers-timeout-ms': { type: 'string' }, 'request-timeout-ms': { type: 'string' }, 'keep-alive-timeout-ms': { type: 'string' }, 'write-timeout-ms': { type: 'string' },
       'inline-macs': { type: 'string' }, 'max-buffered-body-bytes': { type: 'string' }, 'retry-after-s': { type: 'string' },
     }, { min: 1, max: Infinity, names: 'one or more MODEL files' });
     if (help) return void io.stdout.write(`${usage}\n`);
