@@ -361,6 +361,56 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
     net.dispose();
   });
 
+  it('quantizeAsync(options): the model quantize makes, bit for bit, or its error; calibration detached or written in flight', async () => {
+    const net = make();
+    const x = randomArray(4 * 3, 3);
+    let made = 0;
+    // Mostly options that make a model (each worker run then has a result to compare).
+    const validCase = fc.record({
+      weights: fc.constantFrom<unknown>('int8', 'int4'),
+      groupSize: fc.constantFrom<unknown>(undefined, 32, 64, 128),
+      symmetric: fc.constantFrom<unknown>(undefined, true, false),
+      activations: fc.constantFrom<unknown>(undefined, 'float', 'int8'),
+      calibration: fc.option(f32Recipe(fc.constantFrom(3, 6, 3 * 64)).map((r) => ({ f32: r }) as F32OrValue), { nil: undefined }),
+      extra: fc.constant<unknown>(undefined),
+      wrap: fc.constantFrom('plain', 'plain', 'proxy'),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.oneof({ weight: 3, arbitrary: validCase }, { weight: 1, arbitrary: quantizeCase }), valueRecipe, fc.constantFrom('none', 'detach', 'write'), async (c, hostile, inFlight) => {
+        // Each call gets its own options (a Proxy or throwing getters run once per read).
+        const options = () => {
+          const o: Record<string, unknown> = { backend };
+          for (const key of ['weights', 'groupSize', 'symmetric', 'activations'] as const) if (c[key] !== undefined) o[key] = c[key];
+          if (c.calibration) o.calibration = buildArg(c.calibration);
+          if (c.extra) o[c.extra as string] = 32;
+          return c.wrap === 'proxy' ? new Proxy(o, {}) : c.wrap === 'throwing-getters' ? throwingGetters('quantize options') : c.wrap === 'hostile' ? buildValue(hostile) : o;
+        };
+        const sync = attempt('quantize', () => net.quantize(options() as never));
+        const asyncOptions = options() as Record<string, unknown>;
+        const pending = attemptAsync('quantizeAsync', () => net.quantizeAsync(asyncOptions as never));
+        // The call has read its options: changing the calibration now must not change the model.
+        if (inFlight !== 'none' && c.wrap === 'plain') sabotage(asyncOptions.calibration, inFlight);
+        const r = await pending;
+        expect(r.ok, `quantize ${sync.ok ? 'made a model' : String((sync as { error: Error }).error?.message)}`).toBe(sync.ok);
+        if (!sync.ok || !r.ok) {
+          const [a, b] = [(sync as { error: Error & { code?: string } }).error, (r as { error: Error & { code?: string } }).error];
+          expect(b.constructor).toBe(a.constructor);
+          expect(b.code).toBe(a.code);
+          if (!(a instanceof Hostile)) expect(b.message).toBe(a.message);
+          return;
+        }
+        made++;
+        expect(sameBits(r.value.predict(x), sync.value.predict(x))).toBe(true);
+        expect(r.value.stats).toEqual(sync.value.stats);
+        r.value.dispose();
+        sync.value.dispose();
+      }),
+      fuzzParams(40),
+    );
+    expect(made, 'quantizeAsync made no model: the property checked only errors').toBeGreaterThan(0);
+    net.dispose();
+  });
+
   it('QuantizedMlp predict / predictAsync: hostile x and out, arrays changed in flight', async () => {
     const net = make();
     for (const options of [{ weights: 'int8' as const, activations: 'int8' as const }, { weights: 'int4' as const, symmetric: false }]) {
