@@ -370,6 +370,8 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata:
   for (const { dtype, data, begin } of layout) {
     const at = base + begin;
     const n = typedArrayLength(data);
+    // (A detached array has no elements, and set() would throw on it.)
+    if (n === 0) continue;
     if (LITTLE_ENDIAN && dtype !== 'I64') {
       // One typed-array set (converting F64/I32 sources as DataView would; ranges were checked).
       // A view needs its element alignment, which a tensor after an I8/U8 one may lack.

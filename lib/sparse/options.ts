@@ -4,7 +4,7 @@
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import type { NormalizedSpec } from '../spec.js';
-import { FLT_MAX, expectAllFinite, expectBatch, expectInteger, expectNumber, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
+import { FLT_MAX, expectAllFinite, expectBatch, expectFloat32Array, expectInteger, expectNumber, expectObject, expectOneOf, isArray, rejectUnknownKeys } from '../validate.js';
 import { SPARSE_TILE_ROWS, SPARSIFY_MODES, type SparsifyMode } from './format.js';
 
 /** Options of net.sparsify(). */
@@ -102,7 +102,7 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
       throw rangeError('exact mode skips the zeros of ReLU layers, but no hidden layer of this model that is not residual uses relu');
     }
   } else {
-    if (!Array.isArray(o.layers)) throw typeError(`Expected an array of hidden-layer indices for options.layers but received ${describe(o.layers)}`);
+    if (!isArray(o.layers)) throw typeError(`Expected an array of hidden-layer indices for options.layers but received ${describe(o.layers)}`);
     if (o.layers.length === 0) throw rangeError('options.layers must name at least one hidden layer');
     layers = o.layers.map((v, i) => expectInteger(`options.layers[${i}]`, v, 0, hidden - 1));
     layers = [...new Set(layers)].sort((a, b) => a - b);
@@ -146,12 +146,10 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
 
   let calibration: Float32Array | null = null;
   if (o.calibration !== undefined) {
-    if (!(o.calibration instanceof Float32Array)) {
-      throw typeError(`Expected a Float32Array for options.calibration but received ${describe(o.calibration)}`);
-    }
-    expectBatch('options.calibration', o.calibration, spec.inputs);
-    expectAllFinite('options.calibration', o.calibration);
-    calibration = o.calibration;
+    // util.types, not instanceof: instanceof throws an uncoded TypeError on a revoked Proxy.
+    calibration = expectFloat32Array('options.calibration', o.calibration);
+    expectBatch('options.calibration', calibration, spec.inputs);
+    expectAllFinite('options.calibration', calibration);
   }
   if (mode === 'predictor' && !calibration) throw rangeError('predictor mode trains its predictors on options.calibration, which is missing');
   if (mode === 'predictor' && calibration!.length / spec.inputs < PREDICTOR_MIN_ROWS) {
