@@ -405,7 +405,8 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
         r.value.dispose();
         sync.value.dispose();
       }),
-      fuzzParams(40),
+      // Each run that makes a model starts a worker (~40 ms).
+      fuzzParams(40, 40),
     );
     expect(made, 'quantizeAsync made no model: the property checked only errors').toBeGreaterThan(0);
     net.dispose();
@@ -844,6 +845,22 @@ describe('regressions found by the fuzz suites', () => {
     expect(code(() => net.predict(Object.setPrototypeOf({ length: 3 }, Float32Array.prototype) as Float32Array))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     expect(code(() => new Mlp(revoked as never))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     net.dispose();
+  });
+
+  it('sparsify: a revoked Proxy for calibration or layers is a coded TypeError (instanceof and Array.isArray threw V8\'s own)', async () => {
+    const net = new Mlp(SPEC);
+    const codeAsync = async (fn: () => Promise<unknown>) => fn().then(() => 'no error', (err) => `${err.name} ${err.code}`);
+    expect(await codeAsync(() => net.sparsify({ mode: 'topk', k: 2, calibration: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(await codeAsync(() => net.sparsify({ mode: 'topk', k: 2, layers: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    net.dispose();
+  });
+
+  it('writeSafetensors: a detached empty array writes an empty tensor (the typed-array copy threw on it)', () => {
+    const detached = new Float32Array(0);
+    structuredClone(detached.buffer, { transfer: [detached.buffer] });
+    const file = readSafetensors(writeSafetensors({ t: { shape: [0], data: detached, dtype: 'F64' }, u: { shape: [1], data: Float32Array.of(2) } }));
+    expect(file.tensors.t.data).toHaveLength(0);
+    expect(Array.from(file.tensors.u.data)).toEqual([2]);
   });
 
   it('labels: 2^32 + 1 is out of range (it used to wrap to the valid label 1); a revoked Proxy is a coded TypeError', () => {

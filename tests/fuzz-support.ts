@@ -16,9 +16,13 @@ export const FUZZ_RUNS = Number(process.env.MLPKIT_FUZZ_RUNS ?? 0) || 0;
 /** One seed for the whole suite, so a CI failure replays exactly (MLPKIT_FUZZ_SEED to vary it). */
 export const FUZZ_SEED = Number(process.env.MLPKIT_FUZZ_SEED ?? 20261202);
 
-/** fast-check parameters: `runs` in CI unless MLPKIT_FUZZ_RUNS asks for more. */
-export function fuzzParams(runs: number): fc.Parameters<unknown> {
-  return { numRuns: FUZZ_RUNS || runs, seed: FUZZ_SEED, endOnFailure: true };
+/**
+ * fast-check parameters: `runs` in CI unless MLPKIT_FUZZ_RUNS asks for more. A property whose
+ * run costs as much as `costPerRun` ordinary ones (one that starts a worker thread) gets that
+ * share of a long run, so `npm run fuzz` stays minutes long.
+ */
+export function fuzzParams(runs: number, costPerRun = 1): fc.Parameters<unknown> {
+  return { numRuns: FUZZ_RUNS ? Math.max(runs, Math.ceil(FUZZ_RUNS / costPerRun)) : runs, seed: FUZZ_SEED, endOnFailure: true };
 }
 
 /** What a hostile getter, Proxy trap or valueOf throws: it must come back out unchanged. */
