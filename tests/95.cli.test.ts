@@ -3,7 +3,7 @@
 // one message, a hint, exit code 2 for the command line and 1 otherwise, no stack trace.
 
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,6 +13,7 @@ import { formatFloat32, parseCsv } from '../lib/cli/csv.js';
 import { readNpy, writeNpy } from '../lib/cli/npy.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { lineChartSvg } from '../lib/cli/svg-plot.js';
+import { writeOutput } from '../lib/cli/output.js';
 import { COMMANDS, runCli } from '../lib/cli/run.js';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Rng } from '../lib/init.js';
@@ -375,7 +376,11 @@ describe('errors and help', () => {
       [['train', at('data.csv'), '--target', 'y', '--task', 'classification'], /target 'y' holds \d+(\.\d+)? on line \d+; expected integer class labels/],
       [['train', at('data.csv'), '--out', at('no/such/dir/m.safetensors')], /--out: the directory '.*no\/such\/dir' of .* does not exist/],
       [['predict', at('reg.safetensors'), at('x.npy'), '--inputs', '0,1'], /2 columns chosen but the model takes 3 inputs/],
-      [['predict', at('data.csv'), at('data.csv')], /data.csv: not a readable safetensors model \(safetensors: header length \d+ runs past the end[^]*\n {2}MODEL is a .safetensors file/],
+      [['predict', at('data.csv'), at('data.csv')], /data.csv is a text \(CSV\) file, not a model\n {2}give the .safetensors model here \(predict takes the model first/],
+      [['predict', at('x.npy'), at('data.csv')], /x.npy is an NPY array, not a model/],
+      [['train', at('reg.safetensors'), '--target', '0'], /reg.safetensors is a safetensors model, not a data table\n {2}give a CSV or NPY file of rows here/],
+      [['predict', dir, at('data.csv')], /cannot open '.*mlpkit-cli-[^']*': is a directory, not a file/],
+      [['train', dir], /cannot open '.*mlpkit-cli-[^']*': is a directory, not a file/],
       [['quantize', at('reg.int8.safetensors'), '--out', at('again.safetensors')], /is already quantised\n {2}quantize the float model/],
       [['sparsify', at('reg.int8.safetensors'), '--mode', 'exact', '--out', at('again.safetensors')], /is a quantised model\n {2}sparsify the float model/],
       [['sparsify', at('reg.topk.safetensors'), '--mode', 'exact', '--out', at('again.safetensors')], /is already sparse\n {2}sparsify the float model/],
@@ -388,6 +393,52 @@ describe('errors and help', () => {
       expect(r.err).toMatch(message);
       noStack(r.err);
     }
+  });
+
+  it('an output that names an input or the other output is refused before any work, and the input is kept', async () => {
+    const before = readFileSync(at('data.csv'));
+    const model = readFileSync(at('reg.safetensors'));
+    const cases: [string[], RegExp][] = [
+      [['train', at('data.csv'), '--target', 'y', '--out', at('data.csv')], /--out .*data.csv is the training data: writing it would destroy it\n {2}give --out another file name/],
+      [['train', at('data.csv'), '--target', 'y', '--out', at('m.safetensors'), '--plot', at('data.csv')], /--plot .*data.csv is the training data/],
+      [['train', at('x.npy'), '--target-file', at('y.npy'), '--out', at('y.npy')], /--out .*y.npy is the target file/],
+      [['train', at('data.csv'), '--target', 'y', '--out', at('m.safetensors'), '--plot', at('m.safetensors')], /--out and --plot both name .*m.safetensors\n {2}give each its own file name/],
+      [['predict', at('reg.safetensors'), at('data.csv'), '--out', at('reg.safetensors')], /--out .*reg.safetensors is the model/],
+      [['predict', at('reg.safetensors'), at('data.csv'), '--out', join(dir, '.', 'data.csv')], /--out .*data.csv is the input file/],
+      [['quantize', at('reg.safetensors'), '--out', at('reg.safetensors')], /--out .*reg.safetensors is the model being quantised/],
+      [['quantize', at('reg.safetensors'), '--calibration', at('data.csv'), '--out', at('data.csv')], /is the calibration file/],
+      [['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--out', at('reg.safetensors')], /is the model being sparsified/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.err).toMatch(message);
+      noStack(r.err);
+    }
+    expect(readFileSync(at('data.csv')).equals(before)).toBe(true);
+    expect(readFileSync(at('reg.safetensors')).equals(model)).toBe(true);
+    expect(existsSync(at('m.safetensors'))).toBe(false);
+  });
+
+  it('outputs are written whole or not at all: a failed write keeps the old file and leaves no temporary file', async () => {
+    const target = at('atomic.bin');
+    writeFileSync(target, 'old contents', { mode: 0o640 });
+    await writeOutput(target, new Uint8Array([1, 2, 3]));
+    expect(Array.from(readFileSync(target))).toEqual([1, 2, 3]);
+    expect(statSync(target).mode & 0o777).toBe(0o640);
+    await expect(writeOutput(target, 42 as never)).rejects.toThrow();
+    expect(Array.from(readFileSync(target))).toEqual([1, 2, 3]);
+    expect(readdirSync(dir).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('MLPKIT_BACKEND=cuda without a usable GPU is one line with what to do instead (was an internal error)', async () => {
+    if ((await import('../lib/index.js')).info().cuda.available) return; // a GPU: the backend works
+    const run = promisify(execFile);
+    const failed = await run(process.execPath, ['dist/cli/main.js', 'predict', at('reg.safetensors'), at('data.csv')],
+      { env: { ...process.env, MLPKIT_BACKEND: 'cuda' } }).catch((e) => e);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/^mlpkit predict: .*\n {2}use --backend native, or unset MLPKIT_BACKEND\n$/);
+    noStack(failed.stderr);
   });
 
   it('data that would silently give wrong results is refused, naming the file, column and line', async () => {

@@ -20,7 +20,7 @@ export function usageError(message: string, hint?: string): CliError {
 // messages already say what is wrong, so the CLI prints them as they are.
 const USER_ERROR_CODES = new Set([
   'ERR_INVALID_ARG_TYPE', 'ERR_OUT_OF_RANGE', 'ERR_MLPKIT_INVALID_FILE', 'ERR_MLPKIT_DISPOSED',
-  'ERR_MLPKIT_NATIVE_UNAVAILABLE', 'ERR_FS_FILE_TOO_LARGE', 'ENOENT', 'EACCES', 'EISDIR', 'ENOTDIR', 'EEXIST', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EPERM',
+  'ERR_MLPKIT_NATIVE_UNAVAILABLE', 'ERR_MLPKIT_CUDA_UNAVAILABLE', 'ERR_FS_FILE_TOO_LARGE', 'ENOENT', 'EACCES', 'EISDIR', 'ENOTDIR', 'EEXIST', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EPERM',
 ]);
 
 export function isUserError(err: unknown): err is Error & { code?: string } {

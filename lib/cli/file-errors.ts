@@ -20,3 +20,26 @@ export function fileErrorReason(err: unknown): string | null {
   if (!isFileSystemError(err)) return null;
   return REASONS[err.code!] ?? err.message;
 }
+
+/**
+ * `promise`, with `path` put on an errno error that lacks one (reading a directory fails in
+ * read(2), whose error names no file), so the message can say which file.
+ */
+export async function naming<T>(path: string, promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (err) {
+    if (isFileSystemError(err) && err.path === undefined) err.path = path;
+    throw err;
+  }
+}
+
+/** What a file's first bytes say it is, for a message when it was given in the wrong place. */
+export function sniffContent(bytes: Uint8Array): string | null {
+  const head = bytes.subarray(0, 512);
+  if (head.length >= 6 && head[0] === 0x93 && String.fromCharCode(...head.subarray(1, 6)) === 'NUMPY') return 'an NPY array';
+  // safetensors: an 8-byte little-endian header length, then the JSON header.
+  if (head.length >= 10 && head[8] === 0x7b && head[9] === 0x22) return 'a safetensors model';
+  if (head.length > 0 && head.every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127) || b >= 128)) return 'a text (CSV) file';
+  return null;
+}

@@ -11,6 +11,7 @@ import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
 import { readWholeFile } from '../io/whole-file.js';
 import { CliError } from './errors.js';
+import { naming, sniffContent } from './file-errors.js';
 import { writeOutput } from './output.js';
 
 export const COLUMNS_METADATA_KEY = 'mlpkit.cli.columns';
@@ -48,6 +49,10 @@ export function modelFromBytes(bytes: Uint8Array, path: string, backend: Backend
     // The reader says what is wrong with the bytes, not which file: a data file passed where
     // the model goes reads as a nonsense header length.
     if (!(err instanceof FileFormatError)) throw err;
+    const found = sniffContent(bytes);
+    if (found === 'an NPY array' || found === 'a text (CSV) file') {
+      throw new CliError(`${path} is ${found}, not a model`, 1, 'give the .safetensors model here (predict takes the model first: mlpkit predict MODEL INPUT)');
+    }
     throw new CliError(`${path}: not a readable safetensors model (${err.message})`, 1,
       'MODEL is a .safetensors file from mlpkit train, quantize or sparsify, or net.save()');
   }
@@ -62,7 +67,7 @@ export function modelFromBytes(bytes: Uint8Array, path: string, backend: Backend
 }
 
 export async function loadModelFile(path: string, backend: BackendChoice = 'auto'): Promise<LoadedModel> {
-  return modelFromBytes(await readWholeFile(path), path, backend);
+  return modelFromBytes(await naming(path, readWholeFile(path)), path, backend);
 }
 
 /** Saves a model with the CLI's column metadata beside mlpkit's own. */

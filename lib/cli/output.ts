@@ -1,8 +1,11 @@
 // The CLI's output files: checked before the work that fills them (a typo in --out should not
-// cost a training run), and a failed write said as a write, not as a missing input.
+// cost a training run, an --out that names an input must not destroy it), written whole or not
+// at all (a full disk must not leave half a model where the old one was), and a failed write
+// said as a write, not as a missing input.
 
-import { stat, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CliError } from './errors.js';
 import { fileErrorReason } from './file-errors.js';
 
@@ -16,10 +19,43 @@ export async function checkOutputPath(option: string, file: string): Promise<voi
   }
 }
 
+/** The same file by name, or (both existing) by identity: a symbolic or hard link counts. */
+async function sameFile(a: string, b: string): Promise<boolean> {
+  if (resolve(a) === resolve(b)) return true;
+  const [sa, sb] = await Promise.all([stat(a).catch(() => null), stat(b).catch(() => null)]);
+  return sa !== null && sb !== null && sa.dev === sb.dev && sa.ino === sb.ino;
+}
+
+/** Refuses an output that names one of the command's inputs, or another of its outputs. */
+export async function checkOutputsDistinct(outputs: { option: string; file: string }[], inputs: { what: string; file: string | undefined }[]): Promise<void> {
+  for (let i = 0; i < outputs.length; i++) {
+    const { option, file } = outputs[i];
+    for (const input of inputs) {
+      if (input.file !== undefined && (await sameFile(file, input.file))) {
+        throw new CliError(`${option} ${file} is ${input.what}: writing it would destroy it`, 1, `give ${option} another file name`);
+      }
+    }
+    for (let j = 0; j < i; j++) {
+      if (await sameFile(file, outputs[j].file)) {
+        throw new CliError(`${outputs[j].option} and ${option} both name ${file}`, 1, 'give each its own file name');
+      }
+    }
+  }
+}
+
 export async function writeOutput(file: string, bytes: string | Uint8Array): Promise<void> {
+  // A temporary file beside the target, renamed over it once complete: the old file stays whole
+  // until the new one is. Not for what is not a regular file (/dev/stdout, a FIFO): written as is.
+  const existing = await stat(file).catch(() => null);
+  const temp = existing === null || existing.isFile() ? join(dirname(file), `.${basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`) : null;
   try {
-    await writeFile(file, bytes);
+    if (temp === null) await writeFile(file, bytes);
+    else {
+      await writeFile(temp, bytes, { flag: 'wx', mode: existing ? existing.mode & 0o777 : 0o666 });
+      await rename(temp, file);
+    }
   } catch (err) {
+    if (temp !== null) await rm(temp, { force: true }).catch(() => {});
     const reason = fileErrorReason(err);
     if (reason === null) throw err;
     throw new CliError(`cannot write '${file}': ${reason}`);

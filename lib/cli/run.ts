@@ -39,6 +39,7 @@ function report(command: string, err: unknown, io: Io): number {
     const message = e.path && e.syscall ? fileErrorMessage(e) : err.message.replace(/^mlpkit( \w+)?: /, '');
     io.stderr.write(`mlpkit ${command}: ${message}\n`);
     if (err instanceof CliError && err.hint) io.stderr.write(`  ${err.hint}\n`);
+    if (e.code === 'ERR_MLPKIT_CUDA_UNAVAILABLE') io.stderr.write('  use --backend native, or unset MLPKIT_BACKEND\n');
     if (err instanceof CliError) return err.exitCode;
     return err.code?.startsWith('ERR_PARSE_ARGS_') ? 2 : 1;
   }

@@ -7,6 +7,7 @@ import { extname } from 'node:path';
 import { parseCsv, type CsvHeader } from './csv.js';
 import { FileFormatError } from '../errors.js';
 import { CliError, usageError } from './errors.js';
+import { naming, sniffContent } from './file-errors.js';
 import { isNpy, readNpy } from './npy.js';
 
 export interface Table {
@@ -35,11 +36,17 @@ export async function readTable(path: string, header: CsvHeader = 'auto'): Promi
     throw new CliError(`${path} is ${(size / 2 ** 20).toFixed(0)} MiB; mlpkit reads ${npy ? 'NPY files up to 2 GiB' : 'CSV files up to 512 MiB'}`, 1,
       npy ? 'split the rows over several files' : 'convert it to .npy (float32 rows), which reads up to 2 GiB');
   }
+  let bytes: Buffer | undefined;
   try {
-    return parseTable(path, await readFile(path), header);
+    bytes = await naming(path, readFile(path));
+    return parseTable(path, bytes, header);
   } catch (err) {
     // The NPY and CSV readers say what is wrong, not in which file (a command may read two).
-    if (err instanceof FileFormatError) throw new CliError(`${path}: ${err.message}`);
+    if (err instanceof FileFormatError) {
+      const found = bytes === undefined ? null : sniffContent(bytes);
+      if (found === 'a safetensors model') throw new CliError(`${path} is a safetensors model, not a data table`, 1, 'give a CSV or NPY file of rows here');
+      throw new CliError(`${path}: ${err.message}`);
+    }
     throw err;
   }
 }

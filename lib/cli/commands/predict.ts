@@ -6,7 +6,7 @@ import { choiceOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, parseCommand,
 import { formatCsv } from '../csv.js';
 import { loadModelFile } from '../model-file.js';
 import { writeNpy } from '../npy.js';
-import { checkOutputPath, writeOutput } from '../output.js';
+import { checkOutputPath, checkOutputsDistinct, writeOutput } from '../output.js';
 import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
 
 const usage = `Usage: mlpkit predict MODEL INPUT [options]
@@ -45,7 +45,10 @@ export const predictCommand: Command = {
     const format = choiceOption(values, 'format', ['csv', 'npy'] as const, byExtension);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const header = headerOption(values);
-    if (out !== undefined) await checkOutputPath('--out', out);
+    if (out !== undefined) {
+      await checkOutputPath('--out', out);
+      await checkOutputsDistinct([{ option: '--out', file: out }], [{ what: 'the model', file: positionals[0] }, { what: 'the input file', file: positionals[1] }]);
+    }
 
     const { model, columns } = await loadModelFile(positionals[0], backend);
     const table = await readTable(positionals[1], header);

@@ -9,7 +9,7 @@ import type { QuantizeOptions } from '../../quant/options.js';
 import { choiceOption, flag, intOption, parseCommand, stringOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, type Command } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile, saveModelFile } from '../model-file.js';
-import { checkOutputPath } from '../output.js';
+import { checkOutputPath, checkOutputsDistinct } from '../output.js';
 import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
 
 const usage = `Usage: mlpkit quantize MODEL --out FILE [options]
@@ -64,6 +64,8 @@ export const quantizeCommand: Command = {
     const out = stringOption(values, 'out');
     if (out === undefined) throw usageError('mlpkit quantize: --out FILE is required (where to write the quantised model)');
     await checkOutputPath('--out', out);
+    await checkOutputsDistinct([{ option: '--out', file: out }],
+      [{ what: 'the model being quantised', file: positionals[0] }, { what: 'the calibration file', file: stringOption(values, 'calibration') }]);
     const weights = choiceOption<QuantFormat>(values, 'weights', QUANT_FORMATS, 'int8');
     const activations = choiceOption<QuantActivations>(values, 'activations', QUANT_ACTIVATIONS, 'float');
     const groupText = stringOption(values, 'group-size');

@@ -10,7 +10,7 @@ import { SPARSE_WEIGHTS, type SparseWeights, type SparsifyOptions } from '../../
 import { choiceOption, intListOption, intOption, numberOption, parseCommand, stringOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, type Command } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile, saveModelFile } from '../model-file.js';
-import { checkOutputPath } from '../output.js';
+import { checkOutputPath, checkOutputsDistinct } from '../output.js';
 import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
 
 const usage = `Usage: mlpkit sparsify MODEL --out FILE --mode M [options]
@@ -117,6 +117,8 @@ export const sparsifyCommand: Command = {
 
     // Found out before a predictor is trained, not after.
     await checkOutputPath('--out', out);
+    await checkOutputsDistinct([{ option: '--out', file: out }],
+      [{ what: 'the model being sparsified', file: positionals[0] }, { what: 'the calibration file', file: calibrationPath }]);
 
     const { model, columns, kind } = await loadModelFile(positionals[0], options.backend);
     if (!(model instanceof Mlp)) {

@@ -20,7 +20,7 @@ import {
 import { formatFloat32 } from '../csv.js';
 import { CliError, usageError } from '../errors.js';
 import { saveModelFile, type ModelColumns } from '../model-file.js';
-import { checkOutputPath, writeOutput } from '../output.js';
+import { checkOutputPath, checkOutputsDistinct, writeOutput } from '../output.js';
 import { createProgress } from '../progress.js';
 import { lineChartSvg, type PlotPoint } from '../svg-plot.js';
 import { columnsAsFloat32, numericColumns, readTable, resolveColumns, rowPlace, type Table } from '../table.js';
@@ -252,6 +252,8 @@ export const trainCommand: Command = {
     // Found out before training, not after: a typo in --out would otherwise cost the whole run.
     await checkOutputPath('--out', out);
     await checkOutputPath('--plot', plot);
+    await checkOutputsDistinct([{ option: '--out', file: out }, { option: '--plot', file: plot }],
+      [{ what: 'the training data', file: positionals[0] }, { what: 'the target file', file: stringOption(values, 'target-file') }]);
     const started = performance.now();
     const data = await readTable(positionals[0], header);
     let targetFile = stringOption(values, 'target-file');
