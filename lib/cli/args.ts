@@ -88,8 +88,9 @@ export function numberOption(values: Parsed['values'], option: string, fallback:
 export function intListOption(values: Parsed['values'], option: string, fallback: number[], min = 1, max = Number.MAX_SAFE_INTEGER): number[] {
   const text = stringOption(values, option);
   if (text === undefined) return fallback;
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (items.length === 0) throw usageError(`--${option}: expected a comma-separated list of integers but received '${text}'`);
+  const items = text.split(',').map((s) => s.trim());
+  // '64,,64' is a typo, not a list of two.
+  if (items.some((s) => s === '')) throw usageError(`--${option}: expected a comma-separated list of integers but received '${text}'`, 'for example 64,64');
   return items.map((s) => parseNumber(option, s, { integer: true, min, max }));
 }
 

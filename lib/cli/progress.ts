@@ -39,7 +39,7 @@ export function createProgress({ stream = process.stdout, label = '', tty = Bool
     const times = f >= 1 ? formatDuration(elapsed) : `${formatDuration(elapsed)} eta ${formatDuration(eta)}`;
     // On a terminal the line must fit its width: a wrapped line is redrawn as a trail of lines.
     const fixed = label.length + BAR_WIDTH + pct.length + times.length + 5;
-    const room = tty ? Math.max(0, (stream.columns ?? 80) - 1 - fixed) : Infinity;
+    const room = tty ? Math.max(0, (stream.columns || 80) - 1 - fixed) : Infinity;
     const shown = text.length > room ? text.slice(0, Math.max(0, room - 1)) + '…' : text;
     return `${label}[${bar}] ${pct} ${shown} ${times}`;
   }

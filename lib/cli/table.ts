@@ -147,10 +147,13 @@ export function columnsAsFloat32(table: Table, columns: number[], what: string):
  */
 export function modelInputColumns(table: Table, width: number, trainedOn: string[] | null, list: string | undefined, option = '--inputs'): number[] {
   let columns: number[];
+  // A model trained on a file without names (NPY, a headerless CSV) knows its inputs by position
+  // only ('0', '1', ...): any file's numeric columns in order fit it, as a named model's fit NPY.
+  const positional = trainedOn !== null && trainedOn.every((n, i) => n === String(i));
   if (list !== undefined) columns = resolveColumns(table, list, option);
   else if (trainedOn && trainedOn.length === width && trainedOn.every((n) => table.names.includes(n))) {
     columns = trainedOn.map((n) => table.names.indexOf(n));
-  } else if (trainedOn && trainedOn.length === width && table.named) {
+  } else if (trainedOn && trainedOn.length === width && table.named && !positional) {
     // The file has names but not all of the model's: taking columns by position instead would
     // feed a different feature without a word.
     const missing = trainedOn.filter((n) => !table.names.includes(n));
@@ -160,7 +163,7 @@ export function modelInputColumns(table: Table, width: number, trainedOn: string
     columns = numericColumns(table);
     if (columns.length !== width) {
       throw new CliError(`${table.source} has ${columns.length} numeric columns but the model takes ${width} inputs`, 1,
-        `choose them with ${option}` + (trainedOn ? ` (the model was trained on ${trainedOn.join(', ')})` : ''));
+        `choose them with ${option}` + (trainedOn && !positional ? ` (the model was trained on ${trainedOn.join(', ')})` : ''));
     }
   }
   if (columns.length !== width) {

@@ -4,6 +4,7 @@ import { extname } from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { choiceOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, parseCommand, stringOption, type Command } from '../args.js';
 import { formatCsv } from '../csv.js';
+import { usageError } from '../errors.js';
 import { loadModelFile } from '../model-file.js';
 import { writeNpy } from '../npy.js';
 import { checkOutputPath, checkOutputsDistinct, writeOutput } from '../output.js';
@@ -20,7 +21,7 @@ Runs MODEL (a .safetensors file from mlpkit: float, quantised or sparse) on ever
   --out FILE       write to FILE, .csv or .npy (default: CSV to stdout)
   --format F       csv or npy (default: from --out's extension, else csv)
   --backend B      auto (default), native or reference
-${HEADER_USAGE.replace(/^ {2}/gm, '')}
+${HEADER_USAGE.replace(/^ {4}/gm, '')}
 
 CSV output has one column per model output (the target names from \`mlpkit train\`, else y0,
 y1, ...) and, for classifiers, a last column 'label' with the most likely class (a classifier's
@@ -43,6 +44,10 @@ export const predictCommand: Command = {
     const out = stringOption(values, 'out');
     const byExtension = out !== undefined && extname(out).toLowerCase() === '.npy' ? 'npy' : 'csv';
     const format = choiceOption(values, 'format', ['csv', 'npy'] as const, byExtension);
+    const extension = out === undefined ? '' : extname(out).toLowerCase();
+    if ((extension === '.csv' || extension === '.npy') && extension !== `.${format}`) {
+      throw usageError(`--format ${format} contradicts --out ${out}`, `drop --format (the extension chooses), or name the file .${format}`);
+    }
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const header = headerOption(values);
     if (out !== undefined) {

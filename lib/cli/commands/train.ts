@@ -249,6 +249,7 @@ export const trainCommand: Command = {
     const out = stringOption(values, 'out') ?? 'model.safetensors';
     const plot = stringOption(values, 'plot') ?? join(dirname(out), `${basename(out, extname(out))}.loss.svg`);
 
+    if (/\.(png|jpe?g|gif|webp|pdf)$/i.test(plot)) throw usageError(`--plot ${plot}: the loss plot is an SVG file`, 'give a name ending in .svg');
     // Found out before training, not after: a typo in --out would otherwise cost the whole run.
     await checkOutputPath('--out', out);
     await checkOutputPath('--plot', plot);
@@ -360,9 +361,11 @@ export const trainCommand: Command = {
       net.dispose();
       if (!(err instanceof RangeError) || !/NaN|Infinity|finite|overflow/.test(err.message)) throw err;
       const epoch = trainCurve.length + 1;
-      await writePlot();
+      // A plot needs a finished epoch: one that diverged in the first would be an empty chart.
+      if (trainCurve.length > 0) await writePlot();
       const why = err.message.replace(/^\w+: /, '');
-      throw new CliError(`training diverged in epoch ${epoch}: ${why}; no model was written (the loss so far is in ${plot})`, 1,
+      const written = trainCurve.length > 0 ? `no model was written (the loss so far is in ${plot})` : 'no model or plot was written';
+      throw new CliError(`training diverged in epoch ${epoch}: ${why}; ${written}`, 1,
         `lower --lr (now ${lr})${standardize ? '' : ', or drop --no-standardize'}`);
     } finally {
       process.removeListener('SIGINT', onInterrupt);
