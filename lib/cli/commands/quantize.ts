@@ -89,6 +89,9 @@ export const quantizeCommand: Command = {
     }
     let calibrationNote = '';
     const calibrationPath = stringOption(values, 'calibration');
+    for (const option of ['rows', 'inputs']) {
+      if (calibrationPath === undefined && values[option] !== undefined) throw usageError(`--${option} chooses calibration rows, and no --calibration FILE was given`);
+    }
     if (calibrationPath !== undefined) {
       const table = await readTable(calibrationPath, headerOption(values));
       const chosen = modelInputColumns(table, model.inputs, columns?.inputs ?? null, stringOption(values, 'inputs'));

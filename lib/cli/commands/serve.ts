@@ -3,6 +3,7 @@
 
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import { existsSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { setThreads } from '../../info.js';
@@ -87,6 +88,8 @@ function modelArgs(positionals: string[], names: string[]): ModelArg[] {
   const out = positionals.map((p, i) => {
     const eq = p.indexOf('=');
     if (eq > 0 && names[i] === undefined) return { name: p.slice(0, eq), path: p.slice(eq + 1) };
+    // Both --name and NAME=FILE: unless a file of that whole name exists, one is a mistake.
+    if (eq > 0 && !existsSync(p)) throw usageError(`'${p}' names its model '${p.slice(0, eq)}' and --name names it '${names[i]}'`, 'give one of --name or NAME=FILE');
     return { name: names[i] ?? basename(p, extname(p)), path: p };
   });
   const seen = new Set<string>();
@@ -102,6 +105,7 @@ function modelArgs(positionals: string[], names: string[]): ModelArg[] {
 }
 
 function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
+  checkNoBatchingConflict(v);
   return {
     batching: !flag(v, 'no-batching'),
     maxBatchRows: intOption(v, 'max-batch-rows', 256),
@@ -117,6 +121,14 @@ function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
     writeTimeoutMs: intOption(v, 'write-timeout-ms', 30_000),
     inlineMacs: numberOption(v, 'inline-macs', 4 << 20),
   };
+}
+
+/** --no-batching beside a batching knob: one of the two is a mistake. */
+function checkNoBatchingConflict(v: Parsed['values']): void {
+  if (!flag(v, 'no-batching')) return;
+  for (const knob of ['max-batch-rows', 'max-wait-us']) {
+    if (v[knob] !== undefined) throw usageError(`--${knob} applies to micro-batching, which --no-batching turns off`, `drop --no-batching or --${knob}`);
+  }
 }
 
 /** A listen failure the user can fix, said as such (with what to change). */

@@ -98,6 +98,9 @@ export const sparsifyCommand: Command = {
       if (given(name) && mode !== 'predictor') throw usageError(`--${name} applies to --mode predictor only`);
     }
     const calibrationPath = stringOption(values, 'calibration');
+    for (const option of ['rows', 'inputs']) {
+      if (calibrationPath === undefined && values[option] !== undefined) throw usageError(`--${option} chooses calibration rows, and no --calibration FILE was given`);
+    }
     if (calibrationPath === undefined && (mode === 'predictor' || (mode === 'threshold' && given('density')))) {
       throw usageError(`--mode ${mode}${mode === 'threshold' ? ' with --density' : ''} needs --calibration FILE (rows of typical inputs to fit ${mode === 'predictor' ? 'the predictors' : 'the thresholds'} on)`);
     }
