@@ -352,6 +352,7 @@ describe('errors and help', () => {
       ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--inputs', 'x1', '--out', at('s.safetensors')],
       ['serve', at('reg.safetensors'), '--no-batching', '--max-wait-us', '100'],
       ['serve', '--name', 'foo', `x=${at('reg.safetensors')}`],
+      ['predict', at('reg.safetensors'), at('x.npy'), '--header'],
       ['train', at('data.csv'), '--target', 'y', '--plot', at('loss.png')],
       ['train', at('data.csv'), '--target', 'price'],
       ['train', at('data.csv'), '--inputs', '0-9'],
@@ -369,7 +370,7 @@ describe('errors and help', () => {
     expect((await cli('train', at('data.csv'), '--lr=-1')).err).toMatch(/--lr: expected a number > 0 but received '-1'/);
     expect((await cli('train', at('data.csv'), '--target', 'price')).err).toMatch(/--target: .*data.csv has no column 'price'\n {2}columns are: 0:id, 1:x1/);
     expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '99', '--out', at('again.safetensors'))).err)
-      .toMatch(/Expected an integer between 1 and 16 for --k but received 99/);
+      .toMatch(/Expected an integer between 1 and 16 for --k but received 99\n {2}see mlpkit sparsify --help/);
     expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--out', at('s.safetensors'))).err)
       .toMatch(/--mode topk needs exactly one of --k or --density, received neither/);
     expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'predictor', '--k', '2', '--out', at('s.safetensors'))).err)

@@ -50,6 +50,10 @@ export const predictCommand: Command = {
     }
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const header = headerOption(values);
+    // (train and quantize may read a CSV and an NPY file with one --header; predict reads one.)
+    if (header !== 'auto' && extname(positionals[1]).toLowerCase() === '.npy') {
+      throw usageError(`--${header === 'yes' ? '' : 'no-'}header applies to CSV files, and ${positionals[1]} is an NPY array`, 'drop it');
+    }
     if (out !== undefined) {
       await checkOutputPath('--out', out);
       await checkOutputsDistinct([{ option: '--out', file: out }], [{ what: 'the model', file: positionals[0] }, { what: 'the input file', file: positionals[1] }]);

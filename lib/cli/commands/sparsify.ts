@@ -148,7 +148,7 @@ export const sparsifyCommand: Command = {
       if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
         const message = FLAGS.reduce((m, [from, to]) => m.replace(from, to), err.message);
         const code = (err as unknown as { code: string }).code;
-        if (message !== err.message && (code === 'ERR_OUT_OF_RANGE' || code === 'ERR_INVALID_ARG_TYPE')) throw usageError(message);
+        if (message !== err.message && (code === 'ERR_OUT_OF_RANGE' || code === 'ERR_INVALID_ARG_TYPE')) throw usageError(message, 'see mlpkit sparsify --help');
         err.message = message;
       }
       throw err;
