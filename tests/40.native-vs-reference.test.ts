@@ -131,6 +131,23 @@ describe.runIf(hasNative())('native vs reference', () => {
     nat.dispose();
   });
 
+  it('a wide layer between narrow ones (its packing shared out over tasks of 64 panels): as the reference, also after setParameters and a step', () => {
+    const spec: MlpSpec = { inputs: 5, layers: [{ units: 3, activation: 'tanh' }, { units: 2100, activation: 'relu' }, { units: 1030 }, { units: 2 }], seed: 21 };
+    const { ref, nat } = pair(spec);
+    const x = randomArray(7 * 5, 22);
+    expectClose(nat.predict(x), ref.predict(x), TOL, 'predict');
+    const p = randomArray(ref.parameterCount, 23);
+    ref.setParameters(p);
+    nat.setParameters(p);
+    expectClose(nat.predict(x), ref.predict(x), TOL, 'predict after setParameters');
+    const target = randomArray(7 * 2, 24);
+    ref.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 1e-3 } }).step(x, target);
+    nat.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 1e-3 } }).step(x, target);
+    expectClose(nat.predict(x), ref.predict(x), TOL, 'predict after a step');
+    ref.dispose();
+    nat.dispose();
+  });
+
   it('backward from a caller-given output gradient', () => {
     const { ref, nat } = pair({ inputs: 5, layers: [{ units: 9, activation: 'silu' }, { units: 2 }], seed: 3 });
     const x = randomArray(4 * 5, 1);

@@ -152,12 +152,12 @@ Model::~Model() { g_live_models.fetch_sub(1, std::memory_order_relaxed); }
 
 std::size_t Model::live_count() { return g_live_models.load(std::memory_order_relaxed); }
 
-void Model::repack_layer(std::size_t l) {
+void Model::repack_panels(std::size_t l, std::size_t q0, std::size_t q1) {
   const LayerPlan& layer = plan_.layers[l];
-  const std::size_t n = layer.rows, k = layer.inputs, panels = padded(n) / cpu::kPanel;
+  const std::size_t n = layer.rows, k = layer.inputs;
   const float* w = params_.data() + layer.weight;
   float* dst = packed_.data() + packed_at_[l];
-  for (std::size_t q = 0; q < panels; ++q) {
+  for (std::size_t q = q0; q < q1; ++q) {
     float* panel = dst + q * k * cpu::kPanel;
     const std::size_t cols = std::min(cpu::kPanel, n - q * cpu::kPanel);
     for (std::size_t c = 0; c < cols; ++c) {
@@ -165,16 +165,33 @@ void Model::repack_layer(std::size_t l) {
       for (std::size_t p = 0; p < k; ++p) panel[p * cpu::kPanel + c] = wrow[p];
     }
   }
-  float* bias = packed_.data() + bias_at_[l];
-  for (std::size_t j = 0; j < n; ++j) bias[j] = layer.has_bias ? params_[layer.bias + j] : 0.0f;
+  if (q0 == 0) {
+    float* bias = packed_.data() + bias_at_[l];
+    for (std::size_t j = 0; j < n; ++j) bias[j] = layer.has_bias ? params_[layer.bias + j] : 0.0f;
+  }
 }
 
 void Model::repack() {
+  // Tasks of up to kRepackPanels panels (16 outputs each), so that one wide layer is shared out
+  // over the threads too: a 4096 x 16384 layer was one thread's 268 MB transpose, at every load
+  // and after every optimizer step.
+  constexpr std::size_t kRepackPanels = 64;
   const std::size_t L = plan_.layers.size();
+  std::vector<std::size_t> first_task(L + 1, 0);
+  for (std::size_t l = 0; l < L; ++l) {
+    const std::size_t panels = padded(plan_.layers[l].rows) / cpu::kPanel;
+    first_task[l + 1] = first_task[l] + (panels + kRepackPanels - 1) / kRepackPanels;
+  }
+  auto task = [&](std::size_t t) {
+    const std::size_t l = static_cast<std::size_t>(std::upper_bound(first_task.begin(), first_task.end(), t) - first_task.begin()) - 1;
+    const std::size_t panels = padded(plan_.layers[l].rows) / cpu::kPanel;
+    const std::size_t q0 = (t - first_task[l]) * kRepackPanels;
+    repack_panels(l, q0, std::min(panels, q0 + kRepackPanels));
+  };
   if (plan_.param_count >= (std::size_t(1) << 16)) {
-    parallel_for(L, [&](std::size_t l) { repack_layer(l); });
+    parallel_for(first_task[L], task);
   } else {
-    for (std::size_t l = 0; l < L; ++l) repack_layer(l);
+    for (std::size_t t = 0; t < first_task[L]; ++t) task(t);
   }
 }
 

@@ -83,7 +83,8 @@ class Model final : public Predictor {
   // Packs every layer's weights and bias for the forward kernels (see core/cpu/kernels.h).
   // Called whenever the parameters change; predict and training only read the packed copy.
   void repack();
-  void repack_layer(std::size_t l);
+  // Packs panels [q0, q1) of layer l (and its bias with the first panel).
+  void repack_panels(std::size_t l, std::size_t q0, std::size_t q1);
   // predict for one row, scratch_floats_ of scratch given.
   // idx: room for the widest layer's inputs (active-input lists, exact sparsity after ReLU).
   void predict_row(const cpu::Kernels& k, const float* x, float* out, float* scratch, std::uint32_t* idx) const;
