@@ -64,6 +64,23 @@ describe.runIf(nativeQuant)('quantised layers: native vs reference', () => {
     }
   });
 
+  // Batched weight-only rows run over a float panel of the block's codes (AVX2) where one row runs
+  // straight from the codes: the same chains in the same order, so the same bits (README,
+  // "Determinism"). Widths past the 256-input panel, and batches past the 8 rows of one pass.
+  it.each(FORMATS)('%s: weight-only and W8A8 rows give the same bits alone and in any batch', (name, format) => {
+    for (const k of [17, 300, 1000]) {
+      const layer = layerFor(k, format, k * 7 + name.length, k % 2 === 0);
+      const x = inputs(k, k + 9);
+      for (const activations of ['float', 'int8'] as const) {
+        const alone = Array.from({ length: 20 }, (_, r) => run(x.subarray(r * k, (r + 1) * k), layer, activations, 'native'));
+        for (const batch of [2, 3, 8, 9, 20]) {
+          const together = run(x.subarray(0, batch * k), layer, activations, 'native');
+          for (let r = 0; r < batch; r++) expectSameBits(together.subarray(r * 33, (r + 1) * 33), alone[r], `${name} ${activations} k ${k} row ${r} of ${batch}`);
+        }
+      }
+    }
+  });
+
   it.each(FORMATS.filter(([name]) => name.startsWith('int4')))('%s: scales that are not bfloat16 values (files from before the quantiser rounded them) run on float32 scales, bit for bit', (name, format) => {
     // quantizeLayer makes every int4 scale a bfloat16 value, which native keeps in 2 bytes
     // (native/core/quant/qlayer.h); any other finite scale must still work, on float32 scales.
