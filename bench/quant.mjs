@@ -572,7 +572,17 @@ async function speedSection() {
     const check = (what, want, tol, hint) => line(what, expectClose(`${r.label} vs ${what}`, got, want, tol, hint), tol);
     if (r.key === 'f32' || r.key === 'ort-f32') check('float64 reference', yFloat, TOL.float);
     else if (r.key === 'ort-int8') {
-      check('its DynamicQuantizeLinear + integer matmul emulated in JS', refOf('int8', 'ortInt8'), TOL.ortInt8Exact);
+      // Exact where onnxruntime's integer kernel is (VNNI); on AVX2 without VNNI its u8 x s8
+      // products are summed in pairs into int16 with saturation (vpmaddubsw: 2 x 255 x 127 can
+      // pass 32767), which the exact emulation does not do. Reported, not fatal: the loose check
+      // below still bounds the peer's answer.
+      const exactErr = relativeError(got, refOf('int8', 'ortInt8'));
+      if (exactErr <= TOL.ortInt8Exact) line('its DynamicQuantizeLinear + integer matmul emulated in JS', exactErr, TOL.ortInt8Exact);
+      else {
+        checks.push(`${r.label} vs its DynamicQuantizeLinear + integer matmul emulated in JS: ${exactErr.toExponential(1)}, NOT exact on this machine ` +
+          `(tolerance ${TOL.ortInt8Exact.toExponential(0)}; its int16 pair sums saturate without VNNI); timed anyway`);
+        progress(`  ${r.label}: not exact here (relative error ${exactErr.toExponential(1)} against exact integer arithmetic); timed anyway`);
+      }
       check('float64 of the dequantised int8 weights (loose: asymmetric uint8 activations per tensor)', refOf('int8', 'deq'), TOL.ortInt8Loose);
     } else if (r.engine === 'ort') {
       const key = `int4-g${r.groupSize}`;
