@@ -98,6 +98,37 @@ describe('an over-limit body: the client gets its 413', () => {
     expect(server.metricsText()).not.toMatch(/status="408"/);
   });
 
+  it('an over-limit body refused during shutdown: 413 with Connection: close, and the connection ends only after the body', async () => {
+    const { server, port } = await start({ maxBodyBytes: 1000 });
+    // The request line arrives before close() (the connection is busy, not idle, so it is
+    // kept), the headers and a 32 MB body after. Before, the draining server's 413 carried
+    // Connection: close and node destroyed the socket as soon as it was written: the client,
+    // still sending, got EPIPE / ECONNRESET. Another process, as in the first test above.
+    const client = `const { connect } = await import('node:net');
+      const size = 32 << 20;
+      const s = connect(Number(process.argv[1]), '127.0.0.1');
+      let got = '', error = null;
+      s.on('data', (d) => (got += d));
+      s.on('error', (e) => (error = e.code));
+      s.on('close', () => console.log(JSON.stringify({ status: got.slice(0, 12), close: /connection: close/i.test(got), error })));
+      s.on('connect', () => s.write('POST /v1/models/demo/predict HTTP/1.1\\r\\nHost: x\\r\\n', () => console.log('ready')));
+      process.stdin.once('data', () => {
+        s.write('Content-Type: application/octet-stream\\r\\nContent-Length: ' + size + '\\r\\n\\r\\n');
+        s.end(Buffer.alloc(size));
+        process.stdin.destroy();
+      });`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', client, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    await until('the request line sent', () => out.includes('ready'));
+    await new Promise((r) => setTimeout(r, 300)); // loopback: the server has read it by then
+    const closing = server.close({ graceMs: 30_000 });
+    child.stdin.write('go\n');
+    await new Promise((r) => child.on('exit', r));
+    expect(JSON.parse(out.slice(out.indexOf('{')))).toEqual({ status: 'HTTP/1.1 413', close: true, error: null });
+    await closing;
+  });
+
   it('Expect: 100-continue with an over-limit length still closes the connection (its body was never invited)', async () => {
     const { port } = await start({ maxBodyBytes: 1000 });
     const got = await rawRequest(port, ['POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n'], 3000);

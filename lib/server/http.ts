@@ -112,22 +112,33 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
   // Label objects made once, so counting a request allocates nothing.
   const modelLabels = new Map([...models.keys()].map((name) => [name, { model: name }]));
 
-  function send(res: ServerResponse, status: number, body: string | Buffer, type: string, headers?: Record<string, string>): void {
+  /**
+   * `holdUntil`: a request whose body is still arriving. The response is written at once but
+   * ended only when that body has been read: node destroys a Connection: close socket as soon
+   * as its response ends, and a client still sending would then get a reset, not the answer.
+   */
+  function send(res: ServerResponse, status: number, body: string | Buffer, type: string, headers?: Record<string, string>,
+    holdUntil?: IncomingMessage): void {
     if (res.headersSent || res.destroyed) return;
     // writeHead with a flat list is node:http's cheapest way to set headers (no header object).
     const list: string[] = ['Content-Type', type, 'Content-Length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length)];
     if (headers) for (const k in headers) list.push(k, headers[k]);
     if (ctx.draining() && headers?.Connection === undefined) list.push('Connection', 'close');
     res.writeHead(status, list);
-    res.end(body);
+    if (holdUntil !== undefined && !holdUntil.complete) {
+      res.write(body);
+      holdUntil.once('end', () => res.end());
+    } else {
+      res.end(body);
+    }
     // Bytes the kernel has not taken (a client not reading): the connection gets writeTimeoutMs
     // of no progress, then closes, rather than holding the socket and the buffered response.
     const socket = res.socket;
     if (socket !== null && socket.writableLength > 0) watchStalledWrite(socket, res, options.writeTimeoutMs);
   }
 
-  function sendError(res: ServerResponse, err: HttpError): void {
-    send(res, err.status, errorBody(err.code, err.message), JSON_TYPE, err.headers);
+  function sendError(res: ServerResponse, err: HttpError, holdUntil?: IncomingMessage): void {
+    send(res, err.status, errorBody(err.code, err.message), JSON_TYPE, err.headers, holdUntil);
   }
 
   function predict(req: IncomingMessage, res: ServerResponse, served: ServedModel, state: RequestState): void {
@@ -182,6 +193,8 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
       socket[LINGERING] = true;
       req.once('end', () => void (socket[LINGERING] = false));
       req.resume();
+      // While draining every response closes its connection: it ends once the body is read.
+      if (ctx.draining()) return sendError(res, err, req);
     }
     sendError(res, err);
   }
