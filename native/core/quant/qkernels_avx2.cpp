@@ -37,11 +37,27 @@ inline __m256i dot4(__m256i acc, __m256i a, __m256i b) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
 }
 
+// As in qkernels_vnni.cpp: the first row's pass over a block streams its weights from memory,
+// and prefetching them 4 KiB ahead (the scales as far ahead in groups) keeps more lines in
+// flight than the hardware prefetchers do; the later rows find the block in cache. 4096 -> 16384
+// under MLPKIT_ISA=avx2, 2 threads: int4 g32 W4A8 at batch 1 1.31x on Zen 4 (median of 8 paired
+// runs, all 8 faster). Zen 5, medians of in-process paired runs: int8 weight-only batch 1 1.23x;
+// prefetching in the first row's pass of a batch, not only at batch 1, int8 / int4 weight-only
+// batch 2 1.12x / 1.07x, batch 4 1.07x / 1.04x, batch 8 1.03x / 1.02x; int4 g32 W4A8 batch 4 / 8
+// about 1.12x / 1.15x (medians of 6 alternated processes, noisy). (8 KiB against 4 KiB on
+// Zen 5: int8 weight-only 1.06x, int4 1.00x.) Unlike the VNNI one (see qkernels_vnni.cpp), the
+// AVX2 int8 W8A8 kernel prefetches too: on Zen 1 it spends a vpmaddubsw and a vpmaddwd per
+// 32 bytes on one multiply pipe, and at batch 1 it went from 4.97 / 5.28 ms to 4.24 / 4.6 ms
+// (medians of 6 and 8 alternated processes, faster in 12 of the 14 pairs; batch 8 unchanged).
+constexpr std::size_t kPrefetchBytes = 4096;
+
+template <bool Prefetch>
 void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) {
   const std::size_t steps = l.kq / 4;
   const std::uint8_t* w = l.w.data() + b * steps * 64;
   __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
   for (std::size_t t = 0; t < steps; ++t) {
+    if constexpr (Prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + t * 64) + kPrefetchBytes, _MM_HINT_T0);
     const __m256i xq = bcast4(x.xq + 4 * t);
     const __m256i xabs = _mm256_abs_epi8(xq);
     for (int h = 0; h < 2; ++h) {
@@ -56,17 +72,6 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
   }
 }
 
-// As in qkernels_vnni.cpp: the first row's pass over a block streams its weights from memory,
-// and prefetching them 4 KiB ahead (the scales as far ahead in groups) keeps more lines in
-// flight than the hardware prefetchers do; the later rows find the block in cache. 4096 -> 16384
-// under MLPKIT_ISA=avx2, 2 threads: int4 g32 W4A8 at batch 1 1.31x on Zen 4 (median of 8 paired
-// runs, all 8 faster). Zen 5, medians of in-process paired runs: int8 weight-only batch 1 1.23x;
-// prefetching in the first row's pass of a batch, not only at batch 1, int8 / int4 weight-only
-// batch 2 1.12x / 1.07x, batch 4 1.07x / 1.04x, batch 8 1.03x / 1.02x; int4 g32 W4A8 batch 4 / 8
-// about 1.12x / 1.15x (medians of 6 alternated processes, noisy). (8 KiB against 4 KiB on
-// Zen 5: int8 weight-only 1.06x, int4 1.00x.) The int8 W8A8 kernel does not prefetch (see
-// qkernels_vnni.cpp).
-constexpr std::size_t kPrefetchBytes = 4096;
 
 // Eight scales of block b, group g, from lane 8h: float32, or bfloat16 widened exactly (qlayer.h).
 template <bool Bf16>
@@ -307,7 +312,8 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
   for (std::size_t r = 0; r < count; ++r) {
     const bool first = r == 0;  // later rows find the block in cache
     if (l.format == Format::Int8) {
-      w8a8_int8(l, b, rows[r], y + r * ldy);
+      if (first) w8a8_int8<true>(l, b, rows[r], y + r * ldy);
+      else w8a8_int8<false>(l, b, rows[r], y + r * ldy);
     } else if (l.bf16_scales) {
       if (first) w8a8_int4<true, true>(l, b, rows[r], y + r * ldy);
       else w8a8_int4<false, true>(l, b, rows[r], y + r * ldy);
