@@ -8,7 +8,9 @@
 // it (vpsignb), so a pair is at most 2 * 127 * 127 = 32258 < 32767; int4 multiplies the nibbles
 // (<= 15) by xq, at most 2 * 15 * 127 = 3810. (The VNNI trick of shifting xq to unsigned
 // xq + 128 would reach 2 * 255 * 127 = 64770 here, and saturate.) vpmaddwd by ones then adds the
-// pairs into int32 lanes exactly. tests/91 drives every product to +-127 x +-127 to prove it.
+// pairs into int32 lanes exactly: after every product for int8, after four steps' int16 sums
+// for int4 (w8a8_int4). tests/91 drives every product to +-127 x +-127 (and every nibble to 0
+// and 15) to prove it.
 #if defined(__x86_64__) || defined(_M_X64)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
