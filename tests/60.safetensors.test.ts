@@ -58,6 +58,27 @@ describe.each(backendsUnderTest())('model files on %s', (backend) => {
     expect(Mlp.loadSync(path, { backend }).getParameters()).toEqual(net.getParameters());
   });
 
+  it('fromSafetensors reads float tensors in place, but the model owns its copy, at any byte offset', () => {
+    // Mlp.fromSafetensors reads aligned F32 tensors as views into the bytes (no second copy of
+    // the file): the model must still not share them, and an unaligned tensor is copied.
+    const net = new Mlp({ inputs: 7, layers: [{ units: 9, activation: 'relu' }, { units: 3 }], seed: 8 }, { backend });
+    const x = randomArray(14, 2);
+    const want = net.predict(x);
+    const bytes = net.toSafetensors();
+    for (const shift of [0, 1, 2, 3]) {
+      const shifted = new Uint8Array(bytes.length + shift).subarray(shift);
+      shifted.set(bytes);
+      const back = Mlp.fromSafetensors(shifted, { backend });
+      shifted.fill(0xff); // NaN everywhere, if the model still read the file's bytes
+      expect(back.predict(x)).toEqual(want);
+      expect(back.getParameters()).toEqual(net.getParameters());
+    }
+    // readSafetensors still hands out copies: writing one leaves the bytes as they were.
+    const t = readSafetensors(bytes).tensors['layers.0.weight'].data as Float32Array;
+    t.fill(0);
+    expect(Mlp.fromSafetensors(bytes, { backend }).predict(x)).toEqual(want);
+  });
+
   it('writes PyTorch nn.Linear layout: layers.<i>.weight is [out, in]', () => {
     const net = new Mlp({ inputs: 3, layers: [{ units: 4, activation: 'relu' }, { units: 2 }], seed: 1 }, { backend });
     const file = readSafetensors(net.toSafetensors());

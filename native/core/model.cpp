@@ -127,7 +127,19 @@ Model::Model(const ModelConfig& config, const float* params, std::size_t count)
     throw std::length_error("params must have " + std::to_string(plan_.param_count) + " elements, got " +
                             std::to_string(count));
   }
-  params_.assign(params, params + count);
+  // Copied in parallel chunks: the pages of a large model fault in on every thread.
+  params_.resize(count);
+  constexpr std::size_t kCopyChunk = std::size_t(1) << 20;  // floats
+  const std::size_t chunks = (count + kCopyChunk - 1) / kCopyChunk;
+  auto copy_chunk = [&](std::size_t c) {
+    const std::size_t begin = c * kCopyChunk, end = std::min(count, begin + kCopyChunk);
+    std::memcpy(params_.data() + begin, params + begin, (end - begin) * sizeof(float));
+  };
+  if (chunks > 1) {
+    parallel_for(chunks, copy_chunk);
+  } else if (count > 0) {
+    copy_chunk(0);
+  }
   // grads_ and opt_ wait for the first training call (ensure_training_state): a model that only
   // predicts, which is most loaded models, holds its parameters and their packed copy, not three
   // more buffers of the same size to zero (a 4096 x 16384 layer: 0.8 GB and ~2 s less).
@@ -138,7 +150,7 @@ Model::Model(const ModelConfig& config, const float* params, std::size_t count)
     bias_at_.push_back(at);
     at += padded(l.rows);
   }
-  packed_.assign(at, 0.0f);
+  packed_.resize(at);  // unwritten: repack writes every element, the padding too
   repack();
   for (const LayerPlan& l : plan_.layers) {
     macs_ += l.inputs * l.rows;
@@ -164,10 +176,13 @@ void Model::repack_panels(std::size_t l, std::size_t q0, std::size_t q1) {
       const float* wrow = w + (q * cpu::kPanel + c) * k;
       for (std::size_t p = 0; p < k; ++p) panel[p * cpu::kPanel + c] = wrow[p];
     }
+    // The last panel's columns past n: zeros (packed_ starts unwritten).
+    for (std::size_t c = cols; c < cpu::kPanel; ++c)
+      for (std::size_t p = 0; p < k; ++p) panel[p * cpu::kPanel + c] = 0.0f;
   }
   if (q0 == 0) {
     float* bias = packed_.data() + bias_at_[l];
-    for (std::size_t j = 0; j < n; ++j) bias[j] = layer.has_bias ? params_[layer.bias + j] : 0.0f;
+    for (std::size_t j = 0; j < padded(n); ++j) bias[j] = layer.has_bias && j < n ? params_[layer.bias + j] : 0.0f;
   }
 }
 

@@ -101,9 +101,9 @@ class Model final : public Predictor {
   void ensure_training_state();
 
   ModelPlan plan_;
-  AlignedVector<float> params_;
+  UninitVector<float> params_;
   AlignedVector<float> grads_;            // empty until the first training call
-  AlignedVector<float> packed_;            // per layer: W^T panels, then the bias padded to a panel
+  UninitVector<float> packed_;          // per layer: W^T panels, then the bias padded to a panel
   std::vector<std::size_t> packed_at_;   // offset of each layer's panels in packed_
   std::vector<std::size_t> bias_at_;     // offset of each layer's padded bias in packed_
   std::size_t macs_ = 0;                 // multiply-adds per row
