@@ -6,7 +6,7 @@ import { MODEL_BACKEND_CHOICES, selectModelBackend, type ModelBackendChoice } fr
 import { PRECISIONS, type BackendModel, type BackendName, type LossName, type PrecisionName } from './backend/types.js';
 import { disposedError, rangeError } from './errors.js';
 import { initParameters } from './init.js';
-import { parseSafetensors, writeSafetensors } from './io/safetensors.js';
+import { parseSafetensors, writeSafetensors, type SafetensorsFile } from './io/safetensors.js';
 import { modelToTensors, rejectUnknownLoadOptions, tensorsToModel, type ForeignModelOptions } from './io/model-file.js';
 import { QuantizedMlp } from './quant/model.js';
 import type { QuantizeOptions } from './quant/options.js';
@@ -266,7 +266,7 @@ export class Mlp {
   static fromSafetensors(bytes: Uint8Array, options: LoadOptions = {}): Mlp {
     checkLoadOptions(options);
     // Views, not copies: tensorsToModel copies the tensors into one parameter array.
-    const { spec, params } = tensorsToModel(parseSafetensors(bytes, false), options);
+    const { spec, params } = tensorsToModel(parseSafetensors(bytes, { views: true }) as SafetensorsFile, options);
     return new Mlp(spec, { backend: options.backend, precision: options.precision, parameters: params });
   }
 

@@ -621,6 +621,20 @@ describe('quantised model files', () => {
     }
   });
 
+  it('a loaded model owns its arrays: overwriting the file bytes afterwards changes nothing (int8 read as Int8Array)', () => {
+    for (const [, format] of FORMATS) {
+      const q = net.quantize({ weights: format.format, groupSize: format.groupSize, symmetric: format.symmetric, backend: 'reference' });
+      const y = q.predict(x);
+      const bytes = q.toSafetensors();
+      const back = QuantizedMlp.fromSafetensors(bytes, { backend: 'reference' });
+      bytes.fill(0x7f);
+      expectSameBits(back.predict(x), y, format.format);
+      const layers = back.getLayers();
+      expect(layers).toEqual(q.getLayers());
+      if (format.format === 'int8') expect(layers[0].weights).toBeInstanceOf(Int8Array);
+    }
+  });
+
   it('keeps per-layer activations chosen by calibration', () => {
     const calib = randomArray(30 * 3, 8);
     const q = net.quantize({ weights: 'int8', activations: 'int8', calibration: calib, backend: 'reference' });

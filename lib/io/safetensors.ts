@@ -111,16 +111,32 @@ function isDtype(value: unknown): value is Dtype {
 }
 
 export function readSafetensors(input: Uint8Array): SafetensorsFile {
-  return parseSafetensors(input, true);
+  return parseSafetensors(input, {}) as SafetensorsFile; // without `int8`, no Int8Array
+}
+
+/** A tensor as parseSafetensors gives it: with `int8`, I8 data is an Int8Array. */
+export interface ParsedTensor {
+  dtype: Dtype;
+  shape: number[];
+  data: Tensor['data'] | Int8Array;
+}
+
+export interface ParsedSafetensors {
+  tensors: Record<string, ParsedTensor>;
+  metadata: Record<string, string>;
 }
 
 /**
- * readSafetensors, where `copy` false lets an aligned F32 tensor be a view into `input` rather
- * than a copy: for a loader that copies every tensor into a model at once (Mlp.fromSafetensors),
- * the copy was a second pass over the whole file (0.15 s of a 268 MB model's load). Not for
+ * readSafetensors for the model loaders, which copy or repack every tensor at once: two passes
+ * over the whole file each did no work there. `views`: an aligned F32 tensor is a view into
+ * `input`, not a copy (Mlp.fromSafetensors copies it into the parameters; 0.15 s of a 268 MB
+ * model's load). `int8`: I8 data is an Int8Array (its own copy), not widened to an Int32Array
+ * that the quantised loader then narrowed again (4 bytes per weight, twice). Neither is for
  * tensors handed to a caller, who may keep, write or transfer them.
  */
-export function parseSafetensors(input: Uint8Array, copy: boolean): SafetensorsFile {
+export function parseSafetensors(input: Uint8Array, options: { views?: boolean; int8?: boolean }): ParsedSafetensors {
+  const views = options.views === true;
+  const int8 = options.int8 === true;
   if (!types.isUint8Array(input)) {
     throw typeError(`Expected a Uint8Array (or Buffer) of safetensors bytes but received ${describe(input)}`);
   }
@@ -158,7 +174,7 @@ export function parseSafetensors(input: Uint8Array, copy: boolean): SafetensorsF
   const dataStart = 8 + hl;
   const dataLen = length - dataStart;
   // Null prototypes: a tensor or metadata key '__proto__' is an entry like any other.
-  const tensors = Object.create(null) as Record<string, Tensor>;
+  const tensors = Object.create(null) as Record<string, ParsedTensor>;
   const metadata = Object.create(null) as Record<string, string>;
   const spans: { name: string; dtype: Dtype; shape: number[]; count: number; begin: number; end: number }[] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
@@ -203,8 +219,8 @@ export function parseSafetensors(input: Uint8Array, copy: boolean): SafetensorsF
   }
   for (const { name, dtype, shape, count, begin, end } of spans) {
     const raw = bytes.subarray(dataStart + begin, dataStart + end);
-    const view = !copy && dtype === 'F32' && LITTLE_ENDIAN && raw.byteOffset % 4 === 0;
-    tensors[name] = { dtype, shape, data: view ? new Float32Array(raw.buffer, raw.byteOffset, count) : decode(dtype, raw, count, name) };
+    const view = views && dtype === 'F32' && LITTLE_ENDIAN && raw.byteOffset % 4 === 0;
+    tensors[name] = { dtype, shape, data: view ? new Float32Array(raw.buffer, raw.byteOffset, count) : decode(dtype, raw, count, name, int8) };
   }
   return { tensors, metadata };
 }
@@ -215,7 +231,7 @@ export function parseSafetensors(input: Uint8Array, copy: boolean): SafetensorsF
 // load a 4096 x 16384 int8 layer; bench/load-model.mjs.)
 const LITTLE_ENDIAN = endianness() === 'LE';
 
-function decode(dtype: Dtype, raw: Uint8Array, count: number, name: string): Tensor['data'] {
+function decode(dtype: Dtype, raw: Uint8Array, count: number, name: string, int8: boolean): ParsedTensor['data'] {
   // Copy first: the data section need not be aligned for a typed-array view. (Not raw.slice():
   // on a Buffer that returns a view into the shared pool, not a copy.)
   const copy = new Uint8Array(raw.length);
@@ -266,6 +282,7 @@ function decode(dtype: Dtype, raw: Uint8Array, count: number, name: string): Ten
       return out;
     }
     case 'I8': {
+      if (int8) return new Int8Array(buf, 0, count);
       const out = new Int32Array(count);
       out.set(new Int8Array(buf, 0, count));
       return out;

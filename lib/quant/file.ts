@@ -22,7 +22,7 @@
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
 import { FileFormatError } from '../errors.js';
 import { QUANT_METADATA_KEY, SPARSE_METADATA_KEY, VERSION_METADATA_KEY } from '../io/model-file.js';
-import { clip, parseFileJson, preview, type Dtype, type SafetensorsFile, type Tensor, type TensorInput } from '../io/safetensors.js';
+import { clip, parseFileJson, preview, type Dtype, type ParsedSafetensors, type ParsedTensor, type TensorInput } from '../io/safetensors.js';
 import { normalizeEncoding, type NormalizedSpec } from '../spec.js';
 import { layerValueProblem, MAX_QUANT_WIDTH } from './check.js';
 import {
@@ -134,7 +134,7 @@ function parseLayerMeta(raw: unknown, i: number, expectedInputs: number, modelAc
   return { inputs, outputs, format, groupSize, symmetric, activation, alpha, bias, activations, inputScales };
 }
 
-function expectTensor(file: SafetensorsFile, name: string, dtype: Dtype, shape: number[], bytesPer: number): Tensor {
+function expectTensor(file: ParsedSafetensors, name: string, dtype: Dtype, shape: number[], bytesPer: number): ParsedTensor {
   const t = file.tensors[name];
   const want = `${dtype} [${shape.join(', ')}] (${shape.reduce((a, b) => a * b, 1) * bytesPer} bytes)`;
   if (!t) fail(`${name}: missing; expected ${want}`);
@@ -146,7 +146,7 @@ function expectTensor(file: SafetensorsFile, name: string, dtype: Dtype, shape: 
 const TENSOR_OF_FIELD = { weights: 'qweight', scales: 'scales', zeros: 'zeros', inputScales: 'input_scales', bias: 'bias' } as const;
 
 /** The quantised model a file holds, every tensor checked against the metadata. */
-export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
+export function tensorsToQuant(file: ParsedSafetensors): QuantModelDescription {
   const stored = file.metadata[QUANT_METADATA_KEY];
   if (stored === undefined) {
     if (file.metadata[SPARSE_METADATA_KEY] !== undefined) {
@@ -193,9 +193,10 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
       format: m.format,
       groupSize: m.groupSize,
       symmetric: m.symmetric,
-      // The reader widens I8 to Int32Array; every value fits an int8 by the dtype. (A set, not
-      // Int8Array.from: that walks the iterator, seconds for a large layer.)
-      weights: m.format === 'int8' ? narrowToInt8(qweight.data as Int32Array) : (qweight.data as Uint8Array),
+      // readSafetensors widens I8 to Int32Array (parseSafetensors with `int8` does not); every
+      // value fits an int8 by the dtype. (A set, not Int8Array.from: that walks the iterator,
+      // seconds for a large layer.)
+      weights: m.format === 'int8' ? asInt8(qweight.data as Int32Array | Int8Array) : (qweight.data as Uint8Array),
       scales: scales.data as Float32Array,
       zeros: zeros ? (zeros.data as Uint8Array) : null,
       bias: bias ? (bias.data as Float32Array) : null,
@@ -216,7 +217,8 @@ export function tensorsToQuant(file: SafetensorsFile): QuantModelDescription {
   return { inputs, encoding, activations, layers, layerActivations };
 }
 
-function narrowToInt8(values: Int32Array): Int8Array {
+function asInt8(values: Int32Array | Int8Array): Int8Array {
+  if (values instanceof Int8Array) return values;
   const out = new Int8Array(values.length);
   out.set(values);
   return out;

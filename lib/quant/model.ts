@@ -10,7 +10,7 @@ import { BACKEND_CHOICES, nativeAvailable, type BackendChoice } from '../backend
 import { ACTIVATIONS, type ActivationName, type BackendName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
 import { encodingConfig, parameterLayout, type NormalizedSpec } from '../spec.js';
 import { disposedError, rangeError, typeError } from '../errors.js';
-import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { parseSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
 import { allocFloat32, expectBatch, expectObject, expectOneOf, expectOutputBuffer, expectPath, rejectUnknownKeys } from '../validate.js';
 import { VERSION } from '../version.js';
@@ -374,7 +374,8 @@ export class QuantizedMlp {
   /** A quantised model from safetensors bytes written by toSafetensors / save. */
   static fromSafetensors(bytes: Uint8Array, options: QuantLoadOptions = {}): QuantizedMlp {
     const backend = normalizeLoadOptions(options);
-    return construct(tensorsToQuant(readSafetensors(bytes)), backend);
+    // int8 weights as an Int8Array straight from the file (not widened to int32 and narrowed back).
+    return construct(tensorsToQuant(parseSafetensors(bytes, { int8: true })), backend);
   }
 
   static async load(path: string, options: QuantLoadOptions = {}): Promise<QuantizedMlp> {
