@@ -74,7 +74,6 @@ void w8a8_int8(const QuantLayer& l, std::size_t b, const QuantRow& x, float* y) 
   }
 }
 
-
 // Eight scales of block b, group g, from lane 8h: float32, or bfloat16 widened exactly (qlayer.h).
 template <bool Bf16>
 inline __m256 group_scales(const QuantLayer& l, std::size_t b, std::size_t g, int h) {
