@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFloat32FiniteScan } from '../validate.js';
+import { setNativeWeightQuantizer, type NativeWeightQuantizer } from '../quant/quantize.js';
 import type { QuantLayer } from '../quant/format.js';
 import type {
   Backend,
@@ -24,6 +25,8 @@ interface Addon {
   info(): { version: string; isa: string; threads: number; cuda: boolean; compiler?: string; isas?: string[] };
   setThreads(n: number): void;
   firstNonFinite(data: Float32Array): number;
+  quantizeInt8?: NativeWeightQuantizer['quantizeInt8'];
+  quantizeInt4?: NativeWeightQuantizer['quantizeInt4'];
   Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
   QuantModel?: new (config: QuantModelConfig, layers: QuantLayer[]) => BackendQuantModel;
   SparseModel?: new (config: SparseModelConfig, layers: SparseLayer[]) => BackendSparseModel;
@@ -65,6 +68,10 @@ export function nativeLoadError(): Error | null {
 
 export function createNativeBackend(mod: Addon): Backend {
   setFloat32FiniteScan((data) => mod.firstNonFinite(data));
+  const { quantizeInt8, quantizeInt4 } = mod;
+  if (quantizeInt8 && quantizeInt4) {
+    setNativeWeightQuantizer({ quantizeInt8: quantizeInt8.bind(mod), quantizeInt4: quantizeInt4.bind(mod) });
+  }
   const QuantModel = mod.QuantModel;
   const SparseModel = mod.SparseModel;
   return {

@@ -5,6 +5,7 @@
 #include "addon/errors.h"
 #include "addon/model_wrap.h"
 #include "addon/quant_model_wrap.h"
+#include "addon/quantize_weights.h"
 #include "addon/sparse_model_wrap.h"
 #include "addon/checks.h"
 #include "core/cpu/kernels.h"
@@ -27,6 +28,8 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
                              InstanceMethod<&MlpkitAddon::Info>("info", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::SetThreads>("setThreads", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::QuantizeInt8>("quantizeInt8", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::QuantizeInt4>("quantizeInt4", napi_enumerable),
                              InstanceValue("Model", model, napi_enumerable),
                              InstanceValue("QuantModel", quant_model, napi_enumerable),
                              InstanceValue("SparseModel", sparse_model, napi_enumerable),
@@ -82,6 +85,10 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
       return Napi::Number::New(env, static_cast<double>(first_non_finite(data.Data(), data.ElementLength())));
     });
   }
+
+  // lib/quant/quantize.ts's weight quantisers (quantize_weights.h).
+  Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) { return addon::QuantizeInt8(info); }
+  Napi::Value QuantizeInt4(const Napi::CallbackInfo& info) { return addon::QuantizeInt4(info); }
 
   Napi::FunctionReference model_class_;
   Napi::FunctionReference quant_model_class_;
