@@ -8,6 +8,7 @@ import { ERR_CUDA_UNAVAILABLE, ERR_NATIVE_UNAVAILABLE } from '../errors.js';
 import { cudaBackend, cudaInfo } from './cuda.js';
 import { createNativeBackend, loadNative, nativeLoadError } from './native.js';
 import { referenceBackend } from './reference/index.js';
+import { setNativeQuantizerLoader } from '../quant/quantize.js';
 import type { Backend } from './types.js';
 
 export type BackendChoice = 'auto' | 'native' | 'reference';
@@ -72,6 +73,10 @@ function unavailable(): Error {
   Object.defineProperty(err, 'code', { value: ERR_NATIVE_UNAVAILABLE, enumerable: true });
   return err;
 }
+
+// The first quantisation loads the addon, whichever backend will run the model: creating the
+// native backend installs its weight quantisers (lib/quant/quantize.ts).
+setNativeQuantizerLoader(() => void getNative());
 
 function getNative(): Backend | null {
   if (nativeBackend) return nativeBackend;

@@ -30,9 +30,9 @@ export function unpackCodes(layer: QuantLayer): Int8Array {
   const packed = layer.weights as Uint8Array;
   const rowBytes = kp >> 1;
   for (let j = 0; j < n; j++) {
-    for (let p = 0; p < kp; p++) {
-      const zero = layer.zeros ? layer.zeros[j * groups + Math.floor(p / layer.groupSize)] : 8;
-      q[j * kp + p] = nibbleAt(packed, rowBytes, j, p) - zero;
+    for (let g = 0; g < groups; g++) {
+      const zero = layer.zeros ? layer.zeros[j * groups + g] : 8;
+      for (let p = g * layer.groupSize; p < (g + 1) * layer.groupSize; p++) q[j * kp + p] = nibbleAt(packed, rowBytes, j, p) - zero;
     }
   }
   return q;

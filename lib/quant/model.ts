@@ -230,10 +230,6 @@ export class QuantizedMlp {
       weight: params.subarray(s.weightOffset, s.weightOffset + s.rows * s.inputs),
       bias: s.biasOffset >= 0 ? params.subarray(s.biasOffset, s.biasOffset + s.rows) : null,
     }));
-    // Loads the addon where it can load, whatever the model's backend: that installs the native
-    // weight quantisers (the same bytes as quantize.ts's loops; a 4096 -> 16384 int4 g32
-    // quantize took 1.7 s with them and 5.2 s without: README).
-    nativeAvailable();
     // A NaN or Infinity has no code (the native quantiser refuses one too): say which layer.
     floatLayers.forEach((l, i) => {
       expectAllFinite(`quantize: layer ${i}'s weights`, l.weight);

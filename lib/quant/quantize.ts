@@ -28,6 +28,13 @@ export interface NativeWeightQuantizer {
 
 let nativeQuantizer: NativeWeightQuantizer | null = null;
 
+let nativeLoader: (() => void) | null = null;
+
+/** @internal lib/backend/index.ts: loads the addon (once, at the first quantisation), which installs the quantisers. */
+export function setNativeQuantizerLoader(load: (() => void) | null): void {
+  nativeLoader = load;
+}
+
 /** @internal Installs (or, with null, removes) the native quantisers; returns the previous ones. */
 export function setNativeWeightQuantizer(quantizer: NativeWeightQuantizer | null): NativeWeightQuantizer | null {
   const previous = nativeQuantizer;
@@ -81,6 +88,11 @@ export function quantizeChecked(
   format: LayerFormat,
   inputScales: Float32Array | null = null,
 ): QuantLayer {
+  if (nativeLoader) {
+    const load = nativeLoader;
+    nativeLoader = null;
+    load();
+  }
   const common = { inputs: k, outputs: n, activation, alpha, bias: bias ? Float32Array.from(bias) : null, inputScales };
   if (inputScales) {
     const scaled = new Float32Array(n * k);
@@ -332,12 +344,17 @@ export function dequantizeLayer(value: QuantLayer): Float32Array {
   const { inputs: k, outputs: n, groupSize, inputScales } = layer;
   const kp = paddedInputs(layer);
   const groups = groupsPerRow(layer);
-  const q = unpackCodes(layer);
+  // int8 codes are q itself, read in place (unpackCodes would copy them).
+  const q = layer.format === 'int8' ? (layer.weights as Int8Array) : unpackCodes(layer);
   const out = new Float32Array(n * k);
   for (let j = 0; j < n; j++) {
-    for (let p = 0; p < k; p++) {
-      const w = f32(layer.scales[j * groups + Math.floor(p / groupSize)] * q[j * kp + p]);
-      out[j * k + p] = inputScales ? f32(w * inputScales[p]) : w;
+    for (let g = 0; g < groups; g++) {
+      const scale = layer.scales[j * groups + g];
+      const p1 = Math.min((g + 1) * groupSize, k);
+      for (let p = g * groupSize; p < p1; p++) {
+        const w = f32(scale * q[j * kp + p]);
+        out[j * k + p] = inputScales ? f32(w * inputScales[p]) : w;
+      }
     }
   }
   return out;
