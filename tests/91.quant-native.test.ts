@@ -15,20 +15,12 @@
 import { describe, expect, it } from 'vitest';
 import { Mlp, QuantizedMlp, qmatmul, quantizeLayer, type ActivationName, type LayerFormatOptions, type QuantLayer } from '../lib/index.js';
 import { selectBackend } from '../lib/backend/index.js';
-import { expectClose, hasNative, gaussian, expectSameBits } from './helpers.js';
+import { expectClose, hasNative, gaussian, expectSameBits, LAYER_FORMATS } from './helpers.js';
 
 const nativeQuant = hasNative() && typeof selectBackend('native').createQuantModel === 'function';
 const FLOAT_TOL = 1e-5;
 
-const FORMATS: [string, LayerFormatOptions][] = [
-  ['int8', { format: 'int8' }],
-  ['int4 g32 sym', { format: 'int4', groupSize: 32 }],
-  ['int4 g32 asym', { format: 'int4', groupSize: 32, symmetric: false }],
-  ['int4 g64 sym', { format: 'int4', groupSize: 64 }],
-  ['int4 g64 asym', { format: 'int4', groupSize: 64, symmetric: false }],
-  ['int4 g128 sym', { format: 'int4', groupSize: 128 }],
-  ['int4 g128 asym', { format: 'int4', groupSize: 128, symmetric: false }],
-];
+const FORMATS = LAYER_FORMATS;
 const WIDTHS = [1, 3, 17, 63, 65, 1000];
 const BATCHES = [1, 3, 64, 257];
 const OUTPUTS = 33; // two full blocks of 16 output lanes and one lane of a third

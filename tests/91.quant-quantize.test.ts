@@ -9,7 +9,7 @@ import { quantizeLayer, type LayerFormatOptions, type QuantLayer } from '../lib/
 import { selectBackend } from '../lib/backend/index.js';
 import { loadNative } from '../lib/backend/native.js';
 import { setNativeWeightQuantizer, type NativeWeightQuantizer } from '../lib/quant/quantize.js';
-import { gaussian, hasNative } from './helpers.js';
+import { gaussian, hasNative, LAYER_FORMATS } from './helpers.js';
 
 // Creating the native backend installs the native quantisers.
 const native: NativeWeightQuantizer | null = (() => {
@@ -21,15 +21,7 @@ const native: NativeWeightQuantizer | null = (() => {
 })();
 afterAll(() => setNativeWeightQuantizer(native));
 
-const FORMATS: [string, LayerFormatOptions][] = [
-  ['int8', { format: 'int8' }],
-  ['int4 g32 sym', { format: 'int4', groupSize: 32 }],
-  ['int4 g32 asym', { format: 'int4', groupSize: 32, symmetric: false }],
-  ['int4 g64 sym', { format: 'int4', groupSize: 64 }],
-  ['int4 g64 asym', { format: 'int4', groupSize: 64, symmetric: false }],
-  ['int4 g128 sym', { format: 'int4', groupSize: 128 }],
-  ['int4 g128 asym', { format: 'int4', groupSize: 128, symmetric: false }],
-];
+const FORMATS = LAYER_FORMATS;
 
 function quantizeWith(quantizer: NativeWeightQuantizer | null, w: Float32Array, k: number, n: number, format: LayerFormatOptions): QuantLayer {
   setNativeWeightQuantizer(quantizer);

@@ -3,6 +3,7 @@
 import { expect } from 'vitest';
 import { nativeAvailable } from '../lib/backend/index.js';
 import { Rng } from '../lib/init.js';
+import type { LayerFormatOptions } from '../lib/index.js';
 
 /** Backends to cross-check: the reference always, native when it loads and is not forced off. */
 export function backendsUnderTest(): ('native' | 'reference')[] {
@@ -52,3 +53,14 @@ export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: num
   const err = relativeError(a, b);
   if (!(err <= tol)) throw new Error(`${what}: relative error ${err.toExponential(3)} exceeds ${tol}`);
 }
+
+/** Every int4 group size, symmetric and asymmetric, and int8: the layer formats, named. */
+export const LAYER_FORMATS: [string, LayerFormatOptions][] = [
+  ['int8', { format: 'int8' }],
+  ['int4 g32 sym', { format: 'int4', groupSize: 32 }],
+  ['int4 g32 asym', { format: 'int4', groupSize: 32, symmetric: false }],
+  ['int4 g64 sym', { format: 'int4', groupSize: 64 }],
+  ['int4 g64 asym', { format: 'int4', groupSize: 64, symmetric: false }],
+  ['int4 g128 sym', { format: 'int4', groupSize: 128 }],
+  ['int4 g128 asym', { format: 'int4', groupSize: 128, symmetric: false }],
+];

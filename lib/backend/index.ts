@@ -75,8 +75,12 @@ function unavailable(): Error {
 }
 
 // The first quantisation loads the addon, whichever backend will run the model: creating the
-// native backend installs its weight quantisers (lib/quant/quantize.ts).
-setNativeQuantizerLoader(() => void getNative());
+// native backend installs its weight quantisers (lib/quant/quantize.ts), which give the same
+// bytes as the TypeScript ones. MLPKIT_BACKEND=reference keeps native code out (unless a native
+// model was created anyway).
+setNativeQuantizerLoader(() => {
+  if (envChoice() !== 'reference') getNative();
+});
 
 function getNative(): Backend | null {
   if (nativeBackend) return nativeBackend;
