@@ -13,7 +13,9 @@ import { Rng } from '../lib/init.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { dequantizeLayer, equalizationScales, lostInput, quantizeChecked } from '../lib/quant/quantize.js';
 import { BIAS_CORRECTION_MIN_ROWS, EQUALIZE_GAIN, biasCorrected, chooseCandidates, type QuantLayerStats } from '../lib/quant/calibrate.js';
-import { expectClose, hasNative, gaussian, expectSameBits } from './helpers.js';
+import { unpackCodes } from '../lib/quant/codes.js';
+import { groupsPerRow, paddedInputs } from '../lib/quant/format.js';
+import { expectClose, hasNative, gaussian, expectSameBits, LAYER_FORMATS } from './helpers.js';
 
 const nativeQuant = hasNative() && typeof selectBackend('native').createQuantModel === 'function';
 const FLOAT_TOL = 1e-5;
@@ -263,4 +265,69 @@ describe('equalised models in files', () => {
     for (const m of [q, back]) m.dispose();
     net.dispose();
   });
+});
+
+// biasCorrected and lostInput dequantise a block of rows at a time (dequantizeRows) instead of
+// the whole layer: against the whole-layer computation they replaced, written out here from
+// unpackCodes, every bit must agree, on widths whose blocks are one row (70000), several rows
+// with a remainder (1000 x 200: blocks of 65), or the whole layer, with and without input scales.
+describe('block-wise dequantisation', () => {
+  function wholeLayer(l: QuantLayer): Float32Array {
+    const { inputs: k, outputs: n, groupSize } = l;
+    const kp = paddedInputs(l);
+    const groups = groupsPerRow(l);
+    const q = unpackCodes(l);
+    const out = new Float32Array(n * k);
+    for (let j = 0; j < n; j++) {
+      for (let p = 0; p < k; p++) {
+        const w = Math.fround(l.scales[j * groups + Math.floor(p / groupSize)] * q[j * kp + p]);
+        out[j * k + p] = l.inputScales ? Math.fround(w * l.inputScales[p]) : w;
+      }
+    }
+    return out;
+  }
+
+  const SHAPES: [number, number][] = [[1, 1], [3, 17], [65, 3], [1000, 200], [70000, 3]];
+  for (const [name, format] of LAYER_FORMATS) {
+    it(`${name}: dequantizeLayer, biasCorrected and lostInput equal their whole-layer forms`, () => {
+      let seed = 40;
+      for (const [k, n] of SHAPES) {
+        const w = gaussian(n * k, seed++, 0.5);
+        // A column of weights far below their rows' scale, to be lost: the last for some shapes.
+        const tiny = seed % 2 ? k - 1 : k >> 1;
+        for (let j = 0; j < n; j++) w[j * k + tiny] *= 1e-4;
+        const b = gaussian(n, seed++, 0.1);
+        const rows = BIAS_CORRECTION_MIN_ROWS;
+        const x = Float32Array.from(gaussian(rows * k, seed++), (v, i) => v + ((i % k) % 5) * 40);
+        const plain = quantizeLayer(w, b, k, n, 'none', 0, format);
+        for (const layer of [plain, { ...plain, inputScales: someScales(k, seed++) }]) {
+          const what = `${n} x ${k}${layer.inputScales ? ', input scales' : ''}`;
+          const dq = wholeLayer(layer);
+          expectSameBits(dequantizeLayer(layer), dq, `${what}: dequantizeLayer`);
+          const mean = new Float64Array(k);
+          for (let r = 0; r < rows; r++) for (let p = 0; p < k; p++) mean[p] += x[r * k + p];
+          for (let p = 0; p < k; p++) mean[p] /= rows;
+          const bias = Float32Array.from(b);
+          for (let j = 0; j < n; j++) {
+            let shift = 0;
+            for (let p = 0; p < k; p++) shift += (w[j * k + p] - dq[j * k + p]) * mean[p];
+            bias[j] = Math.fround(bias[j] + shift);
+          }
+          expectSameBits(biasCorrected(layer, w, x).bias!, bias, `${what}: biasCorrected`);
+          if (layer.inputScales) continue;
+          const err2 = new Float64Array(k);
+          const ref2 = new Float64Array(k);
+          for (let j = 0; j < n; j++) {
+            for (let p = 0; p < k; p++) {
+              err2[p] += (dq[j * k + p] - w[j * k + p]) ** 2;
+              ref2[p] += w[j * k + p] ** 2;
+            }
+          }
+          const lost = err2.findIndex((e, p) => ref2[p] > 0 && e > 0.25 * ref2[p]);
+          expect(lostInput(w, layer), `${what}: lostInput`).toBe(lost);
+          if (k > 1 && k <= 1000 && format.format === 'int8') expect(lost, `${what}: the tiny column is lost`).toBe(tiny);
+        }
+      }
+    });
+  }
 });

@@ -7,7 +7,7 @@ import type { ActivationName } from '../backend/types.js';
 import { rangeError } from '../errors.js';
 import { checkQuantLayer } from './check.js';
 import { expectAllFinite, expectFloat32Array, expectInteger, expectNumber } from '../validate.js';
-import { packNibbles, unpackCodes } from './codes.js';
+import { nibbleAt, packNibbles } from './codes.js';
 import { groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
 import { activationCode, normalizeLayerFormat, type LayerFormat, type LayerFormatOptions } from './options.js';
 import { ROUNDING_SHIFT, clamp, roundHalfEven, roundToBf16 } from './rounding.js';
@@ -150,19 +150,29 @@ export const LOST_COLUMN_ERROR = 0.5;
  */
 export function lostInput(weight: Float32Array, layer: QuantLayer): number {
   const { inputs: k, outputs: n } = layer;
-  const dq = dequantizeLayer(layer);
   const err2 = new Float64Array(k);
   const ref2 = new Float64Array(k);
-  for (let j = 0; j < n; j++) {
-    for (let p = 0; p < k; p++) {
-      const w = weight[j * k + p];
-      const d = dq[j * k + p] - w;
-      err2[p] += d * d;
-      ref2[p] += w * w;
+  const block = dequantizedBlockRows(k);
+  const dq = new Float32Array(Math.min(n, block) * k);
+  for (let j0 = 0; j0 < n; j0 += block) {
+    const j1 = Math.min(n, j0 + block);
+    dequantizeRows(layer, j0, j1, dq);
+    for (let j = j0; j < j1; j++) {
+      for (let p = 0; p < k; p++) {
+        const w = weight[j * k + p];
+        const d = dq[(j - j0) * k + p] - w;
+        err2[p] += d * d;
+        ref2[p] += w * w;
+      }
     }
   }
   for (let p = 0; p < k; p++) if (ref2[p] > 0 && err2[p] > LOST_COLUMN_ERROR * LOST_COLUMN_ERROR * ref2[p]) return p;
   return -1;
+}
+
+/** Rows of a layer k wide that dequantizeRows fills at a time: ~64K weights (256 KiB, in L2). */
+export function dequantizedBlockRows(k: number): number {
+  return Math.max(1, Math.floor(65536 / k));
 }
 
 /** Largest |w| of row j over inputs [p0, p1). */
@@ -341,21 +351,38 @@ function quantizeInt4(
  */
 export function dequantizeLayer(value: QuantLayer): Float32Array {
   const layer = checkQuantLayer(value, 'layer');
-  const { inputs: k, outputs: n, groupSize, inputScales } = layer;
+  const out = new Float32Array(layer.outputs * layer.inputs);
+  dequantizeRows(layer, 0, layer.outputs, out);
+  return out;
+}
+
+/**
+ * Rows [j0, j1) of dequantizeLayer's result into out[0 .. (j1 - j0) x inputs), the layer taken
+ * as checked. The loops over a whole large layer (biasCorrected, lostInput) go a block of rows
+ * at a time through it: the whole float copy of a 4096 x 16384 layer is 268 MB, and allocating
+ * and first touching it cost more than the arithmetic over it.
+ */
+export function dequantizeRows(layer: QuantLayer, j0: number, j1: number, out: Float32Array): void {
+  const { inputs: k, groupSize, inputScales } = layer;
   const kp = paddedInputs(layer);
   const groups = groupsPerRow(layer);
-  // int8 codes are q itself, read in place (unpackCodes would copy them).
-  const q = layer.format === 'int8' ? (layer.weights as Int8Array) : unpackCodes(layer);
-  const out = new Float32Array(n * k);
-  for (let j = 0; j < n; j++) {
+  const rowBytes = kp >> 1;
+  for (let j = j0; j < j1; j++) {
+    const at = (j - j0) * k;
     for (let g = 0; g < groups; g++) {
       const scale = layer.scales[j * groups + g];
-      const p1 = Math.min((g + 1) * groupSize, k);
-      for (let p = g * groupSize; p < p1; p++) {
-        const w = f32(scale * q[j * kp + p]);
-        out[j * k + p] = inputScales ? f32(w * inputScales[p]) : w;
+      const p0 = g * groupSize;
+      const p1 = Math.min(p0 + groupSize, k);
+      if (layer.format === 'int8') {
+        // int8 codes are q itself, read in place.
+        const q = layer.weights as Int8Array;
+        for (let p = p0; p < p1; p++) out[at + p] = f32(scale * q[j * kp + p]);
+      } else {
+        const zero = layer.zeros ? layer.zeros[j * groups + g] : 8;
+        const packed = layer.weights as Uint8Array;
+        for (let p = p0; p < p1; p++) out[at + p] = f32(scale * (nibbleAt(packed, rowBytes, j, p) - zero));
       }
+      if (inputScales) for (let p = p0; p < p1; p++) out[at + p] = f32(out[at + p] * inputScales[p]);
     }
   }
-  return out;
 }
