@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { quantizeLayer, type LayerFormatOptions, type QuantLayer } from '../lib/index.js';
 import { selectBackend } from '../lib/backend/index.js';
 import { loadNative } from '../lib/backend/native.js';
-import { setNativeWeightQuantizer, type NativeWeightQuantizer } from '../lib/quant/quantize.js';
+import { equalizationScales, setNativeWeightQuantizer, type NativeWeightQuantizer } from '../lib/quant/quantize.js';
 import { gaussian, hasNative, LAYER_FORMATS } from './helpers.js';
 
 // Creating the native backend installs the native quantisers.
@@ -106,6 +106,43 @@ describe.skipIf(!native)('native weight quantisers vs quantize.ts', () => {
     expect(() => addon.quantizeInt4(w, 3, 2, 32, new Uint8Array(32), new Float32Array(2), new Uint8Array(1))).toThrow(/zeros must have/);
     expect(() => addon.quantizeInt4(w, 3, 2, 32, new Uint8Array(32), new Float32Array(2), new Uint8Array(2))).not.toThrow();
     expect(() => (addon.quantizeInt4 as unknown as (...a: unknown[]) => void)(w, 3, 2)).toThrow(TypeError);
+    const colMax = addon.columnAbsMax!.bind(addon);
+    expect(() => colMax(w, 3, 2, new Float32Array(3))).not.toThrow();
+    expect(() => colMax(w, 3, 2, new Float32Array(2))).toThrow(/out must have inputs \* 1 = 3 elements, got 2/);
+    expect(() => colMax(w, 2, 2, new Float32Array(2))).toThrow(/weight must have outputs \* inputs = 4 elements, got 6/);
+    expect(() => colMax(w, 3, 2, new Float64Array(3) as never)).toThrow(TypeError);
+    expect(() => colMax(w, 3, 2, w.subarray(3))).toThrow(/must not share memory/);
+    expect(() => colMax(w, 0, 2, new Float32Array(0))).toThrow(/inputs must be an integer/);
+    expect(() => (colMax as unknown as (...a: unknown[]) => void)(w, 3)).toThrow(TypeError);
+  });
+
+  it('column maxima (equalizationScales): the values of the TypeScript loop, NaN passed over as there', () => {
+    const addon = loadNative() as unknown as Required<NativeWeightQuantizer>;
+    let seed = 500;
+    // 512 columns per native task: widths below, at and across that edge.
+    for (const k of [1, 3, 17, 511, 512, 513, 1100]) {
+      for (const n of [1, 3, 17]) {
+        for (const [caseName, make] of CASES) {
+          const w = make(k, n, seed++);
+          if (seed % 3 === 0) {
+            w[(seed * 7) % w.length] = NaN;
+            w[(seed * 13) % w.length] = -Infinity;
+          }
+          const expected = new Float32Array(k);
+          for (let j = 0; j < n; j++) {
+            for (let p = 0; p < k; p++) if (Math.abs(w[j * k + p]) > expected[p]) expected[p] = Math.abs(w[j * k + p]);
+          }
+          const got = new Float32Array(k).fill(-1);
+          addon.columnAbsMax(w, k, n, got);
+          expect(Buffer.compare(Buffer.from(got.buffer), Buffer.from(expected.buffer)), `${caseName}, ${n} x ${k}: maxima`).toBe(0);
+          if (w.some((v) => !Number.isFinite(v))) continue;
+          setNativeWeightQuantizer(null);
+          const js = equalizationScales(w, k, n);
+          setNativeWeightQuantizer(native);
+          expect(equalizationScales(w, k, n), `${caseName}, ${n} x ${k}: scales`).toEqual(js);
+        }
+      }
+    }
   });
 
 });

@@ -27,6 +27,7 @@ interface Addon {
   firstNonFinite(data: Float32Array): number;
   quantizeInt8?: NativeWeightQuantizer['quantizeInt8'];
   quantizeInt4?: NativeWeightQuantizer['quantizeInt4'];
+  columnAbsMax?: NativeWeightQuantizer['columnAbsMax'];
   Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
   QuantModel?: new (config: QuantModelConfig, layers: QuantLayer[]) => BackendQuantModel;
   SparseModel?: new (config: SparseModelConfig, layers: SparseLayer[]) => BackendSparseModel;
@@ -68,9 +69,13 @@ export function nativeLoadError(): Error | null {
 
 export function createNativeBackend(mod: Addon): Backend {
   setFloat32FiniteScan((data) => mod.firstNonFinite(data));
-  const { quantizeInt8, quantizeInt4 } = mod;
+  const { quantizeInt8, quantizeInt4, columnAbsMax } = mod;
   if (quantizeInt8 && quantizeInt4) {
-    setNativeWeightQuantizer({ quantizeInt8: quantizeInt8.bind(mod), quantizeInt4: quantizeInt4.bind(mod) });
+    setNativeWeightQuantizer({
+      quantizeInt8: quantizeInt8.bind(mod),
+      quantizeInt4: quantizeInt4.bind(mod),
+      ...(columnAbsMax && { columnAbsMax: columnAbsMax.bind(mod) }),
+    });
   }
   const QuantModel = mod.QuantModel;
   const SparseModel = mod.SparseModel;

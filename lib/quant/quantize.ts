@@ -24,6 +24,8 @@ const f32 = Math.fround;
 export interface NativeWeightQuantizer {
   quantizeInt8(weight: Float32Array, inputs: number, outputs: number, codes: Int8Array, scales: Float32Array): void;
   quantizeInt4(weight: Float32Array, inputs: number, outputs: number, groupSize: number, packed: Uint8Array, scales: Float32Array, zeros: Uint8Array | null): void;
+  /** equalizationScales' column maxima (absent from addons built before it). */
+  columnAbsMax?(weight: Float32Array, inputs: number, outputs: number, out: Float32Array): void;
 }
 
 let nativeQuantizer: NativeWeightQuantizer | null = null;
@@ -115,11 +117,17 @@ export function quantizeChecked(
  * all columns already within a factor 2 of each other.
  */
 export function equalizationScales(w: Float32Array, k: number, n: number): Float32Array | null {
-  const colMax = new Float64Array(k);
-  for (let j = 0; j < n; j++) {
-    for (let p = 0; p < k; p++) {
-      const a = Math.abs(w[j * k + p]);
-      if (a > colMax[p]) colMax[p] = a;
+  // Each maximum is one of the float32 |w|, so the native pass (~10x faster on a 67M-weight
+  // layer, where this loop took ~0.1 s of quantize) gives the same values.
+  const colMax = new Float32Array(k);
+  if (nativeQuantizer?.columnAbsMax) {
+    nativeQuantizer.columnAbsMax(w, k, n, colMax);
+  } else {
+    for (let j = 0; j < n; j++) {
+      for (let p = 0; p < k; p++) {
+        const a = Math.abs(w[j * k + p]);
+        if (a > colMax[p]) colMax[p] = a;
+      }
     }
   }
   let lo = Infinity;

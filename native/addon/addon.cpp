@@ -30,6 +30,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
                              InstanceMethod<&MlpkitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::QuantizeInt8>("quantizeInt8", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::QuantizeInt4>("quantizeInt4", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::ColumnAbsMax>("columnAbsMax", napi_enumerable),
                              InstanceValue("Model", model, napi_enumerable),
                              InstanceValue("QuantModel", quant_model, napi_enumerable),
                              InstanceValue("SparseModel", sparse_model, napi_enumerable),
@@ -89,6 +90,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
   // lib/quant/quantize.ts's weight quantisers (quantize_weights.h).
   Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) { return addon::QuantizeInt8(info); }
   Napi::Value QuantizeInt4(const Napi::CallbackInfo& info) { return addon::QuantizeInt4(info); }
+  Napi::Value ColumnAbsMax(const Napi::CallbackInfo& info) { return addon::ColumnAbsMax(info); }
 
   Napi::FunctionReference model_class_;
   Napi::FunctionReference quant_model_class_;

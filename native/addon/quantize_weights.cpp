@@ -91,4 +91,21 @@ Napi::Value QuantizeInt4(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value ColumnAbsMax(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* what = "columnAbsMax";
+  return Guard(env, what, [&]() -> Napi::Value {
+    ExpectArgs(info, 4, what);
+    const std::size_t k = SizeArg(info[1], what, "inputs");
+    const std::size_t n = SizeArg(info[2], what, "outputs");
+    const ArrayArg<float> w = TypedArg<float>(info[0], what, "weight");
+    ExpectLength(env, w.ElementLength(), n, k, what, "weight", "outputs * inputs");
+    const ArrayArg<float> out = TypedArg<float>(info[3], what, "out");
+    ExpectLength(env, out.ElementLength(), k, 1, what, "out", "inputs * 1");
+    ExpectApart(env, w, out, what, "out");
+    quant::column_abs_max(w.Data(), k, n, out.Data());
+    return env.Undefined();
+  });
+}
+
 }  // namespace mlpkit::addon

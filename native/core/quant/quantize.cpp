@@ -221,6 +221,26 @@ void for_rows(std::size_t n, std::size_t k, RowFn&& row_fn) {
 
 }  // namespace
 
+// Columns per task: a row's slice of them is 2 KiB, and each task keeps its maxima in a local
+// array the compiler vectorises over; tasks never share an output.
+constexpr std::size_t kColumnsPerTask = 512;
+
+void column_abs_max(const float* w, std::size_t k, std::size_t n, float* out) {
+  parallel_for((k + kColumnsPerTask - 1) / kColumnsPerTask, [&](std::size_t t) {
+    const std::size_t p0 = t * kColumnsPerTask;
+    const std::size_t len = k - p0 < kColumnsPerTask ? k - p0 : kColumnsPerTask;
+    float m[kColumnsPerTask] = {};
+    for (std::size_t j = 0; j < n; ++j) {
+      const float* row = w + j * k + p0;
+      for (std::size_t i = 0; i < len; ++i) {
+        const float a = std::fabs(row[i]);
+        m[i] = a > m[i] ? a : m[i];
+      }
+    }
+    std::memcpy(out + p0, m, len * sizeof(float));
+  });
+}
+
 void quantize_int8_weights(const float* w, std::size_t k, std::size_t n, std::int8_t* codes, float* scales) {
   for_rows(n, k, [&](std::size_t j) {
     const float* row = w + j * k;

@@ -21,4 +21,8 @@ void quantize_int8_weights(const float* w, std::size_t k, std::size_t n, std::in
 void quantize_int4_weights(const float* w, std::size_t k, std::size_t n, std::size_t group, std::uint8_t* packed,
                            float* scales, std::uint8_t* zeros);
 
+// out: [k], the largest |w| of each input column (lib/quant/quantize.ts equalizationScales' first
+// pass). A NaN never wins a comparison, so it is passed over, as there; w need not be finite.
+void column_abs_max(const float* w, std::size_t k, std::size_t n, float* out);
+
 }  // namespace mlpkit::quant
