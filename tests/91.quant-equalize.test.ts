@@ -270,7 +270,7 @@ describe('equalised models in files', () => {
 // biasCorrected and lostInput dequantise a block of rows at a time (dequantizeRows) instead of
 // the whole layer: against the whole-layer computation they replaced, written out here from
 // unpackCodes, every bit must agree, on widths whose blocks are one row (70000), several rows
-// with a remainder (1000 x 200: blocks of 65), or the whole layer, with and without input scales.
+// with a remainder (200 outputs x 1000 inputs: blocks of 65), or the whole layer, with and without input scales.
 describe('block-wise dequantisation', () => {
   function wholeLayer(l: QuantLayer): Float32Array {
     const { inputs: k, outputs: n, groupSize } = l;

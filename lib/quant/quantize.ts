@@ -368,7 +368,8 @@ export function dequantizeLayer(value: QuantLayer): Float32Array {
  * Rows [j0, j1) of dequantizeLayer's result into out[0 .. (j1 - j0) x inputs), the layer taken
  * as checked. The loops over a whole large layer (biasCorrected, lostInput) go a block of rows
  * at a time through it: the whole float copy of a 4096 x 16384 layer is 268 MB, and allocating
- * and first touching it cost more than the arithmetic over it.
+ * and first touching it cost more than the arithmetic over it. Unchecked: for layers this
+ * module made (dequantizeLayer checks what callers pass).
  */
 export function dequantizeRows(layer: QuantLayer, j0: number, j1: number, out: Float32Array): void {
   const { inputs: k, groupSize, inputScales } = layer;

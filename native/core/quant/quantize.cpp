@@ -23,10 +23,10 @@ namespace {
 // than NaN, so that the conversion to an integer type that follows is always defined.
 inline double clamp(double v, double lo, double hi) { return v >= lo ? (v > hi ? hi : v) : lo; }
 
-
 // rounding.ts roundHalfEven: ties to even at every magnitude, as nearbyint does in the default
 // rounding mode, and never -0. Below 2^51 by the same shift as there: the baseline x86-64 build
-// has no roundsd, and nearbyint was a libm call for each asymmetric int4 weight.
+// has no roundsd, so nearbyint is a libm call (the asymmetric scale search rounds twice per
+// candidate and group).
 inline double round_half_even(double v) {
   return std::fabs(v) < 2251799813685248.0 ? v + kRoundingShift - kRoundingShift : std::nearbyint(v) + 0.0;
 }

@@ -7,7 +7,7 @@ constexpr double kRoundingShift = 6755399441055744.0;  // 1.5 * 2^52: rounding.t
 
 // clamp for a value that cannot be NaN, in the form x86's minpd / maxpd compute (clamp's own
 // form, which sends NaN to lo, compiles to compare-and-blend: 3x the instructions). group_errors
-// runs it ~5 times per weight; its v * inv is finite (1 / a bfloat16 denormal is < 2^134).
+// runs it 5 (symmetric) or 10 (asymmetric) times per weight; its v * inv is finite (1 / a bfloat16 denormal is < 2^134).
 inline double clamp_min_max(double v, double lo, double hi) {
   const double t = lo > v ? lo : v;
   return t < hi ? t : hi;
