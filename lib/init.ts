@@ -52,16 +52,16 @@ export class Rng {
   }
 
   /**
-   * out[from, to) = (2 * uniform() - 1) * bound, the values as many calls give, and the same
-   * state after. The generator's state lives in locals for the loop: the calls, each reading and
-   * writing four fields and boxing the uint32s, made a 67M-weight layer's initialisation ~3 s.
+   * buf[0, count) = the next count uniform() values, and the state those calls leave. The
+   * generator's state lives in locals for the loop: the calls, each reading and writing four
+   * fields and boxing the uint32s, made a 67M-weight layer's initialisation ~3 s.
    */
-  fillSymmetric(out: Float32Array, from: number, to: number, bound: number): void {
+  private uniforms(buf: Float64Array, count: number): void {
     let s0 = this.s0;
     let s1 = this.s1;
     let s2 = this.s2;
     let s3 = this.s3;
-    for (let i = from; i < to; i++) {
+    for (let i = 0; i < count; i++) {
       // nextU32, twice, on int32 bit patterns (every step is a bit operation or Math.imul, so
       // the signedness of the locals never shows).
       let r = Math.imul(s1, 5);
@@ -82,7 +82,7 @@ export class Rng {
       s0 ^= s3;
       s2 ^= t;
       s3 = (s3 << 11) | (s3 >>> 21);
-      out[i] = (2 * ((hi * 2 ** 21 + lo) / 2 ** 53) - 1) * bound;
+      buf[i] = (hi * 2 ** 21 + lo) / 2 ** 53;
     }
     this.s0 = s0 >>> 0;
     this.s1 = s1 >>> 0;
@@ -90,64 +90,39 @@ export class Rng {
     this.s3 = s3 >>> 0;
   }
 
-  /** out[from, to) = normal() * std, as many calls give (see fillSymmetric). */
-  fillNormal(out: Float32Array, from: number, to: number, std: number): void {
-    let s0 = this.s0;
-    let s1 = this.s1;
-    let s2 = this.s2;
-    let s3 = this.s3;
-    for (let i = from; i < to; i++) {
-      // Four nextU32 per value: u1 from the first two words, u2 from the next two.
-      let r = Math.imul(s1, 5);
-      const a = Math.imul((r << 7) | (r >>> 25), 9) >>> 0;
-      let t = s1 << 9;
-      s2 ^= s0;
-      s3 ^= s1;
-      s1 ^= s2;
-      s0 ^= s3;
-      s2 ^= t;
-      s3 = (s3 << 11) | (s3 >>> 21);
-      r = Math.imul(s1, 5);
-      const b = Math.imul((r << 7) | (r >>> 25), 9) >>> 11;
-      t = s1 << 9;
-      s2 ^= s0;
-      s3 ^= s1;
-      s1 ^= s2;
-      s0 ^= s3;
-      s2 ^= t;
-      s3 = (s3 << 11) | (s3 >>> 21);
-      r = Math.imul(s1, 5);
-      const c = Math.imul((r << 7) | (r >>> 25), 9) >>> 0;
-      t = s1 << 9;
-      s2 ^= s0;
-      s3 ^= s1;
-      s1 ^= s2;
-      s0 ^= s3;
-      s2 ^= t;
-      s3 = (s3 << 11) | (s3 >>> 21);
-      r = Math.imul(s1, 5);
-      const d = Math.imul((r << 7) | (r >>> 25), 9) >>> 11;
-      t = s1 << 9;
-      s2 ^= s0;
-      s3 ^= s1;
-      s1 ^= s2;
-      s0 ^= s3;
-      s2 ^= t;
-      s3 = (s3 << 11) | (s3 >>> 21);
-      const u1 = 1 - (a * 2 ** 21 + b) / 2 ** 53;
-      const u2 = (c * 2 ** 21 + d) / 2 ** 53;
-      out[i] = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2) * std;
+  /** out[from, to) = (2 * uniform() - 1) * bound, the values and end state of as many calls. */
+  fillSymmetric(out: Float32Array, from: number, to: number, bound: number): void {
+    const buf = uniformScratch();
+    for (let i0 = from; i0 < to; i0 += buf.length) {
+      const count = Math.min(buf.length, to - i0);
+      this.uniforms(buf, count);
+      for (let i = 0; i < count; i++) out[i0 + i] = (2 * buf[i] - 1) * bound;
     }
-    this.s0 = s0 >>> 0;
-    this.s1 = s1 >>> 0;
-    this.s2 = s2 >>> 0;
-    this.s3 = s3 >>> 0;
+  }
+
+  /** out[from, to) = normal() * std, the values and end state of as many calls. */
+  fillNormal(out: Float32Array, from: number, to: number, std: number): void {
+    const buf = uniformScratch();
+    const per = buf.length >> 1;
+    for (let i0 = from; i0 < to; i0 += per) {
+      const count = Math.min(per, to - i0);
+      this.uniforms(buf, 2 * count);
+      for (let i = 0; i < count; i++) out[i0 + i] = Math.sqrt(-2 * Math.log(1 - buf[2 * i])) * Math.cos(2 * Math.PI * buf[2 * i + 1]) * std;
+    }
   }
 
   /** Uniform integer in [0, n). */
   below(n: number): number {
     return Math.floor(this.uniform() * n);
   }
+}
+
+let scratch: Float64Array | null = null;
+
+/** The fills' buffer of uniforms: 1024 of them (8 KiB, in L1), shared, as JS is single-threaded. */
+function uniformScratch(): Float64Array {
+  scratch ??= new Float64Array(1024);
+  return scratch;
 }
 
 function rotl(x: number, k: number): number {

@@ -88,14 +88,15 @@ describe('initialisers', () => {
     const bound = 0.0371;
     const a = new Rng(seed);
     const b = new Rng(seed);
-    const fast = new Float32Array(1003);
-    a.fillSymmetric(fast, 0, 500, bound);
-    a.fillNormal(fast, 500, 1000, 1.7);
-    a.fillSymmetric(fast, 1000, 1003, 3);
-    const slow = new Float32Array(1003);
-    for (let i = 0; i < 500; i++) slow[i] = (2 * b.uniform() - 1) * bound;
-    for (let i = 500; i < 1000; i++) slow[i] = b.normal() * 1.7;
-    for (let i = 1000; i < 1003; i++) slow[i] = (2 * b.uniform() - 1) * 3;
+    // Runs longer than the fills' buffer of 1024 uniforms (512 normals), with remainders.
+    const fast = new Float32Array(3703);
+    a.fillSymmetric(fast, 0, 2500, bound);
+    a.fillNormal(fast, 2500, 3700, 1.7);
+    a.fillSymmetric(fast, 3700, 3703, 3);
+    const slow = new Float32Array(3703);
+    for (let i = 0; i < 2500; i++) slow[i] = (2 * b.uniform() - 1) * bound;
+    for (let i = 2500; i < 3700; i++) slow[i] = b.normal() * 1.7;
+    for (let i = 3700; i < 3703; i++) slow[i] = (2 * b.uniform() - 1) * 3;
     expect(fast).toEqual(slow);
     for (let i = 0; i < 8; i++) expect(a.nextU32()).toBe(b.nextU32());
   });
