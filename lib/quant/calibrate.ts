@@ -15,7 +15,7 @@ import { ACTIVATIONS, ENCODINGS } from '../backend/types.js';
 import type { NormalizedSpec } from '../spec.js';
 import type { QuantBackend } from './backend.js';
 import type { QuantActivations, QuantLayer } from './format.js';
-import { dequantizedBlockRows, dequantizeRows } from './quantize.js';
+import { forEachDequantizedRow } from './quantize.js';
 
 /** Relative errors of quantised outputs q against float outputs f over a set of rows. */
 export interface QuantErrorStats {
@@ -187,26 +187,19 @@ function measure(layer: QuantLayer, requested: QuantActivations, input: Float32A
  */
 export function biasCorrected(layer: QuantLayer, weight: Float32Array, input: Float32Array): QuantLayer {
   if (!layer.bias) return layer;
-  const { inputs: k, outputs: n } = layer;
+  const k = layer.inputs;
   const rows = input.length / k;
   const mean = new Float64Array(k);
   for (let r = 0; r < rows; r++) for (let p = 0; p < k; p++) mean[p] += input[r * k + p];
   for (let p = 0; p < k; p++) mean[p] /= rows;
   const bias = Float32Array.from(layer.bias);
-  const block = dequantizedBlockRows(k);
-  const dq = new Float32Array(Math.min(n, block) * k);
-  for (let j0 = 0; j0 < n; j0 += block) {
-    const j1 = Math.min(n, j0 + block);
-    dequantizeRows(layer, j0, j1, dq);
-    for (let j = j0; j < j1; j++) {
-      let shift = 0;
-      const at = (j - j0) * k;
-      for (let p = 0; p < k; p++) shift += (weight[j * k + p] - dq[at + p]) * mean[p];
-      // A shift past float32 (calibration inputs near FLT_MAX) is no correction: keep the bias.
-      const corrected = Math.fround(bias[j] + shift);
-      if (Number.isFinite(corrected)) bias[j] = corrected;
-    }
-  }
+  forEachDequantizedRow(layer, (j, dq, at) => {
+    let shift = 0;
+    for (let p = 0; p < k; p++) shift += (weight[j * k + p] - dq[at + p]) * mean[p];
+    // A shift past float32 (calibration inputs near FLT_MAX) is no correction: keep the bias.
+    const corrected = Math.fround(bias[j] + shift);
+    if (Number.isFinite(corrected)) bias[j] = corrected;
+  });
   return { ...layer, bias };
 }
 

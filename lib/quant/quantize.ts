@@ -157,30 +157,34 @@ export const LOST_COLUMN_ERROR = 0.5;
  * but stopped reading. -1 when there is none.
  */
 export function lostInput(weight: Float32Array, layer: QuantLayer): number {
-  const { inputs: k, outputs: n } = layer;
+  const k = layer.inputs;
   const err2 = new Float64Array(k);
   const ref2 = new Float64Array(k);
-  const block = dequantizedBlockRows(k);
-  const dq = new Float32Array(Math.min(n, block) * k);
-  for (let j0 = 0; j0 < n; j0 += block) {
-    const j1 = Math.min(n, j0 + block);
-    dequantizeRows(layer, j0, j1, dq);
-    for (let j = j0; j < j1; j++) {
-      for (let p = 0; p < k; p++) {
-        const w = weight[j * k + p];
-        const d = dq[(j - j0) * k + p] - w;
-        err2[p] += d * d;
-        ref2[p] += w * w;
-      }
+  forEachDequantizedRow(layer, (j, dq, at) => {
+    for (let p = 0; p < k; p++) {
+      const w = weight[j * k + p];
+      const d = dq[at + p] - w;
+      err2[p] += d * d;
+      ref2[p] += w * w;
     }
-  }
+  });
   for (let p = 0; p < k; p++) if (ref2[p] > 0 && err2[p] > LOST_COLUMN_ERROR * LOST_COLUMN_ERROR * ref2[p]) return p;
   return -1;
 }
 
-/** Rows of a layer k wide that dequantizeRows fills at a time: ~64K weights (256 KiB, in L2). */
-export function dequantizedBlockRows(k: number): number {
-  return Math.max(1, Math.floor(65536 / k));
+/**
+ * visit(j, dq, at) for every row j of a layer (as checked), dq[at, at + inputs) holding the row's
+ * dequantised weights; dequantizeRows fills dq ~64K weights (256 KiB, in L2) at a time.
+ */
+export function forEachDequantizedRow(layer: QuantLayer, visit: (j: number, dq: Float32Array, at: number) => void): void {
+  const { inputs: k, outputs: n } = layer;
+  const block = Math.max(1, Math.floor(65536 / k));
+  const dq = new Float32Array(Math.min(n, block) * k);
+  for (let j0 = 0; j0 < n; j0 += block) {
+    const j1 = Math.min(n, j0 + block);
+    dequantizeRows(layer, j0, j1, dq);
+    for (let j = j0; j < j1; j++) visit(j, dq, (j - j0) * k);
+  }
 }
 
 /** Largest |w| of row j over inputs [p0, p1). */
@@ -367,9 +371,9 @@ export function dequantizeLayer(value: QuantLayer): Float32Array {
 /**
  * Rows [j0, j1) of dequantizeLayer's result into out[0 .. (j1 - j0) x inputs), the layer taken
  * as checked. The loops over a whole large layer (biasCorrected, lostInput) go a block of rows
- * at a time through it: the whole float copy of a 4096 x 16384 layer is 268 MB, and allocating
- * and first touching it cost more than the arithmetic over it. Unchecked: for layers this
- * module made (dequantizeLayer checks what callers pass).
+ * at a time through it (forEachDequantizedRow): the whole float copy of a 4096 x 16384 layer
+ * is 268 MB, and allocating and first touching it cost more than the arithmetic over it.
+ * Unchecked: for layers this module made (dequantizeLayer checks what callers pass).
  */
 export function dequantizeRows(layer: QuantLayer, j0: number, j1: number, out: Float32Array): void {
   const { inputs: k, groupSize, inputScales } = layer;
