@@ -66,14 +66,12 @@ double max_abs(const float* row, std::size_t p0, std::size_t p1) {
 // Where the float kernels run AVX2 or wider (any x86 table but scalar; MLPKIT_ISA=scalar
 // keeps this baseline build), the search runs its AVX2 build: four double lanes instead of
 // two, the same operations in the same order, so the same bits.
-bool search_uses_avx2() {
 #if defined(__x86_64__) || defined(_M_X64)
+bool search_uses_avx2() {
   static const bool avx2 = std::strcmp(cpu::kernels().isa, "scalar") != 0;
   return avx2;
-#else
-  return false;
-#endif
 }
+#endif
 
 void group_errors(const float* row, std::size_t p0, std::size_t p1, const double* s, const double* z, std::size_t count,
                   double qmin, double qmax, double* e) {
