@@ -103,7 +103,7 @@ function predictOnce(model: Pick<BackendQuantModel, 'predict' | 'dispose'>, x: F
  * views quantize takes of net.getParameters(): for a 4096 -> 16384 layer that skips a 268 MB
  * copy (allocation and first-touch page faults included, ~0.2 s).
  */
-export function layerParameters(layer: FloatLayer): Float32Array {
+function layerParameters(layer: FloatLayer): Float32Array {
   const { weight, bias } = layer;
   if (!bias) return weight;
   if (bias.buffer === weight.buffer && bias.byteOffset === weight.byteOffset + weight.byteLength) {

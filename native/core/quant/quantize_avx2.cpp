@@ -6,8 +6,6 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include "core/quant/quantize_avx2.h"
 
-#include <cstring>
-
 namespace mlpkit::quant {
 namespace {
 
