@@ -1,10 +1,12 @@
-// `mlpkit serve`: serve model files over HTTP with createServer, optionally as several processes
-// sharing one port (node:cluster), and shut down gracefully on SIGINT / SIGTERM.
+// `mlpkit serve`: serve model files over HTTP with createServer from node:cluster workers (one by
+// default, for its V8 flags: young-generation.ts; several share the port), and shut down
+// gracefully on SIGINT / SIGTERM.
 
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { basename, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { setThreads } from '../../info.js';
 import { sumMetricsTexts } from '../../server/metrics.js';
@@ -13,6 +15,7 @@ import { createServer } from '../../server/server.js';
 import { choiceOption, flag, intOption, numberOption, parseCommand, stringOption, type Command, type Io, type Parsed } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile } from '../model-file.js';
+import { semiSpaceChosen, serveExecArgv } from '../young-generation.js';
 
 const usage = `Usage: mlpkit serve MODEL... [options]
 
@@ -56,6 +59,12 @@ Endpoints
 
 SIGINT / SIGTERM: stop accepting, finish the requests in flight, exit (a second signal cuts them).
 
+Processes: the server runs in --workers processes (node:cluster) started with the node flag
+  --max-semi-space-size=64 (a larger V8 young generation: it avoids a garbage-collection state
+  that cost ~20% of the requests per second under load); a worker that dies is restarted. Start
+  node with your own --max-semi-space-size (or put it in NODE_OPTIONS) to serve from the mlpkit
+  process itself.
+
 Example
   mlpkit serve demo=model.safetensors --port 8080
   curl -s localhost:8080/v1/models/demo/predict -d '{"inputs": [[0.1, 0.2, ...]]}'`;
@@ -76,6 +85,8 @@ interface MetricsMessage {
   id?: number;
   text?: string;
   listening?: string;
+  /** With the listening message: the models served, for the primary's one-worker banner. */
+  models?: string;
 }
 
 interface ModelArg {
@@ -139,14 +150,36 @@ function listenError(err: NodeJS.ErrnoException, port: number, host: string): Er
   return err;
 }
 
-/** The cluster primary: forks the workers, restarts one that dies, forwards the stop signal. */
+/** True when this process runs the mlpkit executable itself, so a cluster worker forked from it runs it too. */
+function isCliProcess(): boolean {
+  try {
+    return realpathSync(process.argv[1] ?? '') === realpathSync(fileURLToPath(new URL('../main.js', import.meta.url)));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The cluster primary: forks the workers (with the server's V8 flags, young-generation.ts),
+ * restarts one that dies, forwards the stop signal. With one worker (the default, forked only for
+ * those flags) it speaks as a single server does: the models on start, "stopped" at the end.
+ */
 function runPrimary(workers: number, io: Io): Promise<number> {
+  const single = workers === 1;
+  // One worker has nothing to balance: it accepts its connections itself, not through the primary.
+  if (single) cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ execArgv: serveExecArgv() });
   return new Promise((resolve) => {
     let stopping = false;
     let exitCode = 0;
     let reported = false;
     const listening = new Set<number>(); // worker ids that have listened
     const alive = () => Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+    const done = () => {
+      if (single && !stopping) return resolve(exitCode); // it failed to start: its error is printed
+      if (single) io.stderr.write('mlpkit serve: stopped\n');
+      resolve(exitCode);
+    };
     for (let i = 0; i < workers; i++) cluster.fork();
     let nextCollect = 0;
     const collecting = new Map<number, (text: string) => void>();
@@ -174,14 +207,20 @@ function runPrimary(workers: number, io: Io): Promise<number> {
       listening.add(worker.id);
       if (!reported) {
         reported = true; // every worker listens on the same address
-        io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
+        // A worker started later (a restart) takes the port the first one got, also under
+        // --port 0 (parseArgs keeps an option's last value).
+        const port = new URL(message.listening).port;
+        if (port) cluster.setupPrimary({ args: [...process.argv.slice(2), '--port', port] });
+        if (single) io.stdout.write(`mlpkit serve: listening on ${message.listening}; models: ${message.models}\n`);
+        else io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
       }
     });
     cluster.on('exit', (worker, code, signal) => {
       if (!stopping && !listening.has(worker.id)) {
         // It failed before it served (a model that does not load, a port in use): so would
         // every other. Its error is on stderr; stop rather than restart it forever.
-        exitCode = 1;
+        exitCode = code || 1;
+        if (single) return done();
         stop('SIGTERM', `worker ${worker.process.pid} exited (${signal ?? code}) before it listened; stopping`);
       } else if (!stopping) {
         io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
@@ -191,9 +230,9 @@ function runPrimary(workers: number, io: Io): Promise<number> {
         }, 200);
         return;
       }
-      if (alive().length === 0) resolve(exitCode);
+      if (alive().length === 0) done();
     });
-    const stop = (signal: NodeJS.Signals, why = `${signal}: stopping the workers`) => {
+    const stop = (signal: NodeJS.Signals, why = `${signal}: ${single ? 'finishing the requests in flight' : 'stopping the workers'}`) => {
       if (stopping) {
         for (const w of alive()) w.process.kill('SIGKILL');
         return;
@@ -202,7 +241,7 @@ function runPrimary(workers: number, io: Io): Promise<number> {
       io.stderr.write(`mlpkit serve: ${why}\n`);
       const workersLeft = alive();
       for (const w of workersLeft) w.process.kill('SIGTERM');
-      if (workersLeft.length === 0) resolve(exitCode);
+      if (workersLeft.length === 0) done();
     };
     // (A signal listener is called with the signal's number too: not stop's reason.)
     process.on('SIGINT', (signal) => stop(signal));
@@ -231,7 +270,11 @@ export const serveCommand: Command = {
     const threads = intOption(values, 'threads', Math.max(1, Math.floor(availableParallelism() / workers)), 1, 256);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const options = serverOptions(values);
-    if (workers > 1 && cluster.isPrimary) return runPrimary(workers, io);
+    // The server runs in a cluster worker when there are several, and also when this process
+    // lacks the young generation it serves best with (young-generation.ts); a user who chose
+    // a size with --max-semi-space-size gets one process, as does a caller of run() that is not
+    // the mlpkit executable (a fork would start that caller's script instead).
+    if (cluster.isPrimary && (workers > 1 || (!semiSpaceChosen() && isCliProcess()))) return runPrimary(workers, io);
 
     setThreads(threads);
     const loaded: Record<string, ServableModel> = {};
@@ -271,7 +314,7 @@ export const serveCommand: Command = {
         }
         process.send?.({ type: METRICS_ASK, id });
       });
-      process.send?.({ listening: address.url });
+      process.send?.({ listening: address.url, models: list });
     }
     else io.stdout.write(`mlpkit serve: listening on ${address.url}; models: ${list}\n`);
 
