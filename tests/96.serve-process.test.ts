@@ -4,12 +4,13 @@
 // (a terminal's Ctrl-C) stops it gracefully, once.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp } from '../lib/index.js';
+import { withPort } from '../lib/cli/commands/serve.js';
 import { SERVE_SEMI_SPACE_MB, semiSpaceChosen, serveExecArgv } from '../lib/cli/young-generation.js';
 import { backendsUnderTest } from './helpers.js';
 import { until } from './server-support.js';
@@ -21,7 +22,8 @@ const modelPath = join(dir, 'demo.safetensors');
 net.saveSync(modelPath);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const hasProc = existsSync('/proc/self/task');
+// The tests find the worker through /proc/PID/task/PID/children (Linux, CONFIG_PROC_CHILDREN).
+const hasProc = existsSync(`/proc/self/task/${process.pid}/children`);
 
 /** Child pids of `pid` (Linux /proc). */
 function childrenOf(pid: number): number[] {
@@ -58,7 +60,8 @@ async function serve(env: NodeJS.ProcessEnv = process.env, options: { detached?:
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  // 'close', not 'exit': by then everything the command wrote to stderr has been read.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   await until('the server to listen', () => /listening on (http:\S+);/.test(out) || child.exitCode !== null);
   const url = /listening on (http:\S+);/.exec(out)?.[1];
   expect(url, err).toBeDefined();
@@ -83,6 +86,11 @@ describe('young-generation flags', () => {
     expect(serveExecArgv(['--trace-gc'], '')).toEqual(['--trace-gc', `--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`]);
     expect(serveExecArgv(['--max-semi-space-size=16'], '')).toEqual(['--max-semi-space-size=16']);
     expect(serveExecArgv([], '--max-semi-space-size=16')).toEqual([]);
+  });
+
+  it('gives a restarted worker the first one\'s port where parseArgs reads it last, before a --', () => {
+    expect(withPort(['serve', 'm.safetensors', '--port', '0'], 4321)).toEqual(['serve', 'm.safetensors', '--port', '0', '--port', '4321']);
+    expect(withPort(['serve', '-p', '0', '--', '--odd-name.safetensors'], 80)).toEqual(['serve', '-p', '0', '--port', '80', '--', '--odd-name.safetensors']);
   });
 });
 
@@ -135,11 +143,51 @@ describe.runIf(hasProc)('mlpkit serve processes', () => {
     expect((await s.exited).code).toBe(1); // a worker died: the command reports it
   });
 
-  it('a Ctrl-C that reaches the whole process group stops the server once, gracefully', async () => {
-    const s = await serve(process.env, { detached: true }); // its own process group, as under a terminal
-    process.kill(-s.child.pid!, 'SIGINT');
-    expect(await s.exited).toEqual({ code: 0, signal: null });
-    expect(s.err().match(/SIGINT: finishing the requests in flight/g)).toHaveLength(1);
-    expect(s.err()).toMatch(/mlpkit serve: stopped\n$/);
+  // A terminal's Ctrl-C, systemd's stop (KillMode=control-group) and `timeout` signal the whole
+  // process group: the worker gets the signal twice, once directly and once from the primary,
+  // and a second signal would cut the requests in flight.
+  it.each(['SIGINT', 'SIGTERM'] as const)('%s to the whole process group stops the server once, gracefully', async (signal) => {
+    const s = await serve(process.env, { detached: true }); // its own process group
+    try {
+      await predictsLikeTheModel(s.url);
+      // A request in flight: headers and the first bytes of its body sent, the rest after the stop.
+      const x = [0.5, -1, 2, 0.25];
+      const body = JSON.stringify({ inputs: [x] });
+      const socket = connect(Number(new URL(s.url).port), '127.0.0.1');
+      let answer = '';
+      socket.on('data', (d) => (answer += d));
+      const closed = new Promise((resolve) => socket.on('close', resolve));
+      socket.write(`POST /v1/models/demo/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
+      await until('the server to read the first bytes', async () => /mlpkit_buffered_body_bytes 5\b/.test(await (await fetch(`${s.url}/metrics`)).text()));
+      process.kill(-s.child.pid!, signal);
+      // Both copies of the signal have reached the worker long before this (the second one, taken
+      // as a second stop, used to close every connection, this one too).
+      await new Promise((r) => setTimeout(r, 300));
+      socket.end(body.slice(5));
+      await closed;
+      expect(answer).toMatch(/^HTTP\/1.1 200 /);
+      expect(Float32Array.from(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).outputs[0])).toEqual(net.predict(new Float32Array(x)));
+      expect(await s.exited).toEqual({ code: 0, signal: null });
+      expect(s.err().match(/\w+: finishing the requests in flight/g)).toEqual([`${signal}: finishing the requests in flight`]);
+      expect(s.err()).toMatch(/mlpkit serve: stopped\n$/);
+    } finally {
+      try {
+        process.kill(-s.child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  it('a server that cannot start says why once and exits 1', async () => {
+    const bad = join(dir, 'bad.safetensors');
+    writeFileSync(bad, 'not a safetensors file');
+    const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', bad, '--port', '0', '--backend', backend], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    expect(code).toBe(1);
+    expect(err.match(/mlpkit serve: /g), err).toHaveLength(1);
+    expect(err).toMatch(/bad\.safetensors/);
   });
 });

@@ -393,7 +393,8 @@ describe('mlpkit serve', () => {
       let err = '';
       child.stdout.on('data', (d) => (out += d));
       child.stderr.on('data', (d) => (err += d));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      // 'close', not 'exit': by then everything the command wrote to stderr has been read.
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
       await until('the server to listen', () => listening.test(out) || child.exitCode !== null);
       const url = listening.exec(out)?.[1];
       expect(url, err).toBeDefined();

@@ -5,8 +5,10 @@
 // still reachable and promoted them, so the old space filled every ~250 ms: 17-19 mark-compacts
 // in 5 s of load instead of 1, and ~20% fewer requests per second at 64 connections (Node 20,
 // --trace-gc-nvp: new_space_survived ~2.8 MB per scavenge against ~0.16 MB in the other half).
-// With a 64 MiB semi-space none of 13 runs did, at ~20 MiB more peak memory. V8 reads the size
-// only when the process starts, so the server runs in a process started with it (serve.ts).
+// With a 64 MiB semi-space none of 13 runs did (0 of 8 against 4 of 8 with the default, runs
+// alternated). The price is memory: peak RSS 241-248 MiB against 149-150 MiB under 1024
+// connections, ~118 against 94-115 MiB at 64. V8 reads the size only when the process starts, so
+// the server runs in a process started with it (serve.ts).
 
 /** The semi-space the server's processes get unless the user chose one. */
 export const SERVE_SEMI_SPACE_MB = 64;

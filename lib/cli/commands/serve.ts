@@ -3,7 +3,7 @@
 // gracefully on SIGINT / SIGTERM.
 
 import cluster, { type Worker } from 'node:cluster';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import { existsSync, realpathSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,7 +85,8 @@ interface MetricsMessage {
   id?: number;
   text?: string;
   listening?: string;
-  /** With the listening message: the models served, for the primary's one-worker banner. */
+  /** With the listening message: the port (for restarted workers) and the models (for the one-worker banner). */
+  port?: number;
   models?: string;
 }
 
@@ -150,6 +151,12 @@ function listenError(err: NodeJS.ErrnoException, port: number, host: string): Er
   return err;
 }
 
+/** The command line with `--port port` added where parseArgs takes it as the option's last value (before a `--`). */
+export function withPort(args: readonly string[], port: number): string[] {
+  const end = args.indexOf('--');
+  return end < 0 ? [...args, '--port', String(port)] : [...args.slice(0, end), '--port', String(port), ...args.slice(end)];
+}
+
 /** True when this process runs the mlpkit executable itself, so a cluster worker forked from it runs it too. */
 function isCliProcess(): boolean {
   try {
@@ -174,8 +181,13 @@ function runPrimary(workers: number, io: Io): Promise<number> {
     let exitCode = 0;
     let reported = false;
     const listening = new Set<number>(); // worker ids that have listened
-    const alive = () => Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+    // (Node may emit a worker's 'exit' before removing it from cluster.workers.)
+    const alive = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+    let finished = false;
     const done = () => {
+      // (Two workers dead by the time the first 'exit' event comes both find none alive.)
+      if (finished) return;
+      finished = true;
       if (single && !stopping) return resolve(exitCode); // it failed to start: its error is printed
       if (single) io.stderr.write('mlpkit serve: stopped\n');
       resolve(exitCode);
@@ -209,8 +221,7 @@ function runPrimary(workers: number, io: Io): Promise<number> {
         reported = true; // every worker listens on the same address
         // A worker started later (a restart) takes the port the first one got, also under
         // --port 0 (parseArgs keeps an option's last value).
-        const port = new URL(message.listening).port;
-        if (port) cluster.setupPrimary({ args: [...process.argv.slice(2), '--port', port] });
+        if (typeof message.port === 'number') cluster.setupPrimary({ args: withPort(process.argv.slice(2), message.port) });
         if (single) io.stdout.write(`mlpkit serve: listening on ${message.listening}; models: ${message.models}\n`);
         else io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
       }
@@ -220,6 +231,12 @@ function runPrimary(workers: number, io: Io): Promise<number> {
         // It failed before it served (a model that does not load, a port in use): so would
         // every other. Its error is on stderr; stop rather than restart it forever.
         exitCode = code || 1;
+        if (single && signal) {
+          // Killed (the OOM killer, a crash loading the model): say so, and exit as a shell
+          // reports a killed process.
+          io.stderr.write(`mlpkit serve: the server process was killed by ${signal} before it listened\n`);
+          exitCode = 128 + ((osConstants.signals as Record<string, number>)[signal] ?? 0);
+        }
         if (single) return done();
         stop('SIGTERM', `worker ${worker.process.pid} exited (${signal ?? code}) before it listened; stopping`);
       } else if (!stopping) {
@@ -314,7 +331,7 @@ export const serveCommand: Command = {
         }
         process.send?.({ type: METRICS_ASK, id });
       });
-      process.send?.({ listening: address.url, models: list });
+      process.send?.({ listening: address.url, port: address.port, models: list });
     }
     else io.stdout.write(`mlpkit serve: listening on ${address.url}; models: ${list}\n`);
 
@@ -322,7 +339,9 @@ export const serveCommand: Command = {
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {
         if (++signals > 1) {
-          server.http.closeAllConnections();
+          // A worker's second SIGTERM is usually the same stop twice (a signal to the whole
+          // process group, then the primary's): the primary cuts a worker with SIGKILL instead.
+          if (!cluster.isWorker) server.http.closeAllConnections();
           return;
         }
         if (!cluster.isWorker) io.stderr.write(`mlpkit serve: ${signal}: finishing the requests in flight\n`);
