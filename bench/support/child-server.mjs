@@ -44,12 +44,27 @@ export function startServer(label, args, { timeoutMs = 20_000 } = {}) {
   });
 }
 
-/** Resident memory of a process in bytes (Linux /proc; null elsewhere). */
+/**
+ * Resident memory of a process and its descendants in bytes (Linux /proc; null elsewhere): a
+ * server may run in cluster workers (mlpkit serve forks its server; --workers N forks N), and
+ * the memory it holds is theirs, not only the primary's.
+ */
 export function rssOf(pid) {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
+    if (!m) return null;
+    let bytes = Number(m[1]) * 1024;
+    for (const child of childPids(pid)) bytes += rssOf(child) ?? 0;
+    return bytes;
   } catch {
     return null;
+  }
+}
+
+function childPids(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
   }
 }
