@@ -263,7 +263,8 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     const start = performance.now();
     ctx.onRequestStart();
     const state: RequestState = { labels: NO_MODEL, predict: false, cancel: null };
-    res.once('close', () => {
+    // 'close' comes once per response: on(), not once(), spares a wrapper per request.
+    res.on('close', () => {
       // A client gone while its request waits in the queue: the slot goes to the next request.
       state.cancel?.();
       const raw = (res as ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY];

@@ -15,7 +15,7 @@ export class ServerMetrics {
   readonly batchRows: Histogram;
   readonly batchRequests: Histogram;
   private readonly gauges: Gauge[];
-  private readonly statusLabels = new Map<string, { model: string; status: string }>(); // one label object per pair
+  private readonly statusLabels = new Map<string, Map<string, { model: string; status: string }>>(); // one label object per (model, status)
 
   constructor(
     maxBatchRows: number,
@@ -40,9 +40,11 @@ export class ServerMetrics {
    * before they reached the handler (bad HTTP, slow headers); status a code or 'aborted'.
    */
   countRequest(model: string, status: string): void {
-    const key = `${model} ${status}`;
-    let labels = this.statusLabels.get(key);
-    if (!labels) this.statusLabels.set(key, (labels = { model, status }));
+    // Two lookups by the strings as given, not one by a key built per request.
+    let byStatus = this.statusLabels.get(model);
+    if (!byStatus) this.statusLabels.set(model, (byStatus = new Map()));
+    let labels = byStatus.get(status);
+    if (!labels) byStatus.set(status, (labels = { model, status }));
     this.requests.inc(labels);
   }
 
