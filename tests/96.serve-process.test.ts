@@ -1,17 +1,16 @@
-// `mlpkit serve` and its processes: by default the server runs in one cluster worker started
-// with a 64 MiB V8 semi-space (lib/cli/young-generation.ts says why); a user who set the size
-// gets one process; the worker is restarted if it dies, and SIGINT to the whole process group
-// (a terminal's Ctrl-C) stops it gracefully, once.
+// `mlpkit serve` and its processes: the server runs in the command's own process with V8's
+// allocation-site pretenuring turned off (lib/server/v8-pretenuring.ts says why); --workers N
+// forks N workers, restarts one that dies on the same port, and SIGINT / SIGTERM to the whole
+// process group (a terminal's Ctrl-C, systemd) stops them gracefully, once.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp } from '../lib/index.js';
-import { withPort } from '../lib/cli/commands/serve.js';
-import { SERVE_SEMI_SPACE_MB, semiSpaceChosen, serveExecArgv } from '../lib/cli/young-generation.js';
+import { pretenuringChosen } from '../lib/server/v8-pretenuring.js';
 import { backendsUnderTest } from './helpers.js';
 import { until } from './server-support.js';
 
@@ -22,7 +21,7 @@ const modelPath = join(dir, 'demo.safetensors');
 net.saveSync(modelPath);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-// The tests find the worker through /proc/PID/task/PID/children (Linux, CONFIG_PROC_CHILDREN).
+// The tests find the workers through /proc/PID/task/PID/children (Linux, CONFIG_PROC_CHILDREN).
 const hasProc = existsSync(`/proc/self/task/${process.pid}/children`);
 
 /** Child pids of `pid` (Linux /proc). */
@@ -53,17 +52,26 @@ function freePort(): Promise<number> {
   });
 }
 
-async function serve(env: NodeJS.ProcessEnv = process.env, options: { detached?: boolean; port?: number } = {}): Promise<Served> {
-  const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', `demo=${modelPath}`, '--port', String(options.port ?? 0), '--backend', backend, '--threads', '1'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env, detached: options.detached });
+interface ServeOptions {
+  detached?: boolean;
+  port?: number;
+  workers?: number;
+  nodeFlags?: string[];
+}
+
+async function serve(options: ServeOptions = {}): Promise<Served> {
+  const workers = options.workers ?? 1;
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), 'dist/cli/main.js', 'serve', `demo=${modelPath}`, '--port', String(options.port ?? 0),
+    '--backend', backend, '--threads', '1', '--workers', String(workers)], { stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
   // 'close', not 'exit': by then everything the command wrote to stderr has been read.
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  await until('the server to listen', () => /listening on (http:\S+);/.test(out) || child.exitCode !== null);
-  const url = /listening on (http:\S+);/.exec(out)?.[1];
+  const listening = /listening on (http:[^\s;]+)/;
+  await until('the server to listen', () => listening.test(out) || child.exitCode !== null);
+  const url = listening.exec(out)?.[1];
   expect(url, err).toBeDefined();
   return { child, url: url!, out: () => out, err: () => err, exited };
 }
@@ -76,55 +84,80 @@ async function predictsLikeTheModel(url: string): Promise<void> {
   expect(Float32Array.from(body.outputs[0])).toEqual(net.predict(new Float32Array(x)));
 }
 
-describe('young-generation flags', () => {
-  it('adds the semi-space size unless the user gave one, in either spelling or in NODE_OPTIONS', () => {
-    expect(semiSpaceChosen([], '')).toBe(false);
-    expect(semiSpaceChosen(['--max-semi-space-size=32'], '')).toBe(true);
-    expect(semiSpaceChosen(['--max_semi_space_size', '32'], '')).toBe(true);
-    expect(semiSpaceChosen([], '--trace-gc --max-semi-space-size=8')).toBe(true);
-    expect(semiSpaceChosen(['--max-old-space-size=4096'], '--max-old-space-size=1')).toBe(false);
-    expect(serveExecArgv(['--trace-gc'], '')).toEqual(['--trace-gc', `--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`]);
-    expect(serveExecArgv(['--max-semi-space-size=16'], '')).toEqual(['--max-semi-space-size=16']);
-    expect(serveExecArgv([], '--max-semi-space-size=16')).toEqual([]);
+describe('the pretenuring flag', () => {
+  it('leaves the pretenuring flag alone when node was started with it, on or off, in either spelling', () => {
+    expect(pretenuringChosen([])).toBe(false);
+    expect(pretenuringChosen(['--max-semi-space-size=32', '--trace-gc'])).toBe(false);
+    expect(pretenuringChosen(['--allocation-site-pretenuring'])).toBe(true);
+    expect(pretenuringChosen(['--no-allocation-site-pretenuring'])).toBe(true);
+    expect(pretenuringChosen(['--no_allocation_site_pretenuring'])).toBe(true);
+  });
+});
+
+describe('createServer and V8 pretenuring', () => {
+  // A program that embeds the server: pretenuring decisions (printed by
+  // --trace-pretenuring-statistics at scavenges) stop once createServer has run, unless it is
+  // asked to keep them. The objects made after it are short-lived, as requests are.
+  const program = `
+    import { Mlp, createServer } from ${JSON.stringify(join(process.cwd(), 'dist', 'index.js'))};
+    const net = new Mlp({ inputs: 4, layers: [{ units: 2 }], seed: 1 });
+    const server = createServer({ models: { m: net }, ...(process.argv[1] === 'keep' ? { keepV8Pretenuring: true } : {}) });
+    console.log('=== server created');
+    const make = (i) => ({ i, list: [i, i + 1], inner: { s: 'x' + i } });
+    let held = [];
+    for (let i = 0; i < 400000; i++) { held.push(make(i)); if (held.length > 20000) held = []; }
+    await server.close();
+    net.dispose();`;
+  const decisionsAfterCreate = (mode: string) => new Promise<number>((resolve, reject) => {
+    execFile(process.execPath, ['--trace-pretenuring-statistics', '--max-semi-space-size=1', '--input-type=module', '-e', program, mode], (err, stdout) => {
+      if (err) return reject(err);
+      const after = stdout.slice(stdout.indexOf('=== server created'));
+      resolve((after.match(/pretenuring:/g) ?? []).length);
+    });
   });
 
-  it('gives a restarted worker the first one\'s port where parseArgs reads it last, before a --', () => {
-    expect(withPort(['serve', 'm.safetensors', '--port', '0'], 4321)).toEqual(['serve', 'm.safetensors', '--port', '0', '--port', '4321']);
-    expect(withPort(['serve', '-p', '0', '--', '--odd-name.safetensors'], 80)).toEqual(['serve', '-p', '0', '--port', '80', '--', '--odd-name.safetensors']);
+  it('turns it off for the process by default, and keepV8Pretenuring: true leaves it on', async () => {
+    expect(await decisionsAfterCreate('default')).toBe(0);
+    expect(await decisionsAfterCreate('keep')).toBeGreaterThan(0);
   });
 });
 
 describe.runIf(hasProc)('mlpkit serve processes', () => {
-  it('serves from one worker started with the larger semi-space, and stops gracefully on SIGTERM', async () => {
-    const s = await serve();
+  // --trace-pretenuring-statistics prints V8's pretenuring decisions at scavenges, and nothing
+  // once the flag is off: the server's own process must print none under a burst of requests
+  // (scavenges while the CLI's modules load, before the command turns it off, may print some).
+  async function pretenuringLines(nodeFlags: string[]): Promise<{ lines: number; children: number[] }> {
+    const s = await serve({ nodeFlags: ['--trace-pretenuring-statistics', '--max-semi-space-size=1', ...nodeFlags] });
+    let children: number[];
     try {
-      const workers = childrenOf(s.child.pid!);
-      expect(workers).toHaveLength(1);
-      expect(cmdline(workers[0])).toContain(`--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`);
-      expect(cmdline(s.child.pid!)).not.toContain(`--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`);
+      children = childrenOf(s.child.pid!);
       await predictsLikeTheModel(s.url);
-    } finally {
-      s.child.kill('SIGTERM');
-    }
-    expect(await s.exited).toEqual({ code: 0, signal: null });
-    expect(s.err()).toMatch(/SIGTERM: finishing the requests in flight\nmlpkit serve: stopped\n$/);
-  });
-
-  it('runs in one process when the user chose a semi-space size', async () => {
-    const s = await serve({ ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=32`.trim() });
-    try {
-      expect(childrenOf(s.child.pid!)).toEqual([]);
-      await predictsLikeTheModel(s.url);
+      const body = JSON.stringify({ inputs: [[0.5, -1, 2, 0.25]] });
+      for (let round = 0; round < 20; round++) {
+        await Promise.all(Array.from({ length: 32 }, () => fetch(`${s.url}/v1/models/demo/predict`, { method: 'POST', body }).then((r) => r.arrayBuffer())));
+      }
     } finally {
       s.child.kill('SIGTERM');
     }
     expect((await s.exited).code).toBe(0);
     expect(s.err()).toMatch(/SIGTERM: finishing the requests in flight\nmlpkit serve: stopped\n$/);
+    const served = s.out().slice(s.out().indexOf('listening on'));
+    return { lines: (served.match(/pretenuring:/g) ?? []).length, children };
+  }
+
+  it('serves from its own process with allocation-site pretenuring off, and stops gracefully on SIGTERM', async () => {
+    const off = await pretenuringLines([]);
+    expect(off.children).toEqual([]);
+    expect(off.lines).toBe(0);
+    // The same run with the flag chosen on: V8 reports its decisions, so the check above can fail.
+    const on = await pretenuringLines(['--allocation-site-pretenuring']);
+    expect(on.lines).toBeGreaterThan(0);
   });
 
-  it.each([['a given port', freePort], ['--port 0', async () => 0]])('restarts a worker that dies, on the same port (%s)', async (_, port) => {
-    const s = await serve(process.env, { port: await port() });
+  it.each([['a given port', freePort], ['--port 0', async () => 0]])('--workers 2 restarts a worker that dies, on the same port (%s)', async (_, port) => {
+    const s = await serve({ port: await port(), workers: 2 });
     try {
+      expect(childrenOf(s.child.pid!)).toHaveLength(2);
       const [first] = childrenOf(s.child.pid!);
       process.kill(first, 'SIGKILL');
       await until('another worker', () => /exited \(SIGKILL\); starting another/.test(s.err()) && childrenOf(s.child.pid!).some((p) => p !== first));
@@ -144,10 +177,10 @@ describe.runIf(hasProc)('mlpkit serve processes', () => {
   });
 
   // A terminal's Ctrl-C, systemd's stop (KillMode=control-group) and `timeout` signal the whole
-  // process group: the worker gets the signal twice, once directly and once from the primary,
+  // process group: a worker gets the signal twice, once directly and once from the primary,
   // and a second signal would cut the requests in flight.
-  it.each(['SIGINT', 'SIGTERM'] as const)('%s to the whole process group stops the server once, gracefully', async (signal) => {
-    const s = await serve(process.env, { detached: true }); // its own process group
+  it.each([['SIGINT', 1], ['SIGTERM', 1], ['SIGINT', 2], ['SIGTERM', 2]] as const)('%s to the whole process group stops the server (--workers %i) once, gracefully', async (signal, workers) => {
+    const s = await serve({ detached: true, workers }); // its own process group
     try {
       await predictsLikeTheModel(s.url);
       // A request in flight: headers and the first bytes of its body sent, the rest after the stop.
@@ -168,8 +201,12 @@ describe.runIf(hasProc)('mlpkit serve processes', () => {
       expect(answer).toMatch(/^HTTP\/1.1 200 /);
       expect(Float32Array.from(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).outputs[0])).toEqual(net.predict(new Float32Array(x)));
       expect(await s.exited).toEqual({ code: 0, signal: null });
-      expect(s.err().match(/\w+: finishing the requests in flight/g)).toEqual([`${signal}: finishing the requests in flight`]);
-      expect(s.err()).toMatch(/mlpkit serve: stopped\n$/);
+      if (workers === 1) {
+        expect(s.err().match(/\w+: finishing the requests in flight/g)).toEqual([`${signal}: finishing the requests in flight`]);
+        expect(s.err()).toMatch(/mlpkit serve: stopped\n$/);
+      } else {
+        expect(s.err()).toBe(`mlpkit serve: ${signal}: stopping the workers\n`);
+      }
     } finally {
       try {
         process.kill(-s.child.pid!, 'SIGKILL');

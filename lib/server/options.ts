@@ -71,6 +71,14 @@ export interface ServerOptions {
   retryAfterSeconds?: number;
   /** Called for every predict call (tests, logging). */
   onBatch?: (event: BatchEvent) => void;
+  /**
+   * Leave V8's allocation-site pretenuring on. By default createServer turns it off for the
+   * whole process (unless node was started with --allocation-site-pretenuring or
+   * --no-allocation-site-pretenuring): in about half of the processes started it moved every
+   * finished request into the old space under load and cost ~20% of the throughput
+   * (lib/server/v8-pretenuring.ts). It changes only when V8 promotes objects. Default false.
+   */
+  keepV8Pretenuring?: boolean;
 }
 
 export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | 'models'>> & {
@@ -81,7 +89,7 @@ export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | '
 /** The names ServerOptions takes. */
 export const SERVER_OPTION_KEYS = [
   'models', 'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'queueTimeoutMs', 'maxBodyBytes', 'maxBufferedBodyBytes', 'headersTimeoutMs',
-  'requestTimeoutMs', 'keepAliveTimeoutMs', 'writeTimeoutMs', 'inlineMacs', 'retryAfterSeconds', 'onBatch',
+  'requestTimeoutMs', 'keepAliveTimeoutMs', 'writeTimeoutMs', 'inlineMacs', 'retryAfterSeconds', 'onBatch', 'keepV8Pretenuring',
 ] as const;
 
 /** Model names are URL path segments: letters, digits, '.', '_' and '-', 1 to 128 of them. */
@@ -149,5 +157,6 @@ export function normalizeServerOptions(value: unknown): NormalizedServerOptions 
     inlineMacs: num('inlineMacs', 4 << 20),
     retryAfterSeconds: int('retryAfterSeconds', 1, 0),
     onBatch: (onBatch as NormalizedServerOptions['onBatch']) ?? null,
+    keepV8Pretenuring: o.keepV8Pretenuring === undefined ? false : expectBoolean('options.keepV8Pretenuring', o.keepV8Pretenuring),
   };
 }

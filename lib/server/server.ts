@@ -15,6 +15,7 @@ import { errorBody } from './errors.js';
 import { LINGERING, RAW_REPLY, createHandler, type ServedModel } from './http.js';
 import { normalizeServerOptions, type NormalizedServerOptions, type ServableModel, type ServerOptions } from './options.js';
 import { ServerMetrics } from './server-metrics.js';
+import { turnOffPretenuring } from './v8-pretenuring.js';
 import { expectNumber, expectObject, rejectUnknownKeys } from '../validate.js';
 
 // Pending connections the kernel holds for accept() (capped by net.core.somaxconn). Node's
@@ -71,6 +72,7 @@ export class ModelServer {
   constructor(options: ServerOptions) {
     const o = normalizeServerOptions(options);
     this.options = o;
+    if (!o.keepV8Pretenuring) turnOffPretenuring();
     // Node checks both timeouts only this often (default 30 s): a fraction of the shorter one.
     this.checkEveryMs = Math.max(50, Math.min(1000, Math.floor(o.headersTimeoutMs / 4)));
     const bodyBudget = new BodyBudget(o.maxBufferedBodyBytes, o.retryAfterSeconds);

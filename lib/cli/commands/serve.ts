@@ -1,10 +1,9 @@
-// `mlpkit serve`: serve model files over HTTP with createServer from node:cluster workers (one by
-// default, for its V8 flags: young-generation.ts; several share the port), and shut down
-// gracefully on SIGINT / SIGTERM.
+// `mlpkit serve`: serve model files over HTTP with createServer, in this process or in several
+// node:cluster workers that share the port, and shut down gracefully on SIGINT / SIGTERM.
 
 import cluster, { type Worker } from 'node:cluster';
-import { availableParallelism, constants as osConstants } from 'node:os';
-import { existsSync, realpathSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { existsSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
@@ -15,7 +14,7 @@ import { createServer } from '../../server/server.js';
 import { choiceOption, flag, intOption, numberOption, parseCommand, stringOption, type Command, type Io, type Parsed } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile } from '../model-file.js';
-import { semiSpaceChosen, serveExecArgv } from '../young-generation.js';
+import { turnOffPretenuring } from '../../server/v8-pretenuring.js';
 
 const usage = `Usage: mlpkit serve MODEL... [options]
 
@@ -59,12 +58,6 @@ Endpoints
 
 SIGINT / SIGTERM: stop accepting, finish the requests in flight, exit (a second signal cuts them).
 
-Processes: the server runs in --workers processes (node:cluster) started with the node flag
-  --max-semi-space-size=64 (a larger V8 young generation: it avoids a garbage-collection state
-  that cost ~20% of the requests per second under load); a worker that dies is restarted. Start
-  node with your own --max-semi-space-size (or put it in NODE_OPTIONS) to serve from the mlpkit
-  process itself.
-
 Example
   mlpkit serve demo=model.safetensors --port 8080
   curl -s localhost:8080/v1/models/demo/predict -d '{"inputs": [[0.1, 0.2, ...]]}'`;
@@ -85,9 +78,6 @@ interface MetricsMessage {
   id?: number;
   text?: string;
   listening?: string;
-  /** With the listening message: the port (for restarted workers) and the models (for the one-worker banner). */
-  port?: number;
-  models?: string;
 }
 
 interface ModelArg {
@@ -151,31 +141,15 @@ function listenError(err: NodeJS.ErrnoException, port: number, host: string): Er
   return err;
 }
 
-/** The command line with `--port port` added where parseArgs takes it as the option's last value (before a `--`). */
-export function withPort(args: readonly string[], port: number): string[] {
-  const end = args.indexOf('--');
-  return end < 0 ? [...args, '--port', String(port)] : [...args.slice(0, end), '--port', String(port), ...args.slice(end)];
-}
-
-/** True when this process runs the mlpkit executable itself, so a cluster worker forked from it runs it too. */
-function isCliProcess(): boolean {
-  try {
-    return realpathSync(process.argv[1] ?? '') === realpathSync(fileURLToPath(new URL('../main.js', import.meta.url)));
-  } catch {
-    return false;
-  }
-}
+/** The mlpkit executable, which workers run whoever called serve (the bin or runCli in a script). */
+const CLI_MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
 /**
- * The cluster primary: forks the workers (with the server's V8 flags, young-generation.ts),
- * restarts one that dies, forwards the stop signal. With one worker (the default, forked only for
- * those flags) it speaks as a single server does: the models on start, "stopped" at the end.
+ * The cluster primary of --workers N: forks the workers (each runs the mlpkit executable with
+ * this command's arguments), restarts one that dies, forwards the stop signal.
  */
-function runPrimary(workers: number, io: Io): Promise<number> {
-  const single = workers === 1;
-  // One worker has nothing to balance: it accepts its connections itself, not through the primary.
-  if (single) cluster.schedulingPolicy = cluster.SCHED_NONE;
-  cluster.setupPrimary({ execArgv: serveExecArgv() });
+function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<number> {
+  cluster.setupPrimary({ exec: CLI_MAIN, args: ['serve', ...argv] });
   return new Promise((resolve) => {
     let stopping = false;
     let exitCode = 0;
@@ -188,8 +162,6 @@ function runPrimary(workers: number, io: Io): Promise<number> {
       // (Two workers dead by the time the first 'exit' event comes both find none alive.)
       if (finished) return;
       finished = true;
-      if (single && !stopping) return resolve(exitCode); // it failed to start: its error is printed
-      if (single) io.stderr.write('mlpkit serve: stopped\n');
       resolve(exitCode);
     };
     for (let i = 0; i < workers; i++) cluster.fork();
@@ -217,27 +189,18 @@ function runPrimary(workers: number, io: Io): Promise<number> {
       if (message?.type === METRICS_PART) return void collecting.get(message.id!)?.(String(message.text));
       if (!message?.listening) return;
       listening.add(worker.id);
-      if (!reported) {
-        reported = true; // every worker listens on the same address
-        // A worker started later (a restart) takes the port the first one got, also under
-        // --port 0 (parseArgs keeps an option's last value).
-        if (typeof message.port === 'number') cluster.setupPrimary({ args: withPort(process.argv.slice(2), message.port) });
-        if (single) io.stdout.write(`mlpkit serve: listening on ${message.listening}; models: ${message.models}\n`);
-        else io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
+      // Said once every worker listens (on the same address): a worker restarted later listens
+      // there too, also under --port 0, since the primary keeps the socket while any worker uses it.
+      if (!reported && listening.size === workers) {
+        reported = true;
+        io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
       }
     });
     cluster.on('exit', (worker, code, signal) => {
       if (!stopping && !listening.has(worker.id)) {
         // It failed before it served (a model that does not load, a port in use): so would
         // every other. Its error is on stderr; stop rather than restart it forever.
-        exitCode = code || 1;
-        if (single && signal) {
-          // Killed (the OOM killer, a crash loading the model): say so, and exit as a shell
-          // reports a killed process.
-          io.stderr.write(`mlpkit serve: the server process was killed by ${signal} before it listened\n`);
-          exitCode = 128 + ((osConstants.signals as Record<string, number>)[signal] ?? 0);
-        }
-        if (single) return done();
+        exitCode = 1;
         stop('SIGTERM', `worker ${worker.process.pid} exited (${signal ?? code}) before it listened; stopping`);
       } else if (!stopping) {
         io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
@@ -249,7 +212,7 @@ function runPrimary(workers: number, io: Io): Promise<number> {
       }
       if (alive().length === 0) done();
     });
-    const stop = (signal: NodeJS.Signals, why = `${signal}: ${single ? 'finishing the requests in flight' : 'stopping the workers'}`) => {
+    const stop = (signal: NodeJS.Signals, why = `${signal}: stopping the workers`) => {
       if (stopping) {
         for (const w of alive()) w.process.kill('SIGKILL');
         return;
@@ -287,12 +250,10 @@ export const serveCommand: Command = {
     const threads = intOption(values, 'threads', Math.max(1, Math.floor(availableParallelism() / workers)), 1, 256);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const options = serverOptions(values);
-    // The server runs in a cluster worker when there are several, and also when this process
-    // lacks the young generation it serves best with (young-generation.ts); a user who chose
-    // a size with --max-semi-space-size gets one process, as does a caller of run() that is not
-    // the mlpkit executable (a fork would start that caller's script instead).
-    if (cluster.isPrimary && (workers > 1 || (!semiSpaceChosen() && isCliProcess()))) return runPrimary(workers, io);
+    if (cluster.isPrimary && workers > 1) return runPrimary(workers, argv, io);
 
+    // Before the models load, so no allocation site is marked by then (v8-pretenuring.ts).
+    turnOffPretenuring();
     setThreads(threads);
     const loaded: Record<string, ServableModel> = {};
     let server: ReturnType<typeof createServer>;
@@ -331,7 +292,7 @@ export const serveCommand: Command = {
         }
         process.send?.({ type: METRICS_ASK, id });
       });
-      process.send?.({ listening: address.url, port: address.port, models: list });
+      process.send?.({ listening: address.url });
     }
     else io.stdout.write(`mlpkit serve: listening on ${address.url}; models: ${list}\n`);
 
