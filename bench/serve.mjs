@@ -423,8 +423,8 @@ const md = [
   `- date: ${new Date().toISOString()}; machine: ${machine}; load average ${loadAtStart.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end`,
   `- mlpkit ${i.version} (${i.backend}, ${i.isa}), Node ${process.versions.node}; one row per JSON request`,
   '- each server in its own process with one thread (mlpkit --threads 1, onnxruntime intraOpNumThreads 1), or two such processes',
-  '  sharing the port (`--workers 2` rows); mlpkit serve runs its server in a cluster worker started with --max-semi-space-size=64',
-  '  (its primary only waits; RSS is the sum of both); keep-alive connections; per cell two runs of ' + `${seconds / 2} s in opposite server orders, pooled, after a 1 s warm-up`,
+  '  sharing the port (`--workers 2` rows; RSS is the sum of the primary and its workers); keep-alive connections; per cell two runs of',
+  `  ${seconds / 2} s in opposite server orders, pooled, after a 1 s warm-up`,
   generatorLine,
   '',
 ];
