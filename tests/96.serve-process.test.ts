@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp } from '../lib/index.js';
+import { withPort } from '../lib/cli/commands/serve.js';
 import { pretenuringChosen } from '../lib/server/v8-pretenuring.js';
 import { backendsUnderTest } from './helpers.js';
 import { until } from './server-support.js';
@@ -31,8 +32,6 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-
 interface Served {
   child: ChildProcess;
   url: string;
@@ -41,7 +40,7 @@ interface Served {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** A port free a moment ago (a worker restarted under --port 0 would get a new random port). */
+/** A port free a moment ago. */
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createNetServer().listen(0, '127.0.0.1', () => {
@@ -84,13 +83,18 @@ async function predictsLikeTheModel(url: string): Promise<void> {
   expect(Float32Array.from(body.outputs[0])).toEqual(net.predict(new Float32Array(x)));
 }
 
-describe('the pretenuring flag', () => {
+describe('serve helpers', () => {
   it('leaves the pretenuring flag alone when node was started with it, on or off, in either spelling', () => {
     expect(pretenuringChosen([])).toBe(false);
     expect(pretenuringChosen(['--max-semi-space-size=32', '--trace-gc'])).toBe(false);
     expect(pretenuringChosen(['--allocation-site-pretenuring'])).toBe(true);
     expect(pretenuringChosen(['--no-allocation-site-pretenuring'])).toBe(true);
     expect(pretenuringChosen(['--no_allocation_site_pretenuring'])).toBe(true);
+  });
+
+  it('gives workers restarted after all died the first ones\' port where parseArgs reads it last, before a --', () => {
+    expect(withPort(['m.safetensors', '--port', '0'], 4321)).toEqual(['m.safetensors', '--port', '0', '--port', '4321']);
+    expect(withPort(['-p', '0', '--', '--odd-name.safetensors'], 80)).toEqual(['-p', '0', '--port', '80', '--', '--odd-name.safetensors']);
   });
 });
 
@@ -154,22 +158,26 @@ describe.runIf(hasProc)('mlpkit serve processes', () => {
     expect(on.lines).toBeGreaterThan(0);
   });
 
-  it.each([['a given port', freePort], ['--port 0', async () => 0]])('--workers 2 restarts a worker that dies, on the same port (%s)', async (_, port) => {
+  // Each case ends with only restarted workers alive: were they on another port, the server's
+  // URL would stop answering.
+  it.each([
+    ['a given port', 'one', freePort], ['--port 0', 'one', async () => 0], ['--port 0', 'every', async () => 0],
+  ] as const)('--workers 2 restarts workers that die, on the same port (%s, %s worker killed)', async (_, killed, port) => {
     const s = await serve({ port: await port(), workers: 2 });
+    const relistened = () => s.err().match(/worker \d+ listening on (http:\S+)/g) ?? [];
     try {
-      expect(childrenOf(s.child.pid!)).toHaveLength(2);
-      const [first] = childrenOf(s.child.pid!);
-      process.kill(first, 'SIGKILL');
-      await until('another worker', () => /exited \(SIGKILL\); starting another/.test(s.err()) && childrenOf(s.child.pid!).some((p) => p !== first));
-      // The new worker listens a moment after it starts: retry until it answers.
-      await until('the new worker to answer', async () => {
-        try {
-          await predictsLikeTheModel(s.url);
-          return true;
-        } catch {
-          return false;
-        }
-      });
+      const first = childrenOf(s.child.pid!);
+      expect(first).toHaveLength(2);
+      // 'one': kill one, and once its successor listens, the other.
+      const rounds = killed === 'one' ? [[first[0]], [first[1]]] : [first];
+      for (const pids of rounds) {
+        const before = relistened().length;
+        for (const pid of pids) process.kill(pid, 'SIGKILL');
+        await until('the new workers to listen', () => relistened().length === before + pids.length);
+      }
+      expect(childrenOf(s.child.pid!).some((pid) => first.includes(pid))).toBe(false);
+      for (const line of relistened()) expect(line).toBe(`worker ${/worker (\d+)/.exec(line)![1]} listening on ${s.url}`);
+      await predictsLikeTheModel(s.url);
     } finally {
       s.child.kill('SIGTERM');
     }

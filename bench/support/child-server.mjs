@@ -46,8 +46,8 @@ export function startServer(label, args, { timeoutMs = 20_000 } = {}) {
 
 /**
  * Resident memory of a process and its descendants in bytes (Linux /proc; null elsewhere): a
- * server may run in cluster workers (mlpkit serve forks its server; --workers N forks N), and
- * the memory it holds is theirs, not only the primary's.
+ * server may run in cluster workers (--workers N forks N), and the memory it holds is theirs,
+ * not only the primary's.
  */
 export function rssOf(pid) {
   try {

@@ -72,11 +72,12 @@ export interface ServerOptions {
   /** Called for every predict call (tests, logging). */
   onBatch?: (event: BatchEvent) => void;
   /**
-   * Leave V8's allocation-site pretenuring on. By default createServer turns it off for the
-   * whole process (unless node was started with --allocation-site-pretenuring or
-   * --no-allocation-site-pretenuring): in about half of the processes started it moved every
-   * finished request into the old space under load and cost ~20% of the throughput
-   * (lib/server/v8-pretenuring.ts). It changes only when V8 promotes objects. Default false.
+   * Leave V8's allocation-site pretenuring flag as it is. By default createServer turns
+   * pretenuring off for the whole process (unless node was started with
+   * --allocation-site-pretenuring or --no-allocation-site-pretenuring): in about half of the
+   * processes started it moved every finished request into the old space under load and cost
+   * ~20% of the throughput (lib/server/v8-pretenuring.ts). It changes only when V8 promotes
+   * objects. Default false.
    */
   keepV8Pretenuring?: boolean;
 }

@@ -14,7 +14,9 @@
 // old space filled every ~250 ms and mark-compacts ran 17-19 times in 5 s instead of 0-1.
 // Later V8 versions skip these decisions while the young generation is small for the same
 // reason; V8 11.3 does not. Whether a process fell into it depended on the timing of that first
-// full-size scavenge, hence the ~half.
+// full-size scavenge, hence the ~half. The flag is turned off on newer Node versions too, where
+// this was not measured: a server's objects live for one request, so pretenuring has nothing to
+// gain there either.
 //
 // The flag is read at every scavenge and allocation, so setting it at run time takes effect from
 // then on; it must come before load (a site already marked stays marked). Measured (alternated
@@ -35,14 +37,12 @@ export function pretenuringChosen(execArgv: readonly string[] = process.execArgv
 }
 
 /**
- * Turns allocation-site pretenuring off for this process, unless its user set the flag; returns
- * whether it is off because of this call or an earlier one. Process-wide: it changes when V8
- * moves objects to the old space, never what a program computes.
+ * Turns allocation-site pretenuring off for this process, unless node was started with the flag
+ * (either form). Process-wide: it changes when V8 moves objects to the old space, never what a
+ * program computes.
  */
-export function turnOffPretenuring(): boolean {
-  if (turnedOff) return true;
-  if (pretenuringChosen()) return false;
+export function turnOffPretenuring(): void {
+  if (turnedOff || pretenuringChosen()) return;
   setFlagsFromString('--no-allocation-site-pretenuring');
   turnedOff = true;
-  return true;
 }

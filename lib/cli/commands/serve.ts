@@ -29,7 +29,9 @@ Network
   --port N               default 8080; 0 picks a free port (printed on start)
   --host H               default 127.0.0.1; 0.0.0.0 to accept connections from other machines
   --workers N            N processes share the port (node:cluster), each with its own models and
-                         batching; one per core is a good start (default 1)
+                         batching; one that dies is restarted; one per core is a good start
+                         (default 1: the server runs in this process; a process manager
+                         restarts it)
   --threads N            native threads per process (default: cores / workers)
 Batching and limits
   --no-batching          one predict call per request
@@ -78,6 +80,8 @@ interface MetricsMessage {
   id?: number;
   text?: string;
   listening?: string;
+  /** With the listening message: the port, for workers restarted after all had died. */
+  port?: number;
 }
 
 interface ModelArg {
@@ -144,12 +148,21 @@ function listenError(err: NodeJS.ErrnoException, port: number, host: string): Er
 /** The mlpkit executable, which workers run whoever called serve (the bin or runCli in a script). */
 const CLI_MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
+/** The command line with `--port port` added where parseArgs takes it as the option's last value (before a `--`). */
+export function withPort(args: readonly string[], port: number): string[] {
+  const end = args.indexOf('--');
+  return end < 0 ? [...args, '--port', String(port)] : [...args.slice(0, end), '--port', String(port), ...args.slice(end)];
+}
+
 /**
  * The cluster primary of --workers N: forks the workers (each runs the mlpkit executable with
  * this command's arguments), restarts one that dies, forwards the stop signal.
  */
 function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<number> {
-  cluster.setupPrimary({ exec: CLI_MAIN, args: ['serve', ...argv] });
+  // (Run from the TypeScript sources there is no main.js: a fork would fail in every worker.)
+  if (!existsSync(CLI_MAIN)) throw new CliError(`--workers needs the built mlpkit executable, not found at ${CLI_MAIN}`, 1, 'build it with npm run build:ts, or serve with --workers 1');
+  let args = argv;
+  let port: number | undefined;
   return new Promise((resolve) => {
     let stopping = false;
     let exitCode = 0;
@@ -157,6 +170,15 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
     const listening = new Set<number>(); // worker ids that have listened
     // (Node may emit a worker's 'exit' before removing it from cluster.workers.)
     const alive = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+    const fork = () => {
+      // The workers share one listening socket, which the primary keeps while a worker that
+      // listened is alive: a new worker asking for the same address (--port 0 too) gets it. Once
+      // none is, the socket is gone and --port 0 would pick a new port; from then on the workers
+      // ask for the port the first ones got.
+      if (port !== undefined && !alive().some((w) => listening.has(w.id))) args = withPort(argv, port);
+      cluster.setupPrimary({ exec: CLI_MAIN, args: ['serve', ...args] });
+      cluster.fork();
+    };
     let finished = false;
     const done = () => {
       // (Two workers dead by the time the first 'exit' event comes both find none alive.)
@@ -164,7 +186,7 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
       finished = true;
       resolve(exitCode);
     };
-    for (let i = 0; i < workers; i++) cluster.fork();
+    for (let i = 0; i < workers; i++) fork();
     let nextCollect = 0;
     const collecting = new Map<number, (text: string) => void>();
     const collectMetrics = (asker: Worker, askId: number) => {
@@ -189,11 +211,13 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
       if (message?.type === METRICS_PART) return void collecting.get(message.id!)?.(String(message.text));
       if (!message?.listening) return;
       listening.add(worker.id);
-      // Said once every worker listens (on the same address): a worker restarted later listens
-      // there too, also under --port 0, since the primary keeps the socket while any worker uses it.
-      if (!reported && listening.size === workers) {
+      port ??= message.port;
+      // Said once as many workers as asked for listen, all on the same address.
+      if (!reported && alive().filter((w) => listening.has(w.id)).length === workers) {
         reported = true;
         io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
+      } else if (reported) {
+        io.stderr.write(`mlpkit serve: worker ${worker.process.pid} listening on ${message.listening}\n`);
       }
     });
     cluster.on('exit', (worker, code, signal) => {
@@ -206,7 +230,7 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
         io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
         if (code !== 0) exitCode = 1;
         setTimeout(() => {
-          if (!stopping) cluster.fork(); // not when a stop came in the meantime
+          if (!stopping) fork(); // not when a stop came in the meantime
         }, 200);
         return;
       }
@@ -252,7 +276,7 @@ export const serveCommand: Command = {
     const options = serverOptions(values);
     if (cluster.isPrimary && workers > 1) return runPrimary(workers, argv, io);
 
-    // Before the models load, so no allocation site is marked by then (v8-pretenuring.ts).
+    // Before the models load and long before the first request (v8-pretenuring.ts).
     turnOffPretenuring();
     setThreads(threads);
     const loaded: Record<string, ServableModel> = {};
@@ -292,7 +316,7 @@ export const serveCommand: Command = {
         }
         process.send?.({ type: METRICS_ASK, id });
       });
-      process.send?.({ listening: address.url });
+      process.send?.({ listening: address.url, port: address.port });
     }
     else io.stdout.write(`mlpkit serve: listening on ${address.url}; models: ${list}\n`);
 
