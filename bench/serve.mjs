@@ -221,7 +221,8 @@ async function pairedRuns(model, list, n) {
     for (const { server } of running) await server.stop();
   }
   const out = new Map();
-  for (const [key, list] of runs) out.set(key, { pooled: summarize(list), ratios: ratios.get(key).sort((a, b) => a - b) });
+  // byRound keeps the rounds' order, so two servers' ratios can be divided round by round.
+  for (const [key, list] of runs) out.set(key, { pooled: summarize(list), byRound: [...ratios.get(key)], ratios: ratios.get(key).sort((a, b) => a - b) });
   return { results: out, notes };
 }
 
@@ -298,6 +299,9 @@ function targetRows(results, overloads, paired) {
     if (floor?.ratios.length) {
       rows.push(['(bound) the bare node:http constant server vs the onnxruntime server, same rounds',
         `${ratiosText(floor.ratios)}: a node:http server doing nothing`, 'info']);
+      const share = mine.byRound.map((r, k) => r / floor.byRound[k]).sort((a, b) => a - b);
+      rows.push(['mlpkit serve vs that constant server, same rounds (the share of the node:http floor it reaches)',
+        `${share.length ? ratiosText(share) : 'n/a'}`, 'info']);
     }
     const both = paired.get('batching2');
     if (both?.ratios.length) {
