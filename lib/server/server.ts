@@ -228,6 +228,11 @@ export class ModelServer {
   }
 }
 
+/**
+ * An HTTP server for `options.models`; call listen() to start it. Side effect: turns off V8's
+ * allocation-site pretenuring for the whole process, unless `options.keepV8Pretenuring` (see
+ * ServerOptions and lib/server/v8-pretenuring.ts).
+ */
 export function createServer(options: ServerOptions): ModelServer {
   return new ModelServer(options);
 }
