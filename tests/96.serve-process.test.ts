@@ -92,7 +92,7 @@ describe('serve helpers', () => {
     expect(pretenuringChosen(['--no_allocation_site_pretenuring'])).toBe(true);
   });
 
-  it('gives workers restarted after all died the first ones\' port where parseArgs reads it last, before a --', () => {
+  it('gives the workers the port picked for --port 0 where parseArgs reads it last, before a --', () => {
     expect(withPort(['m.safetensors', '--port', '0'], 4321)).toEqual(['m.safetensors', '--port', '0', '--port', '4321']);
     expect(withPort(['-p', '0', '--', '--odd-name.safetensors'], 80)).toEqual(['-p', '0', '--port', '80', '--', '--odd-name.safetensors']);
   });
@@ -159,21 +159,29 @@ describe.runIf(hasProc)('mlpkit serve processes', () => {
   });
 
   // Each case ends with only restarted workers alive: were they on another port, the server's
-  // URL would stop answering.
+  // URL would stop answering. 'one': one worker, and once its successor listens, the other;
+  // 'every': both at once; 'staggered': the other while the first one's successor starts.
   it.each([
     ['a given port', 'one', freePort], ['--port 0', 'one', async () => 0], ['--port 0', 'every', async () => 0],
-  ] as const)('--workers 2 restarts workers that die, on the same port (%s, %s worker killed)', async (_, killed, port) => {
+    ['--port 0', 'staggered', async () => 0],
+  ] as const)('--workers 2 restarts workers that die, on the same port (%s, %s)', async (_, killed, port) => {
     const s = await serve({ port: await port(), workers: 2 });
     const relistened = () => s.err().match(/worker \d+ listening on (http:\S+)/g) ?? [];
     try {
       const first = childrenOf(s.child.pid!);
       expect(first).toHaveLength(2);
-      // 'one': kill one, and once its successor listens, the other.
-      const rounds = killed === 'one' ? [[first[0]], [first[1]]] : [first];
-      for (const pids of rounds) {
-        const before = relistened().length;
-        for (const pid of pids) process.kill(pid, 'SIGKILL');
-        await until('the new workers to listen', () => relistened().length === before + pids.length);
+      if (killed === 'staggered') {
+        process.kill(first[0], 'SIGKILL');
+        await until('a restart', () => /starting another/.test(s.err()) && childrenOf(s.child.pid!).length === 2);
+        process.kill(first[1], 'SIGKILL');
+        await until('the new workers to listen', () => relistened().length === 2);
+      } else {
+        const rounds = killed === 'one' ? [[first[0]], [first[1]]] : [first];
+        for (const pids of rounds) {
+          const before = relistened().length;
+          for (const pid of pids) process.kill(pid, 'SIGKILL');
+          await until('the new workers to listen', () => relistened().length === before + pids.length);
+        }
       }
       expect(childrenOf(s.child.pid!).some((pid) => first.includes(pid))).toBe(false);
       for (const line of relistened()) expect(line).toBe(`worker ${/worker (\d+)/.exec(line)![1]} listening on ${s.url}`);

@@ -2,8 +2,9 @@
 // node:cluster workers that share the port, and shut down gracefully on SIGINT / SIGTERM.
 
 import cluster, { type Worker } from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { basename, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
@@ -80,8 +81,6 @@ interface MetricsMessage {
   id?: number;
   text?: string;
   listening?: string;
-  /** With the listening message: the port, for workers restarted after all had died. */
-  port?: number;
 }
 
 interface ModelArg {
@@ -148,6 +147,23 @@ function listenError(err: NodeJS.ErrnoException, port: number, host: string): Er
 /** The mlpkit executable, which workers run whoever called serve (the bin or runCli in a script). */
 const CLI_MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
+/**
+ * A port free on `host` now, for --port 0 with several workers. They share one listening socket,
+ * which the cluster primary opens when the first worker asks for it and closes when no worker
+ * that asked is alive; under --port 0 a worker restarted after that would get a new random port
+ * (and the others, if it came first). Asking every worker for the same port keeps the address.
+ */
+function pickFreePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 /** The command line with `--port port` added where parseArgs takes it as the option's last value (before a `--`). */
 export function withPort(args: readonly string[], port: number): string[] {
   const end = args.indexOf('--');
@@ -161,8 +177,7 @@ export function withPort(args: readonly string[], port: number): string[] {
 function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<number> {
   // (Run from the TypeScript sources there is no main.js: a fork would fail in every worker.)
   if (!existsSync(CLI_MAIN)) throw new CliError(`--workers needs the built mlpkit executable, not found at ${CLI_MAIN}`, 1, 'build it with npm run build:ts, or serve with --workers 1');
-  let args = argv;
-  let port: number | undefined;
+  cluster.setupPrimary({ exec: CLI_MAIN, args: ['serve', ...argv] });
   return new Promise((resolve) => {
     let stopping = false;
     let exitCode = 0;
@@ -170,15 +185,6 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
     const listening = new Set<number>(); // worker ids that have listened
     // (Node may emit a worker's 'exit' before removing it from cluster.workers.)
     const alive = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
-    const fork = () => {
-      // The workers share one listening socket, which the primary keeps while a worker that
-      // listened is alive: a new worker asking for the same address (--port 0 too) gets it. Once
-      // none is, the socket is gone and --port 0 would pick a new port; from then on the workers
-      // ask for the port the first ones got.
-      if (port !== undefined && !alive().some((w) => listening.has(w.id))) args = withPort(argv, port);
-      cluster.setupPrimary({ exec: CLI_MAIN, args: ['serve', ...args] });
-      cluster.fork();
-    };
     let finished = false;
     const done = () => {
       // (Two workers dead by the time the first 'exit' event comes both find none alive.)
@@ -186,7 +192,7 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
       finished = true;
       resolve(exitCode);
     };
-    for (let i = 0; i < workers; i++) fork();
+    for (let i = 0; i < workers; i++) cluster.fork();
     let nextCollect = 0;
     const collecting = new Map<number, (text: string) => void>();
     const collectMetrics = (asker: Worker, askId: number) => {
@@ -211,8 +217,7 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
       if (message?.type === METRICS_PART) return void collecting.get(message.id!)?.(String(message.text));
       if (!message?.listening) return;
       listening.add(worker.id);
-      port ??= message.port;
-      // Said once as many workers as asked for listen, all on the same address.
+      // Said once as many workers as asked for listen (all on one address: see pickFreePort).
       if (!reported && alive().filter((w) => listening.has(w.id)).length === workers) {
         reported = true;
         io.stdout.write(`mlpkit serve: ${workers} workers listening on ${message.listening}\n`);
@@ -230,7 +235,7 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
         io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
         if (code !== 0) exitCode = 1;
         setTimeout(() => {
-          if (!stopping) fork(); // not when a stop came in the meantime
+          if (!stopping) cluster.fork(); // not when a stop came in the meantime
         }, 200);
         return;
       }
@@ -274,7 +279,12 @@ export const serveCommand: Command = {
     const threads = intOption(values, 'threads', Math.max(1, Math.floor(availableParallelism() / workers)), 1, 256);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const options = serverOptions(values);
-    if (cluster.isPrimary && workers > 1) return runPrimary(workers, argv, io);
+    if (cluster.isPrimary && workers > 1) {
+      const fixed = port !== 0 ? argv : withPort(argv, await pickFreePort(host).catch((err: NodeJS.ErrnoException) => {
+        throw listenError(err, port, host);
+      }));
+      return runPrimary(workers, fixed, io);
+    }
 
     // Before the models load and long before the first request (v8-pretenuring.ts).
     turnOffPretenuring();
@@ -316,7 +326,7 @@ export const serveCommand: Command = {
         }
         process.send?.({ type: METRICS_ASK, id });
       });
-      process.send?.({ listening: address.url, port: address.port });
+      process.send?.({ listening: address.url });
     }
     else io.stdout.write(`mlpkit serve: listening on ${address.url}; models: ${list}\n`);
 
