@@ -5,12 +5,12 @@
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp } from '../lib/index.js';
-import { withPort } from '../lib/cli/commands/serve.js';
+import { pickFreePort, withPort } from '../lib/cli/commands/serve.js';
 import { pretenuringChosen } from '../lib/server/v8-pretenuring.js';
 import { backendsUnderTest } from './helpers.js';
 import { until } from './server-support.js';
@@ -38,17 +38,6 @@ interface Served {
   out: () => string;
   err: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** A port free a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 interface ServeOptions {
@@ -162,7 +151,7 @@ describe.runIf(hasProc)('mlpkit serve processes', () => {
   // URL would stop answering. 'one': one worker, and once its successor listens, the other;
   // 'every': both at once; 'staggered': the other while the first one's successor starts.
   it.each([
-    ['a given port', 'one', freePort], ['--port 0', 'one', async () => 0], ['--port 0', 'every', async () => 0],
+    ['a given port', 'one', () => pickFreePort('127.0.0.1')], ['--port 0', 'one', async () => 0], ['--port 0', 'every', async () => 0],
     ['--port 0', 'staggered', async () => 0],
   ] as const)('--workers 2 restarts workers that die, on the same port (%s, %s)', async (_, killed, port) => {
     const s = await serve({ port: await port(), workers: 2 });

@@ -153,7 +153,7 @@ const CLI_MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
  * that asked is alive; under --port 0 a worker restarted after that would get a new random port
  * (and the others, if it came first). Asking every worker for the same port keeps the address.
  */
-function pickFreePort(host: string): Promise<number> {
+export function pickFreePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createNetServer();
     probe.once('error', reject);
