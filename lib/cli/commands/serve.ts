@@ -24,7 +24,8 @@ HTTP/1.1. Concurrent requests for a model are merged into one predict call (micr
 
 Models
   MODEL                  FILE, or NAME=FILE; the name defaults to the file name without extension
-  --name NAME            name of the next MODEL (repeat, in order, for several)
+  --name NAME            name of a MODEL, by position: the first --name names the first MODEL,
+                         the second the second, and so on
   --backend B            auto (default), native or reference
 Network
   --port N               default 8080; 0 picks a free port (printed on start)
