@@ -376,6 +376,12 @@ describe('overload and shutdown', () => {
     expect(() => createServer({ models: {} })).toThrow(/at least one model/);
     expect(() => createServer({ models: { 'a/b': net } })).toThrow(/URL-safe/);
     expect(() => createServer({ models: { m: {} as ServableModel } })).toThrow(/Expected an Mlp, QuantizedMlp or SparseMlp for options.models.m/);
+    // A model of no inputs, and a disposed one (every request would be a 500 while /v1/models lists it).
+    const empty = { inputs: 0, outputs: 1, predict: net.predict.bind(net), predictAsync: net.predictAsync.bind(net) };
+    expect(() => createServer({ models: { m: empty } })).toThrow(/options.models.m .*inputs and outputs >= 1/);
+    const gone = new Mlp({ inputs: 2, layers: [{ units: 1 }] });
+    gone.dispose();
+    expect(() => createServer({ models: { m: gone } })).toThrow(expect.objectContaining({ code: 'ERR_MLPKIT_DISPOSED', message: expect.stringMatching(/options.models.m/) }));
     expect(() => createServer({ models: { m: net }, maxBatchRows: 0 })).toThrow(/options.maxBatchRows/);
     expect(() => createServer({ models: { m: net }, headersTimeoutMs: 5000, requestTimeoutMs: 1000 })).toThrow(/requestTimeoutMs/);
   });

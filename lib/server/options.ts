@@ -2,7 +2,7 @@
 // bad client or a traffic spike from taking the server down. Checked once, with lib/validate's
 // messages, and filled with defaults measured on the demo model (bench/serve.mjs).
 
-import { rangeError, typeError, describe } from '../errors.js';
+import { disposedError, rangeError, typeError, describe } from '../errors.js';
 import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
@@ -108,8 +108,12 @@ function macsPerRow(model: ServableModel): number {
 function checkModel(name: string, value: unknown): ServableModel {
   const m = value as Partial<ServableModel> | null;
   const ok = typeof m === 'object' && m !== null && typeof m.predict === 'function' && typeof m.predictAsync === 'function' &&
-    Number.isInteger(m.inputs) && Number.isInteger(m.outputs);
-  if (!ok) throw typeError(`Expected an Mlp, QuantizedMlp or SparseMlp for options.models.${name} but received ${describe(value)}`);
+    Number.isInteger(m.inputs) && Number.isInteger(m.outputs) && m.inputs! >= 1 && m.outputs! >= 1;
+  if (!ok) {
+    throw typeError(`Expected an Mlp, QuantizedMlp or SparseMlp for options.models.${name} (or an object with predict, predictAsync and integer inputs and outputs >= 1) but received ${describe(value)}`);
+  }
+  // A disposed model would answer every request with a 500 while /v1/models lists it.
+  if ((m as { disposed?: unknown }).disposed === true) throw disposedError(`createServer: options.models.${name}`);
   return m as ServableModel;
 }
 
