@@ -94,6 +94,8 @@ export class Mlp {
     let params: Float32Array;
     if (options.parameters !== undefined) {
       params = expectOutputBuffer('options.parameters', options.parameters, count);
+      // As setParameters: a NaN weight would only show up later, as NaN outputs or a failed step.
+      expectAllFinite('options.parameters', params);
     } else params = initParameters(this.spec);
     const backend = selectModelBackend(choice);
     this.backend = backend.name;
@@ -104,6 +106,16 @@ export class Mlp {
   handle(what: string): BackendModel {
     if (!this.model) throw disposedError(what);
     return this.model;
+  }
+
+  /**
+   * @internal A separate model with this one's spec, backend and current parameters: for work
+   * that awaits between its reads of the model (sparsify's predictor training), so a dispose()
+   * or setParameters() made meanwhile changes neither its result nor its success.
+   */
+  snapshot(what: string): Mlp {
+    this.handle(what);
+    return new Mlp(this.spec, { backend: this.backend, parameters: this.getParameters() });
   }
 
   /** True once dispose() has been called. */

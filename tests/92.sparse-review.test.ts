@@ -62,3 +62,29 @@ describe.each(backendsUnderTest())('sparse predictAsync on %s: arrays changed in
     net.dispose();
   });
 });
+
+describe.each(backendsUnderTest())('sparsify in predictor mode on %s: the model changed while it trains', (backend) => {
+  it('dispose() or setParameters() right after the call changes neither its success nor its result', async () => {
+    const spec = { inputs: 16, layers: [{ units: 64, activation: 'relu' as const }, { units: 3 }], seed: 1 };
+    const calibration = randomArray(64 * 16, 5);
+    const options: SparsifyOptions = { mode: 'predictor', calibration, k: 8, epochs: 2, backend };
+    const quiet = new Mlp(spec, { backend });
+    const want = await quiet.sparsify(options);
+    const x = randomArray(5 * 16, 6);
+
+    const disposed = new Mlp(spec, { backend });
+    const pending = disposed.sparsify(options);
+    disposed.dispose();
+    const a = await pending;
+    expectSameBits(a.predict(x), want.predict(x), 'disposed at once');
+
+    const retrained = new Mlp(spec, { backend });
+    const later = retrained.sparsify(options);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    retrained.setParameters(retrained.getParameters().fill(0.5));
+    const b = await later;
+    expectSameBits(b.predict(x), want.predict(x), 'parameters changed a tick later');
+    expect(b.stats!.output.relativeRms).toBe(want.stats!.output.relativeRms);
+    for (const m of [quiet, want, a, retrained, b]) m.dispose();
+  });
+});

@@ -170,9 +170,21 @@ export class SparseMlp {
    * options.calibration where the mode needs them, one layer after another on what the layers
    * before pass on once sparsified, and measure density, recall and output error there (stats).
    */
-  static async fromMlp(net: Mlp, options: SparsifyOptions): Promise<SparseMlp> {
-    net.handle('sparsify');
-    const o = normalizeSparsifyOptions(options, net.spec);
+  static async fromMlp(source: Mlp, options: SparsifyOptions): Promise<SparseMlp> {
+    source.handle('sparsify');
+    const o = normalizeSparsifyOptions(options, source.spec);
+    // Only predictor training awaits; across those awaits the caller may dispose or retrain the
+    // model, so that mode works on a copy taken now (the other modes finish before returning).
+    const net = o.mode === 'predictor' ? source.snapshot('sparsify') : source;
+    try {
+      return await SparseMlp.sparsifyFrom(net, o);
+    } finally {
+      if (net !== source) net.dispose();
+    }
+  }
+
+  /** fromMlp on a model nobody else changes meanwhile, with normalized options. */
+  private static async sparsifyFrom(net: Mlp, o: ReturnType<typeof normalizeSparsifyOptions>): Promise<SparseMlp> {
     const spec = net.spec;
     const floatLayers = net.getLayers();
     const chosen = new Set(o.layers);
@@ -307,3 +319,4 @@ export class SparseMlp {
     this.model = null;
   }
 }
+
