@@ -138,6 +138,47 @@ describe.each(backendsUnderTest())('numeric edges on %s', (backend) => {
     expect([0, 1]).toContain(history[0].valAccuracy);
     net.dispose();
   });
+
+  it('a step whose update overflows float32 (finite loss and gradients) throws a RangeError and changes neither the parameters nor the optimizer state', () => {
+    const spec = { inputs: 1, layers: [{ units: 1, bias: false }] };
+    // w = 1, MSE on one row: the gradient is 2 x^2 (finite in every case), the update lr * 2 x^2.
+    const cases = [
+      // lr * g past float32, with and without a momentum buffer to leave alone (dampening makes
+      // the first step differ from later ones, so a counted failed step would show).
+      { optimizer: { type: 'sgd' as const, lr: 1e38 }, bad: 10, ok: 0.01 },
+      { optimizer: { type: 'sgd' as const, lr: 1e38, momentum: 0.9, dampening: 0.5 }, bad: 10, ok: 0.01 },
+      // A gradient of 5e37 is finite, its square in Adam's second moment is not.
+      { optimizer: { type: 'adam' as const, lr: 0.1 }, bad: 5e18, ok: 0.5 },
+      { optimizer: { type: 'adamw' as const, lr: 0.1 }, bad: 5e18, ok: 0.5 },
+    ];
+    for (const { optimizer, bad, ok } of cases) {
+      const net = new Mlp(spec, { backend, parameters: Float32Array.of(1) });
+      const t = net.trainer({ loss: 'mse', optimizer });
+      const x = Float32Array.of(bad);
+      const zero = Float32Array.of(0);
+      expect(Number.isFinite(net.gradients(x, { loss: 'mse', target: zero }).parameters[0])).toBe(true);
+      expect(() => t.step(x, zero)).toThrow(expect.objectContaining({
+        name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/update overflowed float32.*the parameters were not updated/),
+      }));
+      expect(Array.from(net.getParameters())).toEqual([1]);
+      expect(t.stepCount).toBe(0);
+      // The moments and step count are untouched: the next step is a fresh twin's first step.
+      const twin = new Mlp(spec, { backend, parameters: Float32Array.of(1) });
+      const loss = t.step(Float32Array.of(ok), zero);
+      expect(loss).toBe(twin.trainer({ loss: 'mse', optimizer }).step(Float32Array.of(ok), zero));
+      expect(sameBits(net.getParameters(), twin.getParameters())).toBe(true);
+      expect(Number.isFinite(net.getParameters()[0])).toBe(true);
+      net.dispose();
+      twin.dispose();
+    }
+  });
+
+  it('options.parameters must be finite, as setParameters', () => {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      expect(() => new Mlp({ inputs: 1, layers: [{ units: 1 }] }, { backend, parameters: Float32Array.of(bad, 0) }))
+        .toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/finite values in options.parameters/) }));
+    }
+  });
 });
 
 describe.runIf(hasNative())('float32 overflow in a training step (native only: the reference computes in float64, where these logits do not overflow)', () => {

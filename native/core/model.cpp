@@ -479,6 +479,7 @@ void Model::get_params(float* out) const {
 void Model::set_params(const float* params) {
   const Sequencer::Ticket turn = order_.enter(Sequencer::Access::Write);
   std::memcpy(params_.data(), params, params_.size() * sizeof(float));
+  opt_.bounds_known = false;  // the next update's check measures them again
   repack();
 }
 
@@ -822,14 +823,29 @@ double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, dou
   ensure_training_state();
   // One NaN or infinite gradient (float32 overflow of activations or products) would poison
   // every weight the update touches, and the optimizer's moments with them: refuse the update.
-  // (The vectorised check of the kernel table; the slower scan only finds the index to report.)
-  if (!cpu::kernels().all_finite(grads_.data(), grads_.size())) {
+  // (Vectorised passes of the kernel table; the slower scan only finds the index to report.) The
+  // sum of squares is finite only when every gradient is, and then bounds them for the update's
+  // check below; a gradient past ~1e19 makes it infinite, and all_finite tells which case it is.
+  const cpu::Kernels& k = cpu::kernels();
+  const float squares = k.sum_squares(grads_.data(), grads_.size());
+  if (!std::isfinite(squares) && !k.all_finite(grads_.data(), grads_.size())) {
     const std::int64_t bad = first_non_finite(grads_.data(), grads_.size());
     throw std::out_of_range("gradient " + std::to_string(bad) + " is " + number_text(grads_[static_cast<std::size_t>(bad)]) +
                             " (the activations or gradients overflowed float32); the parameters were not updated");
   }
   const bool clipping = clip_norm > 0 && std::isfinite(clip_norm);
   const double norm = clipping || want_norm ? clip_grad_norm(grads_.data(), grads_.size(), clip_norm) : 0.0;
+  // Finite gradients can still overflow the update itself (a huge learning rate, or Adam's g * g
+  // past float32): such a step is refused with the parameters and moments as they were. Bounds
+  // carried from step to step usually prove it finite; if not, a pass that stores nothing runs
+  // the same arithmetic first (core/optimizer.cpp). Clipping only shrinks the gradients, so their
+  // bound still holds after it.
+  const double grad_max = grad_bound(squares, grads_.size());
+  if (!optimizer_update_finite(optimizer, hyper, params_.data(), grads_.data(), params_.size(), opt_, grad_max)) {
+    throw std::out_of_range(
+        "the update overflowed float32 (a parameter or optimizer moment would be NaN or infinite): lower the "
+        "learning rate, or clip the gradients; the parameters were not updated");
+  }
   optimizer_update(optimizer, hyper, params_.data(), grads_.data(), params_.size(), opt_);
   repack();
   return norm;

@@ -313,6 +313,66 @@ void test_adam_by_hand() {
   check(s.t == 0 && s.m[0] == 0 && s.v[0] == 0, "reset clears moments and the step counter");
 }
 
+float max_abs(const std::vector<float>& x) {
+  float m = 0;
+  for (float e : x) m = std::max(m, std::fabs(e));
+  return m;
+}
+
+void test_update_finite_check() {
+  // 17 parameters: a full vector and a tail on every ISA. eps = 0 proves nothing by bounds, so
+  // the pass that stores nothing runs, and the tail's unused lanes (0 / 0 there) must not count.
+  std::vector<float> p(17, 1.0f), g(17, 0.5f);
+  OptimizerState s(17);
+  const Hyper adam_eps0 = hyper(0.1, 0, 0, 0, false, 0.9, 0.999, 0.0);
+  check(optimizer_update_finite(Optimizer::Adam, adam_eps0, p.data(), g.data(), 17, s, max_abs(g)), "finite adam update, eps 0, partial vector");
+  check(s.t == 0 && s.m[0] == 0 && s.v[16] == 0 && p[16] == 1, "the check stores nothing");
+  check(s.bounds_known && s.bound_p >= 1.0 && s.bound_p < 5.0, "bounds measured when unknown (|p| <= sqrt(17))");
+  // A gradient whose square overflows Adam's second moment ((1 - beta2) g) g, in the tail.
+  g[16] = 1e21f;
+  check(!optimizer_update_finite(Optimizer::Adam, adam_eps0, p.data(), g.data(), 17, s, max_abs(g)), "g * g past float32 in the tail");
+  check(!optimizer_update_finite(Optimizer::AdamW, hyper(0.1, 0.01, 0, 0, false), p.data(), g.data(), 17, s, max_abs(g)), "adamw too");
+  // lr * g past float32; with momentum the buffer is checked as well.
+  g[16] = 10.0f;
+  check(!optimizer_update_finite(Optimizer::Sgd, hyper(1e38, 0, 0, 0, false), p.data(), g.data(), 17, s, max_abs(g)), "sgd lr * g overflow");
+  check(!optimizer_update_finite(Optimizer::Sgd, hyper(1e38, 0, 0.9, 0, false), p.data(), g.data(), 17, s, max_abs(g)), "with momentum");
+  g[16] = 0.5f;
+  check(optimizer_update_finite(Optimizer::Sgd, hyper(1e30, 0, 0.9, 0, true), p.data(), g.data(), 17, s, max_abs(g)), "sgd nesterov finite");
+  // Bounds too loose to prove it (lr / bc1 * m / eps ~ 1e38), the update itself finite (~1e30).
+  check(optimizer_update_finite(Optimizer::Adam, hyper(1e30, 0, 0, 0, false), p.data(), g.data(), 17, s, max_abs(g)), "loose bound, finite update");
+  // A proven step hands its bounds to the update, and they hold for what it stored.
+  for (int step = 0; step < 3; ++step) {
+    check(optimizer_update_finite(Optimizer::Adam, hyper(0.01, 0, 0, 0, false), p.data(), g.data(), 17, s, max_abs(g)) &&
+              s.next_known, "a proven step");
+    optimizer_update(Optimizer::Adam, hyper(0.01, 0, 0, 0, false), p.data(), g.data(), 17, s);
+    const std::vector<float> m(s.m.begin(), s.m.begin() + 17), v(s.v.begin(), s.v.begin() + 17);
+    check(s.bounds_known && !s.bounds_exact && s.bound_p >= max_abs(p) && s.bound_m >= max_abs(m) && s.bound_v >= max_abs(v),
+          "carried bounds hold");
+  }
+  s.reset();
+  check(!s.bounds_known, "reset forgets the bounds");
+  // An update not preceded by a proof leaves the bounds to be measured.
+  optimizer_update(Optimizer::Sgd, hyper(0.01, 0, 0, 0, false), p.data(), g.data(), 17, s);
+  check(!s.bounds_known, "unproven update: bounds unknown");
+  // Blocks on several threads: the overflow is in the last one only.
+  const std::size_t n = 3 * 32768 + 5;
+  std::vector<float> pb(n, 1.0f), gb(n, 0.5f);
+  OptimizerState sb(n);
+  const Hyper h = hyper(0.01, 0, 0, 0, false);
+  check(optimizer_update_finite(Optimizer::Adam, h, pb.data(), gb.data(), n, sb, 0.5f), "finite over blocks");
+  gb[n - 1] = -1e22f;
+  check(!optimizer_update_finite(Optimizer::Adam, h, pb.data(), gb.data(), n, sb, 1e22f), "overflow in the last block");
+  gb[n - 1] = -2.0f;
+  optimizer_update(Optimizer::Adam, h, pb.data(), gb.data(), n, sb);
+  check(sb.t == 1 && pb[n - 1] > 1.0f, "the update after checks is the first step");
+  // Bounds grown past proving are measured again rather than giving up: a huge carried bound_p
+  // with exact=false is replaced by the arrays' own.
+  sb.bound_p = 1e38;
+  sb.bounds_known = true;
+  sb.bounds_exact = false;
+  check(optimizer_update_finite(Optimizer::Adam, h, pb.data(), gb.data(), n, sb, 2.0) && sb.bounds_exact, "drifted bounds measured again");
+}
+
 void test_clipping() {
   float g[] = {3, 4};
   check_close(clip_grad_norm(g, 2, 0), 5, 0, 0, "norm without clipping");
@@ -565,6 +625,7 @@ int main() {
   run("loss gradients vs central differences", test_loss_gradients);
   run("sgd by hand", test_sgd_by_hand);
   run("adam and adamw by hand", test_adam_by_hand);
+  run("an update that would overflow is found before it is made", test_update_finite_check);
   run("gradient clipping", test_clipping);
   run("model gradients vs finite differences", test_model_gradients);
   run("errors leave the model unchanged", test_errors_leave_state_alone);

@@ -85,7 +85,7 @@ float mul(float a, float b) {
 
 enum Group {
   kGemmPacked, kGemmRowMajor, kGemmWeightGrad, kGemmPageEnd, kGemmRows, kRectify, kRectifyBackward,
-  kColumnSums, kReduce, kAdam, kSgd, kAxpyRows, kDotRows, kGemmSparse, kAllFinite, kGroups
+  kColumnSums, kReduce, kAdam, kSgd, kAxpyRows, kDotRows, kGemmSparse, kAllFinite, kSumSquares, kGroups
 };
 const char* const kGroupNames[kGroups] = {
     "gemm forward, packed B (10 variants)",
@@ -103,6 +103,7 @@ const char* const kGroupNames[kGroups] = {
     "dot_rows (sparse, chosen outputs)",
     "gemm_sparse (listed inputs, passes of 128)",
     "all_finite",
+    "sum_squares",
 };
 struct Stat {
   long long cases = 0, values = 0, failures = 0;
@@ -922,6 +923,34 @@ void test_all_finite(Table& t) {
   }
 }
 
+// sum_squares over page-end buffers: within n 2^-23 relative of the float64 sum (a float32 sum
+// of n nonnegative terms in any order is off by at most (n - 1) 2^-24), +Infinity once a square
+// overflows (|x| ~ 2e19), and not finite for one NaN or +-Infinity.
+void test_sum_squares(Table& t) {
+  for (std::size_t n : lengths()) {
+    set_case(t, kSumSquares, "n=%zu", n);
+    PageEnd x(n);
+    double want = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      x[i] = static_cast<float>(std::sin(0.7 * static_cast<double>(i) + 0.3) * (i % 5 == 0 ? 1e3 : 1.0));
+      want += static_cast<double>(x[i]) * x[i];
+    }
+    ++g_stat->values;
+    const double got = t.k->sum_squares(x.data(), n);
+    if (std::fabs(got - want) > want * static_cast<double>(n) * 0x1p-23) fail("sum %.9g, float64 %.9g", got, want);
+    if (n == 0) continue;
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity(), 3e19f}) {
+      set_case(t, kSumSquares, "n=%zu %g last", n, static_cast<double>(bad));
+      const float keep = x[n - 1];
+      x[n - 1] = bad;
+      ++g_stat->values;
+      if (std::isfinite(t.k->sum_squares(x.data(), n))) fail("%g in the input but a finite sum", static_cast<double>(bad));
+      x[n - 1] = keep;
+    }
+  }
+}
+
 const cpu::Kernels* table_named(const char* name) {
   if (std::strcmp(name, "scalar") == 0) return &cpu::scalar_kernels();
 #if defined(__x86_64__) || defined(_M_X64)
@@ -1203,6 +1232,7 @@ int main() {
     test_dot_rows(t);
     test_gemm_sparse(t);
     test_all_finite(t);
+    test_sum_squares(t);
   }
 
   long long failed = setup_failures;

@@ -2,6 +2,8 @@
 // (torch.optim.SGD / Adam / AdamW, default non-foreach semantics), evaluated in float64 and
 // stored back at the storage precision.
 
+import { rangeError } from '../../errors.js';
+
 export type FloatArray = Float32Array | Float64Array;
 
 export interface OptimizerState {
@@ -22,7 +24,23 @@ export function clipGradients(grads: FloatArray, clipNorm: number): number {
   return norm;
 }
 
-/** hyper: [lr, weightDecay, momentum, dampening, nesterov, beta1, beta2, eps]. Codes index OPTIMIZERS. */
+/** The index of the first NaN or infinite value in any of `arrays` (as one list), or -1. */
+function firstNonFinite(...arrays: FloatArray[]): number {
+  let base = 0;
+  for (const a of arrays) {
+    for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return base + i;
+    base += a.length;
+  }
+  return -1;
+}
+
+/**
+ * hyper: [lr, weightDecay, momentum, dampening, nesterov, beta1, beta2, eps]. Codes index
+ * OPTIMIZERS. The update is computed into copies at the storage precision and committed only
+ * when every parameter and moment stays finite (finite gradients can still overflow it: a huge
+ * learning rate, or g * g in Adam's second moment); otherwise it throws a RangeError and
+ * nothing changes, as native/core/model.cpp.
+ */
 export function optimizerUpdate(
   code: number,
   hyper: ArrayLike<number>,
@@ -31,10 +49,12 @@ export function optimizerUpdate(
   state: OptimizerState,
 ): void {
   const [lr, wd, momentum, dampening, nesterov, beta1, beta2, eps] = Array.from(hyper);
-  state.t += 1;
-  const t = state.t;
-  const { m, v } = state;
+  if (code !== 0 && code !== 1 && code !== 2) throw new RangeError(`unknown optimizer code ${code}`);
+  const t = state.t + 1;
   const n = params.length;
+  const next = params.slice();
+  const m = state.m.slice();
+  const v = state.v.slice();
   if (code === 0) {
     for (let i = 0; i < n; i++) {
       let g = grads[i] + wd * params[i];
@@ -43,25 +63,30 @@ export function optimizerUpdate(
         m[i] = buf;
         g = nesterov ? g + momentum * buf : buf;
       }
-      params[i] = params[i] - lr * g;
+      next[i] = params[i] - lr * g;
     }
-    return;
+  } else {
+    const decoupled = code === 2;
+    const bc1 = 1 - beta1 ** t;
+    const bc2 = 1 - beta2 ** t;
+    const stepSize = lr / bc1;
+    const sqrtBc2 = Math.sqrt(bc2);
+    for (let i = 0; i < n; i++) {
+      let p = params[i];
+      let g = grads[i];
+      if (decoupled) p = p * (1 - lr * wd);
+      else g = g + wd * p;
+      m[i] = beta1 * m[i] + (1 - beta1) * g;
+      v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+      next[i] = p - (stepSize * m[i]) / (Math.sqrt(v[i]) / sqrtBc2 + eps);
+    }
   }
-  if (code !== 1 && code !== 2) throw new RangeError(`unknown optimizer code ${code}`);
-  const decoupled = code === 2;
-  const bc1 = 1 - beta1 ** t;
-  const bc2 = 1 - beta2 ** t;
-  const stepSize = lr / bc1;
-  const sqrtBc2 = Math.sqrt(bc2);
-  for (let i = 0; i < n; i++) {
-    let p = params[i];
-    let g = grads[i];
-    if (decoupled) p = p * (1 - lr * wd);
-    else g = g + wd * p;
-    const mi = beta1 * m[i] + (1 - beta1) * g;
-    const vi = beta2 * v[i] + (1 - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    params[i] = p - (stepSize * m[i]) / (Math.sqrt(v[i]) / sqrtBc2 + eps);
+  if (firstNonFinite(next, m, v) >= 0) {
+    throw rangeError('the update overflowed float32 (a parameter or optimizer moment would be NaN or infinite): lower the ' +
+      'learning rate, or clip the gradients; the parameters were not updated');
   }
+  params.set(next);
+  state.m.set(m);
+  state.v.set(v);
+  state.t = t;
 }

@@ -52,6 +52,8 @@ struct Gemm {
 };
 
 // One Adam/AdamW (or SGD) update over params[begin, end), in the formulas of core/optimizer.cpp.
+// With check set nothing is stored: the kernel only says whether every value the update would
+// store (parameters and moments) is finite, so a step can be refused before it changes anything.
 struct AdamStep {
   float* p;
   const float* g;
@@ -59,6 +61,7 @@ struct AdamStep {
   float* v;
   float step_size, sqrt_bc2, b1, one_b1, b2, one_b2, eps, wd, decay;
   bool decoupled;
+  bool check = false;
 };
 struct SgdStep {
   float* p;
@@ -66,6 +69,7 @@ struct SgdStep {
   float* buf;
   float lr, wd, momentum, keep;
   bool use_momentum, first, nesterov;
+  bool check = false;
 };
 
 // Products over neuron-major weights (core/sparse/): row j of w (ldw floats apart) holds the
@@ -121,12 +125,16 @@ struct Kernels {
   void (*column_sums)(std::size_t m, std::size_t n, const float* dz, std::size_t ldz, float* db);
   // dst[i] = srcs[0][i] + srcs[1][i] + ... (left to right) for i in [begin, end).
   void (*reduce)(float* dst, const float* const* srcs, std::size_t count, std::size_t begin, std::size_t end);
-  void (*adam)(const AdamStep& s, std::size_t begin, std::size_t end);
-  void (*sgd)(const SgdStep& s, std::size_t begin, std::size_t end);
+  // Both return false only with check set and some result NaN or +-Infinity.
+  bool (*adam)(const AdamStep& s, std::size_t begin, std::size_t end);
+  bool (*sgd)(const SgdStep& s, std::size_t begin, std::size_t end);
   void (*axpy_rows)(const AxpyRows& a);
   void (*dot_rows)(const DotRows& d);
   // True when no x[i], i < n, is NaN or +-Infinity (the gradient check before an update).
   bool (*all_finite)(const float* x, std::size_t n);
+  // The float32 sum of x[i]^2, i < n, in partial sums of a fixed order: finite only when every
+  // x[i] is, and then its square root bounds every |x[i]| (the update's overflow bounds).
+  float (*sum_squares)(const float* x, std::size_t n);
 };
 
 const Kernels& scalar_kernels();

@@ -316,8 +316,27 @@ void reduce(float* dst, const float* const* srcs, std::size_t count, std::size_t
   }
 }
 
+// A check pass adds zero times each result to `seen`: the sum stays 0 exactly while every
+// result is finite (see all_finite). Lanes past `lanes` in a partial vector hold the update of
+// zero-filled inputs (0 / 0 with eps = 0), so they are left out.
+inline T seen_plus(T seen, const T& results, std::size_t lanes) {
+  if (lanes == W) return V::add(seen, results);
+  float part[W] = {};
+  V::store_part(part, results, lanes);
+  return V::add(seen, V::load(part));
+}
+
+inline bool nothing_seen(const T& seen) {
+  float lanes[W];
+  V::store(lanes, seen);
+  for (std::size_t l = 0; l < W; ++l) {
+    if (lanes[l] != lanes[l]) return false;  // NaN
+  }
+  return true;
+}
+
 // The same operations, in the same order, as adam() in core/optimizer.cpp.
-inline void adam_lanes(const AdamStep& s, std::size_t i, std::size_t lanes) {
+inline T adam_lanes(const AdamStep& s, std::size_t i, std::size_t lanes, T seen) {
   const bool full = lanes == W;
   auto ld = [&](const float* p) { return full ? V::load(p + i) : V::load_part(p + i, lanes); };
   auto st = [&](float* p, const T& x) { full ? V::store(p + i, x) : V::store_part(p + i, x, lanes); };
@@ -330,37 +349,53 @@ inline void adam_lanes(const AdamStep& s, std::size_t i, std::size_t lanes) {
   const T m = V::add(V::mul(V::set1(s.b1), ld(s.m)), V::mul(V::set1(s.one_b1), g));
   const T v = V::add(V::mul(V::set1(s.b2), ld(s.v)), V::mul(V::mul(V::set1(s.one_b2), g), g));
   const T denom = V::add(V::div(V::sqrt(v), V::set1(s.sqrt_bc2)), V::set1(s.eps));
+  const T next = V::sub(p, V::div(V::mul(V::set1(s.step_size), m), denom));
+  if (s.check) {
+    const T zero = V::zero();
+    return seen_plus(seen, V::add(V::add(V::mul(m, zero), V::mul(v, zero)), V::mul(next, zero)), lanes);
+  }
   st(s.m, m);
   st(s.v, v);
-  st(s.p, V::sub(p, V::div(V::mul(V::set1(s.step_size), m), denom)));
+  st(s.p, next);
+  return seen;
 }
 
-void adam(const AdamStep& s, std::size_t begin, std::size_t end) {
+bool adam(const AdamStep& s, std::size_t begin, std::size_t end) {
+  T seen = V::zero();
   std::size_t i = begin;
-  for (; i + W <= end; i += W) adam_lanes(s, i, W);
-  if (i < end) adam_lanes(s, i, end - i);
+  for (; i + W <= end; i += W) seen = adam_lanes(s, i, W, seen);
+  if (i < end) seen = adam_lanes(s, i, end - i, seen);
+  return nothing_seen(seen);
 }
 
 // The same operations, in the same order, as sgd() in core/optimizer.cpp.
-inline void sgd_lanes(const SgdStep& s, std::size_t i, std::size_t lanes) {
+inline T sgd_lanes(const SgdStep& s, std::size_t i, std::size_t lanes, T seen) {
   const bool full = lanes == W;
   auto ld = [&](const float* p) { return full ? V::load(p + i) : V::load_part(p + i, lanes); };
   auto st = [&](float* p, const T& x) { full ? V::store(p + i, x) : V::store_part(p + i, x, lanes); };
+  const T zero = V::zero();
   const T p = ld(s.p);
   T g = V::add(ld(s.g), V::mul(V::set1(s.wd), p));
+  T results = zero;
   if (s.use_momentum) {
     const T momentum = V::set1(s.momentum);
     const T buf = s.first ? g : V::add(V::mul(momentum, ld(s.buf)), V::mul(V::set1(s.keep), g));
-    st(s.buf, buf);
+    if (s.check) results = V::mul(buf, zero);
+    else st(s.buf, buf);
     g = s.nesterov ? V::add(g, V::mul(momentum, buf)) : buf;
   }
-  st(s.p, V::sub(p, V::mul(V::set1(s.lr), g)));
+  const T next = V::sub(p, V::mul(V::set1(s.lr), g));
+  if (s.check) return seen_plus(seen, V::add(results, V::mul(next, zero)), lanes);
+  st(s.p, next);
+  return seen;
 }
 
-void sgd(const SgdStep& s, std::size_t begin, std::size_t end) {
+bool sgd(const SgdStep& s, std::size_t begin, std::size_t end) {
+  T seen = V::zero();
   std::size_t i = begin;
-  for (; i + W <= end; i += W) sgd_lanes(s, i, W);
-  if (i < end) sgd_lanes(s, i, end - i);
+  for (; i + W <= end; i += W) seen = sgd_lanes(s, i, W, seen);
+  if (i < end) seen = sgd_lanes(s, i, end - i, seen);
+  return nothing_seen(seen);
 }
 
 // Output slices of at most this many floats per row, so the slices of all rows stay in L1
@@ -557,6 +592,32 @@ bool all_finite(const float* x, std::size_t n) {
   return true;
 }
 
+// Four interleaved chains of one FMA per vector, summed in a fixed order at the end.
+float sum_squares(const float* x, std::size_t n) {
+  T s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+  std::size_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    const T a = V::load(x + i), b = V::load(x + i + W), c = V::load(x + i + 2 * W), d = V::load(x + i + 3 * W);
+    s0 = V::fma(a, a, s0);
+    s1 = V::fma(b, b, s1);
+    s2 = V::fma(c, c, s2);
+    s3 = V::fma(d, d, s3);
+  }
+  for (; i + W <= n; i += W) {
+    const T a = V::load(x + i);
+    s0 = V::fma(a, a, s0);
+  }
+  if (i < n) {
+    const T a = V::load_part(x + i, n - i);  // zero-filled
+    s1 = V::fma(a, a, s1);
+  }
+  float lanes[W];
+  V::store(lanes, V::add(V::add(s0, s1), V::add(s2, s3)));
+  float sum = 0;
+  for (std::size_t l = 0; l < W; ++l) sum += lanes[l];
+  return sum;
+}
+
 constexpr Kernels make_table(const char* isa) {
-  return Kernels{isa, gemm, gemm_sparse, rectify, rectify_backward, column_sums, reduce, adam, sgd, axpy_rows, dot_rows, all_finite};
+  return Kernels{isa, gemm, gemm_sparse, rectify, rectify_backward, column_sums, reduce, adam, sgd, axpy_rows, dot_rows, all_finite, sum_squares};
 }
