@@ -88,7 +88,7 @@ describe.each(backendsUnderTest())('bad input on %s', (backend) => {
       expectError(() => net.trainer({ loss: 'hinge' as never, optimizer: { type: 'sgd', lr: 0.1 } }), RangeError, /Expected one of 'mse', 'l1', 'huber', 'softmax-cross-entropy', 'bce-with-logits' for options.loss but received 'hinge'/);
       expectError(() => net.trainer({ loss: 42 as never, optimizer: { type: 'sgd', lr: 0.1 } }), TypeError, /loss name .* for options.loss but received number 42/);
       expectError(() => net.trainer({ loss: 'mse', optimizer: { type: 'lion', lr: 0.1 } as never }), RangeError, /options.optimizer.type but received 'lion'/);
-      expectError(() => net.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: -1 } }), RangeError, /Expected a finite number >= 0 for options.optimizer.lr but received -1/);
+      expectError(() => net.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: -1 } }), RangeError, /Expected a finite number >= 0 and <= 3.4028234663852886e\+38 for options.optimizer.lr but received -1/);
       expectError(() => net.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: NaN } }), RangeError, /options.optimizer.lr but received NaN/);
       expectError(() => net.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 1, betas: [1, 0.9] } }), RangeError, /betas in \[0, 1\)/);
       expectError(() => net.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 1, nesterov: true } }), RangeError, /Nesterov momentum needs momentum > 0/);
@@ -184,10 +184,11 @@ describe.runIf(hasNative())('native addon re-checks its arguments', () => {
     expectError(() => m.optimizerStep(0, new Float64Array(3), 0), RangeError, /hyper/);
     // The optimizers' options are checked in TypeScript; the raw addon checks its hyper array too.
     const hyper = Float64Array.of(0.1, 0, 0, 0, 0, 0.9, 0.999, 1e-8);
-    for (const [i, bad] of [[0, NaN], [2, Infinity], [7, -Infinity]] as const) {
+    // Past float32's range too: the kernels convert them to float32 constants.
+    for (const [i, bad] of [[0, NaN], [2, Infinity], [7, -Infinity], [0, 1e39], [1, -4e38]] as const) {
       const h = hyper.slice();
       h[i] = bad;
-      const err = expectError(() => m.optimizerStep(0, h, 0), RangeError, new RegExp(`hyper\\[${i}\\].*finite.*${bad}`));
+      const err = expectError(() => m.optimizerStep(0, h, 0), RangeError, new RegExp(`hyper\\[${i}\\].*finite.*${String(bad).replace('+', '\\+')}`));
       expect(err.code).toBe('ERR_OUT_OF_RANGE');
       expectError(() => m.trainStep(new Float32Array(3), 1, 0, 0, new Float32Array(2), 0, h, 0), RangeError, /finite/);
     }

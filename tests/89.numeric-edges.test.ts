@@ -173,6 +173,35 @@ describe.each(backendsUnderTest())('numeric edges on %s', (backend) => {
     }
   });
 
+  it('updates from gradients too small to square in float32 are still bounded (review: each was once stored as +-Infinity)', () => {
+    const spec = { inputs: 1, layers: [{ units: 1 }] };
+    const refused = expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/update overflowed float32/) });
+    // SGD: a gradient of 2e-25 squares to 0; the bias then moves to 2e13, and weight decay x lr
+    // on it overflows in the next step.
+    const a = new Mlp(spec, { backend, parameters: Float32Array.of(0, 0) });
+    const ta = a.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 1e38, weightDecay: 1 } });
+    ta.step(Float32Array.of(0), Float32Array.of(1e-25));
+    expect(a.getParameters()[1]).toBeGreaterThan(1e13);
+    expect(() => ta.step(Float32Array.of(0), a.predict(Float32Array.of(0)))).toThrow(refused);
+    // Adam: g * g underflows, so the step is lr g / eps = 1e43.
+    const b = new Mlp(spec, { backend, parameters: Float32Array.of(0, 0) });
+    expect(() => b.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 1e30, eps: 1.2e-38 } }).step(Float32Array.of(0), Float32Array.of(1e-25))).toThrow(refused);
+    expect(Array.from(b.getParameters())).toEqual([0, 0]);
+    // SGD: a parameter of 1e-24 squares to 0 when the bounds are measured; lr x wd x p = 1e44.
+    const c = new Mlp(spec, { backend, parameters: Float32Array.of(0, 1e-24) });
+    expect(() => c.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 1e30, weightDecay: 1e38 } }).step(Float32Array.of(0), Float32Array.of(Math.fround(1e-24)))).toThrow(refused);
+    for (const m of [a, b, c]) m.dispose();
+  });
+
+  it('optimizer constants outside float32 are refused when the trainer is made', () => {
+    const net = new Mlp({ inputs: 1, layers: [{ units: 1 }] }, { backend });
+    for (const optimizer of [{ type: 'sgd' as const, lr: 1e39 }, { type: 'sgd' as const, lr: 0.1, weightDecay: 1e39 },
+      { type: 'sgd' as const, lr: 0.1, momentum: 1e39 }, { type: 'adam' as const, lr: 0.1, eps: 1e-40 }, { type: 'adam' as const, lr: 0.1, eps: 0 }]) {
+      expect(() => net.trainer({ loss: 'mse', optimizer })).toThrow(expect.objectContaining({ name: 'RangeError' }));
+    }
+    net.dispose();
+  });
+
   it('options.parameters must be finite, as setParameters', () => {
     for (const bad of [NaN, Infinity, -Infinity]) {
       expect(() => new Mlp({ inputs: 1, layers: [{ units: 1 }] }, { backend, parameters: Float32Array.of(bad, 0) }))

@@ -1,6 +1,7 @@
 #include "addon/model_args.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "addon/checks.h"
@@ -34,10 +35,13 @@ Hyper ReadHyper(const Napi::Value& v, const char* what) {
   // or an infinity can never reach the weights through it.
   static const char* const names[kHyperCount] = {"lr", "weightDecay", "momentum", "dampening",
                                                  "nesterov", "beta1", "beta2", "eps"};
+  // The kernels take them as float32 constants: past float32's range the conversion is undefined.
   for (std::size_t i = 0; i < kHyperCount; ++i) {
-    if (!std::isfinite(hyper.Data()[i])) {
+    const double h = hyper.Data()[i];
+    if (!std::isfinite(h) || std::fabs(h) > std::numeric_limits<float>::max()) {
       throw RangeError(v.Env(), std::string(what) + ": hyper[" + std::to_string(i) + "] (" + names[i] +
-                                    ") must be a finite number, got " + FormatNumber(hyper.Data()[i]));
+                                    ") must be a finite number within float32's range (|x| <= 3.4028235e38), got " +
+                                    FormatNumber(h));
     }
   }
   return Hyper::from_array(hyper.Data());

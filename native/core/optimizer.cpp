@@ -75,16 +75,25 @@ bool over_blocks(std::size_t n, Fn fn) {
   return n == 0 || run(0);
 }
 
+// x as a float32 constant of the kernels: rounded, or +-Infinity past float32's range (where a
+// plain conversion is undefined behaviour). lr / bc1 and 1 - lr * wd can get there from
+// hyperparameters that are each in range; the update's check then refuses the step.
+float as_float(double x) {
+  if (x > std::numeric_limits<float>::max()) return std::numeric_limits<float>::infinity();
+  if (x < -std::numeric_limits<float>::max()) return -std::numeric_limits<float>::infinity();
+  return static_cast<float>(x);
+}
+
 // The update that makes step t (the first is t = 1); with check, only whether it stays finite.
 bool sgd(const Hyper& h, float* p, const float* grad, std::size_t n, float* buf, std::int64_t t, bool check) {
   cpu::SgdStep step;
   step.p = p;
   step.g = grad;
   step.buf = buf;
-  step.lr = static_cast<float>(h.lr);
-  step.wd = static_cast<float>(h.weight_decay);
-  step.momentum = static_cast<float>(h.momentum);
-  step.keep = static_cast<float>(1.0 - h.dampening);
+  step.lr = as_float(h.lr);
+  step.wd = as_float(h.weight_decay);
+  step.momentum = as_float(h.momentum);
+  step.keep = as_float(1.0 - h.dampening);
   step.use_momentum = h.momentum != 0;
   // torch creates the momentum buffer as a copy of the first gradient (no dampening on step 1).
   step.first = t == 1;
@@ -104,15 +113,15 @@ bool adam(const Hyper& h, bool decoupled, float* p, const float* grad, std::size
   step.g = grad;
   step.m = m;
   step.v = v;
-  step.step_size = static_cast<float>(h.lr / bc1);
-  step.sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
-  step.b1 = static_cast<float>(h.beta1);
-  step.one_b1 = static_cast<float>(1.0 - h.beta1);
-  step.b2 = static_cast<float>(h.beta2);
-  step.one_b2 = static_cast<float>(1.0 - h.beta2);
-  step.eps = static_cast<float>(h.eps);
-  step.wd = static_cast<float>(h.weight_decay);
-  step.decay = static_cast<float>(1.0 - h.lr * h.weight_decay);
+  step.step_size = as_float(h.lr / bc1);
+  step.sqrt_bc2 = as_float(std::sqrt(bc2));
+  step.b1 = as_float(h.beta1);
+  step.one_b1 = as_float(1.0 - h.beta1);
+  step.b2 = as_float(h.beta2);
+  step.one_b2 = as_float(1.0 - h.beta2);
+  step.eps = as_float(h.eps);
+  step.wd = as_float(h.weight_decay);
+  step.decay = as_float(1.0 - h.lr * h.weight_decay);
   // AdamW decays the weights first, then takes a plain Adam step; Adam adds wd * p to the gradient.
   step.decoupled = decoupled;
   step.check = check;
@@ -200,8 +209,11 @@ void measure_bounds(OptimizerState& s, const float* params, std::size_t n) {
 double grad_bound(float sum_squares, std::size_t n) {
   if (!std::isfinite(sum_squares)) return HUGE_VAL;
   // A float32 sum of n nonnegative terms is off by at most (n - 1) u relative (u = 2^-24),
-  // whatever the order: allow n 2^-23.
-  return std::sqrt(static_cast<double>(sum_squares) * (1.0 + static_cast<double>(n) * 0x1p-23));
+  // whatever the order: allow n 2^-23. Squares below ~1e-45 underflow (or flush to 0) instead:
+  // each square and add may lose up to 2^-126 outright, so a sum of 0 still allows |x| ~ 1e-19
+  // per sqrt(n) (found in review: without it a gradient of 1e-25, times lr 1e38, was "proven").
+  const double relative = static_cast<double>(sum_squares) * (1.0 + static_cast<double>(n) * 0x1p-23);
+  return std::sqrt(relative + static_cast<double>(n) * 0x1p-125);
 }
 
 bool optimizer_update_finite(Optimizer opt, const Hyper& hyper, const float* params, const float* grad, std::size_t n,

@@ -354,6 +354,9 @@ void test_update_finite_check() {
   // An update not preceded by a proof leaves the bounds to be measured.
   optimizer_update(Optimizer::Sgd, hyper(0.01, 0, 0, 0, false), p.data(), g.data(), 17, s);
   check(!s.bounds_known, "unproven update: bounds unknown");
+  // Squares that underflow still count: a sum of 0 bounds |x| by ~1e-19 per sqrt(n), not by 0.
+  check(grad_bound(0.0f, 1) > 1e-20 && grad_bound(0.0f, 1) < 1e-18, "grad_bound of a zero sum allows underflowed squares");
+  check(grad_bound(4.0f, 1) >= 2.0 && std::isinf(grad_bound(INFINITY, 3)), "grad_bound: sqrt of the sum, infinite stays infinite");
   // Blocks on several threads: the overflow is in the last one only.
   const std::size_t n = 3 * 32768 + 5;
   std::vector<float> pb(n, 1.0f), gb(n, 0.5f);
