@@ -157,11 +157,7 @@ struct StepBounds {
 };
 
 StepBounds step_bounds(Optimizer opt, const Hyper& h, const OptimizerState& s, double G, std::int64_t t) {
-  // |x| as the kernel's float constant (past float32's range: infinite, without the undefined cast).
-  auto f = [](double x) {
-    const double a = std::fabs(x);
-    return a > std::numeric_limits<float>::max() ? HUGE_VAL : static_cast<double>(static_cast<float>(a));
-  };
+  auto f = [](double x) { return std::fabs(static_cast<double>(as_float(x))); };  // |x| as the kernel's constant
   const double P = s.bound_p, M = s.bound_m, V = s.bound_v;
   StepBounds out;
   if (opt == Optimizer::Sgd) {
@@ -194,13 +190,12 @@ StepBounds step_bounds(Optimizer opt, const Hyper& h, const OptimizerState& s, d
   return out;
 }
 
-// Bounds measured from the arrays themselves.
+// Bounds measured from the arrays themselves (grad_bound bounds any array's max |x|).
 void measure_bounds(OptimizerState& s, const float* params, std::size_t n) {
   const cpu::Kernels& k = cpu::kernels();
   s.bound_p = grad_bound(k.sum_squares(params, n), n);
   s.bound_m = grad_bound(k.sum_squares(s.m.data(), n), n);
-  const double root_v = grad_bound(k.sum_squares(s.v.data(), n), n);
-  s.bound_v = root_v;  // v >= 0, so max v <= sqrt(sum of v^2) as for the others
+  s.bound_v = grad_bound(k.sum_squares(s.v.data(), n), n);
   s.bounds_known = s.bounds_exact = true;
 }
 
