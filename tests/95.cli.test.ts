@@ -124,6 +124,20 @@ describe('NPY and CSV files', () => {
     expect(parseCsv('id,y\n0x1f,1\n0b101,2\n').firstText[0]).toEqual({ line: 2, text: '0x1f' });
   });
 
+  it('parseCsv: a quote inside a field is text, and a quoted empty cell is a cell, not a blank line (both once dropped rows)', () => {
+    // 5" tall used to open a quoted field that swallowed the lines up to the next quote.
+    const t = parseCsv('a,b,note\n1,2,5" tall\n3,4,ok\n5,6,6" wide\n7,8,x\n');
+    expect(t.rows).toBe(4);
+    expect(Array.from(t.lines)).toEqual([2, 3, 4, 5]);
+    expect(t.firstText[2]).toEqual({ line: 2, text: '5" tall' });
+    expect(Array.from(t.data.filter((_, i) => i % 3 === 0))).toEqual([1, 3, 5, 7]);
+    // One column: "" (Python's csv writes an empty single field so) keeps its row; a bare blank line is skipped.
+    const one = parseCsv('a\n1.0\n""\n3.0\n\n4.0\n');
+    expect(one.rows).toBe(4);
+    expect(Array.from(one.lines)).toEqual([2, 3, 4, 6]);
+    expect(one.firstText[0]).toEqual({ line: 3, text: '' });
+  });
+
   it('parseCsv: numeric header cells need --header or --no-header, duplicate names and other separators are refused', () => {
     expect(() => parseCsv('1\n2\n3\n')).toThrow(/first row holds a number[^]*--no-header/);
     expect(() => parseCsv('region,2019,2020\nx,1,2\n')).toThrow(/'2019' in column 2/);

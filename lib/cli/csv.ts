@@ -25,6 +25,8 @@ export interface CsvTable {
 interface CsvRecord {
   fields: string[];
   line: number;
+  /** Read with quotes: "" is an empty cell, not a blank line. */
+  quoted: boolean;
 }
 
 const LINE_END = /\r\n|\r|\n/g;
@@ -43,7 +45,7 @@ function* csvRecords(text: string): Generator<CsvRecord> {
     const end = m ? m.index : text.length;
     const raw = text.slice(pos, end);
     if (!raw.includes('"')) {
-      yield { fields: raw.split(','), line };
+      yield { fields: raw.split(','), line, quoted: false };
       pos = m ? end + m[0].length : text.length;
       line++;
       continue;
@@ -52,6 +54,9 @@ function* csvRecords(text: string): Generator<CsvRecord> {
     const fields: string[] = [];
     let field = '';
     let quoted = false;
+    // A quote opens a quoted field only as its first character (RFC 4180): inside a field, as in
+    // 5" tall, it is text. Opening one there swallowed the lines up to the next quote.
+    let fieldStart = true;
     let i = pos;
     for (; i < text.length; i++) {
       const c = text[i];
@@ -65,23 +70,29 @@ function* csvRecords(text: string): Generator<CsvRecord> {
           if (c === '\n' || (c === '\r' && text[i + 1] !== '\n')) line++;
           field += c;
         }
-      } else if (c === '"') quoted = true;
-      else if (c === ',') {
+      } else if (c === '"' && fieldStart) {
+        quoted = true;
+        fieldStart = false;
+      } else if (c === ',') {
         fields.push(field);
         field = '';
+        fieldStart = true;
       } else if (c === '\n' || c === '\r') break;
-      else field += c;
+      else {
+        field += c;
+        fieldStart = false;
+      }
     }
     if (quoted) throw new FileFormatError(`csv: the quote opened on line ${first} is never closed`);
     fields.push(field);
     if (i < text.length) i += text[i] === '\r' && text[i + 1] === '\n' ? 2 : 1;
     pos = i;
     line++;
-    yield { fields, line: first };
+    yield { fields, line: first, quoted: true };
   }
 }
 
-const isBlank = (r: CsvRecord) => r.fields.length === 1 && r.fields[0].trim() === '';
+const isBlank = (r: CsvRecord) => !r.quoted && r.fields.length === 1 && r.fields[0].trim() === '';
 
 /**
  * A cell as a number, NaN when it is not one. Number() also reads 0x1f, 0b101 and 0o17, which in
