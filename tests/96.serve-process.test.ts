@@ -4,7 +4,7 @@
 // process group (a terminal's Ctrl-C, systemd) stops them gracefully, once.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,11 +45,12 @@ interface ServeOptions {
   port?: number;
   workers?: number;
   nodeFlags?: string[];
+  model?: string;
 }
 
 async function serve(options: ServeOptions = {}): Promise<Served> {
   const workers = options.workers ?? 1;
-  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), 'dist/cli/main.js', 'serve', `demo=${modelPath}`, '--port', String(options.port ?? 0),
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), 'dist/cli/main.js', 'serve', `demo=${options.model ?? modelPath}`, '--port', String(options.port ?? 0),
     '--backend', backend, '--threads', '1', '--workers', String(workers)], { stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached });
   let out = '';
   let err = '';
@@ -179,6 +180,26 @@ describe.runIf(hasProc)('mlpkit serve processes', () => {
       s.child.kill('SIGTERM');
     }
     expect((await s.exited).code).toBe(1); // a worker died: the command reports it
+  });
+
+  it('--workers 2: a replacement that cannot start (its model file deleted) is retried while the other worker keeps serving', async () => {
+    const copy = join(dir, 'deleted-later.safetensors');
+    copyFileSync(modelPath, copy);
+    const s = await serve({ workers: 2, model: copy });
+    try {
+      rmSync(copy);
+      const [victim] = childrenOf(s.child.pid!);
+      process.kill(victim, 'SIGKILL');
+      await until('the failed replacement', () => /before it listened; 1 still serving, trying again in 1 s/.test(s.err()));
+      expect(s.child.exitCode).toBeNull();
+      await predictsLikeTheModel(s.url);
+      // Before, the primary stopped the worker still serving and exited.
+      await new Promise((r) => setTimeout(r, 300));
+      await predictsLikeTheModel(s.url);
+    } finally {
+      s.child.kill('SIGTERM');
+    }
+    expect((await s.exited).code).toBe(1);
   });
 
   // A terminal's Ctrl-C, systemd's stop (KillMode=control-group) and `timeout` signal the whole

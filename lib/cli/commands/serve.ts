@@ -218,6 +218,7 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
       if (message?.type === METRICS_PART) return void collecting.get(message.id!)?.(String(message.text));
       if (!message?.listening) return;
       listening.add(worker.id);
+      failedRestarts = 0;
       // Said once as many workers as asked for listen (all on one address: see pickFreePort).
       if (!reported && alive().filter((w) => listening.has(w.id)).length === workers) {
         reported = true;
@@ -226,18 +227,33 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
         io.stderr.write(`mlpkit serve: worker ${worker.process.pid} listening on ${message.listening}\n`);
       }
     });
+    // Replacements that fail before they listen wait longer each time (1 s, 2 s, ... 30 s).
+    let failedRestarts = 0;
+    const restart = (delayMs: number) => setTimeout(() => {
+      if (!stopping) cluster.fork(); // not when a stop came in the meantime
+    }, delayMs);
     cluster.on('exit', (worker, code, signal) => {
-      if (!stopping && !listening.has(worker.id)) {
-        // It failed before it served (a model that does not load, a port in use): so would
-        // every other. Its error is on stderr; stop rather than restart it forever.
+      const served = listening.has(worker.id);
+      const serving = alive().filter((w) => listening.has(w.id)).length;
+      if (!stopping && !served && (!reported || serving === 0)) {
+        // It failed before it served (a model that does not load, a port in use): at the start
+        // so would every other, and later with no worker left nothing serves. Its error is on
+        // stderr; stop rather than restart it forever (a process manager restarts the command).
         exitCode = 1;
         stop('SIGTERM', `worker ${worker.process.pid} exited (${signal ?? code}) before it listened; stopping`);
+      } else if (!stopping && !served) {
+        // A replacement that cannot start (its model file gone, say) must not take down the
+        // workers still serving: try again later.
+        exitCode = 1;
+        const delay = Math.min(30_000, 1000 * 2 ** failedRestarts++);
+        io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}) before it listened; ` +
+          `${serving} still serving, trying again in ${delay / 1000} s\n`);
+        restart(delay);
+        return;
       } else if (!stopping) {
         io.stderr.write(`mlpkit serve: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
-        if (code !== 0) exitCode = 1;
-        setTimeout(() => {
-          if (!stopping) cluster.fork(); // not when a stop came in the meantime
-        }, 200);
+        if (code !== 0) exitCode = 1; // said again by the command's exit code when it stops
+        restart(200);
         return;
       }
       if (alive().length === 0) done();
