@@ -365,6 +365,10 @@ describe('errors and help', () => {
       ['quantize', at('reg.safetensors'), '--rows', '10', '--out', at('q.safetensors')],
       ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--inputs', 'x1', '--out', at('s.safetensors')],
       ['serve', at('reg.safetensors'), '--no-batching', '--max-wait-us', '100'],
+      // Flags that do not fit together, found by createServer's own checks before anything loads.
+      ['serve', at('reg.safetensors'), '--max-buffered-body-bytes', '10'],
+      ['serve', at('reg.safetensors'), '--request-timeout-ms', '1000', '--headers-timeout-ms', '5000'],
+      ['bench', '--batch', '100000000000'],
       ['serve', '--name', 'foo', `x=${at('reg.safetensors')}`],
       ['predict', at('reg.safetensors'), at('x.npy'), '--header'],
       ['train', at('data.csv'), '--target', 'y', '--plot', at('loss.png')],
@@ -405,6 +409,8 @@ describe('errors and help', () => {
       [['train', at('data.csv'), '--inputs', 'id,x1', '--target', 'y'], /column 'id' of .* holds 'row0' on line 2, not a number/],
       [['train', at('data.csv'), '--target', 'y', '--task', 'classification'], /target 'y' holds \d+(\.\d+)? on line \d+; expected integer class labels/],
       [['train', at('data.csv'), '--out', at('no/such/dir/m.safetensors')], /--out: the directory '.*no\/such\/dir' of .* does not exist/],
+      // A directory nothing can be created in (as root too): refused before training, not after.
+      ...(existsSync('/proc/self') ? [[['train', at('data.csv'), '--target', 'y', '--out', '/proc/m.safetensors'], /--out: cannot write '\/proc\/m.safetensors'[^]*\n {2}choose a directory you can write to/] as [string[], RegExp]] : []),
       [['predict', at('reg.safetensors'), at('x.npy'), '--inputs', '0,1'], /2 columns chosen but the model takes 3 inputs/],
       [['predict', at('data.csv'), at('data.csv')], /data.csv is a text \(CSV\) file, not a model\n {2}give the .safetensors model here \(predict takes the model first/],
       [['predict', at('x.npy'), at('data.csv')], /x.npy is an NPY array, not a model/],

@@ -14,9 +14,28 @@ export async function checkOutputPath(option: string, file: string): Promise<voi
   if (!(await stat(dir).then((st) => st.isDirectory(), () => false))) {
     throw new CliError(`${option}: the directory '${dir}' of ${file} does not exist`);
   }
-  if (await stat(file).then((st) => st.isDirectory(), () => false)) {
+  const existing = await stat(file).catch(() => null);
+  if (existing?.isDirectory()) {
     throw new CliError(`${option}: '${file}' is a directory`, 1, 'give the name of the file to write');
   }
+  // writeOutput creates a temporary file beside the target: try that now, not after the work.
+  // (Not for what is not a regular file, /dev/stdout say: that is written as is.)
+  if (existing === null || existing.isFile()) {
+    const probe = tempBeside(file);
+    try {
+      await writeFile(probe, '', { flag: 'wx' });
+    } catch (err) {
+      const reason = fileErrorReason(err);
+      if (reason === null) throw err;
+      throw new CliError(`${option}: cannot write '${file}': ${reason}`, 1, 'choose a directory you can write to');
+    } finally {
+      await rm(probe, { force: true }).catch(() => {});
+    }
+  }
+}
+
+function tempBeside(file: string): string {
+  return join(dirname(file), `.${basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
 }
 
 /** The same file by name, or (both existing) by identity: a symbolic or hard link counts. */
@@ -47,7 +66,7 @@ export async function writeOutput(file: string, bytes: string | Uint8Array): Pro
   // A temporary file beside the target, renamed over it once complete: the old file stays whole
   // until the new one is. Not for what is not a regular file (/dev/stdout, a FIFO): written as is.
   const existing = await stat(file).catch(() => null);
-  const temp = existing === null || existing.isFile() ? join(dirname(file), `.${basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`) : null;
+  const temp = existing === null || existing.isFile() ? tempBeside(file) : null;
   try {
     if (temp === null) await writeFile(file, bytes);
     else {

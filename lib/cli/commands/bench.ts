@@ -9,6 +9,7 @@ import { Mlp } from '../../mlp.js';
 import type { MlpSpec } from '../../spec.js';
 import { intListOption, intOption, numberOption, parseCommand, type Command } from '../args.js';
 import { loadModelFile, type AnyModel } from '../model-file.js';
+import { usageError } from '../errors.js';
 
 const usage = `Usage: mlpkit bench [MODEL] [options]
 
@@ -16,7 +17,7 @@ Times predict at a few batch sizes: mlpkit native, the reference backend (small 
 and onnxruntime-node when it is installed (npm install onnxruntime-node), on the same weights,
 after checking that they agree. MODEL defaults to the demo 32-64-64-64-64-16 ReLU MLP.
 
-  --batch LIST     batch sizes (default 1,16,256,4096)
+  --batch LIST     batch sizes (default 1,16,256,4096; at most 65536, and 2^28 input floats)
   --seconds S      time per cell (default 0.3)
   --threads N      threads for mlpkit native and onnxruntime (default: all cores)
 
@@ -28,6 +29,8 @@ const DEMO_SPEC: MlpSpec = {
   layers: [{ units: 64, activation: 'relu' }, { units: 64, activation: 'relu' }, { units: 64, activation: 'relu' }, { units: 64, activation: 'relu' }, { units: 16 }],
   seed: 1,
 };
+const MAX_BATCH = 65536;
+const MAX_INPUT_FLOATS = 2 ** 28;
 const REFERENCE_MAX_BATCH = 256; // float64 TypeScript: larger batches take long and show nothing new
 
 interface Runner {
@@ -138,7 +141,7 @@ export const benchCommand: Command = {
       batch: { type: 'string' }, seconds: { type: 'string' }, threads: { type: 'string' },
     }, { min: 0, max: 1, names: 'at most one MODEL file' });
     if (help) return void io.stdout.write(`${usage}\n`);
-    const batches = intListOption(values, 'batch', [1, 16, 256, 4096]);
+    const batches = intListOption(values, 'batch', [1, 16, 256, 4096], 1, MAX_BATCH);
     const budgetMs = numberOption(values, 'seconds', 0.3, 0.001) * 1000;
     const threads = intOption(values, 'threads', availableParallelism(), 1, 256);
     setThreads(threads);
@@ -164,6 +167,12 @@ export const benchCommand: Command = {
       else runners.push(ort);
     } else notes.push('onnxruntime-node: skipped, only float models are exported to ONNX here');
 
+    // A quick table: inputs of a GiB or more would take minutes per cell, or all the memory.
+    const widest = Math.max(...batches);
+    if (widest * base.inputs > MAX_INPUT_FLOATS) {
+      throw usageError(`--batch: ${widest} rows of ${base.inputs} inputs is ${widest * base.inputs} floats, over the ${MAX_INPUT_FLOATS} this command allows`,
+        `use batches up to ${Math.floor(MAX_INPUT_FLOATS / base.inputs)} for this model`);
+    }
     const name = path ?? 'demo MLP 32-64-64-64-64-16 ReLU';
     io.stdout.write(`mlpkit bench: ${name}; ${threads} threads; ${budgetMs / 1000} s per cell\n\n`);
     io.stdout.write(`| batch | ${runners.map((r) => r.label).join(' | ')} |\n|---:|${runners.map(() => '---:').join('|')}|\n`);

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { setThreads } from '../../info.js';
 import { sumMetricsTexts } from '../../server/metrics.js';
-import { MODEL_NAME, type ServableModel, type ServerOptions } from '../../server/options.js';
+import { MODEL_NAME, normalizeServerOptions, type ServableModel, type ServerOptions } from '../../server/options.js';
 import { createServer } from '../../server/server.js';
 import { choiceOption, flag, intOption, numberOption, parseCommand, stringOption, type Command, type Io, type Parsed } from '../args.js';
 import { CliError, usageError } from '../errors.js';
@@ -129,6 +129,27 @@ function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
   };
 }
 
+/** The command-line flag of a createServer option, for errors in the flags' own words. */
+function flagOf(key: string): string {
+  if (key === 'retryAfterSeconds') return '--retry-after-s';
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/**
+ * createServer's checks of how the options fit together (a buffered-body limit below the body
+ * limit, a request timeout below the headers timeout), run before any model loads or worker
+ * starts, and said as command-line mistakes (exit 2) with the flags' names.
+ */
+function checkServerOptions(options: Omit<ServerOptions, 'models'>): void {
+  const stand: ServableModel = { inputs: 1, outputs: 1, predict: (x) => x, predictAsync: async (x) => x };
+  try {
+    normalizeServerOptions({ ...options, models: { check: stand } });
+  } catch (err) {
+    if (!(err instanceof RangeError || err instanceof TypeError)) throw err;
+    throw usageError(err.message.replace(/options\.(\w+)/g, (_, key: string) => flagOf(key)), 'see mlpkit serve --help');
+  }
+}
+
 /** --no-batching beside a batching knob: one of the two is a mistake. */
 function checkNoBatchingConflict(v: Parsed['values']): void {
   if (!flag(v, 'no-batching')) return;
@@ -140,6 +161,7 @@ function checkNoBatchingConflict(v: Parsed['values']): void {
 /** A listen failure the user can fix, said as such (with what to change). */
 function listenError(err: NodeJS.ErrnoException, port: number, host: string): Error {
   if (err?.code === 'EADDRINUSE') return new CliError(`port ${port} on ${host} is in use`, 1, 'choose another --port (--port 0 picks a free one), or stop the server that holds it');
+  if (err?.code === 'ENOTFOUND' || err?.code === 'EAI_AGAIN') return new CliError(`cannot listen on ${host}: the name does not resolve (${err.code})`, 1, 'give --host an IP address (127.0.0.1, 0.0.0.0) or a name this machine resolves');
   if (err?.code === 'EADDRNOTAVAIL') return new CliError(`cannot listen on ${host}: not an address of this machine`, 1, '--host 127.0.0.1 for this machine only, 0.0.0.0 for every interface');
   if (err?.code === 'EACCES') return new CliError(`no permission to listen on port ${port}`, 1, 'ports below 1024 need privileges; choose --port 1024 or above');
   return err;
@@ -296,6 +318,7 @@ export const serveCommand: Command = {
     const threads = intOption(values, 'threads', Math.max(1, Math.floor(availableParallelism() / workers)), 1, 256);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const options = serverOptions(values);
+    checkServerOptions(options);
     if (cluster.isPrimary && workers > 1) {
       const fixed = port !== 0 ? argv : withPort(argv, await pickFreePort(host).catch((err: NodeJS.ErrnoException) => {
         throw listenError(err, port, host);
