@@ -369,6 +369,8 @@ describe('errors and help', () => {
       ['serve', at('reg.safetensors'), '--max-buffered-body-bytes', '10'],
       ['serve', at('reg.safetensors'), '--request-timeout-ms', '1000', '--headers-timeout-ms', '5000'],
       ['bench', '--batch', '100000000000'],
+      ['train', at('data.csv'), '--inputs', 'x1', '--target', 'y', '--layers', '1048576,1048576'],
+      ['train', at('data.csv'), '--inputs', 'x1,y', '--target', 'y'],
       ['serve', '--name', 'foo', `x=${at('reg.safetensors')}`],
       ['predict', at('reg.safetensors'), at('x.npy'), '--header'],
       ['train', at('data.csv'), '--target', 'y', '--plot', at('loss.png')],
@@ -395,6 +397,13 @@ describe('errors and help', () => {
       .toMatch(/--mode predictor needs --calibration FILE/);
     expect((await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '2', '--dense-from-rows', '4', '--out', at('s.safetensors'))).err)
       .toMatch(/--dense-from-rows applies to --mode predictor only/);
+  });
+
+  it('a range of positions is refused where the header names columns with numbers at other positions (pandas index files)', async () => {
+    writeFileSync(at('pandas.csv'), ',0,1,t\n0,1,2,3\n1,2,3,4\n2,3,4,5\n3,4,5,6\n');
+    const r = await cli('train', at('pandas.csv'), '--header', '--inputs', '0-1', '--target', 't', '--out', at('pandas.safetensors'));
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--inputs: '0-1' is ambiguous in .*pandas.csv: its column named '0' is at position 1, not 0\n {2}list the columns one by one/);
   });
 
   it('bad files and data exit 1 with a message and a hint, no stack trace', async () => {

@@ -100,6 +100,18 @@ export function resolveColumns(table: Table, list: string, option: string): numb
       throw usageError(`${option}: ${table.source} has no column '${item}'`,
         `columns are: ${describeColumns(table)} (names, 0-based indices, or ranges like 0-3)`);
     }
+    // In a file whose header has number names away from their own positions (a pandas index
+    // column shifts 0, 1, 2 one to the right), '0-1' could mean positions or names; a single
+    // '0' is the name (above), so a range reading positions there would pick other columns.
+    if (range[2] !== undefined) {
+      for (let c = first; c <= last; c++) {
+        const at = table.names.indexOf(String(c));
+        if (at >= 0 && at !== c) {
+          throw usageError(`${option}: '${item}' is ambiguous in ${table.source}: its column named '${c}' is at position ${at}, not ${c}`,
+            'list the columns one by one: a number that is a column name picks that column');
+        }
+      }
+    }
     for (let c = first; c <= last; c++) out.push(c);
   }
   if (out.length === 0) throw usageError(`${option}: no columns given`);

@@ -11,7 +11,7 @@ import { ACTIVATIONS, OPTIMIZERS, type ActivationName, type OptimizerName } from
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Rng } from '../../init.js';
 import { Mlp } from '../../mlp.js';
-import { MAX_WIDTH } from '../../spec.js';
+import { MAX_PARAMETERS, MAX_WIDTH } from '../../spec.js';
 import type { FitProgress } from '../../train/trainer.js';
 import {
   choiceOption, flag, HEADER_OPTIONS, HEADER_USAGE, headerOption, intListOption, intOption, numberOption, parseCommand, stringOption,
@@ -208,7 +208,7 @@ function chooseColumns(data: Table, targetTable: Table, inputList: string | unde
   }
   if (!separate) {
     const both = inputs.find((c) => targets.includes(c));
-    if (both !== undefined) throw new CliError(`column '${data.names[both]}' is both an input and a target`, 1, 'drop it from --inputs or --target');
+    if (both !== undefined) throw usageError(`column '${data.names[both]}' is both an input and a target`, 'drop it from --inputs or --target');
   }
   return { inputs, targets, textColumns };
 }
@@ -308,11 +308,14 @@ export const trainCommand: Command = {
       valTarget = split.valY ? standardized(split.valY, outputs, targetScale) : null;
     }
 
-    const net = new Mlp({
-      inputs: inputs.length,
-      layers: [...hidden.map((units) => ({ units, activation })), { units: outputs }],
-      seed,
-    }, { backend });
+    const spec = { inputs: inputs.length, layers: [...hidden.map((units) => ({ units, activation })), { units: outputs }], seed };
+    const widths = [inputs.length, ...hidden, outputs];
+    const count = widths.slice(1).reduce((sum, w, l) => sum + (widths[l] + 1) * w, 0); // weights and biases
+    if (count > MAX_PARAMETERS) {
+      throw usageError(`--layers ${hidden.join(',')}: a ${widths.join('-')} model has ${count} parameters, over mlpkit's ${MAX_PARAMETERS}`,
+        'choose narrower or fewer hidden layers');
+    }
+    const net = new Mlp(spec, { backend });
     const loss = task === 'classification' ? 'softmax-cross-entropy' : 'mse';
     const trainer = net.trainer({ loss, optimizer: { type: optimizer, lr } });
     const shape = [inputs.length, ...hidden, outputs].join('-');
