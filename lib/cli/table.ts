@@ -79,16 +79,22 @@ function describeColumns(table: Table): string {
   return shown.join(', ') + (table.names.length > 12 ? `, ... (${table.names.length} in all)` : '');
 }
 
+/** Each column name's position (names are unique: csv.ts refuses duplicates). */
+function columnIndex(table: Table): Map<string, number> {
+  return new Map(table.names.map((n, i) => [n, i]));
+}
+
 /** Column indices from a comma-separated list of names, indices and ranges (`2-5`). */
 export function resolveColumns(table: Table, list: string, option: string): number[] {
+  const at = columnIndex(table);
   // A name that itself holds commas ("price, usd") can only be the whole list.
-  const whole = table.names.indexOf(list.trim());
-  if (whole >= 0 && list.includes(',')) return [whole];
+  const whole = at.get(list.trim());
+  if (whole !== undefined && list.includes(',')) return [whole];
   const out: number[] = [];
   for (const raw of list.split(',')) {
     const item = raw.trim();
     if (item === '') continue;
-    const named = table.names.indexOf(item);
+    const named = at.get(item) ?? -1;
     if (named >= 0) {
       out.push(named);
       continue;
@@ -105,9 +111,9 @@ export function resolveColumns(table: Table, list: string, option: string): numb
     // '0' is the name (above), so a range reading positions there would pick other columns.
     if (range[2] !== undefined) {
       for (let c = first; c <= last; c++) {
-        const at = table.names.indexOf(String(c));
-        if (at >= 0 && at !== c) {
-          throw usageError(`${option}: '${item}' is ambiguous in ${table.source}: its column named '${c}' is at position ${at}, not ${c}`,
+        const where = at.get(String(c));
+        if (where !== undefined && where !== c) {
+          throw usageError(`${option}: '${item}' is ambiguous in ${table.source}: its column named '${c}' is at position ${where}, not ${c}`,
             'list the columns one by one: a number that is a column name picks that column');
         }
       }
@@ -115,7 +121,8 @@ export function resolveColumns(table: Table, list: string, option: string): numb
     for (let c = first; c <= last; c++) out.push(c);
   }
   if (out.length === 0) throw usageError(`${option}: no columns given`);
-  const dup = out.find((c, i) => out.indexOf(c) !== i);
+  const seen = new Set<number>();
+  const dup = out.find((c) => seen.size === seen.add(c).size);
   if (dup !== undefined) throw usageError(`${option}: column '${table.names[dup]}' is listed twice`);
   return out;
 }
@@ -162,13 +169,15 @@ export function modelInputColumns(table: Table, width: number, trainedOn: string
   // A model trained on a file without names (NPY, a headerless CSV) knows its inputs by position
   // only ('0', '1', ...): any file's numeric columns in order fit it, as a named model's fit NPY.
   const positional = trainedOn !== null && trainedOn.every((n, i) => n === String(i));
+  // Names looked up in a map: files of 10^5 columns took seconds in includes / indexOf.
+  const at = columnIndex(table);
   if (list !== undefined) columns = resolveColumns(table, list, option);
-  else if (trainedOn && trainedOn.length === width && trainedOn.every((n) => table.names.includes(n))) {
-    columns = trainedOn.map((n) => table.names.indexOf(n));
+  else if (trainedOn && trainedOn.length === width && trainedOn.every((n) => at.has(n))) {
+    columns = trainedOn.map((n) => at.get(n)!);
   } else if (trainedOn && trainedOn.length === width && table.named && !positional) {
     // The file has names but not all of the model's: taking columns by position instead would
     // feed a different feature without a word.
-    const missing = trainedOn.filter((n) => !table.names.includes(n));
+    const missing = trainedOn.filter((n) => !at.has(n));
     throw new CliError(`${table.source} has no column ${missing.map((n) => `'${n}'`).join(', ')} ` +
       `(the model was trained on ${trainedOn.join(', ')})`, 1, `rename the columns, or choose them with ${option}`);
   } else {
