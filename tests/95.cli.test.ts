@@ -371,6 +371,8 @@ describe('errors and help', () => {
       ['bench', '--batch', '100000000000'],
       ['train', at('data.csv'), '--inputs', 'x1', '--target', 'y', '--layers', '1048576,1048576'],
       ['train', at('data.csv'), '--inputs', 'x1,y', '--target', 'y'],
+      // reg.safetensors was trained on x1,x2,x3: the same names in another order are a mistake.
+      ['predict', at('reg.safetensors'), at('data.csv'), '--inputs', 'x2,x1,x3'],
       ['serve', '--name', 'foo', `x=${at('reg.safetensors')}`],
       ['predict', at('reg.safetensors'), at('x.npy'), '--header'],
       ['train', at('data.csv'), '--target', 'y', '--plot', at('loss.png')],

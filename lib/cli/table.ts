@@ -171,8 +171,16 @@ export function modelInputColumns(table: Table, width: number, trainedOn: string
   const positional = trainedOn !== null && trainedOn.every((n, i) => n === String(i));
   // Names looked up in a map: files of 10^5 columns took seconds in includes / indexOf.
   const at = columnIndex(table);
-  if (list !== undefined) columns = resolveColumns(table, list, option);
-  else if (trainedOn && trainedOn.length === width && trainedOn.every((n) => at.has(n))) {
+  if (list !== undefined) {
+    columns = resolveColumns(table, list, option);
+    // The model's own columns in another order would feed each feature to another's weights.
+    const chosen = columns.map((c) => table.names[c]);
+    if (trainedOn && !positional && table.named && chosen.length === trainedOn.length && chosen.join('\u0000') !== trainedOn.join('\u0000') &&
+      [...chosen].sort().join('\u0000') === [...trainedOn].sort().join('\u0000')) {
+      throw usageError(`${option} ${list} names the model's columns in another order (it was trained on ${trainedOn.join(',')})`,
+        `give them in the model's order, or leave ${option} out`);
+    }
+  } else if (trainedOn && trainedOn.length === width && trainedOn.every((n) => at.has(n))) {
     columns = trainedOn.map((n) => at.get(n)!);
   } else if (trainedOn && trainedOn.length === width && table.named && !positional) {
     // The file has names but not all of the model's: taking columns by position instead would
