@@ -372,6 +372,64 @@ describe('overload and shutdown', () => {
     expect(await slow).toMatch(/^HTTP\/1.1 408 /);
   });
 
+  it('pipelined requests on a connection the client closes are all ended: counted, out of the queue, not in flight', async () => {
+    const gated = gatedModel(net);
+    const server = createServer({ models: { demo: gated }, inlineMacs: 0 });
+    servers.push(server);
+    const { url } = await server.listen(0);
+    const body = JSON.stringify({ inputs: [[1, 2, 3, 4]] });
+    const one = `POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    await new Promise((r) => socket.on('connect', r));
+    socket.write(one.repeat(5));
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(server.metricsText())?.[1] ?? NaN);
+    await until('the five requests to arrive', () => metric('mlpkit_requests_in_flight') === 5);
+    socket.destroy();
+    // Before, the four responses queued behind the first never closed: 4 stayed in flight.
+    await until('every request to end', () => metric('mlpkit_requests_in_flight') === 0);
+    expect(/mlpkit_requests_total\{model="demo",status="aborted"\} 5/.test(server.metricsText())).toBe(true);
+    await until('the queue to empty', () => queueDepth(server) === 0);
+    gated.release();
+  });
+
+  it('a connection whose last response was written under backpressure still closes after keepAliveTimeoutMs idle', async () => {
+    const wide = new Mlp({ inputs: 4, layers: [{ units: 64 }] }, { backend });
+    const server = createServer({ models: { wide }, keepAliveTimeoutMs: 300 });
+    servers.push(server);
+    const { url } = await server.listen(0);
+    const rows = new Float32Array(8192 * 4).fill(0.5);
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    await new Promise((r) => socket.on('connect', r));
+    socket.pause(); // the ~4 MB JSON answer stalls in the socket until we read
+    socket.write(`POST /v1/models/wide/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${rows.byteLength}\r\n\r\n`);
+    socket.write(Buffer.from(rows.buffer));
+    let got = 0;
+    socket.on('data', (d) => (got += d.length));
+    await new Promise((r) => setTimeout(r, 200));
+    const closed = new Promise<boolean>((resolve) => {
+      socket.on('close', () => resolve(true));
+      setTimeout(() => resolve(false), 5000).unref();
+    });
+    socket.resume();
+    // Before, the stalled-write watch cleared node's keep-alive timer: the connection stayed open.
+    expect(await closed).toBe(true);
+    expect(got).toBeGreaterThan(1 << 20);
+    wide.dispose();
+  });
+
+  it('a request without Host, a shape beside rows that contradicts them, and a compressed body get JSON errors', async () => {
+    const { server, url } = await start();
+    const noHost = await rawRequest(url, ['GET /healthz HTTP/1.1\r\n\r\n'], 1000);
+    expect(noHost).toMatch(/^HTTP\/1.1 400 [^]*"code":"bad_http"[^]*no Host header/);
+    expect(server.metricsText()).toMatch(/mlpkit_requests_total\{model="",status="400"\} 1/);
+    const contradiction = await predictJson(url, { inputs: [[1, 2, 3, 4]], shape: [3, 4] });
+    expect(contradiction.status).toBe(400);
+    expect(contradiction.body.error!.message).toMatch(/"shape" \[3,4\] does not match the 1 rows of 4/);
+    const gz = await fetch(`${url}/v1/models/demo/predict`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: '{"inputs":[[1,2,3,4]]}' });
+    expect(gz.status).toBe(415);
+    expect(((await gz.json()) as { error: { message: string } }).error.message).toMatch(/Content-Encoding 'gzip' is not supported/);
+  });
+
   it('rejects bad options with the argument named', () => {
     expect(() => createServer({ models: {} })).toThrow(/at least one model/);
     expect(() => createServer({ models: { 'a/b': net } })).toThrow(/URL-safe/);
@@ -383,6 +441,9 @@ describe('overload and shutdown', () => {
     gone.dispose();
     expect(() => createServer({ models: { m: gone } })).toThrow(expect.objectContaining({ code: 'ERR_MLPKIT_DISPOSED', message: expect.stringMatching(/options.models.m/) }));
     expect(() => createServer({ models: { m: net }, maxBatchRows: 0 })).toThrow(/options.maxBatchRows/);
+    // A batch must not wait longer than its requests may queue (1e13 us once made setTimeout spin).
+    expect(() => createServer({ models: { m: net }, maxWaitUs: 1e13 })).toThrow(/options.maxWaitUs \(10000000000000\) < options.queueTimeoutMs/);
+    expect(() => createServer({ models: { m: net }, maxWaitUs: 3e6, queueTimeoutMs: 1000 })).toThrow(/options.maxWaitUs/);
     expect(() => createServer({ models: { m: net }, headersTimeoutMs: 5000, requestTimeoutMs: 1000 })).toThrow(/requestTimeoutMs/);
   });
 });

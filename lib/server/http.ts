@@ -28,6 +28,9 @@ export const RAW_REPLY = Symbol('mlpkit.rawReply');
  */
 export const LINGERING = Symbol('mlpkit.lingering');
 
+/** On a socket: the end-of-request bookkeeping of each request on it not yet answered. */
+const UNANSWERED = Symbol('mlpkit.unanswered');
+
 export interface ServedModel {
   name: string;
   model: ServableModel;
@@ -102,9 +105,13 @@ function watchStalledWrite(socket: Socket, res: ServerResponse, ms: number): voi
   // A socket timeout counts inactivity, and every chunk the kernel accepts is activity: a slow
   // reader that keeps reading is not cut off. node:http leaves the socket timeout unused
   // (server.timeout is 0), and its own 'timeout' handler destroys a socket nobody else answers.
+  // Cleared before node's own 'finish' handler runs (prepended): that one then sets the
+  // keep-alive timeout of an idle connection, which clearing it afterwards switched off.
   socket.setTimeout(ms);
-  res.once('finish', () => socket.setTimeout(0));
-  res.once('close', () => socket.setTimeout(0));
+  res.prependOnceListener('finish', () => socket.setTimeout(0));
+  res.once('close', () => {
+    if (!res.writableFinished) socket.setTimeout(0);
+  });
 }
 
 export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: ServerResponse) => void {
@@ -147,6 +154,12 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     if (!binary && !isJsonType(type)) {
       return sendError(res, new HttpError(415, 'unsupported_media_type',
         `Content-Type '${type}' is not supported; send application/json or application/octet-stream (float32 rows)`));
+    }
+    const encoding = req.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+      // Read as is, a gzip body is garbage whose error would not say why.
+      return sendError(res, new HttpError(415, 'unsupported_media_type',
+        `Content-Encoding '${encoding.slice(0, 40)}' is not supported; send the body uncompressed`));
     }
     readBody(req, options.maxBodyBytes, bodyBudget, (bodyErr, body) => {
       if (bodyErr) return refuseBody(req, res, bodyErr);
@@ -208,6 +221,11 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
 
   /** Answers the request (now, or when its predict is done), noting its model and kind in `state`. */
   function route(req: IncomingMessage, res: ServerResponse, state: RequestState): void {
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400. node would answer it itself,
+    // with an empty body and uncounted (server.ts turns that off).
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+      return sendError(res, new HttpError(400, 'bad_http', 'the request has no Host header, which HTTP/1.1 requires'));
+    }
     let url = req.url ?? '/';
     if (url.charCodeAt(0) !== 47) {
       // The absolute form, POST http://host/v1/... (RFC 9112 3.2.2: a server must accept it;
@@ -263,15 +281,32 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     const start = performance.now();
     ctx.onRequestStart();
     const state: RequestState = { labels: NO_MODEL, predict: false, cancel: null };
-    // 'close' comes once per response: on(), not once(), spares a wrapper per request.
-    res.on('close', () => {
+    const socket = req.socket as Socket & { [UNANSWERED]?: Set<() => void> };
+    let unanswered = socket[UNANSWERED];
+    if (unanswered === undefined) {
+      // A response to a pipelined request behind another never gets its 'close' when the
+      // connection goes first (node only drops it): those end here, as aborted.
+      const set = (unanswered = socket[UNANSWERED] = new Set());
+      socket.once('close', () => {
+        for (const end of set) end();
+      });
+    }
+    const pending = unanswered;
+    let ended = false;
+    // Once per request: from the response's 'close' (on(), not once(): no wrapper), or the socket's.
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      pending.delete(end);
       // A client gone while its request waits in the queue: the slot goes to the next request.
       state.cancel?.();
       const raw = (res as ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY];
       metrics.countRequest(state.labels.model, raw !== undefined ? String(raw) : res.writableFinished ? String(res.statusCode) : 'aborted');
       if (state.predict) metrics.latency.observe(state.labels, (performance.now() - start) / 1000);
       ctx.onRequestEnd();
-    });
+    };
+    pending.add(end);
+    res.on('close', end);
     try {
       route(req, res, state);
     } catch (err) {

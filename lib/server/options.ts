@@ -34,7 +34,8 @@ export interface ServerOptions {
   /**
    * How long a queued request may wait for others to fill its batch, in microseconds. Default 0:
    * merge what arrives in the same event-loop turn or while the model is busy, never wait longer.
-   * A request that finds the model idle and nothing queued always runs at once.
+   * A request that finds the model idle and nothing queued always runs at once. Must be below
+   * queueTimeoutMs x 1000.
    */
   maxWaitUs?: number;
   /** Rows that may wait per model; past it requests get 503 with Retry-After. Default 1024. */
@@ -146,13 +147,20 @@ export function normalizeServerOptions(value: unknown): NormalizedServerOptions 
   if (maxBufferedBodyBytes < maxBodyBytes) {
     throw rangeError(`Expected options.maxBufferedBodyBytes (${maxBufferedBodyBytes}) >= options.maxBodyBytes (${maxBodyBytes}): a body of the largest size must fit`);
   }
+  const queueTimeoutMs = int('queueTimeoutMs', 10_000, 1);
+  const maxWaitUs = num('maxWaitUs', 0);
+  // A batch may wait for company only while its requests can still run: a wait past the queue
+  // timeout held them and then answered 503 (and past 2^31 ms, setTimeout fired every 1 ms).
+  if (maxWaitUs >= queueTimeoutMs * 1000) {
+    throw rangeError(`Expected options.maxWaitUs (${maxWaitUs}) < options.queueTimeoutMs (${queueTimeoutMs}) x 1000: a request must not wait for its batch longer than it may queue`);
+  }
   return {
     models,
     batching: o.batching === undefined ? true : expectBoolean('options.batching', o.batching),
     maxBatchRows: int('maxBatchRows', 256, 1),
-    maxWaitUs: num('maxWaitUs', 0),
+    maxWaitUs,
     maxQueueRows: int('maxQueueRows', 1024, 1),
-    queueTimeoutMs: int('queueTimeoutMs', 10_000, 1),
+    queueTimeoutMs,
     maxBodyBytes,
     maxBufferedBodyBytes,
     headersTimeoutMs,

@@ -106,6 +106,7 @@ export class ModelServer {
       keepAliveTimeout: o.keepAliveTimeoutMs,
       connectionsCheckingInterval: this.checkEveryMs,
       noDelay: true,
+      requireHostHeader: false, // http.ts answers a missing Host in JSON, and counts it
     }, handler);
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
     this.http.on('connection', (socket: Socket) => {
