@@ -405,6 +405,7 @@ describe('sparsify options are checked', () => {
     ['calibration not float32', { mode: 'threshold', targetDensity: 0.5, calibration: [1, 2, 3, 4] }, /Float32Array/, 'ERR_INVALID_ARG_TYPE'],
     ['the output layer', { mode: 'topk', k: 1, layers: [2] }, /options\.layers\[0\]/, 'ERR_OUT_OF_RANGE'],
     ['rank outside predictor mode', { mode: 'topk', k: 1, rank: 4 }, /predictor mode only/, 'ERR_OUT_OF_RANGE'],
+    ['rank not below the layer width', { mode: 'predictor', k: 1, calibration: x, rank: 1000 }, /options\.rank 1000 is not below the \d+ units of layer \d/, 'ERR_OUT_OF_RANGE'],
     ['denseFromRows outside predictor mode', { mode: 'topk', k: 1, denseFromRows: 4 }, /predictor mode only/, 'ERR_OUT_OF_RANGE'],
     ['denseFromRows above the tile', { mode: 'predictor', k: 1, calibration: x, denseFromRows: 17 }, /denseFromRows/, 'ERR_OUT_OF_RANGE'],
     ['denseFromRows negative', { mode: 'predictor', k: 1, calibration: x, denseFromRows: -1 }, /denseFromRows/, 'ERR_OUT_OF_RANGE'],

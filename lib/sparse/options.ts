@@ -37,6 +37,7 @@ export interface SparsifyOptions {
   /**
    * predictor mode: the predictor's inner width (default: min(128, units / 4), and at most what
    * keeps the predictor's work to a quarter of the dense layer's: inputs * units / (4 (inputs + units))).
+   * Must be below the units of every sparsified layer.
    */
   rank?: number;
   /** predictor mode: training epochs over the calibration rows (default 20). */
@@ -162,6 +163,15 @@ export function normalizeSparsifyOptions(value: unknown, spec: NormalizedSpec): 
     if (given(key) && mode !== 'predictor') throw rangeError(`options.${key} applies to predictor mode only`);
   }
   const rank = given('rank') ? expectInteger('options.rank', o.rank, 1, 1 << 16) : null;
+  if (rank !== null) {
+    // A rank-r predictor costs r (inputs + units) multiply-adds: from r = units on, more than
+    // computing the layer it is meant to skip.
+    const narrowest = layers.reduce((l, m) => (spec.layers[m].units < spec.layers[l].units ? m : l), layers[0]);
+    if (rank >= spec.layers[narrowest].units) {
+      throw rangeError(`options.rank ${rank} is not below the ${spec.layers[narrowest].units} units of layer ${narrowest}: ` +
+        'such a predictor costs more than the layer it would skip');
+    }
+  }
   const epochs = given('epochs') ? expectInteger('options.epochs', o.epochs, 1, 1_000_000) : 20;
   const seed = given('seed') ? expectInteger('options.seed', o.seed, 0, 2 ** 32 - 1) : 0;
   const denseFromRows = !given('denseFromRows') || o.denseFromRows === 'auto'
