@@ -409,6 +409,13 @@ describe('errors and help', () => {
   });
 
   it('bad files and data exit 1 with a message and a hint, no stack trace', async () => {
+    {
+      // A valid safetensors file whose mlpkit.spec is not JSON.
+      const header = JSON.stringify({ __metadata__: { 'mlpkit.spec': '{not json' }, w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } });
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(header.length));
+      writeFileSync(at('damaged.safetensors'), Buffer.concat([len, Buffer.from(header), Buffer.alloc(4)]));
+    }
     writeFileSync(at('ragged.csv'), 'a,b\n1,2,3\n');
     writeFileSync(at('messy.csv'), 'a,b,city,y\n1,2,paris,3\n4,,rome,5\n7,8,oslo,9\n');
     writeFileSync(at('big-labels.csv'), 'x,label\n1,0\n2,1999\n3,7\n');
@@ -423,7 +430,9 @@ describe('errors and help', () => {
       // A directory nothing can be created in (as root too): refused before training, not after.
       ...(existsSync('/proc/self') ? [[['train', at('data.csv'), '--target', 'y', '--out', '/proc/m.safetensors'], /--out: cannot write '\/proc\/m.safetensors'[^]*\n {2}choose a directory you can write to/] as [string[], RegExp]] : []),
       [['predict', at('reg.safetensors'), at('x.npy'), '--inputs', '0,1'], /2 columns chosen but the model takes 3 inputs/],
-      [['predict', at('data.csv'), at('data.csv')], /data.csv is a text \(CSV\) file, not a model\n {2}give the .safetensors model here \(predict takes the model first/],
+      [['predict', at('data.csv'), at('data.csv')], /data.csv is a text \(CSV\) file, not a model\n {2}give a .safetensors model here; data files go after it \(mlpkit predict MODEL INPUT\)/],
+      // A damaged model file is named in the message (the loader alone says only what is wrong).
+      [['predict', at('damaged.safetensors'), at('data.csv')], /damaged.safetensors: safetensors: [^]*\n {2}the file is damaged or was not written by mlpkit/],
       [['predict', at('x.npy'), at('data.csv')], /x.npy is an NPY array, not a model/],
       [['train', at('reg.safetensors'), '--target', '0'], /reg.safetensors is a safetensors model, not a data table\n {2}give a CSV or NPY file of rows here/],
       [['predict', dir, at('data.csv')], /cannot open '.*mlpkit-cli-[^']*': is a directory, not a file/],

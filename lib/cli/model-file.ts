@@ -51,19 +51,26 @@ export function modelFromBytes(bytes: Uint8Array, path: string, backend: Backend
     if (!(err instanceof FileFormatError)) throw err;
     const found = sniffContent(bytes);
     if (found === 'an NPY array' || found === 'a text (CSV) file') {
-      throw new CliError(`${path} is ${found}, not a model`, 1, 'give the .safetensors model here (predict takes the model first: mlpkit predict MODEL INPUT)');
+      throw new CliError(`${path} is ${found}, not a model`, 1, 'give a .safetensors model here; data files go after it (mlpkit predict MODEL INPUT) or in --calibration FILE');
     }
     throw new CliError(`${path}: not a readable safetensors model (${err.message})`, 1,
       'MODEL is a .safetensors file from mlpkit train, quantize or sparsify, or net.save()');
   }
   const columns = parseColumns(file.metadata[COLUMNS_METADATA_KEY]);
-  if (QUANT_METADATA_KEY in file.metadata) return { model: QuantizedMlp.fromSafetensors(bytes, { backend }), kind: 'quantized', columns };
-  if (SPARSE_METADATA_KEY in file.metadata) return { model: SparseMlp.fromSafetensors(bytes, { backend }), kind: 'sparse', columns };
-  if (!(SPEC_METADATA_KEY in file.metadata)) {
+  if (!(QUANT_METADATA_KEY in file.metadata) && !(SPARSE_METADATA_KEY in file.metadata) && !(SPEC_METADATA_KEY in file.metadata)) {
     throw new CliError(`${path}: no mlpkit spec in the file's metadata (a PyTorch state_dict?)`, 1,
       "load it once with Mlp.load(path, { activation: 'relu' }) and save it with net.save(path) to record the activations");
   }
-  return { model: Mlp.fromSafetensors(bytes, { backend }), kind: 'float', columns };
+  try {
+    if (QUANT_METADATA_KEY in file.metadata) return { model: QuantizedMlp.fromSafetensors(bytes, { backend }), kind: 'quantized', columns };
+    if (SPARSE_METADATA_KEY in file.metadata) return { model: SparseMlp.fromSafetensors(bytes, { backend }), kind: 'sparse', columns };
+    return { model: Mlp.fromSafetensors(bytes, { backend }), kind: 'float', columns };
+  } catch (err) {
+    // The loaders say what is wrong inside the file; with several files on a command line the
+    // reader also needs to know which one.
+    if (!(err instanceof FileFormatError)) throw err;
+    throw new CliError(`${path}: ${err.message}`, 1, 'the file is damaged or was not written by mlpkit; write it again with mlpkit train, quantize or sparsify');
+  }
 }
 
 export async function loadModelFile(path: string, backend: BackendChoice = 'auto'): Promise<LoadedModel> {
