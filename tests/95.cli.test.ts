@@ -373,6 +373,7 @@ describe('errors and help', () => {
       ['train', at('data.csv'), '--inputs', 'x1,y', '--target', 'y'],
       // reg.safetensors was trained on x1,x2,x3: the same names in another order are a mistake.
       ['predict', at('reg.safetensors'), at('data.csv'), '--inputs', 'x2,x1,x3'],
+      ['predict', at('reg.safetensors'), at('data.csv'), '--inputs', 'x1,,x2,x3'],
       ['serve', '--name', 'foo', `x=${at('reg.safetensors')}`],
       ['predict', at('reg.safetensors'), at('x.npy'), '--header'],
       ['train', at('data.csv'), '--target', 'y', '--plot', at('loss.png')],

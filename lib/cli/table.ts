@@ -93,7 +93,8 @@ export function resolveColumns(table: Table, list: string, option: string): numb
   const out: number[] = [];
   for (const raw of list.split(',')) {
     const item = raw.trim();
-    if (item === '') continue;
+    // 'a,,b' is a typo, as in --layers.
+    if (item === '') throw usageError(`${option}: expected a comma-separated list of columns but received '${list}'`, 'for example x1,x2 or 0-3');
     const named = at.get(item) ?? -1;
     if (named >= 0) {
       out.push(named);
