@@ -111,7 +111,9 @@ export class Mlp {
   /**
    * @internal A separate model with this one's spec, backend and current parameters: for work
    * that awaits between its reads of the model (sparsify's predictor training), so a dispose()
-   * or setParameters() made meanwhile changes neither its result nor its success.
+   * or setParameters() made meanwhile changes neither its result nor its success. It holds its
+   * own parameters (and the backend's packed copy) while in use, and runs at fp32 (a CUDA
+   * model's fp16 / bf16 precision is not carried over).
    */
   snapshot(what: string): Mlp {
     this.handle(what);

@@ -425,6 +425,9 @@ describe('overload and shutdown', () => {
     const contradiction = await predictJson(url, { inputs: [[1, 2, 3, 4]], shape: [3, 4] });
     expect(contradiction.status).toBe(400);
     expect(contradiction.body.error!.message).toMatch(/"shape" \[3,4\] does not match the 1 rows of 4/);
+    // Rows of the wrong width are that error first, shape or not.
+    const narrow = await predictJson(url, { inputs: [[1, 2, 3]], shape: [1, 3] });
+    expect(narrow.body.error!.code).toBe('wrong_feature_count');
     const gz = await fetch(`${url}/v1/models/demo/predict`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: '{"inputs":[[1,2,3,4]]}' });
     expect(gz.status).toBe(415);
     expect(((await gz.json()) as { error: { message: string } }).error.message).toMatch(/Content-Encoding 'gzip' is not supported/);
@@ -444,6 +447,9 @@ describe('overload and shutdown', () => {
     // A batch must not wait longer than its requests may queue (1e13 us once made setTimeout spin).
     expect(() => createServer({ models: { m: net }, maxWaitUs: 1e13 })).toThrow(/options.maxWaitUs \(10000000000000\) < options.queueTimeoutMs/);
     expect(() => createServer({ models: { m: net }, maxWaitUs: 3e6, queueTimeoutMs: 1000 })).toThrow(/options.maxWaitUs/);
+    // Durations past setTimeout's 2^31 - 1 ms (which would fire after 1 ms).
+    expect(() => createServer({ models: { m: net }, queueTimeoutMs: 3e9, maxWaitUs: 2.5e12 })).toThrow(/an integer between 1 and 2147483647 for options.queueTimeoutMs/);
+    expect(() => createServer({ models: { m: net }, keepAliveTimeoutMs: 2 ** 31 })).toThrow(/options.keepAliveTimeoutMs/);
     expect(() => createServer({ models: { m: net }, headersTimeoutMs: 5000, requestTimeoutMs: 1000 })).toThrow(/requestTimeoutMs/);
   });
 });

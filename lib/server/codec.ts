@@ -56,11 +56,6 @@ export function decodeJson(bytes: Uint8Array | string, model: string, width: num
 
   if (Array.isArray(inputs[0])) {
     const rows = inputs.length;
-    // Rows say their own shape; a "shape" beside them that disagrees is a mistake to report.
-    if (shape !== undefined && !(Array.isArray(shape) && shape.length === 2 && shape[0] === rows && shape[1] === width)) {
-      throw badRequest('invalid_request', `"shape" ${JSON.stringify(shape).slice(0, 60)} does not match the ${rows} rows of ${width} in "inputs"; ` +
-        'leave "shape" out when "inputs" holds rows');
-    }
     // Every row's shape is checked before the rows x width floats are allocated: a body of
     // [[], 0, 0, ...] is 2 bytes per row, and allocating first turned each of those bytes into
     // 2 x width floats (a 500, or gigabytes) before the 400.
@@ -74,6 +69,11 @@ export function decodeJson(bytes: Uint8Array | string, model: string, width: num
         }
         throw featureCountError(model, width, row.length, `inputs[${r}]`);
       }
+    }
+    // Rows say their own shape (checked above); a "shape" beside them that disagrees is a mistake to report.
+    if (shape !== undefined && !(Array.isArray(shape) && shape.length === 2 && shape[0] === rows && shape[1] === width)) {
+      throw badRequest('invalid_request', `"shape" ${JSON.stringify(shape).slice(0, 60)} does not match the ${rows} rows of ${width} in "inputs"; ` +
+        'leave "shape" out when "inputs" holds rows');
     }
     const x = allocFloats(rows * width);
     for (let r = 0; r < rows; r++) {

@@ -281,23 +281,13 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     const start = performance.now();
     ctx.onRequestStart();
     const state: RequestState = { labels: NO_MODEL, predict: false, cancel: null };
-    const socket = req.socket as Socket & { [UNANSWERED]?: Set<() => void> };
-    let unanswered = socket[UNANSWERED];
-    if (unanswered === undefined) {
-      // A response to a pipelined request behind another never gets its 'close' when the
-      // connection goes first (node only drops it): those end here, as aborted.
-      const set = (unanswered = socket[UNANSWERED] = new Set());
-      socket.once('close', () => {
-        for (const end of set) end();
-      });
-    }
-    const pending = unanswered;
     let ended = false;
+    let pending: Set<() => void> | null = null;
     // Once per request: from the response's 'close' (on(), not once(): no wrapper), or the socket's.
     const end = () => {
       if (ended) return;
       ended = true;
-      pending.delete(end);
+      pending?.delete(end);
       // A client gone while its request waits in the queue: the slot goes to the next request.
       state.cancel?.();
       const raw = (res as ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY];
@@ -305,7 +295,21 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
       if (state.predict) metrics.latency.observe(state.labels, (performance.now() - start) / 1000);
       ctx.onRequestEnd();
     };
-    pending.add(end);
+    if (res.socket === null) {
+      // A response queued behind another on its connection (pipelining) never gets its 'close'
+      // when the connection goes first (node only drops it): such requests end with the socket,
+      // as aborted. (One with its socket gets 'close' from node; most requests pay nothing here.)
+      const socket = req.socket as Socket & { [UNANSWERED]?: Set<() => void> };
+      let set = socket[UNANSWERED];
+      if (set === undefined) {
+        const created = (set = socket[UNANSWERED] = new Set());
+        socket.once('close', () => {
+          for (const f of created) f();
+        });
+      }
+      pending = set;
+      set.add(end);
+    }
     res.on('close', end);
     try {
       route(req, res, state);

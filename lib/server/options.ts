@@ -118,6 +118,8 @@ function checkModel(name: string, value: unknown): ServableModel {
   return m as ServableModel;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export function normalizeServerOptions(value: unknown): NormalizedServerOptions {
   const o = expectObject('options', value);
   rejectUnknownKeys('options', o, SERVER_OPTION_KEYS);
@@ -131,7 +133,9 @@ export function normalizeServerOptions(value: unknown): NormalizedServerOptions 
     models.set(name, { model: m, macsPerRow: macsPerRow(m) });
   }
   if (models.size === 0) throw rangeError('Expected at least one model in options.models');
-  const int = (key: string, fallback: number, min: number) => (o[key] === undefined ? fallback : expectInteger(`options.${key}`, o[key], min));
+  // Durations in ms become timer delays, which past 2^31 - 1 ms fire after 1 ms instead.
+  const int = (key: string, fallback: number, min: number) =>
+    (o[key] === undefined ? fallback : expectInteger(`options.${key}`, o[key], min, key.endsWith('Ms') ? MAX_TIMER_MS : Number.MAX_SAFE_INTEGER));
   const num = (key: string, fallback: number) => (o[key] === undefined ? fallback : expectNumber(`options.${key}`, o[key], { min: 0 }));
   const onBatch = o.onBatch;
   if (onBatch !== undefined && typeof onBatch !== 'function') {

@@ -827,7 +827,10 @@ double Model::optimizer_step_locked(Optimizer optimizer, const Hyper& hyper, dou
   // sum of squares is finite only when every gradient is, and then bounds them for the update's
   // check below; a gradient past ~1e19 makes it infinite, and all_finite tells which case it is.
   const cpu::Kernels& k = cpu::kernels();
-  const float squares = k.sum_squares(grads_.data(), grads_.size());
+  const float squares = [&] {
+    cpu::FlushDenormals flush;  // tiny squares would crawl otherwise; grad_bound allows for them
+    return k.sum_squares(grads_.data(), grads_.size());
+  }();
   if (!std::isfinite(squares) && !k.all_finite(grads_.data(), grads_.size())) {
     const std::int64_t bad = first_non_finite(grads_.data(), grads_.size());
     throw std::out_of_range("gradient " + std::to_string(bad) + " is " + number_text(grads_[static_cast<std::size_t>(bad)]) +

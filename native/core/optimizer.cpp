@@ -184,14 +184,20 @@ StepBounds step_bounds(Optimizer opt, const Hyper& h, const OptimizerState& s, d
   // |m / denom| <= |m| / eps: loose (eps is tiny), but it only has to stay below kSafe.
   const double scaled = step_size * out.m;
   out.p = p + scaled / eps;
+  // The magnitudes above hold for constants of any sign, but Adam also needs its domain: v >= 0
+  // (betas in [0, 1], so no sqrt of a negative) and a denominator of at least eps > 0. The
+  // TypeScript options ensure these; the raw addon takes any finite numbers, which then go to
+  // the check pass instead of a proof.
   const double normal = std::numeric_limits<float>::min();
-  out.proven = eps >= normal && sqrt_bc2 >= normal && p < kSafe && g < kSafe && out.m < kSafe && out.v < kSafe &&
+  const bool domain = as_float(h.eps) >= normal && h.beta1 >= 0 && h.beta1 <= 1 && h.beta2 >= 0 && h.beta2 <= 1;
+  out.proven = domain && sqrt_bc2 >= normal && p < kSafe && g < kSafe && out.m < kSafe && out.v < kSafe &&
                std::sqrt(out.v) / sqrt_bc2 < kSafe && scaled < kSafe && out.p < kSafe;
   return out;
 }
 
 // Bounds measured from the arrays themselves (grad_bound bounds any array's max |x|).
 void measure_bounds(OptimizerState& s, const float* params, std::size_t n) {
+  cpu::FlushDenormals flush;  // tiny squares would crawl otherwise; grad_bound allows for them
   const cpu::Kernels& k = cpu::kernels();
   s.bound_p = grad_bound(k.sum_squares(params, n), n);
   s.bound_m = grad_bound(k.sum_squares(s.m.data(), n), n);

@@ -354,6 +354,17 @@ void test_update_finite_check() {
   // An update not preceded by a proof leaves the bounds to be measured.
   optimizer_update(Optimizer::Sgd, hyper(0.01, 0, 0, 0, false), p.data(), g.data(), 17, s);
   check(!s.bounds_known, "unproven update: bounds unknown");
+  // Constants outside Adam's domain (only the raw addon lets them through): not proven, and the
+  // check pass finds the NaN. beta2 = -0.9 makes v negative on a step with g = 0.
+  {
+    float q = 1, gq = 1;
+    OptimizerState sq(1);
+    const Hyper bad_beta2 = hyper(0.1, 0, 0, 0, false, 0.9, -0.9, 1e-8);
+    check(optimizer_update_finite(Optimizer::Adam, bad_beta2, &q, &gq, 1, sq, 1.0), "negative beta2, first step finite");
+    optimizer_update(Optimizer::Adam, bad_beta2, &q, &gq, 1, sq);
+    gq = 0;
+    check(!optimizer_update_finite(Optimizer::Adam, bad_beta2, &q, &gq, 1, sq, 0.0), "negative beta2: sqrt of a negative v found");
+  }
   // Squares that underflow still count: a sum of 0 bounds |x| by ~1e-19 per sqrt(n), not by 0.
   check(grad_bound(0.0f, 1) > 1e-20 && grad_bound(0.0f, 1) < 1e-18, "grad_bound of a zero sum allows underflowed squares");
   check(grad_bound(4.0f, 1) >= 2.0 && std::isinf(grad_bound(INFINITY, 3)), "grad_bound: sqrt of the sum, infinite stays infinite");

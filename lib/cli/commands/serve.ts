@@ -251,9 +251,15 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
     });
     // Replacements that fail before they listen wait longer each time (1 s, 2 s, ... 30 s).
     let failedRestarts = 0;
-    const restart = (delayMs: number) => setTimeout(() => {
-      if (!stopping) cluster.fork(); // not when a stop came in the meantime
-    }, delayMs);
+    // Cleared by a stop: a backoff of up to 30 s would otherwise keep the primary alive that long.
+    const restarts = new Set<NodeJS.Timeout>();
+    const restart = (delayMs: number) => {
+      const timer = setTimeout(() => {
+        restarts.delete(timer);
+        if (!stopping) cluster.fork(); // not when a stop came in the meantime
+      }, delayMs);
+      restarts.add(timer);
+    };
     cluster.on('exit', (worker, code, signal) => {
       const served = listening.has(worker.id);
       const serving = alive().filter((w) => listening.has(w.id)).length;
@@ -286,6 +292,8 @@ function runPrimary(workers: number, argv: readonly string[], io: Io): Promise<n
         return;
       }
       stopping = true;
+      for (const timer of restarts) clearTimeout(timer);
+      restarts.clear();
       io.stderr.write(`mlpkit serve: ${why}\n`);
       const workersLeft = alive();
       for (const w of workersLeft) w.process.kill('SIGTERM');
