@@ -319,4 +319,3 @@ export class SparseMlp {
     this.model = null;
   }
 }
-

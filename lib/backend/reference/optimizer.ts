@@ -24,16 +24,6 @@ export function clipGradients(grads: FloatArray, clipNorm: number): number {
   return norm;
 }
 
-/** The index of the first NaN or infinite value in any of `arrays` (as one list), or -1. */
-function firstNonFinite(...arrays: FloatArray[]): number {
-  let base = 0;
-  for (const a of arrays) {
-    for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return base + i;
-    base += a.length;
-  }
-  return -1;
-}
-
 /**
  * hyper: [lr, weightDecay, momentum, dampening, nesterov, beta1, beta2, eps]. Codes index
  * OPTIMIZERS. The update is computed into copies at the storage precision and committed only
@@ -81,7 +71,7 @@ export function optimizerUpdate(
       next[i] = p - (stepSize * m[i]) / (Math.sqrt(v[i]) / sqrtBc2 + eps);
     }
   }
-  if (firstNonFinite(next, m, v) >= 0) {
+  if (![next, m, v].every((a) => a.every(Number.isFinite))) {
     throw rangeError('the update overflowed float32 (a parameter or optimizer moment would be NaN or infinite): lower the ' +
       'learning rate, or clip the gradients; the parameters were not updated');
   }

@@ -11,7 +11,7 @@ import { ACTIVATIONS, OPTIMIZERS, type ActivationName, type OptimizerName } from
 import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Rng } from '../../init.js';
 import { Mlp } from '../../mlp.js';
-import { MAX_PARAMETERS, MAX_WIDTH } from '../../spec.js';
+import { MAX_WIDTH, normalizeSpec } from '../../spec.js';
 import type { FitProgress } from '../../train/trainer.js';
 import {
   choiceOption, flag, HEADER_OPTIONS, HEADER_USAGE, headerOption, intListOption, intOption, numberOption, parseCommand, stringOption,
@@ -309,11 +309,12 @@ export const trainCommand: Command = {
     }
 
     const spec = { inputs: inputs.length, layers: [...hidden.map((units) => ({ units, activation })), { units: outputs }], seed };
-    const widths = [inputs.length, ...hidden, outputs];
-    const count = widths.slice(1).reduce((sum, w, l) => sum + (widths[l] + 1) * w, 0); // weights and biases
-    if (count > MAX_PARAMETERS) {
-      throw usageError(`--layers ${hidden.join(',')}: a ${widths.join('-')} model has ${count} parameters, over mlpkit's ${MAX_PARAMETERS}`,
-        'choose narrower or fewer hidden layers');
+    // The spec's own check (at most MAX_PARAMETERS), said as a mistake in --layers.
+    try {
+      normalizeSpec(spec);
+    } catch (err) {
+      if (err instanceof RangeError) throw usageError(`--layers ${hidden.join(',')}: ${err.message}`, 'choose narrower or fewer hidden layers');
+      throw err;
     }
     const net = new Mlp(spec, { backend });
     const loss = task === 'classification' ? 'softmax-cross-entropy' : 'mse';
