@@ -98,6 +98,8 @@ function targets(model, serveFlags = []) {
   return [
     { key: 'batching', label: 'mlpkit serve (batching)', color: '#08519c', args: serve([]), path: '/v1/models/demo/predict' },
     { key: 'nobatch', label: 'mlpkit serve (no batching)', color: '#6baed6', args: serve(['--no-batching']), path: '/v1/models/demo/predict' },
+    // Every request through node:http, as before the direct path (lib/server/direct-http.ts).
+    { key: 'nodehttp', label: 'mlpkit serve --node-http (batching)', color: '#9ecae1', args: serve(['--node-http']), path: '/v1/models/demo/predict' },
     { key: 'ort', label: 'onnxruntime-node (run per request)', color: '#d94801', args: [support('ort-server.mjs'), '--model', model.path, '--threads', '1'], path: '' },
     // Both cores: two processes of each server sharing the port (node:cluster).
     { key: 'batching2', label: 'mlpkit serve --workers 2 (batching)', color: '#41ab5d', args: serve(['--workers', '2']), path: '/v1/models/demo/predict', workers: 2 },
@@ -300,8 +302,14 @@ function targetRows(results, overloads, paired) {
       rows.push(['(bound) the bare node:http constant server vs the onnxruntime server, same rounds',
         `${ratiosText(floor.ratios)}: a node:http server doing nothing`, 'info']);
       const share = mine.byRound.map((r, k) => r / floor.byRound[k]).sort((a, b) => a - b);
-      rows.push(['mlpkit serve vs that constant server, same rounds (the share of the node:http floor it reaches)',
+      rows.push(['mlpkit serve vs that constant server, same rounds',
         `${share.length ? ratiosText(share) : 'n/a'}`, 'info']);
+    }
+    const viaNode = paired.get('nodehttp');
+    if (viaNode?.ratios.length) {
+      const gain = mine.byRound.map((r, k) => r / viaNode.byRound[k]).sort((a, b) => a - b);
+      rows.push(['mlpkit serve (direct path) vs mlpkit serve --node-http (every request through node:http), same rounds',
+        `${gain.length ? ratiosText(gain) : 'n/a'}; --node-http alone: ${ratiosText(viaNode.ratios)} of onnxruntime`, 'info']);
     }
     const both = paired.get('batching2');
     if (both?.ratios.length) {
@@ -392,7 +400,7 @@ let latency = null;
 const overloads = [];
 let wideRun = null;
 let pairedRun = null;
-const PAIRED_TARGETS = TARGETS.filter((t) => ['batching', 'ort', 'constant', 'batching2'].includes(t.key));
+const PAIRED_TARGETS = TARGETS.filter((t) => ['batching', 'ort', 'constant', 'batching2', 'nodehttp'].includes(t.key));
 const WIDE_TARGETS = targets(wide).filter((t) => t.key !== 'constant' && !t.workers);
 try {
   if (only.has('latency')) {

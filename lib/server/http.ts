@@ -9,11 +9,10 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Batcher } from './batcher.js';
 import { readBody, type BodyBudget } from './body.js';
-import { decodeBinary, decodeJson, encodeBinary, encodeJson } from './codec.js';
 import { HttpError, errorBody } from './errors.js';
-import type { NormalizedServerOptions, ServableModel } from './options.js';
+import type { NormalizedServerOptions } from './options.js';
+import { JSON_TYPE, isJsonType, predictBody, type ServedModel } from './predict.js';
 import type { ServerMetrics } from './server-metrics.js';
 
 /**
@@ -30,13 +29,6 @@ export const LINGERING = Symbol('mlpkit.lingering');
 
 /** On a socket: the end-of-request bookkeeping of each request on it not yet answered. */
 const UNANSWERED = Symbol('mlpkit.unanswered');
-
-export interface ServedModel {
-  name: string;
-  model: ServableModel;
-  batcher: Batcher;
-  describe: () => Record<string, unknown>;
-}
 
 export interface HandlerContext {
   options: NormalizedServerOptions;
@@ -60,7 +52,6 @@ interface RequestState {
   cancel: (() => void) | null;
 }
 
-const JSON_TYPE = 'application/json; charset=utf-8';
 const METRICS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const PREDICT_PATH = /^\/v1\/models\/([^/]+)(\/predict)?$/;
 const OTHER_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/models']);
@@ -93,11 +84,6 @@ export function wantsBinary(accept: string | undefined): boolean {
     else binary = Math.max(binary, q);
   }
   return binary > 0 && binary >= json;
-}
-
-function isJsonType(type: string): boolean {
-  // curl -d sends form-urlencoded and some clients text/plain; their bodies are still our JSON.
-  return type === '' || type.includes('json') || type.startsWith('text/plain') || type.startsWith('application/x-www-form-urlencoded');
 }
 
 /** Closes `socket` if `res` makes no write progress for `ms`; the watch ends with the response. */
@@ -163,31 +149,18 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     }
     readBody(req, options.maxBodyBytes, bodyBudget, (bodyErr, body) => {
       if (bodyErr) return refuseBody(req, res, bodyErr);
-      // This runs from the body's 'end' event, outside the handler's try: a throw here would
-      // take the process down, so every error is answered.
-      try {
-        const width = served.model.inputs;
-        const input = binary ? decodeBinary(body!, served.name, width) : decodeJson(body!, served.name, width);
-        const ticket = served.batcher.submit(input.x, input.rows, (err, y) => {
+      // This runs from the body's 'end' event, outside the handler's try: predictBody answers
+      // every error, since a throw here would take the process down.
+      state.cancel = predictBody(served, body!, binary, wantsBinary(req.headers.accept), options, {
+        ok: (out, type, headers) => {
           state.cancel = null;
-          try {
-            if (err) return failed(req, res, err);
-            const outputs = served.model.outputs;
-            if (wantsBinary(req.headers.accept)) send(res, 200, encodeBinary(y!), 'application/octet-stream', { 'Mlpkit-Shape': `${input.rows},${outputs}` });
-            else send(res, 200, encodeJson(y!, input.rows, outputs, input.flat), JSON_TYPE);
-          } catch (e) {
-            failed(req, res, e);
-          }
-        });
-        if (ticket) state.cancel = () => served.batcher.cancel(ticket);
-        else {
-          sendError(res, new HttpError(503, 'overloaded',
-            `model '${served.name}' has ${options.maxQueueRows} rows queued; retry after ${options.retryAfterSeconds} s`,
-            { 'Retry-After': String(options.retryAfterSeconds) }));
-        }
-      } catch (err) {
-        failed(req, res, err);
-      }
+          send(res, 200, out, type, headers);
+        },
+        fail: (err) => {
+          state.cancel = null;
+          failed(req, res, err);
+        },
+      });
     });
   }
 

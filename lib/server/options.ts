@@ -81,6 +81,15 @@ export interface ServerOptions {
    * objects. Default false.
    */
   keepV8Pretenuring?: boolean;
+  /**
+   * Read the usual predict request (POST, Content-Length, JSON or float32 body) straight off
+   * the socket and write its answer there, without node:http's request and response objects;
+   * a connection's first request of any other form hands the connection to node:http
+   * (lib/server/direct-http.ts). The answers are the same; the server takes ~1.4x the
+   * requests per second. Requests served this way emit no 'request' event on `server.http`.
+   * Default true.
+   */
+  directHttp?: boolean;
 }
 
 export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | 'models'>> & {
@@ -92,6 +101,7 @@ export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | '
 export const SERVER_OPTION_KEYS = [
   'models', 'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'queueTimeoutMs', 'maxBodyBytes', 'maxBufferedBodyBytes', 'headersTimeoutMs',
   'requestTimeoutMs', 'keepAliveTimeoutMs', 'writeTimeoutMs', 'inlineMacs', 'retryAfterSeconds', 'onBatch', 'keepV8Pretenuring',
+  'directHttp',
 ] as const;
 
 /** Model names are URL path segments: letters, digits, '.', '_' and '-', 1 to 128 of them. */
@@ -175,5 +185,6 @@ export function normalizeServerOptions(value: unknown): NormalizedServerOptions 
     retryAfterSeconds: int('retryAfterSeconds', 1, 0),
     onBatch: (onBatch as NormalizedServerOptions['onBatch']) ?? null,
     keepV8Pretenuring: o.keepV8Pretenuring === undefined ? false : expectBoolean('options.keepV8Pretenuring', o.keepV8Pretenuring),
+    directHttp: o.directHttp === undefined ? true : expectBoolean('options.directHttp', o.directHttp),
   };
 }

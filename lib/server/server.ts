@@ -11,8 +11,10 @@ import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
 import { Batcher } from './batcher.js';
 import { BodyBudget } from './body.js';
+import { DirectPath } from './direct-http.js';
 import { errorBody } from './errors.js';
-import { LINGERING, RAW_REPLY, createHandler, type ServedModel } from './http.js';
+import { LINGERING, RAW_REPLY, createHandler } from './http.js';
+import type { ServedModel } from './predict.js';
 import { normalizeServerOptions, type NormalizedServerOptions, type ServableModel, type ServerOptions } from './options.js';
 import { ServerMetrics } from './server-metrics.js';
 import { turnOffPretenuring } from './v8-pretenuring.js';
@@ -68,6 +70,7 @@ export class ModelServer {
   private closing: Promise<void> | null = null;
   private readonly sockets = new Set<Socket>(); // open connections (close() enforces their timeouts)
   private readonly checkEveryMs: number; // how often the header and body timeouts are checked
+  private direct: DirectPath | null = null; // predict requests read off the socket (direct-http.ts)
 
   constructor(options: ServerOptions) {
     const o = normalizeServerOptions(options);
@@ -89,6 +92,7 @@ export class ModelServer {
       });
       this.served.set(name, { name, model, batcher, describe: () => describeModel(name, model) });
     }
+    const log = (message: string) => void process.stderr.write(`mlpkit server: ${message}\n`);
     const handler = createHandler({
       options: o,
       models: this.served,
@@ -97,7 +101,7 @@ export class ModelServer {
       draining: () => this.draining,
       onRequestStart: () => void this.inFlight++,
       onRequestEnd: () => void this.inFlight--,
-      log: (message) => process.stderr.write(`mlpkit server: ${message}\n`),
+      log,
       metricsSource: () => this.metricsSource,
     });
     this.http = http.createServer({
@@ -109,10 +113,32 @@ export class ModelServer {
       requireHostHeader: false, // http.ts answers a missing Host in JSON, and counts it
     }, handler);
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
-    this.http.on('connection', (socket: Socket) => {
+    // node:http's own connection listener, called for the connections it serves: all of them
+    // with directHttp off, else those the direct path hands over (direct-http.ts).
+    const nodeListeners = this.http.listeners('connection') as ((socket: Socket) => void)[];
+    this.http.removeAllListeners('connection');
+    const toNode = (socket: Socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
-    });
+      for (const listener of nodeListeners) listener.call(this.http, socket);
+    };
+    if (o.directHttp) {
+      this.direct = new DirectPath({
+        options: o,
+        models: this.served,
+        metrics: this.metrics,
+        bodyBudget,
+        draining: () => this.draining,
+        onRequestStart: () => void this.inFlight++,
+        onRequestEnd: () => void this.inFlight--,
+        log,
+        handOff: toNode,
+        timedOut: (socket, model) => this.clientError(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket, model),
+      }, this.checkEveryMs);
+      this.http.on('connection', (socket: Socket) => this.direct!.accept(socket));
+    } else {
+      this.http.on('connection', toNode);
+    }
     // Expect: 100-continue (curl sends it for large uploads): invite the body only when its
     // declared length fits, so an over-limit upload gets its 413 without being sent first.
     this.http.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -132,7 +158,7 @@ export class ModelServer {
   }
 
   /** Errors before a request reaches the handler (bad HTTP, slow headers): answered in JSON too. */
-  private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  private clientError(err: NodeJS.ErrnoException, socket: Duplex, model = ''): void {
     const s = socket as Socket & { _httpMessage?: http.ServerResponse; [LINGERING]?: boolean };
     const pending = s._httpMessage;
     // (A lingering socket's request was answered 413 already: its discarded body ran too long.)
@@ -162,7 +188,7 @@ export class ModelServer {
     // Counted once: by the pending response's 'close' (http.ts) when this answers its request
     // (its body came too slowly), else here.
     if (pending) (pending as http.ServerResponse & { [RAW_REPLY]?: number })[RAW_REPLY] = status;
-    else this.metrics.countRequest('', String(status));
+    else this.metrics.countRequest(model, String(status));
     s.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     setTimeout(() => s.destroy(), 1000).unref(); // a client that never reads must not hold the socket
@@ -205,7 +231,10 @@ export class ModelServer {
     this.draining = true;
     this.closing = new Promise((resolve) => {
       if (!this.http.listening) return resolve();
-      const timer = setTimeout(() => this.http.closeAllConnections(), graceMs);
+      const timer = setTimeout(() => {
+        this.http.closeAllConnections();
+        this.direct?.destroyAll();
+      }, graceMs);
       // Server.close() stops the checks behind headersTimeout and requestTimeout, so a client
       // still sending its headers or body would hold the shutdown for the whole grace period:
       // the same limits are enforced here while draining.
@@ -224,6 +253,7 @@ export class ModelServer {
         resolve();
       });
       this.http.closeIdleConnections();
+      this.direct?.closeIdle();
     });
     return this.closing;
   }

@@ -52,6 +52,9 @@ Batching and limits
   --write-timeout-ms N        a client that reads none of its response for this long is
                               disconnected (default 30000)
   --inline-macs N        multiply-adds up to which predict runs on the event loop (default 4194304)
+  --node-http            read every request through node:http (by default the usual predict
+                         request is read straight off the socket: the same answers, ~1.3x the
+                         requests per second; see directHttp in the README)
 
 Endpoints
   POST /v1/models/NAME/predict   {"inputs": [[...], ...]} or {"inputs": [...], "shape": [rows, n]},
@@ -126,6 +129,7 @@ function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
     keepAliveTimeoutMs: intOption(v, 'keep-alive-timeout-ms', 5_000),
     writeTimeoutMs: intOption(v, 'write-timeout-ms', 30_000),
     inlineMacs: numberOption(v, 'inline-macs', 4 << 20),
+    directHttp: !flag(v, 'node-http'),
   };
 }
 
@@ -317,6 +321,7 @@ export const serveCommand: Command = {
       'max-queue-rows': { type: 'string' }, 'queue-timeout-ms': { type: 'string' }, 'max-body-bytes': { type: 'string' },
       'headers-timeout-ms': { type: 'string' }, 'request-timeout-ms': { type: 'string' }, 'keep-alive-timeout-ms': { type: 'string' }, 'write-timeout-ms': { type: 'string' },
       'inline-macs': { type: 'string' }, 'max-buffered-body-bytes': { type: 'string' }, 'retry-after-s': { type: 'string' },
+      'node-http': { type: 'boolean' },
     }, { min: 1, max: Infinity, names: 'one or more MODEL files' });
     if (help) return void io.stdout.write(`${usage}\n`);
     const models = modelArgs(positionals, (values.name as string[] | undefined) ?? []);

@@ -1,0 +1,515 @@
+// The direct path: predict requests read and answered straight on the socket, without node:http.
+//
+// Why: at one row per request the model is ~1 us of a request's ~25 us of server CPU, and most
+// of the rest is node:http's per-request machinery (IncomingMessage and ServerResponse streams,
+// header objects, the parser's JS callbacks). A server that reads HTTP/1.1 off a node:net socket
+// itself served ~1.8x the requests of a node:http one here. So every new connection starts on
+// this path, which handles one narrow, common form of request:
+//
+//   POST /v1/models/<served model>/predict HTTP/1.1, with Host, a Content-Length within
+//   maxBodyBytes, a JSON or octet-stream Content-Type, printable ASCII headers, and no
+//   Transfer-Encoding, Expect, Upgrade or Content-Encoding
+//
+// and nothing else. The first request that is anything else (another endpoint, chunked, a
+// malformed line, HTTP/1.0, a head over 16 KiB) hands the connection to node:http for the rest
+// of its life: once the answers already owed on it are written, the unread bytes, from that
+// request's first byte on, are pushed back onto the socket (unshift) and node's own connection
+// listener takes it. Everything but the hot request therefore behaves exactly as the node:http
+// server does, and this file stays a small, strict parser: when in doubt, it hands off.
+//
+// What the direct path keeps of node:http's behaviour: the same answers byte for byte (status
+// line, headers in node's order, Date, Connection/Keep-Alive), pipelined answers in order,
+// Connection: close, the header and request timeouts (408, by the server's clientError), the
+// keep-alive timeout, the stalled-write timeout, the body budget, and graceful close.
+
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { BodyBudget } from './body.js';
+import { HttpError, errorBody } from './errors.js';
+import type { NormalizedServerOptions } from './options.js';
+import { MODEL_NAME } from './options.js';
+import { JSON_TYPE, isJsonType, predictBody, type ServedModel } from './predict.js';
+import type { ServerMetrics } from './server-metrics.js';
+import { wantsBinary } from './http.js';
+
+export interface DirectContext {
+  options: NormalizedServerOptions;
+  models: Map<string, ServedModel>;
+  metrics: ServerMetrics;
+  bodyBudget: BodyBudget;
+  draining: () => boolean;
+  onRequestStart: () => void;
+  onRequestEnd: () => void;
+  log: (message: string) => void;
+  /** Gives the connection to node:http (its unread bytes are back on the socket). */
+  handOff: (socket: Socket) => void;
+  /** Answers 408 on the socket and closes it (a request that did not arrive in time), counted under `model` ('' before its head was read). */
+  timedOut: (socket: Socket, model: string) => void;
+}
+
+/** node:http's default maxHeaderSize: a longer head goes to node, which answers 431. */
+const MAX_HEAD_BYTES = 16 * 1024;
+/** Requests of one connection queued at once; past it the socket is read no further until answers go out. */
+const MAX_PIPELINED = 16;
+const HEAD_END = Buffer.from('\r\n\r\n');
+const LINE_START = 'POST /v1/models/';
+const LINE_END = '/predict HTTP/1.1';
+// A field line: a token name, a colon, the value without surrounding blanks. `.` excludes CR
+// and LF, so a bare CR or LF inside the head fails here (and the request goes to node).
+const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/;
+/** Bytes a head may hold here: tab, printable ASCII, CR, LF. Anything else (obs-text, NUL) goes to node. */
+const OTHER_BYTES = /[^\t\x20-\x7e\r\n]/;
+const DIGITS = /^[0-9]{1,15}$/;
+
+interface Head {
+  served: ServedModel;
+  labels: { model: string };
+  length: number;
+  binary: boolean;
+  acceptBinary: boolean;
+  close: boolean;
+}
+
+/** The head (request line and fields, without the blank line) if it is of the direct form, else null. */
+function parseHead(text: string, models: Map<string, ServedModel>, labels: Map<string, { model: string }>): Head | null {
+  if (OTHER_BYTES.test(text)) return null;
+  const lines = text.split('\r\n');
+  const line = lines[0];
+  if (!line.startsWith(LINE_START) || !line.endsWith(LINE_END)) return null;
+  const name = line.slice(LINE_START.length, line.length - LINE_END.length);
+  if (!MODEL_NAME.test(name)) return null;
+  const served = models.get(name);
+  if (served === undefined) return null;
+  let host = false;
+  let length = -1;
+  let type: string | undefined;
+  let accept: string | undefined;
+  let close = false;
+  for (let i = 1; i < lines.length; i++) {
+    const m = FIELD_LINE.exec(lines[i]);
+    if (m === null) return null;
+    const value = m[2];
+    switch (m[1].toLowerCase()) {
+      case 'host':
+        if (host) return null;
+        host = true;
+        break;
+      case 'content-length':
+        if (length >= 0 || !DIGITS.test(value)) return null;
+        length = Number(value);
+        break;
+      case 'content-type':
+        if (type !== undefined) return null;
+        type = value.toLowerCase();
+        break;
+      case 'accept':
+        accept = accept === undefined ? value : `${accept}, ${value}`; // as node joins them
+        break;
+      case 'connection':
+        for (const token of value.toLowerCase().split(',')) {
+          const t = token.trim();
+          if (t === 'close') close = true;
+          else if (t !== 'keep-alive' && t !== '') return null;
+        }
+        break;
+      case 'transfer-encoding':
+      case 'content-encoding':
+      case 'expect':
+      case 'upgrade':
+        return null;
+      default:
+        break;
+    }
+  }
+  if (!host || length < 0) return null;
+  const binary = type !== undefined && type.startsWith('application/octet-stream');
+  if (!binary && !isJsonType(type ?? '')) return null;
+  return { served, labels: labels.get(name)!, length, binary, acceptBinary: wantsBinary(accept), close };
+}
+
+/** One request read on the direct path, from its parse to its answer being written. */
+interface Exchange {
+  labels: { model: string };
+  start: number;
+  /** The answer closes the connection. */
+  close: boolean;
+  status: number;
+  /** The answer's head, and its body when that is text; null until the answer is ready. */
+  text: string | null;
+  /** A binary answer's body. */
+  bytes: Buffer | null;
+  cancel: (() => void) | null;
+}
+
+let dateSecond = -1;
+let dateText = '';
+/** The Date header's value, made once a second (as node:http does). */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+class DirectConnection {
+  /** Bytes received and not yet taken as a request. */
+  private buf: Buffer | null = null;
+  /** While a body is incomplete: its head, where the body starts in buf, and the chunks so far. */
+  private head: Head | null = null;
+  private bodyAt = 0;
+  private parts: Buffer[] | null = null;
+  private have = 0;
+  /** Body budget bytes held: those of the incomplete body received so far. */
+  private reserved = 0;
+  /** performance.now() when an incomplete request was first seen (0: none). */
+  since = 0;
+  private readonly queue: Exchange[] = [];
+  /** No further requests are read: the connection ends once the queue is answered. */
+  private closing = false;
+  /** The connection goes to node:http once the queue is answered. */
+  private handingOff = false;
+  private paused = false;
+  private stalled = false;
+  private gone = false;
+
+  private readonly onData = (chunk: Buffer) => this.receive(chunk);
+  private readonly onEnd = () => this.clientEnded();
+  private readonly onDrain = () => this.drained();
+  private readonly onTimeout = () => this.inactive();
+  private readonly onClose = () => this.closed();
+
+  constructor(readonly socket: Socket, private readonly owner: DirectPath) {
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('drain', this.onDrain);
+    socket.on('timeout', this.onTimeout);
+    socket.on('close', this.onClose);
+    socket.on('error', noop); // 'close' follows, which ends what is owed
+    socket.setTimeout(owner.ctx.options.keepAliveTimeoutMs);
+  }
+
+  /** The incomplete request's head has been read (its body has not). */
+  get hasHead(): boolean {
+    return this.head !== null;
+  }
+
+  /** Nothing received and nothing owed. */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.buf === null && this.parts === null;
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.closing) return; // after Connection: close, as node:http, later requests are not read
+    if (this.handingOff) {
+      // Kept for node:http, from the first byte of the request it is to read.
+      this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+      return;
+    }
+    if (this.parts !== null) {
+      const need = this.bodyAt + this.head!.length;
+      this.hold(Math.min(chunk.length, need - this.have));
+      this.parts.push(chunk);
+      this.have += chunk.length;
+      if (this.have < need) return;
+      this.buf = Buffer.concat(this.parts, this.have);
+      this.parts = null;
+    } else {
+      this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    }
+    this.parse();
+  }
+
+  /** Takes every complete request off buf. */
+  private parse(): void {
+    const { ctx } = this.owner;
+    while (this.buf !== null && !this.closing) {
+      if (this.queue.length >= MAX_PIPELINED || this.socket.writableNeedDrain) {
+        // A client that sends and does not read: stop reading until answers go out.
+        this.paused = true;
+        this.socket.pause();
+        return;
+      }
+      const buf = this.buf;
+      let head = this.head;
+      if (head === null) {
+        const end = buf.indexOf(HEAD_END);
+        if (end < 0 && buf.length <= MAX_HEAD_BYTES) return this.incomplete();
+        if (end < 0 || end > MAX_HEAD_BYTES) return this.handOff();
+        head = parseHead(buf.toString('latin1', 0, end), ctx.models, this.owner.labels);
+        // A body over its limit, or one that could pass the server's budget of bodies being
+        // read (body.ts), goes to node's path for its 413 or 503 (even when it came whole: the
+        // answer must not depend on how the client's writes were split).
+        const budget = ctx.bodyBudget;
+        if (head === null || head.length > ctx.options.maxBodyBytes || budget.used + head.length > budget.limit) return this.handOff();
+        this.bodyAt = end + 4;
+      }
+      const total = this.bodyAt + head.length;
+      if (buf.length < total) {
+        if (this.head === null) {
+          // The body's bytes count against the budget as they arrive, as on node's path.
+          this.hold(buf.length - this.bodyAt);
+          this.head = head;
+        }
+        this.parts = [buf];
+        this.have = buf.length;
+        this.buf = null;
+        return this.incomplete();
+      }
+      this.release();
+      this.head = null;
+      this.since = 0;
+      this.buf = total === buf.length ? null : buf.subarray(total);
+      this.start(head, buf.subarray(this.bodyAt, total));
+    }
+    if (this.buf === null) this.complete();
+  }
+
+  private incomplete(): void {
+    if (this.since === 0) this.since = performance.now();
+    this.owner.waiting.add(this);
+  }
+
+  private complete(): void {
+    this.since = 0;
+    this.owner.waiting.delete(this);
+  }
+
+  private hold(bytes: number): void {
+    this.owner.ctx.bodyBudget.used += bytes;
+    this.reserved += bytes;
+  }
+
+  private release(): void {
+    this.owner.ctx.bodyBudget.used -= this.reserved;
+    this.reserved = 0;
+  }
+
+  private start(head: Head, body: Buffer): void {
+    const { ctx } = this.owner;
+    ctx.onRequestStart();
+    const ex: Exchange = { labels: head.labels, start: performance.now(), close: head.close, status: 0, text: null, bytes: null, cancel: null };
+    this.queue.push(ex);
+    if (head.close) this.closing = true;
+    const cancel = predictBody(head.served, body, head.binary, head.acceptBinary, ctx.options, {
+      ok: (out, type, headers) => this.answer(ex, 200, out, type, headers),
+      fail: (err) => {
+        if (err instanceof HttpError) return this.answer(ex, err.status, errorBody(err.code, err.message), JSON_TYPE, err.headers);
+        ctx.log(`POST /v1/models/${head.served.name}/predict failed: ${(err as Error)?.stack ?? String(err)}`);
+        this.answer(ex, 500, errorBody('internal', 'the server failed on this request; see its log'), JSON_TYPE);
+      },
+    });
+    if (ex.text === null) ex.cancel = cancel; // (answered already when the model ran at once)
+  }
+
+  private answer(ex: Exchange, status: number, body: string | Buffer, type: string, headers?: Record<string, string>): void {
+    if (this.gone) return;
+    ex.cancel = null;
+    const close = ex.close || this.owner.ctx.draining();
+    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+    let text = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n`;
+    if (headers) for (const k in headers) text += `${k}: ${headers[k]}\r\n`;
+    text += `Date: ${httpDate()}\r\n${close ? 'Connection: close\r\n\r\n' : this.owner.keepAlive}`;
+    ex.close = close;
+    ex.status = status;
+    if (typeof body === 'string') ex.text = text + body;
+    else {
+      ex.text = text;
+      ex.bytes = body;
+    }
+    if (this.queue[0] === ex) this.flush();
+  }
+
+  /** Writes the answers at the head of the queue that are ready, in order. */
+  private flush(): void {
+    const s = this.socket;
+    const { ctx } = this.owner;
+    const corked = this.queue.length > 1 || this.queue[0].bytes !== null;
+    if (corked) s.cork();
+    while (this.queue.length > 0 && this.queue[0].text !== null) {
+      const ex = this.queue.shift()!;
+      s.write(ex.text!);
+      if (ex.bytes !== null) s.write(ex.bytes);
+      this.finish(ex, ex.status);
+      if (ex.close) {
+        this.closing = true;
+        this.abortQueue();
+        s.end();
+        break;
+      }
+    }
+    if (corked) s.uncork();
+    if (s.writableLength > 0 && !this.stalled && !s.destroyed) {
+      // The client is not taking the answers: it gets writeTimeoutMs of no progress.
+      this.stalled = true;
+      s.setTimeout(ctx.options.writeTimeoutMs);
+    }
+    if (this.queue.length > 0 || this.gone) return;
+    if (this.closing) {
+      if (!s.writableEnded) s.end();
+    } else if (this.handingOff) {
+      this.handOff();
+    } else if (this.paused && !s.writableNeedDrain) {
+      this.resume();
+    }
+  }
+
+  private resume(): void {
+    this.paused = false;
+    this.socket.resume();
+    this.parse();
+  }
+
+  private finish(ex: Exchange, status: number | 'aborted'): void {
+    const { metrics, onRequestEnd } = this.owner.ctx;
+    metrics.countRequest(ex.labels.model, String(status));
+    metrics.latency.observe(ex.labels, (performance.now() - ex.start) / 1000);
+    onRequestEnd();
+  }
+
+  private abortQueue(): void {
+    for (const ex of this.queue.splice(0)) {
+      ex.cancel?.();
+      this.finish(ex, 'aborted');
+    }
+  }
+
+  /** The request at the head of buf is not of the direct form: node:http takes the connection. */
+  private handOff(): void {
+    this.release();
+    this.head = null;
+    if (this.queue.length > 0) {
+      // Answers are owed first, in order: read nothing more until they are written.
+      this.handingOff = true;
+      this.socket.pause();
+      return;
+    }
+    if (this.parts !== null) {
+      this.buf = Buffer.concat(this.parts, this.have);
+      this.parts = null;
+    }
+    const s = this.socket;
+    this.detach();
+    if (this.buf !== null) s.unshift(this.buf);
+    this.buf = null;
+    this.owner.ctx.handOff(s);
+    s.resume();
+  }
+
+  private detach(): void {
+    const s = this.socket;
+    this.gone = true;
+    this.complete();
+    this.owner.connections.delete(this);
+    s.off('data', this.onData);
+    s.off('end', this.onEnd);
+    s.off('drain', this.onDrain);
+    s.off('timeout', this.onTimeout);
+    s.off('close', this.onClose);
+    s.setTimeout(0);
+  }
+
+  private clientEnded(): void {
+    // The client sent FIN. As node:http does (its sockets are half open, but httpAllowHalfOpen
+    // is off), that counts as gone: what it asked for is aborted and the socket ends.
+    this.closing = true;
+    this.buf = null;
+    this.parts = null;
+    this.release();
+    this.complete();
+    this.abortQueue();
+    if (this.socket.writable) this.socket.end();
+  }
+
+  private drained(): void {
+    if (this.stalled) {
+      this.stalled = false;
+      this.socket.setTimeout(this.owner.ctx.options.keepAliveTimeoutMs);
+    }
+    if (this.paused && this.queue.length < MAX_PIPELINED && !this.handingOff) this.resume();
+  }
+
+  /** The socket saw no traffic for its timeout. */
+  private inactive(): void {
+    if (this.stalled) return void this.socket.destroy(); // an answer not taken for writeTimeoutMs
+    if (this.idle) this.socket.destroy(); // keep-alive timeout
+    // Otherwise a request is incomplete (the sweep times it) or being computed.
+  }
+
+  /** Called by the sweep for a request incomplete past its time. */
+  timedOut(): void {
+    const model = this.head === null ? '' : this.head.labels.model;
+    this.head = null;
+    this.buf = null;
+    this.parts = null;
+    this.release();
+    this.complete();
+    if (this.queue.length === 0) {
+      this.detach();
+      this.owner.ctx.timedOut(this.socket, model);
+      return;
+    }
+    // Answers are owed on the connection: they go out, then it closes. (Counted here, as node's
+    // path counts a late request behind an answered one.)
+    this.closing = true;
+    this.owner.ctx.metrics.countRequest(model, '408');
+  }
+
+  private closed(): void {
+    this.gone = true;
+    this.release();
+    this.complete();
+    this.owner.connections.delete(this);
+    this.abortQueue();
+  }
+}
+
+function noop(): void {}
+
+/** The direct path of one server: its connections and the timeouts of their incomplete requests. */
+export class DirectPath {
+  readonly connections = new Set<DirectConnection>();
+  /** Connections holding an incomplete request (checked against the header and request timeouts). */
+  readonly waiting = new Set<DirectConnection>();
+  /** Label objects made once per model, so counting a request allocates nothing. */
+  readonly labels: Map<string, { model: string }>;
+  /** The end of a keep-alive answer's head, as node:http writes it. */
+  readonly keepAlive: string;
+  private sweep: ReturnType<typeof setInterval> | null = null;
+
+  constructor(readonly ctx: DirectContext, private readonly checkEveryMs: number) {
+    this.labels = new Map([...ctx.models.keys()].map((name) => [name, { model: name }]));
+    this.keepAlive = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(ctx.options.keepAliveTimeoutMs / 1000)}\r\n\r\n`;
+  }
+
+  accept(socket: Socket): void {
+    this.connections.add(new DirectConnection(socket, this));
+    if (this.sweep === null) {
+      this.sweep = setInterval(() => this.check(), this.checkEveryMs);
+      this.sweep.unref();
+    }
+  }
+
+  private check(): void {
+    const now = performance.now();
+    const { headersTimeoutMs, requestTimeoutMs } = this.ctx.options;
+    for (const c of this.waiting) {
+      if (now - c.since >= (c.hasHead ? requestTimeoutMs : headersTimeoutMs)) c.timedOut();
+    }
+    if (this.connections.size === 0 && this.sweep !== null) {
+      clearInterval(this.sweep);
+      this.sweep = null;
+    }
+  }
+
+  /** Server close: idle connections close now; the others once their answers are written (Connection: close). */
+  closeIdle(): void {
+    for (const c of this.connections) if (c.idle) c.socket.destroy();
+  }
+
+  destroyAll(): void {
+    for (const c of this.connections) c.socket.destroy();
+  }
+}

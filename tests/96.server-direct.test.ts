@@ -1,0 +1,222 @@
+// The direct HTTP path (lib/server/direct-http.ts): predict requests read off the socket must be
+// answered byte for byte as node:http answers them (Date aside), in every split of the client's
+// writes, pipelined with requests of other forms that hand the connection to node:http. Two
+// servers of the same model, one with directHttp off, get the same bytes and must send the same
+// bytes back. The model runs on the reference backend, whose rows do not depend on which rows
+// share their batch, so a batch formed differently cannot change an answer.
+
+import { connect } from 'node:net';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Mlp, createServer, type ModelServer, type ServerOptions } from '../lib/index.js';
+import { gatedModel, until } from './server-support.js';
+
+const net = new Mlp({ inputs: 4, layers: [{ units: 8, activation: 'relu' }, { units: 3 }], seed: 5 }, { backend: 'reference' });
+const servers: ModelServer[] = [];
+let direct: { server: ModelServer; port: number };
+let viaNode: { server: ModelServer; port: number };
+
+async function start(options: Partial<ServerOptions> = {}): Promise<{ server: ModelServer; port: number }> {
+  const server = createServer({ models: { demo: net }, ...options });
+  servers.push(server);
+  const { port } = await server.listen(0);
+  return { server, port };
+}
+
+beforeAll(async () => {
+  direct = await start();
+  viaNode = await start({ directHttp: false });
+});
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close({ graceMs: 100 })));
+});
+
+/**
+ * Writes `chunks` to a new connection (a pause between them, so the server reads them apart)
+ * and resolves with everything the server sent until it closed the connection.
+ */
+function exchange(port: number, chunks: Buffer[], timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    const got: Buffer[] = [];
+    socket.on('data', (d) => got.push(d));
+    socket.on('close', () => resolve(Buffer.concat(got).toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('connect', async () => {
+      for (const c of chunks) {
+        if (socket.destroyed) return;
+        socket.write(c);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    });
+    setTimeout(() => socket.destroy(), timeoutMs).unref();
+  });
+}
+
+const withoutDate = (text: string) => text.replace(/\r\nDate: [^\r]*/g, '');
+
+function post(body: string | Buffer, headers: string[] = ['Content-Type: application/json'], path = '/v1/models/demo/predict'): Buffer {
+  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+  return Buffer.concat([Buffer.from(`POST ${path} HTTP/1.1\r\nHost: x\r\n${headers.map((h) => `${h}\r\n`).join('')}Content-Length: ${bytes.length}\r\n\r\n`), bytes]);
+}
+
+const rowJson = (row: number[]) => JSON.stringify({ inputs: [row] });
+const row = fc.array(fc.integer({ min: -1000, max: 1000 }).map((v) => v / 8), { minLength: 4, maxLength: 4 });
+
+/** Requests of every kind: the direct form, and forms that go to node:http (marked). */
+const request = fc.oneof(
+  row.map((r) => post(rowJson(r))),
+  row.map((r) => post(Buffer.from(new Float32Array(r).buffer), ['Content-Type: application/octet-stream', 'Accept: application/octet-stream'])),
+  row.map((r) => post(rowJson(r), ['content-type:   application/json  ', 'X-Trace: a,b', 'ACCEPT: application/json'])),
+  fc.constant(post('{"inputs": [[1, 2]]}')), // 400 wrong_feature_count, direct
+  fc.constant(post('{"inputs": [[1, 2, 3, 4]')), // 400 invalid_json, direct
+  fc.constant(post('')), // empty body, direct
+  // to node:http:
+  fc.constant(Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')),
+  fc.constant(post(rowJson([1, 2, 3, 4]), [], '/v1/models/nope/predict')),
+  fc.constant(post(rowJson([1, 2, 3, 4]), [], '/v1/models/demo/predict?trace=1')),
+  fc.constant(post(rowJson([1, 2, 3, 4]), ['Content-Type: text/html'])), // 415
+  fc.constant(post(rowJson([1, 2, 3, 4]), ['Content-Encoding: gzip'])), // 415
+  fc.constant(post(rowJson([1, 2, 3, 4]), ['User-Agent: caf\xe9'])), // obs-text: node accepts it
+  fc.constant(Buffer.from(`POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"inp\r\n12\r\nuts": [[1,2,3,4]]}\r\n0\r\n\r\n`)),
+);
+
+/** Cuts `bytes` at the given fractions of its length. */
+function split(bytes: Buffer, cuts: number[]): Buffer[] {
+  const at = [...new Set(cuts.map((c) => Math.floor(c * bytes.length)))].filter((k) => k > 0 && k < bytes.length).sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let from = 0;
+  for (const k of at) {
+    out.push(bytes.subarray(from, k));
+    from = k;
+  }
+  out.push(bytes.subarray(from));
+  return out;
+}
+
+describe('the direct HTTP path answers as node:http does', () => {
+  it('pipelined requests of every kind, in any split of the writes: the same bytes back (Date aside)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 6 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 6 }),
+        async (requests, cuts) => {
+          const bytes = Buffer.concat([...requests, post(rowJson([4, 3, 2, 1]), ['Connection: close'])]);
+          const chunks = split(bytes, cuts);
+          const [a, b] = await Promise.all([exchange(direct.port, chunks), exchange(viaNode.port, chunks)]);
+          expect(withoutDate(a)).toBe(withoutDate(b));
+          expect(a).toMatch(/^HTTP\/1\.1 /);
+        }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a predict request sent a byte at a time is answered', async () => {
+    const bytes = post(rowJson([1, 2, 3, 4]), ['Connection: close']);
+    const got = await exchange(direct.port, split(bytes, Array.from({ length: bytes.length }, (_, k) => k / bytes.length)));
+    expect(withoutDate(got)).toBe(withoutDate(await exchange(viaNode.port, [bytes])));
+    expect(got).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*Connection: close\r\n\r\n\{"outputs":\[\[/);
+  });
+
+  it('requests outside the strict form get node:http\'s answer (smuggling shapes, bad bytes, big heads)', async () => {
+    const odd = [
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost : x\r\nContent-Length: 2\r\n\r\n{}',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\n{}',
+      'POST /v1/models/demo/predict HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 0x2\r\n\r\n{}',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\n{}',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}',
+      `POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(17_000)}\r\nContent-Length: 2\r\n\r\n{}`,
+      'post /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}',
+      'POST /v1/models/demo/predict HTTP/1.0\r\nHost: x\r\nContent-Length: 22\r\n\r\n{"inputs":[[1,2,3,4]]}',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n{}',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 22\r\n\r\n{"inputs":[[1,2,3,4]]}',
+      'POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 22\r\n\r\n{"inputs":[[1,2,3,4]]}',
+    ];
+    for (const text of odd) {
+      const chunks = [Buffer.from(text, 'latin1'), post(rowJson([1, 2, 3, 4]), ['Connection: close'])];
+      const [a, b] = await Promise.all([exchange(direct.port, chunks, 3000), exchange(viaNode.port, chunks, 3000)]);
+      expect(withoutDate(a), JSON.stringify(text.slice(0, 80))).toBe(withoutDate(b));
+    }
+  });
+
+  it('predict requests on the direct path emit no request event on server.http; other requests and directHttp: false do', async () => {
+    const seen = { direct: 0, viaNode: 0 };
+    const countDirect = () => seen.direct++;
+    const countNode = () => seen.viaNode++;
+    direct.server.http.on('request', countDirect);
+    viaNode.server.http.on('request', countNode);
+    try {
+      const bytes = [post(rowJson([1, 2, 3, 4])), Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')];
+      await exchange(direct.port, bytes);
+      await exchange(viaNode.port, bytes);
+      expect(seen).toEqual({ direct: 1, viaNode: 2 });
+    } finally {
+      direct.server.http.off('request', countDirect);
+      viaNode.server.http.off('request', countNode);
+    }
+  });
+});
+
+describe('the direct path under pressure', () => {
+  it('a client that pipelines 200 requests before reading gets 200 answers, in order', async () => {
+    const rows = Array.from({ length: 200 }, (_, k) => [k, 1, 2, 3]);
+    const bytes = Buffer.concat([...rows.map((r) => post(rowJson(r))), post(rowJson([0, 0, 0, 0]), ['Connection: close'])]);
+    const got = await exchange(direct.port, [bytes]);
+    const bodies = got.split('HTTP/1.1 200 OK').slice(1).map((r) => JSON.parse(r.slice(r.indexOf('\r\n\r\n') + 4)) as { outputs: number[][] });
+    expect(bodies).toHaveLength(201);
+    for (const [k, r] of rows.entries()) {
+      expect(Float32Array.from(bodies[k].outputs[0])).toEqual(net.predict(new Float32Array(r)));
+    }
+  });
+
+  it('counts every request once: answered, 400, and aborted by a client that left', async () => {
+    const gated = gatedModel(net);
+    const { server, port } = await start({ models: { demo: gated }, inlineMacs: 0 });
+    const metric = (name: string) => Number(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(server.metricsText())?.[1] ?? 0);
+    const first = exchange(port, [post(rowJson([1, 2, 3, 4]), ['Connection: close'])]);
+    await until('the first call', () => gated.calls.length === 1);
+    const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.concat([post(rowJson([1, 1, 1, 1])), post(rowJson([2, 2, 2, 2]))])));
+    socket.on('error', () => {});
+    await until('two queued', () => metric('mlpkit_queue_depth{model="demo"}') === 2);
+    expect(metric('mlpkit_requests_in_flight')).toBe(3);
+    socket.destroy();
+    await until('both aborted', () => metric('mlpkit_requests_total{model="demo",status="aborted"}') === 2);
+    expect(metric('mlpkit_queue_depth{model="demo"}')).toBe(0);
+    gated.release();
+    expect(await first).toMatch(/^HTTP\/1\.1 200 OK/);
+    await until('the answer counted', () => metric('mlpkit_requests_total{model="demo",status="200"}') === 1);
+    await exchange(port, [post('{"inputs": [[1]]}', ['Connection: close'])]);
+    expect(metric('mlpkit_requests_total{model="demo",status="400"}')).toBe(1);
+    expect(metric('mlpkit_requests_in_flight')).toBe(0);
+  });
+
+  it('close(): an idle direct connection closes at once; a queued request is answered with Connection: close', async () => {
+    const { server, port } = await start();
+    const idle = connect(port, '127.0.0.1');
+    idle.on('error', () => {});
+    const idleClosed = new Promise((r) => idle.on('close', r));
+    await new Promise((r) => idle.on('connect', r));
+    // One answered request makes it a direct-path connection, idle again.
+    idle.write(post(rowJson([1, 2, 3, 4])));
+    await new Promise((r) => idle.once('data', r));
+    // A request still arriving when close() begins (its last byte comes after).
+    const bytes = post(rowJson([5, 6, 7, 8]));
+    const busy = new Promise<string>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => s.write(bytes.subarray(0, bytes.length - 1)));
+      let got = '';
+      s.on('data', (d) => (got += d.toString()));
+      s.on('close', () => resolve(got));
+      s.on('error', () => {});
+      setTimeout(() => s.write(bytes.subarray(bytes.length - 1)), 200);
+    });
+    await until('the second connection', () => /mlpkit_buffered_body_bytes [1-9]/.test(server.metricsText()));
+    const closed = server.close({ graceMs: 5000 });
+    await idleClosed;
+    const answer = await busy;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*Connection: close\r\n\r\n\{"outputs"/);
+    await closed;
+  });
+});
