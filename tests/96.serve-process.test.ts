@@ -46,12 +46,13 @@ interface ServeOptions {
   workers?: number;
   nodeFlags?: string[];
   model?: string;
+  serveFlags?: string[];
 }
 
 async function serve(options: ServeOptions = {}): Promise<Served> {
   const workers = options.workers ?? 1;
   const child = spawn(process.execPath, [...(options.nodeFlags ?? []), 'dist/cli/main.js', 'serve', `demo=${options.model ?? modelPath}`, '--port', String(options.port ?? 0),
-    '--backend', backend, '--threads', '1', '--workers', String(workers)], { stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached });
+    '--backend', backend, '--threads', '1', '--workers', String(workers), ...(options.serveFlags ?? [])], { stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
@@ -121,7 +122,9 @@ describe.runIf(hasProc)('mlpkit serve processes', () => {
   // once the flag is off: the server's own process must print none under a burst of requests
   // (scavenges while the CLI's modules load, before the command turns it off, may print some).
   async function pretenuringLines(nodeFlags: string[]): Promise<{ lines: number; children: number[] }> {
-    const s = await serve({ nodeFlags: ['--trace-pretenuring-statistics', '--max-semi-space-size=1', ...nodeFlags] });
+    // Through node:http (--node-http): its per-request objects are what V8 pretenured (the
+    // direct path makes fewer, and may not make the control below fail). The flag is process-wide.
+    const s = await serve({ nodeFlags: ['--trace-pretenuring-statistics', '--max-semi-space-size=1', ...nodeFlags], serveFlags: ['--node-http'] });
     let children: number[];
     try {
       children = childrenOf(s.child.pid!);

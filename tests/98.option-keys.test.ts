@@ -303,7 +303,7 @@ describe('createServer and close options', () => {
   const net = new Mlp(SPEC, { backend });
 
   it('rejects unknown names', async () => {
-    const names = 'models, batching, maxBatchRows, maxWaitUs, maxQueueRows, queueTimeoutMs, maxBodyBytes, maxBufferedBodyBytes, headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, writeTimeoutMs, inlineMacs, retryAfterSeconds, onBatch, keepV8Pretenuring';
+    const names = 'models, batching, maxBatchRows, maxWaitUs, maxQueueRows, queueTimeoutMs, maxBodyBytes, maxBufferedBodyBytes, headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, writeTimeoutMs, inlineMacs, retryAfterSeconds, onBatch, keepV8Pretenuring, directHttp';
     expectRangeError(caught(() => createServer({ models: { m: net }, maxBatchRow: 5 } as never)), unknown('options.maxBatchRow', names));
     const server = createServer({ models: { m: net } });
     expectRangeError(caught(() => server.close({ grace: 100 } as never)), unknown('options.grace', 'graceMs'));
@@ -314,10 +314,12 @@ describe('createServer and close options', () => {
     const server = createServer({
       models: { m: net }, batching: true, maxBatchRows: 64, maxWaitUs: 0, maxQueueRows: 128, queueTimeoutMs: 1000, maxBodyBytes: 4096, maxBufferedBodyBytes: 8192,
       headersTimeoutMs: 1000, requestTimeoutMs: 2000, keepAliveTimeoutMs: 1000, writeTimeoutMs: 1000, inlineMacs: 1000, retryAfterSeconds: 2, onBatch: () => {},
-      keepV8Pretenuring: true,
+      keepV8Pretenuring: true, directHttp: false,
     });
     expect(server.options.maxBatchRows).toBe(64);
+    expect(server.options.directHttp).toBe(false);
     expect(() => createServer({ models: { m: net }, keepV8Pretenuring: 'yes' as never })).toThrow(/Expected a boolean for options\.keepV8Pretenuring/);
+    expect(() => createServer({ models: { m: net }, directHttp: 1 as never })).toThrow(/Expected a boolean for options\.directHttp/);
     await server.close({ graceMs: 10 });
   });
 });
