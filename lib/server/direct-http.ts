@@ -43,8 +43,12 @@ export interface DirectContext {
   log: (message: string) => void;
   /** Gives the connection to node:http (its unread bytes are back on the socket). */
   handOff: (socket: Socket) => void;
-  /** Answers 408 on the socket and closes it (a request that did not arrive in time), counted under `model` ('' before its head was read). */
-  timedOut: (socket: Socket, model: string) => void;
+  /**
+   * Answers on the socket as node:http's clientError does for `code`, and closes it: 408 for
+   * ERR_HTTP_REQUEST_TIMEOUT (a request that did not arrive in time), 400 otherwise. Counted
+   * under `model` ('' before the request's head was read).
+   */
+  refuse: (socket: Socket, code: string, model: string) => void;
 }
 
 /** node:http's default maxHeaderSize: a longer head goes to node, which answers 431. */
@@ -188,7 +192,9 @@ class DirectConnection {
     socket.on('timeout', this.onTimeout);
     socket.on('close', this.onClose);
     socket.on('error', noop); // 'close' follows, which ends what is owed
-    socket.setTimeout(owner.ctx.options.keepAliveTimeoutMs);
+    socket.setTimeout(owner.keepAliveMs);
+    // node:http times the first request's headers from the connection's start.
+    this.incomplete();
   }
 
   /** The incomplete request's head has been read (its body has not). */
@@ -210,9 +216,14 @@ class DirectConnection {
     }
     if (this.parts !== null) {
       const need = this.bodyAt + this.head!.length;
-      this.hold(Math.min(chunk.length, need - this.have));
+      const bytes = Math.min(chunk.length, need - this.have);
       this.parts.push(chunk);
       this.have += chunk.length;
+      // Checked as each chunk arrives, as node's path does: past the budget, node takes the
+      // request (from its first byte) and answers 503.
+      const budget = this.owner.ctx.bodyBudget;
+      if (budget.used + bytes > budget.limit) return this.handOff();
+      this.hold(bytes);
       if (this.have < need) return;
       this.buf = Buffer.concat(this.parts, this.have);
       this.parts = null;
@@ -227,9 +238,11 @@ class DirectConnection {
     const { ctx } = this.owner;
     while (this.buf !== null && !this.closing) {
       if (this.queue.length >= MAX_PIPELINED || this.socket.writableNeedDrain) {
-        // A client that sends and does not read: stop reading until answers go out.
+        // A client that sends and does not read: stop reading until answers go out. (A
+        // connection not being read cannot be late: its clock starts again when it is.)
         this.paused = true;
         this.socket.pause();
+        this.complete();
         return;
       }
       const buf = this.buf;
@@ -260,11 +273,13 @@ class DirectConnection {
       }
       this.release();
       this.head = null;
-      this.since = 0;
+      this.complete();
       this.buf = total === buf.length ? null : buf.subarray(total);
       this.start(head, buf.subarray(this.bodyAt, total));
     }
-    if (this.buf === null) this.complete();
+    // Bytes after a Connection: close request are not read (as node:http does not answer them).
+    if (this.closing) this.buf = null;
+    this.complete();
   }
 
   private incomplete(): void {
@@ -307,12 +322,15 @@ class DirectConnection {
   private answer(ex: Exchange, status: number, body: string | Buffer, type: string, headers?: Record<string, string>): void {
     if (this.gone) return;
     ex.cancel = null;
-    const close = ex.close || this.owner.ctx.draining();
+    // node:http's order: the handler's headers (http.ts adds Connection: close while the server
+    // drains), then Date, then the Connection node adds itself.
+    const draining = this.owner.ctx.draining();
     const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
     let text = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n`;
     if (headers) for (const k in headers) text += `${k}: ${headers[k]}\r\n`;
-    text += `Date: ${httpDate()}\r\n${close ? 'Connection: close\r\n\r\n' : this.owner.keepAlive}`;
-    ex.close = close;
+    if (draining) text += `Connection: close\r\nDate: ${httpDate()}\r\n\r\n`;
+    else text += `Date: ${httpDate()}\r\n${ex.close ? 'Connection: close\r\n\r\n' : this.owner.keepAlive}`;
+    ex.close ||= draining;
     ex.status = status;
     if (typeof body === 'string') ex.text = text + body;
     else {
@@ -335,8 +353,12 @@ class DirectConnection {
       this.finish(ex, ex.status);
       if (ex.close) {
         this.closing = true;
+        this.buf = null;
+        this.parts = null;
+        this.release();
+        this.complete();
         this.abortQueue();
-        s.end();
+        s.destroySoon(); // ends, and closes once written (the socket is half open: end alone would wait for the client)
         break;
       }
     }
@@ -348,7 +370,7 @@ class DirectConnection {
     }
     if (this.queue.length > 0 || this.gone) return;
     if (this.closing) {
-      if (!s.writableEnded) s.end();
+      if (!s.writableEnded) s.destroySoon();
     } else if (this.handingOff) {
       this.handOff();
     } else if (this.paused && !s.writableNeedDrain) {
@@ -380,15 +402,16 @@ class DirectConnection {
   private handOff(): void {
     this.release();
     this.head = null;
+    this.complete();
+    if (this.parts !== null) {
+      this.buf = Buffer.concat(this.parts, this.have);
+      this.parts = null;
+    }
     if (this.queue.length > 0) {
       // Answers are owed first, in order: read nothing more until they are written.
       this.handingOff = true;
       this.socket.pause();
       return;
-    }
-    if (this.parts !== null) {
-      this.buf = Buffer.concat(this.parts, this.have);
-      this.parts = null;
     }
     const s = this.socket;
     this.detach();
@@ -413,12 +436,21 @@ class DirectConnection {
 
   private clientEnded(): void {
     // The client sent FIN. As node:http does (its sockets are half open, but httpAllowHalfOpen
-    // is off), that counts as gone: what it asked for is aborted and the socket ends.
+    // is off), that counts as gone: what it asked for is aborted and the socket ends. A request
+    // cut short by the FIN, with nothing owed before it, gets node's 400 (HPE_INVALID_EOF_STATE).
+    const cut = this.buf !== null || this.parts !== null;
+    const model = this.head === null ? '' : this.head.labels.model;
     this.closing = true;
     this.buf = null;
     this.parts = null;
+    this.head = null;
     this.release();
     this.complete();
+    if (cut && this.queue.length === 0 && this.socket.writable) {
+      this.detach();
+      this.owner.ctx.refuse(this.socket, 'HPE_INVALID_EOF_STATE', model);
+      return;
+    }
     this.abortQueue();
     if (this.socket.writable) this.socket.end();
   }
@@ -426,7 +458,7 @@ class DirectConnection {
   private drained(): void {
     if (this.stalled) {
       this.stalled = false;
-      this.socket.setTimeout(this.owner.ctx.options.keepAliveTimeoutMs);
+      this.socket.setTimeout(this.owner.keepAliveMs);
     }
     if (this.paused && this.queue.length < MAX_PIPELINED && !this.handingOff) this.resume();
   }
@@ -448,7 +480,7 @@ class DirectConnection {
     this.complete();
     if (this.queue.length === 0) {
       this.detach();
-      this.owner.ctx.timedOut(this.socket, model);
+      this.owner.ctx.refuse(this.socket, 'ERR_HTTP_REQUEST_TIMEOUT', model);
       return;
     }
     // Answers are owed on the connection: they go out, then it closes. (Counted here, as node's
@@ -477,11 +509,18 @@ export class DirectPath {
   readonly labels: Map<string, { model: string }>;
   /** The end of a keep-alive answer's head, as node:http writes it. */
   readonly keepAlive: string;
+  /**
+   * How long an idle connection is kept: keepAliveTimeoutMs plus the 1 s node:http adds, so a
+   * client that reuses the connection just as the advertised timeout ends does not meet a
+   * closing socket.
+   */
+  readonly keepAliveMs: number;
   private sweep: ReturnType<typeof setInterval> | null = null;
 
   constructor(readonly ctx: DirectContext, private readonly checkEveryMs: number) {
     this.labels = new Map([...ctx.models.keys()].map((name) => [name, { model: name }]));
     this.keepAlive = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(ctx.options.keepAliveTimeoutMs / 1000)}\r\n\r\n`;
+    this.keepAliveMs = ctx.options.keepAliveTimeoutMs + 1000;
   }
 
   accept(socket: Socket): void {
@@ -496,7 +535,7 @@ export class DirectPath {
     const now = performance.now();
     const { headersTimeoutMs, requestTimeoutMs } = this.ctx.options;
     for (const c of this.waiting) {
-      if (now - c.since >= (c.hasHead ? requestTimeoutMs : headersTimeoutMs)) c.timedOut();
+      if (c.since > 0 && now - c.since >= (c.hasHead ? requestTimeoutMs : headersTimeoutMs)) c.timedOut();
     }
     if (this.connections.size === 0 && this.sweep !== null) {
       clearInterval(this.sweep);

@@ -133,7 +133,7 @@ export class ModelServer {
         onRequestEnd: () => void this.inFlight--,
         log,
         handOff: toNode,
-        timedOut: (socket, model) => this.clientError(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket, model),
+        refuse: (socket, code, model) => this.clientError(Object.assign(new Error(code), { code }), socket, model),
       }, this.checkEveryMs);
       this.http.on('connection', (socket: Socket) => this.direct!.accept(socket));
     } else {
