@@ -85,7 +85,7 @@ export interface ServerOptions {
    * Read the usual predict request (POST, Content-Length, JSON or float32 body) straight off
    * the socket and write its answer there, without node:http's request and response objects;
    * a connection's first request of any other form hands the connection to node:http
-   * (lib/server/direct-http.ts). The answers are the same; the server takes ~1.4x the
+   * (lib/server/direct-http.ts). The answers are the same; the server takes 1.3-1.4x the
    * requests per second. Requests served this way emit no 'request' event on `server.http`.
    * Default true.
    */

@@ -53,7 +53,7 @@ Batching and limits
                               disconnected (default 30000)
   --inline-macs N        multiply-adds up to which predict runs on the event loop (default 4194304)
   --node-http            read every request through node:http (by default the usual predict
-                         request is read straight off the socket: the same answers, ~1.3x the
+                         request is read straight off the socket: the same answers, 1.3-1.4x the
                          requests per second; see directHttp in the README)
 
 Endpoints
