@@ -24,23 +24,12 @@
 
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { BodyBudget } from './body.js';
 import { HttpError, errorBody } from './errors.js';
-import type { NormalizedServerOptions } from './options.js';
 import { MODEL_NAME } from './options.js';
-import { JSON_TYPE, isJsonType, predictBody, type ServedModel } from './predict.js';
-import type { ServerMetrics } from './server-metrics.js';
+import { JSON_TYPE, isJsonType, predictBody, type ServedModel, type ServingContext } from './predict.js';
 import { wantsBinary } from './http.js';
 
-export interface DirectContext {
-  options: NormalizedServerOptions;
-  models: Map<string, ServedModel>;
-  metrics: ServerMetrics;
-  bodyBudget: BodyBudget;
-  draining: () => boolean;
-  onRequestStart: () => void;
-  onRequestEnd: () => void;
-  log: (message: string) => void;
+export interface DirectContext extends ServingContext {
   /** Gives the connection to node:http (its unread bytes are back on the socket). */
   handOff: (socket: Socket) => void;
   /**

@@ -9,11 +9,9 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { readBody, type BodyBudget } from './body.js';
+import { readBody } from './body.js';
 import { HttpError, errorBody } from './errors.js';
-import type { NormalizedServerOptions } from './options.js';
-import { JSON_TYPE, isJsonType, predictBody, type ServedModel } from './predict.js';
-import type { ServerMetrics } from './server-metrics.js';
+import { JSON_TYPE, isJsonType, predictBody, type ServedModel, type ServingContext } from './predict.js';
 
 /**
  * Set on a response by the server's clientError handler when it answered the request itself,
@@ -30,17 +28,7 @@ export const LINGERING = Symbol('mlpkit.lingering');
 /** On a socket: the end-of-request bookkeeping of each request on it not yet answered. */
 const UNANSWERED = Symbol('mlpkit.unanswered');
 
-export interface HandlerContext {
-  options: NormalizedServerOptions;
-  models: Map<string, ServedModel>;
-  metrics: ServerMetrics;
-  /** The bytes of request bodies being read, over all connections (503 past its limit). */
-  bodyBudget: BodyBudget;
-  /** True once close() began: /readyz fails and every response closes its connection. */
-  draining: () => boolean;
-  onRequestStart: () => void;
-  onRequestEnd: () => void;
-  log: (message: string) => void;
+export interface HandlerContext extends ServingContext {
   /** Replaces this server's own metrics text (cluster workers answer for all of them): see ModelServer.metricsSource. */
   metricsSource: () => (() => Promise<string>) | null;
 }

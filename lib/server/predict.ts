@@ -3,15 +3,31 @@
 // batcher, encode what comes back.
 
 import type { Batcher } from './batcher.js';
+import type { BodyBudget } from './body.js';
 import { decodeBinary, decodeJson, encodeBinary, encodeJson } from './codec.js';
 import { HttpError } from './errors.js';
 import type { NormalizedServerOptions, ServableModel } from './options.js';
+import type { ServerMetrics } from './server-metrics.js';
 
 export interface ServedModel {
   name: string;
   model: ServableModel;
   batcher: Batcher;
   describe: () => Record<string, unknown>;
+}
+
+/** What both request paths (http.ts, direct-http.ts) share of the server. */
+export interface ServingContext {
+  options: NormalizedServerOptions;
+  models: Map<string, ServedModel>;
+  metrics: ServerMetrics;
+  /** The bytes of request bodies being read, over all connections (503 past its limit). */
+  bodyBudget: BodyBudget;
+  /** True once close() began: /readyz fails and every response closes its connection. */
+  draining: () => boolean;
+  onRequestStart: () => void;
+  onRequestEnd: () => void;
+  log: (message: string) => void;
 }
 
 export const JSON_TYPE = 'application/json; charset=utf-8';

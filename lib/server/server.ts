@@ -14,7 +14,7 @@ import { BodyBudget } from './body.js';
 import { DirectPath } from './direct-http.js';
 import { errorBody } from './errors.js';
 import { LINGERING, RAW_REPLY, createHandler } from './http.js';
-import type { ServedModel } from './predict.js';
+import type { ServedModel, ServingContext } from './predict.js';
 import { normalizeServerOptions, type NormalizedServerOptions, type ServableModel, type ServerOptions } from './options.js';
 import { ServerMetrics } from './server-metrics.js';
 import { turnOffPretenuring } from './v8-pretenuring.js';
@@ -92,8 +92,7 @@ export class ModelServer {
       });
       this.served.set(name, { name, model, batcher, describe: () => describeModel(name, model) });
     }
-    const log = (message: string) => void process.stderr.write(`mlpkit server: ${message}\n`);
-    const handler = createHandler({
+    const serving: ServingContext = {
       options: o,
       models: this.served,
       metrics: this.metrics,
@@ -101,9 +100,9 @@ export class ModelServer {
       draining: () => this.draining,
       onRequestStart: () => void this.inFlight++,
       onRequestEnd: () => void this.inFlight--,
-      log,
-      metricsSource: () => this.metricsSource,
-    });
+      log: (message) => void process.stderr.write(`mlpkit server: ${message}\n`),
+    };
+    const handler = createHandler({ ...serving, metricsSource: () => this.metricsSource });
     this.http = http.createServer({
       headersTimeout: o.headersTimeoutMs,
       requestTimeout: o.requestTimeoutMs,
@@ -124,14 +123,7 @@ export class ModelServer {
     };
     if (o.directHttp) {
       this.direct = new DirectPath({
-        options: o,
-        models: this.served,
-        metrics: this.metrics,
-        bodyBudget,
-        draining: () => this.draining,
-        onRequestStart: () => void this.inFlight++,
-        onRequestEnd: () => void this.inFlight--,
-        log,
+        ...serving,
         handOff: toNode,
         refuse: (socket, code, model) => this.clientError(Object.assign(new Error(code), { code }), socket, model),
       }, this.checkEveryMs);
