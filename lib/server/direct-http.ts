@@ -42,8 +42,13 @@ export interface DirectContext extends ServingContext {
 
 /** node:http's default maxHeaderSize: a longer head goes to node, which answers 431. */
 const MAX_HEAD_BYTES = 16 * 1024;
-/** Requests of one connection queued at once; past it the socket is read no further until answers go out. */
-const MAX_PIPELINED = 16;
+/**
+ * Requests of one connection queued at once; past it the socket is read no further until some
+ * answers go out. (Rows are bounded by the batcher's maxQueueRows anyway: this bounds the
+ * per-connection bookkeeping of a client that sends without reading.)
+ */
+const MAX_PIPELINED = 64;
+const EMPTY = Buffer.alloc(0);
 const HEAD_END = Buffer.from('\r\n\r\n');
 const LINE_START = 'POST /v1/models/';
 const LINE_END = '/predict HTTP/1.1';
@@ -173,6 +178,9 @@ class DirectConnection {
   private readonly onDrain = () => this.drained();
   private readonly onTimeout = () => this.inactive();
   private readonly onClose = () => this.closed();
+  private readonly onWritten = () => {
+    if (this.stalled && !this.gone && this.socket.writableLength === 0) this.drained();
+  };
 
   constructor(readonly socket: Socket, private readonly owner: DirectPath) {
     socket.on('data', this.onData);
@@ -352,17 +360,21 @@ class DirectConnection {
       }
     }
     if (corked) s.uncork();
-    if (s.writableLength > 0 && !this.stalled && !s.destroyed) {
-      // The client is not taking the answers: it gets writeTimeoutMs of no progress.
-      this.stalled = true;
-      s.setTimeout(ctx.options.writeTimeoutMs);
+    if (s.writableLength > 0 && !s.destroyed) {
+      // The client is not taking the answers: it gets writeTimeoutMs of no progress. The watch
+      // ends when what is buffered has gone out ('drain' comes only past the high-water mark).
+      if (!this.stalled) {
+        this.stalled = true;
+        s.setTimeout(ctx.options.writeTimeoutMs);
+      }
+      if (!s.writableEnded) s.write(EMPTY, this.onWritten);
     }
-    if (this.queue.length > 0 || this.gone) return;
-    if (this.closing) {
+    if (this.gone) return;
+    if (this.queue.length === 0 && this.closing) {
       if (!s.writableEnded) s.destroySoon();
-    } else if (this.handingOff) {
+    } else if (this.queue.length === 0 && this.handingOff) {
       this.handOff();
-    } else if (this.paused && !s.writableNeedDrain) {
+    } else if (this.paused && !this.closing && !this.handingOff && this.queue.length < MAX_PIPELINED && !s.writableNeedDrain) {
       this.resume();
     }
   }
@@ -440,6 +452,13 @@ class DirectConnection {
       this.owner.ctx.refuse(this.socket, 'HPE_INVALID_EOF_STATE', model);
       return;
     }
+    if (cut && this.socket.writable) {
+      // Cut behind requests not yet answered: as node:http, the first of them is still
+      // answered (with Connection: close, which ends the connection), and the cut one counted.
+      this.queue[0].close = true;
+      this.owner.ctx.metrics.countRequest('', '400');
+      return;
+    }
     this.abortQueue();
     if (this.socket.writable) this.socket.end();
   }
@@ -449,13 +468,15 @@ class DirectConnection {
       this.stalled = false;
       this.socket.setTimeout(this.owner.keepAliveMs);
     }
-    if (this.paused && this.queue.length < MAX_PIPELINED && !this.handingOff) this.resume();
+    if (this.paused && this.queue.length < MAX_PIPELINED && !this.handingOff && !this.closing) this.resume();
   }
 
   /** The socket saw no traffic for its timeout. */
   private inactive(): void {
     if (this.stalled) return void this.socket.destroy(); // an answer not taken for writeTimeoutMs
-    if (this.idle) this.socket.destroy(); // keep-alive timeout
+    // Keep-alive timeout. (A connection that has sent nothing yet is the sweep's: it gets a 408
+    // at headersTimeoutMs, as on node's path.)
+    if (this.idle && this.since === 0) this.socket.destroy();
     // Otherwise a request is incomplete (the sweep times it) or being computed.
   }
 
@@ -472,9 +493,11 @@ class DirectConnection {
       this.owner.ctx.refuse(this.socket, 'ERR_HTTP_REQUEST_TIMEOUT', model);
       return;
     }
-    // Answers are owed on the connection: they go out, then it closes. (Counted here, as node's
-    // path counts a late request behind an answered one.)
+    // Answers are owed on the connection: the first goes out with Connection: close, as node's
+    // path does, and the connection ends. (Counted here, as node's path counts a late request
+    // behind an answered one.)
     this.closing = true;
+    this.queue[0].close = true;
     this.owner.ctx.metrics.countRequest(model, '408');
   }
 

@@ -37,6 +37,9 @@ export interface CloseOptions {
   graceMs?: number;
 }
 
+/** On a response: a request pipelined behind it failed (bad HTTP, too slow) and was counted. */
+const LATE_BEHIND = Symbol('mlpkit.lateBehind');
+
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
 function describeModel(name: string, model: ServableModel): Record<string, unknown> {
@@ -171,7 +174,11 @@ export class ModelServer {
     if (pending && pending.req.complete) {
       // The error is in a later request pipelined behind one still being answered: a reply
       // written now would reach the client as that earlier request's response. The earlier
-      // one is answered, then the connection closes.
+      // one is answered, then the connection closes. (node's timeout check calls this again
+      // every checkEveryMs until then: the late request is counted once.)
+      const marked = pending as http.ServerResponse & { [LATE_BEHIND]?: boolean };
+      if (marked[LATE_BEHIND]) return;
+      marked[LATE_BEHIND] = true;
       pending.shouldKeepAlive = false;
       pending.once('close', () => s.destroy());
       this.metrics.countRequest('', String(status));
