@@ -173,7 +173,15 @@ class DirectConnection {
   private stalled = false;
   private gone = false;
 
-  private readonly onData = (chunk: Buffer) => this.receive(chunk);
+  private readonly onData = (chunk: Buffer) => {
+    try {
+      this.receive(chunk);
+    } catch (err) {
+      // A bug here must cost one connection, not the process (this runs from a socket event).
+      this.owner.ctx.log(`direct HTTP path failed on a connection: ${(err as Error)?.stack ?? String(err)}`);
+      this.socket.destroy();
+    }
+  };
   private readonly onEnd = () => this.clientEnded();
   private readonly onDrain = () => this.drained();
   private readonly onTimeout = () => this.inactive();
