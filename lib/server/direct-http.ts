@@ -61,7 +61,6 @@ const DIGITS = /^[0-9]{1,15}$/;
 
 interface Head {
   served: ServedModel;
-  labels: { model: string };
   length: number;
   binary: boolean;
   acceptBinary: boolean;
@@ -69,7 +68,7 @@ interface Head {
 }
 
 /** The head (request line and fields, without the blank line) if it is of the direct form, else null. */
-function parseHead(text: string, models: Map<string, ServedModel>, labels: Map<string, { model: string }>): Head | null {
+function parseHead(text: string, models: Map<string, ServedModel>): Head | null {
   if (OTHER_BYTES.test(text)) return null;
   const lines = text.split('\r\n');
   const line = lines[0];
@@ -122,7 +121,7 @@ function parseHead(text: string, models: Map<string, ServedModel>, labels: Map<s
   if (!host || length < 0) return null;
   const binary = type !== undefined && type.startsWith('application/octet-stream');
   if (!binary && !isJsonType(type ?? '')) return null;
-  return { served, labels: labels.get(name)!, length, binary, acceptBinary: wantsBinary(accept), close };
+  return { served, length, binary, acceptBinary: wantsBinary(accept), close };
 }
 
 /** One request read on the direct path, from its parse to its answer being written. */
@@ -214,11 +213,7 @@ class DirectConnection {
 
   private receive(chunk: Buffer): void {
     if (this.closing) return; // after Connection: close, as node:http, later requests are not read
-    if (this.handingOff) {
-      // Kept for node:http, from the first byte of the request it is to read.
-      this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
-      return;
-    }
+    if (this.handingOff) return this.append(chunk); // kept for node:http, from the first byte of the request it is to read
     if (this.parts !== null) {
       const need = this.bodyAt + this.head!.length;
       const bytes = Math.min(chunk.length, need - this.have);
@@ -233,9 +228,22 @@ class DirectConnection {
       this.buf = Buffer.concat(this.parts, this.have);
       this.parts = null;
     } else {
-      this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+      this.append(chunk);
     }
     this.parse();
+  }
+
+  private append(chunk: Buffer): void {
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+  }
+
+  /** Forgets what was received and not taken as a request (its budget bytes and clock too). */
+  private dropUnread(): void {
+    this.buf = null;
+    this.parts = null;
+    this.head = null;
+    this.release();
+    this.complete();
   }
 
   /** Takes every complete request off buf. */
@@ -256,7 +264,7 @@ class DirectConnection {
         const end = buf.indexOf(HEAD_END);
         if (end < 0 && buf.length <= MAX_HEAD_BYTES) return this.incomplete();
         if (end < 0 || end > MAX_HEAD_BYTES) return this.handOff();
-        head = parseHead(buf.toString('latin1', 0, end), ctx.models, this.owner.labels);
+        head = parseHead(buf.toString('latin1', 0, end), ctx.models);
         // A body over its limit, or one that could pass the server's budget of bodies being
         // read (body.ts), goes to node's path for its 413 or 503 (even when it came whole: the
         // answer must not depend on how the client's writes were split).
@@ -310,7 +318,7 @@ class DirectConnection {
   private start(head: Head, body: Buffer): void {
     const { ctx } = this.owner;
     ctx.onRequestStart();
-    const ex: Exchange = { labels: head.labels, start: performance.now(), close: head.close, status: 0, text: null, bytes: null, cancel: null };
+    const ex: Exchange = { labels: head.served.labels, start: performance.now(), close: head.close, status: 0, text: null, bytes: null, cancel: null };
     this.queue.push(ex);
     if (head.close) this.closing = true;
     const cancel = predictBody(head.served, body, head.binary, head.acceptBinary, ctx.options, {
@@ -358,10 +366,7 @@ class DirectConnection {
       this.finish(ex, ex.status);
       if (ex.close) {
         this.closing = true;
-        this.buf = null;
-        this.parts = null;
-        this.release();
-        this.complete();
+        this.dropUnread();
         this.abortQueue();
         s.destroySoon(); // ends, and closes once written (the socket is half open: end alone would wait for the client)
         break;
@@ -448,13 +453,9 @@ class DirectConnection {
     // is off), that counts as gone: what it asked for is aborted and the socket ends. A request
     // cut short by the FIN, with nothing owed before it, gets node's 400 (HPE_INVALID_EOF_STATE).
     const cut = this.buf !== null || this.parts !== null;
-    const model = this.head === null ? '' : this.head.labels.model;
+    const model = this.head === null ? '' : this.head.served.name;
     this.closing = true;
-    this.buf = null;
-    this.parts = null;
-    this.head = null;
-    this.release();
-    this.complete();
+    this.dropUnread();
     if (cut && this.queue.length === 0 && this.socket.writable) {
       this.detach();
       this.owner.ctx.refuse(this.socket, 'HPE_INVALID_EOF_STATE', model);
@@ -490,12 +491,8 @@ class DirectConnection {
 
   /** Called by the sweep for a request incomplete past its time. */
   timedOut(): void {
-    const model = this.head === null ? '' : this.head.labels.model;
-    this.head = null;
-    this.buf = null;
-    this.parts = null;
-    this.release();
-    this.complete();
+    const model = this.head === null ? '' : this.head.served.name;
+    this.dropUnread();
     if (this.queue.length === 0) {
       this.detach();
       this.owner.ctx.refuse(this.socket, 'ERR_HTTP_REQUEST_TIMEOUT', model);
@@ -525,8 +522,6 @@ export class DirectPath {
   readonly connections = new Set<DirectConnection>();
   /** Connections holding an incomplete request (checked against the header and request timeouts). */
   readonly waiting = new Set<DirectConnection>();
-  /** Label objects made once per model, so counting a request allocates nothing. */
-  readonly labels: Map<string, { model: string }>;
   /** The end of a keep-alive answer's head, as node:http writes it. */
   readonly keepAlive: string;
   /**
@@ -538,7 +533,6 @@ export class DirectPath {
   private sweep: ReturnType<typeof setInterval> | null = null;
 
   constructor(readonly ctx: DirectContext, private readonly checkEveryMs: number) {
-    this.labels = new Map([...ctx.models.keys()].map((name) => [name, { model: name }]));
     this.keepAlive = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(ctx.options.keepAliveTimeoutMs / 1000)}\r\n\r\n`;
     this.keepAliveMs = ctx.options.keepAliveTimeoutMs + 1000;
   }

@@ -90,8 +90,6 @@ function watchStalledWrite(socket: Socket, res: ServerResponse, ms: number): voi
 
 export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: ServerResponse) => void {
   const { options, models, metrics, bodyBudget } = ctx;
-  // Label objects made once, so counting a request allocates nothing.
-  const modelLabels = new Map([...models.keys()].map((name) => [name, { model: name }]));
 
   /**
    * `holdUntil`: a request whose body is still arriving. The response is written at once but
@@ -210,7 +208,7 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
         return sendError(res, new HttpError(404, 'model_not_found',
           `no model named '${name.slice(0, 100)}'; this server has ${[...models.keys()].join(', ')} (GET /v1/models)`));
       }
-      state.labels = modelLabels.get(name)!;
+      state.labels = served.labels;
       if (m[2]) {
         if (method !== 'POST') return sendError(res, methodNotAllowed(method, path, 'POST'));
         state.predict = true;

@@ -11,6 +11,8 @@ import type { ServerMetrics } from './server-metrics.js';
 
 export interface ServedModel {
   name: string;
+  /** Its metric labels, made once, so counting a request allocates nothing. */
+  labels: { model: string };
   model: ServableModel;
   batcher: Batcher;
   describe: () => Record<string, unknown>;

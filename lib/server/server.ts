@@ -93,7 +93,7 @@ export class ModelServer {
         this.metrics.batchRequests.observe(labels, requests);
         o.onBatch?.({ model: name, requests, rows });
       });
-      this.served.set(name, { name, model, batcher, describe: () => describeModel(name, model) });
+      this.served.set(name, { name, labels, model, batcher, describe: () => describeModel(name, model) });
     }
     const serving: ServingContext = {
       options: o,
