@@ -25,9 +25,8 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { HttpError, errorBody } from './errors.js';
-import { MODEL_NAME } from './options.js';
-import { JSON_TYPE, isJsonType, predictBody, type ServedModel, type ServingContext } from './predict.js';
-import { wantsBinary } from './http.js';
+import { parseHead, type Head } from './direct-head.js';
+import { JSON_TYPE, predictBody, type ServingContext } from './predict.js';
 
 export interface DirectContext extends ServingContext {
   /** Gives the connection to node:http (its unread bytes are back on the socket). */
@@ -50,80 +49,6 @@ const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_PIPELINED = 64;
 const EMPTY = Buffer.alloc(0);
 const HEAD_END = Buffer.from('\r\n\r\n');
-const LINE_START = 'POST /v1/models/';
-const LINE_END = '/predict HTTP/1.1';
-// A field line: a token name, a colon, the value without surrounding blanks. `.` excludes CR
-// and LF, so a bare CR or LF inside the head fails here (and the request goes to node).
-const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/;
-/** Bytes a head may hold here: tab, printable ASCII, CR, LF. Anything else (obs-text, NUL) goes to node. */
-const OTHER_BYTES = /[^\t\x20-\x7e\r\n]/;
-const DIGITS = /^[0-9]{1,15}$/;
-
-interface Head {
-  served: ServedModel;
-  length: number;
-  binary: boolean;
-  acceptBinary: boolean;
-  close: boolean;
-}
-
-/** The head (request line and fields, without the blank line) if it is of the direct form, else null. */
-function parseHead(text: string, models: Map<string, ServedModel>): Head | null {
-  if (OTHER_BYTES.test(text)) return null;
-  const lines = text.split('\r\n');
-  const line = lines[0];
-  if (!line.startsWith(LINE_START) || !line.endsWith(LINE_END)) return null;
-  const name = line.slice(LINE_START.length, line.length - LINE_END.length);
-  if (!MODEL_NAME.test(name)) return null;
-  const served = models.get(name);
-  if (served === undefined) return null;
-  let host = false;
-  let length = -1;
-  let type: string | undefined;
-  let accept: string | undefined;
-  let close = false;
-  for (let i = 1; i < lines.length; i++) {
-    const m = FIELD_LINE.exec(lines[i]);
-    if (m === null) return null;
-    const value = m[2];
-    switch (m[1].toLowerCase()) {
-      case 'host':
-        if (host) return null;
-        host = true;
-        break;
-      case 'content-length':
-        if (length >= 0 || !DIGITS.test(value)) return null;
-        length = Number(value);
-        break;
-      case 'content-type':
-        if (type !== undefined) return null;
-        type = value.toLowerCase();
-        break;
-      case 'accept':
-        accept = accept === undefined ? value : `${accept}, ${value}`; // as node joins them
-        break;
-      case 'connection':
-        for (const token of value.toLowerCase().split(',')) {
-          const t = token.trim();
-          if (t === 'close') close = true;
-          else if (t !== 'keep-alive' && t !== '') return null;
-        }
-        break;
-      case 'transfer-encoding':
-      case 'content-encoding':
-      case 'expect':
-      case 'upgrade':
-        return null;
-      default:
-        break;
-    }
-  }
-  if (!host || length < 0) return null;
-  const binary = type !== undefined && type.startsWith('application/octet-stream');
-  if (!binary && !isJsonType(type ?? '')) return null;
-  return { served, length, binary, acceptBinary: wantsBinary(accept), close };
-}
-
 /** One request read on the direct path, from its parse to its answer being written. */
 interface Exchange {
   labels: { model: string };
@@ -264,7 +189,7 @@ class DirectConnection {
         const end = buf.indexOf(HEAD_END);
         if (end < 0 && buf.length <= MAX_HEAD_BYTES) return this.incomplete();
         if (end < 0 || end > MAX_HEAD_BYTES) return this.handOff();
-        head = parseHead(buf.toString('latin1', 0, end), ctx.models);
+        head = parseHead(buf, end, ctx.models);
         // A body over its limit, or one that could pass the server's budget of bodies being
         // read (body.ts), goes to node's path for its 413 or 503 (even when it came whole: the
         // answer must not depend on how the client's writes were split).
