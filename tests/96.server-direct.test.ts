@@ -198,6 +198,37 @@ describe('the direct path under pressure', () => {
     expect(metric('mlpkit_requests_in_flight')).toBe(0);
   });
 
+  it('a client that pipelines past what is read, then leaves: every request counted, once, on both paths', async () => {
+    // Answers of 4096 values (~80 KB) fill the socket's buffers, so the direct path stops reading
+    // at MAX_PIPELINED with requests received and not yet parsed; those count as aborted too.
+    const wide = new Mlp({ inputs: 4, layers: [{ units: 4096 }], seed: 6 }, { backend: 'reference' });
+    const sent = 200;
+    for (const directHttp of [true, false]) {
+      for (const leave of ['destroy', 'end'] as const) {
+        const { server, port } = await start({ models: { demo: wide }, directHttp });
+        const counted = () => [...server.metricsText().matchAll(/^mlpkit_requests_total\{model="demo",status="(\w+)"\} (\d+)$/gm)]
+          .reduce((sum, m) => sum + Number(m[2]), 0);
+        const aborted = () => Number(/^mlpkit_requests_total\{model="demo",status="aborted"\} (\d+)$/m.exec(server.metricsText())?.[1] ?? 0);
+        const socket = connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        await new Promise((resolve) => socket.on('connect', resolve));
+        socket.pause();
+        socket.write(post(rowJson([1, 2, 3, 4])).toString('latin1').repeat(sent), 'latin1');
+        await until('the server stops sending', () => server.metricsText().includes('status="200"'));
+        await new Promise((r) => setTimeout(r, 100));
+        if (leave === 'destroy') socket.destroy();
+        else socket.end();
+        // node:http leaves unanswered requests uncounted after a FIN; the direct path counts them.
+        if (leave === 'end' && !directHttp) continue;
+        await until(`${sent} counted (${directHttp ? 'direct' : 'node:http'}, ${leave})`, () => counted() === sent);
+        expect(aborted()).toBeGreaterThan(0);
+        await new Promise((r) => setTimeout(r, 50));
+        expect(counted()).toBe(sent);
+      }
+    }
+    wide.dispose();
+  });
+
   it('close(): an idle direct connection closes at once; a queued request is answered with Connection: close', async () => {
     const { server, port } = await start();
     const idle = connect(port, '127.0.0.1');

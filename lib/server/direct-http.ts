@@ -337,6 +337,29 @@ class DirectConnection {
     }
   }
 
+  /**
+   * Counts the complete requests received and not yet parsed (those a client sent past
+   * MAX_PIPELINED, or faster than it reads) as aborted when the connection ends: node's path
+   * counts every request it parsed, and a client that leaves has asked for them all the same.
+   * Stops at the first request not of the direct form (node:http was to take it). What follows
+   * the counted ones stays in buf: an incomplete request, cut by the end.
+   */
+  private countUnread(): void {
+    if (this.handingOff) return;
+    const { ctx } = this.owner;
+    let buf = this.buf;
+    while (buf !== null) {
+      const end = buf.indexOf(HEAD_END);
+      if (end < 0 || end > MAX_HEAD_BYTES) break;
+      const head = parseHead(buf, end, ctx.models);
+      const total = end + 4 + (head === null ? 0 : head.length);
+      if (head === null || buf.length < total) break;
+      ctx.metrics.countRequest(head.served.name, 'aborted');
+      buf = total === buf.length ? null : buf.subarray(total);
+    }
+    this.buf = buf;
+  }
+
   /** The request at the head of buf is not of the direct form: node:http takes the connection. */
   private handOff(): void {
     this.release();
@@ -377,6 +400,7 @@ class DirectConnection {
     // The client sent FIN. As node:http does (its sockets are half open, but httpAllowHalfOpen
     // is off), that counts as gone: what it asked for is aborted and the socket ends. A request
     // cut short by the FIN, with nothing owed before it, gets node's 400 (HPE_INVALID_EOF_STATE).
+    this.countUnread();
     const cut = this.buf !== null || this.parts !== null;
     const model = this.head === null ? '' : this.head.served.name;
     this.closing = true;
@@ -432,6 +456,7 @@ class DirectConnection {
   }
 
   private closed(): void {
+    this.countUnread();
     this.gone = true;
     this.release();
     this.complete();
