@@ -15,8 +15,9 @@
 // Prints markdown to stdout (progress to stderr) and writes bench/results/serve.md and serve.svg.
 //
 // The issue's 64-connection target is then measured once more as paired rounds: mlpkit (one
-// process and --workers 2), the onnxruntime server and the constant server loaded one after
-// another, round after round in rotating order, the ratio taken per round and its median
+// process, --workers 2 and --node-http), the onnxruntime server, the node:http constant server
+// and a node:net one (bench/support/net-constant-server.mjs: the ceiling of any server on Node's
+// sockets) loaded one after another, round after round in rotating order, the ratio taken per round and its median
 // reported. Why: this shared VM's speed drifts by 1.5x within a minute, so two servers timed a
 // minute apart (the table above) can differ by that much for no reason of their own.
 //
@@ -112,6 +113,9 @@ function targets(model, serveFlags = []) {
 const demo = prepareModel('demo', 32, [64, 64, 64, 64], 16, 1);
 const wide = prepareModel('wide', 512, [2048, 2048], 16, 2);
 const TARGETS = targets(demo);
+// Only in the paired rounds: the ceiling of a server on node:net sockets (see its file).
+const NET_FLOOR = { key: 'netconst', label: 'node:net constant (socket ceiling)', color: '#525252',
+  args: [support('net-constant-server.mjs'), '--response', demo.answer], path: '' };
 
 /**
  * Three requests, each answered like mlpkit's predict (the constant server answers exactly that):
@@ -305,6 +309,13 @@ function targetRows(results, overloads, paired) {
       rows.push(['mlpkit serve vs that constant server, same rounds',
         `${share.length ? ratiosText(share) : 'n/a'}`, 'info']);
     }
+    const socketFloor = paired.get('netconst');
+    if (socketFloor?.ratios.length) {
+      rows.push(['(bound) a node:net server answering a constant (request framing only), same rounds',
+        `${ratiosText(socketFloor.ratios)}: the most any server on node:net sockets reaches here`, 'info']);
+      const share = mine.byRound.map((r, k) => r / socketFloor.byRound[k]).sort((a, b) => a - b);
+      rows.push(['mlpkit serve vs that node:net server, same rounds', `${share.length ? ratiosText(share) : 'n/a'}`, 'info']);
+    }
     const viaNode = paired.get('nodehttp');
     if (viaNode?.ratios.length) {
       const gain = mine.byRound.map((r, k) => r / viaNode.byRound[k]).sort((a, b) => a - b);
@@ -400,7 +411,7 @@ let latency = null;
 const overloads = [];
 let wideRun = null;
 let pairedRun = null;
-const PAIRED_TARGETS = TARGETS.filter((t) => ['batching', 'ort', 'constant', 'batching2', 'nodehttp'].includes(t.key));
+const PAIRED_TARGETS = [...TARGETS.filter((t) => ['batching', 'ort', 'constant', 'batching2', 'nodehttp'].includes(t.key)), NET_FLOOR];
 const WIDE_TARGETS = targets(wide).filter((t) => t.key !== 'constant' && !t.workers);
 try {
   if (only.has('latency')) {
