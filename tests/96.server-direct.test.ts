@@ -229,6 +229,44 @@ describe('the direct path under pressure', () => {
     wide.dispose();
   });
 
+  it('64 queued and more unread, then the client leaves: the same bytes and demo counts as node:http', async () => {
+    // The model holds every call, so 64 requests queue and the direct path stops reading; what
+    // follows them is still unparsed when the client goes.
+    const p = post(rowJson([1, 2, 3, 4])).toString('latin1');
+    const cases: { name: string; payload: string; leave: 'destroy' | 'fin' }[] = [
+      { name: 'Connection: close among the unread', payload: p.repeat(64) + post(rowJson([1, 2, 3, 4]), ['Connection: close']).toString('latin1') + p.repeat(5), leave: 'destroy' },
+      { name: 'two complete unread, then FIN', payload: p.repeat(66), leave: 'fin' },
+      { name: 'a complete request for node:http, then FIN', payload: `${p.repeat(64)}GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`, leave: 'fin' },
+      { name: 'a half-sent request, then FIN', payload: p.repeat(65) + p.slice(0, 60), leave: 'fin' },
+    ];
+    const run = async (directHttp: boolean, c: (typeof cases)[number]) => {
+      const gated = gatedModel(net);
+      const { server, port } = await start({ models: { demo: gated }, directHttp, inlineMacs: 0 });
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      const got: Buffer[] = [];
+      socket.on('data', (d) => got.push(d));
+      await new Promise((resolve) => socket.on('connect', resolve));
+      if (c.leave === 'fin') socket.end(c.payload, 'latin1');
+      else socket.write(c.payload, 'latin1');
+      await until('the first call', () => gated.calls.length === 1);
+      await new Promise((r) => setTimeout(r, 100));
+      if (c.leave === 'destroy') socket.destroy();
+      await new Promise((r) => setTimeout(r, 50));
+      gated.release();
+      await until('nothing in flight', () => /mlpkit_requests_in_flight 0/.test(server.metricsText()));
+      await new Promise((r) => setTimeout(r, 100));
+      const demo = Object.fromEntries([...server.metricsText().matchAll(/^mlpkit_requests_total\{model="demo",status="(\w+)"\} (\d+)$/gm)]
+        .map((m) => [m[1], Number(m[2])]));
+      socket.destroy();
+      return { written: withoutDate(Buffer.concat(got).toString('latin1')), demo };
+    };
+    for (const c of cases) {
+      const mine = await run(true, c);
+      expect({ case: c.name, ...mine }).toEqual({ case: c.name, ...(await run(false, c)) });
+    }
+  });
+
   it('close(): an idle direct connection closes at once; a queued request is answered with Connection: close', async () => {
     const { server, port } = await start();
     const idle = connect(port, '127.0.0.1');

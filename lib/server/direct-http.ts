@@ -94,6 +94,8 @@ class DirectConnection {
   /** The connection goes to node:http once the queue is answered. */
   private handingOff = false;
   private paused = false;
+  /** performance.now() when reading last paused. */
+  private pausedAt = 0;
   private stalled = false;
   private gone = false;
 
@@ -179,6 +181,7 @@ class DirectConnection {
         // A client that sends and does not read: stop reading until answers go out. (A
         // connection not being read cannot be late: its clock starts again when it is.)
         this.paused = true;
+        this.pausedAt = performance.now();
         this.socket.pause();
         this.complete();
         return;
@@ -338,26 +341,33 @@ class DirectConnection {
   }
 
   /**
-   * Counts the complete requests received and not yet parsed (those a client sent past
-   * MAX_PIPELINED, or faster than it reads) as aborted when the connection ends: node's path
-   * counts every request it parsed, and a client that leaves has asked for them all the same.
-   * Stops at the first request not of the direct form (node:http was to take it). What follows
-   * the counted ones stays in buf: an incomplete request, cut by the end.
+   * The connection ends: counts the complete requests received and not yet parsed (those a
+   * client sent past MAX_PIPELINED, or faster than it reads) as aborted, as node's path counts
+   * every request it parsed; a client that leaves has asked for them all the same. Returns
+   * whether what is left holds a request cut short (an incomplete head or body), which gets
+   * node's 400 on a FIN. Counting stops at a request with Connection: close (node:http answers
+   * nothing after it) and at one node:http was to take (which node:http would count; here it
+   * is not).
    */
-  private countUnread(): void {
-    if (this.handingOff) return;
+  private takeUnread(): boolean {
+    if (this.parts !== null) return true; // a body still arriving
     const { ctx } = this.owner;
+    // They arrived before reading paused, at the latest.
+    const waited = this.paused ? (performance.now() - this.pausedAt) / 1000 : 0;
     let buf = this.buf;
     while (buf !== null) {
       const end = buf.indexOf(HEAD_END);
-      if (end < 0 || end > MAX_HEAD_BYTES) break;
-      const head = parseHead(buf, end, ctx.models);
-      const total = end + 4 + (head === null ? 0 : head.length);
-      if (head === null || buf.length < total) break;
+      if (end < 0 || end > MAX_HEAD_BYTES) return true;
+      const head = this.handingOff ? null : parseHead(buf, end, ctx.models);
+      if (head === null) return buf.length < end + 4 + declaredLength(buf, end);
+      const total = end + 4 + head.length;
+      if (buf.length < total) return true;
       ctx.metrics.countRequest(head.served.name, 'aborted');
+      ctx.metrics.latency.observe(head.served.labels, waited);
+      if (head.close) return false;
       buf = total === buf.length ? null : buf.subarray(total);
     }
-    this.buf = buf;
+    return false;
   }
 
   /** The request at the head of buf is not of the direct form: node:http takes the connection. */
@@ -400,8 +410,7 @@ class DirectConnection {
     // The client sent FIN. As node:http does (its sockets are half open, but httpAllowHalfOpen
     // is off), that counts as gone: what it asked for is aborted and the socket ends. A request
     // cut short by the FIN, with nothing owed before it, gets node's 400 (HPE_INVALID_EOF_STATE).
-    this.countUnread();
-    const cut = this.buf !== null || this.parts !== null;
+    const cut = this.takeUnread();
     const model = this.head === null ? '' : this.head.served.name;
     this.closing = true;
     this.dropUnread();
@@ -456,7 +465,8 @@ class DirectConnection {
   }
 
   private closed(): void {
-    this.countUnread();
+    this.takeUnread();
+    this.buf = null;
     this.gone = true;
     this.release();
     this.complete();
@@ -466,6 +476,15 @@ class DirectConnection {
 }
 
 function noop(): void {}
+
+/**
+ * The Content-Length of a head node:http is to read, leniently (0 when it has none): only to
+ * tell whether its body had all arrived when the connection ended.
+ */
+function declaredLength(buf: Buffer, end: number): number {
+  const m = /\r\ncontent-length:[ \t]*([0-9]{1,15})/i.exec(buf.toString('latin1', 0, end));
+  return m === null ? 0 : Number(m[1]);
+}
 
 /** The direct path of one server: its connections and the timeouts of their incomplete requests. */
 export class DirectPath {
