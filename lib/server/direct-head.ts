@@ -53,17 +53,22 @@ const FIELDS: [Uint8Array, Field][] = [
   [bytes('upgrade'), Field.Refused],
 ];
 
-/** Which field b[from, to) names (to - from >= 1, every byte a token character). */
+/**
+ * Whether b[from, to) is `lower` with its letters in any case (`lower`: lowercase letters, '-'
+ * and '/'; b's bytes: token characters, or a value's tab and printable ASCII).
+ */
+function equalsIgnoringCase(b: Uint8Array, from: number, to: number, lower: Uint8Array): boolean {
+  if (to - from !== lower.length) return false;
+  // `| 0x20` lowercases a letter. Of the bytes b may hold here, only a letter lands on a
+  // lowercase letter that way, and only '-' or '/' themselves land on '-' or '/' (the other
+  // bytes that would, 0x0d and 0x0f, are never inside a name or value).
+  for (let i = 0; i < lower.length; i++) if ((b[from + i] | 0x20) !== lower[i]) return false;
+  return true;
+}
+
+/** Which field b[from, to) names (every byte a token character). */
 function fieldOf(b: Uint8Array, from: number, to: number): Field {
-  const n = to - from;
-  for (const [name, field] of FIELDS) {
-    if (name.length !== n) continue;
-    let i = 0;
-    // `| 0x20` lowercases a letter; of the token characters, only the uppercase letters land on
-    // a lowercase letter or '-' that way, so the names compare exactly, case aside.
-    while (i < n && (b[from + i] | 0x20) === name[i]) i++;
-    if (i === n) return field;
-  }
+  for (const [name, field] of FIELDS) if (equalsIgnoringCase(b, from, to, name)) return field;
   return Field.Other;
 }
 
@@ -73,20 +78,11 @@ function startsWithAt(b: Uint8Array, at: number, prefix: Uint8Array): boolean {
   return true;
 }
 
-/** Whether b[from, to) is `lower`, letters in any case (lower: lowercase letters, '/' and '-'). */
-function equalsIgnoringCase(b: Uint8Array, from: number, to: number, lower: Uint8Array): boolean {
-  if (to - from !== lower.length) return false;
-  // As in fieldOf: `| 0x20` matches a lowercase letter only from itself or its uppercase. '/'
-  // and '-' have bit 5 set, so they match only from themselves or from a control byte (0x0f,
-  // 0x0d), and the value scan lets no control byte but tab into a value.
-  for (let i = 0; i < lower.length; i++) if ((b[from + i] | 0x20) !== lower[i]) return false;
-  return true;
-}
-
-const JSON_TYPE = 'application/json';
-const BINARY_TYPE = 'application/octet-stream';
-const JSON_BYTES = bytes(JSON_TYPE);
-const BINARY_BYTES = bytes(BINARY_TYPE);
+// The two usual Content-Type values, known without making a string.
+const JSON_MEDIA = 'application/json';
+const BINARY_MEDIA = 'application/octet-stream';
+const JSON_BYTES = bytes(JSON_MEDIA);
+const BINARY_BYTES = bytes(BINARY_MEDIA);
 
 /** The served model named b[from, to), if any. */
 function modelAt(b: Buffer, from: number, to: number, models: Map<string, ServedModel>): ServedModel | undefined {
@@ -161,9 +157,8 @@ export function parseHead(b: Buffer, end: number, models: Map<string, ServedMode
       }
       case Field.ContentType:
         if (type !== undefined) return null;
-        // The usual two without making a string.
-        if (equalsIgnoringCase(b, valueAt, valueEnd, JSON_BYTES)) type = JSON_TYPE;
-        else if (equalsIgnoringCase(b, valueAt, valueEnd, BINARY_BYTES)) type = BINARY_TYPE;
+        if (equalsIgnoringCase(b, valueAt, valueEnd, JSON_BYTES)) type = JSON_MEDIA;
+        else if (equalsIgnoringCase(b, valueAt, valueEnd, BINARY_BYTES)) type = BINARY_MEDIA;
         else type = b.toString('latin1', valueAt, valueEnd).toLowerCase();
         break;
       case Field.Accept: {
@@ -185,7 +180,7 @@ export function parseHead(b: Buffer, end: number, models: Map<string, ServedMode
     }
   }
   if (!host || length < 0) return null;
-  const binary = type !== undefined && type.startsWith('application/octet-stream');
+  const binary = type !== undefined && type.startsWith(BINARY_MEDIA);
   if (!binary && !isJsonType(type ?? '')) return null;
   return { served, length, binary, acceptBinary: wantsBinary(accept), close };
 }
