@@ -92,6 +92,8 @@
     {
       "target_name": "mlpkit",
       "dependencies": ["mlpkit_avx2", "mlpkit_avx512", "mlpkit_avx512vnni", "mlpkit_neon", "mlpkit_neon_dotprod"],
+      # node-gyp compiles against node's full headers, libuv's among them: the native socket path.
+      "conditions": [["OS!='win'", { "defines": ["MLPKIT_SOCKET_PATH=1"] }]],
       "sources": [
         "<!@(node -p \"const s = require('./sources.json'); s.core.concat(s.addon).join(' ')\")"
       ]

@@ -31,6 +31,35 @@ interface Addon {
   Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
   QuantModel?: new (config: QuantModelConfig, layers: QuantLayer[]) => BackendQuantModel;
   SparseModel?: new (config: SparseModelConfig, layers: SparseLayer[]) => BackendSparseModel;
+  /** The server's native socket path (lib/server/socket-path.ts); absent from older builds. */
+  createSocketPath?: (options: NativeSocketPathOptions) => NativeSocketPath;
+  serveParseHead?: (bytes: Uint8Array, end: number, names: string[]) => [number, number] | null;
+  serveReadRows?: (bytes: Uint8Array, width: number) => { x: Float32Array; rows: number; flat: boolean } | null;
+  serveAnswer?: (y: Float32Array, rows: number, width: number, flat: boolean, date: string, tail: string) => string;
+  serveHttpDate?: (seconds: number) => string;
+}
+
+/** What native/addon/socket_path.cpp takes (checked again there). */
+export interface NativeSocketPathOptions {
+  models: { name: string; model: BackendModel; chunkRows: number }[];
+  tail: string;
+  maxBodyBytes: number;
+  maxQueueRows: number;
+  maxPipelined: number;
+  headersTimeoutMs: number;
+  keepAliveMs: number;
+  checkEveryMs: number;
+  budget: Float64Array;
+  latencyBuckets: readonly number[];
+  batchBuckets: readonly number[];
+  onRelease: (id: number, reason: string, unread: Buffer | undefined, unwritten: Buffer | undefined, served: boolean) => void;
+}
+
+export interface NativeSocketPath {
+  adopt(id: number, fd: number): boolean;
+  /** Per served model: [answered, then latency, batch rows and batch requests as (sum, count, per-bucket counts)]; counters restart. */
+  takeStats(): Float64Array[];
+  close(): void;
 }
 
 // dist/backend/native.js and lib/backend/native.ts both sit two folders below the package root.

@@ -19,8 +19,19 @@ function tooLarge(limit: number): HttpError {
  * cap is answered 503 with Retry-After, as a full queue is.
  */
 export class BodyBudget {
-  used = 0;
-  constructor(readonly limit: number, private readonly retryAfterSeconds: number) {}
+  /** [bytes held, limit], in one buffer the native socket path reads too (socket-path.ts). */
+  readonly cell = new Float64Array(2);
+  constructor(readonly limit: number, private readonly retryAfterSeconds: number) {
+    this.cell[1] = limit;
+  }
+
+  get used(): number {
+    return this.cell[0];
+  }
+
+  set used(bytes: number) {
+    this.cell[0] = bytes;
+  }
 
   overloaded(): HttpError {
     return new HttpError(503, 'overloaded',

@@ -49,6 +49,16 @@ const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_PIPELINED = 64;
 const EMPTY = Buffer.alloc(0);
 const HEAD_END = Buffer.from('\r\n\r\n');
+/** A connection the native socket path hands over (socket-path.ts), and what it leaves owed. */
+export interface Resume {
+  /** Bytes received and not answered, from a request's first byte. */
+  unread?: Buffer;
+  /** Answers not yet written. */
+  unwritten?: Buffer;
+  /** performance.now() when the connection opened, if no request on it was answered yet (else 0). */
+  openedAt: number;
+}
+
 /** One request read on the direct path, from its parse to its answer being written. */
 interface Exchange {
   labels: { model: string };
@@ -116,7 +126,7 @@ class DirectConnection {
     if (this.stalled && !this.gone && this.socket.writableLength === 0) this.drained();
   };
 
-  constructor(readonly socket: Socket, private readonly owner: DirectPath) {
+  constructor(readonly socket: Socket, private readonly owner: DirectPath, from?: Resume) {
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('drain', this.onDrain);
@@ -124,8 +134,21 @@ class DirectConnection {
     socket.on('close', this.onClose);
     socket.on('error', noop); // 'close' follows, which ends what is owed
     socket.setTimeout(owner.keepAliveMs);
-    // node:http times the first request's headers from the connection's start.
-    this.incomplete();
+    if (from === undefined) {
+      // node:http times the first request's headers from the connection's start.
+      this.incomplete();
+      return;
+    }
+    // From the native path: still timed from the start if nothing was answered yet, else idle.
+    if (from.openedAt > 0) {
+      this.incomplete();
+      this.since = from.openedAt;
+    }
+    if (from.unwritten !== undefined) {
+      socket.write(from.unwritten);
+      this.watchWrite();
+    }
+    if (from.unread !== undefined) this.receive(from.unread);
   }
 
   /** The incomplete request's head has been read (its body has not). */
@@ -284,7 +307,6 @@ class DirectConnection {
   /** Writes the answers at the head of the queue that are ready, in order. */
   private flush(): void {
     const s = this.socket;
-    const { ctx } = this.owner;
     const corked = this.queue.length > 1 || this.queue[0].bytes !== null;
     if (corked) s.cork();
     while (this.queue.length > 0 && this.queue[0].text !== null) {
@@ -301,15 +323,7 @@ class DirectConnection {
       }
     }
     if (corked) s.uncork();
-    if (s.writableLength > 0 && !s.destroyed) {
-      // The client is not taking the answers: it gets writeTimeoutMs of no progress. The watch
-      // ends when what is buffered has gone out ('drain' comes only past the high-water mark).
-      if (!this.stalled) {
-        this.stalled = true;
-        s.setTimeout(ctx.options.writeTimeoutMs);
-      }
-      if (!s.writableEnded) s.write(EMPTY, this.onWritten);
-    }
+    this.watchWrite();
     if (this.gone) return;
     if (this.queue.length === 0 && this.closing) {
       if (!s.writableEnded) s.destroySoon();
@@ -318,6 +332,21 @@ class DirectConnection {
     } else if (this.paused && !this.closing && !this.handingOff && this.queue.length < MAX_PIPELINED && !s.writableNeedDrain) {
       this.resume();
     }
+  }
+
+  /**
+   * While answers sit unsent (the client is not taking them), the connection gets writeTimeoutMs
+   * of no progress. The watch ends when what is buffered has gone out ('drain' comes only past
+   * the high-water mark).
+   */
+  private watchWrite(): void {
+    const s = this.socket;
+    if (s.writableLength === 0 || s.destroyed) return;
+    if (!this.stalled) {
+      this.stalled = true;
+      s.setTimeout(this.owner.ctx.options.writeTimeoutMs);
+    }
+    if (!s.writableEnded) s.write(EMPTY, this.onWritten);
   }
 
   private resume(): void {
@@ -506,8 +535,9 @@ export class DirectPath {
     this.keepAliveMs = ctx.options.keepAliveTimeoutMs + 1000;
   }
 
-  accept(socket: Socket): void {
-    this.connections.add(new DirectConnection(socket, this));
+  /** Serves the connection from its start, or from where the native socket path left it. */
+  accept(socket: Socket, from?: Resume): void {
+    this.connections.add(new DirectConnection(socket, this, from));
     if (this.sweep === null) {
       this.sweep = setInterval(() => this.check(), this.checkEveryMs);
       this.sweep.unref();

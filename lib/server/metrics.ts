@@ -89,6 +89,24 @@ export class Histogram {
     s.count++;
   }
 
+  /**
+   * Adds observations counted elsewhere (the native socket path): from `v` at `at`, their sum,
+   * their count and a count per bucket (not cumulative, +Inf last). Returns the index after them.
+   */
+  add(labels: Labels, v: Float64Array, at: number): number {
+    const sum = v[at];
+    const count = v[at + 1];
+    const n = this.buckets.length + 1;
+    if (count > 0) {
+      const s = this.series.get(labels) ??
+        this.series.add({ labels, counts: new Float64Array(n), sum: 0, count: 0 });
+      for (let i = 0; i < n; i++) s.counts[i] += v[at + 2 + i];
+      s.sum += sum;
+      s.count += count;
+    }
+    return at + 2 + n;
+  }
+
   /** Observations so far in one series: count, sum, and per upper bound the cumulative count. */
   snapshot(labels: Labels): { count: number; sum: number; buckets: Map<number, number> } {
     const s = this.series.get(labels);

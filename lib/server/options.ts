@@ -90,6 +90,16 @@ export interface ServerOptions {
    * Default true.
    */
   directHttp?: boolean;
+  /**
+   * Serve the usual predict request (POST, Content-Length, JSON body, keep-alive) of a native
+   * backend Mlp in the addon, reading and writing the connection's socket from C++ on the event
+   * loop, with no JS per request (lib/server/socket-path.ts); any other request hands the
+   * connection to the directHttp path. The answers and metrics are the same; the server takes
+   * more requests per second. Applies with directHttp and batching on, maxWaitUs 0 and no
+   * onBatch, on Linux and macOS with an addon built with it, to models whose batch of 64 rows
+   * fits within inlineMacs. Default true.
+   */
+  nativeHttp?: boolean;
 }
 
 export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | 'models'>> & {
@@ -101,7 +111,7 @@ export type NormalizedServerOptions = Required<Omit<ServerOptions, 'onBatch' | '
 export const SERVER_OPTION_KEYS = [
   'models', 'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'queueTimeoutMs', 'maxBodyBytes', 'maxBufferedBodyBytes', 'headersTimeoutMs',
   'requestTimeoutMs', 'keepAliveTimeoutMs', 'writeTimeoutMs', 'inlineMacs', 'retryAfterSeconds', 'onBatch', 'keepV8Pretenuring',
-  'directHttp',
+  'directHttp', 'nativeHttp',
 ] as const;
 
 /** Model names are URL path segments: letters, digits, '.', '_' and '-', 1 to 128 of them. */
@@ -186,5 +196,6 @@ export function normalizeServerOptions(value: unknown): NormalizedServerOptions 
     onBatch: (onBatch as NormalizedServerOptions['onBatch']) ?? null,
     keepV8Pretenuring: o.keepV8Pretenuring === undefined ? false : expectBoolean('options.keepV8Pretenuring', o.keepV8Pretenuring),
     directHttp: o.directHttp === undefined ? true : expectBoolean('options.directHttp', o.directHttp),
+    nativeHttp: o.nativeHttp === undefined ? true : expectBoolean('options.nativeHttp', o.nativeHttp),
   };
 }

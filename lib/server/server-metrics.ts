@@ -15,6 +15,8 @@ export class ServerMetrics {
   readonly batchRows: Histogram;
   readonly batchRequests: Histogram;
   private readonly gauges: Gauge[];
+  /** Called before each render: brings in what is counted elsewhere (the native socket path). */
+  collect: (() => void) | null = null;
   private readonly statusLabels = new Map<string, Map<string, { model: string; status: string }>>(); // one label object per (model, status)
 
   constructor(
@@ -39,16 +41,17 @@ export class ServerMetrics {
    * One answered request: model '' for other endpoints, unknown models and requests refused
    * before they reached the handler (bad HTTP, slow headers); status a code or 'aborted'.
    */
-  countRequest(model: string, status: string): void {
+  countRequest(model: string, status: string, by = 1): void {
     // Two lookups by the strings as given, not one by a key built per request.
     let byStatus = this.statusLabels.get(model);
     if (!byStatus) this.statusLabels.set(model, (byStatus = new Map()));
     let labels = byStatus.get(status);
     if (!labels) byStatus.set(status, (labels = { model, status }));
-    this.requests.inc(labels);
+    this.requests.inc(labels, by);
   }
 
   render(): string {
+    this.collect?.();
     return renderMetrics([this.requests, this.latency, this.batchRows, this.batchRequests, ...this.gauges]);
   }
 }

@@ -17,6 +17,7 @@ import { LINGERING, RAW_REPLY, createHandler } from './http.js';
 import type { ServedModel, ServingContext } from './predict.js';
 import { normalizeServerOptions, type NormalizedServerOptions, type ServableModel, type ServerOptions } from './options.js';
 import { ServerMetrics } from './server-metrics.js';
+import { SocketPath } from './socket-path.js';
 import { turnOffPretenuring } from './v8-pretenuring.js';
 import { expectNumber, expectObject, rejectUnknownKeys } from '../validate.js';
 
@@ -74,6 +75,7 @@ export class ModelServer {
   private readonly sockets = new Set<Socket>(); // open connections (close() enforces their timeouts)
   private readonly checkEveryMs: number; // how often the header and body timeouts are checked
   private direct: DirectPath | null = null; // predict requests read off the socket (direct-http.ts)
+  private socketPath: SocketPath | null = null; // and those served in the addon (socket-path.ts)
 
   constructor(options: ServerOptions) {
     const o = normalizeServerOptions(options);
@@ -130,7 +132,21 @@ export class ModelServer {
         handOff: toNode,
         refuse: (socket, code, model) => this.clientError(Object.assign(new Error(code), { code }), socket, model),
       }, this.checkEveryMs);
-      this.http.on('connection', (socket: Socket) => this.direct!.accept(socket));
+      const direct = this.direct;
+      this.socketPath = SocketPath.create(direct.ctx, direct, this.checkEveryMs);
+      const native = this.socketPath;
+      if (native === null) {
+        this.http.on('connection', (socket: Socket) => direct.accept(socket));
+      } else {
+        // Sockets open paused, so node reads nothing the native side should: it polls the fd.
+        (this.http as http.Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
+        this.metrics.collect = () => native.collect();
+        this.http.on('connection', (socket: Socket) => {
+          if (native.adopt(socket)) return;
+          direct.accept(socket);
+          socket.resume();
+        });
+      }
     } else {
       this.http.on('connection', toNode);
     }
@@ -252,6 +268,9 @@ export class ModelServer {
         resolve();
       });
       this.http.closeIdleConnections();
+      // The native path's connections come back to the direct path first (Connection: close
+      // on what they still owe), then the idle ones close.
+      this.socketPath?.close();
       this.direct?.closeIdle();
     });
     return this.closing;

@@ -6,6 +6,7 @@
 #include "addon/model_wrap.h"
 #include "addon/quant_model_wrap.h"
 #include "addon/quantize_weights.h"
+#include "addon/socket_path.h"
 #include "addon/sparse_model_wrap.h"
 #include "addon/checks.h"
 #include "core/cpu/kernels.h"
@@ -24,6 +25,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
     quant_model_class_ = Napi::Persistent(quant_model);
     Napi::Function sparse_model = SparseModelWrap::DefineClass(env);
     sparse_model_class_ = Napi::Persistent(sparse_model);
+    socket_path_class_ = Napi::Persistent(SocketPathWrap::DefineClass(env));
     DefineAddon(exports, {
                              InstanceMethod<&MlpkitAddon::Info>("info", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::SetThreads>("setThreads", napi_enumerable),
@@ -31,6 +33,11 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
                              InstanceMethod<&MlpkitAddon::QuantizeInt8>("quantizeInt8", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::QuantizeInt4>("quantizeInt4", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::ColumnAbsMax>("columnAbsMax", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::CreateSocketPath>("createSocketPath", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::ServeParseHead>("serveParseHead", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::ServeReadRows>("serveReadRows", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::ServeAnswer>("serveAnswer", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::ServeHttpDate>("serveHttpDate", napi_enumerable),
                              InstanceValue("Model", model, napi_enumerable),
                              InstanceValue("QuantModel", quant_model, napi_enumerable),
                              InstanceValue("SparseModel", sparse_model, napi_enumerable),
@@ -92,7 +99,26 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
   Napi::Value QuantizeInt4(const Napi::CallbackInfo& info) { return addon::QuantizeInt4(info); }
   Napi::Value ColumnAbsMax(const Napi::CallbackInfo& info) { return addon::ColumnAbsMax(info); }
 
+  // The native socket path of the server (socket_path.h) and its parts, for lib/server.
+  Napi::Value CreateSocketPath(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, "createSocketPath", [&]() -> Napi::Value {
+      auto resolve = [&](const Napi::Value& v) -> std::shared_ptr<Predictor> {
+        if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(model_class_.Value())) {
+          throw TypeError(env, "createSocketPath: a served model must be a native Model, got " + Describe(v));
+        }
+        return ModelWrap::Unwrap(v.As<Napi::Object>())->Core(env, "createSocketPath");
+      };
+      return addon::CreateSocketPath(info, resolve, socket_path_class_);
+    });
+  }
+  Napi::Value ServeParseHead(const Napi::CallbackInfo& info) { return addon::ServeParseHead(info); }
+  Napi::Value ServeReadRows(const Napi::CallbackInfo& info) { return addon::ServeReadRows(info); }
+  Napi::Value ServeAnswer(const Napi::CallbackInfo& info) { return addon::ServeAnswer(info); }
+  Napi::Value ServeHttpDate(const Napi::CallbackInfo& info) { return addon::ServeHttpDate(info); }
+
   Napi::FunctionReference model_class_;
+  Napi::FunctionReference socket_path_class_;
   Napi::FunctionReference quant_model_class_;
   Napi::FunctionReference sparse_model_class_;
 };

@@ -21,6 +21,9 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   explicit ModelWrap(const Napi::CallbackInfo& info);
   ~ModelWrap() override;
 
+  // The core model, shared (the native socket path serves it), or a TypeError once disposed.
+  std::shared_ptr<Model> Core(Napi::Env env, const char* what) const { return handle_.Live(env, what); }
+
  private:
   Napi::Value Predict(const Napi::CallbackInfo& info) { return handle_.Predict(info); }
   // predict as an own function of each instance with the instance as its data: calling it skips
