@@ -10,6 +10,7 @@ import { parseHead } from '../lib/server/direct-head.js';
 import { wantsBinary } from '../lib/server/http.js';
 import { MODEL_NAME } from '../lib/server/options.js';
 import { isJsonType, type ServedModel } from '../lib/server/predict.js';
+import { MODELS, head } from './server-heads.js';
 
 const LINE_START = 'POST /v1/models/';
 const LINE_END = '/predict HTTP/1.1';
@@ -74,9 +75,6 @@ function oracle(text: string, models: Map<string, ServedModel>) {
   return { served, length, binary, acceptBinary: wantsBinary(accept), close };
 }
 
-const served = (name: string) => ({ name, labels: { model: name } }) as unknown as ServedModel;
-const MODELS = new Map(['demo', 'm.2', 'A-b_c'].map((n) => [n, served(n)]));
-
 /** Both parsers on one head (the bytes up to, not including, the blank line). */
 function expectSame(head: string): void {
   const b = Buffer.from(`${head}\r\n\r\n`, 'latin1');
@@ -84,42 +82,6 @@ function expectSame(head: string): void {
   const text = b.toString('latin1', 0, end);
   expect({ head, got: parseHead(b, end, MODELS) }).toEqual({ head, got: oracle(text, MODELS) });
 }
-
-const NAMES = ['Host', 'host', 'HOST', 'hOsT', 'Content-Length', 'content-length', 'CONTENT-LENGTH', 'Content-Type', 'content-type',
-  'Accept', 'accept', 'Connection', 'connection', 'Transfer-Encoding', 'Content-Encoding', 'Expect', 'Upgrade', 'upgradE',
-  'User-Agent', 'X-Trace', 'Content-Lengthx', 'Hos', 'Hosts', 'Accept-Encoding', 'Keep-Alive', '!#$%&\'*+-.^_`|~09'];
-const VALUES = ['127.0.0.1:8080', '0', '7', '126', '00012', '123456789012345', '1234567890123456', '-1', '1 2', '+3', '0x10', '',
-  'application/json', 'Application/JSON; charset=utf-8', 'application/octet-stream', 'APPLICATION/OCTET-STREAM', 'text/plain',
-  'application/x-www-form-urlencoded', 'image/png', 'close', 'Close', 'keep-alive', 'keep-alive, close', 'upgrade', ' , ',
-  'application/octet-stream;q=0.5, application/json', '*/*', 'chunked', 'gzip', '100-continue', 'websocket', 'a\tb'];
-const BLANKS = ['', ' ', '  ', '\t', ' \t '];
-// Pieces a mutation splices into a line: odd bytes, bare CR or LF, a colon, a space before it.
-const JUNK = ['\r', '\n', '\x00', '\x7f', '\xe9', ':', ' :', '\r\n', '/', ' '];
-
-const fieldLine = fc.tuple(fc.constantFrom(...NAMES), fc.constantFrom(...BLANKS), fc.constantFrom(...VALUES), fc.constantFrom(...BLANKS))
-  .map(([name, before, value, after]) => `${name}:${before}${value}${after}`);
-const requestLine = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom('demo', 'm.2', 'A-b_c').map((n) => `POST /v1/models/${n}/predict HTTP/1.1`) },
-  { weight: 1, arbitrary: fc.constantFrom('POST /v1/models/Demo/predict HTTP/1.1', 'POST /v1/models/demo/predict HTTP/1.0',
-    'post /v1/models/demo/predict HTTP/1.1', 'POST /v1/models/demo/predict  HTTP/1.1', 'POST /v1/models/demo/predict HTTP/1.1 ',
-    'POST /v1/models/demo/x/predict HTTP/1.1', 'POST /v1/models//predict HTTP/1.1', 'POST /v1/models/demo/predict?x=1 HTTP/1.1',
-    'POST /v1/models/unknown/predict HTTP/1.1', 'POST /v1/models/demo/predict', 'POST /v1/models/') },
-);
-const mutation = fc.tuple(fc.nat(), fc.constantFrom(...JUNK));
-
-const mutations = fc.oneof({ weight: 2, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(mutation, { minLength: 1, maxLength: 2 }) });
-const head = fc.tuple(requestLine, fc.array(fieldLine, { maxLength: 5 }), mutations, fc.boolean())
-  .map(([line, fields, mutations, usual]) => {
-    // Most heads hold the fields a client sends, so they parse; the rest are left as drawn.
-    const lines = usual ? [line, 'Host: x', ...fields, 'Content-Length: 12'] : [line, ...fields];
-    let text = lines.join('\r\n');
-    for (const [at, junk] of mutations) {
-      const i = at % (text.length + 1);
-      text = text.slice(0, i) + junk + text.slice(i);
-    }
-    return text;
-  })
-  .filter((text) => !text.includes('\r\n\r\n'));
 
 describe('direct-path head parser (bytes) against the text parser it replaced', () => {
   it('agrees on random heads', () => {
