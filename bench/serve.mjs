@@ -101,6 +101,8 @@ function targets(model, serveFlags = []) {
     { key: 'nobatch', label: 'mlpkit serve (no batching)', color: '#6baed6', args: serve(['--no-batching']), path: '/v1/models/demo/predict' },
     // Every request through node:http, as before the direct path (lib/server/direct-http.ts).
     { key: 'nodehttp', label: 'mlpkit serve --node-http (batching)', color: '#9ecae1', args: serve(['--node-http']), path: '/v1/models/demo/predict' },
+    // The TypeScript direct path alone, without the native socket path (lib/server/socket-path.ts).
+    { key: 'tshttp', label: 'mlpkit serve --no-native-http (batching)', color: '#4292c6', args: serve(['--no-native-http']), path: '/v1/models/demo/predict' },
     { key: 'ort', label: 'onnxruntime-node (run per request)', color: '#d94801', args: [support('ort-server.mjs'), '--model', model.path, '--threads', '1'], path: '' },
     // Both cores: two processes of each server sharing the port (node:cluster).
     { key: 'batching2', label: 'mlpkit serve --workers 2 (batching)', color: '#41ab5d', args: serve(['--workers', '2']), path: '/v1/models/demo/predict', workers: 2 },
@@ -316,10 +318,16 @@ function targetRows(results, overloads, paired) {
       const share = mine.byRound.map((r, k) => r / socketFloor.byRound[k]).sort((a, b) => a - b);
       rows.push(['mlpkit serve vs that node:net server, same rounds', `${share.length ? ratiosText(share) : 'n/a'}`, 'info']);
     }
+    const viaTs = paired.get('tshttp');
+    if (viaTs?.ratios.length) {
+      const gain = mine.byRound.map((r, k) => r / viaTs.byRound[k]).sort((a, b) => a - b);
+      rows.push(['mlpkit serve (native socket path) vs mlpkit serve --no-native-http (the TypeScript direct path), same rounds',
+        `${gain.length ? ratiosText(gain) : 'n/a'}; --no-native-http alone: ${ratiosText(viaTs.ratios)} of onnxruntime`, 'info']);
+    }
     const viaNode = paired.get('nodehttp');
     if (viaNode?.ratios.length) {
       const gain = mine.byRound.map((r, k) => r / viaNode.byRound[k]).sort((a, b) => a - b);
-      rows.push(['mlpkit serve (direct path) vs mlpkit serve --node-http (every request through node:http), same rounds',
+      rows.push(['mlpkit serve vs mlpkit serve --node-http (every request through node:http), same rounds',
         `${gain.length ? ratiosText(gain) : 'n/a'}; --node-http alone: ${ratiosText(viaNode.ratios)} of onnxruntime`, 'info']);
     }
     const both = paired.get('batching2');
@@ -411,7 +419,7 @@ let latency = null;
 const overloads = [];
 let wideRun = null;
 let pairedRun = null;
-const PAIRED_TARGETS = [...TARGETS.filter((t) => ['batching', 'ort', 'constant', 'batching2', 'nodehttp'].includes(t.key)), NET_FLOOR];
+const PAIRED_TARGETS = [...TARGETS.filter((t) => ['batching', 'ort', 'constant', 'batching2', 'nodehttp', 'tshttp'].includes(t.key)), NET_FLOOR];
 const WIDE_TARGETS = targets(wide).filter((t) => t.key !== 'constant' && !t.workers);
 try {
   if (only.has('latency')) {

@@ -53,8 +53,10 @@ Batching and limits
                               disconnected (default 30000)
   --inline-macs N        multiply-adds up to which predict runs on the event loop (default 4194304)
   --node-http            read every request through node:http (by default the usual predict
-                         request is read straight off the socket: the same answers, 1.3-1.4x the
-                         requests per second; see directHttp in the README)
+                         request is read straight off the socket: the same answers, more requests
+                         per second; see directHttp and nativeHttp in the README)
+  --no-native-http       answer the usual predict request in TypeScript rather than in the addon
+                         (the same answers; see nativeHttp in the README)
 
 Endpoints
   POST /v1/models/NAME/predict   {"inputs": [[...], ...]} or {"inputs": [...], "shape": [rows, n]},
@@ -130,6 +132,7 @@ function serverOptions(v: Parsed['values']): Omit<ServerOptions, 'models'> {
     writeTimeoutMs: intOption(v, 'write-timeout-ms', 30_000),
     inlineMacs: numberOption(v, 'inline-macs', 4 << 20),
     directHttp: !flag(v, 'node-http'),
+    nativeHttp: !flag(v, 'no-native-http'),
   };
 }
 
@@ -321,7 +324,7 @@ export const serveCommand: Command = {
       'max-queue-rows': { type: 'string' }, 'queue-timeout-ms': { type: 'string' }, 'max-body-bytes': { type: 'string' },
       'headers-timeout-ms': { type: 'string' }, 'request-timeout-ms': { type: 'string' }, 'keep-alive-timeout-ms': { type: 'string' }, 'write-timeout-ms': { type: 'string' },
       'inline-macs': { type: 'string' }, 'max-buffered-body-bytes': { type: 'string' }, 'retry-after-s': { type: 'string' },
-      'node-http': { type: 'boolean' },
+      'node-http': { type: 'boolean' }, 'no-native-http': { type: 'boolean' },
     }, { min: 1, max: Infinity, names: 'one or more MODEL files' });
     if (help) return void io.stdout.write(`${usage}\n`);
     const models = modelArgs(positionals, (values.name as string[] | undefined) ?? []);
