@@ -15,13 +15,17 @@
 // compared byte for byte even though they batch differently.
 
 import { connect, type Socket } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mlp, createServer, type ModelServer, type ServerOptions } from '../lib/index.js';
 import { loadNative } from '../lib/backend/native.js';
 import { decodeJson, encodeJson } from '../lib/server/codec.js';
+import { errorBody } from '../lib/server/errors.js';
 import { parseHead } from '../lib/server/direct-head.js';
+import { overloaded } from '../lib/server/predict.js';
 import { HttpError } from '../lib/server/errors.js';
 import { MODELS, head as randomHead } from './server-heads.js';
 import { until } from './server-support.js';
@@ -361,5 +365,72 @@ describe.skipIf(!hasPath)('native socket path: timeouts, close, worker threads',
     const code = await worker.terminate();
     expect(code).toBe(1);
     socket.destroy();
+  });
+});
+
+describe.skipIf(!hasPath)('native socket path: overload, sockets closed from JS, collection', () => {
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.close({ graceMs: 100 })));
+  });
+
+  it('requests past maxQueueRows in one turn get the TypeScript path\'s 503, and are counted as 503', async () => {
+    const { server, port } = await start({ maxQueueRows: 4, maxBatchRows: 4 });
+    const sockets = await Promise.all(Array.from({ length: 40 }, () => new Promise<Socket>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => resolve(s));
+      s.setNoDelay(true);
+    })));
+    await until('all held natively', () => nativeHeld(server) === 40);
+    const answers = sockets.map((s) => new Promise<string>((resolve) => s.once('data', (d) => resolve(d.toString('latin1')))));
+    for (const s of sockets) s.write(post('{"inputs": [[1, 2, 3, 4]]}'));
+    // Hold the event loop until every request has arrived, so the server reads them in one turn.
+    const until200 = performance.now() + 200;
+    while (performance.now() < until200);
+    const texts = await Promise.all(answers);
+    for (const s of sockets) s.destroy();
+    // As the TypeScript batcher: the turn's first request runs at once, 4 rows queue, 35 are refused.
+    expect(texts.filter((t) => t.startsWith('HTTP/1.1 200 OK')).length).toBe(5);
+    const refused = texts.filter((t) => t.startsWith('HTTP/1.1 503'));
+    expect(refused.length).toBe(35);
+    const err = overloaded('demo', { maxQueueRows: 4, retryAfterSeconds: 1 });
+    const body = errorBody(err.code, err.message);
+    expect(withoutDate(refused[0])).toBe(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
+      `Retry-After: 1\r\nDate: -\r\n${TAIL}${body}`);
+    expect(server.metricsText()).toMatch(/mlpkit_requests_total\{model="demo",status="503"\} 35\n/);
+  });
+
+  it('a held socket destroyed from JS closes for the client, and the next connection (its fd number reused) is served', async () => {
+    const { server, port } = await start({ headersTimeoutMs: 1000 });
+    const accepted: Socket[] = [];
+    server.http.on('connection', (s: Socket) => accepted.push(s));
+    const a = connect(port, '127.0.0.1');
+    a.on('error', () => {});
+    const aClosed = new Promise((r) => a.on('close', r));
+    await until('A held natively', () => nativeHeld(server) === 1);
+    accepted[0].destroy();
+    await aClosed;
+    await until('A let go', () => nativeHeld(server) === 0);
+    const b = await exchange(port, [post('{"inputs": [[1, 2, 3, 4]]}'), Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'), post('{"inputs": [[4, 3, 2, 1]]}')], 300);
+    expect(b.split('HTTP/1.1 200 OK').length).toBe(4);
+  });
+
+  it('a closed server, its models and the native path can be collected', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let collected = 0;
+    const registry = new FinalizationRegistry(() => void collected++);
+    await (async () => {
+      const model = exactModel(4, 8, 3, 9);
+      const server = createServer({ models: { demo: model } });
+      const { port } = await server.listen(0);
+      expect(await exchange(port, [post('{"inputs": [[1, 2, 3, 4]]}')], 100)).toContain('200 OK');
+      await server.close({ graceMs: 100 });
+      registry.register(server, 'server');
+      registry.register(model, 'model');
+    })();
+    for (let i = 0; i < 50 && collected < 2; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(collected).toBe(2);
   });
 });

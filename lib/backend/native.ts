@@ -41,8 +41,9 @@ interface Addon {
 
 /** What native/addon/socket_path.cpp takes (checked again there). */
 export interface NativeSocketPathOptions {
-  models: { name: string; model: BackendModel; chunkRows: number }[];
+  models: { name: string; model: BackendModel; chunkRows: number; overloadedBody: string }[];
   tail: string;
+  retryAfter: string;
   maxBodyBytes: number;
   maxQueueRows: number;
   maxPipelined: number;
@@ -57,7 +58,9 @@ export interface NativeSocketPathOptions {
 
 export interface NativeSocketPath {
   adopt(id: number, fd: number): boolean;
-  /** Per served model: [answered, then latency, batch rows and batch requests as (sum, count, per-bucket counts)]; counters restart. */
+  /** The socket was closed in JS: the native side drops the connection. */
+  forget(id: number): void;
+  /** Per served model: [answered 200, answered 503, then latency, batch rows and batch requests as (sum, count, per-bucket counts)]; counters restart. */
   takeStats(): Float64Array[];
   close(): void;
 }

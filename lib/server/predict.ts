@@ -61,13 +61,17 @@ export function predictBody(served: ServedModel, body: Buffer, binary: boolean, 
       }
     });
     if (ticket) return () => served.batcher.cancel(ticket);
-    answer.fail(new HttpError(503, 'overloaded',
-      `model '${served.name}' has ${options.maxQueueRows} rows queued; retry after ${options.retryAfterSeconds} s`,
-      { 'Retry-After': String(options.retryAfterSeconds) }));
+    answer.fail(overloaded(served.name, options));
   } catch (err) {
     answer.fail(err);
   }
   return null;
+}
+
+/** The 503 of a request that finds its model's queue full (the native socket path words it the same). */
+export function overloaded(model: string, options: Pick<NormalizedServerOptions, 'maxQueueRows' | 'retryAfterSeconds'>): HttpError {
+  return new HttpError(503, 'overloaded', `model '${model}' has ${options.maxQueueRows} rows queued; retry after ${options.retryAfterSeconds} s`,
+    { 'Retry-After': String(options.retryAfterSeconds) });
 }
 
 /** Content types whose body is read as JSON. */

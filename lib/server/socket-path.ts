@@ -13,6 +13,8 @@ import type { Socket } from 'node:net';
 import { loadNative, type NativeSocketPath, type NativeSocketPathOptions } from '../backend/native.js';
 import { Mlp } from '../mlp.js';
 import type { DirectContext, DirectPath } from './direct-http.js';
+import { errorBody } from './errors.js';
+import { overloaded } from './predict.js';
 
 /** Requests one connection may owe answers to (direct-http.ts's MAX_PIPELINED). */
 const MAX_PIPELINED = 64;
@@ -56,7 +58,9 @@ export class SocketPath {
       if (!(m instanceof Mlp) || m.backend !== 'native' || m.disposed) continue;
       const inlineRows = Math.floor(o.inlineMacs / o.models.get(served.name)!.macsPerRow);
       if (inlineRows < MIN_INLINE_ROWS) continue;
-      models.push({ name: served.name, model: m.handle('createServer'), chunkRows: Math.min(o.maxBatchRows, o.maxQueueRows, inlineRows) });
+      const refusal = overloaded(served.name, o);
+      models.push({ name: served.name, model: m.handle('createServer'), chunkRows: Math.min(o.maxBatchRows, inlineRows),
+        overloadedBody: errorBody(refusal.code, refusal.message) });
       labels.push(served.labels);
     }
     if (models.length === 0) return null;
@@ -64,6 +68,7 @@ export class SocketPath {
     const native = addon.createSocketPath({
       models,
       tail: direct.keepAlive,
+      retryAfter: String(o.retryAfterSeconds),
       maxBodyBytes: o.maxBodyBytes,
       maxQueueRows: o.maxQueueRows,
       maxPipelined: MAX_PIPELINED,
@@ -94,6 +99,10 @@ export class SocketPath {
     const id = this.nextId++;
     if (!this.native.adopt(id, fd)) return false;
     this.owned.set(id, { socket, openedAt: performance.now() });
+    // Closed from JS while held here (a user's destroy(), say): the native side lets go too.
+    socket.once('close', () => {
+      if (this.owned.delete(id)) this.native.forget(id);
+    });
     return true;
   }
 
@@ -123,7 +132,8 @@ export class SocketPath {
     this.native.takeStats().forEach((v, i) => {
       const labels = this.labels[i];
       if (v[0] > 0) metrics.countRequest(labels.model, '200', v[0]);
-      let at = 1;
+      if (v[1] > 0) metrics.countRequest(labels.model, '503', v[1]);
+      let at = 2;
       at = metrics.latency.add(labels, v, at);
       at = metrics.batchRows.add(labels, v, at);
       metrics.batchRequests.add(labels, v, at);

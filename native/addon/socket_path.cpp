@@ -10,6 +10,7 @@
 #include <utility>
 
 #ifndef _WIN32
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #endif
@@ -68,8 +69,10 @@ struct Conn;
 // One request waiting in its model's batch.
 struct Part {
   Conn* conn;
-  std::size_t rows;
+  std::size_t rows;  // 0 when refused
   bool flat;
+  // Refused for a full queue: answered 503 in its turn, as the TypeScript batcher refuses it.
+  bool overloaded;
   // Its bytes in conn->in (head and body).
   std::size_t bytes;
 };
@@ -81,7 +84,12 @@ struct Served {
   std::vector<float> x, y;
   std::vector<Part> parts;
   std::size_t rows = 0;
-  double answered = 0;
+  // This turn's admission, as lib/server/batcher.ts's: the turn's first request runs at once;
+  // the others wait in the queue, up to maxQueueRows rows, and past that get 503.
+  bool burst = false;
+  std::size_t queued_requests = 0, queued_rows = 0;
+  std::string overloaded_body;
+  double answered = 0, refused = 0;
   Histogram latency, batch_rows, batch_requests;
 };
 
@@ -96,6 +104,7 @@ struct Conn {
   std::string out;
   std::size_t queued = 0;    // requests in a batch
   std::size_t answered = 0;  // requests answered, not yet written
+  std::size_t refused = 0;   // of them, 503s
   std::size_t model = kNone;  // the model of this turn's requests
   std::uint64_t read_at = 0;  // uv_hrtime of this turn's first read
   std::uint64_t active_at = 0;
@@ -113,6 +122,8 @@ class Engine {
   Napi::Value TakeStats(Napi::Env env);
   // Hands every connection back (to JS when call_js) and closes the handles; idempotent.
   void Close(bool call_js);
+  // The socket was closed on the JS side: the connection is dropped, nothing is called.
+  void Forget(double id);
   bool closed() const { return closed_; }
 
  private:
@@ -128,6 +139,8 @@ class Engine {
   void RunBatch(Served& s);
   void Flush();
   void Release(Conn* c, const char* reason, bool call_js = true);
+  // Counts the answers of this turn that are written, or are about to be handed over unwritten.
+  void CountAnswers(Conn* c, std::uint64_t now);
   void HandleClosed();
   const std::string& Date();
 
@@ -165,7 +178,8 @@ Engine::Engine(Napi::Env env, SocketPathConfig&& config) : env_(env), config_(st
     s.name = m.name;
     s.inputs = m.model->inputs();
     s.outputs = m.model->outputs();
-    s.chunk_rows = std::min(m.chunk_rows, config_.max_queue_rows);
+    s.chunk_rows = m.chunk_rows;
+    s.overloaded_body = m.overloaded_body;
     s.model = m.model;
     s.latency.counts.assign(config_.latency_buckets.size() + 1, 0.0);
     s.batch_rows.counts.assign(config_.batch_buckets.size() + 1, 0.0);
@@ -206,16 +220,21 @@ bool Engine::Adopt(double id, int fd) {
   return false;
 #else
   if (closed_ || fd < 0 || conns_.count(id) != 0) return false;
+  // A private descriptor of the same socket: its number cannot be reused by another connection
+  // while it is polled here, whatever JS does with node's (a destroy() there closes only node's,
+  // and forget() then drops this one).
+  const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return false;
   auto* c = new Conn();
-  // UV_EEXIST when something on this loop already polls the fd (a socket not paused).
-  if (uv_poll_init(loop_, &c->poll, fd) != 0) {
+  if (uv_poll_init(loop_, &c->poll, own) != 0) {
+    ::close(own);
     delete c;
     return false;
   }
   c->poll.data = c;
   c->engine = this;
   c->id = id;
-  c->fd = fd;
+  c->fd = own;
   c->active_at = uv_hrtime();
   ++open_handles_;
   if (uv_poll_start(&c->poll, UV_READABLE, OnReadable) != 0) {
@@ -271,7 +290,6 @@ bool Engine::TakeRequests(Conn* c, std::size_t from) {
   requests_.clear();
   rows_.clear();
   std::size_t model = c->model;
-  std::size_t rows = 0;
   const std::size_t waiting = c->queued + c->answered;  // owed answers, as the TypeScript path's queue
   std::size_t pos = from;
   while (pos < n) {
@@ -296,20 +314,34 @@ bool Engine::TakeRequests(Conn* c, std::size_t from) {
     if (n - body_at < head.length) return false;
     serve::JsonRows got;
     if (!serve::read_json_rows(b + body_at, head.length, served_[model].inputs, rows_, got)) return false;
+    if (got.rows > served_[model].chunk_rows) return false;
     requests_.push_back({got.rows, got.flat, body_at + head.length - pos});
-    rows += got.rows;
     pos = body_at + head.length;
   }
+  // Every request is whole and of the form: they are this path's now.
   Served& s = served_[model];
-  if (rows > s.chunk_rows) return false;
-  if (s.rows + rows > s.chunk_rows) RunBatch(s);
-  if (c->released) return false;
-  s.x.insert(s.x.end(), rows_.begin(), rows_.end());
-  for (const Request& r : requests_) s.parts.push_back({c, r.rows, r.flat, r.bytes});
-  c->queued += requests_.size();
-  s.rows += rows;
+  const float* x = rows_.data();
+  for (const Request& r : requests_) {
+    bool overloaded = false;
+    if (!s.burst) {
+      s.burst = true;
+    } else if (s.queued_requests > 0 && s.queued_rows + r.rows > config_.max_queue_rows) {
+      overloaded = true;
+    } else {
+      ++s.queued_requests;
+      s.queued_rows += r.rows;
+    }
+    if (!overloaded) {
+      if (s.rows + r.rows > s.chunk_rows) RunBatch(s);
+      s.x.insert(s.x.end(), x, x + r.rows * s.inputs);
+      s.rows += r.rows;
+    }
+    x += r.rows * s.inputs;
+    s.parts.push_back({c, overloaded ? 0 : r.rows, r.flat, overloaded, r.bytes});
+    ++c->queued;
+  }
   c->model = model;
-  return true;
+  return !c->released;
 }
 
 const std::string& Engine::Date() {
@@ -327,8 +359,9 @@ void Engine::RunBatch(Served& s) {
   parts.swap(s.parts);
   const std::size_t rows = s.rows;
   s.rows = 0;
-  bool ok = false;
-  if (std::shared_ptr<Predictor> model = s.model.lock()) {
+  bool ok = rows == 0;  // only refused requests: nothing to predict
+  std::shared_ptr<Predictor> model = rows == 0 ? nullptr : s.model.lock();
+  if (model) {
     s.y.resize(rows * s.outputs);
     try {
       model->predict(s.x.data(), rows, s.y.data());
@@ -342,14 +375,23 @@ void Engine::RunBatch(Served& s) {
     for (const Part& p : parts) Release(p.conn, "model");
     return;
   }
-  s.batch_rows.observe(config_.batch_buckets, static_cast<double>(rows));
-  s.batch_requests.observe(config_.batch_buckets, static_cast<double>(parts.size()));
+  if (rows > 0) {
+    std::size_t requests = 0;
+    for (const Part& p : parts) requests += p.overloaded ? 0 : 1;
+    s.batch_rows.observe(config_.batch_buckets, static_cast<double>(rows));
+    s.batch_requests.observe(config_.batch_buckets, static_cast<double>(requests));
+  }
   const std::string& date = Date();
   const float* y = s.y.data();
   for (const Part& p : parts) {
     Conn* c = p.conn;
     if (!c->released) {
-      serve::append_json_answer(c->out, y, p.rows, s.outputs, p.flat, date, config_.tail);
+      if (p.overloaded) {
+        serve::append_overloaded_answer(c->out, s.overloaded_body, config_.retry_after, date, config_.tail);
+        ++c->refused;
+      } else {
+        serve::append_json_answer(c->out, y, p.rows, s.outputs, p.flat, date, config_.tail);
+      }
       c->in_done += p.bytes;
       --c->queued;
       ++c->answered;
@@ -361,7 +403,11 @@ void Engine::RunBatch(Served& s) {
 void Engine::OnCheck(uv_check_t* handle) { static_cast<Engine*>(handle->data)->Flush(); }
 
 void Engine::Flush() {
-  for (Served& s : served_) RunBatch(s);
+  for (Served& s : served_) {
+    RunBatch(s);
+    s.burst = false;
+    s.queued_requests = s.queued_rows = 0;
+  }
   std::vector<Conn*> turn;
   turn.swap(turn_);
   check_active_ = false;
@@ -385,16 +431,8 @@ void Engine::Flush() {
     }
 #endif
     const std::uint64_t now = uv_hrtime();
-    // Counted when written to the socket, as the TypeScript path counts at socket.write.
-    if (c->model != kNone && c->answered > 0) {
-      Served& s = served_[c->model];
-      const double seconds = static_cast<double>(now - c->read_at) / 1e9;
-      for (std::size_t i = 0; i < c->answered; ++i) s.latency.observe(config_.latency_buckets, seconds);
-      s.answered += static_cast<double>(c->answered);
-      c->served = true;
-    }
+    CountAnswers(c, now);
     c->active_at = now;
-    c->answered = 0;
     c->model = kNone;
     c->out.erase(0, written);
     if (failed || c->in_done != c->in.size()) {
@@ -424,8 +462,29 @@ void Engine::OnTimer(uv_timer_t* handle) {
   for (const auto& [c, reason] : late) engine->Release(c, reason);
 }
 
+void Engine::CountAnswers(Conn* c, std::uint64_t now) {
+  // Counted when written to the socket (or handed over to be), as the TypeScript path counts at
+  // socket.write.
+  if (c->model != kNone && c->answered > 0) {
+    Served& s = served_[c->model];
+    const double seconds = static_cast<double>(now - c->read_at) / 1e9;
+    for (std::size_t i = 0; i < c->answered; ++i) s.latency.observe(config_.latency_buckets, seconds);
+    s.answered += static_cast<double>(c->answered - c->refused);
+    s.refused += static_cast<double>(c->refused);
+    c->served = true;
+  }
+  c->answered = 0;
+  c->refused = 0;
+}
+
+void Engine::Forget(double id) {
+  const auto it = conns_.find(id);
+  if (it != conns_.end()) Release(it->second, "gone", false);
+}
+
 void Engine::Release(Conn* c, const char* reason, bool call_js) {
   if (c->released) return;
+  CountAnswers(c, uv_hrtime());
   c->released = true;
   conns_.erase(c->id);
   // Stopped and closed now, before JS can start node's own reading of the fd.
@@ -454,6 +513,9 @@ void Engine::Release(Conn* c, const char* reason, bool call_js) {
 void Engine::OnConnClosed(uv_handle_t* handle) {
   auto* c = static_cast<Conn*>(handle->data);
   Engine* engine = c->engine;
+#ifndef _WIN32
+  if (c->fd >= 0) ::close(c->fd);
+#endif
   delete c;
   engine->HandleClosed();
 }
@@ -485,6 +547,10 @@ void Engine::Close(bool call_js) {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), OnOwnClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), OnOwnClosed);
+  // The callback closes over the server, which holds this object: a strong reference kept past
+  // close() would keep the server, its models and their weights alive for good.
+  config_.on_release.Reset();
+  config_.budget.Reset();
 }
 
 void Engine::OnCleanup(napi_async_cleanup_hook_handle /*hook*/, void* arg) {
@@ -492,8 +558,6 @@ void Engine::OnCleanup(napi_async_cleanup_hook_handle /*hook*/, void* arg) {
   // The environment is going away: no JS runs, every handle closes, and the hook is removed
   // when the last one has (HandleClosed).
   engine->Close(false);
-  engine->config_.on_release.Reset();
-  engine->config_.budget.Reset();
 }
 
 Napi::Value Engine::TakeStats(Napi::Env env) {
@@ -503,7 +567,8 @@ Napi::Value Engine::TakeStats(Napi::Env env) {
     Served& s = served_[i];
     v.clear();
     v.push_back(s.answered);
-    s.answered = 0;
+    v.push_back(s.refused);
+    s.answered = s.refused = 0;
     s.latency.append_to(v);
     s.batch_rows.append_to(v);
     s.batch_requests.append_to(v);
@@ -522,6 +587,7 @@ Napi::Function SocketPathWrap::DefineClass(Napi::Env env) {
   return ObjectWrap<SocketPathWrap>::DefineClass(env, "SocketPath",
                                                  {
                                                      InstanceMethod<&SocketPathWrap::Adopt>("adopt"),
+                                                     InstanceMethod<&SocketPathWrap::Forget>("forget"),
                                                      InstanceMethod<&SocketPathWrap::TakeStats>("takeStats"),
                                                      InstanceMethod<&SocketPathWrap::Close>("close"),
                                                  });
@@ -564,6 +630,20 @@ Napi::Value SocketPathWrap::Adopt(const Napi::CallbackInfo& info) {
 #else
     return Napi::Boolean::New(env, false);
 #endif
+  });
+}
+
+Napi::Value SocketPathWrap::Forget(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, "SocketPath.forget", [&]() -> Napi::Value {
+    ExpectArgs(info, 1, "SocketPath.forget");
+    const double id = NumberArg(info[0], "SocketPath.forget", "id");
+#ifdef MLPKIT_HAS_SOCKET_PATH
+    engine_->Forget(id);
+#else
+    (void)id;
+#endif
+    return env.Undefined();
   });
 }
 
@@ -633,11 +713,17 @@ Napi::Value CreateSocketPath(const Napi::CallbackInfo& info, const std::function
     served.name = name.As<Napi::String>().Utf8Value();
     served.model = resolve(m.Get("model"));
     served.chunk_rows = static_cast<std::size_t>(PositiveOption(m, "chunkRows"));
+    const Napi::Value overloaded = m.Get("overloadedBody");
+    if (!overloaded.IsString()) throw TypeError(env, "createSocketPath: models[" + std::to_string(i) + "].overloadedBody must be a string");
+    served.overloaded_body = overloaded.As<Napi::String>().Utf8Value();
     config.models.push_back(std::move(served));
   }
   const Napi::Value tail = o.Get("tail");
   if (!tail.IsString()) throw TypeError(env, "createSocketPath: tail must be a string, got " + Describe(tail));
   config.tail = tail.As<Napi::String>().Utf8Value();
+  const Napi::Value retry_after = o.Get("retryAfter");
+  if (!retry_after.IsString()) throw TypeError(env, "createSocketPath: retryAfter must be a string, got " + Describe(retry_after));
+  config.retry_after = retry_after.As<Napi::String>().Utf8Value();
   config.max_body_bytes = static_cast<std::size_t>(PositiveOption(o, "maxBodyBytes"));
   config.max_queue_rows = static_cast<std::size_t>(PositiveOption(o, "maxQueueRows"));
   config.max_pipelined = static_cast<std::size_t>(PositiveOption(o, "maxPipelined"));

@@ -10,9 +10,10 @@
 // Scope: connections are adopted when they open (the socket paused, so node never reads it).
 // Each turn of the loop, every readable connection is read once; if what arrived is whole
 // requests of the hot form (core/serve/http_head.h, json_rows.h) for models this path serves,
-// they join their model's batch, and at the loop's check phase each batch is one predict call
-// and each connection gets its answers in one write. Anything else (another request, a request
-// cut across reads, an end of stream, a write that does not finish, a full queue, close()) hands
+// they join their model's batch (admitted as lib/server/batcher.ts admits them: past
+// maxQueueRows, a 503), and at the loop's check phase each batch is one predict call and each
+// connection gets its answers in one write. Anything else (another request, a request
+// cut across reads, an end of stream, a write that does not finish, a disposed model, close()) hands
 // the connection back to the TypeScript direct path, with the bytes not yet answered and the
 // answers not yet written, and it stays there. So every case but the common one keeps exactly
 // the behaviour it had.
@@ -34,12 +35,16 @@ struct SocketPathModel {
   std::shared_ptr<Predictor> model;
   // Most rows in one predict call (a fuller batch runs at once, and the rest makes the next).
   std::size_t chunk_rows = 256;
+  // The body of the 503 a request gets past maxQueueRows (the TypeScript path's words).
+  std::string overloaded_body;
 };
 
 struct SocketPathConfig {
   std::vector<SocketPathModel> models;
   // The end of an answer's head after Date: the Connection and Keep-Alive fields and the blank line.
   std::string tail;
+  // The Retry-After value of a 503.
+  std::string retry_after;
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_queue_rows = 1024;
   std::size_t max_pipelined = 64;
@@ -55,7 +60,7 @@ struct SocketPathConfig {
 
 class Engine;
 
-// The JS object (lib/server/socket-path.ts): adopt(id, fd), takeStats(), close().
+// The JS object (lib/server/socket-path.ts): adopt(id, fd), forget(id), takeStats(), close().
 class SocketPathWrap final : public Napi::ObjectWrap<SocketPathWrap> {
  public:
   static Napi::Function DefineClass(Napi::Env env);
@@ -66,6 +71,7 @@ class SocketPathWrap final : public Napi::ObjectWrap<SocketPathWrap> {
 
  private:
   Napi::Value Adopt(const Napi::CallbackInfo& info);
+  Napi::Value Forget(const Napi::CallbackInfo& info);
   Napi::Value TakeStats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 

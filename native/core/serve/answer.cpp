@@ -63,4 +63,12 @@ void append_json_answer(std::string& out, const float* y, std::size_t rows, std:
   out.append("\r\nDate: ").append(date).append("\r\n").append(tail).append(body);
 }
 
+void append_overloaded_answer(std::string& out, const std::string& body, const std::string& retry_after, const std::string& date,
+                              const std::string& tail) {
+  out.append("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ");
+  out.append(std::to_string(body.size()));
+  out.append("\r\nRetry-After: ").append(retry_after);
+  out.append("\r\nDate: ").append(date).append("\r\n").append(tail).append(body);
+}
+
 }  // namespace mlpkit::serve

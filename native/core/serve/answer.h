@@ -20,4 +20,9 @@ std::string http_date(std::time_t seconds);
 void append_json_answer(std::string& out, const float* y, std::size_t rows, std::size_t width, bool flat,
                         const std::string& date, const std::string& tail);
 
+// Appends the 503 of a request refused for a full queue: `body` (the TypeScript path's JSON
+// error) with Retry-After `retry_after`.
+void append_overloaded_answer(std::string& out, const std::string& body, const std::string& retry_after, const std::string& date,
+                              const std::string& tail);
+
 }  // namespace mlpkit::serve
