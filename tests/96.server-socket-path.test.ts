@@ -413,6 +413,22 @@ describe.skipIf(!hasPath)('native socket path: overload, sockets closed from JS,
     expect(b.split('HTTP/1.1 200 OK').length).toBe(4);
   });
 
+  it('200 clients that leave at once, after answers or before a request, are all closed on the server too', async () => {
+    const { server, port } = await start();
+    const sockets = await Promise.all(Array.from({ length: 200 }, () => new Promise<Socket>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => resolve(s));
+      s.on('error', () => {});
+    })));
+    await until('all held natively', () => nativeHeld(server) === 200);
+    const answered = sockets.slice(0, 100).map((s) => new Promise((r) => s.once('data', r)));
+    for (const s of sockets.slice(0, 100)) s.write(post('{"inputs": [[1, 2, 3, 4]]}'));
+    await Promise.all(answered);
+    for (const s of sockets) s.destroy();
+    const open = () => new Promise<number>((resolve) => server.http.getConnections((_, n) => resolve(n)));
+    await until('every connection closed', async () => nativeHeld(server) === 0 && (await open()) === 0);
+    expect(server.metricsText()).toMatch(/mlpkit_requests_total\{model="demo",status="200"\} 100\n/);
+  });
+
   it('a closed server, its models and the native path can be collected', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;

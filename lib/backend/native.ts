@@ -54,6 +54,7 @@ export interface NativeSocketPathOptions {
   latencyBuckets: readonly number[];
   batchBuckets: readonly number[];
   onRelease: (id: number, reason: string, unread: Buffer | undefined, unwritten: Buffer | undefined, served: boolean) => void;
+  onEnded: (ids: Float64Array) => void;
 }
 
 export interface NativeSocketPath {

@@ -79,6 +79,7 @@ export class SocketPath {
       latencyBuckets: ctx.metrics.latency.buckets,
       batchBuckets: ctx.metrics.batchRows.buckets,
       onRelease: (id, reason, unread, unwritten, served) => holder.path?.released(id, reason, unread, unwritten, served),
+      onEnded: (ids) => holder.path?.ended(ids),
     });
     holder.path = new SocketPath(native, labels, direct);
     return holder.path;
@@ -123,6 +124,20 @@ export class SocketPath {
     } catch (err) {
       this.direct.ctx.log(`native socket path: a connection could not be handed back: ${(err as Error)?.stack ?? String(err)}`);
       socket.destroy();
+    }
+  }
+
+  /**
+   * Clients that closed or reset their side with nothing owed either way (a list per turn of the
+   * loop): the direct path would only end such a socket, with nothing to count, so it is closed
+   * here. (Its reads are done, so closing sends a FIN, not a reset.)
+   */
+  private ended(ids: Float64Array): void {
+    for (const id of ids) {
+      const owned = this.owned.get(id);
+      if (owned === undefined) continue;
+      this.owned.delete(id);
+      owned.socket.destroy();
     }
   }
 

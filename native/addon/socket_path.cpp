@@ -38,6 +38,17 @@ constexpr std::size_t kMaxHeadBytes = 16 * 1024;
 // One read per connection per turn; a request that does not fit is left to the TypeScript path.
 constexpr std::size_t kReadBytes = 64 * 1024;
 constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+// Connections that ended with nothing owed are given to JS to close at most this many per turn
+// of the loop: 1024 clients leaving at once would otherwise hold the loop ~25 ms in one turn,
+// and the requests of the connections still open with it.
+constexpr std::size_t kEndedPerTurn = 64;
+// No SIGPIPE from a send to a closed connection (node ignores the signal anyway; macOS has no
+// such flag and relies on that).
+#ifdef MSG_NOSIGNAL
+constexpr int kSendFlags = MSG_NOSIGNAL;
+#else
+constexpr int kSendFlags = 0;
+#endif
 
 // Observations as lib/server/metrics.ts's Histogram keeps them: a count per bucket (not
 // cumulative; the last is +Inf) and the sum. Taken by TypeScript and added to its own.
@@ -130,6 +141,10 @@ class Engine {
   static void OnReadable(uv_poll_t* handle, int status, int events);
   static void OnCheck(uv_check_t* handle);
   static void OnTimer(uv_timer_t* handle);
+  static void OnIdle(uv_idle_t* handle);
+  // Gives up to `limit` ended connections to JS (onEnded), and stops the idle handle when none are left.
+  void HandOverEnded(std::size_t limit);
+  void Sweep();
   static void OnConnClosed(uv_handle_t* handle);
   static void OnOwnClosed(uv_handle_t* handle);
   static void OnCleanup(napi_async_cleanup_hook_handle hook, void* arg);
@@ -162,7 +177,10 @@ class Engine {
   std::vector<char> read_buf_;
   uv_check_t check_{};
   uv_timer_t timer_{};
+  uv_idle_t idle_{};  // active while ended_ holds connections: the loop turns without waiting
   bool check_active_ = false;
+  std::vector<double> ended_;  // connections that ended with nothing owed, for JS to close
+  std::size_t ended_at_ = 0;
   std::string date_;
   std::time_t date_second_ = -1;
   int open_handles_ = 0;
@@ -208,7 +226,10 @@ void Engine::Start(const std::shared_ptr<Engine>& self) {
   const auto every = static_cast<std::uint64_t>(config_.check_every_ms);
   uv_timer_start(&timer_, OnTimer, every, every);
   uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
-  open_handles_ = 2;
+  uv_idle_init(loop_, &idle_);
+  idle_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&idle_));
+  open_handles_ = 3;
   // A worker thread's loop must have no open handles when it ends: the hook closes them.
   napi_add_async_cleanup_hook(env_, OnCleanup, this, &hook_);
 }
@@ -247,10 +268,16 @@ bool Engine::Adopt(double id, int fd) {
 #endif
 }
 
+// The libuv callbacks: nothing may throw out of them (std::terminate). An exception here can
+// only be an allocation failing; the connections it touches go back to the TypeScript path.
 void Engine::OnReadable(uv_poll_t* handle, int status, int /*events*/) {
   auto* c = static_cast<Conn*>(handle->data);
-  if (status < 0) return c->engine->Release(c, "error");
-  c->engine->Read(c);
+  try {
+    if (status < 0) return c->engine->Release(c, "error");
+    c->engine->Read(c);
+  } catch (...) {
+    c->engine->Release(c, "error");
+  }
 }
 
 void Engine::Read(Conn* c) {
@@ -400,7 +427,14 @@ void Engine::RunBatch(Served& s) {
   }
 }
 
-void Engine::OnCheck(uv_check_t* handle) { static_cast<Engine*>(handle->data)->Flush(); }
+void Engine::OnCheck(uv_check_t* handle) {
+  auto* engine = static_cast<Engine*>(handle->data);
+  try {
+    engine->Flush();
+  } catch (...) {
+    engine->Close(true);  // an allocation failed mid-turn: every connection goes back whole
+  }
+}
 
 void Engine::Flush() {
   for (Served& s : served_) {
@@ -419,7 +453,7 @@ void Engine::Flush() {
     bool failed = false;
 #ifndef _WIN32
     while (written < c->out.size()) {
-      const ssize_t n = ::send(c->fd, c->out.data() + written, c->out.size() - written, MSG_NOSIGNAL);
+      const ssize_t n = ::send(c->fd, c->out.data() + written, c->out.size() - written, kSendFlags);
       if (n > 0) {
         written += static_cast<std::size_t>(n);
       } else if (n < 0 && errno == EINTR) {
@@ -445,7 +479,15 @@ void Engine::Flush() {
 }
 
 void Engine::OnTimer(uv_timer_t* handle) {
-  auto* engine = static_cast<Engine*>(handle->data);
+  try {
+    static_cast<Engine*>(handle->data)->Sweep();
+  } catch (...) {
+    // An allocation failed: the sweep runs again at the next tick.
+  }
+}
+
+void Engine::Sweep() {
+  Engine* engine = this;
   const std::uint64_t now = uv_hrtime();
   const double headers_ns = engine->config_.headers_timeout_ms * 1e6;
   const double idle_ns = engine->config_.keep_alive_ms * 1e6;
@@ -494,6 +536,14 @@ void Engine::Release(Conn* c, const char* reason, bool call_js) {
   c->in.clear();
   c->out.clear();
   if (!call_js || config_.on_release.IsEmpty()) return;
+  const bool ended = std::strcmp(reason, "end") == 0 || std::strcmp(reason, "error") == 0;
+  if (ended && unread.empty() && unwritten.empty()) {
+    // The client left with nothing owed either way: JS only has to close the socket, which it
+    // does for a list of them at a time (HandOverEnded).
+    ended_.push_back(c->id);
+    uv_idle_start(&idle_, OnIdle);
+    return;
+  }
   Napi::Env env(env_);
   Napi::HandleScope scope(env);
   auto bytes = [&](const std::string& s) -> napi_value {
@@ -507,6 +557,38 @@ void Engine::Release(Conn* c, const char* reason, bool call_js) {
     // The handler is TypeScript's own and catches its errors; should one escape, it is reported
     // as any uncaught exception rather than lost in a libuv callback.
     napi_fatal_exception(env_, e.Value());
+  }
+}
+
+void Engine::OnIdle(uv_idle_t* handle) {
+  try {
+    static_cast<Engine*>(handle->data)->HandOverEnded(kEndedPerTurn);
+  } catch (...) {
+    // An allocation failed: tried again next turn.
+  }
+}
+
+void Engine::HandOverEnded(std::size_t limit) {
+  const std::size_t count = std::min(limit, ended_.size() - ended_at_);
+  const std::size_t from = ended_at_;
+  ended_at_ += count;
+  if (ended_at_ == ended_.size()) {
+    uv_idle_stop(&idle_);
+  }
+  if (count > 0 && !config_.on_ended.IsEmpty()) {
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    Napi::Float64Array ids = Napi::Float64Array::New(env, count);
+    std::memcpy(ids.Data(), ended_.data() + from, count * sizeof(double));
+    try {
+      config_.on_ended.MakeCallback(env.Global(), {ids});
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(env_, e.Value());
+    }
+  }
+  if (ended_at_ == ended_.size()) {
+    ended_.clear();
+    ended_at_ = 0;
   }
 }
 
@@ -537,6 +619,10 @@ void Engine::Close(bool call_js) {
   std::vector<Conn*> all;
   for (const auto& entry : conns_) all.push_back(entry.second);
   for (Conn* c : all) Release(c, "close", call_js);
+  if (call_js) HandOverEnded(ended_.size());
+  ended_.clear();
+  ended_at_ = 0;
+  uv_idle_stop(&idle_);
   if (check_active_) uv_check_stop(&check_);
   check_active_ = false;
   turn_.clear();
@@ -547,9 +633,11 @@ void Engine::Close(bool call_js) {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), OnOwnClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), OnOwnClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), OnOwnClosed);
   // The callback closes over the server, which holds this object: a strong reference kept past
   // close() would keep the server, its models and their weights alive for good.
   config_.on_release.Reset();
+  config_.on_ended.Reset();
   config_.budget.Reset();
 }
 
@@ -738,6 +826,9 @@ Napi::Value CreateSocketPath(const Napi::CallbackInfo& info, const std::function
   const Napi::Value on_release = o.Get("onRelease");
   if (!on_release.IsFunction()) throw TypeError(env, "createSocketPath: onRelease must be a function, got " + Describe(on_release));
   config.on_release = Napi::Persistent(on_release.As<Napi::Function>());
+  const Napi::Value on_ended = o.Get("onEnded");
+  if (!on_ended.IsFunction()) throw TypeError(env, "createSocketPath: onEnded must be a function, got " + Describe(on_ended));
+  config.on_ended = Napi::Persistent(on_ended.As<Napi::Function>());
   return socket_path_class.New({Napi::External<SocketPathConfig>::New(env, &config)});
 }
 

@@ -56,6 +56,8 @@ struct SocketPathConfig {
   std::vector<double> latency_buckets;
   std::vector<double> batch_buckets;
   Napi::FunctionReference on_release;
+  // onEnded(ids: Float64Array): connections whose clients left with nothing owed; JS closes them.
+  Napi::FunctionReference on_ended;
 };
 
 class Engine;
