@@ -303,7 +303,7 @@ describe('createServer and close options', () => {
   const net = new Mlp(SPEC, { backend });
 
   it('rejects unknown names', async () => {
-    const names = 'models, batching, maxBatchRows, maxWaitUs, maxQueueRows, queueTimeoutMs, maxBodyBytes, maxBufferedBodyBytes, headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, writeTimeoutMs, inlineMacs, retryAfterSeconds, onBatch, keepV8Pretenuring, directHttp';
+    const names = 'models, batching, maxBatchRows, maxWaitUs, maxQueueRows, queueTimeoutMs, maxBodyBytes, maxBufferedBodyBytes, headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, writeTimeoutMs, inlineMacs, retryAfterSeconds, onBatch, keepV8Pretenuring, directHttp, nativeHttp';
     expectRangeError(caught(() => createServer({ models: { m: net }, maxBatchRow: 5 } as never)), unknown('options.maxBatchRow', names));
     const server = createServer({ models: { m: net } });
     expectRangeError(caught(() => server.close({ grace: 100 } as never)), unknown('options.grace', 'graceMs'));
@@ -314,12 +314,14 @@ describe('createServer and close options', () => {
     const server = createServer({
       models: { m: net }, batching: true, maxBatchRows: 64, maxWaitUs: 0, maxQueueRows: 128, queueTimeoutMs: 1000, maxBodyBytes: 4096, maxBufferedBodyBytes: 8192,
       headersTimeoutMs: 1000, requestTimeoutMs: 2000, keepAliveTimeoutMs: 1000, writeTimeoutMs: 1000, inlineMacs: 1000, retryAfterSeconds: 2, onBatch: () => {},
-      keepV8Pretenuring: true, directHttp: false,
+      keepV8Pretenuring: true, directHttp: false, nativeHttp: false,
     });
     expect(server.options.maxBatchRows).toBe(64);
     expect(server.options.directHttp).toBe(false);
+    expect(server.options.nativeHttp).toBe(false);
     expect(() => createServer({ models: { m: net }, keepV8Pretenuring: 'yes' as never })).toThrow(/Expected a boolean for options\.keepV8Pretenuring/);
     expect(() => createServer({ models: { m: net }, directHttp: 1 as never })).toThrow(/Expected a boolean for options\.directHttp/);
+    expect(() => createServer({ models: { m: net }, nativeHttp: 'no' as never })).toThrow(/Expected a boolean for options\.nativeHttp/);
     await server.close({ graceMs: 10 });
   });
 });
