@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mlp, createServer, type ModelServer, type ServerOptions } from '../lib/index.js';
-import { gatedModel, until } from './server-support.js';
+import { exchange, gatedModel, post, split, until, withoutDate } from './server-support.js';
 
 const net = new Mlp({ inputs: 4, layers: [{ units: 8, activation: 'relu' }, { units: 3 }], seed: 5 }, { backend: 'reference' });
 const servers: ModelServer[] = [];
@@ -30,37 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.close({ graceMs: 100 })));
 });
-
-/**
- * Writes `chunks` to a new connection (a pause between them, so the server reads them apart)
- * and resolves with everything the server sent until it closed the connection.
- */
-function exchange(port: number, chunks: Buffer[], timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.setNoDelay(true);
-    const got: Buffer[] = [];
-    socket.on('data', (d) => got.push(d));
-    socket.on('close', () => resolve(Buffer.concat(got).toString('latin1')));
-    socket.on('error', () => {});
-    socket.on('connect', async () => {
-      for (const c of chunks) {
-        if (socket.destroyed) return;
-        socket.write(c);
-        await new Promise((r) => setTimeout(r, 1));
-      }
-    });
-    setTimeout(() => socket.destroy(), timeoutMs).unref();
-  });
-}
-
-/** The Date header's value differs between two servers; its place in the head must not. */
-const withoutDate = (text: string) => text.replace(/\r\nDate: [^\r]*/g, '\r\nDate: -');
-
-function post(body: string | Buffer, headers: string[] = ['Content-Type: application/json'], path = '/v1/models/demo/predict'): Buffer {
-  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-  return Buffer.concat([Buffer.from(`POST ${path} HTTP/1.1\r\nHost: x\r\n${headers.map((h) => `${h}\r\n`).join('')}Content-Length: ${bytes.length}\r\n\r\n`), bytes]);
-}
 
 const rowJson = (row: number[]) => JSON.stringify({ inputs: [row] });
 const row = fc.array(fc.integer({ min: -1000, max: 1000 }).map((v) => v / 8), { minLength: 4, maxLength: 4 });
@@ -83,18 +52,7 @@ const request = fc.oneof(
   fc.constant(Buffer.from(`POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"inp\r\n12\r\nuts": [[1,2,3,4]]}\r\n0\r\n\r\n`)),
 );
 
-/** Cuts `bytes` at the given fractions of its length. */
-function split(bytes: Buffer, cuts: number[]): Buffer[] {
-  const at = [...new Set(cuts.map((c) => Math.floor(c * bytes.length)))].filter((k) => k > 0 && k < bytes.length).sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const k of at) {
-    out.push(bytes.subarray(from, k));
-    from = k;
-  }
-  out.push(bytes.subarray(from));
-  return out;
-}
+
 
 describe('the direct HTTP path answers as node:http does', () => {
   it('pipelined requests of every kind, in any split of the writes: the same bytes back (Date aside)', async () => {

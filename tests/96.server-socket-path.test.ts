@@ -28,7 +28,7 @@ import { parseHead } from '../lib/server/direct-head.js';
 import { overloaded } from '../lib/server/predict.js';
 import { HttpError } from '../lib/server/errors.js';
 import { MODELS, head as randomHead } from './server-heads.js';
-import { until } from './server-support.js';
+import { exchange, post, split, until, withoutDate } from './server-support.js';
 
 const addon = loadNative();
 const hasPath = typeof addon?.createSocketPath === 'function';
@@ -162,33 +162,6 @@ async function start(options: Partial<ServerOptions> = {}, models: Record<string
 /** Connections the server's native path holds now. */
 const nativeHeld = (server: ModelServer) => (server as unknown as { socketPath: { size: number } | null }).socketPath?.size ?? -1;
 
-/** Writes `chunks` to a new connection, a pause between them, and resolves with all the server sent until it closed or `ms` passed. */
-function exchange(port: number, chunks: Buffer[], ms = 10_000): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.setNoDelay(true);
-    const got: Buffer[] = [];
-    socket.on('data', (d) => got.push(d));
-    socket.on('close', () => resolve(Buffer.concat(got).toString('latin1')));
-    socket.on('error', () => {});
-    socket.on('connect', async () => {
-      for (const c of chunks) {
-        if (socket.destroyed) return;
-        socket.write(c);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-    });
-    setTimeout(() => socket.destroy(), ms).unref();
-  });
-}
-
-const withoutDate = (text: string) => text.replace(/\r\nDate: [^\r]*/g, '\r\nDate: -');
-
-function post(body: string | Buffer, headers: string[] = ['Content-Type: application/json'], path = '/v1/models/demo/predict'): Buffer {
-  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-  return Buffer.concat([Buffer.from(`POST ${path} HTTP/1.1\r\nHost: x\r\n${headers.map((h) => `${h}\r\n`).join('')}Content-Length: ${bytes.length}\r\n\r\n`), bytes]);
-}
-
 const eighths = fc.array(fc.integer({ min: -1000, max: 1000 }).map((v) => v / 8), { minLength: 4, maxLength: 4 });
 const request = fc.oneof(
   { weight: 6, arbitrary: eighths.map((r) => post(JSON.stringify({ inputs: [r] }))) },
@@ -206,18 +179,6 @@ const request = fc.oneof(
     Buffer.from('POST /v1/models/demo/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n15\r\n{"inputs":[[1,2,3,4]]\r\n1\r\n}\r\n0\r\n\r\n'),
   ) },
 );
-
-function split(bytes: Buffer, cuts: number[]): Buffer[] {
-  const at = [...new Set(cuts.map((c) => Math.floor(c * bytes.length)))].filter((i) => i > 0 && i < bytes.length).sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const i of at) {
-    out.push(bytes.subarray(from, i));
-    from = i;
-  }
-  out.push(bytes.subarray(from));
-  return out;
-}
 
 /** The requests_total lines of a server's metrics, sorted. */
 async function requestCounts(server: ModelServer): Promise<string[]> {
