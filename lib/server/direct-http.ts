@@ -4,7 +4,9 @@
 // of the rest is node:http's per-request machinery (IncomingMessage and ServerResponse streams,
 // header objects, the parser's JS callbacks). A server that reads HTTP/1.1 off a node:net socket
 // itself served ~1.8x the requests of a node:http one here. So every new connection starts on
-// this path, which handles one narrow, common form of request:
+// this path (unless the native socket path, socket-path.ts, takes it; a connection that path
+// hands back goes on here, with what it left owed), which handles one narrow, common form of
+// request:
 //
 //   POST /v1/models/<served model>/predict HTTP/1.1, with Host, a Content-Length within
 //   maxBodyBytes, a JSON or octet-stream Content-Type, printable ASCII headers, and no
