@@ -263,6 +263,21 @@ describe.skipIf(!hasPath)('native socket path: whole servers answer as the TypeS
     expect(a).toContain('HTTP/1.1 500');
     expect(withoutDate(a)).toBe(withoutDate(b));
   });
+
+  it('a disposed model whose batch fills in the middle of a read: the reading connection goes back whole, and later turns are sound', async () => {
+    // (A batch run early because a chunk filled released the connection being read; the rest
+    // of its requests once stayed behind in the batch, pointing at a freed connection.)
+    const doomed = exactModel(4, 8, 3, 6);
+    const [n, t] = [await start({ maxBatchRows: 4 }, { demo: doomed }), await start({ maxBatchRows: 4, nativeHttp: false }, { demo: doomed })];
+    expect(await exchange(n.port, [post('{"inputs": [[1, 2, 3, 4]]}')], 200)).toContain('200 OK');
+    doomed.dispose();
+    const three = post(JSON.stringify({ inputs: [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]] }));
+    for (const bytes of [Buffer.concat([three, three, three]), post('{"inputs": [[1, 2, 3, 4]]}'), three]) {
+      const [a, b] = await Promise.all([n, t].map((s) => exchange(s.port, [bytes], 200)));
+      expect(a).toContain('HTTP/1.1 500');
+      expect(withoutDate(a)).toBe(withoutDate(b));
+    }
+  });
 });
 
 describe.skipIf(!hasPath)('native socket path: timeouts, close, worker threads', () => {

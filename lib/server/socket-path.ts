@@ -117,7 +117,11 @@ export class SocketPath {
       // Idle past the keep-alive timeout: closed, as the direct path closes it.
       if (reason === 'idle') return void socket.destroy();
       // Nothing whole arrived within headersTimeoutMs of the connection's start: node's 408.
-      if (reason === 'late') return this.direct.ctx.refuse(socket, 'ERR_HTTP_REQUEST_TIMEOUT', '');
+      if (reason === 'late') {
+        // Read again, as the direct path's sockets are, so the client's FIN ends it at once.
+        socket.resume();
+        return this.direct.ctx.refuse(socket, 'ERR_HTTP_REQUEST_TIMEOUT', '');
+      }
       // Reading first, so a pause the direct path makes while taking `unread` stands.
       socket.resume();
       this.direct.accept(socket, { unread, unwritten, openedAt: served ? 0 : owned.openedAt });

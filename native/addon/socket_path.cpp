@@ -157,6 +157,8 @@ class Engine {
   // Counts the answers of this turn that are written, or are about to be handed over unwritten.
   void CountAnswers(Conn* c, std::uint64_t now);
   void HandleClosed();
+  // The check phase of this turn runs Flush.
+  void ArmCheck();
   const std::string& Date();
 
   napi_env env_;
@@ -302,10 +304,6 @@ void Engine::Read(Conn* c) {
     c->in_turn = true;
     turn_.push_back(c);
   }
-  if (!check_active_) {
-    check_active_ = true;
-    uv_check_start(&check_, OnCheck);
-  }
 #else
   (void)c;
 #endif
@@ -345,7 +343,9 @@ bool Engine::TakeRequests(Conn* c, std::size_t from) {
     requests_.push_back({got.rows, got.flat, body_at + head.length - pos});
     pos = body_at + head.length;
   }
-  // Every request is whole and of the form: they are this path's now.
+  // Every request is whole and of the form: they are this path's now. The turn's check phase
+  // answers them (and ends the turn's admission), whatever becomes of this connection.
+  ArmCheck();
   Served& s = served_[model];
   const float* x = rows_.data();
   for (const Request& r : requests_) {
@@ -359,7 +359,11 @@ bool Engine::TakeRequests(Conn* c, std::size_t from) {
       s.queued_rows += r.rows;
     }
     if (!overloaded) {
-      if (s.rows + r.rows > s.chunk_rows) RunBatch(s);
+      if (s.rows + r.rows > s.chunk_rows) {
+        RunBatch(s);
+        // Released when that batch failed (a model disposed since): its rest goes back unread.
+        if (c->released) return false;
+      }
       s.x.insert(s.x.end(), x, x + r.rows * s.inputs);
       s.rows += r.rows;
     }
@@ -369,6 +373,12 @@ bool Engine::TakeRequests(Conn* c, std::size_t from) {
   }
   c->model = model;
   return !c->released;
+}
+
+void Engine::ArmCheck() {
+  if (check_active_) return;
+  check_active_ = true;
+  uv_check_start(&check_, OnCheck);
 }
 
 const std::string& Engine::Date() {
@@ -386,8 +396,16 @@ void Engine::RunBatch(Served& s) {
   parts.swap(s.parts);
   const std::size_t rows = s.rows;
   s.rows = 0;
-  bool ok = rows == 0;  // only refused requests: nothing to predict
-  std::shared_ptr<Predictor> model = rows == 0 ? nullptr : s.model.lock();
+  // Rows of connections released since they were read are not answered here (the TypeScript
+  // path reads them again): they are not counted, and a batch of only those is not run.
+  std::size_t live_rows = 0, live_requests = 0;
+  for (const Part& p : parts) {
+    if (p.conn->released || p.overloaded) continue;
+    live_rows += p.rows;
+    ++live_requests;
+  }
+  bool ok = live_rows == 0;  // nothing to predict
+  std::shared_ptr<Predictor> model = live_rows == 0 ? nullptr : s.model.lock();
   if (model) {
     s.y.resize(rows * s.outputs);
     try {
@@ -402,11 +420,9 @@ void Engine::RunBatch(Served& s) {
     for (const Part& p : parts) Release(p.conn, "model");
     return;
   }
-  if (rows > 0) {
-    std::size_t requests = 0;
-    for (const Part& p : parts) requests += p.overloaded ? 0 : 1;
-    s.batch_rows.observe(config_.batch_buckets, static_cast<double>(rows));
-    s.batch_requests.observe(config_.batch_buckets, static_cast<double>(requests));
+  if (live_rows > 0) {
+    s.batch_rows.observe(config_.batch_buckets, static_cast<double>(live_rows));
+    s.batch_requests.observe(config_.batch_buckets, static_cast<double>(live_requests));
   }
   const std::string& date = Date();
   const float* y = s.y.data();
@@ -570,25 +586,28 @@ void Engine::OnIdle(uv_idle_t* handle) {
 
 void Engine::HandOverEnded(std::size_t limit) {
   const std::size_t count = std::min(limit, ended_.size() - ended_at_);
-  const std::size_t from = ended_at_;
-  ended_at_ += count;
-  if (ended_at_ == ended_.size()) {
+  if (count == 0 || config_.on_ended.IsEmpty()) {
+    ended_.clear();
+    ended_at_ = 0;
     uv_idle_stop(&idle_);
+    return;
   }
-  if (count > 0 && !config_.on_ended.IsEmpty()) {
-    Napi::Env env(env_);
-    Napi::HandleScope scope(env);
-    Napi::Float64Array ids = Napi::Float64Array::New(env, count);
-    std::memcpy(ids.Data(), ended_.data() + from, count * sizeof(double));
-    try {
-      config_.on_ended.MakeCallback(env.Global(), {ids});
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env_, e.Value());
-    }
-  }
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  // Made first: if this allocation fails, the ids stay queued for the next turn.
+  Napi::Float64Array ids = Napi::Float64Array::New(env, count);
+  std::memcpy(ids.Data(), ended_.data() + ended_at_, count * sizeof(double));
+  // Taken off the queue before JS runs (it may close the server, which hands over the rest).
+  ended_at_ += count;
   if (ended_at_ == ended_.size()) {
     ended_.clear();
     ended_at_ = 0;
+    uv_idle_stop(&idle_);
+  }
+  try {
+    config_.on_ended.MakeCallback(env.Global(), {ids});
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env_, e.Value());
   }
 }
 
