@@ -1,6 +1,6 @@
 // The native socket path: the server's hot request (lib/server/socket-path.ts) read, batched,
-// predicted and answered in C++ on the connection's own file descriptor, polled on node's event
-// loop, with no JS per request.
+// predicted and answered in C++ on a duplicate of the connection's file descriptor, polled on
+// node's event loop, with no JS per request.
 //
 // Why: at one row per request the server's throughput is set by its per-request CPU, and on
 // node:net even a server that writes a constant answer spends most of it in node's streams and
@@ -12,11 +12,12 @@
 // requests of the hot form (core/serve/http_head.h, json_rows.h) for models this path serves,
 // they join their model's batch (admitted as lib/server/batcher.ts admits them: past
 // maxQueueRows, a 503), and at the loop's check phase each batch is one predict call and each
-// connection gets its answers in one write. Anything else (another request, a request
-// cut across reads, an end of stream, a write that does not finish, a disposed model, close()) hands
-// the connection back to the TypeScript direct path, with the bytes not yet answered and the
-// answers not yet written, and it stays there. So every case but the common one keeps exactly
-// the behaviour it had.
+// connection gets its answers in one write. Anything else (another request, a request cut
+// across reads, an end of stream with something owed, a write that does not finish, a disposed
+// model, close()) hands the connection back to the TypeScript direct path, with the bytes not
+// yet answered and the answers not yet written, and it stays there. So every case but the
+// common one keeps exactly the behaviour it had. (A client that leaves with nothing owed is
+// only closed: JS gets those in lists, at most 64 per turn.)
 #pragma once
 
 #include <napi.h>
