@@ -133,7 +133,7 @@ export class ModelServer {
         refuse: (socket, code, model) => this.clientError(Object.assign(new Error(code), { code }), socket, model),
       }, this.checkEveryMs);
       const direct = this.direct;
-      this.socketPath = SocketPath.create(direct.ctx, direct, this.checkEveryMs);
+      this.socketPath = SocketPath.create(direct, this.checkEveryMs);
       const native = this.socketPath;
       if (native === null) {
         this.http.on('connection', (socket: Socket) => direct.accept(socket));

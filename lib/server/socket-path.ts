@@ -12,7 +12,7 @@
 import type { Socket } from 'node:net';
 import { loadNative, type NativeSocketPath, type NativeSocketPathOptions } from '../backend/native.js';
 import { Mlp } from '../mlp.js';
-import type { DirectContext, DirectPath } from './direct-http.js';
+import type { DirectPath } from './direct-http.js';
 import { errorBody } from './errors.js';
 import { overloaded } from './predict.js';
 
@@ -42,11 +42,12 @@ export class SocketPath {
   ) {}
 
   /**
-   * The native path for the server of `ctx`, or null where it does not apply: turned off
+   * The native path beside the direct path `direct`, or null where it does not apply: turned off
    * (nativeHttp, directHttp), batching that waits or reports each batch (maxWaitUs, onBatch),
    * no addon built with it, or no model it can serve.
    */
-  static create(ctx: DirectContext, direct: DirectPath, checkEveryMs: number): SocketPath | null {
+  static create(direct: DirectPath, checkEveryMs: number): SocketPath | null {
+    const { ctx } = direct;
     const o = ctx.options;
     if (!o.nativeHttp || !o.directHttp || !o.batching || o.maxWaitUs > 0 || o.onBatch !== null || process.platform === 'win32') return null;
     const addon = loadNative();

@@ -57,12 +57,13 @@ struct Histogram {
   double sum = 0;
   double count = 0;
 
-  void observe(const std::vector<double>& bounds, double v) {
+  // `times` observations of v.
+  void observe(const std::vector<double>& bounds, double v, double times = 1) {
     std::size_t i = 0;
     while (i < bounds.size() && v > bounds[i]) ++i;
-    counts[i] += 1;
-    sum += v;
-    count += 1;
+    counts[i] += times;
+    sum += v * times;
+    count += times;
   }
   void append_to(std::vector<double>& out) {
     out.push_back(sum);
@@ -89,7 +90,6 @@ struct Part {
 };
 
 struct Served {
-  std::string name;
   std::weak_ptr<Predictor> model;
   std::size_t inputs = 0, outputs = 0, chunk_rows = 0;
   std::vector<float> x, y;
@@ -135,7 +135,6 @@ class Engine {
   void Close(bool call_js);
   // The socket was closed on the JS side: the connection is dropped, nothing is called.
   void Forget(double id);
-  bool closed() const { return closed_; }
 
  private:
   static void OnReadable(uv_poll_t* handle, int status, int events);
@@ -195,7 +194,6 @@ Engine::Engine(Napi::Env env, SocketPathConfig&& config) : env_(env), config_(st
   budget_ = config_.budget.Value().Data();
   for (SocketPathModel& m : config_.models) {
     Served s;
-    s.name = m.name;
     s.inputs = m.model->inputs();
     s.outputs = m.model->outputs();
     s.chunk_rows = m.chunk_rows;
@@ -237,11 +235,6 @@ void Engine::Start(const std::shared_ptr<Engine>& self) {
 }
 
 bool Engine::Adopt(double id, int fd) {
-#ifdef _WIN32
-  (void)id;
-  (void)fd;
-  return false;
-#else
   if (closed_ || fd < 0 || conns_.count(id) != 0) return false;
   // A private descriptor of the same socket: its number cannot be reused by another connection
   // while it is polled here, whatever JS does with node's (a destroy() there closes only node's,
@@ -267,7 +260,6 @@ bool Engine::Adopt(double id, int fd) {
   }
   conns_.emplace(id, c);
   return true;
-#endif
 }
 
 // The libuv callbacks: nothing may throw out of them (std::terminate). An exception here can
@@ -283,7 +275,6 @@ void Engine::OnReadable(uv_poll_t* handle, int status, int /*events*/) {
 }
 
 void Engine::Read(Conn* c) {
-#ifndef _WIN32
   ssize_t n;
   do {
     n = ::read(c->fd, read_buf_.data(), read_buf_.size());
@@ -304,9 +295,6 @@ void Engine::Read(Conn* c) {
     c->in_turn = true;
     turn_.push_back(c);
   }
-#else
-  (void)c;
-#endif
 }
 
 bool Engine::TakeRequests(Conn* c, std::size_t from) {
@@ -467,7 +455,6 @@ void Engine::Flush() {
     if (c->released) continue;
     std::size_t written = 0;
     bool failed = false;
-#ifndef _WIN32
     while (written < c->out.size()) {
       const ssize_t n = ::send(c->fd, c->out.data() + written, c->out.size() - written, kSendFlags);
       if (n > 0) {
@@ -479,7 +466,6 @@ void Engine::Flush() {
         break;
       }
     }
-#endif
     const std::uint64_t now = uv_hrtime();
     CountAnswers(c, now);
     c->active_at = now;
@@ -503,12 +489,11 @@ void Engine::OnTimer(uv_timer_t* handle) {
 }
 
 void Engine::Sweep() {
-  Engine* engine = this;
   const std::uint64_t now = uv_hrtime();
-  const double headers_ns = engine->config_.headers_timeout_ms * 1e6;
-  const double idle_ns = engine->config_.keep_alive_ms * 1e6;
+  const double headers_ns = config_.headers_timeout_ms * 1e6;
+  const double idle_ns = config_.keep_alive_ms * 1e6;
   std::vector<std::pair<Conn*, const char*>> late;
-  for (const auto& entry : engine->conns_) {
+  for (const auto& entry : conns_) {
     Conn* c = entry.second;
     if (c->in_turn) continue;
     const auto quiet = static_cast<double>(now - c->active_at);
@@ -517,7 +502,7 @@ void Engine::Sweep() {
     if (!c->served && quiet >= headers_ns) late.emplace_back(c, "late");
     else if (c->served && quiet >= idle_ns) late.emplace_back(c, "idle");
   }
-  for (const auto& [c, reason] : late) engine->Release(c, reason);
+  for (const auto& [c, reason] : late) Release(c, reason);
 }
 
 void Engine::CountAnswers(Conn* c, std::uint64_t now) {
@@ -526,7 +511,7 @@ void Engine::CountAnswers(Conn* c, std::uint64_t now) {
   if (c->model != kNone && c->answered > 0) {
     Served& s = served_[c->model];
     const double seconds = static_cast<double>(now - c->read_at) / 1e9;
-    for (std::size_t i = 0; i < c->answered; ++i) s.latency.observe(config_.latency_buckets, seconds);
+    s.latency.observe(config_.latency_buckets, seconds, static_cast<double>(c->answered));
     s.answered += static_cast<double>(c->answered - c->refused);
     s.refused += static_cast<double>(c->refused);
     c->served = true;
@@ -614,9 +599,7 @@ void Engine::HandOverEnded(std::size_t limit) {
 void Engine::OnConnClosed(uv_handle_t* handle) {
   auto* c = static_cast<Conn*>(handle->data);
   Engine* engine = c->engine;
-#ifndef _WIN32
   if (c->fd >= 0) ::close(c->fd);
-#endif
   delete c;
   engine->HandleClosed();
 }
