@@ -242,13 +242,20 @@ describe('train, predict, quantize and sparsify', () => {
     // The first layer holds the standardisation of x3 (in [0, 1000)) next to x1, x2 (in [-1, 1]):
     // one int8 scale per output would round x3's weights to 0 (docs/QUANTIZATION.md), so it is
     // equalised, and the whole model stays within a few percent of the float one.
-    expect(q.out).toMatch(/\| 0 \| 3 -> 16 \| float, equalised \|/);
+    // 96 calibration rows are >= 2 per input of every layer: 'auto' rounds them all with GPTQ.
+    expect(q.out).toMatch(/\| 0 \| 3 -> 16 \| float, equalised, gptq \|/);
+    expect(q.out).toMatch(/\(gptq layers chose their codes on these same rows: on other rows their error reads higher\)/);
     const modelRms = Number(/\| model \| +\| +\| (\d[\d.]*)% \|/.exec(q.out)![1]);
     expect(modelRms).toBeLessThan(2);
     const off = await cli('quantize', at('reg.safetensors'), '--weights', 'int8', '--equalize', 'off', '--calibration', at('data.csv'),
       '--backend', backend, '--out', at('reg.int8.off.safetensors'));
     expect(off.code).toBe(0);
     expect(Number(/\| model \| +\| +\| (\d[\d.]*)% \|/.exec(off.out)![1])).toBeGreaterThan(5 * modelRms);
+    const nearest = await cli('quantize', at('reg.safetensors'), '--weights', 'int8', '--rounding', 'nearest', '--calibration', at('data.csv'),
+      '--backend', backend, '--out', at('reg.int8.nearest.safetensors'));
+    expect(nearest.code).toBe(0);
+    expect(nearest.out).toMatch(/\| 0 \| 3 -> 16 \| float, equalised \|/);
+    expect(nearest.out).not.toMatch(/gptq/);
     const model = await QuantizedMlp.load(at('reg.int8.safetensors'), { backend });
     const p = await cli('predict', at('reg.int8.safetensors'), at('data.csv'), '--backend', backend);
     expect(p.code).toBe(0);
@@ -380,6 +387,8 @@ describe('errors and help', () => {
       ['train', at('data.csv'), '--target', 'price'],
       ['train', at('data.csv'), '--inputs', '0-9'],
       ['quantize', at('reg.safetensors'), '--equalize', 'maybe', '--out', at('q.safetensors')],
+      ['quantize', at('reg.safetensors'), '--rounding', 'gptq', '--out', at('q.safetensors')],
+      ['quantize', at('reg.safetensors'), '--rounding', 'best', '--out', at('q.safetensors')],
       ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '99', '--out', at('again.safetensors')],
       ['serve', `a/b=${at('reg.safetensors')}`],
       ['train', at('data.csv'), '--lr=-1'],

@@ -15,6 +15,8 @@ import { ACTIVATIONS, ENCODINGS } from '../backend/types.js';
 import type { NormalizedSpec } from '../spec.js';
 import type { QuantBackend } from './backend.js';
 import type { QuantActivations, QuantLayer } from './format.js';
+import { gptqLayer } from './gptq.js';
+import { GPTQ_AUTO_MAX_WORK, GPTQ_ROWS_PER_INPUT, gptqWork, type QuantRounding } from './options.js';
 import { forEachDequantizedRow } from './quantize.js';
 
 /** Relative errors of quantised outputs q against float outputs f over a set of rows. */
@@ -36,6 +38,8 @@ export interface QuantLayerStats extends QuantErrorStats {
   equalized: boolean;
   /** The error of the other candidate (equalised or not) that calibration measured and turned down; null when there was none. */
   rejected: QuantErrorStats | null;
+  /** How the layer's codes were chosen (QuantizeOptions.rounding; 'nearest' also where GPTQ found every input zero). */
+  rounding: QuantRounding;
 }
 
 export interface QuantStats {
@@ -163,7 +167,7 @@ export function encodeCalibration(spec: NormalizedSpec, x: Float32Array): Float3
 export const BIAS_CORRECTION_MIN_ROWS = 16;
 
 /** One candidate layer measured on its inputs, with the activations choice made for it. */
-function measure(layer: QuantLayer, requested: QuantActivations, input: Float32Array, reference: Float32Array, quantBackend: QuantBackend) {
+function measure(layer: QuantLayer, rounding: QuantRounding, requested: QuantActivations, input: Float32Array, reference: Float32Array, quantBackend: QuantBackend) {
   const weightOnly = errorStats(quantLayerOutputs(quantBackend, layer, 0, input), reference);
   let w8a8: QuantErrorStats | null = null;
   let activations: QuantActivations = 'float';
@@ -173,7 +177,7 @@ function measure(layer: QuantLayer, requested: QuantActivations, input: Float32A
     activations = keep ? 'int8' : 'float';
   }
   const chosen = activations === 'int8' ? w8a8! : weightOnly;
-  return { activations, relativeRms: chosen.relativeRms, relativeMax: chosen.relativeMax, weightOnly, w8a8, equalized: !!layer.inputScales };
+  return { activations, relativeRms: chosen.relativeRms, relativeMax: chosen.relativeMax, weightOnly, w8a8, equalized: !!layer.inputScales, rounding };
 }
 
 /**
@@ -204,7 +208,8 @@ export function biasCorrected(layer: QuantLayer, weight: Float32Array, input: Fl
 }
 
 /**
- * Per layer, every candidate quantisation (the plain one first, maybe an equalised one), each
+ * Per layer, every candidate quantisation (the plain one first, maybe an equalised one), with
+ * rounding 'gptq' re-rounded on the layer's calibration inputs (lib/quant/gptq.ts), each
  * bias-corrected on the calibration rows (biasCorrected; with at least BIAS_CORRECTION_MIN_ROWS
  * of them) and returned so, with its errors with
  * float and (when asked) int8 inputs and the activations chosen for it. floatBackend runs the
@@ -218,15 +223,22 @@ export function calibrateLayers(
   calibration: Float32Array,
   floatBackend: 'native' | 'reference',
   quantBackend: QuantBackend,
+  rounding: QuantRounding | 'auto' = 'nearest',
 ): { layers: QuantLayer[][]; stats: QuantLayerStats[][] } {
   let input = encodeCalibration(spec, calibration);
   const corrected: QuantLayer[][] = [];
   const stats = candidates.map((options, i) => {
     const reference = floatLayerOutputs(floatBackend, floatLayers[i], spec.layers[i], input);
     const rows = input.length / floatLayers[i].inputs;
-    const layers = rows >= BIAS_CORRECTION_MIN_ROWS ? options.map((layer) => biasCorrected(layer, floatLayers[i].weight, input)) : options;
+    const { inputs: k, outputs: n } = floatLayers[i];
+    const useGptq = rounding === 'gptq' || (rounding === 'auto' && rows >= GPTQ_ROWS_PER_INPUT * k && gptqWork(k, n, rows) <= GPTQ_AUTO_MAX_WORK);
+    const rounded = options.map((layer) => {
+      const gptq = useGptq ? gptqLayer(layer, floatLayers[i].weight, input) : null;
+      return { layer: gptq ?? layer, rounding: gptq ? 'gptq' as const : 'nearest' as const };
+    });
+    const layers = rounded.map(({ layer }) => (rows >= BIAS_CORRECTION_MIN_ROWS ? biasCorrected(layer, floatLayers[i].weight, input) : layer));
     corrected.push(layers);
-    const measured = layers.map((layer) => measure(layer, requested, input, reference, quantBackend));
+    const measured = layers.map((layer, c) => measure(layer, rounded[c].rounding, requested, input, reference, quantBackend));
     input = reference;
     return measured.map((m, c) => {
       const other = measured.find((_, o) => o !== c);

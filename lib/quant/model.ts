@@ -259,7 +259,7 @@ export class QuantizedMlp {
       const quantBackend = selectQuantBackend(opts.backend);
       // The float layers of the calibration run one at a time on a CPU backend (a cuda model's too).
       const floatBackend = net.backend === 'cuda' ? (nativeAvailable() ? 'native' : 'reference') : net.backend;
-      const measured = calibrateLayers(spec, floatLayers, candidates, opts.activations, opts.calibration, floatBackend, quantBackend);
+      const measured = calibrateLayers(spec, floatLayers, candidates, opts.activations, opts.calibration, floatBackend, quantBackend, opts.rounding);
       const pick = (choice: number[]) => ({
         layers: choice.map((c, i) => measured.layers[i][c]),
         stats: choice.map((c, i) => measured.stats[i][c]),

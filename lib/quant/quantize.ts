@@ -258,7 +258,7 @@ function groupError(w: Float32Array, base: number, p0: number, p1: number, s: nu
 }
 
 /** The symmetric scale of group [p0, p1) of row j: 0 for an all-zero group. */
-function symmetricScale(w: Float32Array, k: number, j: number, p0: number, p1: number): number {
+export function symmetricScale(w: Float32Array, k: number, j: number, p0: number, p1: number): number {
   const amax = maxAbs(w, k, j, p0, p1);
   let best = roundToBf16(amax / SYMMETRIC_DIVISORS[0]);
   if (best === 0) return 0;
@@ -276,7 +276,7 @@ function symmetricScale(w: Float32Array, k: number, j: number, p0: number, p1: n
 }
 
 /** The asymmetric scale and zero point of group [p0, p1) of the row at `base`. */
-function asymmetricScale(w: Float32Array, base: number, p0: number, p1: number): { scale: number; zero: number } {
+export function asymmetricScale(w: Float32Array, base: number, p0: number, p1: number): { scale: number; zero: number } {
   let lo = 0;
   let hi = 0;
   for (let p = p0; p < p1; p++) {

@@ -5,7 +5,7 @@ import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Mlp } from '../../mlp.js';
 import type { QuantErrorStats } from '../../quant/calibrate.js';
 import { QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from '../../quant/format.js';
-import type { QuantizeOptions } from '../../quant/options.js';
+import { QUANT_ROUNDINGS, type QuantizeOptions } from '../../quant/options.js';
 import { choiceOption, flag, intOption, parseCommand, stringOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, type Command } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile, saveModelFile } from '../model-file.js';
@@ -34,6 +34,11 @@ scale per output, or int4 weights in groups with a scale per group (docs/QUANTIZ
                        without, only a first layer where one scale per output would round most
                        of an input column to 0. With calibration, biases are also corrected for
                        the mean weight error on those rows
+  --rounding R         auto (default), nearest or gptq: how codes are chosen. gptq (needs
+                       --calibration) pushes each weight's rounding error onto the weights not yet
+                       rounded, as the calibration rows' inputs co-vary, so outputs stay closer;
+                       auto uses it on layers with >= 2 calibration rows per input whose work is
+                       small enough (seconds), nearest elsewhere
   --inputs COLS        columns of the calibration file (default: as mlpkit predict)
 ${HEADER_USAGE}
   --rows N             use the first N calibration rows (default 1024)
@@ -59,6 +64,7 @@ export const quantizeCommand: Command = {
       out: { type: 'string', short: 'o' }, weights: { type: 'string' }, 'group-size': { type: 'string' },
       asymmetric: { type: 'boolean' }, activations: { type: 'string' }, calibration: { type: 'string' },
       inputs: { type: 'string' }, rows: { type: 'string' }, backend: { type: 'string' }, equalize: { type: 'string' },
+      rounding: { type: 'string' },
     }, { min: 1, max: 1, names: 'one MODEL file' });
     if (help) return void io.stdout.write(`${usage}\n`);
     const out = stringOption(values, 'out');
@@ -76,13 +82,14 @@ export const quantizeCommand: Command = {
     const rowLimit = intOption(values, 'rows', 1024);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const equalize = choiceOption(values, 'equalize', ['auto', 'on', 'off'] as const, 'auto');
+    const rounding = choiceOption(values, 'rounding', ['auto', ...QUANT_ROUNDINGS] as const, 'auto');
 
     const { model, columns, kind } = await loadModelFile(positionals[0], backend);
     if (!(model instanceof Mlp)) {
       model.dispose();
       throw new CliError(`${positionals[0]} is ${kind === 'sparse' ? 'a sparse model' : 'already quantised'}`, 1, 'quantize the float model it was made from');
     }
-    const options: QuantizeOptions = { weights, activations, backend, equalize: equalize === 'auto' ? 'auto' : equalize === 'on' };
+    const options: QuantizeOptions = { weights, activations, backend, equalize: equalize === 'auto' ? 'auto' : equalize === 'on', rounding };
     if (weights === 'int4') {
       options.groupSize = Number(groupSize) as 32 | 64 | 128;
       options.symmetric = !flag(values, 'asymmetric');
@@ -92,6 +99,7 @@ export const quantizeCommand: Command = {
     for (const option of ['rows', 'inputs']) {
       if (calibrationPath === undefined && values[option] !== undefined) throw usageError(`--${option} chooses calibration rows, and no --calibration FILE was given`);
     }
+    if (calibrationPath === undefined && rounding === 'gptq') throw usageError('--rounding gptq chooses codes from calibration rows, and no --calibration FILE was given');
     if (calibrationPath !== undefined) {
       const table = await readTable(calibrationPath, headerOption(values));
       const chosen = modelInputColumns(table, model.inputs, columns?.inputs ?? null, stringOption(values, 'inputs'));
@@ -118,10 +126,13 @@ export const quantizeCommand: Command = {
         '',
         '| layer | shape | activations | rel. RMS error | rel. max error |',
         '|---|---|---|---:|---:|',
-        ...stats.layers.map((s, i) => row(String(i), q.layers[i], s.activations + (s.equalized ? ', equalised' : ''), s)),
+        ...stats.layers.map((s, i) => row(String(i), q.layers[i], s.activations + (s.equalized ? ', equalised' : '') + (s.rounding === 'gptq' ? ', gptq' : ''), s)),
         row('model', null, '', stats.output),
         '',
       );
+      if (stats.layers.some((s) => s.rounding === 'gptq')) {
+        lines.push('(gptq layers chose their codes on these same rows: on other rows their error reads higher)', '');
+      }
       if (stats.output.relativeRms > LARGE_ERROR) {
         lines.push(
           `warning: the quantised model's outputs are ${pct(stats.output.relativeRms)} (RMS) away from the float model's; ` +
