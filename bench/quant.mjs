@@ -835,6 +835,46 @@ function quantisedOutputs(net, x, batch, name, checks) {
   return { yFloat, out };
 }
 
+// Calibrated rows: net.quantize with calibration rows (bias correction, per-input equalisation
+// where it helps, and the rounding named), weight-only, for the formats where rounding matters
+// most. No JS twin: GPTQ is a choice of codes, not a format, and the codes it picks are checked
+// like any layer's (tests/91.quant-gptq.test.ts). The rows are scored on the section's test
+// rows, which the calibration rows are not among.
+/** Calibration rows of the calibrated rows: >= 2 per input of every layer of both models (GPTQ's 'auto' rule). */
+const CALIBRATION_ROWS = 1024;
+const CALIBRATED = [formatOf('int8'), formatOf('int4-g32'), formatOf('int4a-g32')];
+const ROUNDINGS = ['nearest', 'gptq'];
+
+/** `rows` points uniform in [-1, 1]^2 (a seeded xorshift32), the neural field's input square. */
+function uniformSquare(rows, seed) {
+  let state = (seed * 0x9e3779b9) >>> 0 || 1;
+  return Float32Array.from({ length: 2 * rows }, () => {
+    state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0;
+    return ((state + 0.5) / 4294967296) * 2 - 1;
+  });
+}
+
+function calibratedOutputs(net, x, calibration) {
+  const rows = calibration.length / net.inputs;
+  const out = [];
+  for (const f of CALIBRATED) {
+    for (const rounding of ROUNDINGS) {
+      const opts = { ...quantizeOptions(f), equalize: 'auto', calibration, rounding };
+      const label = `${f.label}, calibrated, ${rounding}`;
+      let q;
+      try {
+        q = net.quantize(opts);
+        out.push({ format: { ...f, label }, y: q.predict(x), source: `mlpkit (${q.backend}), ${rows} calibration rows` });
+      } catch (err) {
+        out.push({ format: { ...f, label }, y: null, source: 'not run', why: `net.quantize(${JSON.stringify({ ...opts, calibration: `${rows} rows` })}) threw: ${err.message}` });
+      } finally {
+        disposeQuietly(q);
+      }
+    }
+  }
+  return out.filter((o) => o.y);
+}
+
 async function fitFor(net, x, target, { loss, lr, batchSize, seconds: fitSeconds, schedule }) {
   const trainer = net.trainer({ loss, optimizer: { type: 'adam', lr }, ...(schedule ? { schedule } : {}) });
   const controller = new AbortController();
@@ -859,6 +899,9 @@ async function neuralFieldSection() {
   const fit = await fitFor(net, coords, colors, { loss: 'mse', lr: 1e-2, batchSize: 2048, seconds: fitSeconds });
   const checks = [];
   const { yFloat, out } = quantisedOutputs(net, coords, size * size, 'neural field', checks);
+  // Calibration: random coordinates of the same square, not the image's grid points.
+  const calibration = uniformSquare(CALIBRATION_ROWS, 61);
+  out.push(...calibratedOutputs(net, coords, calibration));
   const target = toBytes(colors);
   const psnrFloat = psnr8(toBytes(yFloat), target);
   const rows = out.map((o) => ({ ...o, ...outputError(o.y, yFloat), psnr: psnr8(toBytes(o.y), target) }));
@@ -909,6 +952,7 @@ async function classifierSection() {
   const fit = await fitFor(net, train.x, train.labels, { loss: 'softmax-cross-entropy', lr: 1e-3, batchSize: 128, seconds: fitSeconds });
   const checks = [];
   const { yFloat, out } = quantisedOutputs(net, test.x, testCount, 'classifier', checks);
+  out.push(...calibratedOutputs(net, test.x, train.x.subarray(0, CALIBRATION_ROWS * dims)));
   const accFloat = argmaxAccuracy(yFloat, test.labels, classes);
   const rows = out.map((o) => {
     let agree = 0; // predictions equal to the float model's
