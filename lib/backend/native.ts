@@ -28,6 +28,8 @@ interface Addon {
   quantizeInt8?: NativeWeightQuantizer['quantizeInt8'];
   quantizeInt4?: NativeWeightQuantizer['quantizeInt4'];
   columnAbsMax?: NativeWeightQuantizer['columnAbsMax'];
+  gptqFactor?: NativeWeightQuantizer['gptqFactor'];
+  gptqRound?: NativeWeightQuantizer['gptqRound'];
   Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
   QuantModel?: new (config: QuantModelConfig, layers: QuantLayer[]) => BackendQuantModel;
   SparseModel?: new (config: SparseModelConfig, layers: SparseLayer[]) => BackendSparseModel;
@@ -102,12 +104,13 @@ export function nativeLoadError(): Error | null {
 
 export function createNativeBackend(mod: Addon): Backend {
   setFloat32FiniteScan((data) => mod.firstNonFinite(data));
-  const { quantizeInt8, quantizeInt4, columnAbsMax } = mod;
+  const { quantizeInt8, quantizeInt4, columnAbsMax, gptqFactor, gptqRound } = mod;
   if (quantizeInt8 && quantizeInt4) {
     setNativeWeightQuantizer({
       quantizeInt8: quantizeInt8.bind(mod),
       quantizeInt4: quantizeInt4.bind(mod),
       ...(columnAbsMax && { columnAbsMax: columnAbsMax.bind(mod) }),
+      ...(gptqFactor && gptqRound && { gptqFactor: gptqFactor.bind(mod), gptqRound: gptqRound.bind(mod) }),
     });
   }
   const QuantModel = mod.QuantModel;

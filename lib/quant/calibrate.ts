@@ -16,8 +16,8 @@ import type { NormalizedSpec } from '../spec.js';
 import type { QuantBackend } from './backend.js';
 import type { QuantActivations, QuantLayer } from './format.js';
 import { gptqLayer } from './gptq.js';
-import { GPTQ_AUTO_MAX_WORK, GPTQ_ROWS_PER_INPUT, gptqWork, type QuantRounding } from './options.js';
-import { forEachDequantizedRow } from './quantize.js';
+import { GPTQ_AUTO_MAX_WORK, GPTQ_AUTO_MAX_WORK_NATIVE, GPTQ_ROWS_PER_INPUT, gptqWork, type QuantRounding } from './options.js';
+import { forEachDequantizedRow, nativeWeightQuantizer } from './quantize.js';
 
 /** Relative errors of quantised outputs q against float outputs f over a set of rows. */
 export interface QuantErrorStats {
@@ -40,6 +40,18 @@ export interface QuantLayerStats extends QuantErrorStats {
   rejected: QuantErrorStats | null;
   /** How the layer's codes were chosen (QuantizeOptions.rounding; 'nearest' also where GPTQ found every input zero). */
   rounding: QuantRounding;
+  /**
+   * rounding 'auto''s trial of GPTQ, when it ran: the weight-only relative RMS errors of the
+   * nearest rounding and of GPTQ fitted on the other rows, on `rows` calibration rows held back
+   * from that fit. GPTQ is kept where it is below GPTQ_KEEP_RATIO x nearest. null otherwise.
+   */
+  gptqCheck: GptqCheck | null;
+}
+
+export interface GptqCheck {
+  rows: number;
+  nearest: number;
+  gptq: number;
 }
 
 export interface QuantStats {
@@ -207,6 +219,55 @@ export function biasCorrected(layer: QuantLayer, weight: Float32Array, input: Fl
   return { ...layer, bias };
 }
 
+/** 'auto' keeps GPTQ for a layer only where its held-back error is below this share of the nearest rounding's. */
+export const GPTQ_KEEP_RATIO = 0.98;
+
+/** Every GPTQ_HOLD_BACK-th calibration row is held back from 'auto''s trial fit to judge it. */
+export const GPTQ_HOLD_BACK = 4;
+
+/** x [rows x k] cut into the rows every-1, 2 every-1, ... (held) and the others (fit), in order. */
+function splitRows(x: Float32Array, k: number, every: number): { fit: Float32Array; held: Float32Array; heldRows: number[] } {
+  const rows = x.length / k;
+  const heldRows: number[] = [];
+  for (let r = every - 1; r < rows; r += every) heldRows.push(r);
+  const fit = new Float32Array((rows - heldRows.length) * k);
+  const held = new Float32Array(heldRows.length * k);
+  let f = 0;
+  let h = 0;
+  for (let r = 0; r < rows; r++) {
+    const row = x.subarray(r * k, r * k + k);
+    if (h < heldRows.length && heldRows[h] === r) held.set(row, k * h++);
+    else fit.set(row, k * f++);
+  }
+  return { fit, held, heldRows };
+}
+
+/**
+ * 'auto''s GPTQ: GPTQ fits the calibration rows, and where the inputs barely co-vary (independent
+ * features, a first layer fed standardised columns) a finite sample's X^T X is diagonal plus
+ * noise, and the codes it chooses fit that noise: held-out error rises while the calibration rows'
+ * own error falls (docs/QUANTIZATION.md). So it is first fitted without every GPTQ_HOLD_BACK-th
+ * row and judged, against the nearest rounding, on the rows held back; kept, fitted on every row,
+ * only where it wins there.
+ */
+function checkedGptq(layer: QuantLayer, weight: Float32Array, input: Float32Array, reference: Float32Array, quantBackend: QuantBackend) {
+  const { inputs: k, outputs: n } = layer;
+  const { fit, held, heldRows } = splitRows(input, k, GPTQ_HOLD_BACK);
+  const keepNearest = (gptqCheck: GptqCheck | null) => ({ layer, rounding: 'nearest' as const, gptqCheck });
+  const trial = gptqLayer(layer, weight, fit);
+  if (!trial) return keepNearest(null);
+  const want = new Float32Array(heldRows.length * n);
+  heldRows.forEach((r, h) => want.set(reference.subarray(r * n, r * n + n), h * n));
+  const check: GptqCheck = {
+    rows: heldRows.length,
+    nearest: errorStats(quantLayerOutputs(quantBackend, layer, 0, held), want).relativeRms,
+    gptq: errorStats(quantLayerOutputs(quantBackend, trial, 0, held), want).relativeRms,
+  };
+  if (!(check.gptq < GPTQ_KEEP_RATIO * check.nearest)) return keepNearest(check);
+  const full = gptqLayer(layer, weight, input);
+  return full ? { layer: full, rounding: 'gptq' as const, gptqCheck: check } : keepNearest(check);
+}
+
 /**
  * Per layer, every candidate quantisation (the plain one first, maybe an equalised one), with
  * rounding 'gptq' re-rounded on the layer's calibration inputs (lib/quant/gptq.ts), each
@@ -231,14 +292,18 @@ export function calibrateLayers(
     const reference = floatLayerOutputs(floatBackend, floatLayers[i], spec.layers[i], input);
     const rows = input.length / floatLayers[i].inputs;
     const { inputs: k, outputs: n } = floatLayers[i];
-    const useGptq = rounding === 'gptq' || (rounding === 'auto' && rows >= GPTQ_ROWS_PER_INPUT * k && gptqWork(k, n, rows) <= GPTQ_AUTO_MAX_WORK);
+    const maxWork = nativeWeightQuantizer()?.gptqRound ? GPTQ_AUTO_MAX_WORK_NATIVE : GPTQ_AUTO_MAX_WORK;
+    const tryGptq = rounding === 'auto' && rows >= GPTQ_ROWS_PER_INPUT * k && gptqWork(k, n, rows) <= maxWork;
     const rounded = options.map((layer) => {
-      const gptq = useGptq ? gptqLayer(layer, floatLayers[i].weight, input) : null;
-      return { layer: gptq ?? layer, rounding: gptq ? 'gptq' as const : 'nearest' as const };
+      if (rounding === 'gptq') {
+        const gptq = gptqLayer(layer, floatLayers[i].weight, input);
+        return { layer: gptq ?? layer, rounding: gptq ? 'gptq' as const : 'nearest' as const, gptqCheck: null };
+      }
+      return tryGptq ? checkedGptq(layer, floatLayers[i].weight, input, reference, quantBackend) : { layer, rounding: 'nearest' as const, gptqCheck: null };
     });
     const layers = rounded.map(({ layer }) => (rows >= BIAS_CORRECTION_MIN_ROWS ? biasCorrected(layer, floatLayers[i].weight, input) : layer));
     corrected.push(layers);
-    const measured = layers.map((layer, c) => measure(layer, rounded[c].rounding, requested, input, reference, quantBackend));
+    const measured = layers.map((layer, c) => ({ ...measure(layer, rounded[c].rounding, requested, input, reference, quantBackend), gptqCheck: rounded[c].gptqCheck }));
     input = reference;
     return measured.map((m, c) => {
       const other = measured.find((_, o) => o !== c);

@@ -66,8 +66,11 @@ export interface QuantizeOptions {
    * lib/quant/gptq.ts) rounds one input at a time and pushes each rounding error onto the
    * inputs not yet rounded, weighted by how they co-vary on the calibration rows, so that the
    * layer's outputs, not its weights, stay close; it needs calibration. 'auto' (default):
-   * 'gptq' for each layer with at least GPTQ_ROWS_PER_INPUT calibration rows per input whose
-   * work is at most GPTQ_AUTO_MAX_WORK multiply-adds; 'nearest' otherwise.
+   * GPTQ is tried on each layer with at least GPTQ_ROWS_PER_INPUT calibration rows per input
+   * whose work is at most GPTQ_AUTO_MAX_WORK multiply-adds (GPTQ_AUTO_MAX_WORK_NATIVE where the
+   * addon runs it: seconds either way), and kept where it beats the nearest rounding on
+   * calibration rows held back from its fit (lib/quant/calibrate.ts, GPTQ_KEEP_RATIO); 'nearest'
+   * elsewhere.
    */
   rounding?: QuantRounding | 'auto';
 }
@@ -77,22 +80,26 @@ export const QUANT_ROUNDINGS = ['nearest', 'gptq'] as const;
 export type QuantRounding = (typeof QUANT_ROUNDINGS)[number];
 
 /**
- * 'auto' uses GPTQ on a layer with at least this many calibration rows per input of the layer.
+ * 'auto' tries GPTQ on a layer with at least this many calibration rows per input of the layer.
  * Fewer rows span too little of the input space: the errors are pushed along the directions
  * they happen to cover, and rows not among them come out worse. On a 64-256-256-16 classifier
- * (int4 g32, relative RMS error on 4096 held-out rows; nearest 4.1%): 64 rows 5.4%, 128 rows
- * 4.1%, 256 rows 3.9%, 1024 rows 3.6%, 4096 rows 3.6% (the calibration rows' own error read
- * 2.8% at 64 rows: in-sample it always looks better).
+ * (int4 g32, GPTQ on every layer, relative RMS error on 4096 held-out rows; nearest 4.1%): 64
+ * rows 5.4%, 128 rows 4.1%, 256 rows 3.9%, 1024 rows 3.6%, 4096 rows 3.6% (the calibration rows'
+ * own error read 2.8% at 64 rows: in-sample it always looks better). Above it, the held-back
+ * check decides.
  */
 export const GPTQ_ROWS_PER_INPUT = 2;
 
 /**
- * The most work (multiply-adds, gptqWork) 'auto' spends on GPTQ for one layer: ~4e9 is a few
- * seconds in V8 (lib/quant/hessian.ts and gptq.ts are float64 JavaScript, ~0.6-1e9 per second),
- * a 1024 -> 4096 layer with 1024 calibration rows. A 4096 -> 16384 layer would take minutes:
- * 'auto' rounds it to nearest, 'gptq' asks for it anyway.
+ * The most work (multiply-adds, gptqWork) 'auto' spends on GPTQ for one layer, on the
+ * TypeScript loops (lib/quant/hessian.ts, gptq.ts: float64 at ~0.6-1e9 per second in V8, so a
+ * few seconds: GPTQ for a 1024 -> 4096 layer with 1024 calibration rows took 4.0 s) and on the addon's
+ * (native/core/quant/gptq.cpp, the same bits on the thread pool: that layer 0.34 s, 2048 -> 8192
+ * with 1024 rows, 2.5e10, 2.8 s, and 4096 -> 16384, 1.9e11, 32 s on 2 Zen 5 cores). Above it
+ * 'auto' rounds to nearest and 'gptq' asks for it anyway.
  */
 export const GPTQ_AUTO_MAX_WORK = 4e9;
+export const GPTQ_AUTO_MAX_WORK_NATIVE = 3e10;
 
 /** GPTQ's multiply-adds for a layer: the Gram matrix, its inverse factor, the rows. */
 export function gptqWork(inputs: number, outputs: number, rows: number): number {
@@ -173,12 +180,9 @@ export function normalizeQuantizeOptions(value: unknown, inputs: number, name = 
     if (typeof o.equalize !== 'boolean') throw typeError(`Expected true, false or 'auto' for ${name}.equalize but received ${describe(o.equalize)}`);
     equalize = o.equalize;
   }
-  let rounding: QuantRounding | 'auto' = 'auto';
-  if (o.rounding !== undefined && o.rounding !== 'auto') {
-    rounding = expectOneOf(`${name}.rounding`, o.rounding, QUANT_ROUNDINGS);
-    if (rounding === 'gptq' && !calibration) {
-      throw rangeError(`${name}.rounding 'gptq' chooses codes from calibration rows: pass ${name}.calibration (rows of typical inputs) or use rounding 'nearest'`);
-    }
+  const rounding = o.rounding === undefined ? 'auto' : expectOneOf(`${name}.rounding`, o.rounding, ['auto', ...QUANT_ROUNDINGS] as const);
+  if (rounding === 'gptq' && !calibration) {
+    throw rangeError(`${name}.rounding 'gptq' chooses codes from calibration rows: pass ${name}.calibration (rows of typical inputs) or use rounding 'nearest'`);
   }
   return { layerFormat, activations, backend, calibration, equalize, rounding };
 }

@@ -27,6 +27,11 @@ export interface NativeWeightQuantizer {
   quantizeInt4(weight: Float32Array, inputs: number, outputs: number, groupSize: number, packed: Uint8Array, scales: Float32Array, zeros: Uint8Array | null): void;
   /** equalizationScales' column maxima (absent from addons built before it). */
   columnAbsMax?(weight: Float32Array, inputs: number, outputs: number, out: Float32Array): void;
+  /** GPTQ (lib/quant/gptq.ts): inverseFactor(gramUpper(x)) into u; false where that is null. */
+  gptqFactor?(x: Float32Array, inputs: number, u: Float64Array): boolean;
+  /** GPTQ's rows (groupSize 0: int8); false where gptq.ts gives null. */
+  gptqRound?(weight: Float32Array, inputs: number, outputs: number, groupSize: number, u: Float64Array,
+    codes: Int8Array | Uint8Array, scales: Float32Array, zeros: Uint8Array | null): boolean;
 }
 
 let nativeQuantizer: NativeWeightQuantizer | null = null;
@@ -36,6 +41,11 @@ let nativeLoader: (() => void) | null = null;
 /** @internal lib/backend/index.ts: loads the addon (once, at the first quantisation), which installs the quantisers. */
 export function setNativeQuantizerLoader(load: (() => void) | null): void {
   nativeLoader = load;
+}
+
+/** @internal The native quantisers installed, if any (lib/quant/gptq.ts uses its GPTQ loops). */
+export function nativeWeightQuantizer(): NativeWeightQuantizer | null {
+  return nativeQuantizer;
 }
 
 /** @internal Installs (or, with null, removes) the native quantisers; returns the previous ones. */

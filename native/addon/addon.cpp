@@ -33,6 +33,8 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
                              InstanceMethod<&MlpkitAddon::QuantizeInt8>("quantizeInt8", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::QuantizeInt4>("quantizeInt4", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::ColumnAbsMax>("columnAbsMax", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::GptqFactor>("gptqFactor", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::GptqRound>("gptqRound", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::CreateSocketPath>("createSocketPath", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::ServeParseHead>("serveParseHead", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::ServeReadRows>("serveReadRows", napi_enumerable),
@@ -98,6 +100,8 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
   Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) { return addon::QuantizeInt8(info); }
   Napi::Value QuantizeInt4(const Napi::CallbackInfo& info) { return addon::QuantizeInt4(info); }
   Napi::Value ColumnAbsMax(const Napi::CallbackInfo& info) { return addon::ColumnAbsMax(info); }
+  Napi::Value GptqFactor(const Napi::CallbackInfo& info) { return addon::GptqFactor(info); }
+  Napi::Value GptqRound(const Napi::CallbackInfo& info) { return addon::GptqRound(info); }
 
   // The native socket path of the server (socket_path.h) and its parts, for lib/server.
   Napi::Value CreateSocketPath(const Napi::CallbackInfo& info) {

@@ -7,6 +7,7 @@
 #include "addon/checks.h"
 #include "addon/errors.h"
 #include "core/finite.h"
+#include "core/quant/gptq.h"
 #include "core/quant/quantize.h"
 
 namespace mlpkit::addon {
@@ -105,6 +106,67 @@ Napi::Value ColumnAbsMax(const Napi::CallbackInfo& info) {
     ExpectApart(env, w, out, what, "out");
     quant::column_abs_max(w.Data(), k, n, out.Data());
     return env.Undefined();
+  });
+}
+
+Napi::Value GptqFactor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* what = "gptqFactor";
+  return Guard(env, what, [&]() -> Napi::Value {
+    ExpectArgs(info, 3, what);
+    const std::size_t k = SizeArg(info[1], what, "inputs");
+    const ArrayArg<float> x = TypedArg<float>(info[0], what, "x");
+    if (x.ElementLength() == 0 || x.ElementLength() % k != 0) {
+      throw RangeError(env, std::string(what) + ": x must hold a positive whole number of rows of " + std::to_string(k) +
+                                " inputs, got " + std::to_string(x.ElementLength()) + " elements");
+    }
+    const ArrayArg<double> u = TypedArg<double>(info[2], what, "u");
+    ExpectLength(env, u.ElementLength(), k, k, what, "u", "inputs * inputs");
+    if (Overlaps(x, u)) throw RangeError(env, Where(what, "u") + " must not share memory with x");
+    return Napi::Boolean::New(env, quant::gptq_inverse_factor(x.Data(), x.ElementLength() / k, k, u.Data()));
+  });
+}
+
+Napi::Value GptqRound(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* what = "gptqRound";
+  return Guard(env, what, [&]() -> Napi::Value {
+    ExpectArgs(info, 8, what);
+    const std::size_t k = SizeArg(info[1], what, "inputs");
+    const std::size_t n = SizeArg(info[2], what, "outputs");
+    const double group = NumberArg(info[3], what, "groupSize");
+    if (group != 0 && group != 32 && group != 64 && group != 128) {
+      throw RangeError(env, std::string(what) + ": groupSize must be 0 (int8), 32, 64 or 128, got " + FormatNumber(group));
+    }
+    const std::size_t g = static_cast<std::size_t>(group);
+    const std::size_t groups = g == 0 ? 1 : (k + g - 1) / g;
+    const ArrayArg<float> w = WeightArg(info, what, k, n);
+    const ArrayArg<double> u = TypedArg<double>(info[4], what, "u");
+    ExpectLength(env, u.ElementLength(), k, k, what, "u", "inputs * inputs");
+    std::uint8_t* codes = nullptr;
+    if (g == 0) {
+      const ArrayArg<std::int8_t> c = TypedArg<std::int8_t>(info[5], what, "codes");
+      ExpectLength(env, c.ElementLength(), n, k, what, "codes", "outputs * inputs");
+      ExpectApart(env, w, c, what, "codes");
+      codes = reinterpret_cast<std::uint8_t*>(c.Data());
+    } else {
+      const ArrayArg<std::uint8_t> c = TypedArg<std::uint8_t>(info[5], what, "codes");
+      ExpectLength(env, c.ElementLength(), n, groups * g / 2, what, "codes", "outputs * paddedInputs / 2");
+      ExpectApart(env, w, c, what, "codes");
+      codes = c.Data();
+    }
+    const ArrayArg<float> scales = TypedArg<float>(info[6], what, "scales");
+    ExpectLength(env, scales.ElementLength(), n, groups, what, "scales", "outputs * groups");
+    ExpectApart(env, w, scales, what, "scales");
+    std::uint8_t* zeros = nullptr;
+    if (!IsNullish(info[7])) {
+      if (g == 0) throw RangeError(env, Where(what, "zeros") + " must be null for int8 (groupSize 0)");
+      const ArrayArg<std::uint8_t> z = TypedArg<std::uint8_t>(info[7], what, "zeros");
+      ExpectLength(env, z.ElementLength(), n, groups, what, "zeros", "outputs * groups");
+      ExpectApart(env, w, z, what, "zeros");
+      zeros = z.Data();
+    }
+    return Napi::Boolean::New(env, quant::gptq_round(w.Data(), k, n, g, u.Data(), codes, scales.Data(), zeros));
   });
 }
 

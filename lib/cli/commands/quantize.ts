@@ -37,8 +37,9 @@ scale per output, or int4 weights in groups with a scale per group (docs/QUANTIZ
   --rounding R         auto (default), nearest or gptq: how codes are chosen. gptq (needs
                        --calibration) pushes each weight's rounding error onto the weights not yet
                        rounded, as the calibration rows' inputs co-vary, so outputs stay closer;
-                       auto uses it on layers with >= 2 calibration rows per input whose work is
-                       small enough (seconds), nearest elsewhere
+                       auto tries it on layers with >= 2 calibration rows per input (seconds of
+                       work at most) and keeps it where it beats nearest on calibration rows held
+                       back from its fit
   --inputs COLS        columns of the calibration file (default: as mlpkit predict)
 ${HEADER_USAGE}
   --rows N             use the first N calibration rows (default 1024)

@@ -178,6 +178,12 @@ void for_rows(std::size_t n, std::size_t k, RowFn&& row_fn) {
 
 }  // namespace
 
+double int4_symmetric_scale(const float* row, std::size_t p0, std::size_t p1) { return symmetric_scale(row, p0, p1); }
+
+void int4_asymmetric_scale(const float* row, std::size_t p0, std::size_t p1, double* scale, double* zero) {
+  asymmetric_scale(row, p0, p1, scale, zero);
+}
+
 // Columns per task: a row's slice of them is 2 KiB, and each task keeps its maxima in a local
 // array the compiler vectorises over; tasks never share an output.
 constexpr std::size_t kColumnsPerTask = 512;

@@ -25,4 +25,9 @@ void quantize_int4_weights(const float* w, std::size_t k, std::size_t n, std::si
 // pass). A NaN never wins a comparison, so it is passed over, as there; w need not be finite.
 void column_abs_max(const float* w, std::size_t k, std::size_t n, float* out);
 
+// quantize.ts symmetricScale / asymmetricScale over row[p0, p1), bfloat16 values (the second's
+// zero point in [0, 15]): the int4 scale searches, which gptq.cpp runs on its pushed values too.
+double int4_symmetric_scale(const float* row, std::size_t p0, std::size_t p1);
+void int4_asymmetric_scale(const float* row, std::size_t p0, std::size_t p1, double* scale, double* zero);
+
 }  // namespace mlpkit::quant
