@@ -94,8 +94,9 @@ export const GPTQ_ROWS_PER_INPUT = 2;
  * The most work (multiply-adds, gptqWork) 'auto' spends on GPTQ for one layer, on the
  * TypeScript loops (lib/quant/hessian.ts, gptq.ts: float64 at ~0.6-1e9 per second in V8, so a
  * few seconds: GPTQ for a 1024 -> 4096 layer with 1024 calibration rows took 4.0 s) and on the addon's
- * (native/core/quant/gptq.cpp, the same bits on the thread pool: that layer 0.34 s, 2048 -> 8192
- * with 1024 rows, 2.5e10, 2.8 s, and 4096 -> 16384, 1.9e11, 32 s on 2 Zen 5 cores). Above it
+ * (native/core/quant/gptq.cpp, the same bits on the thread pool: that layer 0.38 s, 2048 -> 8192
+ * with 1024 rows, 2.5e10, 2.7 s, and 4096 -> 16384, 1.9e11, 20-32 s on 2 Zen 5 cores;
+ * node bench/gptq.mjs). Above it
  * 'auto' rounds to nearest and 'gptq' asks for it anyway.
  */
 export const GPTQ_AUTO_MAX_WORK = 4e9;
