@@ -6,6 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp, QuantizedMlp, qmatmul, type LayerFormatOptions } from '../lib/index.js';
 import { selectBackend } from '../lib/backend/index.js';
+import { errorStats } from '../lib/quant/calibrate.js';
 import { gptqLayer } from '../lib/quant/gptq.js';
 import { DAMPING, gramUpper, inverseFactor } from '../lib/quant/hessian.js';
 import { GPTQ_AUTO_MAX_WORK, GPTQ_AUTO_MAX_WORK_NATIVE, GPTQ_ROWS_PER_INPUT, gptqWork } from '../lib/quant/options.js';
@@ -299,7 +300,7 @@ describe('net.quantize({ rounding })', () => {
     const cal = gaussian(2 * k * k, 62); // 2 rows per input
     const test = gaussian(4000 * k, 63);
     const want = wide.predict(test);
-    const err = (y: Float32Array) => Math.sqrt(y.reduce((a, v, i) => a + (v - want[i]) ** 2, 0) / want.reduce((a, v) => a + v * v, 0));
+    const err = (y: Float32Array) => errorStats(y, want).relativeRms;
     const auto = wide.quantize({ weights: 'int4', calibration: cal });
     const nearest = wide.quantize({ weights: 'int4', calibration: cal, rounding: 'nearest' });
     const forced = wide.quantize({ weights: 'int4', calibration: cal, rounding: 'gptq' });
@@ -362,15 +363,7 @@ describe('net.quantize({ rounding })', () => {
     const cal = rows(400, 47);
     const test = rows(1000, 48);
     const want = net.predict(test);
-    const err = (y: Float32Array) => {
-      let e = 0;
-      let r = 0;
-      for (let i = 0; i < y.length; i++) {
-        e += (y[i] - want[i]) ** 2;
-        r += want[i] ** 2;
-      }
-      return Math.sqrt(e / r);
-    };
+    const err = (y: Float32Array) => errorStats(y, want).relativeRms;
     const nearest = net.quantize({ weights: 'int4', calibration: cal, rounding: 'nearest' });
     const gptq = net.quantize({ weights: 'int4', calibration: cal, rounding: 'gptq' });
     const a = err(nearest.predict(test));
