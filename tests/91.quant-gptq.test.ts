@@ -342,14 +342,17 @@ describe('net.quantize({ rounding })', () => {
     back.dispose();
   });
 
-  it('quantizeAsync gives the same model', async () => {
+  it("quantizeAsync gives the same model, with 'gptq' and with 'auto''s held-back check", async () => {
     const cal = rows(200, 46);
-    const want = net.quantize({ weights: 'int4', calibration: cal, rounding: 'gptq' });
-    const got = await net.quantizeAsync({ weights: 'int4', calibration: cal, rounding: 'gptq' });
-    expect(got.stats).toEqual(want.stats);
-    expect(Buffer.compare(Buffer.from(got.toSafetensors()), Buffer.from(want.toSafetensors()))).toBe(0);
-    want.dispose();
-    got.dispose();
+    for (const rounding of ['gptq', 'auto'] as const) {
+      const want = net.quantize({ weights: 'int4', calibration: cal, rounding });
+      const got = await net.quantizeAsync({ weights: 'int4', calibration: cal, rounding });
+      expect(got.stats, rounding).toEqual(want.stats);
+      if (rounding === 'auto') expect(want.stats!.layers.every((l) => l.gptqCheck !== null), 'every layer tried').toBe(true);
+      expect(Buffer.compare(Buffer.from(got.toSafetensors()), Buffer.from(want.toSafetensors())), rounding).toBe(0);
+      want.dispose();
+      got.dispose();
+    }
   });
 
   it('rejects gptq without calibration and unknown roundings, saying what it expected', () => {
