@@ -858,7 +858,10 @@ function uniformSquare(rows, seed) {
 function calibratedOutputs(net, x, calibration) {
   const rows = calibration.length / net.inputs;
   const out = [];
-  for (const f of CALIBRATED) {
+  // Per-layer formats: the first layer, small and fed the raw (or encoded) inputs, in int8.
+  const layerCount = net.spec.layers.length;
+  const firstInt8 = { key: 'int8-first', weights: ['int8', ...Array(layerCount - 1).fill('int4')], activations: 'float', label: 'int8 first layer, int4 g32 after' };
+  for (const f of [...CALIBRATED, firstInt8]) {
     for (const rounding of ROUNDINGS) {
       const opts = { ...quantizeOptions(f), equalize: 'auto', calibration, rounding };
       const label = `${f.label}, calibrated, ${rounding}`;

@@ -261,6 +261,13 @@ describe('train, predict, quantize and sparsify', () => {
     expect(p.code).toBe(0);
     expect(Float32Array.from(parseCsv(p.out).data)).toEqual(model.predict(data.x));
 
+    const mixed = await cli('quantize', at('reg.safetensors'), '--weights', 'int8,int4', '--asymmetric', '--backend', backend, '--out', at('reg.mixed.safetensors'));
+    expect(mixed.code).toBe(0);
+    expect(mixed.out).toMatch(/quantised 3-16-1: per layer \(int8, int4 g32 asymmetric\) weights, float activations/);
+    const mixedModel = await QuantizedMlp.load(at('reg.mixed.safetensors'), { backend });
+    expect(mixedModel.layers.map((l) => l.format)).toEqual(['int8', 'int4']);
+    mixedModel.dispose();
+
     const q4 = await cli('quantize', at('reg.safetensors'), '--weights', 'int4', '--group-size', '32', '--backend', backend, '--out', at('reg.int4.safetensors'));
     expect(q4.code).toBe(0);
     expect(q4.out).toMatch(/no accuracy report: pass --calibration/);
@@ -388,6 +395,9 @@ describe('errors and help', () => {
       ['train', at('data.csv'), '--inputs', '0-9'],
       ['quantize', at('reg.safetensors'), '--equalize', 'maybe', '--out', at('q.safetensors')],
       ['quantize', at('reg.safetensors'), '--rounding', 'gptq', '--out', at('q.safetensors')],
+      ['quantize', at('reg.safetensors'), '--weights', 'int8,int4,int4', '--out', at('q.safetensors')],
+      ['quantize', at('reg.safetensors'), '--weights', 'int8,int5', '--out', at('q.safetensors')],
+      ['quantize', at('reg.safetensors'), '--weights', 'int8,int8', '--group-size', '64', '--out', at('q.safetensors')],
       ['quantize', at('reg.safetensors'), '--rounding', 'best', '--out', at('q.safetensors')],
       ['sparsify', at('reg.safetensors'), '--mode', 'topk', '--k', '99', '--out', at('again.safetensors')],
       ['serve', `a/b=${at('reg.safetensors')}`],

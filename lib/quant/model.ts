@@ -204,7 +204,7 @@ export class QuantizedMlp {
   }
 
   /**
-   * Quantise a float model: every layer in options.weights' format. With options.calibration
+   * Quantise a float model: every layer in options.weights' format (or each in its own). With options.calibration
    * the model reports its error on those rows (stats) and, for activations 'int8', keeps float
    * activations on layers whose inputs int8 would hurt (lib/quant/calibrate.ts).
    */
@@ -218,7 +218,7 @@ export class QuantizedMlp {
   // computes them with net.predict.
   private static quantizeFloat(net: QuantizeSource, options: QuantizeOptions, floatOutputs: Float32Array | null): QuantizedMlp {
     net.handle('quantize');
-    const opts = normalizeQuantizeOptions(options, net.inputs);
+    const opts = normalizeQuantizeOptions(options, net.inputs, net.spec.layers.length);
     checkQuantizableSpec(net.spec);
     const spec = net.spec;
     // One copy of the parameters, read through views: net.getLayers() copies every weight twice
@@ -245,7 +245,7 @@ export class QuantizedMlp {
     // lost one, and equalising without data could move error to where it costs more.
     const candidates = floatLayers.map((l, i) => {
       const quantize = (scales: Float32Array | null) =>
-        quantizeChecked(l.weight, l.bias, l.inputs, l.outputs, ACTIVATIONS.indexOf(spec.layers[i].activation), spec.layers[i].alpha, opts.layerFormat, scales);
+        quantizeChecked(l.weight, l.bias, l.inputs, l.outputs, ACTIVATIONS.indexOf(spec.layers[i].activation), spec.layers[i].alpha, opts.layerFormats[i], scales);
       const plain = quantize(null);
       const scales = opts.equalize === false ? null : equalizationScales(l.weight, l.inputs, l.outputs);
       if (!scales) return [plain];

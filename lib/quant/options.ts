@@ -32,8 +32,11 @@ export interface LayerFormat {
 
 /** Options of net.quantize(). */
 export interface QuantizeOptions {
-  /** Weight format of every layer. */
-  weights: QuantFormat;
+  /**
+   * Weight format of every layer, or of each layer in order (one per layer, e.g. ['int8',
+   * 'int4', 'int4', 'int8']: a small first or last layer whose error counts most kept in int8).
+   */
+  weights: QuantFormat | readonly QuantFormat[];
   /** int4 only: 32 (default), 64 or 128. */
   groupSize?: 32 | 64 | 128;
   /** int4 only: default true. */
@@ -108,7 +111,8 @@ export function gptqWork(inputs: number, outputs: number, rows: number): number 
 }
 
 export interface NormalizedQuantizeOptions {
-  layerFormat: LayerFormat;
+  /** One per layer. */
+  layerFormats: LayerFormat[];
   activations: QuantActivations;
   backend: BackendChoice;
   calibration: Float32Array | null;
@@ -141,6 +145,25 @@ function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: st
   return { format, groupSize, symmetric };
 }
 
+/**
+ * net.quantize()'s weights, one format per layer: a name for every layer, or a list of them
+ * (groupSize and symmetric then describe its int4 layers, and are refused as for 'int8' where
+ * it has none).
+ */
+function layerFormatsFrom(name: string, o: Record<string, unknown>, layerCount: number): LayerFormat[] {
+  if (!Array.isArray(o.weights)) {
+    const format = layerFormatFrom(name, o, 'weights');
+    return Array.from({ length: layerCount }, () => format);
+  }
+  const list = o.weights as unknown[];
+  if (list.length !== layerCount) {
+    throw rangeError(`Expected ${name}.weights to list one format per layer (${layerCount}) but received ${list.length}`);
+  }
+  const formats = list.map((v, i) => expectOneOf(`${name}.weights[${i}]`, v, QUANT_FORMATS));
+  const int4 = layerFormatFrom(name, { ...o, weights: formats.includes('int4') ? 'int4' : 'int8' }, 'weights');
+  return formats.map((f): LayerFormat => (f === 'int8' ? { format: 'int8', groupSize: null, symmetric: true } : int4));
+}
+
 /** quantizeLayer's options: { format, groupSize?, symmetric?, equalize? }. */
 export function normalizeLayerFormat(value: unknown, name = 'options'): LayerFormat & { equalize: boolean } {
   const o = expectObject(name, value);
@@ -163,11 +186,11 @@ export function activationCode(name: string, value: unknown): number {
 /** The option names net.quantize() knows. */
 export const QUANTIZE_OPTION_KEYS: readonly (keyof QuantizeOptions)[] = ['weights', 'groupSize', 'symmetric', 'activations', 'backend', 'calibration', 'equalize', 'rounding'];
 
-/** net.quantize()'s options, for a model taking `inputs` inputs. */
-export function normalizeQuantizeOptions(value: unknown, inputs: number, name = 'options'): NormalizedQuantizeOptions {
+/** net.quantize()'s options, for a model taking `inputs` inputs through `layerCount` layers. */
+export function normalizeQuantizeOptions(value: unknown, inputs: number, layerCount: number, name = 'options'): NormalizedQuantizeOptions {
   const o = expectObject(name, value);
   rejectUnknownKeys(name, o, QUANTIZE_OPTION_KEYS);
-  const layerFormat = layerFormatFrom(name, o, 'weights');
+  const layerFormats = layerFormatsFrom(name, o, layerCount);
   const activations = o.activations === undefined ? 'float' : expectOneOf(`${name}.activations`, o.activations, QUANT_ACTIVATIONS);
   const backend = o.backend === undefined ? 'auto' : expectOneOf(`${name}.backend`, o.backend, BACKEND_CHOICES);
   let calibration: Float32Array | null = null;
@@ -185,5 +208,5 @@ export function normalizeQuantizeOptions(value: unknown, inputs: number, name = 
   if (rounding === 'gptq' && !calibration) {
     throw rangeError(`${name}.rounding 'gptq' chooses codes from calibration rows: pass ${name}.calibration (rows of typical inputs) or use rounding 'nearest'`);
   }
-  return { layerFormat, activations, backend, calibration, equalize, rounding };
+  return { layerFormats, activations, backend, calibration, equalize, rounding };
 }

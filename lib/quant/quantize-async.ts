@@ -65,7 +65,7 @@ function readOptionsOnce(value: unknown): Record<string, unknown> {
   const plain: Record<string, unknown> = {};
   for (const key of QUANTIZE_OPTION_KEYS) {
     const v = o[key];
-    if (v !== undefined) plain[key] = v;
+    if (v !== undefined) plain[key] = Array.isArray(v) ? [...v] : v; // a list the caller may change after the call
   }
   return plain;
 }
@@ -104,7 +104,7 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
   // The checks quantize makes, in its order, so bad options reject with its errors.
   net.handle('quantizeAsync');
   const plain = readOptionsOnce(options);
-  const opts = normalizeQuantizeOptions(plain, net.inputs);
+  const opts = normalizeQuantizeOptions(plain, net.inputs, net.spec.layers.length);
   checkQuantizableSpec(net.spec);
   const transfer: ArrayBuffer[] = [];
   let calibration: Float32Array | null = null;

@@ -19,7 +19,8 @@ scale per output, or int4 weights in groups with a scale per group (docs/QUANTIZ
 \`mlpkit predict\` and \`mlpkit serve\` run the result like any model.
 
   --out FILE           the quantised model (required)
-  --weights W          int8 (default) or int4
+  --weights W          int8 (default) or int4, or one per layer, comma-separated (int8,int4,int4,int8:
+                       a small first or last layer, whose error counts most, kept in int8)
   --group-size N       int4: inputs per scale, 32 (default), 64 or 128
   --asymmetric         int4: a zero point per group as well as a scale
   --activations A      float (default: weight-only) or int8 (W8A8: each layer's input rows
@@ -73,11 +74,19 @@ export const quantizeCommand: Command = {
     await checkOutputPath('--out', out);
     await checkOutputsDistinct([{ option: '--out', file: out }],
       [{ what: 'the model being quantised', file: positionals[0] }, { what: 'the calibration file', file: stringOption(values, 'calibration') }]);
-    const weights = choiceOption<QuantFormat>(values, 'weights', QUANT_FORMATS, 'int8');
+    const weightList = (stringOption(values, 'weights') ?? 'int8').split(',');
+    for (const w of weightList) {
+      if (!(QUANT_FORMATS as readonly string[]).includes(w)) {
+        throw usageError(`--weights: expected ${QUANT_FORMATS.join(' or ')}, or one per layer separated by commas, but received '${stringOption(values, 'weights')}'`);
+      }
+    }
+    const perLayer = weightList.length > 1;
+    const hasInt4 = weightList.includes('int4');
+    const weights = weightList[0] as QuantFormat;
     const activations = choiceOption<QuantActivations>(values, 'activations', QUANT_ACTIVATIONS, 'float');
     const groupText = stringOption(values, 'group-size');
     const groupSize = choiceOption(values, 'group-size', ['32', '64', '128'] as const, '32');
-    if (weights === 'int8' && (groupText !== undefined || flag(values, 'asymmetric'))) {
+    if (!hasInt4 && (groupText !== undefined || flag(values, 'asymmetric'))) {
       throw usageError('--group-size and --asymmetric apply to --weights int4 only (int8 has one scale per output)');
     }
     const rowLimit = intOption(values, 'rows', 1024);
@@ -90,8 +99,15 @@ export const quantizeCommand: Command = {
       model.dispose();
       throw new CliError(`${positionals[0]} is ${kind === 'sparse' ? 'a sparse model' : 'already quantised'}`, 1, 'quantize the float model it was made from');
     }
-    const options: QuantizeOptions = { weights, activations, backend, equalize: equalize === 'auto' ? 'auto' : equalize === 'on', rounding };
-    if (weights === 'int4') {
+    if (perLayer && weightList.length !== model.spec.layers.length) {
+      const n = model.spec.layers.length;
+      model.dispose();
+      throw usageError(`--weights lists ${weightList.length} formats, and ${positionals[0]} has ${n} layers: give one format, or one per layer`);
+    }
+    const options: QuantizeOptions = {
+      weights: perLayer ? (weightList as QuantFormat[]) : weights, activations, backend, equalize: equalize === 'auto' ? 'auto' : equalize === 'on', rounding,
+    };
+    if (hasInt4) {
       options.groupSize = Number(groupSize) as 32 | 64 | 128;
       options.symmetric = !flag(values, 'asymmetric');
     }
@@ -113,7 +129,8 @@ export const quantizeCommand: Command = {
     await saveModelFile(out, q, columns);
 
     const shape = [model.inputs, ...q.layers.map((l) => l.outputs)].join('-');
-    const format = weights === 'int4' ? `int4 g${groupSize} ${options.symmetric ? 'symmetric' : 'asymmetric'}` : 'int8';
+    const int4Name = `int4 g${groupSize} ${options.symmetric ? 'symmetric' : 'asymmetric'}`;
+    const format = perLayer ? `per layer (${weightList.map((w) => (w === 'int4' ? int4Name : w)).join(', ')})` : weights === 'int4' ? int4Name : 'int8';
     const lines = [
       `quantised ${shape}: ${format} weights, ${activations} activations`,
       `size: ${kb(q.floatBytes)} float32 -> ${kb(q.sizeBytes)} (${(q.floatBytes / q.sizeBytes).toFixed(1)}x smaller)`,
@@ -137,7 +154,7 @@ export const quantizeCommand: Command = {
       if (stats.output.relativeRms > LARGE_ERROR) {
         lines.push(
           `warning: the quantised model's outputs are ${pct(stats.output.relativeRms)} (RMS) away from the float model's; ` +
-            (weights === 'int4' ? 'int8 weights, or int4 with --group-size 32, may do better' : 'check the layers with the largest errors above'),
+            (hasInt4 ? 'int8 weights, for every layer or (--weights int8,int4,...) for those with the largest errors above, may do better' : 'check the layers with the largest errors above'),
           '',
         );
       }
