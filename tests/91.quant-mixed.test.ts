@@ -83,5 +83,8 @@ describe('per-layer weight formats', () => {
     expect(() => net.quantize({ weights: ['int8', 'int8', 'int8'], groupSize: 64 })).toThrow(/groupSize applies to int4 weights only/);
     expect(() => net.quantize({ weights: ['int8', 'int8', 'int8'], symmetric: false })).toThrow(/symmetric must be true for int8/);
     expect(() => net.quantize({ weights: [] as never })).toThrow(/one format per layer \(3\) but received 0/);
+    expect(() => net.quantize({ weights: 8 as never })).toThrow(TypeError);
+    expect(() => net.quantize({ weights: 8 as never })).toThrow(/Expected 'int8' or 'int4', or a list of them \(one per layer\), for options\.weights but received number 8/);
+    expect(() => net.quantize({ weights: 'int5' as never })).toThrow(/Expected one of 'int8', 'int4' for options\.weights but received 'int5'/);
   });
 });

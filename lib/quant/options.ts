@@ -152,6 +152,9 @@ function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: st
  */
 function layerFormatsFrom(name: string, o: Record<string, unknown>, layerCount: number): LayerFormat[] {
   if (!Array.isArray(o.weights)) {
+    if (typeof o.weights !== 'string') {
+      throw typeError(`Expected ${QUANT_FORMATS.map((f) => `'${f}'`).join(' or ')}, or a list of them (one per layer), for ${name}.weights but received ${describe(o.weights)}`);
+    }
     const format = layerFormatFrom(name, o, 'weights');
     return Array.from({ length: layerCount }, () => format);
   }
