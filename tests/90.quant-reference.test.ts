@@ -809,7 +809,7 @@ describe('API errors', () => {
   it('checks quantize options, naming the option', () => {
     const cases: [unknown, ErrorConstructor, RegExp][] = [
       [undefined, TypeError, /Expected an object for options/],
-      [{}, TypeError, /Expected one of 'int8', 'int4' for options\.weights but received undefined/],
+      [{}, TypeError, /Expected 'int8' or 'int4', or a list of them \(one per layer\), for options\.weights but received undefined/],
       [{ weights: 'int2' }, RangeError, /Expected one of 'int8', 'int4' for options\.weights but received 'int2'/],
       [{ weights: 'int4', groupSize: 48 }, RangeError, /Expected one of 32, 64, 128 for options\.groupSize but received 48/],
       [{ weights: 'int4', groupSize: '32' }, TypeError, /options\.groupSize but received string '32'/],
