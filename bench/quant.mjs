@@ -864,10 +864,15 @@ function calibratedOutputs(net, x, calibration) {
   for (const f of [...CALIBRATED, firstInt8]) {
     for (const rounding of ROUNDINGS) {
       const opts = { ...quantizeOptions(f), equalize: 'auto', calibration, rounding };
-      const label = `${f.label}, calibrated, ${rounding}`;
+      let label = `${f.label}, calibrated, ${rounding}`;
       let q;
       try {
         q = net.quantize(opts);
+        if (rounding === 'auto') {
+          // What 'auto' chose per layer, with GPTQ's held-back error over nearest rounding's.
+          const perLayer = q.stats.layers.map((l) => `${l.rounding}${l.gptqCheck ? ` ${(l.gptqCheck.gptq / l.gptqCheck.nearest).toFixed(2)}` : ''}`);
+          label += ` (per layer: ${perLayer.join(', ')})`;
+        }
         out.push({ format: { ...f, label }, y: q.predict(x), source: `mlpkit (${q.backend}), ${rows} calibration rows` });
       } catch (err) {
         out.push({ format: { ...f, label }, y: null, source: 'not run', why: `net.quantize(${JSON.stringify({ ...opts, calibration: `${rows} rows` })}) threw: ${err.message}` });

@@ -315,6 +315,17 @@ describe('net.quantize({ rounding })', () => {
     wide.dispose();
   });
 
+  it("'auto' needs a row to hold back: 2 or 3 calibration rows for a 1-input layer round to nearest", () => {
+    const tiny = new Mlp({ inputs: 1, layers: [{ units: 16, activation: 'relu' }, { units: 1 }], seed: 3 });
+    for (const calibration of [Float32Array.of(0.5, -0.3), Float32Array.of(0.5, -0.3, 0.9)]) {
+      const q = tiny.quantize({ weights: 'int8', calibration });
+      expect(q.stats!.layers[0].rounding).toBe('nearest');
+      expect(q.stats!.layers[0].gptqCheck).toBeNull();
+      q.dispose();
+    }
+    tiny.dispose();
+  });
+
   it("'auto' leaves a layer whose work is over GPTQ_AUTO_MAX_WORK to the nearest rounding", () => {
     expect(gptqWork(1024, 4096, 1024)).toBeLessThanOrEqual(GPTQ_AUTO_MAX_WORK);
     expect(gptqWork(2048, 8192, 1024)).toBeGreaterThan(GPTQ_AUTO_MAX_WORK);

@@ -64,6 +64,19 @@ describe('per-layer weight formats', () => {
     q.dispose();
   });
 
+  it('groupSize and symmetric are read as for one format, inherited ones included; quantizeAsync agrees', async () => {
+    const withInherited = (weights: QuantFormat | QuantFormat[]) => Object.assign(Object.create({ groupSize: 64, symmetric: false }), { weights });
+    const single = net.quantize(withInherited('int4'));
+    const list = net.quantize(withInherited(['int4', 'int4', 'int8']));
+    const async = await net.quantizeAsync(withInherited(['int4', 'int4', 'int8']));
+    for (const q of [single, list, async]) {
+      expect(q.layers[0].groupSize).toBe(64);
+      expect(q.layers[0].symmetric).toBe(false);
+    }
+    expect(Buffer.compare(Buffer.from(async.toSafetensors()), Buffer.from(list.toSafetensors()))).toBe(0);
+    for (const q of [single, list, async]) q.dispose();
+  });
+
   it('quantizeAsync gives the same model, and reads the list at the call', async () => {
     const list: QuantFormat[] = ['int4', 'int4', 'int8'];
     const want = net.quantize({ weights: list });
@@ -86,5 +99,8 @@ describe('per-layer weight formats', () => {
     expect(() => net.quantize({ weights: 8 as never })).toThrow(TypeError);
     expect(() => net.quantize({ weights: 8 as never })).toThrow(/Expected 'int8' or 'int4', or a list of them \(one per layer\), for options\.weights but received number 8/);
     expect(() => net.quantize({ weights: 'int5' as never })).toThrow(/Expected one of 'int8', 'int4' for options\.weights but received 'int5'/);
+    // A hole is an entry of undefined, named, as quantizeAsync's copy of the list sees it too.
+    expect(() => net.quantize({ weights: ['int8', , 'int4'] as never })).toThrow(/options\.weights\[1\] but received undefined/);
+    expect(() => net.quantize({ weights: new Array(3) as never })).toThrow(/options\.weights\[0\] but received undefined/);
   });
 });

@@ -43,7 +43,8 @@ export interface QuantLayerStats extends QuantErrorStats {
   /**
    * rounding 'auto''s trial of GPTQ, when it ran: the weight-only relative RMS errors of the
    * nearest rounding and of GPTQ fitted on the other rows, on `rows` calibration rows held back
-   * from that fit. GPTQ is kept where it is below GPTQ_KEEP_RATIO x nearest. null otherwise.
+   * from that fit. GPTQ is kept where it is below GPTQ_KEEP_RATIO x nearest. null where it was
+   * not tried, or the trial fit found nothing to fit (every input zero).
    */
   gptqCheck: GptqCheck | null;
 }
@@ -293,7 +294,8 @@ export function calibrateLayers(
     const rows = input.length / floatLayers[i].inputs;
     const { inputs: k, outputs: n } = floatLayers[i];
     const maxWork = nativeWeightQuantizer()?.gptqRound ? GPTQ_AUTO_MAX_WORK_NATIVE : GPTQ_AUTO_MAX_WORK;
-    const tryGptq = rounding === 'auto' && rows >= GPTQ_ROWS_PER_INPUT * k && gptqWork(k, n, rows) <= maxWork;
+    // rows >= GPTQ_HOLD_BACK: at least one row to hold back (a 1-input layer passes the first test with 2).
+    const tryGptq = rounding === 'auto' && rows >= GPTQ_ROWS_PER_INPUT * k && rows >= GPTQ_HOLD_BACK && gptqWork(k, n, rows) <= maxWork;
     const rounded = options.map((layer) => {
       if (rounding === 'gptq') {
         const gptq = gptqLayer(layer, floatLayers[i].weight, input);

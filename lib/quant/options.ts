@@ -94,7 +94,8 @@ export type QuantRounding = (typeof QUANT_ROUNDINGS)[number];
 export const GPTQ_ROWS_PER_INPUT = 2;
 
 /**
- * The most work (multiply-adds, gptqWork) 'auto' spends on GPTQ for one layer, on the
+ * The most work (multiply-adds, gptqWork) of one GPTQ fit 'auto' tries on a layer (it runs two
+ * when it keeps GPTQ: the trial and the refit on every row; and per equalisation candidate), on the
  * TypeScript loops (lib/quant/hessian.ts, gptq.ts: float64 at ~0.6-1e9 per second in V8, so a
  * few seconds: GPTQ for a 1024 -> 4096 layer with 1024 calibration rows took 4.0 s) and on the addon's
  * (native/core/quant/gptq.cpp, the same bits on the thread pool: that layer 0.38 s, 2048 -> 8192
@@ -147,8 +148,8 @@ function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: st
 
 /**
  * net.quantize()'s weights, one format per layer: a name for every layer, or a list of them
- * (groupSize and symmetric then describe its int4 layers, and are refused as for 'int8' where
- * it has none).
+ * (groupSize and symmetric then describe its int4 layers; where it has none, a groupSize or
+ * symmetric: false is refused as for 'int8').
  */
 function layerFormatsFrom(name: string, o: Record<string, unknown>, layerCount: number): LayerFormat[] {
   if (!Array.isArray(o.weights)) {
@@ -159,11 +160,16 @@ function layerFormatsFrom(name: string, o: Record<string, unknown>, layerCount: 
     return Array.from({ length: layerCount }, () => format);
   }
   const list = o.weights as unknown[];
-  if (list.length !== layerCount) {
-    throw rangeError(`Expected ${name}.weights to list one format per layer (${layerCount}) but received ${list.length}`);
+  const length = list.length; // read once: a Proxy may answer differently each time
+  if (length !== layerCount) {
+    throw rangeError(`Expected ${name}.weights to list one format per layer (${layerCount}) but received ${length}`);
   }
-  const formats = list.map((v, i) => expectOneOf(`${name}.weights[${i}]`, v, QUANT_FORMATS));
-  const int4 = layerFormatFrom(name, { ...o, weights: formats.includes('int4') ? 'int4' : 'int8' }, 'weights');
+  // By index, as quantizeAsync copies it: a hole is an entry of undefined, not one skipped.
+  const formats: QuantFormat[] = [];
+  for (let i = 0; i < length; i++) formats.push(expectOneOf(`${name}.weights[${i}]`, list[i], QUANT_FORMATS));
+  // groupSize and symmetric read as for one format (own or inherited, like every option).
+  const shared = { weights: formats.includes('int4') ? 'int4' : 'int8', groupSize: o.groupSize, symmetric: o.symmetric };
+  const int4 = layerFormatFrom(name, shared, 'weights');
   return formats.map((f): LayerFormat => (f === 'int8' ? { format: 'int8', groupSize: null, symmetric: true } : int4));
 }
 

@@ -59,13 +59,16 @@ function defaultWorkerUrl(): URL {
  * they do for quantize), into a plain object: a getter or Proxy then cannot answer the checks one
  * thing and the worker another. Unknown names are refused first, as quantize does.
  */
-function readOptionsOnce(value: unknown): Record<string, unknown> {
+function readOptionsOnce(value: unknown, layerCount: number): Record<string, unknown> {
   const o = expectObject('options', value);
   rejectUnknownKeys('options', o, QUANTIZE_OPTION_KEYS);
   const plain: Record<string, unknown> = {};
   for (const key of QUANTIZE_OPTION_KEYS) {
     const v = o[key];
-    if (v !== undefined) plain[key] = Array.isArray(v) ? [...v] : v; // a list the caller may change after the call
+    if (v === undefined) continue;
+    // A list the caller may change after the call is copied, by index as quantize reads it; only
+    // one of the right length (any other is refused next, without walking it).
+    plain[key] = Array.isArray(v) && v.length === layerCount ? Array.from({ length: layerCount }, (_, i) => v[i]) : v;
   }
   return plain;
 }
@@ -103,7 +106,7 @@ function workerFailure(value: unknown): Error {
 export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, internal: { workerUrl?: URL } = {}): Promise<QuantizedMlp> {
   // The checks quantize makes, in its order, so bad options reject with its errors.
   net.handle('quantizeAsync');
-  const plain = readOptionsOnce(options);
+  const plain = readOptionsOnce(options, net.spec.layers.length);
   const opts = normalizeQuantizeOptions(plain, net.inputs, net.spec.layers.length);
   checkQuantizableSpec(net.spec);
   const transfer: ArrayBuffer[] = [];

@@ -74,20 +74,21 @@ export const quantizeCommand: Command = {
     await checkOutputPath('--out', out);
     await checkOutputsDistinct([{ option: '--out', file: out }],
       [{ what: 'the model being quantised', file: positionals[0] }, { what: 'the calibration file', file: stringOption(values, 'calibration') }]);
-    const weightList = (stringOption(values, 'weights') ?? 'int8').split(',');
+    const weightList = (stringOption(values, 'weights') ?? 'int8').split(',').map((w) => w.trim());
     for (const w of weightList) {
       if (!(QUANT_FORMATS as readonly string[]).includes(w)) {
-        throw usageError(`--weights: expected ${QUANT_FORMATS.join(' or ')}, or one per layer separated by commas, but received '${stringOption(values, 'weights')}'`);
+        throw usageError(`--weights: expected ${QUANT_FORMATS.join(' or ')}, or one per layer separated by commas, but received '${w}'` +
+          (weightList.length > 1 ? ` in '${stringOption(values, 'weights')}'` : ''));
       }
     }
-    const perLayer = weightList.length > 1;
+    const perLayer = weightList.length > 1 && weightList.some((w) => w !== weightList[0]);
     const hasInt4 = weightList.includes('int4');
     const weights = weightList[0] as QuantFormat;
     const activations = choiceOption<QuantActivations>(values, 'activations', QUANT_ACTIVATIONS, 'float');
     const groupText = stringOption(values, 'group-size');
     const groupSize = choiceOption(values, 'group-size', ['32', '64', '128'] as const, '32');
     if (!hasInt4 && (groupText !== undefined || flag(values, 'asymmetric'))) {
-      throw usageError('--group-size and --asymmetric apply to --weights int4 only (int8 has one scale per output)');
+      throw usageError('--group-size and --asymmetric apply to int4 layers only, and --weights names none (int8 has one scale per output)');
     }
     const rowLimit = intOption(values, 'rows', 1024);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
@@ -99,7 +100,7 @@ export const quantizeCommand: Command = {
       model.dispose();
       throw new CliError(`${positionals[0]} is ${kind === 'sparse' ? 'a sparse model' : 'already quantised'}`, 1, 'quantize the float model it was made from');
     }
-    if (perLayer && weightList.length !== model.spec.layers.length) {
+    if (weightList.length > 1 && weightList.length !== model.spec.layers.length) {
       const n = model.spec.layers.length;
       model.dispose();
       throw usageError(`--weights lists ${weightList.length} formats, and ${positionals[0]} has ${n} layers: give one format, or one per layer`);
