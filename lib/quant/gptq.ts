@@ -6,10 +6,11 @@
 // calibration rows smaller, which is what a model is judged by. The format is unchanged: the
 // same codes, scales and zero points, chosen differently, so every kernel and file reads them.
 //
-// It gains where a layer's inputs are correlated (hidden layers after ReLU, encoded inputs of
-// a neural field), and nothing on inputs that are independent with equal variance, where the
-// matrix below is a multiple of the identity and nothing is pushed (then the codes are exactly
-// those of rounding to nearest). For row j, inputs p in order:
+// It gains where a layer's inputs are correlated (hidden layers after ReLU). Where no two inputs
+// co-vary on the calibration rows (X^T X diagonal) nothing is pushed and the codes are exactly
+// those of rounding to nearest; inputs independent in truth still co-vary a little in a finite
+// sample, and there GPTQ fits that noise, which is why rounding 'auto' checks it on held-back
+// rows (lib/quant/calibrate.ts). For row j, inputs p in order:
 //
 //   q_p   = the format's code of the current w_p (lib/quant/format.ts; int4 scales, and zero
 //           points, are searched at each group's first input over the group's current values)
@@ -23,7 +24,7 @@ import { clamp, roundHalfEven } from './rounding.js';
 import { packNibbles } from './codes.js';
 import { groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
 import { gramUpper, inverseFactor } from './hessian.js';
-import { asymmetricScale, nativeWeightQuantizer, symmetricScale, type NativeWeightQuantizer } from './quantize.js';
+import { asymmetricScale, nativeWeightQuantizer, symmetricScale, weightsOverInputScales, type NativeWeightQuantizer } from './quantize.js';
 
 const f32 = Math.fround;
 
@@ -41,8 +42,7 @@ export function gptqLayer(layer: QuantLayer, weight: Float32Array, input: Float3
   let x = input;
   if (inputScales) {
     // The layer reads f32(x_p * c_p) and holds the codes of f32(W_jp / c_p) (format.ts).
-    w = new Float32Array(n * k);
-    for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) w[j * k + p] = f32(weight[j * k + p] / inputScales[p]);
+    w = weightsOverInputScales(weight, k, n, inputScales);
     x = new Float32Array(input.length);
     for (let i = 0; i < input.length; i++) x[i] = f32(input[i] * inputScales[i % k]);
   }

@@ -107,11 +107,7 @@ export function quantizeChecked(
     load();
   }
   const common = { inputs: k, outputs: n, activation, alpha, bias: bias ? Float32Array.from(bias) : null, inputScales };
-  if (inputScales) {
-    const scaled = new Float32Array(n * k);
-    for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) scaled[j * k + p] = f32(weight[j * k + p] / inputScales[p]);
-    weight = scaled;
-  }
+  if (inputScales) weight = weightsOverInputScales(weight, k, n, inputScales);
   if (format.format === 'int8') {
     const { weights, scales } = quantizeInt8(weight, k, n);
     return { ...common, format: 'int8', groupSize: k, symmetric: true, weights, scales, zeros: null };
@@ -119,6 +115,13 @@ export function quantizeChecked(
   const groupSize = format.groupSize ?? 32;
   const { weights, scales, zeros } = quantizeInt4(weight, k, n, groupSize, format.symmetric);
   return { ...common, format: 'int4', groupSize, symmetric: format.symmetric, weights, scales, zeros };
+}
+
+/** f32(W_jp / inputScales_p): the weights an equalised layer codes (format.ts, "input scales"). */
+export function weightsOverInputScales(weight: Float32Array, k: number, n: number, inputScales: Float32Array): Float32Array {
+  const scaled = new Float32Array(n * k);
+  for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) scaled[j * k + p] = f32(weight[j * k + p] / inputScales[p]);
+  return scaled;
 }
 
 /**

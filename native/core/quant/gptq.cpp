@@ -15,6 +15,7 @@
 #include "core/parallel.h"
 #include "core/quant/gptq_avx2.h"
 #include "core/quant/quantize.h"
+#include "core/quant/rounding.h"
 
 namespace mlpkit::quant {
 namespace {
@@ -55,14 +56,6 @@ constexpr int kDampingRetries = 4;  // hessian.ts DAMPING_RETRIES
 constexpr std::size_t kRowsPerTask = 16;  // rows of H, R^-1 or W that one task walks together
 
 std::size_t tasks_for(std::size_t rows) { return (rows + kRowsPerTask - 1) / kRowsPerTask; }
-
-// rounding.ts roundHalfEven (as quantize.cpp has it) and clamp. This clamp sends NaN to lo,
-// where rounding.ts keeps NaN; a NaN code only arises where the error that follows is NaN too,
-// and then both give up on the layer (gptq.ts propagate), so the codes never differ in a result.
-inline double round_half_even(double v) {
-  return std::fabs(v) < 2251799813685248.0 ? v + 6755399441055744.0 - 6755399441055744.0 : std::nearbyint(v) + 0.0;
-}
-inline double clamp(double v, double lo, double hi) { return v >= lo ? (v > hi ? hi : v) : lo; }
 
 // hessian.ts gramUpper: row p of H over t >= p, tasks by blocks of p (each element summed over
 // the calibration rows in their order).

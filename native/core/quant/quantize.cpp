@@ -11,6 +11,7 @@
 #include "core/cpu/kernels.h"
 #include "core/parallel.h"
 #include "core/quant/quantize_avx2.h"
+#include "core/quant/rounding.h"
 
 namespace mlpkit::quant {
 namespace {
@@ -18,18 +19,6 @@ namespace {
 // kRoundingShift, clamp_min_max and the scale search's group_errors_of, shared with the AVX2
 // build of the search (quantize_avx2.cpp).
 #include "core/quant/quantize_search.inl"
-
-// rounding.ts clamp for finite v. A NaN (which the callers never pass) comes out as lo rather
-// than NaN, so that the conversion to an integer type that follows is always defined.
-inline double clamp(double v, double lo, double hi) { return v >= lo ? (v > hi ? hi : v) : lo; }
-
-// rounding.ts roundHalfEven: ties to even at every magnitude, as nearbyint does in the default
-// rounding mode, and never -0. Below 2^51 by the same shift as there: the baseline x86-64 build
-// has no roundsd, so nearbyint is a libm call (the asymmetric scale search rounds twice per
-// candidate and group).
-inline double round_half_even(double v) {
-  return std::fabs(v) < 2251799813685248.0 ? v + kRoundingShift - kRoundingShift : std::nearbyint(v) + 0.0;
-}
 
 // rounding.ts roundToBf16: to float32, then to the nearest bfloat16, ties to even.
 inline double round_to_bf16(double v) {
