@@ -187,8 +187,9 @@ describe('GPTQ rounding', () => {
 });
 
 describe.runIf(nativeGptq)('GPTQ in the addon (native/core/quant/gptq.cpp)', () => {
-  it.each(FORMATS)('%s: the same bytes as the TypeScript loops, widths 1..300, outputs 1..40', (name, options) => {
-    for (const [k, n] of [[1, 1], [3, 5], [17, 40], [63, 7], [65, 33], [128, 16], [300, 19]]) {
+  it.each(FORMATS)('%s: the same bytes as the TypeScript loops, widths 1..600, outputs 1..70', (name, options) => {
+    // 600 -> 70: several panels and column tiles of the blocked passes, and three tasks of rows.
+    for (const [k, n] of [[1, 1], [3, 5], [17, 40], [63, 7], [65, 33], [128, 16], [300, 19], [600, 70]]) {
       const w = gaussian(n * k, k * 7 + n, 0.05);
       if (n > 2) w.fill(0, k, 2 * k); // an all-zero row (int8: scale 0)
       const x = correlatedRows(3 * k + 5, k, k + n, gaussian(Math.min(k, 6) * k, k + 1), Math.min(k, 6));
@@ -203,6 +204,17 @@ describe.runIf(nativeGptq)('GPTQ in the addon (native/core/quant/gptq.cpp)', () 
       const scaled = quantizeChecked(w, null, k, n, 0, 0, formatOf(options), c);
       expectSameLayer(gptqLayer(scaled, w, x), gptqInTypeScript(scaled, w, x), `${name} k ${k} n ${n} equalised`);
     }
+  });
+
+  // The blocked passes (panels of 64 and 128, column tiles of 256, calibration rows packed 512 at a
+  // time) keep each element's operations in hessian.ts's order: U itself has its bits.
+  it.each([1, 3, 65, 129, 300, 600])('k %i: the factor U has the bits of hessian.ts', (k) => {
+    const rows = k < 200 ? 3 * k + 5 : 1100;
+    const x = correlatedRows(rows, k, 3 * k, gaussian(Math.min(k, 6) * k, k + 2), Math.min(k, 6));
+    for (let i = 0; i < x.length; i++) if (x[i] < -0.5) x[i] = 0;
+    const u = new Float64Array(k * k).fill(7); // the lower triangle must come back zero
+    expect(nativeWeightQuantizer()!.gptqFactor!(x, k, u)).toBe(true);
+    expectSameBits(u, inverseFactor(gramUpper(x, k), k)!, `k ${k}`);
   });
 
   it('gives up where the TypeScript does: all-zero inputs, inputs not finite', () => {

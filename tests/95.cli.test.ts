@@ -274,6 +274,27 @@ describe('train, predict, quantize and sparsify', () => {
     expect(q4.out).toMatch(/equalised layers \(an input column would otherwise have quantised to ~0\): 0\n/);
   });
 
+  it('takes by default enough calibration rows for GPTQ on its widest layer (2 per input), 1024 at least', async () => {
+    const wide = new Mlp({ inputs: 3, layers: [{ units: 600, activation: 'relu' }, { units: 2 }], seed: 4 });
+    await wide.save(at('wide.safetensors'));
+    wide.dispose();
+    const rng = new Rng(12);
+    const lines = Array.from({ length: 1300 }, () => [0, 1, 2].map(() => formatFloat32(Math.fround(rng.normal()))).join(','));
+    writeFileSync(at('wide.csv'), `a,b,c\n${lines.join('\n')}\n`);
+    const auto = await cli('quantize', at('wide.safetensors'), '--weights', 'int8', '--calibration', at('wide.csv'), '--backend', backend,
+      '--out', at('wide.int8.safetensors'));
+    expect(auto.code).toBe(0);
+    expect(auto.out).toMatch(/error against the float model on 1200 rows of/); // 2 x 600 inputs
+    expect(auto.out).toMatch(/\| 1 \| 600 -> 2 \| float(, equalised)?, gptq \|/);
+    const nearest = await cli('quantize', at('wide.safetensors'), '--weights', 'int8', '--rounding', 'nearest', '--calibration', at('wide.csv'),
+      '--backend', backend, '--out', at('wide.int8.safetensors'));
+    expect(nearest.out).toMatch(/error against the float model on 1024 rows of/);
+    const given = await cli('quantize', at('wide.safetensors'), '--weights', 'int8', '--rows', '100', '--calibration', at('wide.csv'),
+      '--backend', backend, '--out', at('wide.int8.safetensors'));
+    expect(given.out).toMatch(/error against the float model on 100 rows of/);
+    expect(given.out).not.toMatch(/\| 1 \| 600 -> 2 \| [^|]*gptq/); // 100 rows < 2 per input: nearest
+  });
+
   it('sparsifies with a calibration file, prints the per-layer report, and the result predicts', async () => {
     const s = await cli('sparsify', at('reg.safetensors'), '--mode', 'topk', '--density', '0.25', '--calibration', at('data.csv'),
       '--backend', backend, '--out', at('reg.topk.safetensors'));

@@ -25,7 +25,7 @@ export function gaussian(n: number, seed: number, scale = 1): Float32Array {
 }
 
 /** Float32 values compared bit for bit, sign of zero included (NaN equals NaN): the first difference is reported. */
-export function expectSameBits(a: Float32Array, b: Float32Array, what = ''): void {
+export function expectSameBits(a: Float32Array | Float64Array, b: Float32Array | Float64Array, what = ''): void {
   expect(a.length, `${what}: length`).toBe(b.length);
   for (let i = 0; i < a.length; i++) {
     if (!Object.is(a[i], b[i])) throw new Error(`${what}: element ${i} differs: ${a[i]} vs ${b[i]}`);

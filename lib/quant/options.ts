@@ -97,14 +97,14 @@ export const GPTQ_ROWS_PER_INPUT = 2;
  * The most work (multiply-adds, gptqWork) of one GPTQ fit 'auto' tries on a layer (it runs two
  * when it keeps GPTQ: the trial and the refit on every row; and per equalisation candidate), on the
  * TypeScript loops (lib/quant/hessian.ts, gptq.ts: float64 at ~0.6-1e9 per second in V8, so a
- * few seconds: GPTQ for a 1024 -> 4096 layer with 1024 calibration rows took 4.0 s) and on the addon's
- * (native/core/quant/gptq.cpp, the same bits on the thread pool: that layer 0.38 s, 2048 -> 8192
- * with 1024 rows, 2.5e10, 2.7 s, and 4096 -> 16384, 1.9e11, 20-32 s on 2 Zen 5 cores;
- * node bench/gptq.mjs). Above it
+ * few seconds: GPTQ for a 1024 -> 4096 layer with 1024 calibration rows took 3.9 s) and on the addon's
+ * (native/core/quant/gptq.cpp, the same bits, blocked, on the thread pool: ~2e10 per second on 2
+ * Zen 5 cores, so up to ~3 s a fit: that layer 0.22 s, 2048 -> 8192 with 1024 rows, 2.5e10,
+ * 1.4 s, and 4096 -> 16384, 1.9e11, 9.4 s; node bench/gptq.mjs). Above it
  * 'auto' rounds to nearest and 'gptq' asks for it anyway.
  */
 export const GPTQ_AUTO_MAX_WORK = 4e9;
-export const GPTQ_AUTO_MAX_WORK_NATIVE = 3e10;
+export const GPTQ_AUTO_MAX_WORK_NATIVE = 6e10;
 
 /** GPTQ's multiply-adds for a layer: the Gram matrix, its inverse factor, the rows. */
 export function gptqWork(inputs: number, outputs: number, rows: number): number {

@@ -5,7 +5,8 @@ import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Mlp } from '../../mlp.js';
 import type { QuantErrorStats } from '../../quant/calibrate.js';
 import { QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from '../../quant/format.js';
-import { QUANT_ROUNDINGS, type QuantizeOptions } from '../../quant/options.js';
+import { GPTQ_AUTO_MAX_WORK_NATIVE, GPTQ_ROWS_PER_INPUT, QUANT_ROUNDINGS, gptqWork, type QuantizeOptions } from '../../quant/options.js';
+import { parameterLayout } from '../../spec.js';
 import { choiceOption, flag, intOption, parseCommand, stringOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, type Command } from '../args.js';
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile, saveModelFile } from '../model-file.js';
@@ -43,7 +44,8 @@ scale per output, or int4 weights in groups with a scale per group (docs/QUANTIZ
                        back from its fit
   --inputs COLS        columns of the calibration file (default: as mlpkit predict)
 ${HEADER_USAGE}
-  --rows N             use the first N calibration rows (default 1024)
+  --rows N             use the first N calibration rows (default: 1024, or 2 per input of the
+                       widest layer where that is more, as --rounding auto needs for GPTQ there)
   --backend B          auto (default), native or reference
 
 Example
@@ -90,7 +92,6 @@ export const quantizeCommand: Command = {
     if (!hasInt4 && (groupText !== undefined || flag(values, 'asymmetric'))) {
       throw usageError('--group-size and --asymmetric apply to int4 layers only, and --weights names none (int8 has one scale per output)');
     }
-    const rowLimit = intOption(values, 'rows', 1024);
     const backend = choiceOption<BackendChoice>(values, 'backend', BACKEND_CHOICES, 'auto');
     const equalize = choiceOption(values, 'equalize', ['auto', 'on', 'off'] as const, 'auto');
     const rounding = choiceOption(values, 'rounding', ['auto', ...QUANT_ROUNDINGS] as const, 'auto');
@@ -122,7 +123,7 @@ export const quantizeCommand: Command = {
       const table = await readTable(calibrationPath, headerOption(values));
       const chosen = modelInputColumns(table, model.inputs, columns?.inputs ?? null, stringOption(values, 'inputs'));
       const x = columnsAsFloat32(table, chosen, '--calibration');
-      const rows = Math.min(rowLimit, table.rows);
+      const rows = Math.min(intOption(values, 'rows', defaultCalibrationRows(model, rounding)), table.rows);
       options.calibration = x.subarray(0, rows * model.inputs);
       calibrationNote = `${rows} rows of ${calibrationPath}`;
     }
@@ -170,3 +171,18 @@ export const quantizeCommand: Command = {
     model.dispose();
   },
 };
+
+/**
+ * --rows when not given: 1024, or where rounding may use GPTQ, GPTQ_ROWS_PER_INPUT per input of
+ * the widest layer it could run on (work within GPTQ_AUTO_MAX_WORK_NATIVE at those rows), so
+ * that 'auto' is not held to nearest rounding there by the row count alone.
+ */
+function defaultCalibrationRows(model: Mlp, rounding: string): number {
+  let rows = 1024;
+  if (rounding === 'nearest') return rows;
+  for (const { inputs, outputs } of parameterLayout(model.spec).slots) {
+    const wanted = GPTQ_ROWS_PER_INPUT * inputs;
+    if (wanted > rows && gptqWork(inputs, outputs, wanted) <= GPTQ_AUTO_MAX_WORK_NATIVE) rows = wanted;
+  }
+  return rows;
+}

@@ -10,9 +10,14 @@ namespace {
 
 }  // namespace
 
-void add_scaled_f32_avx2(double* a, const float* x, double s, std::size_t n) { add_scaled_f32_of(a, x, s, n); }
 void add_scaled_avx2(double* a, const double* b, double s, std::size_t n) { add_scaled_of(a, b, s, n); }
 void sub_scaled_avx2(double* a, const double* b, double s, std::size_t n) { sub_scaled_of(a, b, s, n); }
+void sub_panel_avx2(double* x, const double* packed, const double* coef, std::size_t count, std::size_t begin, std::size_t end) {
+  apply_panel_of<true>(x, packed, coef, count, begin, end);
+}
+void add_panel_avx2(double* x, const double* packed, const double* coef, std::size_t count, std::size_t begin, std::size_t end) {
+  apply_panel_of<false>(x, packed, coef, count, begin, end);
+}
 
 }  // namespace mlpkit::quant
 #endif

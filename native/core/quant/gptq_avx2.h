@@ -7,9 +7,10 @@
 namespace mlpkit::quant {
 
 #if defined(__x86_64__) || defined(_M_X64)
-void add_scaled_f32_avx2(double* a, const float* x, double s, std::size_t n);
 void add_scaled_avx2(double* a, const double* b, double s, std::size_t n);
 void sub_scaled_avx2(double* a, const double* b, double s, std::size_t n);
+void sub_panel_avx2(double* x, const double* packed, const double* coef, std::size_t count, std::size_t begin, std::size_t end);
+void add_panel_avx2(double* x, const double* packed, const double* coef, std::size_t count, std::size_t begin, std::size_t end);
 #endif
 
 }  // namespace mlpkit::quant
