@@ -50,13 +50,21 @@ class Pool {
 
   void run(std::size_t count, const std::function<void(std::size_t)>& task) {
     const int want = threads();
-    std::unique_lock<std::mutex> busy(job_mutex_, std::try_to_lock);
-    if (count <= 1 || want <= 1 || !busy.owns_lock() || count > kMaxTasks) {
+    // A task that calls parallel_for again runs it inline: on a helper, try_lock finds the
+    // caller's lock taken; on the caller, which owns it, try_lock would be undefined.
+    if (count <= 1 || want <= 1 || t_in_job || count > kMaxTasks) {
       run_inline(count, task);
       return;
     }
+    std::unique_lock<std::mutex> busy(job_mutex_, std::try_to_lock);
+    if (!busy.owns_lock()) {
+      run_inline(count, task);
+      return;
+    }
+    InJob in_job;
     const int helpers = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(want), count)) - 1;
     grow(helpers);
+    stamped_ = std::max(stamped_, helpers + 1);
     const std::uint64_t job = ++job_;
     {
       std::lock_guard<std::mutex> lock(state_mutex_);
@@ -67,8 +75,14 @@ class Pool {
       j.parts.store(helpers + 1, std::memory_order_relaxed);
       pending_.store(count, std::memory_order_relaxed);
       invited_.store(helpers, std::memory_order_relaxed);
-      // Publishes the fields above to every helper that reads this job number.
-      for (int q = 0; q <= helpers; ++q) next_[q].value.store(tag(job) | range_begin(count, helpers + 1, q), std::memory_order_release);
+      // Publishes the fields above to every helper that reads this job number. Every counter a
+      // job ever used is stamped, those beyond this job's ranges as exhausted: a counter left
+      // with an older job's number would let a helper still draining that job (with more
+      // parts, before set_threads lowered the count) claim tasks against this job's count.
+      for (int q = 0; q < stamped_; ++q) {
+        const std::uint64_t first = q <= helpers ? range_begin(count, helpers + 1, q) : kExhausted;
+        next_[q].value.store(tag(job) | first, std::memory_order_release);
+      }
       generation_.store(job, std::memory_order_release);
     }
     wake_.notify_all();
@@ -85,6 +99,16 @@ class Pool {
   // Task indices share a counter with the job number (see above).
   static constexpr std::size_t kMaxTasks = 0xffffffffu;
   static constexpr int kMaxThreads = 256;
+
+  // A counter's index past every range (count <= kMaxTasks): nothing can be claimed from it.
+  static constexpr std::uint64_t kExhausted = 0xffffffffu;
+
+  // Set while this thread runs a job as its caller (see run).
+  static thread_local bool t_in_job;
+  struct InJob {
+    InJob() { t_in_job = true; }
+    ~InJob() { t_in_job = false; }
+  };
 
   static std::uint64_t tag(std::uint64_t job) { return (job & 0xffffffffu) << 32; }
   static std::size_t range_begin(std::size_t count, int parts, int q) {
@@ -181,6 +205,7 @@ class Pool {
   std::condition_variable wake_, done_;
   std::size_t workers_ = 0;  // guarded by job_mutex_
   std::uint64_t job_ = 0;    // guarded by job_mutex_
+  int stamped_ = 0;          // guarded by job_mutex_: the most ranges any job has had
   std::atomic<std::uint64_t> generation_{0};  // the newest job's number
   // A job's task, task count and ranges, in the slot of its number's parity (see drain).
   struct Job {
@@ -199,6 +224,8 @@ class Pool {
   std::atomic<int> invited_{0};
   std::exception_ptr error_;  // guarded by state_mutex_
 };
+
+thread_local bool Pool::t_in_job = false;
 
 Pool& pool() {
   static Pool* p = new Pool();  // deliberately never destroyed (see grow)

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -623,6 +624,45 @@ void test_parallel_for() {
     }
     for (auto& c : callers) c.join();
     check(total.load() == 4L * 300 * 45, "4 threads x 300 concurrent calls: every task ran once");
+  }
+  {
+    // A task that calls parallel_for runs the inner loop inline, on the caller as on a helper.
+    std::atomic<int> inner{0};
+    for (int rep = 0; rep < 50; ++rep) {
+      parallel_for(6, [&](std::size_t) { parallel_for(5, [&](std::size_t) { inner.fetch_add(1); }); });
+    }
+    check(inner.load() == 50 * 30, "nested calls: every inner task ran once");
+  }
+  {
+    // Lowering the thread count between jobs: a helper still draining a 4-range job must not
+    // claim from a range a later 2-range job left alone (it did, against the later job's task
+    // count: tasks ran twice and the caller hung with its pending count below zero). A race, so
+    // this loop catches it only sometimes (the standalone repro hung in 2 of 3 8-second runs);
+    // the watchdog turns a hang into a failure.
+    static std::atomic<bool> finished{false};
+    std::thread([] {
+      for (int i = 0; i < 600 && !finished.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!finished.load()) {
+        std::printf("FAIL: thread pool: a call hung after the thread count was lowered\n");
+        std::fflush(stdout);
+        std::_Exit(1);
+      }
+    }).detach();
+    static std::atomic<int> hits[64];
+    long wrong = 0;
+    const auto start = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1500)) {
+      set_thread_count(4);
+      parallel_for(4, [](std::size_t) {});
+      set_thread_count(2);
+      for (int r = 0; r < 2; ++r) {
+        for (auto& h : hits) h.store(0);
+        parallel_for(64, [](std::size_t i) { hits[i].fetch_add(1); });
+        for (auto& h : hits) wrong += h.load() != 1;
+      }
+    }
+    finished.store(true);
+    check(wrong == 0, "thread count lowered between jobs: every task ran exactly once");
   }
   set_thread_count(std::thread::hardware_concurrency() == 0 ? 1 : static_cast<int>(std::thread::hardware_concurrency()));
 }
