@@ -258,7 +258,7 @@ struct Stat {
 };
 struct Table {
   const q::QuantKernels* k;
-  Stat w8a8, wfloat, pair, quantize;
+  Stat w8a8, wfloat, pair, wpair, quantize;
 };
 
 long long g_printed = 0;
@@ -295,17 +295,17 @@ void run_blocks(const Case& c, const q::QuantLayer& l, Stat& s, const char* tabl
   }
 }
 
-// The same for a table's int8 pair kernel: blocks b and b + 1 per call, 32 lanes of each row,
-// sentinels after them (kPairLdy).
+// The same for a table's pair kernels (W8A8, weight-only int8): blocks b and b + 1 per call,
+// 32 lanes of each row, sentinels after them (kPairLdy).
 constexpr std::size_t kPairLdy = 2 * q::kLanes + 3;
-template <class Check>
-void run_pairs(const Case& c, const q::QuantLayer& l, const q::QuantKernels& k, Stat& s, Check check) {
+template <class Call, class Check>
+void run_pairs(const Case& c, const q::QuantLayer& l, Stat& s, Call call, Check check) {
   std::vector<float> y(c.count * kPairLdy);
   for (std::size_t r0 = 0; r0 < kRows; r0 += c.count) {
     const std::size_t rows = std::min(c.count, kRows - r0);
     for (std::size_t b = 0; b + 1 < l.blocks; b += 2) {
       std::fill(y.begin(), y.end(), sentinel());
-      k.w8a8_pair(l, b, c.rows.data() + r0, rows, y.data(), kPairLdy, l.w.data(), l.w.size() / 64);
+      call(b, r0, rows, y.data());
       for (std::size_t i = 0; i < rows; ++i) {
         for (std::size_t o = 2 * q::kLanes; o < kPairLdy; ++o) {
           if (bits(y[i * kPairLdy + o]) != kSentinel) fail(s, "pair", c, "wrote past lane 32 (%g, %g)", y[i * kPairLdy + o], 0, r0 + i, o);
@@ -360,20 +360,40 @@ void test_case(std::vector<Table>& tables, const Case& c) {
         });
     if (t.k->w8a8_pair && blocked.blocks >= 2) {
       ++t.pair.cases;
-      run_pairs(c, blocked, *t.k, t.pair, [&](std::size_t i, std::size_t j, float got) {
-        const float w = want[i * c.n + j];
-        if (!same(got, w)) fail(t.pair, t.k->isa, c, "pair kernel got %.9g, format.ts %.9g (bit for bit)", got, w, i, j);
-      });
+      run_pairs(
+          c, blocked, t.pair,
+          [&](std::size_t b, std::size_t r0, std::size_t rows, float* y) {
+            t.k->w8a8_pair(blocked, b, c.rows.data() + r0, rows, y, kPairLdy, blocked.w.data(), blocked.w.size() / 64);
+          },
+          [&](std::size_t i, std::size_t j, float got) {
+            const float w = want[i * c.n + j];
+            if (!same(got, w)) fail(t.pair, t.k->isa, c, "pair kernel got %.9g, format.ts %.9g (bit for bit)", got, w, i, j);
+          });
     }
     if (!c.weight_only) continue;
     ++t.wfloat.cases;
+    std::vector<float> single(kRows * c.n);
     run_blocks(
         c, input_major, t.wfloat, t.k->isa,
         [&](std::size_t b, std::size_t r0, std::size_t rows, float* y) { t.k->wfloat_block(input_major, b, c.xf_rows.data() + r0, rows, y, kLdy); },
         [&](std::size_t i, std::size_t j, float got) {
+          single[i * c.n + j] = got;
           const double r = ref[i * c.n + j], tol = bound * mag[i * c.n + j] + 1e-30;
           if (!(std::fabs(got - r) <= tol)) fail(t.wfloat, t.k->isa, c, "got %.9g, double reference %.12g", got, r, i, j);
         });
+    // The weight-only int8 pair kernel: the bits of the table's own wfloat_block.
+    if (t.k->wfloat_pair && c.format == q::Format::Int8 && input_major.blocks >= 2) {
+      ++t.wpair.cases;
+      run_pairs(
+          c, input_major, t.wpair,
+          [&](std::size_t b, std::size_t r0, std::size_t rows, float* y) {
+            t.k->wfloat_pair(input_major, b, c.xf_rows.data() + r0, rows, y, kPairLdy, input_major.w.data(), input_major.w.size() / 64);
+          },
+          [&](std::size_t i, std::size_t j, float got) {
+            const float w = single[i * c.n + j];
+            if (!same(got, w)) fail(t.wpair, t.k->isa, c, "weight-only pair kernel got %.9g, wfloat_block %.9g (bit for bit)", got, w, i, j);
+          });
+    }
   }
 }
 
@@ -464,7 +484,7 @@ std::vector<Table> tables_from_chosen(int* setup_failures) {
   all.push_back(&q::quant_scalar_kernels());
   std::vector<Table> tables;
   for (const q::QuantKernels* k : all) {
-    if (k == &q::quant_kernels() || !tables.empty()) tables.push_back(Table{k, {}, {}, {}, {}});
+    if (k == &q::quant_kernels() || !tables.empty()) tables.push_back(Table{k, {}, {}, {}, {}, {}});
   }
   if (tables.empty()) {
     std::printf("FAIL quant_kernels() (%s) is none of this machine's tables\n", q::quant_kernels().isa);
@@ -534,9 +554,10 @@ int main() {
     print_stat(t.k->isa, "w8a8_block: bit for bit with format.ts", t.w8a8);
     print_stat(t.k->isa, "wfloat_block: within the float32 bound", t.wfloat);
     if (t.k->w8a8_pair) print_stat(t.k->isa, "w8a8_pair: bit for bit with format.ts", t.pair);
+    if (t.k->wfloat_pair) print_stat(t.k->isa, "wfloat_pair: bit for bit with wfloat_block", t.wpair);
     print_stat(t.k->isa, "quantize_row: bit for bit with format.ts", t.quantize);
-    failed += t.w8a8.failures + t.wfloat.failures + t.pair.failures + t.quantize.failures;
-    checked += t.w8a8.values + t.wfloat.values + t.pair.values + t.quantize.values;
+    failed += t.w8a8.failures + t.wfloat.failures + t.pair.failures + t.wpair.failures + t.quantize.failures;
+    checked += t.w8a8.values + t.wfloat.values + t.pair.values + t.wpair.values + t.quantize.values;
   }
   std::printf("quant_kernel_tests: %s (%zu tables, %lld values checked)\n", failed ? "FAILED" : "all passed", tables.size(),
               checked);

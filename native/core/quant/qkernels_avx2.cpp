@@ -352,7 +352,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kAvx2 = {"avx2", w8a8_block, wfloat_block, nullptr, quantize_row};
+constexpr QuantKernels kAvx2 = {"avx2", w8a8_block, wfloat_block, nullptr, quantize_row, nullptr};
 
 }  // namespace
 

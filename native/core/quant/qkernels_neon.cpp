@@ -241,7 +241,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
   }
 }
 
-constexpr QuantKernels kNeon = {"neon", w8a8_block, wfloat_block, nullptr, quantize_row};
+constexpr QuantKernels kNeon = {"neon", w8a8_block, wfloat_block, nullptr, quantize_row, nullptr};
 
 }  // namespace
 

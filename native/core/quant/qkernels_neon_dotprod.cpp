@@ -124,7 +124,7 @@ void w8a8_block(const QuantLayer& l, std::size_t b, const QuantRow* rows, std::s
 
 const QuantKernels* quant_neon_dotprod_kernels() {
   static const QuantKernels table = {"neon-dotprod", w8a8_block, quant_neon_kernels().wfloat_block, nullptr,
-                                      quant_neon_kernels().quantize_row};
+                                      quant_neon_kernels().quantize_row, nullptr};
   return &table;
 }
 

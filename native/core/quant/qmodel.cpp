@@ -15,7 +15,11 @@ namespace {
 
 // Work below this many multiply-adds stays on the calling thread.
 constexpr std::size_t kParallelMacs = std::size_t(1) << 20;
-constexpr std::size_t kRowsPerPass = 8;  // the pair kernel's 16 accumulators
+// Rows per pass over a block (or pair of blocks): 8 for W8A8 (the int8 pair kernel's 16
+// accumulators), 9 for the weight-only pair kernel (three of its 3-row passes; 8 left a
+// 2-row pass, ~10% slower per row).
+constexpr std::size_t kRowsPerPass = 8;
+constexpr std::size_t kWeightOnlyRowsPerPass = 9;
 constexpr std::size_t kMaxW8A8Int8Inputs = (std::size_t(1) << 31) / (127 * 127);  // 133144
 
 // Buffers over this size are not kept between calls (see QuantScratch).
@@ -152,12 +156,15 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
   if (mode_ == ActMode::Int8) quantize_rows(l, x, ldx, batch, s);
   const QuantRow* const qrows = s.rows.data();
 
-  // Batched W8A8 goes two blocks at a time where the ISA has a kernel for it (qkernels.h).
-  const bool pairs = mode_ == ActMode::Int8 && k.w8a8_pair != nullptr && batch >= 2;
+  // Batched W8A8, and batched weight-only int8, go two blocks at a time where the ISA has a
+  // kernel for it (qkernels.h).
+  const bool pairs = batch >= 2 && (mode_ == ActMode::Int8 ? k.w8a8_pair != nullptr
+                                                           : l.format == Format::Int8 && k.wfloat_pair != nullptr);
+  const std::size_t per_pass = pairs && mode_ == ActMode::Float ? kWeightOnlyRowsPerPass : kRowsPerPass;
   const std::size_t block_bytes = l.w.size() / l.blocks;
   auto run_blocks = [&](std::size_t b0, std::size_t b1) {
-    alignas(64) float y[kRowsPerPass * 2 * kLanes];
-    const float* rows[kRowsPerPass];
+    alignas(64) float y[kWeightOnlyRowsPerPass * 2 * kLanes];
+    const float* rows[kWeightOnlyRowsPerPass];
     // Blocks outside, rows inside: a block's weights (16 outputs, 16 * kq bytes) stay in cache
     // while every row of the batch passes over them.
     for (std::size_t b = b0; b < b1;) {
@@ -171,15 +178,20 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
       // 8 (one pass per pair, bandwidth-bound) unchanged within the noise.
       const std::size_t next = std::min<std::size_t>(2, b1 - std::min(b1, b + nb));
       const std::size_t next_lines = next * block_bytes / 64;
-      const std::size_t passes = (batch + kRowsPerPass - 1) / kRowsPerPass;
+      const std::size_t passes = (batch + per_pass - 1) / per_pass;
       const std::size_t share = (next_lines + passes - 1) / passes;
-      for (std::size_t r0 = 0; r0 < batch; r0 += kRowsPerPass) {
-        const std::size_t count = std::min(kRowsPerPass, batch - r0);
+      for (std::size_t r0 = 0; r0 < batch; r0 += per_pass) {
+        const std::size_t count = std::min(per_pass, batch - r0);
         for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
         if (nb == 2) {
-          const std::size_t first = std::min(next_lines, r0 / kRowsPerPass * share);
-          k.w8a8_pair(l, b, qrows + r0, count, y, ldy, l.w.data() + (b + nb) * block_bytes + first * 64,
-                      std::min(share, next_lines - first));
+          const std::size_t first = std::min(next_lines, r0 / per_pass * share);
+          const std::uint8_t* pf = l.w.data() + (b + nb) * block_bytes + first * 64;
+          const std::size_t pf_lines = std::min(share, next_lines - first);
+          if (mode_ == ActMode::Int8) {
+            k.w8a8_pair(l, b, qrows + r0, count, y, ldy, pf, pf_lines);
+          } else {
+            k.wfloat_pair(l, b, rows, count, y, ldy, pf, pf_lines);
+          }
         } else if (mode_ == ActMode::Int8) {
           k.w8a8_block(l, b, qrows + r0, count, y, ldy);
         } else {
