@@ -350,14 +350,18 @@ void test_case(std::vector<Table>& tables, const Case& c) {
     }
   const double bound = (static_cast<double>(c.kq) + static_cast<double>(c.groups) + 2) * kU;
   for (Table& t : tables) {
+    // A check that output (i, j) has the bits of expected[i][j].
+    auto bits_of = [&](Stat& s, const std::vector<float>& expected, const char* message) {
+      return [&, message](std::size_t i, std::size_t j, float got) {
+        const float w = expected[i * c.n + j];
+        if (!same(got, w)) fail(s, t.k->isa, c, message, got, w, i, j);
+      };
+    };
     ++t.w8a8.cases;
     run_blocks(
         c, blocked, t.w8a8, t.k->isa,
         [&](std::size_t b, std::size_t r0, std::size_t rows, float* y) { t.k->w8a8_block(blocked, b, c.rows.data() + r0, rows, y, kLdy); },
-        [&](std::size_t i, std::size_t j, float got) {
-          const float w = want[i * c.n + j];
-          if (!same(got, w)) fail(t.w8a8, t.k->isa, c, "got %.9g, format.ts %.9g (W8A8 must match bit for bit)", got, w, i, j);
-        });
+        bits_of(t.w8a8, want, "got %.9g, format.ts %.9g (W8A8 must match bit for bit)"));
     if (t.k->w8a8_pair && blocked.blocks >= 2) {
       ++t.pair.cases;
       run_pairs(
@@ -365,10 +369,7 @@ void test_case(std::vector<Table>& tables, const Case& c) {
           [&](std::size_t b, std::size_t r0, std::size_t rows, float* y) {
             t.k->w8a8_pair(blocked, b, c.rows.data() + r0, rows, y, kPairLdy, blocked.w.data(), blocked.w.size() / 64);
           },
-          [&](std::size_t i, std::size_t j, float got) {
-            const float w = want[i * c.n + j];
-            if (!same(got, w)) fail(t.pair, t.k->isa, c, "pair kernel got %.9g, format.ts %.9g (bit for bit)", got, w, i, j);
-          });
+          bits_of(t.pair, want, "pair kernel got %.9g, format.ts %.9g (bit for bit)"));
     }
     if (!c.weight_only) continue;
     ++t.wfloat.cases;
@@ -389,10 +390,7 @@ void test_case(std::vector<Table>& tables, const Case& c) {
           [&](std::size_t b, std::size_t r0, std::size_t rows, float* y) {
             t.k->wfloat_pair(input_major, b, c.xf_rows.data() + r0, rows, y, kPairLdy, input_major.w.data(), input_major.w.size() / 64);
           },
-          [&](std::size_t i, std::size_t j, float got) {
-            const float w = single[i * c.n + j];
-            if (!same(got, w)) fail(t.wpair, t.k->isa, c, "weight-only pair kernel got %.9g, wfloat_block %.9g (bit for bit)", got, w, i, j);
-          });
+          bits_of(t.wpair, single, "weight-only pair kernel got %.9g, wfloat_block %.9g (bit for bit)"));
     }
   }
 }
