@@ -35,7 +35,8 @@ struct QuantKernels {
   // W8A8's input quantisation of one row (qkernels_quantize_row.inl): the same bits on every ISA.
   float (*quantize_row)(const QuantLayer& l, const float* x, std::int8_t* q, std::uint8_t* u, std::int32_t* s);
   // Optional (null where an ISA has none): weight-only int8 of blocks b and b + 1 at once,
-  // y[r * ldy + o] for o < 32, the same bits as two wfloat_block calls; prefetching as w8a8_pair.
+  // y[r * ldy + o] for o < 32, the same bits as two wfloat_block calls; prefetching as w8a8_pair
+  // (but for a call of 4 rows, run one block at a time without it).
   void (*wfloat_pair)(const QuantLayer& l, std::size_t b, const float* const* x, std::size_t count, float* y,
                       std::size_t ldy, const std::uint8_t* prefetch, std::size_t prefetch_lines);
 };

@@ -471,6 +471,7 @@ void wfloat_block(const QuantLayer& l, std::size_t b, const float* const* x, std
 // than two passes of 2 or 3 + 1.
 void wfloat_pair_block(const QuantLayer& l, std::size_t b, const float* const* x, std::size_t count, float* y,
                        std::size_t ldy, const std::uint8_t* pf, std::size_t pf_lines) {
+  if (count == 0) return;
   if (count == 4) {
     wfloat_int8<4>(l, b, x, y, ldy);
     wfloat_int8<4>(l, b + 1, x, y + kLanes, ldy);
