@@ -27,7 +27,7 @@ export type { QuantModelDescription } from './quant/file.js';
 export { quantizeLayer, dequantizeLayer } from './quant/quantize.js';
 export { qmatmul } from './quant/qmatmul.js';
 export type { QmatmulOptions } from './quant/qmatmul.js';
-export type { QuantizeOptions, LayerFormatOptions, QuantRounding } from './quant/options.js';
+export type { QuantizeOptions, QuantizeProgress, LayerFormatOptions, QuantRounding } from './quant/options.js';
 export { QUANT_ROUNDINGS } from './quant/options.js';
 export type { QuantStats, QuantLayerStats, QuantErrorStats, GptqCheck } from './quant/calibrate.js';
 export { QUANT_FORMATS, QUANT_ACTIVATIONS, INT4_GROUP_SIZES, MAX_W8A8_INT8_INPUTS } from './quant/format.js';

@@ -222,6 +222,8 @@ export class Mlp {
    * A quantised copy for inference: weights int8 (one scale per output) or int4 (groups of 32,
    * 64 or 128 inputs), activations float or int8 (W8A8), optional calibration rows for an
    * error report and per-layer choices. See docs/QUANTIZATION.md. This model is unchanged.
+   * options.onProgress is called after each layer is quantised (and, with calibration,
+   * calibrated); an options.signal aborted from it stops the call with the signal's reason.
    */
   quantize(options: QuantizeOptions): QuantizedMlp {
     return QuantizedMlp.fromMlp(this, options);
@@ -240,6 +242,8 @@ export class Mlp {
    * runs on a CPU backend, as quantize's calibration does; its own outputs on the calibration
    * rows come from this model (predictAsync). The worker holds the copy of the parameters (and,
    * with calibration, a float model of them) besides the quantised model while it runs.
+   * options.onProgress is called on this thread after each of the worker's steps, as quantize
+   * calls it; aborting options.signal terminates the worker and rejects with the signal's reason.
    */
   quantizeAsync(options: QuantizeOptions): Promise<QuantizedMlp> {
     return quantizeInWorker(this, options);

@@ -274,6 +274,21 @@ describe('train, predict, quantize and sparsify', () => {
     expect(q4.out).toMatch(/equalised layers \(an input column would otherwise have quantised to ~0\): 0\n/);
   });
 
+  it('quantize draws a progress bar on stderr when it is a terminal, and none with --quiet or in a log', async () => {
+    const run = async (tty: boolean, ...extra: string[]) => {
+      let err = '';
+      const code = await runCli(['quantize', at('reg.safetensors'), '--weights', 'int8', '--calibration', at('data.csv'), '--backend', backend,
+        '--out', at('reg.bar.safetensors'), ...extra], { stdout: { write: () => true }, stderr: { write: (s: string | Uint8Array) => (err += String(s)), isTTY: tty } });
+      return { code, err };
+    };
+    const shown = await run(true);
+    expect(shown.code).toBe(0);
+    expect(shown.err).toMatch(/quantize \[#{24}\] 100% /);
+    expect(shown.err.endsWith('\n')).toBe(true);
+    expect(await run(true, '--quiet')).toEqual({ code: 0, err: '' });
+    expect(await run(false)).toEqual({ code: 0, err: '' });
+  });
+
   it('takes by default enough calibration rows for GPTQ on its widest layer (2 per input), 1024 at least', async () => {
     const wide = new Mlp({ inputs: 3, layers: [{ units: 600, activation: 'relu' }, { units: 2 }], seed: 4 });
     await wide.save(at('wide.safetensors'));

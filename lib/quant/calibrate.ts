@@ -286,6 +286,7 @@ export function calibrateLayers(
   floatBackend: 'native' | 'reference',
   quantBackend: QuantBackend,
   rounding: QuantRounding | 'auto' = 'nearest',
+  onLayerDone: (layer: number) => void = () => {},
 ): { layers: QuantLayer[][]; stats: QuantLayerStats[][] } {
   let input = encodeCalibration(spec, calibration);
   const corrected: QuantLayer[][] = [];
@@ -307,6 +308,7 @@ export function calibrateLayers(
     corrected.push(layers);
     const measured = layers.map((layer, c) => ({ ...measure(layer, rounded[c].rounding, requested, input, reference, quantBackend), gptqCheck: rounded[c].gptqCheck }));
     input = reference;
+    onLayerDone(i);
     return measured.map((m, c) => {
       const other = measured.find((_, o) => o !== c);
       return { ...m, rejected: other ? { relativeRms: other.relativeRms, relativeMax: other.relativeMax } : null };

@@ -19,6 +19,7 @@ import { calibrateLayers, chooseCandidates, errorStats, type QuantStats } from '
 import { quantToTensors, tensorsToQuant, type QuantModelDescription } from './file.js';
 import { QUANT_ACTIVATIONS, copyLayer, layerBytes, type QuantActivations, type QuantFormat, type QuantLayer } from './format.js';
 import { normalizeQuantizeOptions, type QuantizeOptions } from './options.js';
+import { quantizeSteps } from './progress.js';
 import { equalizationScales, lostInput, quantizeChecked } from './quantize.js';
 import { checkW8A8Width } from './reference.js';
 
@@ -243,15 +244,21 @@ export class QuantizedMlp {
     // layers read activations the network scaled itself, where a column of small weights (in an
     // output layer of one unit, a single small weight) is usually a small contribution, not a
     // lost one, and equalising without data could move error to where it costs more.
+    const steps = quantizeSteps(opts, floatLayers.length);
     const candidates = floatLayers.map((l, i) => {
       const quantize = (scales: Float32Array | null) =>
         quantizeChecked(l.weight, l.bias, l.inputs, l.outputs, ACTIVATIONS.indexOf(spec.layers[i].activation), spec.layers[i].alpha, opts.layerFormats[i], scales);
-      const plain = quantize(null);
-      const scales = opts.equalize === false ? null : equalizationScales(l.weight, l.inputs, l.outputs);
-      if (!scales) return [plain];
-      if (opts.equalize === true) return [quantize(scales)];
-      if (opts.calibration) return [plain, quantize(scales)];
-      return [i === 0 && lostInput(l.weight, plain) >= 0 ? quantize(scales) : plain];
+      const chosen = (): QuantLayer[] => {
+        const plain = quantize(null);
+        const scales = opts.equalize === false ? null : equalizationScales(l.weight, l.inputs, l.outputs);
+        if (!scales) return [plain];
+        if (opts.equalize === true) return [quantize(scales)];
+        if (opts.calibration) return [plain, quantize(scales)];
+        return [i === 0 && lostInput(l.weight, plain) >= 0 ? quantize(scales) : plain];
+      };
+      const layerCandidates = chosen();
+      steps.done('quantize', i);
+      return layerCandidates;
     });
     const layers = candidates.map((c) => c[0]);
     if (opts.activations === 'int8') layers.forEach((l, i) => checkW8A8Width(l, `layers[${i}]`));
@@ -259,7 +266,8 @@ export class QuantizedMlp {
       const quantBackend = selectQuantBackend(opts.backend);
       // The float layers of the calibration run one at a time on a CPU backend (a cuda model's too).
       const floatBackend = net.backend === 'cuda' ? (nativeAvailable() ? 'native' : 'reference') : net.backend;
-      const measured = calibrateLayers(spec, floatLayers, candidates, opts.activations, opts.calibration, floatBackend, quantBackend, opts.rounding);
+      const measured = calibrateLayers(spec, floatLayers, candidates, opts.activations, opts.calibration, floatBackend, quantBackend, opts.rounding,
+        (i) => steps.done('calibrate', i));
       const pick = (choice: number[]) => ({
         layers: choice.map((c, i) => measured.layers[i][c]),
         stats: choice.map((c, i) => measured.stats[i][c]),

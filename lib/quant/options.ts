@@ -76,6 +76,36 @@ export interface QuantizeOptions {
    * elsewhere.
    */
   rounding?: QuantRounding | 'auto';
+  /**
+   * Called after each step of the work (a layer quantised; with calibration, a layer calibrated),
+   * on the calling thread, quantizeAsync's too. A throw stops the call with that error.
+   */
+  onProgress?: (progress: QuantizeProgress) => void;
+  /**
+   * Aborting stops the call with the signal's reason (an AbortError unless given another).
+   * quantizeAsync stops at once (its worker is terminated); quantize holds the thread, so it can
+   * only see an abort from onProgress or from before the call, and stops at the next step.
+   */
+  signal?: AbortSignal;
+}
+
+/** What onProgress is told after each step of quantize or quantizeAsync. */
+export interface QuantizeProgress {
+  /**
+   * 'quantize': a layer's codes chosen by nearest rounding (each layer in turn, first);
+   * 'calibrate': a layer calibrated, with calibration only (GPTQ where tried, bias correction,
+   * its error measured on the rows: most of the time of a calibrated call).
+   */
+  stage: 'quantize' | 'calibrate';
+  /** The layer just done, 0-based. */
+  layer: number;
+  /** Layers in the model. */
+  layers: number;
+  /** Steps done, 1-based, out of steps: one per layer, and one more per layer with calibration. */
+  step: number;
+  steps: number;
+  /** Seconds since the call began. */
+  elapsedSeconds: number;
 }
 
 /** The ways quantize chooses codes (QuantizeOptions.rounding). */
@@ -119,6 +149,8 @@ export interface NormalizedQuantizeOptions {
   calibration: Float32Array | null;
   equalize: boolean | 'auto';
   rounding: QuantRounding | 'auto';
+  onProgress: ((progress: QuantizeProgress) => void) | null;
+  signal: AbortSignal | null;
 }
 
 function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: string): LayerFormat {
@@ -193,7 +225,9 @@ export function activationCode(name: string, value: unknown): number {
 }
 
 /** The option names net.quantize() knows. */
-export const QUANTIZE_OPTION_KEYS: readonly (keyof QuantizeOptions)[] = ['weights', 'groupSize', 'symmetric', 'activations', 'backend', 'calibration', 'equalize', 'rounding'];
+export const QUANTIZE_OPTION_KEYS: readonly (keyof QuantizeOptions)[] = [
+  'weights', 'groupSize', 'symmetric', 'activations', 'backend', 'calibration', 'equalize', 'rounding', 'onProgress', 'signal',
+];
 
 /** net.quantize()'s options, for a model taking `inputs` inputs through `layerCount` layers. */
 export function normalizeQuantizeOptions(value: unknown, inputs: number, layerCount: number, name = 'options'): NormalizedQuantizeOptions {
@@ -217,5 +251,16 @@ export function normalizeQuantizeOptions(value: unknown, inputs: number, layerCo
   if (rounding === 'gptq' && !calibration) {
     throw rangeError(`${name}.rounding 'gptq' chooses codes from calibration rows: pass ${name}.calibration (rows of typical inputs) or use rounding 'nearest'`);
   }
-  return { layerFormats, activations, backend, calibration, equalize, rounding };
+  const onProgress = o.onProgress;
+  if (onProgress !== undefined && typeof onProgress !== 'function') {
+    throw typeError(`Expected a function for ${name}.onProgress but received ${describe(onProgress)}`);
+  }
+  const signal = o.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw typeError(`Expected an AbortSignal for ${name}.signal but received ${describe(signal)}`);
+  }
+  return {
+    layerFormats, activations, backend, calibration, equalize, rounding,
+    onProgress: (onProgress as NormalizedQuantizeOptions['onProgress']) ?? null, signal: signal ?? null,
+  };
 }

@@ -22,7 +22,7 @@ import { expectAllFinite, expectObject, rejectUnknownKeys } from '../validate.js
 import type { QuantStats } from './calibrate.js';
 import type { QuantModelDescription } from './file.js';
 import { checkQuantizableSpec, quantizedFromDescription, type QuantizedMlp } from './model.js';
-import { QUANTIZE_OPTION_KEYS, normalizeQuantizeOptions, type QuantizeOptions } from './options.js';
+import { QUANTIZE_OPTION_KEYS, normalizeQuantizeOptions, type QuantizeOptions, type QuantizeProgress } from './options.js';
 
 /** What the worker (lib/quant/quantize-worker.ts) is given. */
 export interface QuantizeWorkerData {
@@ -35,10 +35,13 @@ export interface QuantizeWorkerData {
   backend: Exclude<BackendName, 'cuda'>;
   /** A cuda model's own outputs on the calibration rows (see quantizeInWorker); else null. */
   floatOutputs: Float32Array | null;
+  /** The caller gave onProgress: the worker posts a message after each step. */
+  progress: boolean;
 }
 
 /** What the worker posts back: one message, then it exits. */
 export type QuantizeWorkerMessage =
+  | { progress: QuantizeProgress }
   | { ok: true; description: QuantModelDescription; stats: QuantStats | null }
   | { ok: false; error: { name: string; message: string; code: unknown; stack?: string } };
 
@@ -109,6 +112,13 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
   const plain = readOptionsOnce(options, net.spec.layers.length);
   const opts = normalizeQuantizeOptions(plain, net.inputs, net.spec.layers.length);
   checkQuantizableSpec(net.spec);
+  // The callback and the signal stay on this thread (neither can be sent to a worker): the
+  // worker posts its steps, and an abort terminates it.
+  const { onProgress, signal } = opts;
+  delete plain.onProgress;
+  delete plain.signal;
+  signal?.throwIfAborted();
+  const start = performance.now();
   const transfer: ArrayBuffer[] = [];
   let calibration: Float32Array | null = null;
   if (opts.calibration) {
@@ -129,6 +139,7 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
   if (calibration && net.backend === 'cuda') {
     floatOutputs = await net.predictAsync(calibration);
     transfer.push(floatOutputs.buffer as ArrayBuffer);
+    signal?.throwIfAborted();
   }
   const workerData: QuantizeWorkerData = {
     spec,
@@ -136,6 +147,7 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
     options: plain as unknown as QuantizeOptions,
     backend: workerFloatBackend(net),
     floatOutputs,
+    progress: onProgress !== null,
   };
   // execArgv: none of the host's: flags of its own entry (node --input-type=module -e '...')
   // refuse to start a worker from a file, and the worker needs none (its heap is its own).
@@ -145,17 +157,28 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
     // Settle once; the worker goes at once (it has sent its one message or failed), and is
     // unref'd so that its teardown never keeps the process alive. While the call is pending
     // the worker keeps the process alive, as any pending I/O does.
+    const onAbort = (): void => settle(() => reject(signal!.reason));
     const settle = (outcome: () => void): void => {
       if (settled) return;
       settled = true;
+      signal?.removeEventListener('abort', onAbort);
       worker.unref();
       worker.terminate().catch(() => {});
       outcome();
     };
+    signal?.addEventListener('abort', onAbort, { once: true });
     worker.on('message', (m: QuantizeWorkerMessage) => {
       if (settled) return;
       if (!m || typeof m !== 'object') {
         settle(() => reject(new Error('quantizeAsync: the worker sent an unexpected message')));
+      } else if ('progress' in m) {
+        // The worker's clock started later (after the copy and its own start): this call's is
+        // the one the caller knows.
+        try {
+          onProgress?.({ ...m.progress, elapsedSeconds: (performance.now() - start) / 1000 });
+        } catch (err) {
+          settle(() => reject(err));
+        }
       } else if (m.ok) {
         let q: QuantizedMlp;
         try {

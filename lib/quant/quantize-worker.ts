@@ -11,6 +11,7 @@ import { Mlp } from '../mlp.js';
 import type { QuantModelDescription } from './file.js';
 import type { NormalizedSpec } from '../spec.js';
 import { quantizeMlp, quantizedDescription, type QuantizeSource, type QuantizedMlp } from './model.js';
+import type { QuantizeProgress } from './options.js';
 import type { QuantizeWorkerData, QuantizeWorkerMessage } from './quantize-async.js';
 
 function errorFields(err: unknown): { name: string; message: string; code: unknown; stack?: string } {
@@ -90,7 +91,8 @@ function run(data: QuantizeWorkerData): void {
   let transfer: ArrayBuffer[] = [];
   try {
     net = new FloatCopy(data.spec, data.parameters!, data.backend);
-    q = quantizeMlp(net, data.options, data.floatOutputs);
+    const onProgress = (progress: QuantizeProgress): void => parentPort!.postMessage({ progress } satisfies QuantizeWorkerMessage);
+    q = quantizeMlp(net, data.progress ? { ...data.options, onProgress } : data.options, data.floatOutputs);
     const description = transferable(quantizedDescription(q));
     message = { ok: true, description, stats: q.stats };
     transfer = buffersOf(description);

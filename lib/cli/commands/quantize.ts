@@ -11,6 +11,7 @@ import { choiceOption, flag, intOption, parseCommand, stringOption, HEADER_OPTIO
 import { CliError, usageError } from '../errors.js';
 import { loadModelFile, saveModelFile } from '../model-file.js';
 import { checkOutputPath, checkOutputsDistinct } from '../output.js';
+import { createProgress } from '../progress.js';
 import { columnsAsFloat32, modelInputColumns, readTable } from '../table.js';
 
 const usage = `Usage: mlpkit quantize MODEL --out FILE [options]
@@ -47,6 +48,7 @@ ${HEADER_USAGE}
   --rows N             use the first N calibration rows (default: 1024, or 2 per input of the
                        widest layer where that is more, as --rounding auto needs for GPTQ there)
   --backend B          auto (default), native or reference
+  --quiet              no progress bar (shown on stderr when it is a terminal)
 
 Example
   mlpkit quantize model.safetensors --weights int8 --activations int8 --calibration sample.csv --out model.w8a8.safetensors`;
@@ -68,7 +70,7 @@ export const quantizeCommand: Command = {
       out: { type: 'string', short: 'o' }, weights: { type: 'string' }, 'group-size': { type: 'string' },
       asymmetric: { type: 'boolean' }, activations: { type: 'string' }, calibration: { type: 'string' },
       inputs: { type: 'string' }, rows: { type: 'string' }, backend: { type: 'string' }, equalize: { type: 'string' },
-      rounding: { type: 'string' },
+      rounding: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
     }, { min: 1, max: 1, names: 'one MODEL file' });
     if (help) return void io.stdout.write(`${usage}\n`);
     const out = stringOption(values, 'out');
@@ -127,7 +129,25 @@ export const quantizeCommand: Command = {
       options.calibration = x.subarray(0, rows * model.inputs);
       calibrationNote = `${rows} rows of ${calibrationPath}`;
     }
-    const q = model.quantize(options);
+    // A bar on a terminal only: quantize runs on this thread and reports each layer as it goes
+    // (a layer with GPTQ can take seconds); in a log the report below says it all.
+    const bar = !flag(values, 'quiet') && io.stderr.isTTY ? createProgress({ stream: io.stderr, label: 'quantize ' }) : null;
+    let fraction = 0;
+    if (bar) {
+      options.onProgress = (p) => {
+        fraction = p.step / p.steps;
+        bar.update(fraction, `layer ${p.layer + 1}/${p.layers} ${p.stage === 'quantize' ? 'quantised' : 'calibrated'}`);
+      };
+    }
+    let q;
+    try {
+      q = model.quantize(options);
+    } catch (err) {
+      bar?.done('failed', fraction); // ends the bar's line before the error is printed
+      model.dispose();
+      throw err;
+    }
+    bar?.done();
     await saveModelFile(out, q, columns);
 
     const shape = [model.inputs, ...q.layers.map((l) => l.outputs)].join('-');

@@ -1,0 +1,145 @@
+// Progress and cancellation of quantize and quantizeAsync (QuantizeOptions.onProgress, .signal;
+// lib/quant/progress.ts): one report per layer quantised, one more per layer calibrated, in
+// order, the same from both calls; the model unchanged by watching it; an abort or a throw from
+// the callback stops the call with that error, and quantizeAsync's worker with it.
+//
+// quantizeAsync runs dist/quant/quantize-worker.js: run `npx tsc -p tsconfig.json` first.
+
+import { describe, expect, it } from 'vitest';
+import { Mlp, type QuantizeProgress, type QuantizedMlp } from '../lib/index.js';
+import { backendsUnderTest, expectSameBits, gaussian } from './helpers.js';
+
+const INPUTS = 24;
+const LAYERS = 3;
+const CALIBRATION = gaussian(64 * INPUTS, 5, 1);
+
+function model(backend: 'native' | 'reference'): Mlp {
+  const net = new Mlp({ inputs: INPUTS, layers: [{ units: 40, activation: 'relu' }, { units: 33, activation: 'relu' }, { units: 3 }] }, { backend });
+  net.setParameters(gaussian(net.parameterCount, 11, 0.2));
+  return net;
+}
+
+/** The reports a call should make, without the times. */
+function expectedSteps(calibrated: boolean): Omit<QuantizeProgress, 'elapsedSeconds'>[] {
+  const stages: QuantizeProgress['stage'][] = calibrated ? ['quantize', 'calibrate'] : ['quantize'];
+  const steps = stages.length * LAYERS;
+  return stages.flatMap((stage, s) => Array.from({ length: LAYERS }, (_, layer) => ({ stage, layer, layers: LAYERS, step: s * LAYERS + layer + 1, steps })));
+}
+
+function withoutTimes(seen: QuantizeProgress[]): Omit<QuantizeProgress, 'elapsedSeconds'>[] {
+  return seen.map(({ elapsedSeconds: _, ...rest }) => rest);
+}
+
+function expectTimes(seen: QuantizeProgress[]): void {
+  seen.forEach((p, i) => {
+    expect(Number.isFinite(p.elapsedSeconds) && p.elapsedSeconds >= 0, `report ${i}: elapsedSeconds ${p.elapsedSeconds}`).toBe(true);
+    if (i > 0) expect(p.elapsedSeconds).toBeGreaterThanOrEqual(seen[i - 1].elapsedSeconds);
+  });
+}
+
+function expectSamePredictions(a: QuantizedMlp, b: QuantizedMlp, what: string): void {
+  expect(b.layers, what).toEqual(a.layers);
+  expectSameBits(b.predict(CALIBRATION), a.predict(CALIBRATION), what);
+}
+
+describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend) => {
+  it.each([false, true])('reports each step in order, the same sync and async, and changes nothing (calibration %s)', async (calibrated) => {
+    const net = model(backend);
+    const base = { weights: 'int4' as const, ...(calibrated ? { calibration: CALIBRATION } : {}) };
+    const plain = net.quantize(base);
+    const seenSync: QuantizeProgress[] = [];
+    const watched = net.quantize({ ...base, onProgress: (p) => seenSync.push(p) });
+    const seenAsync: QuantizeProgress[] = [];
+    const watchedAsync = await net.quantizeAsync({ ...base, onProgress: (p) => seenAsync.push(p) });
+    expect(withoutTimes(seenSync)).toEqual(expectedSteps(calibrated));
+    expect(withoutTimes(seenAsync)).toEqual(expectedSteps(calibrated));
+    expectTimes(seenSync);
+    expectTimes(seenAsync);
+    expectSamePredictions(plain, watched, 'quantize with onProgress');
+    expectSamePredictions(plain, watchedAsync, 'quantizeAsync with onProgress');
+    expect(JSON.stringify(watched.stats)).toBe(JSON.stringify(plain.stats));
+    for (const m of [plain, watched, watchedAsync, net]) m.dispose();
+  });
+
+  it('quantize stops at the step where onProgress aborts the signal, with its reason', () => {
+    const net = model(backend);
+    for (const stopAt of [1, LAYERS, LAYERS + 1, 2 * LAYERS]) {
+      const controller = new AbortController();
+      const seen: number[] = [];
+      const call = () => net.quantize({
+        weights: 'int8', calibration: CALIBRATION, signal: controller.signal,
+        onProgress: (p) => {
+          seen.push(p.step);
+          if (p.step === stopAt) controller.abort();
+        },
+      });
+      expect(call, `abort at step ${stopAt}`).toThrow(expect.objectContaining({ name: 'AbortError' }));
+      expect(seen).toEqual(Array.from({ length: stopAt }, (_, i) => i + 1));
+    }
+    const reason = new Error('no longer needed');
+    expect(() => net.quantize({ weights: 'int8', signal: AbortSignal.abort(reason) })).toThrow(reason);
+    // The model is as it was: the next call gives the usual result.
+    const again = net.quantize({ weights: 'int8', calibration: CALIBRATION });
+    expect(again.stats!.output.relativeRms).toBeLessThan(0.05);
+    again.dispose();
+    net.dispose();
+  });
+
+  it('quantizeAsync rejects with the reason when aborted before, during or from onProgress', async () => {
+    const net = model(backend);
+    const reason = new Error('stop');
+    await expect(net.quantizeAsync({ weights: 'int8', signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+
+    // Aborted right after the call: the worker is still starting.
+    const early = new AbortController();
+    const pending = net.quantizeAsync({ weights: 'int4', calibration: CALIBRATION, signal: early.signal });
+    early.abort();
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+
+    // From the callback: no report after the abort reaches the caller.
+    const controller = new AbortController();
+    const seen: number[] = [];
+    await expect(net.quantizeAsync({
+      weights: 'int8', calibration: CALIBRATION, signal: controller.signal,
+      onProgress: (p) => {
+        seen.push(p.step);
+        if (p.step === 2) controller.abort(reason);
+      },
+    })).rejects.toBe(reason);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // any message the worker had sent already
+    expect(seen).toEqual([1, 2]);
+
+    // An abort after the call settled changes nothing.
+    const late = new AbortController();
+    const q = await net.quantizeAsync({ weights: 'int8', signal: late.signal });
+    late.abort();
+    expect(q.predict(CALIBRATION).length).toBe(64 * 3);
+    q.dispose();
+    net.dispose();
+  });
+
+  it('a throw from onProgress stops either call with that error', async () => {
+    const net = model(backend);
+    const boom = () => {
+      throw new RangeError('from the callback');
+    };
+    expect(() => net.quantize({ weights: 'int8', calibration: CALIBRATION, onProgress: boom })).toThrow(new RangeError('from the callback'));
+    const err = await net.quantizeAsync({ weights: 'int8', calibration: CALIBRATION, onProgress: boom }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RangeError);
+    expect((err as Error).message).toBe('from the callback');
+    net.dispose();
+  });
+
+  it('refuses an onProgress that is not a function and a signal that is not an AbortSignal', async () => {
+    const net = model(backend);
+    const badProgress = { weights: 'int8', onProgress: 'yes' } as never;
+    const badSignal = { weights: 'int8', signal: { aborted: false } } as never;
+    const notAFunction = expect.objectContaining({ name: 'TypeError', message: "Expected a function for options.onProgress but received string 'yes'" });
+    const notASignal = expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/^Expected an AbortSignal for options\.signal but received /) });
+    expect(() => net.quantize(badProgress)).toThrow(notAFunction);
+    await expect(net.quantizeAsync(badProgress)).rejects.toThrow(notAFunction);
+    expect(() => net.quantize(badSignal)).toThrow(notASignal);
+    await expect(net.quantizeAsync(badSignal)).rejects.toThrow(notASignal);
+    net.dispose();
+  });
+});
