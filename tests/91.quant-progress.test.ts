@@ -1,12 +1,19 @@
 // Progress and cancellation of quantize and quantizeAsync (QuantizeOptions.onProgress, .signal;
 // lib/quant/progress.ts): one report per layer quantised, one more per layer calibrated, in
-// order, the same from both calls; the model unchanged by watching it; an abort or a throw from
-// the callback stops the call with that error, and quantizeAsync's worker with it.
+// order, the same from both calls; the model unchanged by watching it (or by a callback that
+// changes the float model); an abort or a throw from the callback stops the call with that
+// error, and quantizeAsync's worker with it, leaving no listener on the signal.
 //
 // quantizeAsync runs dist/quant/quantize-worker.js: run `npx tsc -p tsconfig.json` first.
 
-import { describe, expect, it } from 'vitest';
+import { getEventListeners } from 'node:events';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp, type QuantizeProgress, type QuantizedMlp } from '../lib/index.js';
+import { quantizeInWorker } from '../lib/quant/quantize-async.js';
 import { backendsUnderTest, expectSameBits, gaussian } from './helpers.js';
 
 const INPUTS = 24;
@@ -130,6 +137,37 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
     net.dispose();
   });
 
+  it('a callback that changes or disposes the float model does not change the result', () => {
+    const plain = model(backend);
+    const want = plain.quantize({ weights: 'int8', calibration: CALIBRATION });
+    const changed = model(backend);
+    const got = changed.quantize({
+      weights: 'int8', calibration: CALIBRATION,
+      onProgress: (p) => p.step === 1 && changed.setParameters(changed.getParameters().map((v) => 2 * v)),
+    });
+    const disposed = model(backend);
+    const got2 = disposed.quantize({ weights: 'int8', calibration: CALIBRATION, onProgress: (p) => p.step === 1 && disposed.dispose() });
+    for (const q of [got, got2]) {
+      expect(JSON.stringify(q.stats)).toBe(JSON.stringify(want.stats));
+      expectSamePredictions(want, q, 'watched by a callback that changes the model');
+    }
+    for (const m of [want, got, got2, plain, changed]) m.dispose();
+  });
+
+  it('quantizeAsync leaves no listener on the signal, however it settles', async () => {
+    const net = model(backend);
+    const signal = new AbortController().signal;
+    const q = await net.quantizeAsync({ weights: 'int8', calibration: CALIBRATION, signal, onProgress: () => {} });
+    q.dispose();
+    await net.quantizeAsync({ weights: 'int8', signal, onProgress: () => { throw new Error('x'); } }).catch(() => {});
+    await net.quantizeAsync({ weights: 'int8', rounding: 3, signal } as never).catch(() => {}); // refused before any work
+    expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+    const controller = new AbortController();
+    await net.quantizeAsync({ weights: 'int8', signal: controller.signal, onProgress: () => controller.abort() }).catch(() => {});
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+    net.dispose();
+  });
+
   it('refuses an onProgress that is not a function and a signal that is not an AbortSignal', async () => {
     const net = model(backend);
     const badProgress = { weights: 'int8', onProgress: 'yes' } as never;
@@ -140,6 +178,46 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
     await expect(net.quantizeAsync(badProgress)).rejects.toThrow(notAFunction);
     expect(() => net.quantize(badSignal)).toThrow(notASignal);
     await expect(net.quantizeAsync(badSignal)).rejects.toThrow(notASignal);
+    net.dispose();
+  });
+});
+
+describe('quantizeAsync: an abort or a throw from onProgress ends the worker', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mlpkit-qp-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Resolves once the file has not grown for 200 ms; rejects if it still grows after 5 s. */
+  async function stopsGrowing(path: string): Promise<void> {
+    let size = statSync(path).size;
+    let stableSince = performance.now();
+    for (const start = performance.now(); performance.now() - start < 5000;) {
+      await new Promise((r) => setTimeout(r, 25));
+      const now = statSync(path).size;
+      if (now !== size) {
+        size = now;
+        stableSince = performance.now();
+      } else if (performance.now() - stableSince >= 200) {
+        return;
+      }
+    }
+    throw new Error(`${path} still grows: the worker was not terminated`);
+  }
+
+  it.each(['abort', 'throw'])('a worker that never answers is terminated (onProgress: %s)', async (how) => {
+    // The worker reports one step, then appends to a file every 10 ms until it is terminated.
+    const ticks = join(dir, `${how}.ticks`);
+    writeFileSync(ticks, '');
+    const path = join(dir, `${how}.mjs`);
+    writeFileSync(path, "import { appendFileSync } from 'node:fs';\nimport { parentPort } from 'node:worker_threads';\n" +
+      "parentPort.postMessage({ progress: { stage: 'quantize', layer: 0, layers: 1, step: 1, steps: 1, elapsedSeconds: 0 } });\n" +
+      `setInterval(() => appendFileSync(${JSON.stringify(ticks)}, 'x'), 10);\n`);
+    const net = new Mlp({ inputs: 4, layers: [{ units: 3 }] });
+    const controller = new AbortController();
+    const onProgress = how === 'abort' ? () => controller.abort() : () => { throw new RangeError('stop'); };
+    const err = await quantizeInWorker(net, { weights: 'int8', signal: controller.signal, onProgress }, { workerUrl: pathToFileURL(path) })
+      .then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject(how === 'abort' ? { name: 'AbortError' } : { name: 'RangeError', message: 'stop' });
+    await stopsGrowing(ticks);
     net.dispose();
   });
 });

@@ -221,6 +221,7 @@ export class QuantizedMlp {
     net.handle('quantize');
     const opts = normalizeQuantizeOptions(options, net.inputs, net.spec.layers.length);
     checkQuantizableSpec(net.spec);
+    opts.signal?.throwIfAborted(); // before the copy of the parameters, as quantizeAsync
     const spec = net.spec;
     // One copy of the parameters, read through views: net.getLayers() copies every weight twice
     // (its flat copy, then a slice per layer), which was ~1 s of a 4096 -> 16384 layer's quantize.
@@ -244,6 +245,10 @@ export class QuantizedMlp {
     // layers read activations the network scaled itself, where a column of small weights (in an
     // output layer of one unit, a single small weight) is usually a small contribution, not a
     // lost one, and equalising without data could move error to where it costs more.
+    // The float model's outputs on the calibration rows, taken before onProgress runs any of the
+    // caller's code: the stats then compare against the model the parameters were copied from,
+    // whatever a callback does to it (quantizeAsync's copy is as immune).
+    const want = opts.calibration ? floatOutputs ?? net.predict(opts.calibration) : null;
     const steps = quantizeSteps(opts, floatLayers.length);
     const candidates = floatLayers.map((l, i) => {
       const quantize = (scales: Float32Array | null) =>
@@ -272,13 +277,12 @@ export class QuantizedMlp {
         layers: choice.map((c, i) => measured.layers[i][c]),
         stats: choice.map((c, i) => measured.stats[i][c]),
       });
-      const want = floatOutputs ?? net.predict(opts.calibration);
       const build = (p: ReturnType<typeof pick>) => {
         const d: QuantModelDescription = {
           inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers: p.layers, layerActivations: p.stats.map((s) => s.activations),
         };
         const model = construct(d, opts.backend);
-        const output = errorStats(model.predict(opts.calibration!), want);
+        const output = errorStats(model.predict(opts.calibration!), want!);
         model.calibrationStats = { samples: opts.calibration!.length / net.inputs, layers: p.stats, output, equalizationReverted: [] };
         return model;
       };

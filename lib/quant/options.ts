@@ -78,13 +78,14 @@ export interface QuantizeOptions {
   rounding?: QuantRounding | 'auto';
   /**
    * Called after each step of the work (a layer quantised; with calibration, a layer calibrated),
-   * on the calling thread, quantizeAsync's too. A throw stops the call with that error.
+   * on the calling thread, quantizeAsync's too. A throw stops the call with that error; what it
+   * returns is ignored (an async callback's rejection is not seen).
    */
   onProgress?: (progress: QuantizeProgress) => void;
   /**
    * Aborting stops the call with the signal's reason (an AbortError unless given another).
-   * quantizeAsync stops at once (its worker is terminated); quantize holds the thread, so it can
-   * only see an abort from onProgress or from before the call, and stops at the next step.
+   * quantizeAsync rejects at once and terminates its worker; quantize holds the thread, so it
+   * sees only an abort made before the call or from onProgress, and stops right after that call.
    */
   signal?: AbortSignal;
 }

@@ -39,7 +39,7 @@ export interface QuantizeWorkerData {
   progress: boolean;
 }
 
-/** What the worker posts back: one message, then it exits. */
+/** What the worker posts: a progress message per step when asked, then one answer, and it exits. */
 export type QuantizeWorkerMessage =
   | { progress: QuantizeProgress }
   | { ok: true; description: QuantModelDescription; stats: QuantStats | null }
@@ -102,6 +102,25 @@ function workerFailure(value: unknown): Error {
   return new Error(`quantizeAsync: the worker failed: ${String(value)}`);
 }
 
+/** p, or the signal's reason as soon as it aborts (p then runs on, unobserved). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | null): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 /**
  * net.quantize(options) in a worker thread (see the top of this file and Mlp.quantizeAsync).
  * @internal `internal.workerUrl` replaces the worker file (tests of its failures).
@@ -137,9 +156,9 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
   // model's own outputs go along (predictAsync: off the event loop too; it copies its input).
   let floatOutputs: Float32Array | null = null;
   if (calibration && net.backend === 'cuda') {
-    floatOutputs = await net.predictAsync(calibration);
+    floatOutputs = await abortable(net.predictAsync(calibration), signal);
     transfer.push(floatOutputs.buffer as ArrayBuffer);
-    signal?.throwIfAborted();
+    signal?.throwIfAborted(); // an abort in the microtasks between predictAsync's end and here
   }
   const workerData: QuantizeWorkerData = {
     spec,
@@ -154,9 +173,10 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
   const worker = new Worker(internal.workerUrl ?? defaultWorkerUrl(), { workerData, transferList: transfer, execArgv: [] });
   return new Promise<QuantizedMlp>((resolve, reject) => {
     let settled = false;
-    // Settle once; the worker goes at once (it has sent its one message or failed), and is
-    // unref'd so that its teardown never keeps the process alive. While the call is pending
-    // the worker keeps the process alive, as any pending I/O does.
+    // Settle once; the worker goes at once (it has answered or failed, or the call was aborted or
+    // onProgress threw: then it is terminated mid-work), and is unref'd so that its teardown
+    // never keeps the process alive. While the call is pending the worker keeps the process
+    // alive, as any pending I/O does.
     const onAbort = (): void => settle(() => reject(signal!.reason));
     const settle = (outcome: () => void): void => {
       if (settled) return;
