@@ -65,7 +65,7 @@ describe.runIf(nativeQuant)('quantised layers: native vs reference', () => {
       const x = inputs(k, k + 9);
       for (const activations of ['float', 'int8'] as const) {
         const alone = Array.from({ length: 20 }, (_, r) => run(x.subarray(r * k, (r + 1) * k), layer, activations, 'native'));
-        for (const batch of [2, 3, 8, 9, 20]) {
+        for (const batch of [2, 3, 8, 9, 10, 19, 20]) {
           const together = run(x.subarray(0, batch * k), layer, activations, 'native');
           for (let r = 0; r < batch; r++) expectSameBits(together.subarray(r * 33, (r + 1) * 33), alone[r], `${name} ${activations} k ${k} row ${r} of ${batch}`);
         }

@@ -180,11 +180,15 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
       const std::size_t next_lines = next * block_bytes / 64;
       const std::size_t passes = (batch + per_pass - 1) / per_pass;
       const std::size_t share = (next_lines + passes - 1) / passes;
-      for (std::size_t r0 = 0; r0 < batch; r0 += per_pass) {
-        const std::size_t count = std::min(per_pass, batch - r0);
+      std::size_t count = 0;
+      for (std::size_t r0 = 0, pass = 0; r0 < batch; r0 += count, ++pass) {
+        count = std::min(per_pass, batch - r0);
+        // A lone last row would run a whole pass over the pair's weights for itself: the last
+        // two passes share their rows instead (9 + 1 -> 5 + 5).
+        if (count == per_pass && batch - r0 == per_pass + 1) count = (per_pass + 1) / 2;
         for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
         if (nb == 2) {
-          const std::size_t first = std::min(next_lines, r0 / per_pass * share);
+          const std::size_t first = std::min(next_lines, pass * share);
           const std::uint8_t* pf = l.w.data() + (b + nb) * block_bytes + first * 64;
           const std::size_t pf_lines = std::min(share, next_lines - first);
           if (mode_ == ActMode::Int8) {
