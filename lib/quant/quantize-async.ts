@@ -123,9 +123,10 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal | null): Promise<T> {
 
 /**
  * net.quantize(options) in a worker thread (see the top of this file and Mlp.quantizeAsync).
- * @internal `internal.workerUrl` replaces the worker file (tests of its failures).
+ * @internal `internal.workerUrl` replaces the worker file (tests of its failures);
+ * `internal.onWorker` is handed the worker once started (tests that it is ended).
  */
-export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, internal: { workerUrl?: URL } = {}): Promise<QuantizedMlp> {
+export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, internal: { workerUrl?: URL; onWorker?: (worker: Worker) => void } = {}): Promise<QuantizedMlp> {
   // The checks quantize makes, in its order, so bad options reject with its errors.
   net.handle('quantizeAsync');
   const plain = readOptionsOnce(options, net.spec.layers.length);
@@ -171,6 +172,7 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
   // execArgv: none of the host's: flags of its own entry (node --input-type=module -e '...')
   // refuse to start a worker from a file, and the worker needs none (its heap is its own).
   const worker = new Worker(internal.workerUrl ?? defaultWorkerUrl(), { workerData, transferList: transfer, execArgv: [] });
+  internal.onWorker?.(worker);
   return new Promise<QuantizedMlp>((resolve, reject) => {
     let settled = false;
     // Settle once; the worker goes at once (it has answered or failed, or the call was aborted or
