@@ -237,6 +237,11 @@ export class QuantizedMlp {
       expectAllFinite(`quantize: layer ${i}'s weights`, l.weight);
       if (l.bias) expectAllFinite(`quantize: layer ${i}'s biases`, l.bias);
     });
+    // The float model's outputs on the calibration rows, taken before onProgress runs any of the
+    // caller's code: the stats then compare against the model the parameters were copied from,
+    // whatever a callback does to it (quantizeAsync's copy is as immune).
+    const want = opts.calibration ? floatOutputs ?? net.predict(opts.calibration) : null;
+    const steps = quantizeSteps(opts, floatLayers.length);
     // Per layer, the plain quantisation first, then (where options.equalize allows and it would
     // change anything) the per-input equalised one: calibration bias-corrects and measures both
     // and keeps the equalised one for a clear gain that holds end to end; without calibration,
@@ -245,11 +250,6 @@ export class QuantizedMlp {
     // layers read activations the network scaled itself, where a column of small weights (in an
     // output layer of one unit, a single small weight) is usually a small contribution, not a
     // lost one, and equalising without data could move error to where it costs more.
-    // The float model's outputs on the calibration rows, taken before onProgress runs any of the
-    // caller's code: the stats then compare against the model the parameters were copied from,
-    // whatever a callback does to it (quantizeAsync's copy is as immune).
-    const want = opts.calibration ? floatOutputs ?? net.predict(opts.calibration) : null;
-    const steps = quantizeSteps(opts, floatLayers.length);
     const candidates = floatLayers.map((l, i) => {
       const quantize = (scales: Float32Array | null) =>
         quantizeChecked(l.weight, l.bias, l.inputs, l.outputs, ACTIVATIONS.indexOf(spec.layers[i].activation), spec.layers[i].alpha, opts.layerFormats[i], scales);

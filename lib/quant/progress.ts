@@ -1,7 +1,7 @@
 // quantize's steps as onProgress sees them (QuantizeOptions.onProgress, .signal): one step per
-// layer quantised, then, with calibration, one per layer calibrated. The signal is checked at the
-// start and after every report, so an abort from inside onProgress stops the call right there,
-// before the next step begins. onProgress's return value is ignored: an async callback's
+// layer quantised, then, with calibration, one per layer calibrated. The signal is checked after
+// every report (quantize checks it once before it starts), so an abort from inside onProgress
+// stops the call right there, before the next step begins. onProgress's return value is ignored: an async callback's
 // rejection is not seen.
 
 import type { NormalizedQuantizeOptions, QuantizeProgress } from './options.js';
@@ -13,7 +13,6 @@ export interface QuantizeSteps {
 
 export function quantizeSteps(opts: Pick<NormalizedQuantizeOptions, 'onProgress' | 'signal' | 'calibration'>, layers: number): QuantizeSteps {
   const { onProgress, signal } = opts;
-  signal?.throwIfAborted();
   const start = performance.now();
   const steps = opts.calibration ? 2 * layers : layers;
   let step = 0;

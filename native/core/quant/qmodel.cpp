@@ -185,7 +185,7 @@ void QuantModel::run_layer(const QuantLayer& l, const float* in, std::size_t bat
         count = std::min(per_pass, batch - r0);
         // A lone last row would run a whole pass over the pair's weights for itself: the last
         // two passes share their rows instead (9 + 1 -> 5 + 5).
-        if (count == per_pass && batch - r0 == per_pass + 1) count = (per_pass + 1) / 2;
+        if (batch - r0 == per_pass + 1) count = (per_pass + 1) / 2;
         for (std::size_t r = 0; r < count; ++r) rows[r] = x + (r0 + r) * ldx;
         if (nb == 2) {
           const std::size_t first = std::min(next_lines, pass * share);
