@@ -22,7 +22,7 @@ export type { CudaInfo, CudaDevice } from './backend/cuda.js';
 export type { PrecisionName } from './backend/types.js';
 export { PRECISIONS } from './backend/types.js';
 export { QuantizedMlp } from './quant/model.js';
-export type { QuantLayerInfo, QuantLoadOptions } from './quant/model.js';
+export type { QuantFromLayersOptions, QuantLayerInfo, QuantLoadOptions } from './quant/model.js';
 export type { QuantModelDescription } from './quant/file.js';
 export { quantizeLayer, dequantizeLayer } from './quant/quantize.js';
 export { qmatmul } from './quant/qmatmul.js';

@@ -552,6 +552,32 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
     );
   });
 
+  it('QuantizedMlp.fromLayers: hostile and subtly broken layer lists and options', () => {
+    const flCase = fc.record({
+      layers: fc.oneof(fc.array(layerCase, { minLength: 0, maxLength: 2 }), valueRecipe.map((v) => ({ hostile: v }))),
+      activations: fc.constantFrom<unknown>(undefined, 'float', 'int8', 'int4', 1, ['int8'], ['float', 'int8'], [null], 'float,int8'),
+      extraKey: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(flCase, (c) => {
+        const layers = Array.isArray(c.layers) ? c.layers.map((l) => mutateLayer(l)) : buildValue(c.layers.hostile as ValueRecipe);
+        const options: Record<string, unknown> = { backend };
+        if (c.activations !== undefined) options.activations = c.activations;
+        if (c.extraKey) options.groupSize = 32;
+        const r = attempt('QuantizedMlp.fromLayers', () => QuantizedMlp.fromLayers(layers as QuantLayer[], options));
+        if (r.ok) {
+          // Only a one-layer list chains (the layers are 40 -> 3): it computes what qmatmul does.
+          const layer = (layers as QuantLayer[])[0];
+          const x = randomArray(2 * layer.inputs, 13);
+          const activations = Array.isArray(c.activations) ? c.activations[0] : c.activations;
+          expect(sameBits(r.value.predict(x), qmatmul(x, layer, { backend, activations: activations as 'float' }))).toBe(true);
+          r.value.dispose();
+        }
+      }),
+      fuzzParams(300),
+    );
+  });
+
   it('quantizeLayer: hostile weights, sizes, activation, alpha and options', () => {
     const qlCase = fc.record({
       weight: f32OrValue(fc.constantFrom(0, 5, 6, 7, 120, 121)),
@@ -852,6 +878,18 @@ describe('regressions found by the fuzz suites', () => {
     const codeAsync = async (fn: () => Promise<unknown>) => fn().then(() => 'no error', (err) => `${err.name} ${err.code}`);
     expect(await codeAsync(() => net.sparsify({ mode: 'topk', k: 2, calibration: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     expect(await codeAsync(() => net.sparsify({ mode: 'topk', k: 2, layers: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    net.dispose();
+  });
+
+  it("quantize's weights, Adam's betas, fromLayers' lists: a revoked Proxy is a coded TypeError (Array.isArray threw V8's own)", async () => {
+    const net = new Mlp(SPEC);
+    const codeAsync = async (fn: () => Promise<unknown>) => fn().then(() => 'no error', (err) => `${err.name} ${err.code}`);
+    expect(code(() => net.quantize({ weights: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(await codeAsync(() => net.quantizeAsync({ weights: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(code(() => net.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 1e-3, betas: revoked as never } }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    const layer = net.quantize({ weights: 'int8' }).getLayers()[0];
+    expect(code(() => QuantizedMlp.fromLayers(revoked as never))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(code(() => QuantizedMlp.fromLayers([layer], { activations: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     net.dispose();
   });
 

@@ -297,6 +297,14 @@ describe('quantize, sparsify and qmatmul (strict before; the helper now lives in
     const out = new Float32Array(2);
     expect(qmatmul(randomArray(4, 2), layer, { activations: 'float', out, backend: 'reference' })).toBe(out);
   });
+
+  it('QuantizedMlp.fromLayers: unknown names refused, every documented one accepted', () => {
+    const layer = quantizeLayer(randomArray(8, 1), null, 4, 2, 'none', 0, { format: 'int8' });
+    expectRangeError(caught(() => QuantizedMlp.fromLayers([layer], { activation: 'int8' } as never)), unknown('options.activation', 'activations, backend'));
+    const m = QuantizedMlp.fromLayers([layer], { activations: ['int8'], backend: 'reference' });
+    expect(m.layers[0].activations).toBe('int8');
+    m.dispose();
+  });
 });
 
 describe('createServer and close options', () => {

@@ -5,7 +5,7 @@
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
 import { describe, rangeError, typeError } from '../errors.js';
-import { expectAllFinite, expectBatch, expectBoolean, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
+import { expectAllFinite, expectBatch, expectBoolean, expectObject, expectOneOf, isArray, rejectUnknownKeys } from '../validate.js';
 import { INT4_GROUP_SIZES, QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from './format.js';
 
 /** How one layer's weights are stored (quantizeLayer's options). */
@@ -185,7 +185,8 @@ function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: st
  * symmetric: false is refused as for 'int8').
  */
 function layerFormatsFrom(name: string, o: Record<string, unknown>, layerCount: number): LayerFormat[] {
-  if (!Array.isArray(o.weights)) {
+  // isArray: Array.isArray throws V8's own, uncoded TypeError on a revoked Proxy.
+  if (!isArray(o.weights)) {
     if (typeof o.weights !== 'string') {
       throw typeError(`Expected ${QUANT_FORMATS.map((f) => `'${f}'`).join(' or ')}, or a list of them (one per layer), for ${name}.weights but received ${describe(o.weights)}`);
     }

@@ -18,7 +18,7 @@ import { nativeAvailable } from '../backend/index.js';
 import type { BackendName } from '../backend/types.js';
 import type { Mlp } from '../mlp.js';
 import type { NormalizedSpec } from '../spec.js';
-import { expectAllFinite, expectObject, rejectUnknownKeys } from '../validate.js';
+import { expectAllFinite, expectObject, isArray, rejectUnknownKeys } from '../validate.js';
 import type { QuantStats } from './calibrate.js';
 import type { QuantModelDescription } from './file.js';
 import { checkQuantizableSpec, quantizedFromDescription, type QuantizedMlp } from './model.js';
@@ -71,7 +71,7 @@ function readOptionsOnce(value: unknown, layerCount: number): Record<string, unk
     if (v === undefined) continue;
     // A list the caller may change after the call is copied, by index as quantize reads it; only
     // one of the right length (any other is refused next, without walking it).
-    plain[key] = Array.isArray(v) && v.length === layerCount ? Array.from({ length: layerCount }, (_, i) => v[i]) : v;
+    plain[key] = isArray(v) && v.length === layerCount ? Array.from({ length: layerCount }, (_, i) => v[i]) : v;
   }
   return plain;
 }

@@ -3,7 +3,7 @@
 
 import { OPTIMIZERS, type OptimizerName } from '../backend/types.js';
 import { describe, rangeError, typeError } from '../errors.js';
-import { FLT_MAX, expectBoolean, expectNumber, expectObject, expectOneOf, rejectUnknownKeys } from '../validate.js';
+import { FLT_MAX, expectBoolean, expectNumber, expectObject, expectOneOf, isArray, rejectUnknownKeys } from '../validate.js';
 
 /**
  * torch.optim.SGD / Adam / AdamW with PyTorch's defaults and update order. There are no param
@@ -52,7 +52,8 @@ export function normalizeOptimizer(value: unknown): OptimizerSpec {
   } else {
     let betas: [number, number] = [0.9, 0.999];
     if (o.betas !== undefined) {
-      if (!Array.isArray(o.betas) || o.betas.length !== 2) {
+      // isArray: Array.isArray throws V8's own, uncoded TypeError on a revoked Proxy.
+      if (!isArray(o.betas) || o.betas.length !== 2) {
         throw typeError(`Expected [beta1, beta2] for options.optimizer.betas but received ${describe(o.betas)}`);
       }
       betas = [
