@@ -13,13 +13,19 @@ export function isArray(value: unknown): value is unknown[] {
   }
 }
 
-function isRevokedProxy(value: unknown): boolean {
+/** True for a revoked Proxy, on which every property read, instanceof and Array.isArray throw. */
+export function isRevokedProxy(value: unknown): boolean {
   try {
     Array.isArray(value);
     return false;
   } catch {
     return true;
   }
+}
+
+/** value instanceof Class, except that a revoked Proxy (where instanceof throws V8's own, uncoded TypeError) is not one. */
+export function isInstanceOf<T>(value: unknown, Class: abstract new (...args: never[]) => T): value is T {
+  return !isRevokedProxy(value) && value instanceof Class;
 }
 
 export function expectObject(name: string, value: unknown): Record<string, unknown> {

@@ -15,7 +15,7 @@ import fc from 'fast-check';
 import { types } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
-  ACTIVATIONS, LOSSES, Mlp, QuantizedMlp, SparseMlp, dequantizeLayer, info, qmatmul, quantizeLayer, readSafetensors, setThreads,
+  ACTIVATIONS, LOSSES, Mlp, QuantizedMlp, SparseMlp, createServer, dequantizeLayer, info, qmatmul, quantizeLayer, readSafetensors, setThreads,
   writeSafetensors, type QuantLayer,
 } from '../lib/index.js';
 import { loadNative } from '../lib/backend/native.js';
@@ -881,9 +881,16 @@ describe('regressions found by the fuzz suites', () => {
     net.dispose();
   });
 
-  it("quantize's weights, Adam's betas, fromLayers' lists: a revoked Proxy is a coded TypeError (Array.isArray threw V8's own)", async () => {
+  it("quantize's weights and signal, Adam's betas, fit's signal, new Trainer's net, a served model, fromLayers' lists: a revoked Proxy is a coded TypeError (Array.isArray, instanceof and property reads threw V8's own)", async () => {
     const net = new Mlp(SPEC);
     const codeAsync = async (fn: () => Promise<unknown>) => fn().then(() => 'no error', (err) => `${err.name} ${err.code}`);
+    const sgd = { loss: 'mse' as const, optimizer: { type: 'sgd' as const, lr: 0.1 } };
+    const Trainer = net.trainer(sgd).constructor as new (...a: unknown[]) => unknown;
+    expect(code(() => new Trainer(revoked, sgd))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(await codeAsync(() => net.trainer(sgd).fit(new Float32Array(6), new Float32Array(4), { epochs: 1, signal: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(code(() => net.quantize({ weights: 'int8', signal: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(await codeAsync(() => net.quantizeAsync({ weights: 'int8', signal: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
+    expect(code(() => createServer({ models: { m: revoked as never } }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     expect(code(() => net.quantize({ weights: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     expect(await codeAsync(() => net.quantizeAsync({ weights: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     expect(code(() => net.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 1e-3, betas: revoked as never } }))).toBe('TypeError ERR_INVALID_ARG_TYPE');

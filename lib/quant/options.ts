@@ -5,7 +5,7 @@
 import { BACKEND_CHOICES, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, type ActivationName } from '../backend/types.js';
 import { describe, rangeError, typeError } from '../errors.js';
-import { expectAllFinite, expectBatch, expectBoolean, expectObject, expectOneOf, isArray, rejectUnknownKeys } from '../validate.js';
+import { expectAllFinite, expectBatch, expectBoolean, expectObject, expectOneOf, isArray, isInstanceOf, rejectUnknownKeys } from '../validate.js';
 import { INT4_GROUP_SIZES, QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from './format.js';
 
 /** How one layer's weights are stored (quantizeLayer's options). */
@@ -258,7 +258,7 @@ export function normalizeQuantizeOptions(value: unknown, inputs: number, layerCo
     throw typeError(`Expected a function for ${name}.onProgress but received ${describe(onProgress)}`);
   }
   const signal = o.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+  if (signal !== undefined && !isInstanceOf(signal, AbortSignal)) {
     throw typeError(`Expected an AbortSignal for ${name}.signal but received ${describe(signal)}`);
   }
   return {

@@ -7,7 +7,7 @@ import { Mlp } from '../mlp.js';
 import { QuantizedMlp } from '../quant/model.js';
 import { SparseMlp } from '../sparse/model.js';
 import { parameterLayout } from '../spec.js';
-import { expectBoolean, expectInteger, expectNumber, expectObject, rejectUnknownKeys } from '../validate.js';
+import { expectBoolean, expectInteger, expectNumber, expectObject, isRevokedProxy, rejectUnknownKeys } from '../validate.js';
 
 /** What the server needs of a model: Mlp, QuantizedMlp and SparseMlp are all servable. */
 export interface ServableModel {
@@ -128,7 +128,8 @@ function macsPerRow(model: ServableModel): number {
 
 function checkModel(name: string, value: unknown): ServableModel {
   const m = value as Partial<ServableModel> | null;
-  const ok = typeof m === 'object' && m !== null && typeof m.predict === 'function' && typeof m.predictAsync === 'function' &&
+  // A revoked Proxy first: reading any property of one throws V8's own, uncoded TypeError.
+  const ok = typeof m === 'object' && m !== null && !isRevokedProxy(m) && typeof m.predict === 'function' && typeof m.predictAsync === 'function' &&
     Number.isInteger(m.inputs) && Number.isInteger(m.outputs) && m.inputs! >= 1 && m.outputs! >= 1;
   if (!ok) {
     throw typeError(`Expected an Mlp, QuantizedMlp or SparseMlp for options.models.${name} (or an object with predict, predictAsync and integer inputs and outputs >= 1) but received ${describe(value)}`);

@@ -8,7 +8,7 @@ import { Mlp } from '../mlp.js';
 import { snapshot } from '../backend/reference/calls.js';
 import { lossAndGradient } from '../backend/reference/loss.js';
 import {
-  expectAllFinite, expectBatch, expectBoolean, expectInteger, expectNumber, expectObject, rejectUnknownKeys,
+  expectAllFinite, expectBatch, expectBoolean, expectInteger, expectNumber, expectObject, isInstanceOf, rejectUnknownKeys,
 } from '../validate.js';
 import { checkTarget, normalizeLoss, type LossOption, type LossSpec } from './loss-options.js';
 import { normalizeOptimizer, type OptimizerOptions, type OptimizerSpec } from './optimizer-options.js';
@@ -97,7 +97,7 @@ export class Trainer {
   private shuffleRng = new Rng(0);
 
   constructor(net: Mlp, options: TrainerOptions) {
-    if (!(net instanceof Mlp)) throw typeError(`Expected an Mlp for net but received ${describe(net)}`);
+    if (!isInstanceOf(net, Mlp)) throw typeError(`Expected an Mlp for net but received ${describe(net)}`);
     const model = net.handle('trainer');
     const o = expectObject('options', options);
     rejectUnknownKeys('options', o, ['loss', 'optimizer', 'clipNorm', 'schedule']);
@@ -225,7 +225,7 @@ export class Trainer {
       throw typeError(`Expected a function for options.onProgress but received ${describe(onProgress)}`);
     }
     const signal = o.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    if (signal !== undefined && !isInstanceOf(signal, AbortSignal)) {
       throw typeError(`Expected an AbortSignal for options.signal but received ${describe(signal)}`);
     }
     let validation: { x: Float32Array; t: Float32Array | Int32Array } | null = null;
