@@ -570,8 +570,11 @@ describe.each(backendsUnderTest())('API fuzz on %s', (backend) => {
           const layer = (layers as QuantLayer[])[0];
           const x = randomArray(2 * layer.inputs, 13);
           const activations = Array.isArray(c.activations) ? c.activations[0] : c.activations;
-          expect(sameBits(r.value.predict(x), qmatmul(x, layer, { backend, activations: activations as 'float' }))).toBe(true);
-          r.value.dispose();
+          try {
+            expect(sameBits(r.value.predict(x), qmatmul(x, layer, { backend, activations: activations as 'float' }))).toBe(true);
+          } finally {
+            r.value.dispose();
+          }
         }
       }),
       fuzzParams(300),
@@ -894,7 +897,9 @@ describe('regressions found by the fuzz suites', () => {
     expect(code(() => net.quantize({ weights: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     expect(await codeAsync(() => net.quantizeAsync({ weights: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     expect(code(() => net.trainer({ loss: 'mse', optimizer: { type: 'adam', lr: 1e-3, betas: revoked as never } }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
-    const layer = net.quantize({ weights: 'int8' }).getLayers()[0];
+    const q = net.quantize({ weights: 'int8' });
+    const layer = q.getLayers()[0];
+    q.dispose();
     expect(code(() => QuantizedMlp.fromLayers(revoked as never))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     expect(code(() => QuantizedMlp.fromLayers([layer], { activations: revoked as never }))).toBe('TypeError ERR_INVALID_ARG_TYPE');
     net.dispose();

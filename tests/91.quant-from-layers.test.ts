@@ -16,15 +16,18 @@ describe.each(backendsUnderTest())('QuantizedMlp.fromLayers on %s', (backend) =>
       for (const [k, n] of SHAPES) {
         const layer = quantizeLayer(gaussian(n * k, k + n), gaussian(n, 7), k, n, 'relu', 0, format);
         const model = QuantizedMlp.fromLayers([layer], { activations, backend });
-        expect(model.backend).toBe(backend);
-        expect([model.inputs, model.outputs]).toEqual([k, n]);
-        for (const batch of [1, 5]) {
-          const x = gaussian(batch * k, batch + k);
-          const want = qmatmul(x, layer, { activations, backend });
-          expectSameBits(model.predict(x), want, `${k} -> ${n}, batch ${batch}`);
-          expectSameBits(await model.predictAsync(x), want, `${k} -> ${n}, batch ${batch}, async`);
+        try {
+          expect(model.backend).toBe(backend);
+          expect([model.inputs, model.outputs]).toEqual([k, n]);
+          for (const batch of [1, 5]) {
+            const x = gaussian(batch * k, batch + k);
+            const want = qmatmul(x, layer, { activations, backend });
+            expectSameBits(model.predict(x), want, `${k} -> ${n}, batch ${batch}`);
+            expectSameBits(await model.predictAsync(x), want, `${k} -> ${n}, batch ${batch}, async`);
+          }
+        } finally {
+          model.dispose();
         }
-        model.dispose();
       }
     });
   });
@@ -81,6 +84,25 @@ describe.each(backendsUnderTest())('QuantizedMlp.fromLayers on %s', (backend) =>
     expect(model.toSafetensors()).toEqual(file);
     expect(model.getLayers()[0].scales).not.toEqual(layer.scales);
     model.dispose();
+  });
+
+  it("copies with the engine's own copy, then checks: an array subclass whose slice() changes its source cannot slip a value past the checks", () => {
+    const layer = quantizeLayer(gaussian(8 * 16, 1), gaussian(8, 2), 16, 8, 'relu', 0, { format: 'int4', groupSize: 32 });
+    const clean = qmatmul(gaussian(16, 3), layer, { backend });
+    class Sneaky extends Float32Array {
+      override slice(start?: number, end?: number): Float32Array {
+        this.fill(NaN); // after the checks, were slice() the copy
+        return new Float32Array(this).slice(start, end);
+      }
+    }
+    const bias = new Sneaky(layer.bias!.length);
+    bias.set(layer.bias!);
+    const model = QuantizedMlp.fromLayers([{ ...layer, bias }], { backend });
+    try {
+      expectSameBits(model.predict(gaussian(16, 3)), clean);
+    } finally {
+      model.dispose();
+    }
   });
 
   it('refuses bad layers, chains and options with errors that say what was expected', () => {

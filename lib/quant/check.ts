@@ -8,7 +8,7 @@ import { types } from 'node:util';
 import { describe, rangeError, typeError, typedArrayLength } from '../errors.js';
 import { expectObject } from '../validate.js';
 import { nibbleAt } from './codes.js';
-import { INT4_GROUP_SIZES, QUANT_FORMATS, groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
+import { INT4_GROUP_SIZES, QUANT_FORMATS, copyLayer, groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
 
 /** Widest layer a model may have (lib/spec.ts uses the same bound). */
 export const MAX_QUANT_WIDTH = 1 << 20;
@@ -87,9 +87,11 @@ function expectCount(name: string, value: unknown, kind: keyof typeof IS_ARRAY_O
 /**
  * The layer, checked field by field (TypeError for wrong types, RangeError for wrong values).
  * Returns a snapshot: each field is read once, so a getter cannot show the check one value and
- * the kernels another. Callers use the returned layer, not the one they passed.
+ * the kernels another. Callers use the returned layer, not the one they passed. With `copy`, its
+ * arrays are the layer's own copies (copyLayer), made before the values are checked, so what
+ * was checked is what is kept whatever the caller changes afterwards.
  */
-export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
+export function checkQuantLayer(value: unknown, name = 'layer', options: { copy?: boolean } = {}): QuantLayer {
   if (typeof value !== 'object' || value === null) throw typeError(`Expected a QuantLayer object for ${name} but received ${describe(value)}`);
   const o = expectObject(name, value); // refuses arrays and revoked Proxies
   const layer = {
@@ -145,7 +147,8 @@ export function checkQuantLayer(value: unknown, name = 'layer'): QuantLayer {
   if (!Number.isFinite(layer.alpha)) {
     throw rangeError(`Expected a finite number for ${name}.alpha but received ${describe(layer.alpha)}`);
   }
-  const problem = layerValueProblem(layer);
+  const checked = options.copy ? copyLayer(layer) : layer;
+  const problem = layerValueProblem(checked);
   if (problem) throw rangeError(`${name}.${problem.field}: ${problem.message}`);
-  return layer;
+  return checked;
 }

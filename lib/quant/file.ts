@@ -31,7 +31,8 @@ import {
 } from './format.js';
 
 export const QUANT_FILE_VERSION = 1;
-const MAX_LAYERS = 1024;
+/** Most layers a quantised model may have (a file, or QuantizedMlp.fromLayers). */
+export const MAX_QUANT_LAYERS = 1024;
 
 /** Everything a quantised model is, apart from where it runs. */
 export interface QuantModelDescription {
@@ -166,7 +167,7 @@ export function tensorsToQuant(file: ParsedSafetensors): QuantModelDescription {
     fail(`metadata '${QUANT_METADATA_KEY}': ${(err as Error).message}`);
   }
   const activations = field('', meta, 'activations', `one of ${QUANT_ACTIVATIONS.join(', ')}`, oneOf(QUANT_ACTIVATIONS));
-  const rawLayers = field('', meta, 'layers', `a list of 1 to ${MAX_LAYERS} layers`, (v) => (Array.isArray(v) && v.length >= 1 && v.length <= MAX_LAYERS ? (v as unknown[]) : null));
+  const rawLayers = field('', meta, 'layers', `a list of 1 to ${MAX_QUANT_LAYERS} layers`, (v) => (Array.isArray(v) && v.length >= 1 && v.length <= MAX_QUANT_LAYERS ? (v as unknown[]) : null));
 
   const used = new Set<string>();
   const layers: QuantLayer[] = [];

@@ -82,6 +82,8 @@
 // picks powers of two (lib/quant/quantize.ts: equalizationScales), so the division and the
 // multiplication are exact for normal floats.
 
+import { typedArrayLength } from '../errors.js';
+
 export const QUANT_FORMATS = ['int8', 'int4'] as const;
 export type QuantFormat = (typeof QUANT_FORMATS)[number];
 export const QUANT_ACTIVATIONS = ['float', 'int8'] as const;
@@ -126,14 +128,25 @@ export function layerBytes(layer: QuantLayer): number {
     (layer.inputScales?.byteLength ?? 0);
 }
 
+type CodeArray = Int8Array | Uint8Array | Float32Array;
+
+// A copy made by the engine alone: a fresh array of the intrinsic type, filled by set() from the
+// source's own bytes. Not slice(), which a subclass or a Symbol.species constructor may replace
+// with code of the caller's (that could change the source after it was checked).
+function ownCopy<T extends CodeArray>(Type: new (length: number) => T, source: T): T {
+  const copy = new Type(typedArrayLength(source));
+  copy.set(source);
+  return copy;
+}
+
 /** A deep copy: a model keeps layers that the caller can no longer change under it. */
 export function copyLayer(layer: QuantLayer): QuantLayer {
   return {
     ...layer,
-    weights: layer.weights.slice(),
-    scales: layer.scales.slice(),
-    zeros: layer.zeros ? layer.zeros.slice() : null,
-    bias: layer.bias ? layer.bias.slice() : null,
-    inputScales: layer.inputScales ? layer.inputScales.slice() : null,
+    weights: layer.format === 'int8' ? ownCopy(Int8Array, layer.weights as Int8Array) : ownCopy(Uint8Array, layer.weights as Uint8Array),
+    scales: ownCopy(Float32Array, layer.scales),
+    zeros: layer.zeros ? ownCopy(Uint8Array, layer.zeros) : null,
+    bias: layer.bias ? ownCopy(Float32Array, layer.bias) : null,
+    inputScales: layer.inputScales ? ownCopy(Float32Array, layer.inputScales) : null,
   };
 }

@@ -16,7 +16,7 @@ import { allocFloat32, expectAllFinite, expectBatch, expectInteger, expectObject
 import { VERSION } from '../version.js';
 import { selectQuantBackend } from './backend.js';
 import { calibrateLayers, chooseCandidates, errorStats, type QuantStats } from './calibrate.js';
-import { quantToTensors, tensorsToQuant, type QuantModelDescription } from './file.js';
+import { MAX_QUANT_LAYERS, quantToTensors, tensorsToQuant, type QuantModelDescription } from './file.js';
 import { QUANT_ACTIVATIONS, copyLayer, layerBytes, type QuantActivations, type QuantFormat, type QuantLayer } from './format.js';
 import { normalizeQuantizeOptions, type QuantizeOptions } from './options.js';
 import { quantizeSteps } from './progress.js';
@@ -54,8 +54,6 @@ export interface QuantFromLayersOptions {
   backend?: BackendChoice;
 }
 
-// As many layers as a model file may hold (lib/quant/file.ts).
-const MAX_FROM_LAYERS = 1024;
 
 interface Segment {
   model: BackendQuantModel;
@@ -402,37 +400,41 @@ export class QuantizedMlp {
   /**
    * A model made of quantised layers in order (from quantizeLayer, getLayers() or a quantiser of
    * your own): layer i + 1 reads layer i's outputs, and the model has no input encoding. Each
-   * layer is checked as qmatmul checks it and copied, so later changes to the caller's arrays do
-   * not reach the model. This is qmatmul without its per-call repack (a 1024 -> 1024 layer:
-   * ~18 us a row instead of ~0.7 ms), with predictAsync, save and dispose.
+   * layer is copied, then checked as qmatmul checks it, so later changes to the caller's arrays
+   * do not reach the model. `activations` is one mode for every layer or one per layer; the
+   * model's own `activations` is then 'int8' when any layer runs W8A8 (as quantize reports a
+   * calibrated model that kept some layers on float inputs). This is qmatmul without its per-call
+   * repack (bench/qmatmul.mjs, a 1024 -> 1024 layer at batch 1: 9-17 us a call instead of
+   * 0.7-1.4 ms), with predictAsync, save and dispose.
    */
   static fromLayers(layers: readonly QuantLayer[], options: QuantFromLayersOptions = {}): QuantizedMlp {
     // isArray: Array.isArray throws V8's own, uncoded TypeError on a revoked Proxy. Each list is
     // read once, entry by entry, so a Proxy cannot answer one length here and another below.
     if (!isArray(layers)) throw typeError(`Expected an array of QuantLayer objects for layers but received ${describe(layers)}`);
-    const count = expectInteger('layers.length', layers.length, 1, MAX_FROM_LAYERS);
+    const count = expectInteger('layers.length', layers.length, 1, MAX_QUANT_LAYERS);
     const given = Array.from({ length: count }, (_, i) => layers[i]);
     const o = expectObject('options', options);
     rejectUnknownKeys('options', o, ['activations', 'backend']);
     const backend = o.backend === undefined ? 'auto' : expectOneOf('options.backend', o.backend, BACKEND_CHOICES);
     let layerActivations: QuantActivations[];
-    if (isArray(o.activations)) {
-      const list = o.activations;
+    const activations = o.activations; // read once: a getter may answer differently each time
+    if (isArray(activations)) {
+      const list = activations;
       const length = list.length;
       if (length !== count) throw rangeError(`Expected options.activations to list one mode per layer (${count}) but received ${length}`);
       layerActivations = Array.from({ length }, (_, i) => expectOneOf(`options.activations[${i}]`, list[i], QUANT_ACTIVATIONS));
     } else {
-      const all = o.activations === undefined ? 'float' : expectOneOf('options.activations', o.activations, QUANT_ACTIVATIONS);
+      const all = activations === undefined ? 'float' : expectOneOf('options.activations', activations, QUANT_ACTIVATIONS);
       layerActivations = given.map(() => all);
     }
     const checked: QuantLayer[] = [];
     for (let i = 0; i < count; i++) {
-      // checkQuantLayer's snapshot, not the caller's object, is what the rest reads.
-      const layer = checkQuantLayer(given[i], `layers[${i}]`);
+      // checkQuantLayer's snapshot with copied arrays, not the caller's object, is what the rest reads.
+      const layer = checkQuantLayer(given[i], `layers[${i}]`, { copy: true });
       if (i > 0 && layer.inputs !== checked[i - 1].outputs) {
         throw rangeError(`Expected layers[${i}].inputs to equal layers[${i - 1}].outputs (${checked[i - 1].outputs}) but received ${layer.inputs}`);
       }
-      checked.push(copyLayer(layer));
+      checked.push(layer);
     }
     return construct({
       inputs: checked[0].inputs,

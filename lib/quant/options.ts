@@ -185,15 +185,17 @@ function layerFormatFrom(name: string, o: Record<string, unknown>, formatKey: st
  * symmetric: false is refused as for 'int8').
  */
 function layerFormatsFrom(name: string, o: Record<string, unknown>, layerCount: number): LayerFormat[] {
-  // isArray: Array.isArray throws V8's own, uncoded TypeError on a revoked Proxy.
-  if (!isArray(o.weights)) {
-    if (typeof o.weights !== 'string') {
-      throw typeError(`Expected ${QUANT_FORMATS.map((f) => `'${f}'`).join(' or ')}, or a list of them (one per layer), for ${name}.weights but received ${describe(o.weights)}`);
+  // Read once (a getter may answer differently each time); isArray, because Array.isArray throws
+  // V8's own, uncoded TypeError on a revoked Proxy.
+  const weights = o.weights;
+  if (!isArray(weights)) {
+    if (typeof weights !== 'string') {
+      throw typeError(`Expected ${QUANT_FORMATS.map((f) => `'${f}'`).join(' or ')}, or a list of them (one per layer), for ${name}.weights but received ${describe(weights)}`);
     }
-    const format = layerFormatFrom(name, o, 'weights');
+    const format = layerFormatFrom(name, { weights, groupSize: o.groupSize, symmetric: o.symmetric }, 'weights');
     return Array.from({ length: layerCount }, () => format);
   }
-  const list = o.weights as unknown[];
+  const list = weights;
   const length = list.length; // read once: a Proxy may answer differently each time
   if (length !== layerCount) {
     throw rangeError(`Expected ${name}.weights to list one format per layer (${layerCount}) but received ${length}`);

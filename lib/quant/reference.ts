@@ -11,7 +11,7 @@ import type { BackendQuantModel, QuantModelConfig } from '../backend/types.js';
 import { CallQueue, deliver, guardAllocation, overlaps, queuedCall, snapshot } from '../backend/reference/calls.js';
 import { checkQuantLayer } from './check.js';
 import { unpackCodes } from './codes.js';
-import { MAX_W8A8_INT8_INPUTS, QUANT_ACTIVATIONS, copyLayer, groupsPerRow, paddedInputs, type QuantActivations, type QuantLayer } from './format.js';
+import { MAX_W8A8_INT8_INPUTS, QUANT_ACTIVATIONS, groupsPerRow, paddedInputs, type QuantActivations, type QuantLayer } from './format.js';
 import { clamp, roundHalfEven } from './rounding.js';
 
 const f32 = Math.fround;
@@ -185,7 +185,7 @@ export class ReferenceQuantModel implements BackendQuantModel {
     if (layers.length === 0) throw rangeError('QuantModel: needs at least one layer');
     let width = encodedWidthOf(config);
     this.layers = layers.map((raw, i) => {
-      const layer = copyLayer(checkQuantLayer(raw, `layers[${i}]`));
+      const layer = checkQuantLayer(raw, `layers[${i}]`, { copy: true });
       if (layer.inputs !== width) throw rangeError(`QuantModel: layers[${i}] takes ${layer.inputs} inputs but receives ${width}`);
       if (config.activations === 1) checkW8A8Width(layer, `QuantModel: layers[${i}]`);
       width = layer.outputs;

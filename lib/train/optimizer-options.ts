@@ -51,14 +51,15 @@ export function normalizeOptimizer(value: unknown): OptimizerSpec {
     hyper[4] = nesterov ? 1 : 0;
   } else {
     let betas: [number, number] = [0.9, 0.999];
-    if (o.betas !== undefined) {
+    const given = o.betas; // read once: a getter may answer differently each time
+    if (given !== undefined) {
       // isArray: Array.isArray throws V8's own, uncoded TypeError on a revoked Proxy.
-      if (!isArray(o.betas) || o.betas.length !== 2) {
-        throw typeError(`Expected [beta1, beta2] for options.optimizer.betas but received ${describe(o.betas)}`);
+      if (!isArray(given) || given.length !== 2) {
+        throw typeError(`Expected [beta1, beta2] for options.optimizer.betas but received ${describe(given)}`);
       }
       betas = [
-        expectNumber('options.optimizer.betas[0]', o.betas[0], { min: 0, max: 1 }),
-        expectNumber('options.optimizer.betas[1]', o.betas[1], { min: 0, max: 1 }),
+        expectNumber('options.optimizer.betas[0]', given[0], { min: 0, max: 1 }),
+        expectNumber('options.optimizer.betas[1]', given[1], { min: 0, max: 1 }),
       ];
       if (betas[0] >= 1 || betas[1] >= 1) throw rangeError(`Expected betas in [0, 1) for options.optimizer.betas but received [${betas.join(', ')}]`);
     }
