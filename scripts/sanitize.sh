@@ -51,7 +51,7 @@ LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="$ASAN_COMMON:detect_leaks=0" MLPKIT_ADDON_PA
   new Mlp({ inputs: 2, layers: [{ units: 2 }] }).predict(new Float32Array(2));
   console.log('sanitize: node loads', process.env.MLPKIT_ADDON_PATH, '(' + i.isa + ')');
 "
-TESTS=${MLPKIT_SANITIZE_NODE_TESTS:-tests/86.fuzz-api.test.ts tests/87.fuzz-files.test.ts tests/88.lifetime-and-workers.test.ts tests/89.numeric-edges.test.ts tests/80.async-and-lifetime.test.ts tests/70.bad-input.test.ts tests/91.quant-native.test.ts tests/92.sparse.test.ts tests/94.sparse-int8.test.ts tests/40.native-vs-reference.test.ts tests/96.server-socket-path.test.ts tests/91.quant-gptq.test.ts}
+TESTS=${MLPKIT_SANITIZE_NODE_TESTS:-tests/86.fuzz-api.test.ts tests/86.argument-sweep.test.ts tests/87.fuzz-files.test.ts tests/88.lifetime-and-workers.test.ts tests/89.numeric-edges.test.ts tests/80.async-and-lifetime.test.ts tests/70.bad-input.test.ts tests/91.quant-native.test.ts tests/92.sparse.test.ts tests/94.sparse-int8.test.ts tests/40.native-vs-reference.test.ts tests/96.server-socket-path.test.ts tests/91.quant-gptq.test.ts}
 # shellcheck disable=SC2086
 LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="$ASAN_COMMON:detect_leaks=0" MLPKIT_ADDON_PATH="$ADDON" \
   MLPKIT_EXPECT_NATIVE=1 MLPKIT_FUZZ_RUNS=${MLPKIT_FUZZ_RUNS:-40} MLPKIT_SANITIZED=1 \

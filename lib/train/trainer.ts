@@ -232,9 +232,10 @@ export class Trainer {
     if (o.validation !== undefined) {
       const v = expectObject('options.validation', o.validation);
       rejectUnknownKeys('options.validation', v, ['x', 'target']);
-      const vn = expectBatch('options.validation.x', v.x, this.net.inputs);
-      expectAllFinite('options.validation.x', v.x as Float32Array);
-      validation = { x: v.x as Float32Array, t: checkTarget(this.loss.name, v.target, vn, this.net.outputs, 'options.validation.target') };
+      const vx = v.x; // read once: a getter could answer the checks one array and the epochs another
+      const vn = expectBatch('options.validation.x', vx, this.net.inputs);
+      expectAllFinite('options.validation.x', vx as Float32Array);
+      validation = { x: vx as Float32Array, t: checkTarget(this.loss.name, v.target, vn, this.net.outputs, 'options.validation.target') };
     }
 
     const inputs = this.net.inputs;

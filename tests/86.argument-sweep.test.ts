@@ -1,9 +1,13 @@
-// A revoked Proxy in any argument position of the public API must be refused with a coded
-// TypeError / RangeError, never V8's own uncoded TypeError (reading a property of one, instanceof
-// and Array.isArray all throw). The sweep takes a valid call, then puts a revoked Proxy at each
-// path of its argument tree in turn, and at each option name an options object accepts, found
-// from the unknown-option error, so options added later are covered without listing them here.
-// It found fit's, quantize's and quantizeAsync's signal, and a served model, all uncoded.
+// Hostile arguments anywhere in a call of the public API must be refused with a coded
+// TypeError / RangeError, never V8's own uncoded TypeError. Two sweeps start from a valid call:
+// - a revoked Proxy (reading a property of one, instanceof and Array.isArray all throw) at each
+//   path of the argument tree in turn, and at each option name an options object accepts, found
+//   from the unknown-option error, so options added later are covered without listing them here;
+// - each property made a getter that answers its valid value once and something else after
+//   (null, a revoked Proxy, a string, -1): a value read twice, checked at the first read and
+//   used at the second, shows up as an uncoded error.
+// The first found fit's, quantize's and quantizeAsync's signal and a served model uncoded; the
+// second, fit's options.validation.x read twice.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mlp, QuantizedMlp, SparseMlp, createServer, dequantizeLayer, qmatmul, quantizeLayer, readSafetensors, writeSafetensors } from '../lib/index.js';
@@ -75,7 +79,29 @@ async function sweep(given: () => Tree, call: (args: Tree) => unknown): Promise<
   return { uncoded, discovered };
 }
 
-describe.each(backendsUnderTest())('a revoked Proxy anywhere in a call on %s', (backend) => {
+/** The uncoded errors of every call with one property that changes after its first read. */
+async function flipSweep(given: () => Tree, call: (args: Tree) => unknown): Promise<string[]> {
+  const uncoded: string[] = [];
+  for (const path of paths(given())) {
+    for (const later of [null, revoked, 'zz', -1]) {
+      const args = fresh(given());
+      const parent = at(args, path.slice(0, -1));
+      const key = path[path.length - 1];
+      const valid = parent[key];
+      let reads = 0;
+      Object.defineProperty(parent, key, { get: () => (reads++ === 0 ? valid : later), enumerable: true, configurable: true });
+      try {
+        const r = (await call(args)) as { dispose?: () => void } | null;
+        if (r && typeof r.dispose === 'function') r.dispose();
+      } catch (err) {
+        if ((err as { code?: unknown })?.code === undefined) uncoded.push(`${path.join('.')} (then ${later === revoked ? 'a revoked Proxy' : String(later)}): ${String(err)}`);
+      }
+    }
+  }
+  return uncoded;
+}
+
+describe.each(backendsUnderTest())('hostile arguments anywhere in a call on %s', (backend) => {
   const net = new Mlp({ inputs: 3, layers: [{ units: 4, activation: 'relu' }, { units: 2 }], seed: 1 }, { backend });
   const q = net.quantize({ weights: 'int8', backend });
   const layer = q.getLayers()[0];
@@ -127,9 +153,13 @@ describe.each(backendsUnderTest())('a revoked Proxy anywhere in a call on %s', (
   const WITH_OPTIONS = new Set(['new Mlp', 'trainer', 'trainer.fit', 'net.quantize', 'net.quantizeAsync', 'net.sparsify', 'QuantizedMlp.fromLayers', 'qmatmul',
     'quantizeLayer', 'QuantizedMlp.fromSafetensors', 'SparseMlp.fromSafetensors', 'Mlp.fromSafetensors', 'createServer']);
 
-  it.each(CASES)('%s', async (name, make, call) => {
+  it.each(CASES)('%s: a revoked Proxy at any path or option name', async (name, make, call) => {
     const { uncoded, discovered } = await sweep(make, call);
     expect(uncoded).toEqual([]);
     if (WITH_OPTIONS.has(name)) expect(discovered, 'option names read from the unknown-option errors').toBeGreaterThan(0);
+  });
+
+  it.each(CASES)('%s: a property that changes after its first read', async (_name, make, call) => {
+    expect(await flipSweep(make, call)).toEqual([]);
   });
 });
