@@ -73,7 +73,7 @@ describe.each([defaultBackend])('leak soaks on %s', (backend) => {
 });
 
 describe.runIf(hasNative())('finalizers (native only: the reference backend holds no native memory)', () => {
-  it('models, quantised and sparse models dropped without dispose() are freed once collected', async () => {
+  it('models, quantised (net.quantize, QuantizedMlp.fromLayers, qmatmul) and sparse models dropped without dispose() are freed once collected', async () => {
     const r = await child(`
       const addon = loadNative();
       const base = addon.info();
@@ -82,7 +82,11 @@ describe.runIf(hasNative())('finalizers (native only: the reference backend hold
         net.predict(new Float32Array(8));
         if (i % 10 === 0) net.quantize({ weights: 'int8', backend: 'native' }).predict(new Float32Array(8));
         if (i % 10 === 5) sparse.push(net.sparsify({ mode: 'exact', backend: 'native' }).then((s) => s.predict(new Float32Array(8))));
+        // A model from quantised layers, and qmatmul's own one-layer model (disposed at once).
+        if (i % 10 === 3) mlpkit.QuantizedMlp.fromLayers([layer], { activations: 'int8', backend: 'native' }).predict(new Float32Array(8));
+        if (i % 10 === 7) mlpkit.qmatmul(new Float32Array(8), layer, { backend: 'native' });
       };
+      const layer = mlpkit.quantizeLayer(new Float32Array(32 * 8).fill(0.25), null, 8, 32, 'relu', 0, { format: 'int4' });
       const sparse = [];
       for (let i = 0; i < 10000; i++) make(i);
       await Promise.all(sparse.splice(0));
