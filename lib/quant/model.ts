@@ -16,12 +16,12 @@ import { allocFloat32, expectAllFinite, expectBatch, expectInteger, expectObject
 import { VERSION } from '../version.js';
 import { selectQuantBackend } from './backend.js';
 import { calibrateLayers, chooseCandidates, errorStats, type QuantStats } from './calibrate.js';
+import { checkQuantLayer } from './check.js';
 import { MAX_QUANT_LAYERS, quantToTensors, tensorsToQuant, type QuantModelDescription } from './file.js';
 import { QUANT_ACTIVATIONS, copyLayer, layerBytes, type QuantActivations, type QuantFormat, type QuantLayer } from './format.js';
 import { normalizeQuantizeOptions, type QuantizeOptions } from './options.js';
 import { quantizeSteps } from './progress.js';
 import { equalizationScales, lostInput, quantizeChecked } from './quantize.js';
-import { checkQuantLayer } from './check.js';
 import { checkW8A8Width } from './reference.js';
 
 /** What one layer is and costs (read-only copies; the weights stay inside the model). */
@@ -53,7 +53,6 @@ export interface QuantFromLayersOptions {
   /** 'auto' (default), 'native' or 'reference'. */
   backend?: BackendChoice;
 }
-
 
 interface Segment {
   model: BackendQuantModel;
@@ -419,10 +418,9 @@ export class QuantizedMlp {
     let layerActivations: QuantActivations[];
     const activations = o.activations; // read once: a getter may answer differently each time
     if (isArray(activations)) {
-      const list = activations;
-      const length = list.length;
+      const length = activations.length;
       if (length !== count) throw rangeError(`Expected options.activations to list one mode per layer (${count}) but received ${length}`);
-      layerActivations = Array.from({ length }, (_, i) => expectOneOf(`options.activations[${i}]`, list[i], QUANT_ACTIVATIONS));
+      layerActivations = Array.from({ length }, (_, i) => expectOneOf(`options.activations[${i}]`, activations[i], QUANT_ACTIVATIONS));
     } else {
       const all = activations === undefined ? 'float' : expectOneOf('options.activations', activations, QUANT_ACTIVATIONS);
       layerActivations = given.map(() => all);

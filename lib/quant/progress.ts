@@ -1,8 +1,8 @@
 // quantize's steps as onProgress sees them (QuantizeOptions.onProgress, .signal): one step per
 // layer quantised, then, with calibration, one per layer calibrated. The signal is checked after
 // every report (quantize checks it once before it starts), so an abort from inside onProgress
-// stops the call right there, before the next step begins. onProgress's return value is ignored: an async callback's
-// rejection is not seen.
+// stops the call right there, before the next step begins. onProgress's return value is
+// ignored: an async callback's rejection is not seen.
 
 import type { NormalizedQuantizeOptions, QuantizeProgress } from './options.js';
 
