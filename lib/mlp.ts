@@ -222,8 +222,10 @@ export class Mlp {
    * A quantised copy for inference: weights int8 (one scale per output) or int4 (groups of 32,
    * 64 or 128 inputs), activations float or int8 (W8A8), optional calibration rows for an
    * error report and per-layer choices. See docs/QUANTIZATION.md. This model is unchanged.
-   * options.onProgress is called after each layer is quantised (and, with calibration,
-   * calibrated); an options.signal aborted from it stops the call with the signal's reason.
+   * options.onProgress is called after each step (QuantizeProgress.stage: each layer quantised;
+   * with calibration, also the float model run on the rows first, each layer calibrated and the
+   * quantised model measured last); an options.signal aborted from it stops the call with the
+   * signal's reason.
    */
   quantize(options: QuantizeOptions): QuantizedMlp {
     return QuantizedMlp.fromMlp(this, options);

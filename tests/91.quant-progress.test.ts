@@ -1,5 +1,6 @@
 // Progress and cancellation of quantize and quantizeAsync (QuantizeOptions.onProgress, .signal;
-// lib/quant/progress.ts): one report per layer quantised, one more per layer calibrated, in
+// lib/quant/progress.ts): one report per layer quantised; with calibration, one for the float
+// model's outputs first, one per layer calibrated and one for the model measured last; in
 // order, the same from both calls; the model unchanged by watching it (or by a callback that
 // changes the float model); an abort or a throw from the callback stops the call with that
 // error, and quantizeAsync's worker with it, leaving no listener on the signal.
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp, type QuantizeProgress, type QuantizedMlp } from '../lib/index.js';
+import { loadNative } from '../lib/backend/native.js';
 import { quantizeInWorker } from '../lib/quant/quantize-async.js';
 import { backendsUnderTest, expectSameBits, gaussian } from './helpers.js';
 
@@ -28,9 +30,11 @@ function model(backend: 'native' | 'reference'): Mlp {
 
 /** The reports a call should make, without the times. */
 function expectedSteps(calibrated: boolean): Omit<QuantizeProgress, 'elapsedSeconds'>[] {
-  const stages: QuantizeProgress['stage'][] = calibrated ? ['quantize', 'calibrate'] : ['quantize'];
-  const steps = stages.length * LAYERS;
-  return stages.flatMap((stage, s) => Array.from({ length: LAYERS }, (_, layer) => ({ stage, layer, layers: LAYERS, step: s * LAYERS + layer + 1, steps })));
+  const perLayer = (stage: QuantizeProgress['stage']) => Array.from({ length: LAYERS }, (_, layer) => ({ stage, layer }));
+  const order = calibrated
+    ? [{ stage: 'reference' as const, layer: null }, ...perLayer('quantize'), ...perLayer('calibrate'), { stage: 'measure' as const, layer: null }]
+    : perLayer('quantize');
+  return order.map((s, i) => ({ ...s, layers: LAYERS, step: i + 1, steps: order.length }));
 }
 
 function withoutTimes(seen: QuantizeProgress[]): Omit<QuantizeProgress, 'elapsedSeconds'>[] {
@@ -70,7 +74,12 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
 
   it('quantize stops at the step where onProgress aborts the signal, with its reason', () => {
     const net = model(backend);
-    for (const stopAt of [1, LAYERS, LAYERS + 1, 2 * LAYERS]) {
+    // The first step ('reference'), the last 'quantize', the first 'calibrate' and the last
+    // step ('measure', after the whole work: the call still stops, and frees the model it built).
+    // Native quantised models alive (the reference backend holds no native memory).
+    const liveQuantModels = () => (backend === 'native' ? loadNative()!.info().liveQuantModels : 0);
+    const liveBefore = liveQuantModels();
+    for (const stopAt of [1, LAYERS + 1, LAYERS + 2, 2 * LAYERS + 2]) {
       const controller = new AbortController();
       const seen: number[] = [];
       const call = () => net.quantize({
@@ -82,6 +91,7 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
       });
       expect(call, `abort at step ${stopAt}`).toThrow(expect.objectContaining({ name: 'AbortError' }));
       expect(seen).toEqual(Array.from({ length: stopAt }, (_, i) => i + 1));
+      expect(liveQuantModels(), `native quantised models left after an abort at step ${stopAt}`).toBe(liveBefore);
     }
     const reason = new Error('no longer needed');
     expect(() => net.quantize({ weights: 'int8', signal: AbortSignal.abort(reason) })).toThrow(reason);

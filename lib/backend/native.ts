@@ -22,7 +22,11 @@ import type {
 } from './types.js';
 
 interface Addon {
-  info(): { version: string; isa: string; threads: number; cuda: boolean; compiler?: string; isas?: string[] };
+  // live*: the addon's models not yet freed (disposed or collected), for the leak and lifetime tests.
+  info(): {
+    version: string; isa: string; threads: number; cuda: boolean; compiler?: string; isas?: string[];
+    liveModels: number; liveQuantModels: number; liveSparseModels: number;
+  };
   setThreads(n: number): void;
   firstNonFinite(data: Float32Array): number;
   quantizeInt8?: NativeWeightQuantizer['quantizeInt8'];

@@ -231,6 +231,7 @@ export class QuantizedMlp {
     checkQuantizableSpec(net.spec);
     opts.signal?.throwIfAborted(); // before the copy of the parameters, as quantizeAsync
     const spec = net.spec;
+    const steps = quantizeSteps(opts, spec.layers.length);
     // One copy of the parameters, read through views: net.getLayers() copies every weight twice
     // (its flat copy, then a slice per layer), which was ~1 s of a 4096 -> 16384 layer's quantize.
     const params = net.getParameters();
@@ -249,7 +250,7 @@ export class QuantizedMlp {
     // caller's code: the stats then compare against the model the parameters were copied from,
     // whatever a callback does to it (quantizeAsync's copy is as immune).
     const want = opts.calibration ? floatOutputs ?? net.predict(opts.calibration) : null;
-    const steps = quantizeSteps(opts, floatLayers.length);
+    if (want) steps.done('reference', null);
     // Per layer, the plain quantisation first, then (where options.equalize allows and it would
     // change anything) the per-input equalised one: calibration bias-corrects and measures both
     // and keeps the equalised one for a clear gain that holds end to end; without calibration,
@@ -294,16 +295,27 @@ export class QuantizedMlp {
         model.calibrationStats = { samples: opts.calibration!.length / net.inputs, layers: p.stats, output, equalizationReverted: [] };
         return model;
       };
+      // The last step: reported once the model is built and measured, and the model freed if the
+      // report stops the call.
+      const measuredModel = (model: QuantizedMlp) => {
+        try {
+          steps.done('measure', null);
+        } catch (err) {
+          model.dispose();
+          throw err;
+        }
+        return model;
+      };
       const choice = chooseCandidates(measured.stats);
       const chosen = build(pick(choice));
-      if (choice.every((c) => c === 0)) return chosen;
+      if (choice.every((c) => c === 0)) return measuredModel(chosen);
       // Layers measured alone, each fed the float model's input: equalising one can still cost
       // the whole model more than it saves. Keep the all-plain model when it is as good end to end.
       const plain = build(pick(choice.map(() => 0)));
       const keepPlain = plain.calibrationStats!.output.relativeRms <= chosen.calibrationStats!.output.relativeRms;
       (keepPlain ? chosen : plain).dispose();
       if (keepPlain) plain.calibrationStats!.equalizationReverted = choice.flatMap((c, i) => (c > 0 ? [i] : []));
-      return keepPlain ? plain : chosen;
+      return measuredModel(keepPlain ? plain : chosen);
     }
     const description: QuantModelDescription = {
       inputs: net.inputs, encoding: spec.encoding, activations: opts.activations, layers, layerActivations: layers.map(() => opts.activations),

@@ -5,7 +5,7 @@ import { BACKEND_CHOICES, type BackendChoice } from '../../backend/index.js';
 import { Mlp } from '../../mlp.js';
 import type { QuantErrorStats } from '../../quant/calibrate.js';
 import { QUANT_ACTIVATIONS, QUANT_FORMATS, type QuantActivations, type QuantFormat } from '../../quant/format.js';
-import { GPTQ_AUTO_MAX_WORK_NATIVE, GPTQ_ROWS_PER_INPUT, QUANT_ROUNDINGS, gptqWork, type QuantizeOptions } from '../../quant/options.js';
+import { GPTQ_AUTO_MAX_WORK_NATIVE, GPTQ_ROWS_PER_INPUT, QUANT_ROUNDINGS, gptqWork, type QuantizeOptions, type QuantizeProgress } from '../../quant/options.js';
 import { parameterLayout } from '../../spec.js';
 import { choiceOption, flag, intOption, parseCommand, stringOption, HEADER_OPTIONS, HEADER_USAGE, headerOption, type Command } from '../args.js';
 import { CliError, usageError } from '../errors.js';
@@ -56,6 +56,11 @@ Example
 // Above this relative RMS error of the whole model the report warns: int8 weights typically
 // land near 1%, int4 g32 near 5-9% on Gaussian-like layers (docs/QUANTIZATION.md).
 const LARGE_ERROR = 0.1;
+
+// What the bar says a step has done (QuantizeProgress.stage).
+const STAGE_TEXT: Record<QuantizeProgress['stage'], string> = {
+  reference: 'float model run on the rows', quantize: 'quantised', calibrate: 'calibrated', measure: 'quantised model measured',
+};
 
 const pct = (v: number) => `${(v * 100).toPrecision(3)}%`;
 const kb = (bytes: number) => (bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
@@ -129,14 +134,14 @@ export const quantizeCommand: Command = {
       options.calibration = x.subarray(0, rows * model.inputs);
       calibrationNote = `${rows} rows of ${calibrationPath}`;
     }
-    // A bar on a terminal only: quantize runs on this thread and reports each layer as it goes
+    // A bar on a terminal only: quantize runs on this thread and reports each step as it goes
     // (a layer with GPTQ can take seconds); in a log the report below says it all.
     const bar = !flag(values, 'quiet') && io.stderr.isTTY ? createProgress({ stream: io.stderr, label: 'quantize ' }) : null;
     let fraction = 0;
     if (bar) {
       options.onProgress = (p) => {
         fraction = p.step / p.steps;
-        bar.update(fraction, `layer ${p.layer + 1}/${p.layers} ${p.stage === 'quantize' ? 'quantised' : 'calibrated'}`);
+        bar.update(fraction, p.layer === null ? STAGE_TEXT[p.stage] : `layer ${p.layer + 1}/${p.layers} ${STAGE_TEXT[p.stage]}`);
       };
     }
     let q;
