@@ -223,8 +223,7 @@ export class Mlp {
    * 64 or 128 inputs), activations float or int8 (W8A8), optional calibration rows for an
    * error report and per-layer choices. See docs/QUANTIZATION.md. This model is unchanged.
    * options.onProgress is called after each step (QuantizeProgress.stage: each layer quantised;
-   * with calibration, also the float model run on the rows first, each layer calibrated and the
-   * quantised model measured last); an options.signal aborted from it stops the call with the
+   * with calibration, also each layer calibrated and the quantised model measured last); an options.signal aborted from it stops the call with the
    * signal's reason.
    */
   quantize(options: QuantizeOptions): QuantizedMlp {
@@ -243,7 +242,7 @@ export class Mlp {
    * change the result. Bad options reject with the errors quantize throws. A cuda model's copy
    * runs on a CPU backend, as quantize's calibration does; its own outputs on the calibration
    * rows come from this model (predictAsync). The worker holds the copy of the parameters (and,
-   * with calibration, a float model of them) besides the quantised model while it runs.
+   * with calibration, one float layer at a time) besides the quantised model while it runs.
    * options.onProgress is called on this thread after each of the worker's steps, as quantize
    * calls it; aborting options.signal terminates the worker and rejects with the signal's reason.
    */

@@ -1,7 +1,6 @@
 // Progress and cancellation of quantize and quantizeAsync (QuantizeOptions.onProgress, .signal;
-// lib/quant/progress.ts): one report per layer quantised; with calibration, one for the float
-// model's outputs first, one per layer calibrated and one for the model measured last; in
-// order, the same from both calls; the model unchanged by watching it (or by a callback that
+// lib/quant/progress.ts): one report per layer quantised; with calibration, one per layer
+// calibrated and one for the model measured last; in order, the same from both calls; the model unchanged by watching it (or by a callback that
 // changes the float model); an abort or a throw from the callback stops the call with that
 // error, and quantizeAsync's worker with it, leaving no listener on the signal.
 //
@@ -15,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Mlp, type QuantizeProgress, type QuantizedMlp } from '../lib/index.js';
 import { loadNative } from '../lib/backend/native.js';
+import { errorStats } from '../lib/quant/calibrate.js';
 import { quantizeInWorker } from '../lib/quant/quantize-async.js';
 import { backendsUnderTest, expectSameBits, gaussian } from './helpers.js';
 
@@ -32,7 +32,7 @@ function model(backend: 'native' | 'reference'): Mlp {
 function expectedSteps(calibrated: boolean): Omit<QuantizeProgress, 'elapsedSeconds'>[] {
   const perLayer = (stage: QuantizeProgress['stage']) => Array.from({ length: LAYERS }, (_, layer) => ({ stage, layer }));
   const order = calibrated
-    ? [{ stage: 'reference' as const, layer: null }, ...perLayer('quantize'), ...perLayer('calibrate'), { stage: 'measure' as const, layer: null }]
+    ? [...perLayer('quantize'), ...perLayer('calibrate'), { stage: 'measure' as const, layer: null }]
     : perLayer('quantize');
   return order.map((s, i) => ({ ...s, layers: LAYERS, step: i + 1, steps: order.length }));
 }
@@ -74,12 +74,12 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
 
   it('quantize stops at the step where onProgress aborts the signal, with its reason', () => {
     const net = model(backend);
-    // The first step ('reference'), the last 'quantize', the first 'calibrate' and the last
-    // step ('measure', after the whole work: the call still stops, and frees the model it built).
+    // The first step, the last 'quantize', the first 'calibrate' and the last step ('measure',
+    // after the whole work: the call still stops, and frees the model it built).
     // Native quantised models alive (the reference backend holds no native memory).
     const liveQuantModels = () => (backend === 'native' ? loadNative()!.info().liveQuantModels : 0);
     const liveBefore = liveQuantModels();
-    for (const stopAt of [1, LAYERS + 1, LAYERS + 2, 2 * LAYERS + 2]) {
+    for (const stopAt of [1, LAYERS, LAYERS + 1, 2 * LAYERS + 1]) {
       const controller = new AbortController();
       const seen: number[] = [];
       const call = () => net.quantize({
@@ -163,6 +163,28 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
       expectSamePredictions(want, q, 'watched by a callback that changes the model');
     }
     for (const m of [want, got, got2, plain, changed]) m.dispose();
+  });
+
+  it('stats.output is the error against the float model\'s own predict (taken from calibration\'s float layers)', async () => {
+    // quantize takes the float outputs from its layer-by-layer calibration, not from a run of
+    // net.predict. The two differ by float32 rounding alone: identical on the native backend here,
+    // ~1e-8 of the value on the reference one; on an error of ~1e-2 of the output scale, a float
+    // reference moved by <= ~1e-6 of the scale moves the stat by <= 1e-4 of itself.
+    const net = new Mlp({
+      inputs: 3, encoding: { type: 'frequency', octaves: 2 },
+      layers: [{ units: 37, activation: 'gelu' }, { units: 20, activation: 'leaky_relu', alpha: 0.1 }, { units: 2 }], seed: 5,
+    }, { backend });
+    const x = gaussian(300 * 3, 6, 1);
+    for (const options of [{ weights: 'int8' as const }, { weights: 'int4' as const, activations: 'int8' as const }]) {
+      for (const q of [net.quantize({ ...options, calibration: x }), await net.quantizeAsync({ ...options, calibration: x })]) {
+        const direct = errorStats(q.predict(x), net.predict(x));
+        for (const key of ['relativeRms', 'relativeMax'] as const) {
+          expect(Math.abs(q.stats!.output[key] / direct[key] - 1), `${options.weights} ${key}`).toBeLessThan(1e-4);
+        }
+        q.dispose();
+      }
+    }
+    net.dispose();
   });
 
   it('quantizeAsync leaves no listener on the signal, however it settles', async () => {

@@ -284,7 +284,7 @@ describe('train, predict, quantize and sparsify', () => {
     const shown = await run(true);
     expect(shown.code).toBe(0);
     expect(shown.err).toMatch(/quantize \[#{24}\] 100% /);
-    expect(shown.err).toMatch(/\] +\d+% float model run on the rows /); // the first report ('reference') always draws
+    expect(shown.err).toMatch(/\] +\d+% layer 1\/2 quantised /); // the first report always draws
     expect(shown.err.endsWith('\n')).toBe(true);
     expect(await run(true, '--quiet')).toEqual({ code: 0, err: '' });
     expect(await run(false)).toEqual({ code: 0, err: '' });

@@ -274,8 +274,9 @@ function checkedGptq(layer: QuantLayer, weight: Float32Array, input: Float32Arra
  * rounding 'gptq' re-rounded on the layer's calibration inputs (lib/quant/gptq.ts), each
  * bias-corrected on the calibration rows (biasCorrected; with at least BIAS_CORRECTION_MIN_ROWS
  * of them) and returned so, with its errors with
- * float and (when asked) int8 inputs and the activations chosen for it. floatBackend runs the
- * float layers (the float model's backend), quantBackend the quantised.
+ * float and (when asked) int8 inputs and the activations chosen for it; also the float model's
+ * outputs on the rows, which the float layers run one after another here give anyway.
+ * floatBackend runs the float layers (the float model's backend), quantBackend the quantised.
  */
 export function calibrateLayers(
   spec: NormalizedSpec,
@@ -287,7 +288,7 @@ export function calibrateLayers(
   quantBackend: QuantBackend,
   rounding: QuantRounding | 'auto' = 'nearest',
   onLayerDone: (layer: number) => void = () => {},
-): { layers: QuantLayer[][]; stats: QuantLayerStats[][] } {
+): { layers: QuantLayer[][]; stats: QuantLayerStats[][]; floatOutputs: Float32Array } {
   let input = encodeCalibration(spec, calibration);
   const corrected: QuantLayer[][] = [];
   const stats = candidates.map((options, i) => {
@@ -314,7 +315,8 @@ export function calibrateLayers(
       return { ...m, rejected: other ? { relativeRms: other.relativeRms, relativeMax: other.relativeMax } : null };
     });
   });
-  return { layers: corrected, stats };
+  // After the last layer, input holds its float outputs: the float model's on the rows.
+  return { layers: corrected, stats, floatOutputs: input };
 }
 
 /**

@@ -78,8 +78,8 @@ export interface QuantizeOptions {
   rounding?: QuantRounding | 'auto';
   /**
    * Called after each step of the work (QuantizeProgress.stage: a layer quantised; with
-   * calibration, also the float model run on the rows first, each layer calibrated, and the
-   * quantised model measured last), on the calling thread, quantizeAsync's too. A throw stops the
+   * calibration, also each layer calibrated, and the quantised model measured last), on the
+   * calling thread, quantizeAsync's too. A throw stops the
    * call with that error; what it returns is ignored (an async callback's rejection is not seen).
    */
   onProgress?: (progress: QuantizeProgress) => void;
@@ -95,23 +95,22 @@ export interface QuantizeOptions {
 export interface QuantizeProgress {
   /**
    * In the order they come:
-   * - 'reference', with calibration only: the float model's outputs on the calibration rows,
-   *   which the stats compare against (one step);
    * - 'quantize': a layer's codes chosen by nearest rounding (each layer in turn);
    * - 'calibrate', with calibration only: a layer calibrated (GPTQ where tried, bias correction,
-   *   its error measured on the rows: most of the time of a calibrated call);
+   *   its error measured on the rows, the float layer's outputs included: most of the time of a
+   *   calibrated call);
    * - 'measure', with calibration only: the quantised model built and run end to end on the
    *   rows for stats.output, twice where an equalised layer is set against the plain model
    *   (one step, the last: the call returns right after it).
    * Without calibration, the last 'quantize' step is followed only by building the kernels'
    * layout (0.1-0.3 s for a 4096 -> 16384 layer).
    */
-  stage: 'reference' | 'quantize' | 'calibrate' | 'measure';
-  /** The layer just done, 0-based; null for 'reference' and 'measure', which span the model. */
+  stage: 'quantize' | 'calibrate' | 'measure';
+  /** The layer just done, 0-based; null for 'measure', which spans the model. */
   layer: number | null;
   /** Layers in the model. */
   layers: number;
-  /** Steps done, 1-based, out of steps: one per layer; with calibration, 2 * layers + 2. */
+  /** Steps done, 1-based, out of steps: one per layer; with calibration, 2 * layers + 1. */
   step: number;
   steps: number;
   /** Seconds since the call began. */

@@ -1,9 +1,8 @@
 // quantize's steps as onProgress sees them (QuantizeOptions.onProgress, .signal): one step per
-// layer quantised; with calibration, one before them for the float model's outputs on the rows,
-// one per layer calibrated, and one at the end for the quantised model run and measured end to
-// end. Those two whole-model steps are a large share of a calibrated call (a 4096 -> 16384 int4
-// layer with 8192 rows: 5.4 s and 7.2 s of 27 s), and without them the last report came long
-// before the call returned. The clock starts when the call does. The signal is checked after every report
+// layer quantised; with calibration, one per layer calibrated, and one at the end for the
+// quantised model run and measured end to end. That last step is a large share of a calibrated
+// call (a 4096 -> 16384 int4 layer with 8192 rows: 7 s of 22 s), and without it the last report
+// came long before the call returned. The clock starts when the call does. The signal is checked after every report
 // (quantize checks it once before it starts), so an abort from inside onProgress stops the call
 // right there, before the next step begins. onProgress's return value is ignored: an async
 // callback's rejection is not seen.
@@ -13,14 +12,14 @@ import type { NormalizedQuantizeOptions, QuantizeProgress } from './options.js';
 export interface QuantizeSteps {
   /**
    * Reports a step done, then stops with the signal's reason if it has aborted. layer: the layer
-   * of a 'quantize' or 'calibrate' step; null for the whole-model steps.
+   * of a 'quantize' or 'calibrate' step; null for 'measure', which spans the model.
    */
   done(stage: QuantizeProgress['stage'], layer: number | null): void;
 }
 
 /** Steps of a call on `layers` layers, with or without calibration. */
 export function quantizeStepCount(layers: number, calibrated: boolean): number {
-  return calibrated ? 2 * layers + 2 : layers;
+  return calibrated ? 2 * layers + 1 : layers;
 }
 
 export function quantizeSteps(opts: Pick<NormalizedQuantizeOptions, 'onProgress' | 'signal' | 'calibration'>, layers: number): QuantizeSteps {

@@ -2,12 +2,13 @@
 // (QuantizedMlp.fromMlp) on the copied parameters, posts back the quantised model's description
 // (its arrays transferred) and its calibration stats, or the error, and exits.
 //
-// The float model (new Mlp) is built only if quantize asks for its outputs (calibration):
-// quantize itself reads only the parameters, and building the model copies all of them once more
-// (for a 4096 -> 16384 layer, 268 MB and ~1-3 s on a 2-core VM, longer than an int8 quantize).
+// No float model (new Mlp) is built here: quantize reads only the parameters, and takes the float
+// model's outputs on calibration rows from its own layer-by-layer calibration (a CPU model) or
+// from the job (a cuda model's, computed on the GPU before the worker starts). A whole float model
+// would copy every parameter once more (for a 4096 -> 16384 layer, 268 MB and ~1-3 s on a 2-core
+// VM, longer than an int8 quantize).
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { Mlp } from '../mlp.js';
 import type { QuantModelDescription } from './file.js';
 import type { NormalizedSpec } from '../spec.js';
 import { quantizeMlp, quantizedDescription, type QuantizeSource, type QuantizedMlp } from './model.js';
@@ -59,10 +60,9 @@ function buffersOf(d: QuantModelDescription): ArrayBuffer[] {
   return out;
 }
 
-/** The float model as quantize reads it: the parameters, and a float model built on first predict. */
+/** The float model as quantize reads it: the parameters. */
 class FloatCopy implements QuantizeSource {
   readonly inputs: number;
-  private model: Mlp | null = null;
   constructor(readonly spec: NormalizedSpec, private readonly parameters: Float32Array, readonly backend: QuantizeWorkerData['backend']) {
     this.inputs = spec.inputs;
   }
@@ -73,24 +73,18 @@ class FloatCopy implements QuantizeSource {
     return this.parameters; // quantize reads it through views and never writes it
   }
 
-  predict(x: Float32Array): Float32Array {
-    this.model ??= new Mlp(this.spec, { backend: this.backend, parameters: this.parameters });
-    return this.model.predict(x);
-  }
-
-  dispose(): void {
-    this.model?.dispose();
-    this.model = null;
+  predict(): Float32Array {
+    // quantize calls predict only on a cuda model without floatOutputs, never on this copy.
+    throw new Error('quantizeAsync: the worker was asked for the float model\'s outputs, which quantize takes from its calibration');
   }
 }
 
 function run(data: QuantizeWorkerData): void {
-  let net: FloatCopy | null = null;
   let q: QuantizedMlp | null = null;
   let message: QuantizeWorkerMessage;
   let transfer: ArrayBuffer[] = [];
   try {
-    net = new FloatCopy(data.spec, data.parameters!, data.backend);
+    const net = new FloatCopy(data.spec, data.parameters!, data.backend);
     const onProgress = (progress: QuantizeProgress): void => parentPort!.postMessage({ progress } satisfies QuantizeWorkerMessage);
     q = quantizeMlp(net, data.progress ? { ...data.options, onProgress } : data.options, data.floatOutputs);
     const description = transferable(quantizedDescription(q));
@@ -100,7 +94,6 @@ function run(data: QuantizeWorkerData): void {
     message = { ok: false, error: errorFields(err) };
   } finally {
     q?.dispose();
-    net?.dispose();
   }
   parentPort!.postMessage(message, transfer);
 }

@@ -59,7 +59,7 @@ const LARGE_ERROR = 0.1;
 
 // What the bar says a step has done (QuantizeProgress.stage).
 const STAGE_TEXT: Record<QuantizeProgress['stage'], string> = {
-  reference: 'float model run on the rows', quantize: 'quantised', calibrate: 'calibrated', measure: 'quantised model measured',
+  quantize: 'quantised', calibrate: 'calibrated', measure: 'quantised model measured',
 };
 
 const pct = (v: number) => `${(v * 100).toPrecision(3)}%`;
