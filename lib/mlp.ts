@@ -223,8 +223,8 @@ export class Mlp {
    * 64 or 128 inputs), activations float or int8 (W8A8), optional calibration rows for an
    * error report and per-layer choices. See docs/QUANTIZATION.md. This model is unchanged.
    * options.onProgress is called after each step (QuantizeProgress.stage: each layer quantised;
-   * with calibration, also each layer calibrated and the quantised model measured last); an options.signal aborted from it stops the call with the
-   * signal's reason.
+   * with calibration, also each layer calibrated and the quantised model measured last); an
+   * options.signal aborted from it stops the call with the signal's reason.
    */
   quantize(options: QuantizeOptions): QuantizedMlp {
     return QuantizedMlp.fromMlp(this, options);

@@ -6,9 +6,10 @@
 // saves), whose input columns differ in scale by orders of magnitude, loses its small columns
 // to one scale per output row unless equalised.
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FileFormatError, Mlp, QuantizedMlp, qmatmul, quantizeLayer, type LayerFormatOptions, type QuantLayer } from '../lib/index.js';
 import { selectBackend } from '../lib/backend/index.js';
+import { loadNative } from '../lib/backend/native.js';
 import { Rng } from '../lib/init.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { dequantizeLayer, equalizationScales, lostInput, quantizeChecked } from '../lib/quant/quantize.js';
@@ -206,6 +207,36 @@ describe('equalisation of a model with folded input scaling', () => {
       expect(stats.equalizationReverted).toEqual([]);
     } finally {
       for (const m of [plain, auto, calibrated]) m.dispose();
+      net.dispose();
+    }
+  });
+
+  it('an abort at the last step frees both models the equalised path built', () => {
+    // Calibration keeps the equalised first layer here, so quantize builds that model and the
+    // all-plain one to set against it: the loser is freed as usual, the kept one by the abort.
+    const { net, x } = foldedModel();
+    const live = () => loadNative()?.info().liveQuantModels ?? 0;
+    const before = live();
+    const dispose = vi.spyOn(QuantizedMlp.prototype, 'dispose');
+    try {
+      const controller = new AbortController();
+      let steps = 0;
+      const call = () => net.quantize({
+        weights: 'int8', calibration: x, signal: controller.signal,
+        onProgress: (p) => {
+          steps = p.steps;
+          if (p.step === p.steps) controller.abort();
+        },
+      });
+      expect(call).toThrow(expect.objectContaining({ name: 'AbortError' }));
+      expect(steps).toBe(7); // 3 layers quantised, 3 calibrated, the model measured
+      expect(dispose).toHaveBeenCalledTimes(2);
+      expect(live()).toBe(before);
+      const kept = net.quantize({ weights: 'int8', calibration: x });
+      expect(kept.stats!.layers[0].equalized).toBe(true); // the path this test means to take
+      kept.dispose();
+    } finally {
+      dispose.mockRestore();
       net.dispose();
     }
   });

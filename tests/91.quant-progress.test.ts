@@ -1,8 +1,9 @@
 // Progress and cancellation of quantize and quantizeAsync (QuantizeOptions.onProgress, .signal;
 // lib/quant/progress.ts): one report per layer quantised; with calibration, one per layer
-// calibrated and one for the model measured last; in order, the same from both calls; the model unchanged by watching it (or by a callback that
-// changes the float model); an abort or a throw from the callback stops the call with that
-// error, and quantizeAsync's worker with it, leaving no listener on the signal.
+// calibrated and one for the model measured last; in order, the same from both calls; the
+// model unchanged by watching it (or by a callback that changes the float model or the
+// calibration rows); an abort or a throw from the callback stops the call with that error, and
+// quantizeAsync's worker with it, freeing what was built and leaving no listener on the signal.
 //
 // quantizeAsync runs dist/quant/quantize-worker.js: run `npx tsc -p tsconfig.json` first.
 
@@ -11,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { Mlp, type QuantizeProgress, type QuantizedMlp } from '../lib/index.js';
 import { loadNative } from '../lib/backend/native.js';
 import { errorStats } from '../lib/quant/calibrate.js';
@@ -76,8 +77,8 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
     const net = model(backend);
     // The first step, the last 'quantize', the first 'calibrate' and the last step ('measure',
     // after the whole work: the call still stops, and frees the model it built).
-    // Native quantised models alive (the reference backend holds no native memory).
-    const liveQuantModels = () => (backend === 'native' ? loadNative()!.info().liveQuantModels : 0);
+    // Native quantised models alive (quantize's backend is 'auto': native wherever it loads).
+    const liveQuantModels = () => loadNative()?.info().liveQuantModels ?? 0;
     const liveBefore = liveQuantModels();
     for (const stopAt of [1, LAYERS, LAYERS + 1, 2 * LAYERS + 1]) {
       const controller = new AbortController();
@@ -148,7 +149,7 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
     net.dispose();
   });
 
-  it('a callback that changes or disposes the float model does not change the result', () => {
+  it('a callback that changes or disposes the float model, or changes the calibration rows, does not change the result', () => {
     const plain = model(backend);
     const want = plain.quantize({ weights: 'int8', calibration: CALIBRATION });
     const changed = model(backend);
@@ -158,11 +159,14 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
     });
     const disposed = model(backend);
     const got2 = disposed.quantize({ weights: 'int8', calibration: CALIBRATION, onProgress: (p) => p.step === 1 && disposed.dispose() });
-    for (const q of [got, got2]) {
+    // The rows are read after the first report (calibration, then the measure): from a copy.
+    const rows = CALIBRATION.slice();
+    const got3 = plain.quantize({ weights: 'int8', calibration: rows, onProgress: (p) => p.step === 1 && rows.fill(7) });
+    for (const q of [got, got2, got3]) {
       expect(JSON.stringify(q.stats)).toBe(JSON.stringify(want.stats));
-      expectSamePredictions(want, q, 'watched by a callback that changes the model');
+      expectSamePredictions(want, q, 'watched by a callback that changes the model or the rows');
     }
-    for (const m of [want, got, got2, plain, changed]) m.dispose();
+    for (const m of [want, got, got2, got3, plain, changed]) m.dispose();
   });
 
   it('stats.output is the error against the float model\'s own predict (taken from calibration\'s float layers)', async () => {
@@ -176,7 +180,15 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
     }, { backend });
     const x = gaussian(300 * 3, 6, 1);
     for (const options of [{ weights: 'int8' as const }, { weights: 'int4' as const, activations: 'int8' as const }]) {
-      for (const q of [net.quantize({ ...options, calibration: x }), await net.quantizeAsync({ ...options, calibration: x })]) {
+      // Neither call runs the float model itself (a CPU model's outputs come from calibration).
+      const predict = vi.spyOn(net, 'predict');
+      const predictAsync = vi.spyOn(net, 'predictAsync');
+      const made = [net.quantize({ ...options, calibration: x }), await net.quantizeAsync({ ...options, calibration: x })];
+      expect(predict).not.toHaveBeenCalled();
+      expect(predictAsync).not.toHaveBeenCalled();
+      predict.mockRestore();
+      predictAsync.mockRestore();
+      for (const q of made) {
         const direct = errorStats(q.predict(x), net.predict(x));
         for (const key of ['relativeRms', 'relativeMax'] as const) {
           expect(Math.abs(q.stats!.output[key] / direct[key] - 1), `${options.weights} ${key}`).toBeLessThan(1e-4);

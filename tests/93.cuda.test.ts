@@ -19,6 +19,7 @@ import { describe, expect, it } from 'vitest';
 import { ERR_CUDA_UNAVAILABLE, ERR_DISPOSED, info, Mlp } from '../lib/index.js';
 import { ACTIVATIONS, LOSSES, type ActivationName, type LossName, type PrecisionName } from '../lib/backend/types.js';
 import type { MlpSpec } from '../lib/spec.js';
+import { errorStats } from '../lib/quant/calibrate.js';
 import { expectClose, hasNative, randomArray, randomLabels } from './helpers.js';
 
 const cuda = info().cuda;
@@ -174,6 +175,19 @@ describe.runIf(cuda.available)('cuda vs CPU, fp32 (the tiled GEMM path)', () => 
     expectClose(gpu.getParameters(), cpu.getParameters(), 1e-5, 'parameters after 10 steps');
     const x = randomArray(65 * 8, 7);
     expectClose(await gpu.predictAsync(x), cpu.predict(x), 1e-5, 'predictAsync');
+  });
+
+  it('calibrated quantize measures against the GPU model\'s own outputs, quantizeAsync as quantize', async () => {
+    // A CPU model's stats take the float outputs from calibration's CPU layers; a cuda model's
+    // come from the cuda model itself (net.predict here, predictAsync in quantizeAsync).
+    const net = new Mlp({ inputs: 16, encoding: { type: 'frequency', octaves: 2 }, layers: [{ units: 64, activation: 'relu' }, { units: 4 }], seed: 3 }, { backend: 'cuda' });
+    const x = randomArray(200 * 16, 4);
+    const q = net.quantize({ weights: 'int8', calibration: x });
+    const qa = await net.quantizeAsync({ weights: 'int8', calibration: x });
+    expect(JSON.stringify(qa.stats)).toBe(JSON.stringify(q.stats));
+    const direct = errorStats(q.predict(x), net.predict(x));
+    expect(Math.abs(q.stats!.output.relativeRms / direct.relativeRms - 1)).toBeLessThan(1e-6);
+    for (const m of [q, qa, net]) m.dispose();
   });
 
   it('argument errors and dispose behave as on the CPU', () => {

@@ -12,6 +12,7 @@ import { Mlp, QuantizedMlp, SparseMlp } from '../lib/index.js';
 import { formatFloat32, parseCsv } from '../lib/cli/csv.js';
 import { readNpy, writeNpy } from '../lib/cli/npy.js';
 import { createProgress } from '../lib/cli/progress.js';
+import { progressText } from '../lib/cli/commands/quantize.js';
 import { lineChartSvg } from '../lib/cli/svg-plot.js';
 import { writeOutput } from '../lib/cli/output.js';
 import { COMMANDS, runCli } from '../lib/cli/run.js';
@@ -286,6 +287,11 @@ describe('train, predict, quantize and sparsify', () => {
     expect(shown.err).toMatch(/quantize \[#{24}\] 100% /);
     expect(shown.err).toMatch(/\] +\d+% layer 1\/2 quantised /); // the first report always draws
     expect(shown.err.endsWith('\n')).toBe(true);
+    // Each stage's text (a terminal redraws at most every 50 ms, so the run above shows only some).
+    const report = { layers: 2, step: 1, steps: 5, elapsedSeconds: 0 };
+    expect(progressText({ ...report, stage: 'quantize', layer: 0 })).toBe('layer 1/2 quantised');
+    expect(progressText({ ...report, stage: 'calibrate', layer: 1 })).toBe('layer 2/2 calibrated');
+    expect(progressText({ ...report, stage: 'measure', layer: null })).toBe('quantised model measured');
     expect(await run(true, '--quiet')).toEqual({ code: 0, err: '' });
     expect(await run(false)).toEqual({ code: 0, err: '' });
   });

@@ -79,8 +79,8 @@ export interface QuantizeOptions {
   /**
    * Called after each step of the work (QuantizeProgress.stage: a layer quantised; with
    * calibration, also each layer calibrated, and the quantised model measured last), on the
-   * calling thread, quantizeAsync's too. A throw stops the
-   * call with that error; what it returns is ignored (an async callback's rejection is not seen).
+   * calling thread, quantizeAsync's too. A throw stops the call with that error; what it returns
+   * is ignored (an async callback's rejection is not seen).
    */
   onProgress?: (progress: QuantizeProgress) => void;
   /**

@@ -1,7 +1,7 @@
 // quantize's steps as onProgress sees them (QuantizeOptions.onProgress, .signal): one step per
 // layer quantised; with calibration, one per layer calibrated, and one at the end for the
 // quantised model run and measured end to end. That last step is a large share of a calibrated
-// call (a 4096 -> 16384 int4 layer with 8192 rows: 7 s of 22 s), and without it the last report
+// call (a 4096 -> 16384 int4 layer with 8192 rows: 8 s of 23 s), and without it the last report
 // came long before the call returned. The clock starts when the call does. The signal is checked after every report
 // (quantize checks it once before it starts), so an abort from inside onProgress stops the call
 // right there, before the next step begins. onProgress's return value is ignored: an async

@@ -2,7 +2,7 @@
 // large model (seconds for a 4096 -> 16384 layer, more with calibration) does not stall the
 // event loop. The main thread checks the options (the same checks and errors as quantize), copies
 // the parameters and hands them to a worker (transferred, not cloned); the worker runs the very
-// same quantize (QuantizedMlp.fromMlp's code) on them, its float model on a CPU backend, and
+// same quantize (QuantizedMlp.fromMlp's code) on them, its float layers on a CPU backend, and
 // sends back the quantised model's description (its layers' arrays, transferred) and its
 // calibration stats; the main thread builds the QuantizedMlp from them, as fromMlp builds its
 // own. The result is bit for bit the model net.quantize(options) gives
@@ -31,7 +31,7 @@ export interface QuantizeWorkerData {
   parameters: Float32Array;
   /** The caller's options read once into a plain object (calibration a copy, transferred). */
   options: QuantizeOptions;
-  /** The backend of the worker's float model: net.backend, or a CPU backend for a cuda model. */
+  /** The backend of the worker's float layers: net.backend, or a CPU backend for a cuda model. */
   backend: Exclude<BackendName, 'cuda'>;
   /** A cuda model's own outputs on the calibration rows (see quantizeInWorker); else null. */
   floatOutputs: Float32Array | null;
@@ -152,9 +152,9 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
   const spec = net.spec;
   const parameters = net.getParameters();
   transfer.push(parameters.buffer as ArrayBuffer);
-  // quantize measures the stats against net.predict; a cuda model's copy in the worker runs on
-  // a CPU backend (which would round differently, and fp16/bf16 precision more so), so the cuda
-  // model's own outputs go along (predictAsync: off the event loop too; it copies its input).
+  // quantize measures the stats against the float model's outputs; a cuda model's copy in the
+  // worker runs on a CPU backend (which would round differently, and fp16/bf16 precision more
+  // so), so the cuda model's own outputs go along (predictAsync: off the event loop too; it copies its input).
   let floatOutputs: Float32Array | null = null;
   if (calibration && net.backend === 'cuda') {
     floatOutputs = await abortable(net.predictAsync(calibration), signal);

@@ -62,6 +62,11 @@ const STAGE_TEXT: Record<QuantizeProgress['stage'], string> = {
   quantize: 'quantised', calibrate: 'calibrated', measure: 'quantised model measured',
 };
 
+/** The bar's text for a report: 'layer 2/3 calibrated', or the stage alone for a whole-model step. */
+export function progressText(p: QuantizeProgress): string {
+  return p.layer === null ? STAGE_TEXT[p.stage] : `layer ${p.layer + 1}/${p.layers} ${STAGE_TEXT[p.stage]}`;
+}
+
 const pct = (v: number) => `${(v * 100).toPrecision(3)}%`;
 const kb = (bytes: number) => (bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
 
@@ -141,7 +146,7 @@ export const quantizeCommand: Command = {
     if (bar) {
       options.onProgress = (p) => {
         fraction = p.step / p.steps;
-        bar.update(fraction, p.layer === null ? STAGE_TEXT[p.stage] : `layer ${p.layer + 1}/${p.layers} ${STAGE_TEXT[p.stage]}`);
+        bar.update(fraction, progressText(p));
       };
     }
     let q;
