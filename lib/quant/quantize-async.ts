@@ -154,7 +154,8 @@ export async function quantizeInWorker(net: Mlp, options: QuantizeOptions, inter
   transfer.push(parameters.buffer as ArrayBuffer);
   // quantize measures the stats against the float model's outputs; a cuda model's copy in the
   // worker runs on a CPU backend (which would round differently, and fp16/bf16 precision more
-  // so), so the cuda model's own outputs go along (predictAsync: off the event loop too; it copies its input).
+  // so), so the cuda model's own outputs go along (predictAsync: off the event loop too; it
+  // copies its input).
   let floatOutputs: Float32Array | null = null;
   if (calibration && net.backend === 'cuda') {
     floatOutputs = await abortable(net.predictAsync(calibration), signal);
