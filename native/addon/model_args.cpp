@@ -50,7 +50,7 @@ Hyper ReadHyper(const Napi::Value& v, const char* what) {
 float* ReadGradInput(const Napi::CallbackInfo& info, std::size_t index, std::size_t batch, std::size_t inputs,
                      const char* what) {
   if (index >= info.Length() || IsNullish(info[index])) return nullptr;
-  auto g = TypedArg<float>(info[index], what, "gradInput");
+  auto g = OutputArg<float>(info[index], what, "gradInput");
   ExpectLength(info.Env(), g.ElementLength(), batch, inputs, what, "gradInput", "batch * inputs");
   return g.Data();
 }

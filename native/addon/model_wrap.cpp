@@ -109,7 +109,7 @@ Napi::Value ModelWrap::GetParams(const Napi::CallbackInfo& info) {
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
     ExpectArgs(info, 1, what);
-    auto out = TypedArg<float>(info[0], what, "out");
+    auto out = OutputArg<float>(info[0], what, "out");
     ExpectLength(env, out.ElementLength(), param_count_, 1, what, "out", "paramCount");
     model->get_params(out.Data());
     return env.Undefined();
@@ -135,7 +135,7 @@ Napi::Value ModelWrap::GetGrads(const Napi::CallbackInfo& info) {
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
     ExpectArgs(info, 1, what);
-    auto out = TypedArg<float>(info[0], what, "out");
+    auto out = OutputArg<float>(info[0], what, "out");
     ExpectLength(env, out.ElementLength(), param_count_, 1, what, "out", "paramCount");
     model->get_grads(out.Data());
     return env.Undefined();

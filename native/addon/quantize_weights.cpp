@@ -49,7 +49,7 @@ Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) {
     const std::size_t k = SizeArg(info[1], what, "inputs");
     const std::size_t n = SizeArg(info[2], what, "outputs");
     const ArrayArg<float> w = WeightArg(info, what, k, n);
-    const ArrayArg<std::int8_t> codes = TypedArg<std::int8_t>(info[3], what, "codes");
+    const ArrayArg<std::int8_t> codes = OutputArg<std::int8_t>(info[3], what, "codes");
     ExpectLength(env, codes.ElementLength(), n, k, what, "codes", "outputs * inputs");
     const ArrayArg<float> scales = TypedArg<float>(info[4], what, "scales");
     ExpectLength(env, scales.ElementLength(), n, 1, what, "scales", "outputs * 1");
@@ -74,7 +74,7 @@ Napi::Value QuantizeInt4(const Napi::CallbackInfo& info) {
     const std::size_t g = static_cast<std::size_t>(group);
     const std::size_t groups = (k + g - 1) / g;
     const ArrayArg<float> w = WeightArg(info, what, k, n);
-    const ArrayArg<std::uint8_t> packed = TypedArg<std::uint8_t>(info[4], what, "packed");
+    const ArrayArg<std::uint8_t> packed = OutputArg<std::uint8_t>(info[4], what, "packed");
     ExpectLength(env, packed.ElementLength(), n, groups * g / 2, what, "packed", "outputs * paddedInputs / 2");
     const ArrayArg<float> scales = TypedArg<float>(info[5], what, "scales");
     ExpectLength(env, scales.ElementLength(), n, groups, what, "scales", "outputs * groups");
@@ -120,7 +120,7 @@ Napi::Value GptqFactor(const Napi::CallbackInfo& info) {
       throw RangeError(env, std::string(what) + ": x must hold a positive whole number of rows of " + std::to_string(k) +
                                 " inputs, got " + std::to_string(x.ElementLength()) + " elements");
     }
-    const ArrayArg<double> u = TypedArg<double>(info[2], what, "u");
+    const ArrayArg<double> u = OutputArg<double>(info[2], what, "u");
     ExpectLength(env, u.ElementLength(), k, k, what, "u", "inputs * inputs");
     if (Overlaps(x, u)) throw RangeError(env, Where(what, "u") + " must not share memory with x");
     return Napi::Boolean::New(env, quant::gptq_inverse_factor(x.Data(), x.ElementLength() / k, k, u.Data()));
@@ -145,12 +145,12 @@ Napi::Value GptqRound(const Napi::CallbackInfo& info) {
     ExpectLength(env, u.ElementLength(), k, k, what, "u", "inputs * inputs");
     std::uint8_t* codes = nullptr;
     if (g == 0) {
-      const ArrayArg<std::int8_t> c = TypedArg<std::int8_t>(info[5], what, "codes");
+      const ArrayArg<std::int8_t> c = OutputArg<std::int8_t>(info[5], what, "codes");
       ExpectLength(env, c.ElementLength(), n, k, what, "codes", "outputs * inputs");
       ExpectApart(env, w, c, what, "codes");
       codes = reinterpret_cast<std::uint8_t*>(c.Data());
     } else {
-      const ArrayArg<std::uint8_t> c = TypedArg<std::uint8_t>(info[5], what, "codes");
+      const ArrayArg<std::uint8_t> c = OutputArg<std::uint8_t>(info[5], what, "codes");
       ExpectLength(env, c.ElementLength(), n, groups * g / 2, what, "codes", "outputs * paddedInputs / 2");
       ExpectApart(env, w, c, what, "codes");
       codes = c.Data();

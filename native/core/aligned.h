@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -16,6 +17,23 @@
 
 namespace mlpkit {
 
+constexpr std::size_t kHugePage = std::size_t(2) << 20;
+
+// Offers the whole 2 MB pages inside [p, p + bytes) to transparent huge pages, on Linux (a hint:
+// failure is harmless, and it changes no contents). Where THP is in its default 'madvise' mode,
+// a buffer written for the first time then takes one page fault per 2 MB instead of one per
+// 4 KB: on a 2-core cloud VM a first write of 268 MB took ~0.7 s in 4 KB faults (~10 us each).
+inline void offer_huge_pages(void* p, std::size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(p) + kHugePage - 1) & ~(kHugePage - 1);
+  const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(kHugePage - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 template <class T>
 struct CacheAligned {
   using value_type = T;
@@ -26,15 +44,12 @@ struct CacheAligned {
   // Buffers of a huge page or more (weights) are aligned to one and, on Linux, offered to
   // transparent huge pages: a 268 MB layer read in 4 KB pages misses the TLB on every page,
   // which costs the strided and gathered reads (sparse rows, row-major B) up to a third.
-  static constexpr std::size_t kHugePage = std::size_t(2) << 20;
   static std::size_t align_for(std::size_t bytes) { return bytes >= kHugePage ? kHugePage : kAlign; }
   T* allocate(std::size_t n) {
     if (n > static_cast<std::size_t>(-1) / sizeof(T)) throw std::bad_alloc();
     const std::size_t bytes = n * sizeof(T);
     void* p = ::operator new(bytes, std::align_val_t(align_for(bytes)));
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (bytes >= kHugePage) madvise(p, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // a hint; failure is harmless
-#endif
+    if (bytes >= kHugePage) offer_huge_pages(p, bytes);
     return static_cast<T*>(p);
   }
   void deallocate(T* p, std::size_t n) { ::operator delete(p, std::align_val_t(align_for(n * sizeof(T)))); }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/activation.h"
+#include "core/aligned.h"
 #include "core/config.h"
 #include "core/encoding.h"
 #include "core/info.h"
@@ -667,6 +668,27 @@ void test_parallel_for() {
   set_thread_count(std::thread::hardware_concurrency() == 0 ? 1 : static_cast<int>(std::thread::hardware_concurrency()));
 }
 
+// offer_huge_pages is a hint on memory the caller owns (the addon gives it the caller's output
+// arrays): whatever the alignment and size, and whether the pages were touched or not, it keeps
+// every byte as it was and every byte writable.
+void test_offer_huge_pages() {
+  const std::size_t bytes = 9 * kHugePage + 3;
+  std::vector<unsigned char> buffer(bytes + 64);
+  unsigned char* p = buffer.data() + 5;  // not aligned to anything
+  for (std::size_t i = 0; i < bytes / 2; ++i) p[i] = static_cast<unsigned char>(i * 7 + 1);
+  offer_huge_pages(p, bytes);
+  offer_huge_pages(p, 0);
+  offer_huge_pages(p + 1, 1);
+  offer_huge_pages(nullptr, 0);
+  for (std::size_t i = bytes / 2; i < bytes; ++i) p[i] = static_cast<unsigned char>(i * 7 + 1);
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < bytes; ++i) wrong += p[i] != static_cast<unsigned char>(i * 7 + 1);
+  check(wrong == 0, "bytes kept and writable after offer_huge_pages");
+  AlignedVector<float> weights(3 * kHugePage / sizeof(float) + 1, 2.0f);  // the allocator's own use
+  check(reinterpret_cast<std::uintptr_t>(weights.data()) % kHugePage == 0, "a buffer of a huge page or more starts on one");
+  check(weights.back() == 2.0f && weights.front() == 2.0f, "and holds what was written");
+}
+
 }  // namespace
 
 int main() {
@@ -686,6 +708,7 @@ int main() {
   run("train step = loss grad + update", test_train_step_runs_both_halves);
   run("sequencer: calls in issue order", test_sequencer);
   run("thread pool: each task once, errors, concurrent callers", test_parallel_for);
+  run("huge page offers keep contents", test_offer_huge_pages);
   std::printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

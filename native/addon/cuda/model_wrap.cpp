@@ -73,7 +73,7 @@ Napi::Value CudaModelWrap::GetParams(const Napi::CallbackInfo& info) {
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
     ExpectArgs(info, 1, what);
-    auto out = TypedArg<float>(info[0], what, "out");
+    auto out = OutputArg<float>(info[0], what, "out");
     ExpectLength(env, out.ElementLength(), param_count_, 1, what, "out", "paramCount");
     model->get_params(out.Data());
     return env.Undefined();
@@ -99,7 +99,7 @@ Napi::Value CudaModelWrap::GetGrads(const Napi::CallbackInfo& info) {
   return Guard(env, what, [&]() -> Napi::Value {
     const auto& model = Live(env, what);
     ExpectArgs(info, 1, what);
-    auto out = TypedArg<float>(info[0], what, "out");
+    auto out = OutputArg<float>(info[0], what, "out");
     ExpectLength(env, out.ElementLength(), param_count_, 1, what, "out", "paramCount");
     model->get_grads(out.Data());
     return env.Undefined();
