@@ -235,9 +235,10 @@ export class Mlp {
    * blocks where: on the calling thread, the option checks, a copy of the parameters
    * (getParameters, taken when the call is made) and, once the worker is done, building the
    * quantised model from the worker's arrays (the kernels' repack); for one 4096 -> 16384 layer
-   * on a 2-core Zen 5 VM, 0.75-0.86 s for the copy (268 MB, mostly page faults) and 0.15 s
-   * (int4) to 0.36 s (int8) for the build, so the longest stall is ~0.75 s against quantize's
-   * 1.2 s, or 1.8-2.1 s with 64 calibration rows (bench/quantize-async.mjs, 2026-12-07). The quantisation and the calibration run in a worker
+   * on a 2-core Zen 5 VM, 0.04 s for the copy (268 MB; 0.28 s the first time in a process, page
+   * faults) and 0.13 s (int4) to 0.38 s (int8) for the build, so the longest stall is 0.12-0.30 s
+   * against quantize's 0.35-0.50 s, or 1.4-1.7 s with 64 calibration rows
+   * (bench/quantize-async.mjs, 2026-12-07). The quantisation and the calibration run in a worker
    * thread (worker_threads) on the copy: disposing or training this model meanwhile does not
    * change the result. Bad options reject with the errors quantize throws. A cuda model's copy
    * runs on a CPU backend, as quantize's calibration does; its own outputs on the calibration
