@@ -75,9 +75,10 @@ describe.each(backendsUnderTest())('quantize progress and abort (%s)', (backend)
 
   it('quantize stops at the step where onProgress aborts the signal, with its reason', () => {
     const net = model(backend);
-    // The first step, the last 'quantize', the first 'calibrate' and the last step ('measure',
-    // after the whole work: the call still stops, and frees the model it built).
-    // Native quantised models alive (quantize's backend is 'auto': native wherever it loads).
+    // Aborts at the first step, the last 'quantize', the first 'calibrate' and the last step
+    // ('measure', after the whole work: the call still stops, and frees the model it built),
+    // counting the native quantised models alive (quantize's backend is 'auto': native wherever
+    // it loads).
     const liveQuantModels = () => loadNative()?.info().liveQuantModels ?? 0;
     const liveBefore = liveQuantModels();
     for (const stopAt of [1, LAYERS, LAYERS + 1, 2 * LAYERS + 1]) {
