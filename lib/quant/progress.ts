@@ -17,15 +17,10 @@ export interface QuantizeSteps {
   done(stage: QuantizeProgress['stage'], layer: number | null): void;
 }
 
-/** Steps of a call on `layers` layers, with or without calibration. */
-export function quantizeStepCount(layers: number, calibrated: boolean): number {
-  return calibrated ? 2 * layers + 1 : layers;
-}
-
 export function quantizeSteps(opts: Pick<NormalizedQuantizeOptions, 'onProgress' | 'signal' | 'calibration'>, layers: number): QuantizeSteps {
   const { onProgress, signal } = opts;
   const start = performance.now();
-  const steps = quantizeStepCount(layers, opts.calibration !== null);
+  const steps = opts.calibration !== null ? 2 * layers + 1 : layers;
   let step = 0;
   return {
     done(stage, layer) {
