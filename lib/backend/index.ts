@@ -9,6 +9,7 @@ import { cudaBackend, cudaInfo } from './cuda.js';
 import { createNativeBackend, loadNative, nativeLoadError } from './native.js';
 import { referenceBackend } from './reference/index.js';
 import { setNativeQuantizerLoader } from '../quant/quantize.js';
+import { setHugePageLoader } from '../huge-pages.js';
 import type { Backend } from './types.js';
 
 export type BackendChoice = 'auto' | 'native' | 'reference';
@@ -79,6 +80,11 @@ function unavailable(): Error {
 // bytes as the TypeScript ones. MLPKIT_BACKEND=reference keeps native code out (unless a native
 // model was created anyway).
 setNativeQuantizerLoader(() => {
+  if (envChoice() !== 'reference') getNative();
+});
+// Likewise for the huge-page offer of large arrays (lib/huge-pages.ts), which a file read needs
+// before any model picks its backend.
+setHugePageLoader(() => {
   if (envChoice() !== 'reference') getNative();
 });
 

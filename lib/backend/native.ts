@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFloat32FiniteScan } from '../validate.js';
+import { setHugePageOffer } from '../huge-pages.js';
 import { setNativeWeightQuantizer, type NativeWeightQuantizer } from '../quant/quantize.js';
 import type { QuantLayer } from '../quant/format.js';
 import type {
@@ -29,6 +30,8 @@ interface Addon {
   };
   setThreads(n: number): void;
   firstNonFinite(data: Float32Array): number;
+  /** Absent from builds before lib/huge-pages.ts. */
+  offerHugePages?(array: ArrayBufferView): void;
   quantizeInt8?: NativeWeightQuantizer['quantizeInt8'];
   quantizeInt4?: NativeWeightQuantizer['quantizeInt4'];
   columnAbsMax?: NativeWeightQuantizer['columnAbsMax'];
@@ -108,6 +111,7 @@ export function nativeLoadError(): Error | null {
 
 export function createNativeBackend(mod: Addon): Backend {
   setFloat32FiniteScan((data) => mod.firstNonFinite(data));
+  if (mod.offerHugePages) setHugePageOffer(mod.offerHugePages.bind(mod));
   const { quantizeInt8, quantizeInt4, columnAbsMax, gptqFactor, gptqRound } = mod;
   if (quantizeInt8 && quantizeInt4) {
     setNativeWeightQuantizer({

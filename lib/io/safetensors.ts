@@ -7,6 +7,7 @@ import { endianness } from 'node:os';
 import { types } from 'node:util';
 import { FileFormatError, describe, outOfMemoryError, plainBytes, rangeError, typeError, typedArrayLength } from '../errors.js';
 import { FLT_MAX, MAX_ARRAY_LENGTH, expectObject, isArray, rejectUnknownKeys } from '../validate.js';
+import { offerHugePages } from '../huge-pages.js';
 
 export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -234,7 +235,7 @@ const LITTLE_ENDIAN = endianness() === 'LE';
 function decode(dtype: Dtype, raw: Uint8Array, count: number, name: string, int8: boolean): ParsedTensor['data'] {
   // Copy first: the data section need not be aligned for a typed-array view. (Not raw.slice():
   // on a Buffer that returns a view into the shared pool, not a copy.)
-  const copy = new Uint8Array(raw.length);
+  const copy = offerHugePages(new Uint8Array(raw.length));
   copy.set(raw);
   const buf = copy.buffer;
   const dv = new DataView(buf);
@@ -388,7 +389,7 @@ export function writeSafetensors(tensors: Record<string, TensorInput>, metadata:
   if (total > MAX_ARRAY_LENGTH) throw rangeError(`writeSafetensors: the file would be ${total} bytes, more than one Uint8Array can hold (${MAX_ARRAY_LENGTH})`);
   let out: Uint8Array;
   try {
-    out = new Uint8Array(total);
+    out = offerHugePages(new Uint8Array(total));
   } catch (err) {
     throw outOfMemoryError(`writeSafetensors: could not allocate ${total} bytes (${(err as Error).message})`);
   }

@@ -5,6 +5,7 @@
 
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { offerHugePages } from '../huge-pages.js';
 
 const CHUNK_BYTES = 1 << 30;
 
@@ -16,7 +17,7 @@ export async function readWholeFile(path: string, chunk = CHUNK_BYTES): Promise<
   const file = await open(path, 'r');
   try {
     const { size } = await file.stat();
-    const out = new Uint8Array(size);
+    const out = offerHugePages(new Uint8Array(size));
     let at = 0;
     while (at < size) {
       const length = Math.min(chunk, size - at);
@@ -34,7 +35,7 @@ export function readWholeFileSync(path: string, chunk = CHUNK_BYTES): Uint8Array
   const fd = openSync(path, 'r');
   try {
     const { size } = fstatSync(fd);
-    const out = new Uint8Array(size);
+    const out = offerHugePages(new Uint8Array(size));
     let at = 0;
     while (at < size) {
       const length = Math.min(chunk, size - at);

@@ -30,6 +30,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
                              InstanceMethod<&MlpkitAddon::Info>("info", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::SetThreads>("setThreads", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::OfferHugePages>("offerHugePages", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::QuantizeInt8>("quantizeInt8", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::QuantizeInt4>("quantizeInt4", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::ColumnAbsMax>("columnAbsMax", napi_enumerable),
@@ -93,6 +94,19 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
       ExpectArgs(info, 1, "firstNonFinite");
       const ArrayArg<float> data = TypedArg<float>(info[0], "firstNonFinite", "data");
       return Napi::Number::New(env, static_cast<double>(first_non_finite(data.Data(), data.ElementLength())));
+    });
+  }
+
+  // offerHugePages(TypedArray): lib/huge-pages.ts's offer of a fresh array, before JavaScript
+  // writes it whole (a file read into it, a model's parameters), as OutputArg offers the arrays
+  // the kernels fill. Any element type; arrays under two huge pages are left alone.
+  Napi::Value OfferHugePages(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Guard(env, "offerHugePages", [&]() -> Napi::Value {
+      ExpectArgs(info, 1, "offerHugePages");
+      const ByteView view = AnyTypedArg(info[0], "offerHugePages", "array");
+      if (view.bytes >= 2 * kHugePage) offer_huge_pages(view.data, view.bytes);
+      return env.Undefined();
     });
   }
 

@@ -125,6 +125,26 @@ ArrayArg<T> TypedArg(const Napi::Value& v, const char* what, const char* name) {
   return a;
 }
 
+// The bytes of a TypedArray of any element type.
+struct ByteView {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+};
+
+inline ByteView AnyTypedArg(const Napi::Value& v, const char* what, const char* name) {
+  napi_typedarray_type type;
+  std::size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(v.Env(), v, &type, &length, &data, nullptr, nullptr) != napi_ok) {
+    throw TypeError(v.Env(), Where(what, name) + " must be a TypedArray, got " + Describe(v));
+  }
+  // Element sizes in napi_typedarray_type's order (int8 ... biguint64).
+  static constexpr std::size_t kSizes[] = {1, 1, 1, 2, 2, 4, 4, 4, 8, 8, 8};
+  const int t = static_cast<int>(type);
+  const std::size_t size = t >= 0 && t < static_cast<int>(sizeof kSizes / sizeof *kSizes) ? kSizes[t] : 1;
+  return {data, length * size};
+}
+
 // TypedArg for an array the call fills (outputs, copies out). The caller's array is usually fresh
 // (new Float32Array: untouched zero pages) and first written here, by the kernels: a large one is
 // offered to huge pages first (core/aligned.h), which took getParameters of a 4096 -> 16384
