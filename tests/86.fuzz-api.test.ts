@@ -960,6 +960,7 @@ interface RawAddon {
   info(): Record<string, unknown>;
   setThreads(n: unknown): void;
   firstNonFinite(data: unknown): number;
+  offerHugePages(array: unknown): void;
   Model: new (...args: unknown[]) => Record<string, (...args: unknown[]) => unknown>;
   QuantModel: new (...args: unknown[]) => Record<string, (...args: unknown[]) => unknown>;
 }
@@ -1152,11 +1153,46 @@ describe.runIf(hasNative())('raw native addon fuzz (native only: needs the addon
     (m.dispose as () => void)();
   });
 
-  it('info, setThreads, firstNonFinite: hostile arguments; huge raw sizes are RangeErrors', async () => {
+  it('regressions: QuantModel reads its arrays in place, so an array detached by a later getter is a RangeError', () => {
+    // The layer reader checks every array as it reads it and takes its pointers only after the
+    // last Get (no copy of the weights): an array detached meanwhile has no elements by then.
+    const cfg = { inputs: 40, encoding: 0, octaves: 0, includeInput: false, activations: 0 };
+    const detachBy = (target: Record<string, unknown>, field: string, victim: ArrayBufferView) => {
+      const value = target[field];
+      Object.defineProperty(target, field, {
+        get: () => {
+          structuredClone(victim.buffer, { transfer: [victim.buffer as ArrayBuffer] });
+          return value;
+        },
+      });
+    };
+    const rangeErrorOf = (fn: () => unknown): Error => {
+      try {
+        fn();
+      } catch (err) {
+        return err as Error;
+      }
+      throw new Error('expected a throw');
+    };
+    const same: Record<string, unknown> = { ...goodQuantLayer() };
+    detachBy(same, 'activation', same.weights as ArrayBufferView);
+    let err = rangeErrorOf(() => new addon.QuantModel(cfg, [same]));
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err.message).toBe('QuantModel: layers[0]: weights must have outputs * paddedInputs / 2 = 64 elements, got 0');
+    // A later layer's getter detaches an earlier layer's scales.
+    const first: Record<string, unknown> = { ...goodQuantLayer() };
+    const second: Record<string, unknown> = { ...quantizeLayer(randomArray(2 * 2, 5), randomArray(2, 6), 2, 2, 'none', 0, { format: 'int4', groupSize: 32, symmetric: false }) };
+    detachBy(second, 'bias', first.scales as ArrayBufferView);
+    err = rangeErrorOf(() => new addon.QuantModel(cfg, [first, second]));
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err.message).toBe('QuantModel: layers[0]: scales must have outputs * groups = 4 elements, got 0');
+  });
+
+  it('info, setThreads, firstNonFinite, offerHugePages: hostile arguments; huge raw sizes are RangeErrors', async () => {
     const threads = addon.info().threads as number;
     try {
       await fc.assert(
-        fc.asyncProperty(fc.constantFrom('info', 'setThreads', 'firstNonFinite'), fc.array(argCase, { maxLength: 3 }), async (name, cases) => {
+        fc.asyncProperty(fc.constantFrom('info', 'setThreads', 'firstNonFinite', 'offerHugePages'), fc.array(argCase, { maxLength: 3 }), async (name, cases) => {
           const args = buildArgs([() => 2], cases);
           await rawAttempt(name, () => (addon[name as keyof RawAddon] as (...a: unknown[]) => unknown)(...args));
         }),

@@ -106,7 +106,7 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
   if (s.format == Format::Int8) {
     // Block b, step t (inputs 4t..4t+3), output o, byte i at ((b * steps + t) * 16 + o) * 4 + i.
     const std::size_t steps = l.kq / 4;
-    l.w.assign(l.blocks * steps * 64, 0);
+    l.w.resize(l.blocks * steps * 64);
     l.wsum.assign(np, 0);
     const auto* src = reinterpret_cast<const std::int8_t*>(s.weights);
     // -128 would break the kernels' sign tricks. Checked in one pass before any packing, so the
@@ -115,6 +115,8 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     if (std::memchr(src, 0x80, l.n * l.k) != nullptr) throw std::invalid_argument("int8 weights must be in [-127, 127]");
     parallel_for(l.blocks, [&](std::size_t b) {
       const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
+      // Padding (inputs past k, outputs past n) stays zero.
+      std::memset(l.w.data() + b * steps * 64, 0, steps * 64);
       if (input_major) {
         const auto* block = reinterpret_cast<const std::uint8_t*>(src + b * kLanes * l.k);
         transpose_block(block, l.k, rows, l.k, l.w.data() + b * l.kq * kLanes);
@@ -138,10 +140,11 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     // input 8t + 4 + i. The source packs input 2c in the low nibble of byte c, 2c + 1 in the high.
     const std::size_t steps = l.kq / 8;
     const std::size_t row_bytes = l.kq / 2;
-    l.w.assign(l.blocks * steps * 64, 0);
+    l.w.resize(l.blocks * steps * 64);
     // One block of outputs per task, as int8 (a block's bytes are its own).
     parallel_for(l.blocks, [&](std::size_t b) {
       const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
+      std::memset(l.w.data() + b * steps * 64, 0, steps * 64);
       if (input_major) {
         transpose_block(s.weights + b * kLanes * row_bytes, row_bytes, rows, row_bytes, l.w.data() + b * row_bytes * kLanes);
         return;

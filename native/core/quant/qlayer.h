@@ -57,7 +57,9 @@ struct QuantLayer {
   std::size_t kq = 0;                // inputs as stored: a multiple of 4 (int8) or of the group (int4)
   std::size_t blocks = 0;            // ceil(n / 16)
   bool symmetric = true;             // int4: every zero point is 8 (the kernels may fold it)
-  AlignedVector<std::uint8_t> w;     // blocks of 16 outputs (see above)
+  // Blocks of 16 outputs (see above). Not zero-filled when allocated: each block is cleared and
+  // written by the thread that packs it, so a large layer's page faults are shared by the threads.
+  UninitVector<std::uint8_t> w;
   AlignedVector<float> scales;       // [blocks][groups][16] (at(b, g)), 0 past n; empty if bf16_scales
   // int4 layers in the W8A8 layout whose every scale is a bfloat16 value (the high 16 bits of
   // its float32, the low 16 zero), which is what lib/quant/quantize.ts makes, keep those 16 bits
