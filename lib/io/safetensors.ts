@@ -129,9 +129,9 @@ export interface ParsedSafetensors {
 
 /**
  * readSafetensors for the model loaders, which copy or repack every tensor at once: two passes
- * over the whole file each did no work there. `views`: an aligned F32 tensor is a view into
- * `input`, not a copy (Mlp.fromSafetensors copies it into the parameters; 0.15 s of a 268 MB
- * model's load). `int8`: I8 data is an Int8Array (its own copy), not widened to an Int32Array
+ * over the whole file each did no work there. `views`: an aligned F32 tensor, and an I8 (with
+ * `int8`) or U8 one, is a view into `input`, not a copy (Mlp.fromSafetensors copies it into the
+ * parameters; 0.15 s of a 268 MB model's load; QuantizedMlp.load owns the bytes it read). `int8`: I8 data is an Int8Array (its own copy), not widened to an Int32Array
  * that the quantised loader then narrowed again (4 bytes per weight, twice). Neither is for
  * tensors handed to a caller, who may keep, write or transfer them.
  */
@@ -220,8 +220,12 @@ export function parseSafetensors(input: Uint8Array, options: { views?: boolean; 
   }
   for (const { name, dtype, shape, count, begin, end } of spans) {
     const raw = bytes.subarray(dataStart + begin, dataStart + end);
-    const view = views && dtype === 'F32' && LITTLE_ENDIAN && raw.byteOffset % 4 === 0;
-    tensors[name] = { dtype, shape, data: view ? new Float32Array(raw.buffer, raw.byteOffset, count) : decode(dtype, raw, count, name, int8) };
+    let data: ParsedTensor['data'];
+    if (views && dtype === 'F32' && LITTLE_ENDIAN && raw.byteOffset % 4 === 0) data = new Float32Array(raw.buffer, raw.byteOffset, count);
+    else if (views && int8 && dtype === 'I8') data = new Int8Array(raw.buffer, raw.byteOffset, count);
+    else if (views && dtype === 'U8') data = raw;
+    else data = decode(dtype, raw, count, name, int8);
+    tensors[name] = { dtype, shape, data };
   }
   return { tensors, metadata };
 }

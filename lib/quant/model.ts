@@ -63,6 +63,13 @@ interface Segment {
 // description, so it refuses to run for anyone else.
 let constructing = false;
 
+// int8 weights as an Int8Array straight from the file (not widened to int32 and narrowed back).
+// Bytes the loader read itself (`owned`) are nobody else's: the model's arrays are views into
+// them, not copies (the model keeps its description, and getLayers hands out copies).
+function fromFileBytes(bytes: Uint8Array, backend: BackendChoice, owned: boolean): QuantizedMlp {
+  return construct(tensorsToQuant(parseSafetensors(bytes, { int8: true, views: owned })), backend);
+}
+
 function construct(description: QuantModelDescription, backend: BackendChoice): QuantizedMlp {
   constructing = true;
   try {
@@ -469,21 +476,19 @@ export class QuantizedMlp {
 
   /** A quantised model from safetensors bytes written by toSafetensors / save. */
   static fromSafetensors(bytes: Uint8Array, options: QuantLoadOptions = {}): QuantizedMlp {
-    const backend = normalizeLoadOptions(options);
-    // int8 weights as an Int8Array straight from the file (not widened to int32 and narrowed back).
-    return construct(tensorsToQuant(parseSafetensors(bytes, { int8: true })), backend);
+    return fromFileBytes(bytes, normalizeLoadOptions(options), false);
   }
 
   static async load(path: string, options: QuantLoadOptions = {}): Promise<QuantizedMlp> {
     expectPath('path', path);
-    normalizeLoadOptions(options);
-    return QuantizedMlp.fromSafetensors(await readWholeFile(path), options);
+    const backend = normalizeLoadOptions(options);
+    return fromFileBytes(await readWholeFile(path), backend, true);
   }
 
   static loadSync(path: string, options: QuantLoadOptions = {}): QuantizedMlp {
     expectPath('path', path);
-    normalizeLoadOptions(options);
-    return QuantizedMlp.fromSafetensors(readWholeFileSync(path), options);
+    const backend = normalizeLoadOptions(options);
+    return fromFileBytes(readWholeFileSync(path), backend, true);
   }
 
   /** Free the model's memory now. Idempotent; any later call throws ERR_MLPKIT_DISPOSED. */

@@ -20,7 +20,9 @@ constexpr std::uint32_t kMaxQuantLayers = 1 << 16;
 // length as it comes, so errors keep the order of the fields. Source() runs after every layer is
 // read: no JS runs from there until the model has repacked the arrays into its own layout, so
 // the pointers it takes into JS memory stay valid, and the weights are read in place rather
-// than copied first (a 4096 x 16384 int8 layer: 67 MB and its page faults per model).
+// than copied first (a 4096 x 16384 int8 layer: 67 MB and its page faults per model). An array
+// on a SharedArrayBuffer that another thread writes meanwhile can change the model's numbers,
+// never which memory is read: every size is fixed before the repack starts.
 struct LayerRead {
   std::string where;
   quant::QuantLayerSource source;  // pointers unset until Source()
