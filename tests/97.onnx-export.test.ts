@@ -9,6 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { Mlp, type MlpSpec } from '../lib/index.js';
 import { mlpToOnnx, onnxExportProblem } from '../lib/io/onnx.js';
+import { bytesField, encode, intField, message, stringField } from '../lib/io/protobuf.js';
 import type { NormalizedSpec } from '../lib/spec.js';
 import { expectClose, randomArray } from './helpers.js';
 
@@ -57,5 +58,21 @@ describe('mlpToOnnx refuses what it cannot export', () => {
     const layers = base.getLayers();
     expect(() => mlpToOnnx(base.spec, [layers[0], { ...layers[1], bias: new Float32Array(3) }])).toThrow(/layers\[1\].bias holds 3 values, not 4/);
     expect(() => mlpToOnnx(base.spec, [layers[0]])).toThrow(/the spec has 2 layers but 1 layers were given/);
+  });
+});
+
+describe('protobuf pieces (lib/io/protobuf.ts)', () => {
+  it('encode gives the wire bytes of nested messages, joined once from the pieces', () => {
+    // The protobuf documentation's examples: field 1 = 150 is 08 96 01; as a message in field 3,
+    // 1a 03 08 96 01; field 2 = "testing" is 12 07 74 65 73 74 69 6e 67.
+    expect([...encode(intField(1, 150))]).toEqual([0x08, 0x96, 0x01]);
+    expect([...encode(bytesField(3, intField(1, 150)))]).toEqual([0x1a, 0x03, 0x08, 0x96, 0x01]);
+    expect([...encode(stringField(2, 'testing'))]).toEqual([0x12, 0x07, 0x74, 0x65, 0x73, 0x74, 0x69, 0x6e, 0x67]);
+    const payload = Uint8Array.of(1, 2, 3);
+    const nested = message(intField(1, 1), [undefined, bytesField(2, bytesField(4, payload))], undefined);
+    expect(nested.length).toBe(2 + 2 + 2 + 3);
+    // Until encode, the payload is held, not copied: a write to it shows in the result.
+    payload[0] = 9;
+    expect([...encode(nested)]).toEqual([0x08, 0x01, 0x12, 0x05, 0x22, 0x03, 9, 2, 3]);
   });
 });

@@ -22,7 +22,7 @@
 // buffer as is, scales are mlpkit's scales, and the default zero point 8 is mlpkit's symmetric
 // offset; asymmetric layers add their zero points packed two per byte.
 
-import { bytesField, intField, message, stringField } from './protobuf.mjs';
+import { bytesField, encode, intField, message, stringField } from './protobuf.mjs';
 import { mlpToOnnx } from './onnx-model.mjs';
 
 // ---- mlpkit's layer format in JavaScript (lib/quant/format.ts) -------------------------------
@@ -366,13 +366,13 @@ function model({ nodes, initializers, k, n, microsoft = false }) {
     bytesField(11, batchedFloat('x', k)),
     bytesField(12, batchedFloat('y', n)),
   );
-  return message(
+  return encode(message(
     intField(1, IR_VERSION),
     stringField(2, 'mlpkit-bench'),
     bytesField(7, graph),
     bytesField(8, message(stringField(1, ''), intField(2, OPSET))),
     microsoft ? bytesField(8, message(stringField(1, MS_DOMAIN), intField(2, MS_OPSET))) : undefined,
-  );
+  ));
 }
 
 // ---- the three models --------------------------------------------------------------------------

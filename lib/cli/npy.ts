@@ -3,6 +3,7 @@
 // else (big-endian, Fortran order, object arrays) is refused with the line of numpy that fixes it.
 
 import { FileFormatError } from '../errors.js';
+import { offerHugePages } from '../huge-pages.js';
 
 export type NpyDtype = 'float32' | 'float64' | 'int32' | 'int64';
 export type NpyData = Float32Array | Float64Array | Int32Array | BigInt64Array;
@@ -75,7 +76,7 @@ export function readNpy(bytes: Uint8Array): NpyArray {
   }
   // A copy (not Buffer#slice, which shares memory): the data offset need not be aligned for
   // the typed array, and callers may keep the result.
-  const copy = new Uint8Array(byteLength);
+  const copy = offerHugePages(new Uint8Array(byteLength));
   copy.set(bytes.subarray(dataStart, dataStart + byteLength));
   const raw = copy.buffer;
   const data = dtype === 'float32' ? new Float32Array(raw)
@@ -104,7 +105,7 @@ export function writeNpy(data: NpyData, shape: number[]): Uint8Array {
   const unpadded = 10 + header.length + 1;
   header += ' '.repeat((64 - (unpadded % 64)) % 64) + '\n';
   if (header.length > 0xffff) throw new RangeError('writeNpy: shape too long for a version 1.0 header');
-  const out = new Uint8Array(10 + header.length + data.byteLength);
+  const out = offerHugePages(new Uint8Array(10 + header.length + data.byteLength));
   out.set(MAGIC, 0);
   out[6] = 1;
   out[7] = 0;

@@ -10,7 +10,7 @@
 
 import type { LayerParameters } from '../mlp.js';
 import type { NormalizedSpec } from '../spec.js';
-import { bytesField, intField, message, stringField } from './protobuf.js';
+import { bytesField, encode, intField, message, stringField, type Encoded } from './protobuf.js';
 
 const IR_VERSION = 8;
 const OPSET = 17;
@@ -29,10 +29,11 @@ const ACTIVATION_OPS: Record<string, string> = { relu: 'Relu', sigmoid: 'Sigmoid
 const EXPORTED_ACTIVATIONS = new Set(['none', 'silu', ...Object.keys(ACTIVATION_OPS)]);
 
 /** TensorProto: a float32 initializer, little-endian raw_data whatever the host's byte order. */
-function floatTensor(name: string, dims: number[], values: Float32Array): Uint8Array {
-  const raw = new Uint8Array(values.length * 4);
-  if (LITTLE_ENDIAN) raw.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-  else {
+// On a little-endian host the values' own bytes are the piece (encode copies them once).
+function floatTensor(name: string, dims: number[], values: Float32Array): Encoded {
+  let raw = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  if (!LITTLE_ENDIAN) {
+    raw = new Uint8Array(values.length * 4);
     const view = new DataView(raw.buffer);
     for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i], true);
   }
@@ -45,7 +46,7 @@ function floatTensor(name: string, dims: number[], values: Float32Array): Uint8A
 }
 
 /** ValueInfoProto of a float tensor [batch, width]; the first dimension is the symbol "batch". */
-function batchedFloatValue(name: string, width: number): Uint8Array {
+function batchedFloatValue(name: string, width: number): Encoded {
   const dims = message(
     bytesField(1, stringField(2, 'batch')), // Dimension.dim_param
     bytesField(1, intField(1, width)), // Dimension.dim_value
@@ -54,11 +55,11 @@ function batchedFloatValue(name: string, width: number): Uint8Array {
   return message(stringField(1, name), bytesField(2, bytesField(1, tensorType))); // name, type.tensor_type
 }
 
-function intAttribute(name: string, value: number): Uint8Array {
+function intAttribute(name: string, value: number): Encoded {
   return message(stringField(1, name), intField(3, value), intField(20, ATTRIBUTE_INT)); // name, i, type
 }
 
-function node(opType: string, name: string, inputs: string[], outputs: string[], attributes: Uint8Array[] = []): Uint8Array {
+function node(opType: string, name: string, inputs: string[], outputs: string[], attributes: Encoded[] = []): Encoded {
   return message(
     inputs.map((s) => stringField(1, s)),
     outputs.map((s) => stringField(2, s)),
@@ -118,8 +119,8 @@ export function mlpToOnnx(
   const problem = onnxExportProblem(spec);
   if (problem) throw new Error(`mlpToOnnx: ${problem}`);
   checkLayers(spec, layers);
-  const nodes: Uint8Array[] = [];
-  const initializers: Uint8Array[] = [];
+  const nodes: Encoded[] = [];
+  const initializers: Encoded[] = [];
   // Y = X W^T + b for rows [first, first + rows) of the layer's weight: transB reads W as torch
   // stores it, no transposed copy.
   const gemm = (i: number, layer: (typeof layers)[number], input: string, part: string, first: number, rows: number, out: string): void => {
@@ -184,10 +185,10 @@ export function mlpToOnnx(
     bytesField(11, batchedFloatValue('x', layers[0].inputs)),
     bytesField(12, batchedFloatValue('y', layers[layers.length - 1].outputs)),
   );
-  return message(
+  return encode(message(
     intField(1, IR_VERSION),
     stringField(2, 'mlpkit-bench'),
     bytesField(7, graph),
     bytesField(8, message(stringField(1, ''), intField(2, OPSET))), // opset_import: default domain
-  );
+  ));
 }

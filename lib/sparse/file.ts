@@ -33,6 +33,7 @@
 
 import { ACTIVATIONS, type SparseLayer } from '../backend/types.js';
 import { FileFormatError } from '../errors.js';
+import { offerHugePages } from '../huge-pages.js';
 import { PREDICTOR_TENSOR, QUANT_METADATA_KEY, SPARSE_METADATA_KEY, SPEC_METADATA_KEY, WEIGHT_SCALE_TENSOR, modelToTensors, tensorsToModel } from '../io/model-file.js';
 import { parseFileJson, preview, type SafetensorsFile, type Tensor, type TensorInput } from '../io/safetensors.js';
 import { parameterLayout, type NormalizedSpec } from '../spec.js';
@@ -89,7 +90,7 @@ export function sparseToTensors(
 ): { tensors: Record<string, TensorInput>; metadata: Record<string, string> } {
   const { spec, layers } = model;
   const { slots, count } = parameterLayout(spec);
-  const params = new Float32Array(count);
+  const params = offerHugePages(new Float32Array(count));
   layers.forEach((l, i) => {
     params.set(l.weight, slots[i].weightOffset);
     if (l.bias) params.set(l.bias, slots[i].biasOffset);
