@@ -131,9 +131,10 @@ export interface ParsedSafetensors {
  * readSafetensors for the model loaders, which copy or repack every tensor at once: two passes
  * over the whole file each did no work there. `views`: an aligned F32 tensor, and an I8 (with
  * `int8`) or U8 one, is a view into `input`, not a copy (Mlp.fromSafetensors copies it into the
- * parameters; 0.15 s of a 268 MB model's load; QuantizedMlp.load owns the bytes it read). `int8`: I8 data is an Int8Array (its own copy), not widened to an Int32Array
- * that the quantised loader then narrowed again (4 bytes per weight, twice). Neither is for
- * tensors handed to a caller, who may keep, write or transfer them.
+ * parameters, 0.15 s of a 268 MB model's load; QuantizedMlp.load owns the bytes it read).
+ * `int8`: I8 data is an Int8Array, not widened to an Int32Array that the quantised loader then
+ * narrowed again (4 bytes per weight, twice). Neither is for tensors handed to a caller, who may
+ * keep, write or transfer them.
  */
 export function parseSafetensors(input: Uint8Array, options: { views?: boolean; int8?: boolean }): ParsedSafetensors {
   const views = options.views === true;
