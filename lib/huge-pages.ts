@@ -3,7 +3,8 @@
 // ArrayBuffer of that size is untouched zero pages, and its first write takes one page fault per
 // 4 KB; on a 2-core cloud VM that is ~10 us each, 0.7-0.95 s for 269 MB against 15 ms for the
 // same write again. The native backend installs an offer of such arrays to transparent huge
-// pages (madvise, Linux; one fault per 2 MB), as it does for the arrays its kernels fill.
+// pages (madvise, Linux; one fault per 2 MB). Arrays the addon's kernels fill (predict's
+// outputs) it offers itself (OutputArg, addon/checks.h), so they do not come here as well.
 // Contents are unchanged; without the addon, or off Linux, this does nothing.
 
 const MIN_BYTES = 4 << 20;

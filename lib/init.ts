@@ -3,6 +3,7 @@
 
 import { parameterLayout, type NormalizedSpec } from './spec.js';
 import { allocFloat32 } from './validate.js';
+import { offerHugePages } from './huge-pages.js';
 
 /** xoshiro128** seeded through splitmix32: fast, small state, good enough statistics. */
 export class Rng {
@@ -139,7 +140,8 @@ function rotl(x: number, k: number): number {
  */
 export function initParameters(spec: NormalizedSpec): Float32Array {
   const { slots, count } = parameterLayout(spec);
-  const params = allocFloat32('the parameters', count);
+  // Written here, in JavaScript (outputs are offered by the addon that fills them).
+  const params = offerHugePages(allocFloat32('the parameters', count));
   const rng = new Rng(spec.seed);
   for (const slot of slots) {
     const fanIn = slot.inputs;

@@ -3,7 +3,6 @@
 
 import { types } from 'node:util';
 import { describe, outOfMemoryError, rangeError, typeError, typedArrayLength } from './errors.js';
-import { offerHugePages } from './huge-pages.js';
 
 /** Array.isArray, except that a revoked Proxy (where it throws) is not an array. */
 export function isArray(value: unknown): value is unknown[] {
@@ -134,7 +133,7 @@ export function allocFloat32(what: string, length: number): Float32Array {
     throw rangeError(`${what} would hold ${length} floats, more than one Float32Array can (${MAX_ARRAY_LENGTH})`);
   }
   try {
-    return offerHugePages(new Float32Array(length));
+    return new Float32Array(length);
   } catch (err) {
     throw outOfMemoryError(`${what}: could not allocate ${length} floats (${(err as Error).message})`);
   }

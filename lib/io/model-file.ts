@@ -8,6 +8,7 @@ import { FileFormatError, describe, rangeError, typeError } from '../errors.js';
 import { encodedWidth, normalizeEncoding, normalizeSpec, parameterLayout, type EncodingSpec, type NormalizedSpec } from '../spec.js';
 import { allocFloat32, expectNumber, expectOneOf, firstNonFinite, isArray, rejectUnknownKeys } from '../validate.js';
 import { clip, parseFileJson, preview, type SafetensorsFile, type TensorInput } from './safetensors.js';
+import { offerHugePages } from '../huge-pages.js';
 
 export const SPEC_METADATA_KEY = 'mlpkit.spec';
 export const VERSION_METADATA_KEY = 'mlpkit.version';
@@ -253,7 +254,7 @@ export function tensorsToModel(file: SafetensorsFile, opts: ForeignModelOptions 
     }
     expectedIn = s.outputs;
   });
-  const params = allocFloat32('the parameters', count);
+  const params = offerHugePages(allocFloat32('the parameters', count));
   linears.forEach((l, i) => {
     params.set(file.tensors[l.weightKey].data, slots[i].weightOffset);
     if (l.biasKey) params.set(file.tensors[l.biasKey].data, slots[i].biasOffset);
