@@ -873,6 +873,16 @@ describe('API errors', () => {
     expect(() => qmatmul(new Float32Array(8), { ...layer, scales: Float32Array.of(1, NaN) })).toThrow(/layer\.scales: scale \[1, 0\] is NaN/);
     expect(() => qmatmul(new Float32Array(8), layer, { activation: 'int8' } as never)).toThrow(/Unknown option options\.activation/);
     expect(() => qmatmul(new Float32Array(8), layer, { out: new Float32Array(3) })).toThrow(/Expected options\.out to have 4 elements/);
+    // The -128 scan covers the view's bytes only (a layer whose codes sit inside a larger
+    // buffer, as a loaded file's do), and names the first code it finds.
+    const l8 = quantizeLayer(randomArray(40, 2), null, 20, 2, 'none', 0, { format: 'int8' });
+    const around = new Int8Array(64).fill(-128);
+    const inner = around.subarray(7, 47);
+    inner.set(l8.weights as Int8Array);
+    expect(qmatmul(new Float32Array(20), { ...l8, weights: inner }, { backend: 'reference' })).toEqual(qmatmul(new Float32Array(20), l8, { backend: 'reference' }));
+    inner[33] = -128;
+    inner[39] = -128;
+    expect(() => qmatmul(new Float32Array(20), { ...l8, weights: inner })).toThrow(/layer\.weights: value -128 at \[1, 13\] is outside \[-127, 127\]/);
     const out = new Float32Array(4);
     expect(qmatmul(new Float32Array(8), layer, { out, backend: 'reference' })).toBe(out);
     expect(() => dequantizeLayer({ ...layer, inputs: 0 })).toThrow(/layer\.inputs/);
