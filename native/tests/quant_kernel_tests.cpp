@@ -497,6 +497,72 @@ void print_stat(const char* table, const char* what, const Stat& s) {
   std::printf("\n");
 }
 
+// recycle_layer: a repack into kept buffers (holding another layer's codes and scales) packs
+// exactly what fresh buffers do; a layer never takes a kept buffer over twice its size; a buffer
+// past kRecycledBytes is not kept, and a full pool keeps the largest kRecycledBuffers. Each case
+// has its own size, so the buffer a repack should take is the only one of its capacity.
+int test_recycled_layers() {
+  int failures = 0;
+  auto fail = [&](const char* what, std::size_t k, std::size_t n) {
+    std::printf("FAIL recycled layers: %s (k=%zu n=%zu)\n", what, k, n);
+    ++failures;
+  };
+  auto same = [](const auto& x, const auto& y) {
+    return x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0);
+  };
+  std::uint64_t seed = 1000;
+  std::size_t n = 40;
+  for (bool input_major : {false, true}) {
+    for (q::Format format : {q::Format::Int8, q::Format::Int4}) {
+      for (bool symmetric : {true, false}) {
+        if (format == q::Format::Int8 && !symmetric) continue;
+        const Case a = make_case(format, 32, symmetric, 300, n, Values::Random, seed++);
+        const Case b = make_case(format, 32, symmetric, 300, n, Values::Random, seed++);
+        const q::QuantLayer fresh = q::repack(b.source(), input_major);
+        q::QuantLayer other = q::repack(a.source(), input_major);
+        const std::uint8_t* kept = other.w.data();
+        q::recycle_layer(std::move(other));
+        const q::QuantLayer reused = q::repack(b.source(), input_major);
+        if (reused.w.data() != kept) fail("the kept weights buffer was not reused", 300, n);
+        if (!same(reused.w, fresh.w) || !same(reused.scales, fresh.scales) || !same(reused.scales16, fresh.scales16) ||
+            !same(reused.zeros, fresh.zeros) || !same(reused.wsum, fresh.wsum) || reused.bf16_scales != fresh.bf16_scales) {
+          fail("a repack into kept buffers differs from a fresh one", 300, n);
+        }
+        q::recycle_layer(q::repack(a.source(), input_major));
+        const Case small = make_case(format, 32, symmetric, 64, 16, Values::Random, seed++);
+        const q::QuantLayer s = q::repack(small.source(), input_major);
+        if (s.w.capacity() > 2 * s.w.size() || s.scales.capacity() > 2 * s.scales.size() ||
+            s.zeros.capacity() > 2 * s.zeros.size()) {
+          fail("a small layer took a buffer over twice its size", 64, 16);
+        }
+        n += 16;
+      }
+    }
+  }
+  auto weights_only = [](std::size_t bytes) {
+    q::QuantLayer l;
+    l.w.resize(bytes);
+    return l;
+  };
+  const std::size_t before = q::recycled_bytes();
+  q::recycle_layer(weights_only(q::kRecycledBytes + 64));
+  if (q::recycled_bytes() != before) fail("a buffer past kRecycledBytes was kept", 0, 0);
+  // Buffers of 1 MB and up, larger each time, kRecycledBuffers at a time: each round leaves the
+  // weights pool holding exactly that round's buffers (each replaced the smallest kept).
+  std::size_t round_bytes[2] = {0, 0}, kept_after[2] = {0, 0};
+  for (int round = 0; round < 2; ++round) {
+    for (std::size_t i = 0; i < q::kRecycledBuffers; ++i) {
+      const std::size_t bytes = (std::size_t(1) << 20) + 4096 * (round * q::kRecycledBuffers + i);
+      round_bytes[round] += bytes;
+      q::recycle_layer(weights_only(bytes));
+    }
+    kept_after[round] = q::recycled_bytes();
+  }
+  if (kept_after[1] - kept_after[0] != round_bytes[1] - round_bytes[0]) fail("a full pool did not keep the largest buffers", 0, 0);
+  std::printf("[pool] %s recycle_layer: reuse, same bytes, size limits\n", failures ? "FAIL" : "ok  ");
+  return failures;
+}
+
 }  // namespace
 
 int main() {
@@ -547,7 +613,7 @@ int main() {
     test_quantize_row(tables);
   }
 
-  long long failed = setup_failures, checked = 0;
+  long long failed = setup_failures + test_recycled_layers(), checked = 0;
   for (const Table& t : tables) {
     print_stat(t.k->isa, "w8a8_block: bit for bit with format.ts", t.w8a8);
     print_stat(t.k->isa, "wfloat_block: within the float32 bound", t.wfloat);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -97,7 +98,87 @@ void transpose_block(const std::uint8_t* src, std::size_t stride, std::size_t ro
   }
 }
 
+// The buffers recycle_layer keeps, one pool per buffer type, shared by every thread (a model
+// may be freed on any).
+template <class V>
+struct Pool {
+  std::mutex mutex;
+  std::vector<V> kept;
+};
+
+// Never destroyed: a model freed during the process's exit (a finalizer) still finds it.
+template <class V>
+Pool<V>& pool_of() {
+  static Pool<V>* const pool = new Pool<V>;
+  return *pool;
+}
+
+// An empty vector holding the smallest kept buffer of capacity [n, 2n] elements, or none.
+template <class V>
+V take(std::size_t n) {
+  V v;
+  if (n * sizeof(typename V::value_type) > kRecycledBytes) return v;
+  Pool<V>& pool = pool_of<V>();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  std::size_t best = pool.kept.size();
+  for (std::size_t i = 0; i < pool.kept.size(); ++i) {
+    const std::size_t c = pool.kept[i].capacity();
+    if (c >= n && c <= 2 * n && (best == pool.kept.size() || c < pool.kept[best].capacity())) best = i;
+  }
+  if (best < pool.kept.size()) {
+    v = std::move(pool.kept[best]);
+    pool.kept.erase(pool.kept.begin() + static_cast<std::ptrdiff_t>(best));
+  }
+  return v;
+}
+
+template <class V>
+void give(V&& v) {
+  const std::size_t c = v.capacity();
+  if (c == 0 || c * sizeof(typename V::value_type) > kRecycledBytes) return;
+  v.clear();
+  Pool<V>& pool = pool_of<V>();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  if (pool.kept.size() < kRecycledBuffers) {
+    pool.kept.push_back(std::move(v));
+    return;
+  }
+  // Full: the new buffer replaces the smallest kept one when it is larger (the smaller is freed
+  // as v goes out of scope).
+  auto smallest = std::min_element(pool.kept.begin(), pool.kept.end(),
+                                   [](const V& x, const V& y) { return x.capacity() < y.capacity(); });
+  if (smallest->capacity() < c) std::swap(*smallest, v);
+}
+
+template <class V>
+std::size_t kept_bytes() {
+  Pool<V>& pool = pool_of<V>();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  std::size_t total = 0;
+  for (const V& v : pool.kept) total += v.capacity() * sizeof(typename V::value_type);
+  return total;
+}
+
+// The packed weights: resized without writing (the repack clears and writes every block).
+UninitVector<std::uint8_t> weights_of(std::size_t bytes) {
+  UninitVector<std::uint8_t> w = take<UninitVector<std::uint8_t>>(bytes);
+  w.resize(bytes);
+  return w;
+}
+
 }  // namespace
+
+void recycle_layer(QuantLayer&& l) {
+  give(std::move(l.w));
+  give(std::move(l.scales));
+  give(std::move(l.scales16));
+  give(std::move(l.zeros));
+}
+
+std::size_t recycled_bytes() {
+  return kept_bytes<UninitVector<std::uint8_t>>() + kept_bytes<AlignedVector<float>>() +
+         kept_bytes<AlignedVector<std::uint16_t>>() + kept_bytes<AlignedVector<std::int32_t>>();
+}
 
 float QuantLayer::scale(std::size_t i) const {
   if (!bf16_scales) return scales[i];
@@ -139,7 +220,9 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     }
   }
   const std::size_t G = l.groups;
+  l.scales = take<AlignedVector<float>>(G * np);
   l.scales.assign(G * np, 0.0f);
+  l.zeros = take<AlignedVector<std::int32_t>>(G * np);
   l.zeros.assign(G * np, 0);
   l.bias.assign(np, 0.0f);
   for (std::size_t j = 0; j < l.n; ++j) {
@@ -160,15 +243,17 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     for (const float sc : l.scales) exact = exact && (bits_of(sc) & 0xffffu) == 0;
     if (exact) {
       l.bf16_scales = true;
+      l.scales16 = take<AlignedVector<std::uint16_t>>(l.scales.size());
       l.scales16.resize(l.scales.size());
       for (std::size_t i = 0; i < l.scales.size(); ++i) l.scales16[i] = static_cast<std::uint16_t>(bits_of(l.scales[i]) >> 16);
+      give(std::move(l.scales));
       l.scales = AlignedVector<float>();
     }
   }
   if (s.format == Format::Int8) {
     // Block b, step t (inputs 4t..4t+3), output o, byte i at ((b * steps + t) * 16 + o) * 4 + i.
     const std::size_t steps = l.kq / 4;
-    l.w.resize(l.blocks * steps * 64);
+    l.w = weights_of(l.blocks * steps * 64);
     l.wsum.assign(np, 0);
     const auto* src = reinterpret_cast<const std::int8_t*>(s.weights);
     // -128 would break the kernels' sign tricks. Checked in one pass before any packing, so the
@@ -200,7 +285,7 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     // input 8t + 4 + i. The source packs input 2c in the low nibble of byte c, 2c + 1 in the high.
     const std::size_t steps = l.kq / 8;
     const std::size_t row_bytes = l.kq / 2;
-    l.w.resize(l.blocks * steps * 64);
+    l.w = weights_of(l.blocks * steps * 64);
     // One block of outputs per task, as int8 (a block's bytes are its own).
     parallel_for(l.blocks, [&](std::size_t b) {
       const std::size_t rows = std::min(kLanes, l.n - b * kLanes);

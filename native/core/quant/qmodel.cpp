@@ -119,7 +119,10 @@ QuantModel::QuantModel(const EncodingSpec& encoding, const std::vector<QuantLaye
   g_live_quant_models.fetch_add(1, std::memory_order_relaxed);  // last: a constructor that throws made no model
 }
 
-QuantModel::~QuantModel() { g_live_quant_models.fetch_sub(1, std::memory_order_relaxed); }
+QuantModel::~QuantModel() {
+  for (QuantLayer& l : layers_) recycle_layer(std::move(l));
+  g_live_quant_models.fetch_sub(1, std::memory_order_relaxed);
+}
 
 std::size_t QuantModel::live_count() { return g_live_quant_models.load(std::memory_order_relaxed); }
 
