@@ -559,6 +559,22 @@ int test_recycled_layers() {
     kept_after[round] = q::recycled_bytes();
   }
   if (kept_after[1] - kept_after[0] != round_bytes[1] - round_bytes[0]) fail("a full pool did not keep the largest buffers", 0, 0);
+  // The budget over all pools: four 15 MB weight buffers (60 MB) are kept, then a 15 MB scale
+  // buffer would pass kRecycledTotalBytes and is not, where a 2 MB one still fits.
+  for (int i = 0; i < 4; ++i) q::recycle_layer(weights_only(std::size_t(15) << 20));
+  const std::size_t with_weights = q::recycled_bytes();
+  if (with_weights < (std::size_t(60) << 20) || with_weights > q::kRecycledTotalBytes) fail("four 15 MB buffers not kept", 0, 0);
+  auto scales_only = [](std::size_t bytes) {
+    q::QuantLayer l;
+    l.scales.resize(bytes / sizeof(float));
+    return l;
+  };
+  q::recycle_layer(scales_only(std::size_t(15) << 20));
+  if (q::recycled_bytes() != with_weights) fail("a buffer past kRecycledTotalBytes was kept", 0, 0);
+  // (It may replace one of the small scale buffers the cases above left, so "about 2 MB more".)
+  q::recycle_layer(scales_only(std::size_t(2) << 20));
+  const std::size_t after = q::recycled_bytes();
+  if (after < with_weights + (std::size_t(1) << 20) || after > q::kRecycledTotalBytes) fail("a buffer within the budget was not kept", 0, 0);
   std::printf("[pool] %s recycle_layer: reuse, same bytes, size limits\n", failures ? "FAIL" : "ok  ");
   return failures;
 }

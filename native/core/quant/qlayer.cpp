@@ -99,18 +99,32 @@ void transpose_block(const std::uint8_t* src, std::size_t stride, std::size_t ro
 }
 
 // The buffers recycle_layer keeps, one pool per buffer type, shared by every thread (a model
-// may be freed on any).
+// may be freed on any) under one lock, which also guards the bytes kept over all pools.
 template <class V>
 struct Pool {
-  std::mutex mutex;
   std::vector<V> kept;
 };
 
-// Never destroyed: a model freed during the process's exit (a finalizer) still finds it.
+// Never destroyed: a model freed during the process's exit (a finalizer) still finds them.
 template <class V>
 Pool<V>& pool_of() {
   static Pool<V>* const pool = new Pool<V>;
   return *pool;
+}
+
+struct PoolLock {
+  std::mutex mutex;
+  std::size_t kept_bytes = 0;  // over every pool
+};
+
+PoolLock& pool_lock() {
+  static PoolLock* const lock = new PoolLock;
+  return *lock;
+}
+
+template <class V>
+std::size_t bytes_of(const V& v) {
+  return v.capacity() * sizeof(typename V::value_type);
 }
 
 // An empty vector holding the smallest kept buffer of capacity [n, 2n] elements, or none.
@@ -119,7 +133,8 @@ V take(std::size_t n) {
   V v;
   if (n * sizeof(typename V::value_type) > kRecycledBytes) return v;
   Pool<V>& pool = pool_of<V>();
-  std::lock_guard<std::mutex> lock(pool.mutex);
+  PoolLock& lock = pool_lock();
+  std::lock_guard<std::mutex> guard(lock.mutex);
   std::size_t best = pool.kept.size();
   for (std::size_t i = 0; i < pool.kept.size(); ++i) {
     const std::size_t c = pool.kept[i].capacity();
@@ -128,35 +143,34 @@ V take(std::size_t n) {
   if (best < pool.kept.size()) {
     v = std::move(pool.kept[best]);
     pool.kept.erase(pool.kept.begin() + static_cast<std::ptrdiff_t>(best));
+    lock.kept_bytes -= bytes_of(v);
   }
   return v;
 }
 
 template <class V>
 void give(V&& v) {
-  const std::size_t c = v.capacity();
-  if (c == 0 || c * sizeof(typename V::value_type) > kRecycledBytes) return;
+  const std::size_t bytes = bytes_of(v);
+  if (bytes == 0 || bytes > kRecycledBytes) return;
   v.clear();
   Pool<V>& pool = pool_of<V>();
-  std::lock_guard<std::mutex> lock(pool.mutex);
+  PoolLock& lock = pool_lock();
+  std::lock_guard<std::mutex> guard(lock.mutex);
   if (pool.kept.size() < kRecycledBuffers) {
+    if (lock.kept_bytes + bytes > kRecycledTotalBytes) return;
     pool.kept.push_back(std::move(v));
+    lock.kept_bytes += bytes;
     return;
   }
   // Full: the new buffer replaces the smallest kept one when it is larger (the smaller is freed
   // as v goes out of scope).
   auto smallest = std::min_element(pool.kept.begin(), pool.kept.end(),
                                    [](const V& x, const V& y) { return x.capacity() < y.capacity(); });
-  if (smallest->capacity() < c) std::swap(*smallest, v);
-}
-
-template <class V>
-std::size_t kept_bytes() {
-  Pool<V>& pool = pool_of<V>();
-  std::lock_guard<std::mutex> lock(pool.mutex);
-  std::size_t total = 0;
-  for (const V& v : pool.kept) total += v.capacity() * sizeof(typename V::value_type);
-  return total;
+  const std::size_t out = bytes_of(*smallest);
+  if (out < bytes && lock.kept_bytes - out + bytes <= kRecycledTotalBytes) {
+    std::swap(*smallest, v);
+    lock.kept_bytes = lock.kept_bytes - out + bytes;
+  }
 }
 
 // The packed weights: resized without writing (the repack clears and writes every block).
@@ -176,8 +190,9 @@ void recycle_layer(QuantLayer&& l) {
 }
 
 std::size_t recycled_bytes() {
-  return kept_bytes<UninitVector<std::uint8_t>>() + kept_bytes<AlignedVector<float>>() +
-         kept_bytes<AlignedVector<std::uint16_t>>() + kept_bytes<AlignedVector<std::int32_t>>();
+  PoolLock& lock = pool_lock();
+  std::lock_guard<std::mutex> guard(lock.mutex);
+  return lock.kept_bytes;
 }
 
 float QuantLayer::scale(std::size_t i) const {

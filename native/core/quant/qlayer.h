@@ -98,12 +98,14 @@ QuantLayer repack(const QuantLayerSource& src, bool input_major);
 // takes fresh memory each time, and the C library, which trims its heap after a large free, may
 // have handed the last call's pages back to the kernel: 256 page faults per MB, 2.5 ms for a
 // 1024 x 1024 int8 layer on a cloud VM where another process's identical call took 135 us. Per
-// buffer type at most kRecycledBuffers buffers of up to kRecycledBytes each are kept; a repack
-// takes the smallest that fits and is at most twice the size it needs, so a kept buffer never
-// makes a small layer hold much more than it uses.
+// buffer type at most kRecycledBuffers buffers of up to kRecycledBytes each are kept, and
+// kRecycledTotalBytes over all types (about what glibc may keep unreturned on its own); a
+// repack takes the smallest that fits and is at most twice the size it needs, so a kept buffer
+// never makes a small layer hold much more than it uses.
 void recycle_layer(QuantLayer&& l);
 constexpr std::size_t kRecycledBuffers = 4;
 constexpr std::size_t kRecycledBytes = std::size_t(16) << 20;
+constexpr std::size_t kRecycledTotalBytes = std::size_t(64) << 20;
 // Capacity of the buffers kept now, in bytes, over every pool (for tests).
 std::size_t recycled_bytes();
 
