@@ -4,7 +4,6 @@
 // out-of-bounds read in a kernel.
 
 import { ACTIVATIONS } from '../backend/types.js';
-import { Buffer } from 'node:buffer';
 import { types } from 'node:util';
 import { describe, rangeError, typeError, typedArrayLength } from '../errors.js';
 import { expectObject } from '../validate.js';

@@ -277,8 +277,13 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     if (std::memchr(src, 0x80, l.n * l.k) != nullptr) throw std::invalid_argument("int8 weights must be in [-127, 127]");
     parallel_for(l.blocks, [&](std::size_t b) {
       const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
-      // Padding (inputs past k, outputs past n) stays zero.
-      std::memset(l.w.data() + b * steps * 64, 0, steps * 64);
+      // Padding (inputs past k, outputs past n) is zero. A full block's writes below cover every
+      // byte before its padding inputs, which sit at the block's end in both layouts (input-major
+      // from input k on, the other from the step holding input k), so only that tail is cleared
+      // first; a partial block is cleared whole. (Clearing every block whole wrote each byte
+      // twice.)
+      const std::size_t tail = rows < kLanes ? 0 : input_major ? l.k * kLanes : l.k / 4 * 64;
+      std::memset(l.w.data() + b * steps * 64 + tail, 0, steps * 64 - tail);
       if (input_major) {
         const auto* block = reinterpret_cast<const std::uint8_t*>(src + b * kLanes * l.k);
         transpose_block(block, l.k, rows, l.k, l.w.data() + b * l.kq * kLanes);
@@ -304,7 +309,8 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     // One block of outputs per task, as int8 (a block's bytes are its own).
     parallel_for(l.blocks, [&](std::size_t b) {
       const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
-      std::memset(l.w.data() + b * steps * 64, 0, steps * 64);
+      // A full block's bytes are all written below (its padding nibbles come from the source).
+      if (rows < kLanes) std::memset(l.w.data() + b * steps * 64, 0, steps * 64);
       if (input_major) {
         transpose_block(s.weights + b * kLanes * row_bytes, row_bytes, rows, row_bytes, l.w.data() + b * row_bytes * kLanes);
         return;
