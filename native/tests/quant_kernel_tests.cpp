@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -501,6 +502,47 @@ void print_stat(const char* table, const char* what, const Stat& s) {
 // exactly what fresh buffers do; a layer never takes a kept buffer over twice its size; a buffer
 // past kRecycledBytes is not kept, and a full pool keeps the largest kRecycledBuffers. Each case
 // has its own size, so the buffer a repack should take is the only one of its capacity.
+// repack checks every value before it writes anything (qlayer.cpp), so each bad value must be
+// refused wherever it sits; the last entry is the one a check that stops early would miss.
+int test_repack_rejects() {
+  int failures = 0;
+  auto expect_refused = [&](const Case& c, const char* what) {
+    for (bool input_major : {false, true}) {
+      try {
+        (void)q::repack(c.source(), input_major);
+        std::printf("FAIL repack accepted %s (k=%zu n=%zu)\n", what, c.k, c.n);
+        ++failures;
+      } catch (const std::invalid_argument&) {
+      }
+    }
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::uint64_t seed = 2000;
+  for (q::Format format : {q::Format::Int8, q::Format::Int4}) {
+    const Case good = make_case(format, 32, format == q::Format::Int8, 100, 33, Values::Random, seed++);
+    (void)q::repack(good.source(), false);
+    for (float bad : {nan, inf, -inf, -1.0f, -1e-30f}) {
+      for (std::size_t at : {std::size_t{0}, good.scales.size() - 1}) {
+        Case c = good;
+        c.scales[at] = bad;
+        expect_refused(c, "a scale that is not finite and >= 0");
+      }
+    }
+    Case c = good;
+    if (format == q::Format::Int8) {
+      c.w8.back() = -128;
+      expect_refused(c, "int8 code -128");
+    } else {
+      c.zeros.back() = 16;
+      expect_refused(c, "zero point 16");
+      c = good;
+      c.group = 48;
+      expect_refused(c, "group size 48");
+    }
+  }
+  return failures;
+}
+
 int test_recycled_layers() {
   int failures = 0;
   auto fail = [&](const char* what, std::size_t k, std::size_t n) {
@@ -629,7 +671,7 @@ int main() {
     test_quantize_row(tables);
   }
 
-  long long failed = setup_failures + test_recycled_layers(), checked = 0;
+  long long failed = setup_failures + test_recycled_layers() + test_repack_rejects(), checked = 0;
   for (const Table& t : tables) {
     print_stat(t.k->isa, "w8a8_block: bit for bit with format.ts", t.w8a8);
     print_stat(t.k->isa, "wfloat_block: within the float32 bound", t.wfloat);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,11 @@
 #if defined(__SSE2__) && defined(__x86_64__)
 #define MLPKIT_QLAYER_SSE2 1
 #include <emmintrin.h>
+#endif
+
+// The int4 repack reads four packed bytes as one word, low byte first.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "mlpkit's int4 repack assumes a little-endian target"
 #endif
 
 namespace mlpkit::quant {
@@ -96,6 +102,62 @@ void transpose_block(const std::uint8_t* src, std::size_t stride, std::size_t ro
     for (; c < cols; ++c)
       for (std::size_t o = 0; o < rows; ++o) dst[c * kLanes + o] = src[o * stride + c];
   }
+}
+
+// int4 W8A8 step word: the source word holds inputs 0..7 as nibbles 0..7 (low byte first), the
+// kernels want (0,4) (1,5) (2,6) (3,7) in its bytes, i.e. nibbles 0 4 1 5 2 6 3 7: a perfect
+// shuffle, done as two swaps inside the word (bytes 1 and 2, then nibbles 1-2 and 5-6).
+std::uint32_t interleave_nibbles(std::uint32_t x) {
+  x = (x & 0xff0000ffu) | ((x >> 8) & 0x0000ff00u) | ((x << 8) & 0x00ff0000u);
+  return (x & 0xf00ff00fu) | ((x >> 4) & 0x00f000f0u) | ((x << 4) & 0x0f000f00u);
+}
+
+#if defined(MLPKIT_QLAYER_SSE2)
+__m128i interleave_nibbles(__m128i x) {
+  const auto mask = [](std::uint32_t m) { return _mm_set1_epi32(static_cast<int>(m)); };
+  x = _mm_or_si128(_mm_and_si128(x, mask(0xff0000ffu)),
+                   _mm_or_si128(_mm_and_si128(_mm_srli_epi32(x, 8), mask(0x0000ff00u)),
+                                _mm_and_si128(_mm_slli_epi32(x, 8), mask(0x00ff0000u))));
+  return _mm_or_si128(_mm_and_si128(x, mask(0xf00ff00fu)),
+                      _mm_or_si128(_mm_and_si128(_mm_srli_epi32(x, 4), mask(0x00f000f0u)),
+                                   _mm_and_si128(_mm_slli_epi32(x, 4), mask(0x0f000f00u))));
+}
+#endif
+
+// The W8A8 layout (qlayer.h): step t of a block holds word t (4 bytes) of each of its 16 rows,
+// dst[t * 64 + o * 4 ..] = src[o * stride + 4t ..] for t < words, with int4 words' nibbles
+// interleaved on the way. Row by row, a 4-byte copy to every 64th byte was most of a W8A8
+// layer's repack; with SSE2, 4 rows x 4 words go as one 4 x 4 transpose of words.
+template <bool kInt4>
+void rows_to_steps(const std::uint8_t* src, std::size_t stride, std::size_t rows, std::size_t words,
+                   std::uint8_t* dst) {
+  std::size_t t = 0;
+#if defined(MLPKIT_QLAYER_SSE2)
+  if (rows == kLanes) {
+    for (; t + 4 <= words; t += 4)
+      for (std::size_t g = 0; g < kLanes; g += 4) {
+        __m128i r[4];
+        for (std::size_t i = 0; i < 4; ++i) {
+          r[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (g + i) * stride + 4 * t));
+          if constexpr (kInt4) r[i] = interleave_nibbles(r[i]);
+        }
+        const __m128i lo01 = _mm_unpacklo_epi32(r[0], r[1]), lo23 = _mm_unpacklo_epi32(r[2], r[3]);
+        const __m128i hi01 = _mm_unpackhi_epi32(r[0], r[1]), hi23 = _mm_unpackhi_epi32(r[2], r[3]);
+        std::uint8_t* out = dst + t * 64 + g * 4;
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi64(lo01, lo23));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64), _mm_unpackhi_epi64(lo01, lo23));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 128), _mm_unpacklo_epi64(hi01, hi23));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 192), _mm_unpackhi_epi64(hi01, hi23));
+      }
+  }
+#endif
+  for (std::size_t o = 0; o < rows; ++o)
+    for (std::size_t u = t; u < words; ++u) {
+      std::uint32_t x;
+      std::memcpy(&x, src + o * stride + 4 * u, 4);
+      if constexpr (kInt4) x = interleave_nibbles(x);
+      std::memcpy(dst + u * 64 + o * 4, &x, 4);
+    }
 }
 
 // The buffers recycle_layer keeps, one pool per buffer type, shared by every thread (a model
@@ -235,36 +297,55 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     }
   }
   const std::size_t G = l.groups;
-  l.scales = take<AlignedVector<float>>(G * np);
-  l.scales.assign(G * np, 0.0f);
+  // Checked in one pass before anything is written, so the scatter below cannot throw and runs
+  // one block of outputs per task. (Checked inside a serial scatter, the scales were a fifth of
+  // a 4096 x 4096 int4 W4A8 layer's repack.) bf16 scales (qlayer.h) are chosen in the same pass.
+  const std::size_t count = l.n * G;
+  bool scales_ok = true;
+  bool bf16_exact = true;
+  for (std::size_t i = 0; i < count; ++i) {
+    const float sc = s.scales[i];
+    scales_ok &= (sc >= 0.0f) & (sc <= std::numeric_limits<float>::max());
+    bf16_exact &= (bits_of(sc) & 0xffffu) == 0;
+  }
+  if (!scales_ok) throw std::invalid_argument("scales must be finite and >= 0");
+  const bool own_zeros = s.format == Format::Int4 && !s.symmetric && s.zeros;
+  if (own_zeros) {
+    bool zeros_ok = true;
+    for (std::size_t i = 0; i < count; ++i) zeros_ok &= s.zeros[i] <= 15;
+    if (!zeros_ok) throw std::invalid_argument("int4 zero points must be in [0, 15]");
+  }
+  l.bf16_scales = s.format == Format::Int4 && !input_major && bf16_exact;
+  if (l.bf16_scales) {
+    l.scales16 = take<AlignedVector<std::uint16_t>>(G * np);
+    l.scales16.resize(G * np);
+  } else {
+    l.scales = take<AlignedVector<float>>(G * np);
+    l.scales.resize(G * np);
+  }
   l.zeros = take<AlignedVector<std::int32_t>>(G * np);
-  l.zeros.assign(G * np, 0);
+  l.zeros.resize(G * np);
   l.bias.assign(np, 0.0f);
-  for (std::size_t j = 0; j < l.n; ++j) {
-    if (s.bias) l.bias[j] = s.bias[j];
-    for (std::size_t g = 0; g < G; ++g) {
-      const float sc = s.scales[j * G + g];
-      if (!(sc >= 0) || !std::isfinite(sc)) throw std::invalid_argument("scales must be finite and >= 0");
-      l.scales[l.at(j / kLanes, g) + j % kLanes] = sc;
-      if (s.format == Format::Int4) {
-        const int z = s.symmetric ? 8 : (s.zeros ? s.zeros[j * G + g] : 0);
-        if (z < 0 || z > 15) throw std::invalid_argument("int4 zero points must be in [0, 15]");
-        l.zeros[l.at(j / kLanes, g) + j % kLanes] = z;
+  if (s.bias) std::copy(s.bias, s.bias + l.n, l.bias.begin());
+  // int8 has no zero points; symmetric int4's is 8; asymmetric int4 without any reads 0.
+  const std::int32_t fixed_zero = s.format == Format::Int4 && s.symmetric ? 8 : 0;
+  parallel_for(l.blocks, [&](std::size_t b) {
+    const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
+    const std::size_t first = l.at(b, 0);
+    // Outputs past n (a partial block's last lanes) get scale 0 and zero point 0.
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t o = 0; o < kLanes; ++o) {
+        const std::size_t i = (b * kLanes + o) * G + g;
+        const float sc = o < rows ? s.scales[i] : 0.0f;
+        const std::size_t at = first + g * kLanes + o;
+        if (l.bf16_scales) {
+          l.scales16[at] = static_cast<std::uint16_t>(bits_of(sc) >> 16);
+        } else {
+          l.scales[at] = sc;
+        }
+        l.zeros[at] = o >= rows ? 0 : own_zeros ? s.zeros[i] : fixed_zero;
       }
-    }
-  }
-  if (s.format == Format::Int4 && !input_major) {
-    bool exact = true;
-    for (const float sc : l.scales) exact = exact && (bits_of(sc) & 0xffffu) == 0;
-    if (exact) {
-      l.bf16_scales = true;
-      l.scales16 = take<AlignedVector<std::uint16_t>>(l.scales.size());
-      l.scales16.resize(l.scales.size());
-      for (std::size_t i = 0; i < l.scales.size(); ++i) l.scales16[i] = static_cast<std::uint16_t>(bits_of(l.scales[i]) >> 16);
-      give(std::move(l.scales));
-      l.scales = AlignedVector<float>();
-    }
-  }
+  });
   if (s.format == Format::Int8) {
     // Block b, step t (inputs 4t..4t+3), output o, byte i at ((b * steps + t) * 16 + o) * 4 + i.
     const std::size_t steps = l.kq / 4;
@@ -284,20 +365,18 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
       // twice.)
       const std::size_t tail = rows < kLanes ? 0 : input_major ? l.k * kLanes : l.k / 4 * 64;
       std::memset(l.w.data() + b * steps * 64 + tail, 0, steps * 64 - tail);
-      if (input_major) {
-        const auto* block = reinterpret_cast<const std::uint8_t*>(src + b * kLanes * l.k);
-        transpose_block(block, l.k, rows, l.k, l.w.data() + b * l.kq * kLanes);
-      }
+      const auto* block = reinterpret_cast<const std::uint8_t*>(src + b * kLanes * l.k);
+      std::uint8_t* dst = l.w.data() + b * steps * 64;
+      if (input_major) transpose_block(block, l.k, rows, l.k, dst);
+      // Four consecutive inputs of one output are four consecutive bytes here: whole words,
+      // then the inputs past the last whole word byte by byte.
+      if (!input_major) rows_to_steps<false>(block, l.k, rows, l.k / 4, dst);
       for (std::size_t o = 0; o < rows; ++o) {
         const std::size_t j = b * kLanes + o;
         const std::int8_t* row = src + j * l.k;
         l.wsum[j] = row_sum(row, l.k);
-        if (!input_major) {
-          // Four consecutive inputs of one output are four consecutive bytes here.
-          std::uint8_t* dst = l.w.data() + (b * steps * kLanes + o) * 4;
-          for (std::size_t t = 0; t < l.k / 4; ++t) std::memcpy(dst + t * kLanes * 4, row + 4 * t, 4);
-          for (std::size_t p = l.k / 4 * 4; p < l.k; ++p) dst[(p / 4) * kLanes * 4 + p % 4] = static_cast<std::uint8_t>(row[p]);
-        }
+        if (!input_major)
+          for (std::size_t p = l.k / 4 * 4; p < l.k; ++p) dst[(p / 4) * 64 + o * 4 + p % 4] = static_cast<std::uint8_t>(row[p]);
       }
     });
   } else {
@@ -315,19 +394,7 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
         transpose_block(s.weights + b * kLanes * row_bytes, row_bytes, rows, row_bytes, l.w.data() + b * row_bytes * kLanes);
         return;
       }
-      // A step's 4 source bytes hold inputs (0,1) (2,3) (4,5) (6,7), low nibble first; its 4
-      // packed bytes hold (0,4) (1,5) (2,6) (3,7). Whole bytes at a time: nibble by nibble, a
-      // read-modify-write each, a 4096 x 4096 layer took 17 ms to repack.
-      for (std::size_t o = 0; o < rows; ++o) {
-        const std::uint8_t* row = s.weights + (b * kLanes + o) * row_bytes;
-        std::uint8_t* dst = l.w.data() + (b * steps * kLanes + o) * 4;
-        for (std::size_t t = 0; t < steps; ++t, row += 4, dst += kLanes * 4) {
-          dst[0] = static_cast<std::uint8_t>((row[0] & 0x0f) | (row[2] << 4));
-          dst[1] = static_cast<std::uint8_t>((row[0] >> 4) | (row[2] & 0xf0));
-          dst[2] = static_cast<std::uint8_t>((row[1] & 0x0f) | (row[3] << 4));
-          dst[3] = static_cast<std::uint8_t>((row[1] >> 4) | (row[3] & 0xf0));
-        }
-      }
+      rows_to_steps<true>(s.weights + b * kLanes * row_bytes, row_bytes, rows, steps, l.w.data() + b * steps * 64);
     });
   }
   return l;
