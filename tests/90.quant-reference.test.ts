@@ -143,8 +143,12 @@ describe('int8 weights (per output channel)', () => {
     const l = bare([FLT_MAX, -FLT_MAX, 1, 0], 4, 1, { format: 'int8' });
     expect(Number.isFinite(l.scales[0])).toBe(true);
     expect([...(l.weights as Int8Array)]).toEqual([127, -127, 0, 0]);
-    // f32(FLT_MAX / 127) rounds up, so f32(scale * 127) overflows: float32 cannot do better.
-    expect(dequantizeLayer(l)[0]).toBe(Infinity);
+    // f32(FLT_MAX / 127) rounds up, so f32(scale * 127) would overflow: the scale is the next
+    // float32 below it (rounding.ts int8Scale), and FLT_MAX comes back one step short.
+    expect(l.scales[0]).toBeLessThan(Math.fround(FLT_MAX / 127));
+    expect(dequantizeLayer(l)[0]).toBe(Math.fround(127 * l.scales[0]));
+    expect(dequantizeLayer(l)[0]).toBeGreaterThan(FLT_MAX * (1 - 2 ** -22));
+    expect(dequantizeLayer(l)[1]).toBe(-dequantizeLayer(l)[0]);
     const large = bare([3e38, -1e38, 1], 3, 1, { format: 'int8' });
     expect([...(large.weights as Int8Array)]).toEqual([127, -42, 0]);
     expect(dequantizeLayer(large)[0] / 3e38).toBeCloseTo(1, 6);
@@ -893,6 +897,16 @@ describe('API errors', () => {
     for (const bad of [{ inputs: 0 }, { format: 'int2' }, { groupSize: 48 }, { activation: 99 }, { alpha: NaN }]) {
       expect(() => qmatmul(new Float32Array(8), { ...layer, ...bad } as never), JSON.stringify(bad)).toThrow(RangeError);
     }
+    // A misspelt field is refused rather than ignored (the layer would run without it).
+    for (const key of ['inputscales', 'input_scales', 'bias_']) {
+      const bad = { ...layer, [key]: Float32Array.of(2, 2, 2, 2) };
+      expect(() => qmatmul(new Float32Array(8), bad as never), key).toThrow(new RegExp(`Unknown option layer\\.${key} for a QuantLayer \\(expected some of inputs, outputs`));
+      expect(() => QuantizedMlp.fromLayers([bad as never]), key).toThrow(/Unknown option layers\[0\]\./);
+    }
+    // An activation given by name says which index the layer wants; a missing bias says null.
+    expect(() => qmatmul(new Float32Array(8), { ...layer, activation: 'none' } as never)).toThrow(/received string 'none' \(a layer holds the index: ACTIVATIONS\.indexOf\('none'\) = 0\)/);
+    const { bias: _bias, ...noBias } = layer;
+    expect(() => qmatmul(new Float32Array(8), noBias as never)).toThrow(/Expected a Float32Array or null \(no bias\) for layer\.bias but received undefined/);
   });
 
   it('checks load options and paths', async () => {

@@ -54,6 +54,19 @@ describe.each(backendsUnderTest())('QuantizedMlp.fromLayers on %s', (backend) =>
     model.dispose();
   });
 
+  it('several segments: an out detached while predictAsync runs gets the in-flight error a one-segment model gives', async () => {
+    const a = quantizeLayer(gaussian(20 * 12, 1), null, 12, 20, 'relu', 0, LAYER_FORMATS[0][1]);
+    const b = quantizeLayer(gaussian(5 * 20, 2), null, 20, 5, 'none', 0, LAYER_FORMATS[0][1]);
+    for (const layers of [[a, b], [a]]) {
+      const model = QuantizedMlp.fromLayers(layers, { activations: layers.length === 2 ? ['int8', 'float'] : 'int8', backend });
+      const out = new Float32Array(3 * model.outputs);
+      const pending = model.predictAsync(gaussian(3 * 12, 3), out);
+      structuredClone(out.buffer, { transfer: [out.buffer] });
+      await expect(pending, `${layers.length} layers`).rejects.toThrow(`predictAsync: out was detached or resized while the call was in flight (expected ${3 * model.outputs} elements, found 0)`);
+      model.dispose();
+    }
+  });
+
   it("a quantised model's getLayers() make a model that predicts as it does", () => {
     const net = new Mlp({ inputs: 12, layers: [{ units: 20, activation: 'relu' }, { units: 20, activation: 'tanh' }, { units: 4 }], seed: 3 }, { backend });
     for (const activations of ['float', 'int8'] as const) {

@@ -5,7 +5,7 @@
 // Both compute every float32 and float64 step in the same order, so no tolerance applies.
 
 import { afterAll, describe, expect, it } from 'vitest';
-import { quantizeLayer, type LayerFormatOptions, type QuantLayer } from '../lib/index.js';
+import { dequantizeLayer, quantizeLayer, type LayerFormatOptions, type QuantLayer } from '../lib/index.js';
 import { selectBackend } from '../lib/backend/index.js';
 import { loadNative } from '../lib/backend/native.js';
 import { equalizationScales, setNativeWeightQuantizer, type NativeWeightQuantizer } from '../lib/quant/quantize.js';
@@ -22,6 +22,7 @@ const native: NativeWeightQuantizer | null = (() => {
 afterAll(() => setNativeWeightQuantizer(native));
 
 const FORMATS = LAYER_FORMATS;
+const FLT_MAX = 3.4028234663852886e38;
 
 function quantizeWith(quantizer: NativeWeightQuantizer | null, w: Float32Array, k: number, n: number, format: LayerFormatOptions): QuantLayer {
   setNativeWeightQuantizer(quantizer);
@@ -68,6 +69,8 @@ const CASES: [string, (k: number, n: number, seed: number) => Float32Array][] = 
   ['one-signed groups', (k, n, seed) => gaussian(n * k, seed).map((v, i) => (Math.floor(i / 32) % 2 ? Math.abs(v) : -Math.abs(v)))],
   ['denormals', (k, n, seed) => gaussian(n * k, seed, 1e-41)],
   ['near FLT_MAX', (k, n, seed) => gaussian(n * k, seed).map((v) => Math.max(-3.4e38, Math.min(3.4e38, v * 1.5e38)))],
+  // FLT_MAX itself: f32(FLT_MAX / 127) rounds up, so int8 steps its scale down (rounding.ts).
+  ['FLT_MAX itself', (k, n, seed) => gaussian(n * k, seed).map((v, i) => (i % 5 === 0 ? Math.sign(v) * FLT_MAX : v))],
   ['mixed magnitudes', (k, n, seed) => gaussian(n * k, seed).map((v, i) => v * 10 ** ((i * 7 + seed) % 61 - 30))],
 ];
 
@@ -83,6 +86,23 @@ describe.skipIf(!native)('native weight quantisers vs quantize.ts', () => {
       }
     });
   }
+
+  it('a weight of FLT_MAX dequantises to a finite value in every format, from either quantiser', () => {
+    const w = gaussian(3 * 40, 9);
+    w[0] = FLT_MAX;
+    w[41] = -FLT_MAX;
+    for (const [name, format] of FORMATS) {
+      for (const quantizer of [null, native]) {
+        const layer = quantizeWith(quantizer, w, 40, 3, format);
+        const back = dequantizeLayer(layer);
+        expect(back.every(Number.isFinite), `${name}, ${quantizer ? 'native' : 'TypeScript'}`).toBe(true);
+        if (format.format === 'int8') {
+          expect(back[0], `${name}: FLT_MAX comes back within one step`).toBeGreaterThan(FLT_MAX * (1 - 2 ** -22));
+          expect(back[41]).toBe(-back[0]);
+        }
+      }
+    }
+  });
 
   it('a layer large enough to use the thread pool: the same bytes', () => {
     const k = 1000;

@@ -6,7 +6,7 @@
 import { ACTIVATIONS } from '../backend/types.js';
 import { types } from 'node:util';
 import { describe, rangeError, typeError, typedArrayLength } from '../errors.js';
-import { expectObject } from '../validate.js';
+import { expectObject, rejectUnknownKeys } from '../validate.js';
 import { nibbleAt } from './codes.js';
 import { INT4_GROUP_SIZES, QUANT_FORMATS, copyLayer, groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
 
@@ -75,6 +75,10 @@ export function layerValueProblem(layer: QuantLayer): LayerProblem | null {
   return null;
 }
 
+const LAYER_KEYS: readonly (keyof QuantLayer)[] = [
+  'inputs', 'outputs', 'format', 'groupSize', 'symmetric', 'weights', 'scales', 'zeros', 'bias', 'inputScales', 'activation', 'alpha',
+];
+
 // Real typed arrays only (util.types: not a Proxy of one, not an object inheriting from the
 // prototype), with the length read through the intrinsic getter.
 const IS_ARRAY_OF = { Int8Array: types.isInt8Array, Uint8Array: types.isUint8Array, Float32Array: types.isFloat32Array };
@@ -96,6 +100,9 @@ function expectCount(name: string, value: unknown, kind: keyof typeof IS_ARRAY_O
 export function checkQuantLayer(value: unknown, name = 'layer', options: { copy?: boolean } = {}): QuantLayer {
   if (typeof value !== 'object' || value === null) throw typeError(`Expected a QuantLayer object for ${name} but received ${describe(value)}`);
   const o = expectObject(name, value); // refuses arrays and revoked Proxies
+  // A misspelt field (inputscales, input_scales as the file names it) would otherwise be ignored
+  // and the layer run without it.
+  rejectUnknownKeys(name, o, LAYER_KEYS, 'a QuantLayer');
   const layer = {
     inputs: o.inputs, outputs: o.outputs, format: o.format, groupSize: o.groupSize, symmetric: o.symmetric,
     weights: o.weights, scales: o.scales, zeros: o.zeros, bias: o.bias, activation: o.activation, alpha: o.alpha,
@@ -137,10 +144,13 @@ export function checkQuantLayer(value: unknown, name = 'layer', options: { copy?
   } else if (layer.zeros !== null) {
     throw typeError(`Expected null for ${name}.zeros (zero points belong to asymmetric int4 only) but received ${describe(layer.zeros)}`);
   }
+  if (layer.bias === undefined) throw typeError(`Expected a Float32Array or null (no bias) for ${name}.bias but received undefined`);
   if (layer.bias !== null) expectCount(`${name}.bias`, layer.bias, 'Float32Array', n, 'outputs');
   if (layer.inputScales !== null) expectCount(`${name}.inputScales`, layer.inputScales, 'Float32Array', k, 'inputs');
   if (typeof layer.activation !== 'number') {
-    throw typeError(`Expected an activation index between 0 and ${ACTIVATIONS.length - 1} for ${name}.activation but received ${describe(layer.activation)}`);
+    const index = (ACTIVATIONS as readonly unknown[]).indexOf(layer.activation);
+    const hint = index >= 0 ? ` (a layer holds the index: ACTIVATIONS.indexOf('${String(layer.activation)}') = ${index})` : '';
+    throw typeError(`Expected an activation index between 0 and ${ACTIVATIONS.length - 1} for ${name}.activation but received ${describe(layer.activation)}${hint}`);
   }
   if (!Number.isInteger(layer.activation) || layer.activation < 0 || layer.activation >= ACTIVATIONS.length) {
     throw rangeError(`Expected an activation index between 0 and ${ACTIVATIONS.length - 1} for ${name}.activation but received ${describe(layer.activation)}`);

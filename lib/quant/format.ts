@@ -8,7 +8,8 @@
 // kPadded = ceil(k / groupSize) * groupSize quantised values.
 //
 // int8 (per output channel): groupSize === kPadded === k (one group per row), symmetric.
-//   q = clamp(roundHalfEven(f32(w / scale)), -127, 127), scale = f32(max_p |w[j][p]| / 127);
+//   q = clamp(roundHalfEven(f32(w / scale)), -127, 127), scale = f32(max_p |w[j][p]| / 127)
+//   (one float32 step lower where f32(127 * scale) would be Infinity: max |w| = FLT_MAX only);
 //   a row of zeros has scale 0 and q = 0. Stored as Int8Array [n * k], row-major.
 //   w ~= scale * q.
 // int4 (groups of 32, 64 or 128 along k), two weights per byte:

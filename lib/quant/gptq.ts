@@ -20,7 +20,7 @@
 // where U is upper triangular with U^T U = (X^T X + lambda I)^-1 over the layer's calibration
 // inputs X (lib/quant/hessian.ts). Rows are independent: the cost is k^2 / 2 per row.
 
-import { clamp, roundHalfEven } from './rounding.js';
+import { clamp, int8Scale, roundHalfEven } from './rounding.js';
 import { packNibbles } from './codes.js';
 import { groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
 import { gramUpper, inverseFactor } from './hessian.js';
@@ -107,7 +107,7 @@ function roundInt8(w: Float32Array, k: number, n: number, u: Float64Array): { we
     // The scale of the float row, as rounding to nearest has it: weights pushed past it clamp.
     let amax = 0;
     for (let p = 0; p < k; p++) amax = Math.max(amax, Math.abs(w[j * k + p]));
-    const scale = f32(amax / 127);
+    const scale = int8Scale(amax);
     scales[j] = scale;
     if (scale === 0) continue; // all q = 0: nothing to round, nothing pushed that could be coded
     for (let p = 0; p < k; p++) row[p] = w[j * k + p];

@@ -9,7 +9,7 @@ import { readWholeFile, readWholeFileSync, writeWholeFile, writeWholeFileSync } 
 import { BACKEND_CHOICES, nativeAvailable, type BackendChoice } from '../backend/index.js';
 import { ACTIVATIONS, type ActivationName, type BackendName, type BackendQuantModel, type QuantModelConfig } from '../backend/types.js';
 import { encodingConfig, parameterLayout, type NormalizedSpec } from '../spec.js';
-import { describe, disposedError, rangeError, typeError } from '../errors.js';
+import { describe, disposedError, rangeError, typeError, typedArrayLength } from '../errors.js';
 import { parseSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Mlp } from '../mlp.js';
 import { allocFloat32, expectAllFinite, expectBatch, expectInteger, expectObject, expectOneOf, expectOutputBuffer, expectPath, isArray, rejectUnknownKeys } from '../validate.js';
@@ -147,7 +147,11 @@ export class QuantizedMlp {
   readonly encoding: QuantModelDescription['encoding'];
   /** The activations mode asked for; per-layer choices are in `layers`. */
   readonly activations: QuantActivations;
-  /** Bytes a predict reads: weights, scales, zero points and biases of every layer. */
+  /**
+   * Bytes the stored layers take (the file's tensors): weights, scales, zero points, biases and
+   * input scales of every layer. Native int4 may read less per predict (bf16 scales, see
+   * docs/QUANTIZATION.md).
+   */
   readonly sizeBytes: number;
   /** Bytes the float32 model's weights and biases take. */
   readonly floatBytes: number;
@@ -389,7 +393,13 @@ export class QuantizedMlp {
     try {
       for (let i = 0; i < segments.length; i++) {
         const s = segments[i];
-        const target = i === segments.length - 1 ? y : allocFloat32(`the outputs of segment ${i}`, batch * s.outputs);
+        const last = i === segments.length - 1;
+        // Only the last segment writes into out: a caller who detached or resized it during the
+        // earlier ones gets the same error as a one-segment model gives.
+        if (last && typedArrayLength(y) !== batch * this.outputs) {
+          throw rangeError(`predictAsync: out was detached or resized while the call was in flight (expected ${batch * this.outputs} elements, found ${typedArrayLength(y)})`);
+        }
+        const target = last ? y : allocFloat32(`the outputs of segment ${i}`, batch * s.outputs);
         await s.model.predictAsync(a, batch, target);
         a = target;
       }

@@ -10,7 +10,7 @@ import { expectAllFinite, expectFloat32Array, expectInteger, expectNumber } from
 import { nibbleAt, packNibbles } from './codes.js';
 import { groupsPerRow, paddedInputs, type QuantLayer } from './format.js';
 import { activationCode, normalizeLayerFormat, type LayerFormat, type LayerFormatOptions } from './options.js';
-import { ROUNDING_SHIFT, clamp, roundHalfEven, roundToBf16 } from './rounding.js';
+import { ROUNDING_SHIFT, clamp, int8Scale, roundHalfEven, roundToBf16 } from './rounding.js';
 
 const f32 = Math.fround;
 
@@ -222,7 +222,7 @@ function quantizeInt8(w: Float32Array, k: number, n: number): { weights: Int8Arr
     return { weights, scales };
   }
   for (let j = 0; j < n; j++) {
-    const scale = f32(maxAbs(w, k, j, 0, k) / 127);
+    const scale = int8Scale(maxAbs(w, k, j, 0, k));
     scales[j] = scale;
     if (scale === 0) continue;
     // roundHalfEven and clamp spelled out: |w / scale| is at most a hair over 127, inside the
@@ -270,15 +270,28 @@ function groupError(w: Float32Array, base: number, p0: number, p1: number, s: nu
   return e;
 }
 
+/**
+ * Whether the codes of a group whose values lie in [lo, hi] (lo <= 0 <= hi) all dequantise to
+ * finite float32 values with scale s and zero point z (symmetric: qmin -8, qmax 7, z 0). Codes
+ * grow with the value, so the ends decide. Only a group with some |w| within 1/16 of FLT_MAX
+ * has candidates that fail; they are skipped, as a code of Infinity would turn every output it
+ * reaches into Infinity or NaN. (d = 9 and f = 0.8 always pass.)
+ */
+function finiteCodes(lo: number, hi: number, s: number, z: number, qmin: number, qmax: number): boolean {
+  const qlo = clamp(roundHalfEven(f32(lo / s)) + z, qmin, qmax) - z;
+  const qhi = clamp(roundHalfEven(f32(hi / s)) + z, qmin, qmax) - z;
+  return f32(s * Math.max(-qlo, qhi)) !== Infinity;
+}
+
 /** The symmetric scale of group [p0, p1) of row j: 0 for an all-zero group. */
 export function symmetricScale(w: Float32Array, k: number, j: number, p0: number, p1: number): number {
   const amax = maxAbs(w, k, j, p0, p1);
-  let best = roundToBf16(amax / SYMMETRIC_DIVISORS[0]);
-  if (best === 0) return 0;
-  let bestError = groupError(w, j * k, p0, p1, best, 0, -8, 7, Infinity);
-  for (let i = 1; i < SYMMETRIC_DIVISORS.length; i++) {
+  let best = 0;
+  let bestError = Infinity;
+  for (let i = 0; i < SYMMETRIC_DIVISORS.length; i++) {
     const s = roundToBf16(amax / SYMMETRIC_DIVISORS[i]);
-    if (s === 0) break; // a denormal range: nothing smaller can help
+    if (s === 0) break; // a zero or denormal range: nothing smaller can help
+    if (!finiteCodes(-amax, amax, s, 0, -8, 7)) continue;
     const e = groupError(w, j * k, p0, p1, s, 0, -8, 7, bestError);
     if (e < bestError) {
       best = s;
@@ -311,6 +324,7 @@ export function asymmetricScale(w: Float32Array, base: number, p0: number, p1: n
     for (let anchor = 0; anchor < 2; anchor++) {
       const z = anchor === 0 ? fromLo : fromHi;
       if (anchor === 1 && z === fromLo) break;
+      if (!finiteCodes(lo, hi, s, z, 0, 15)) continue;
       const e = groupError(w, base, p0, p1, s, z, 0, 15, bestError);
       if (e < bestError) {
         bestScale = s;

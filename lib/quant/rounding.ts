@@ -29,8 +29,8 @@ export function clamp(v: number, lo: number, hi: number): number {
   return v < lo ? lo : v > hi ? hi : v;
 }
 
-const bf16Float = new Float32Array(1);
-const bf16Bits = new Uint32Array(bf16Float.buffer);
+const scratchFloat = new Float32Array(1);
+const scratchBits = new Uint32Array(scratchFloat.buffer);
 
 /**
  * The float32 value of v (rounded to float32 first) rounded to bfloat16, the float32 values whose
@@ -39,11 +39,24 @@ const bf16Bits = new Uint32Array(bf16Float.buffer);
  * would round past the largest finite bfloat16 stay +-Infinity; NaN stays NaN.
  */
 export function roundToBf16(v: number): number {
-  bf16Float[0] = v;
-  const u = bf16Bits[0];
-  if ((u & 0x7f800000) === 0x7f800000) return bf16Float[0]; // Infinity, NaN
+  scratchFloat[0] = v;
+  const u = scratchBits[0];
+  if ((u & 0x7f800000) === 0x7f800000) return scratchFloat[0]; // Infinity, NaN
   // Adding 0x7fff plus the lowest kept bit rounds the kept half to nearest, ties to even; a
   // carry out of the mantissa moves to the next binade (or to Infinity), as rounding should.
-  bf16Bits[0] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
-  return bf16Float[0];
+  scratchBits[0] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
+  return scratchFloat[0];
+}
+
+/**
+ * An int8 row's scale: f32(amax / 127), one float32 step lower when 127 times it would round
+ * past the largest float32. Only amax = FLT_MAX does (its quotient rounds up); with that scale,
+ * the code 127 would dequantise to Infinity (format.ts).
+ */
+export function int8Scale(amax: number): number {
+  const scale = Math.fround(amax / 127);
+  if (Math.fround(127 * scale) !== Infinity) return scale;
+  scratchFloat[0] = scale;
+  scratchBits[0] -= 1; // a positive finite float32: one unit in the last place down
+  return scratchFloat[0];
 }

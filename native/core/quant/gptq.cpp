@@ -296,7 +296,7 @@ bool gptq_round(const float* w, std::size_t k, std::size_t n, std::size_t group,
         // gptq.ts roundInt8: the float row's scale; a zero scale leaves every code 0.
         double amax = 0;
         for (std::size_t p = 0; p < k; ++p) amax = amax >= std::fabs(static_cast<double>(wj[p])) ? amax : std::fabs(static_cast<double>(wj[p]));
-        scale[b] = static_cast<float>(amax / 127);
+        scale[b] = int8_scale(amax);
         scales[j0 + b] = static_cast<float>(scale[b]);
         std::memset(codes + (j0 + b) * k, 0, k);
         active[b] = scale[b] != 0;

@@ -5,6 +5,7 @@
 // nothing.
 #include "core/quant/quantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -73,8 +74,16 @@ void group_errors(const float* row, std::size_t p0, std::size_t p1, const double
 constexpr double kSymmetricDivisors[] = {7, 7.5, 8, 8.5, 9};   // quantize.ts SYMMETRIC_DIVISORS
 constexpr double kRangeFactors[] = {1, 0.95, 0.9, 0.85, 0.8};  // quantize.ts RANGE_FACTORS
 
-// quantize.ts symmetricScale: the candidates in order, up to the first scale of 0; the first
-// whose error beats every earlier one's wins.
+// quantize.ts finiteCodes: the codes of values in [lo, hi] (lo <= 0 <= hi) with scale s and zero
+// point z all dequantise (f32(s * q)) to finite float32 values.
+bool finite_codes(double lo, double hi, double s, double z, double qmin, double qmax) {
+  const double qlo = clamp(round_half_even(static_cast<float>(lo / s)) + z, qmin, qmax) - z;
+  const double qhi = clamp(round_half_even(static_cast<float>(hi / s)) + z, qmin, qmax) - z;
+  return !std::isinf(static_cast<float>(s * std::max(-qlo, qhi)));
+}
+
+// quantize.ts symmetricScale: the candidates in order, up to the first scale of 0, less those
+// whose codes would dequantise past FLT_MAX; the first whose error beats every earlier one's wins.
 double symmetric_scale(const float* row, std::size_t p0, std::size_t p1) {
   const double amax = max_abs(row, p0, p1);
   double s[kMaxCandidates], z[kMaxCandidates], e[kMaxCandidates];
@@ -82,6 +91,7 @@ double symmetric_scale(const float* row, std::size_t p0, std::size_t p1) {
   for (const double d : kSymmetricDivisors) {
     const double c = round_to_bf16(amax / d);
     if (c == 0) break;
+    if (!finite_codes(-amax, amax, c, 0, -8, 7)) continue;
     s[count] = c;
     z[count] = 0;
     ++count;
@@ -110,10 +120,12 @@ void asymmetric_scale(const float* row, std::size_t p0, std::size_t p1, double* 
     if (c == 0) break;
     const double from_lo = clamp(round_half_even(static_cast<float>(-lo / c)), 0, 15);
     const double from_hi = clamp(15 - round_half_even(static_cast<float>(hi / c)), 0, 15);
-    s[count] = c;
-    z[count] = from_lo;
-    ++count;
-    if (from_hi != from_lo) {
+    if (finite_codes(lo, hi, c, from_lo, 0, 15)) {
+      s[count] = c;
+      z[count] = from_lo;
+      ++count;
+    }
+    if (from_hi != from_lo && finite_codes(lo, hi, c, from_hi, 0, 15)) {
       s[count] = c;
       z[count] = from_hi;
       ++count;
@@ -197,7 +209,7 @@ void quantize_int8_weights(const float* w, std::size_t k, std::size_t n, std::in
   for_rows(n, k, [&](std::size_t j) {
     const float* row = w + j * k;
     std::int8_t* out = codes + j * k;
-    const float scale = static_cast<float>(max_abs(row, 0, k) / 127);
+    const float scale = int8_scale(max_abs(row, 0, k));
     scales[j] = scale;
     if (scale == 0) {
       std::memset(out, 0, k);

@@ -21,5 +21,12 @@ inline double round_half_even(double v) {
 // callers either never pass one or give up on the result: gptq.cpp).
 inline double clamp(double v, double lo, double hi) { return v >= lo ? (v > hi ? hi : v) : lo; }
 
+// rounding.ts int8Scale: f32(amax / 127), one float32 step lower when 127 times it would
+// round past FLT_MAX (amax = FLT_MAX only), so that code 127 dequantises to a finite value.
+inline float int8_scale(double amax) {
+  const float scale = static_cast<float>(amax / 127);
+  return std::isinf(127.0f * scale) ? std::nextafter(scale, 0.0f) : scale;
+}
+
 }  // namespace
 }  // namespace mlpkit::quant
