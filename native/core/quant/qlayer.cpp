@@ -329,22 +329,30 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
   if (s.bias) std::copy(s.bias, s.bias + l.n, l.bias.begin());
   // int8 has no zero points; symmetric int4's is 8; asymmetric int4 without any reads 0.
   const std::int32_t fixed_zero = s.format == Format::Int4 && s.symmetric ? 8 : 0;
+  float* const scales32 = l.scales.data();
+  std::uint16_t* const scales16 = l.scales16.data();
+  std::int32_t* const zeros = l.zeros.data();
+  const bool bf16 = l.bf16_scales;
   parallel_for(l.blocks, [&](std::size_t b) {
     const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
     const std::size_t first = l.at(b, 0);
-    // Outputs past n (a partial block's last lanes) get scale 0 and zero point 0.
-    for (std::size_t g = 0; g < G; ++g)
-      for (std::size_t o = 0; o < kLanes; ++o) {
-        const std::size_t i = (b * kLanes + o) * G + g;
-        const float sc = o < rows ? s.scales[i] : 0.0f;
-        const std::size_t at = first + g * kLanes + o;
-        if (l.bf16_scales) {
-          l.scales16[at] = static_cast<std::uint16_t>(bits_of(sc) >> 16);
-        } else {
-          l.scales[at] = sc;
-        }
-        l.zeros[at] = o >= rows ? 0 : own_zeros ? s.zeros[i] : fixed_zero;
+    // Outputs past n (a partial block's last lanes) keep the 0 scale and zero point that
+    // resize gave them (a kept buffer comes back empty, so resize value-initialises it whole).
+    // Row by row, so the source is read in order; a block's G x 16 entries stay in L1.
+    for (std::size_t o = 0; o < rows; ++o) {
+      const std::size_t j = b * kLanes + o;
+      const float* row = s.scales + j * G;
+      if (bf16) {
+        for (std::size_t g = 0; g < G; ++g) scales16[first + g * kLanes + o] = static_cast<std::uint16_t>(bits_of(row[g]) >> 16);
+      } else {
+        for (std::size_t g = 0; g < G; ++g) scales32[first + g * kLanes + o] = row[g];
       }
+      if (own_zeros) {
+        for (std::size_t g = 0; g < G; ++g) zeros[first + g * kLanes + o] = s.zeros[j * G + g];
+      } else {
+        for (std::size_t g = 0; g < G; ++g) zeros[first + g * kLanes + o] = fixed_zero;
+      }
+    }
   });
   if (s.format == Format::Int8) {
     // Block b, step t (inputs 4t..4t+3), output o, byte i at ((b * steps + t) * 16 + o) * 4 + i.
