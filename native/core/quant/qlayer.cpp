@@ -160,6 +160,22 @@ void rows_to_steps(const std::uint8_t* src, std::size_t stride, std::size_t rows
     }
 }
 
+// A layer's blocks, on the pool when the layer is large enough to repay waking it: below
+// kParallelRepackBytes of packed weights (a 724 x 724 int8 layer) the calling thread does them
+// all. On the pool, a 256 x 256 qmatmul spent most of its ~22 us handing the blocks over; in
+// one process with the pool build, qmatmul at 512 x 512 int8 took 26.6 us serial against
+// 36.4 us, and at 1024 x 1024 (1 MB) 199 us serial against 96-102 us.
+constexpr std::size_t kParallelRepackBytes = std::size_t(512) << 10;
+
+template <class Task>
+void for_blocks(std::size_t blocks, std::size_t packed_bytes, Task&& task) {
+  if (packed_bytes < kParallelRepackBytes) {
+    for (std::size_t b = 0; b < blocks; ++b) task(b);
+  } else {
+    parallel_for(blocks, task);
+  }
+}
+
 // The buffers recycle_layer keeps, one pool per buffer type, shared by every thread (a model
 // may be freed on any) under one lock, which also guards the bytes kept over all pools.
 template <class V>
@@ -333,7 +349,8 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
   std::uint16_t* const scales16 = l.scales16.data();
   std::int32_t* const zeros = l.zeros.data();
   const bool bf16 = l.bf16_scales;
-  parallel_for(l.blocks, [&](std::size_t b) {
+  const std::size_t packed_bytes = s.format == Format::Int8 ? np * l.kq : np * l.kq / 2;
+  for_blocks(l.blocks, packed_bytes, [&](std::size_t b) {
     const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
     const std::size_t first = l.at(b, 0);
     // Outputs past n (a partial block's last lanes) keep the 0 scale and zero point that
@@ -358,13 +375,14 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     // Block b, step t (inputs 4t..4t+3), output o, byte i at ((b * steps + t) * 16 + o) * 4 + i.
     const std::size_t steps = l.kq / 4;
     l.w = weights_of(l.blocks * steps * 64);
-    l.wsum.assign(np, 0);
+    // The row sums are W8A8's (the VNNI kernels' u8 x s8 compensation); weight-only has none.
+    if (!input_major) l.wsum.assign(np, 0);
     const auto* src = reinterpret_cast<const std::int8_t*>(s.weights);
     // -128 would break the kernels' sign tricks. Checked in one pass before any packing, so the
     // packing below cannot throw and runs one block of outputs per task (a 4096 x 16384 layer:
     // ~0.5 s on one thread with the check inside the scatter loop).
     if (std::memchr(src, 0x80, l.n * l.k) != nullptr) throw std::invalid_argument("int8 weights must be in [-127, 127]");
-    parallel_for(l.blocks, [&](std::size_t b) {
+    for_blocks(l.blocks, packed_bytes, [&](std::size_t b) {
       const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
       // Padding (inputs past k, outputs past n) is zero. A full block's writes below cover every
       // byte before its padding inputs, which sit at the block's end in both layouts (input-major
@@ -375,16 +393,18 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
       std::memset(l.w.data() + b * steps * 64 + tail, 0, steps * 64 - tail);
       const auto* block = reinterpret_cast<const std::uint8_t*>(src + b * kLanes * l.k);
       std::uint8_t* dst = l.w.data() + b * steps * 64;
-      if (input_major) transpose_block(block, l.k, rows, l.k, dst);
+      if (input_major) {
+        transpose_block(block, l.k, rows, l.k, dst);
+        return;
+      }
       // Four consecutive inputs of one output are four consecutive bytes here: whole words,
       // then the inputs past the last whole word byte by byte.
-      if (!input_major) rows_to_steps<false>(block, l.k, rows, l.k / 4, dst);
+      rows_to_steps<false>(block, l.k, rows, l.k / 4, dst);
       for (std::size_t o = 0; o < rows; ++o) {
         const std::size_t j = b * kLanes + o;
         const std::int8_t* row = src + j * l.k;
         l.wsum[j] = row_sum(row, l.k);
-        if (!input_major)
-          for (std::size_t p = l.k / 4 * 4; p < l.k; ++p) dst[(p / 4) * 64 + o * 4 + p % 4] = static_cast<std::uint8_t>(row[p]);
+        for (std::size_t p = l.k / 4 * 4; p < l.k; ++p) dst[(p / 4) * 64 + o * 4 + p % 4] = static_cast<std::uint8_t>(row[p]);
       }
     });
   } else {
@@ -394,7 +414,7 @@ QuantLayer repack(const QuantLayerSource& s, bool input_major) {
     const std::size_t row_bytes = l.kq / 2;
     l.w = weights_of(l.blocks * steps * 64);
     // One block of outputs per task, as int8 (a block's bytes are its own).
-    parallel_for(l.blocks, [&](std::size_t b) {
+    for_blocks(l.blocks, packed_bytes, [&](std::size_t b) {
       const std::size_t rows = std::min(kLanes, l.n - b * kLanes);
       // A full block's bytes are all written below (its padding nibbles come from the source).
       if (rows < kLanes) std::memset(l.w.data() + b * steps * 64, 0, steps * 64);

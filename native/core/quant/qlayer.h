@@ -69,7 +69,7 @@ struct QuantLayer {
   bool bf16_scales = false;
   AlignedVector<std::uint16_t> scales16;
   AlignedVector<std::int32_t> zeros; // the same layout: int4 zero points (8 when symmetric)
-  AlignedVector<std::int32_t> wsum;  // int8: [blocks * 16] sum of each output's weights
+  AlignedVector<std::int32_t> wsum;  // int8 W8A8 layout: [blocks * 16] sum of each output's weights; else empty
   AlignedVector<float> bias;         // [blocks * 16], 0 when absent
   // [k] or empty: each input p is multiplied by input_scales[p] (one float32 multiply) before
   // the layer reads it (lib/quant/format.ts, "input scales").
