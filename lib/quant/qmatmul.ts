@@ -2,7 +2,7 @@
 // own bias and activation are applied (a layer with bias null and activation 0, 'none', is the
 // bare product). Each call checks the layer and, on the native backend, repacks it into a
 // one-layer model; a caller that runs the same layer many times makes that model once with
-// QuantizedMlp.fromLayers([layer]) (bench/qmatmul.mjs: 7.9-27x faster per call at batch 1).
+// QuantizedMlp.fromLayers([layer]) (bench/qmatmul.mjs: 6.6-30x faster per call at batch 1).
 
 import type { BackendChoice } from '../backend/index.js';
 import { BACKEND_CHOICES } from '../backend/index.js';
