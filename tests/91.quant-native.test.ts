@@ -235,3 +235,36 @@ describe.runIf(nativeQuant)('quantised models: native vs reference', () => {
     expectSameBits(QuantizedMlp.fromSafetensors(bytes, { backend: 'native' }).predict(xb), QuantizedMlp.fromSafetensors(bytes, { backend: 'reference' }).predict(xb), 'loaded');
   });
 });
+
+describe.runIf(nativeQuant)("the addon's quantMatmul (qmatmul's native path)", () => {
+  const backend = selectBackend('native');
+  const layer = layerFor(65, LAYER_FORMATS[1][1], 90);
+  const config = { inputs: 65, encoding: 0, octaves: 0, includeInput: false, activations: 1 };
+
+  it('gives the bits of a model made, run and disposed, and is what qmatmul calls', () => {
+    expect(typeof backend.quantMatmul).toBe('function');
+    const x = gaussian(3 * 65, 91);
+    const model = backend.createQuantModel!(config, [layer]);
+    const want = new Float32Array(3 * OUTPUTS);
+    model.predict(x, 3, want);
+    model.dispose();
+    const got = new Float32Array(3 * OUTPUTS);
+    backend.quantMatmul!(config, [layer], x, 3, got);
+    expectSameBits(got, want, 'quantMatmul');
+    expectSameBits(qmatmul(x, layer, { activations: 'int8', backend: 'native' }), want, 'qmatmul');
+  });
+
+  it('checks what crosses into it itself', () => {
+    const call = (...args: unknown[]) => () => (backend.quantMatmul as (...a: unknown[]) => void)(...args);
+    const x = new Float32Array(2 * 65);
+    const out = new Float32Array(2 * OUTPUTS);
+    expect(call(config, [layer], x, 2)).toThrow(/quantMatmul: out must be a Float32Array/);
+    expect(call(config, [layer], new Float64Array(130), 2, out)).toThrow(TypeError);
+    expect(call(config, [layer], x.subarray(1), 2, out)).toThrow(RangeError);
+    expect(call(config, [layer], x, 2, out.subarray(1))).toThrow(RangeError);
+    expect(call(config, [layer], x, 0, out)).toThrow(RangeError);
+    expect(call(config, [{ ...layer, scales: layer.scales.subarray(1) }], x, 2, out)).toThrow(/layers\[0\]/);
+    expect(call(config, [], x, 2, out)).toThrow(/layers must hold 1/);
+    expect(call({ ...config, activations: 7 }, [layer], x, 2, out)).toThrow(RangeError);
+  });
+});

@@ -39,6 +39,7 @@ interface Addon {
   gptqRound?: NativeWeightQuantizer['gptqRound'];
   Model: new (config: ModelConfig, params: Float32Array) => BackendModel;
   QuantModel?: new (config: QuantModelConfig, layers: QuantLayer[]) => BackendQuantModel;
+  quantMatmul?: (config: QuantModelConfig, layers: QuantLayer[], x: Float32Array, batch: number, out: Float32Array) => void;
   SparseModel?: new (config: SparseModelConfig, layers: SparseLayer[]) => BackendSparseModel;
   /** The server's native socket path (lib/server/socket-path.ts); absent from older builds. */
   createSocketPath?: (options: NativeSocketPathOptions) => NativeSocketPath;
@@ -122,6 +123,7 @@ export function createNativeBackend(mod: Addon): Backend {
     });
   }
   const QuantModel = mod.QuantModel;
+  const quantMatmul = mod.quantMatmul?.bind(mod);
   const SparseModel = mod.SparseModel;
   return {
     ...(SparseModel && {
@@ -132,6 +134,11 @@ export function createNativeBackend(mod: Addon): Backend {
     ...(QuantModel && {
       createQuantModel(config: QuantModelConfig, layers: QuantLayer[]): BackendQuantModel {
         return new QuantModel(config, layers);
+      },
+    }),
+    ...(QuantModel && quantMatmul && {
+      quantMatmul(config: QuantModelConfig, layers: QuantLayer[], x: Float32Array, batch: number, out: Float32Array): void {
+        quantMatmul(config, layers, x, batch, out);
       },
     }),
     name: 'native',

@@ -255,6 +255,11 @@ export interface Backend {
    * reference then.
    */
   createQuantModel?(config: QuantModelConfig, layers: QuantLayer[]): BackendQuantModel;
+  /**
+   * The model createQuantModel would make, run once on x (batch rows) into out and freed within
+   * the call (qmatmul). Optional: without it, qmatmul makes, runs and disposes a model.
+   */
+  quantMatmul?(config: QuantModelConfig, layers: QuantLayer[], x: Float32Array, batch: number, out: Float32Array): void;
   /** A sparse-activation model over copies of the layers (checked by lib/sparse). Optional as above. */
   createSparseModel?(config: SparseModelConfig, layers: SparseLayer[]): BackendSparseModel;
 }

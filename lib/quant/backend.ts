@@ -12,6 +12,8 @@ import type { QuantLayer } from './format.js';
 export interface QuantBackend {
   readonly name: 'native' | 'reference';
   createQuantModel(config: QuantModelConfig, layers: QuantLayer[]): BackendQuantModel;
+  /** One call's model made, run and freed inside the backend (see Backend.quantMatmul); optional. */
+  quantMatmul?(config: QuantModelConfig, layers: QuantLayer[], x: Float32Array, batch: number, out: Float32Array): void;
 }
 
 let warned = false;
@@ -20,7 +22,12 @@ function asQuant(backend: Backend): QuantBackend | null {
   const create = backend.createQuantModel;
   const name = backend.name;
   if (!create || name === 'cuda') return null;
-  return { name, createQuantModel: (config, layers) => create.call(backend, config, layers) };
+  const matmul = backend.quantMatmul;
+  return {
+    name,
+    createQuantModel: (config, layers) => create.call(backend, config, layers),
+    ...(matmul && { quantMatmul: (config, layers, x, batch, out) => matmul.call(backend, config, layers, x, batch, out) }),
+  };
 }
 
 export function selectQuantBackend(choice: BackendChoice = 'auto'): QuantBackend {

@@ -1,8 +1,9 @@
 // qmatmul: one quantised layer, for callers who want the matmul without a model. The layer's
 // own bias and activation are applied (a layer with bias null and activation 0, 'none', is the
 // bare product). Each call checks the layer and, on the native backend, repacks it into a
-// one-layer model; a caller that runs the same layer many times makes that model once with
-// QuantizedMlp.fromLayers([layer]) (bench/qmatmul.mjs: 6.6-30x faster per call at batch 1).
+// one-layer model that lives only inside the addon call (quantMatmul); a caller that runs the
+// same layer many times makes that model once with QuantizedMlp.fromLayers([layer])
+// (bench/qmatmul.mjs: 6.6-30x faster per call at batch 1).
 
 import type { BackendChoice } from '../backend/index.js';
 import { BACKEND_CHOICES } from '../backend/index.js';
@@ -50,6 +51,11 @@ export function qmatmul(
   const backend = selectQuantBackend(choice);
   if (backend.name === 'reference') return referenceQmatmul(x, batch, layer, activations, out);
   const config: QuantModelConfig = { inputs: layer.inputs, encoding: 0, octaves: 0, includeInput: false, activations: QUANT_ACTIVATIONS.indexOf(activations) };
+  if (backend.quantMatmul) {
+    // Made, run and freed inside one native call: no model object per call for the GC to finalize.
+    backend.quantMatmul(config, [layer], x, batch, out);
+    return out;
+  }
   const model = backend.createQuantModel(config, [layer]);
   try {
     model.predict(x, batch, out);

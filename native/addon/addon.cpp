@@ -41,6 +41,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
                              InstanceMethod<&MlpkitAddon::ServeReadRows>("serveReadRows", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::ServeAnswer>("serveAnswer", napi_enumerable),
                              InstanceMethod<&MlpkitAddon::ServeHttpDate>("serveHttpDate", napi_enumerable),
+                             InstanceMethod<&MlpkitAddon::QuantMatmul>("quantMatmul", napi_enumerable),
                              InstanceValue("Model", model, napi_enumerable),
                              InstanceValue("QuantModel", quant_model, napi_enumerable),
                              InstanceValue("SparseModel", sparse_model, napi_enumerable),
@@ -134,6 +135,7 @@ class MlpkitAddon final : public Napi::Addon<MlpkitAddon> {
   Napi::Value ServeReadRows(const Napi::CallbackInfo& info) { return addon::ServeReadRows(info); }
   Napi::Value ServeAnswer(const Napi::CallbackInfo& info) { return addon::ServeAnswer(info); }
   Napi::Value ServeHttpDate(const Napi::CallbackInfo& info) { return addon::ServeHttpDate(info); }
+  Napi::Value QuantMatmul(const Napi::CallbackInfo& info) { return addon::QuantMatmul(info); }
 
   Napi::FunctionReference model_class_;
   Napi::FunctionReference socket_path_class_;

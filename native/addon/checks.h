@@ -228,13 +228,14 @@ void PredictInto(const Model& model, const PredictArgs& a) {
   std::memcpy(a.out.Data(), y.data(), y.size() * sizeof(float));
 }
 
+// x, batch and out from info[first], info[first + 1] and info[first + 2].
 inline PredictArgs ReadPredictArgs(const Napi::CallbackInfo& info, std::size_t inputs, std::size_t outputs,
-                                   const char* what) {
-  ExpectArgs(info, 3, what);
+                                   const char* what, std::size_t first = 0) {
+  ExpectArgs(info, first + 3, what);
   PredictArgs a;
-  a.x = TypedArg<float>(info[0], what, "x");
-  a.batch = BatchArg(info[1], what);
-  a.out = OutputArg<float>(info[2], what, "out");
+  a.x = TypedArg<float>(info[first], what, "x");
+  a.batch = BatchArg(info[first + 1], what);
+  a.out = OutputArg<float>(info[first + 2], what, "out");
   ExpectLength(info.Env(), a.x.ElementLength(), a.batch, inputs, what, "x", "batch * inputs");
   ExpectLength(info.Env(), a.out.ElementLength(), a.batch, outputs, what, "out", "batch * outputs");
   return a;

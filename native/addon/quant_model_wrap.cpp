@@ -126,7 +126,42 @@ quant::QuantLayerSource LayerRead::Source() const {
   return s;
 }
 
+// The model of new QuantModel(config, layers) and quantMatmul(config, layers, ...): every field
+// read and checked (errors name QuantModel, as the TypeScript side checks first), then repacked.
+std::shared_ptr<quant::QuantModel> BuildQuantModel(Napi::Env env, const Napi::Value& config, const Napi::Value& layers_value) {
+  if (!config.IsObject()) throw TypeError(env, "QuantModel: config must be an object, got " + Describe(config));
+  const Napi::Object c = config.As<Napi::Object>();
+  const EncodingSpec enc = ReadEncodingSpec(c, "QuantModel: config");
+  const int mode = CodeArg(c.Get("activations"), "QuantModel", "config.activations", "an activations-mode", 2);
+  if (!layers_value.IsArray()) throw TypeError(env, "QuantModel: layers must be an array, got " + Describe(layers_value));
+  const Napi::Array layers = layers_value.As<Napi::Array>();
+  // The length is read once: a getter may change the array while its layers are read.
+  const std::uint32_t count = layers.Length();
+  if (count == 0 || count > kMaxQuantLayers) {
+    throw RangeError(env, "QuantModel: layers must hold 1 to " + std::to_string(kMaxQuantLayers) + " layers, got " + std::to_string(count));
+  }
+  std::vector<LayerRead> reads(count);
+  for (std::uint32_t i = 0; i < count; ++i) reads[i].Read(layers.Get(i), i);
+  std::vector<quant::QuantLayerSource> sources;
+  for (const LayerRead& r : reads) sources.push_back(r.Source());
+  return std::make_shared<quant::QuantModel>(enc, sources, static_cast<quant::ActMode>(mode));
+}
+
 }  // namespace
+
+Napi::Value QuantMatmul(const Napi::CallbackInfo& info) {
+  constexpr const char* what = "quantMatmul";
+  Napi::Env env = info.Env();
+  return Guard(env, what, [&]() -> Napi::Value {
+    ExpectArgs(info, 5, what);
+    // Repacked before x and out are read: reading them runs no JS, so the layer arrays the
+    // repack reads in place cannot change under it.
+    const std::shared_ptr<quant::QuantModel> model = BuildQuantModel(env, info[0], info[1]);
+    const PredictArgs a = ReadPredictArgs(info, model->inputs(), model->outputs(), what, 2);
+    PredictInto(*model, a);
+    return env.Undefined();
+  });
+}
 
 Napi::Function QuantModelWrap::DefineClass(Napi::Env env) {
   return ObjectWrap<QuantModelWrap>::DefineClass(env, "QuantModel",
@@ -142,22 +177,7 @@ QuantModelWrap::QuantModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
   std::shared_ptr<quant::QuantModel> model;
   Guard(env, "QuantModel", [&] {
     ExpectArgs(info, 2, "QuantModel");
-    if (!info[0].IsObject()) throw TypeError(env, "QuantModel: config must be an object, got " + Describe(info[0]));
-    const Napi::Object c = info[0].As<Napi::Object>();
-    const EncodingSpec enc = ReadEncodingSpec(c, "QuantModel: config");
-    const int mode = CodeArg(c.Get("activations"), "QuantModel", "config.activations", "an activations-mode", 2);
-    if (!info[1].IsArray()) throw TypeError(env, "QuantModel: layers must be an array, got " + Describe(info[1]));
-    const Napi::Array layers = info[1].As<Napi::Array>();
-    // The length is read once: a getter may change the array while its layers are read.
-    const std::uint32_t count = layers.Length();
-    if (count == 0 || count > kMaxQuantLayers) {
-      throw RangeError(env, "QuantModel: layers must hold 1 to " + std::to_string(kMaxQuantLayers) + " layers, got " + std::to_string(count));
-    }
-    std::vector<LayerRead> reads(count);
-    for (std::uint32_t i = 0; i < count; ++i) reads[i].Read(layers.Get(i), i);
-    std::vector<quant::QuantLayerSource> sources;
-    for (const LayerRead& r : reads) sources.push_back(r.Source());
-    model = std::make_shared<quant::QuantModel>(enc, sources, static_cast<quant::ActMode>(mode));
+    model = BuildQuantModel(env, info[0], info[1]);
   });
   // The repacked size, as a read-only data property (see ModelWrap).
   info.This().As<Napi::Object>().DefineProperty(

@@ -28,4 +28,9 @@ class QuantModelWrap final : public Napi::ObjectWrap<QuantModelWrap> {
   PredictorHandle<quant::QuantModel> handle_;
 };
 
+// quantMatmul(config, layers, x, batch, out): the model of new QuantModel(config, layers) made,
+// run once into out and freed within the call (lib/quant/qmatmul.ts). No JS object per call,
+// so a loop of calls that never yields to the event loop leaves nothing for finalizers.
+Napi::Value QuantMatmul(const Napi::CallbackInfo& info);
+
 }  // namespace mlpkit::addon
