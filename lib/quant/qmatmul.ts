@@ -3,7 +3,7 @@
 // bare product). Each call checks the layer and, on the native backend, repacks it into a
 // one-layer model that lives only inside the addon call (quantMatmul); a caller that runs the
 // same layer many times makes that model once with QuantizedMlp.fromLayers([layer])
-// (bench/qmatmul.mjs: 6.6-30x faster per call at batch 1).
+// (bench/qmatmul.mjs: 4.9-33x faster per call at batch 1).
 
 import type { BackendChoice } from '../backend/index.js';
 import { BACKEND_CHOICES } from '../backend/index.js';
